@@ -1,0 +1,90 @@
+"""FastAPI assembly: routers, problem+json handlers, request ids, background maintenance."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import Engine, text
+
+from prevenance import __version__
+from prevenance.common.clock import Clock, SystemClock
+from prevenance.common.deps import new_key_cache
+from prevenance.common.ids import new_id
+from prevenance.common.problems import install_problem_handlers
+from prevenance.customers.api import router as members_router
+from prevenance.db import make_engine, read_session
+from prevenance.loyalty.api import router as loyalty_router
+from prevenance.settings import Settings, get_settings
+from prevenance.worker import Maintenance
+
+log = structlog.get_logger()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    clock: Clock | None = None,
+    background: bool = False,
+) -> FastAPI:
+    """Build the application; tests pass their own engine and clock."""
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    clock = clock or SystemClock()
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = Maintenance(engine=engine, clock=clock, stop=stop) if background else None
+        if worker:
+            worker.start()
+        yield
+        stop.set()
+        if worker:
+            worker.join(timeout=5)
+
+    app = FastAPI(
+        title="Prévenance",
+        version=__version__,
+        description="Rewards ledger, service desk, voice of the customer and offers on one customer record.",
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.clock = clock
+    app.state.settings = settings
+    app.state.key_cache = new_key_cache()
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request.headers.get("x-request-id") or new_id("req")
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        try:
+            response = await call_next(request)
+        finally:
+            structlog.contextvars.clear_contextvars()
+        response.headers["X-Request-Id"] = rid
+        return response
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, object]:
+        """Liveness and database reachability; needs no key."""
+        try:
+            with read_session(engine) as session:
+                session.execute(text("SELECT 1"))
+            database = "ok"
+        except Exception as error:  # a health probe reports, it does not raise
+            database = f"error: {type(error).__name__}"
+        return {
+            "status": "ok" if database == "ok" else "degraded",
+            "database": database,
+            "version": __version__,
+        }
+
+    app.include_router(members_router)
+    app.include_router(loyalty_router)
+    return app

@@ -1,0 +1,87 @@
+"""``prevenance``: the Typer root. Each domain mounts its own sub-app."""
+
+from __future__ import annotations
+
+import typer
+
+from prevenance.common.auth import create_key
+from prevenance.common.clock import SystemClock
+from prevenance.db import make_engine, unit_of_work
+from prevenance.demo.cli import app as demo_app
+from prevenance.loyalty.cli import ingest_app, ledger_app, partners_app
+from prevenance.settings import get_settings
+
+app = typer.Typer(
+    help="Prévenance: rewards, service, voice of the customer and offers.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(partners_app, name="partners")
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(demo_app, name="demo")
+
+
+def engine_from_settings():  # type: ignore[no-untyped-def]
+    settings = get_settings()
+    return make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Alembic revision")) -> None:
+    """Migrate the schema and install the shipped programme if none is installed."""
+    from prevenance.loyalty import programme
+    from prevenance.migrate import upgrade
+
+    engine = engine_from_settings()
+    upgrade(engine, revision)
+    with unit_of_work(engine) as session:
+        installed = programme.install_default_if_missing(session, now=SystemClock().now())
+    typer.echo(f"schema at {revision}; programme {'installed' if installed else 'already present'}")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: str = typer.Option(..., help="admin, marketing, supervisor, agent, concierge, member, integrator"),
+    name: str = typer.Option(..., help="who or what uses the key"),
+    member_ref: str | None = typer.Option(None, help="for a member key: the member it acts for"),
+) -> None:
+    """Create an API key; the key is printed alone on the last line (it is stored hashed)."""
+    from prevenance.common.problems import PrevenanceError
+
+    engine = engine_from_settings()
+    try:
+        with unit_of_work(engine) as session:
+            row, secret = create_key(
+                session, role=role, name=name, member_ref=member_ref, now=SystemClock().now()
+            )
+    except PrevenanceError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"created key {row.id} ({row.role}) for {row.name}")
+    typer.echo(secret)
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8000, help="TCP port"),
+    workers: int = typer.Option(1, help="uvicorn worker processes"),
+) -> None:
+    """Serve the REST API (OpenAPI UI at /docs)."""
+    import uvicorn
+
+    from prevenance.logging import configure
+
+    configure(json=get_settings().log_json)
+    uvicorn.run("prevenance.asgi:app", host=host, port=port, workers=workers, log_level="info")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

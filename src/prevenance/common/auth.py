@@ -1,0 +1,91 @@
+"""API keys with roles. Keys are 256-bit random secrets, so a SHA-256 of the key is a safe and fast
+lookup value (a slow password hash is for the low-entropy passwords of console users)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from prevenance.common.base import Base, UtcDateTime
+from prevenance.common.ids import new_id, new_secret
+from prevenance.common.problems import InvalidInput
+
+
+class Role(StrEnum):
+    """Who a key acts for; each route lists the roles it admits (admin is always admitted)."""
+
+    ADMIN = "admin"
+    MARKETING = "marketing"
+    SUPERVISOR = "supervisor"
+    AGENT = "agent"
+    CONCIERGE = "concierge"
+    MEMBER = "member"
+    INTEGRATOR = "integrator"
+
+
+class ApiKey(Base):
+    """A stored key: only its hash and a short prefix to recognise it in a list."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    member_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request."""
+
+    key_id: str
+    name: str
+    role: Role
+    member_ref: str | None = None
+
+
+def hash_key(secret: str) -> str:
+    """The stored form of a key."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(
+    session: Session, *, role: str, name: str, now: datetime, member_ref: str | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret (shown once, never stored)."""
+    try:
+        parsed = Role(role)
+    except ValueError:
+        raise InvalidInput(f"unknown role {role!r}; one of {', '.join(r.value for r in Role)}", field="role")
+    if parsed is Role.MEMBER and not member_ref:
+        raise InvalidInput("a member key needs the member it acts for", field="member_ref")
+    secret = new_secret()
+    row = ApiKey(
+        id=new_id("key"),
+        name=name,
+        role=parsed.value,
+        key_hash=hash_key(secret),
+        prefix=secret[:10],
+        member_ref=member_ref,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row, secret
+
+
+def authenticate(session: Session, secret: str) -> Principal | None:
+    """The principal of a presented key, or None when unknown or revoked."""
+    row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(secret))).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return Principal(key_id=row.id, name=row.name, role=Role(row.role), member_ref=row.member_ref)

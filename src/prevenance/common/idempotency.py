@@ -1,0 +1,70 @@
+"""Caller keys that make every write safe to retry.
+
+A use case first *claims* its key inside its own transaction. If the key is already there with the
+same body fingerprint, the stored response is replayed; with another body, 409. Two concurrent
+requests with one key both try to insert the claim: on PostgreSQL the second blocks on the primary
+key until the first commits, then fails with a unique violation and is re-run by
+``run_in_transaction``, which now finds the stored response. On SQLite writers are serialised by
+``BEGIN IMMEDIATE``, so the second simply finds the claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Integer, String
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from prevenance.common.base import Base, UtcDateTime
+from prevenance.common.problems import IdempotencyConflict
+
+
+class IdempotencyKey(Base):
+    """One row per (scope, caller key): the body fingerprint and the response first given."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a write answered: replayed byte for byte when its key comes again."""
+
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def run_idempotent(
+    session: Session,
+    *,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    now: datetime,
+    produce: Callable[[], Outcome],
+) -> Outcome:
+    """Replay the stored outcome of ``key``, or claim it, produce the outcome and store it."""
+    existing = session.get(IdempotencyKey, (scope, key))
+    if existing is not None:
+        if existing.fingerprint != fingerprint:
+            raise IdempotencyConflict(
+                f"{scope} key {key!r} was already used with a different body", field="id"
+            )
+        return Outcome(existing.status_code, existing.response or {}, replayed=True)
+    claim = IdempotencyKey(scope=scope, key=key, fingerprint=fingerprint, status_code=0, created_at=now)
+    session.add(claim)
+    session.flush()
+    outcome = produce()
+    claim.status_code = outcome.status_code
+    claim.response = outcome.body
+    return outcome

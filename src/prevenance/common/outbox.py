@@ -1,0 +1,62 @@
+"""Transactional outbox: events are written in the transaction that caused them.
+
+A relay delivers them afterwards, at least once, to in-process handlers (and, when configured, to
+the message stream). Every event has a unique ``event_id`` so consumers can deduplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from prevenance.common.base import Base, UtcDateTime
+from prevenance.common.ids import new_id
+
+Handler = Callable[[Session, "OutboxEvent"], None]
+
+
+class OutboxEvent(Base):
+    """A domain event waiting for (or past) delivery."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(80))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+def emit(session: Session, *, type: str, payload: dict[str, Any], now: datetime) -> OutboxEvent:
+    """Record an event in the caller's transaction (delivered only if that transaction commits)."""
+    event = OutboxEvent(event_id=new_id("evt"), type=type, payload=payload, occurred_at=now)
+    session.add(event)
+    return event
+
+
+def deliver_pending(
+    session: Session, *, handlers: dict[str, list[Handler]], now: datetime, limit: int = 500
+) -> int:
+    """Hand pending events to their in-process handlers and mark them delivered; returns the count.
+
+    Handlers run in the same transaction as the ``delivered_at`` mark, so a crash re-delivers the
+    event and the handler's own idempotency absorbs the repeat.
+    """
+    events = session.scalars(
+        select(OutboxEvent)
+        .where(OutboxEvent.delivered_at.is_(None))
+        .order_by(OutboxEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for event in events:
+        for handler in handlers.get(event.type, []) + handlers.get("*", []):
+            handler(session, event)
+        event.delivered_at = now
+    return len(events)

@@ -1,0 +1,151 @@
+"""RFC 9457 problem details: one error hierarchy, one mapping to HTTP.
+
+Every domain error derives from ``PrevenanceError`` and carries a stable ``type`` slug, an HTTP
+status and, when one field is to blame, its name. The API and the console share the handlers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_BASE = "https://prevenance.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+class PrevenanceError(Exception):
+    """A refusal the caller can understand: maps to one problem response."""
+
+    type_slug: ClassVar[str] = "error"
+    title: ClassVar[str] = "Request refused"
+    status: ClassVar[int] = 400
+
+    def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.type_slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.field:
+            body["field"] = self.field
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(PrevenanceError):
+    """The payload is well-formed JSON but cannot be accepted."""
+
+    type_slug = "invalid-input"
+    title = "Invalid input"
+    status = 422
+
+
+class NotFound(PrevenanceError):
+    """The resource named in the path does not exist."""
+
+    type_slug = "not-found"
+    title = "Resource not found"
+    status = 404
+
+
+class Conflict(PrevenanceError):
+    """The request conflicts with the current state."""
+
+    type_slug = "conflict"
+    title = "Conflict with the current state"
+    status = 409
+
+
+class IdempotencyConflict(Conflict):
+    """The idempotency key was already used with another body."""
+
+    type_slug = "idempotency-key-reused"
+    title = "Idempotency key reused with a different body"
+
+
+class Unauthenticated(PrevenanceError):
+    type_slug = "unauthenticated"
+    title = "Authentication required"
+    status = 401
+
+
+class Forbidden(PrevenanceError):
+    type_slug = "forbidden"
+    title = "Not allowed for this role"
+    status = 403
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON response with the problem media type."""
+    return JSONResponse(body, status_code=int(body["status"]), media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) if parts else ".".join(str(p) for p in loc)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map every error the app can raise to ``application/problem+json``."""
+
+    @app.exception_handler(PrevenanceError)
+    async def _domain_error(request: Request, error: PrevenanceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return problem_response(error.to_problem(request.url.path), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _field_of(e.get("loc", ())), "message": str(e.get("msg", "")), "type": e.get("type")}
+            for e in error.errors()
+        ]
+        first = errors[0] if errors else {"field": None, "message": "invalid request"}
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + "invalid-input",
+            "title": "Invalid input",
+            "status": 422,
+            "detail": f"{first['field']}: {first['message']}" if first["field"] else first["message"],
+            "instance": request.url.path,
+            "field": first["field"],
+            "errors": errors,
+        }
+        return problem_response(body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated", 403: "forbidden"}
+        body = {
+            "type": PROBLEM_BASE + slug.get(error.status_code, "http-error"),
+            "title": str(error.detail) if error.detail else "HTTP error",
+            "status": error.status_code,
+            "detail": str(error.detail),
+            "instance": request.url.path,
+        }
+        return problem_response(body, dict(error.headers) if error.headers else None)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        body = {
+            "type": PROBLEM_BASE + "internal-error",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "an unexpected error occurred; it has been logged",
+            "instance": request.url.path,
+        }
+        import structlog
+
+        structlog.get_logger().exception("unhandled_error", path=request.url.path)
+        return problem_response(body)

@@ -1,0 +1,1 @@
+"""The one customer record: members, their card product and tier, language and country."""

@@ -1,0 +1,32 @@
+"""Wire models of the customer record."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MemberPut(BaseModel):
+    """Body of ``PUT /v1/members/{ref}``: the whole record (PUT replaces)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(min_length=3, max_length=254)
+    language: str = Field(description="fr or en")
+    country: str = Field(description="ISO 3166-1 alpha-2")
+    product: str = Field(min_length=1, max_length=40)
+
+
+class MemberRead(BaseModel):
+    ref: str
+    name: str
+    email: str
+    language: str
+    country: str
+    product: str
+    tier: str
+    premium: bool
+    created_at: datetime
+    updated_at: datetime

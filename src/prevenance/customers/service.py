@@ -1,0 +1,103 @@
+"""Use cases of the customer record. Never commits: the caller's unit of work does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from prevenance.common.problems import InvalidInput
+from prevenance.customers import repository, rules
+from prevenance.customers.errors import UnknownMember, UnknownMemberInBody, UnknownProduct
+from prevenance.customers.tables import Member, Product
+
+
+@dataclass(frozen=True)
+class MemberData:
+    """The fields a caller sets on a member."""
+
+    name: str
+    email: str
+    language: str
+    country: str
+    product: str
+
+
+def validate(data: MemberData, *, session: Session) -> MemberData:
+    """Check and normalise member data; raise ``InvalidInput`` naming the field at fault."""
+    if data.language not in rules.LANGUAGES:
+        raise InvalidInput("language must be 'fr' or 'en'", field="language")
+    country = rules.normalise_country(data.country)
+    if country is None:
+        raise InvalidInput(f"{data.country!r} is not an ISO 3166-1 alpha-2 country code", field="country")
+    if not rules.is_valid_email(data.email):
+        raise InvalidInput("email is not a valid address", field="email")
+    if not data.name.strip():
+        raise InvalidInput("name must not be blank", field="name")
+    if repository.product(session, data.product) is None:
+        raise UnknownProduct(f"unknown card product {data.product!r}", field="product")
+    return MemberData(data.name.strip(), data.email.strip(), data.language, country, data.product)
+
+
+def upsert(session: Session, *, ref: str, data: MemberData, now: datetime) -> tuple[Member, bool]:
+    """Create or replace a member; returns it and whether it was created."""
+    if not rules.is_valid_ref(ref):
+        raise InvalidInput("member ref must be 1-64 characters [A-Za-z0-9._:-]", field="ref")
+    clean = validate(data, session=session)
+    member = repository.member_by_ref(session, ref, for_update=True)
+    created = member is None
+    if member is None:
+        member = Member(ref=ref, created_at=now)
+        session.add(member)
+    member.name, member.email, member.language = clean.name, clean.email, clean.language
+    member.country, member.product, member.updated_at = clean.country, clean.product, now
+    session.flush()
+    return member, created
+
+
+def get(session: Session, *, ref: str) -> Member | None:
+    """The member with this reference, or None."""
+    return repository.member_by_ref(session, ref)
+
+
+def get_or_raise(session: Session, *, ref: str, for_update: bool = False) -> Member:
+    """The member with this reference; 404 when unknown (the reference was in the path)."""
+    member = repository.member_by_ref(session, ref, for_update=for_update)
+    if member is None:
+        raise UnknownMember(f"no member with ref {ref!r}", field="ref")
+    return member
+
+
+def get_for_body_or_raise(session: Session, *, ref: str, field: str) -> Member:
+    """The member a request body names; 422 when unknown (the body cannot be accepted)."""
+    member = repository.member_by_ref(session, ref)
+    if member is None:
+        raise UnknownMemberInBody(f"no member with ref {ref!r}", field=field)
+    return member
+
+
+def get_by_id(session: Session, *, member_id: int) -> Member | None:
+    """The member with this internal id, or None."""
+    return repository.member_by_id(session, member_id)
+
+
+def product_of(session: Session, *, code: str) -> Product | None:
+    """The card product with this code, or None."""
+    return repository.product(session, code)
+
+
+def list_products(session: Session) -> list[Product]:
+    """Every card product."""
+    return repository.products(session)
+
+
+def sync_products(session: Session, *, products: list[tuple[str, str, str, bool]]) -> None:
+    """Create or update card products (code, name, tier, premium) from the programme file."""
+    for code, name, tier, premium in products:
+        row = repository.product(session, code)
+        if row is None:
+            session.add(Product(code=code, name=name, tier=tier, premium=premium))
+        else:
+            row.name, row.tier, row.premium = name, tier, premium
+    session.flush()

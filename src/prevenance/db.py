@@ -1,0 +1,107 @@
+"""Engine, unit of work and the SQLite pragmas that make SQLite a safe embedded store.
+
+Writes on SQLite start with ``BEGIN IMMEDIATE``: the write lock is taken before the first read, so a
+check-then-write (balance, stock, e-code pool) can never interleave with another writer. On
+PostgreSQL the same code relies on row locks taken by conditional ``UPDATE … RETURNING`` and
+``SELECT … FOR UPDATE``; a unique violation or serialisation failure re-runs the whole use case,
+which then finds the committed result (idempotency) instead of writing twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+
+_READ_ONLY = "prevenance_read_only"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """True when the engine talks to SQLite (the embedded default)."""
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 20) -> Engine:
+    """Create an engine with the pragmas and transaction mode each backend needs."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event, not the driver, decide how transactions start.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            if ":memory:" not in url and url != "sqlite://":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            if conn.get_execution_options().get(_READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that never expire loaded objects on commit (responses are built after it)."""
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Session]:
+    """One database transaction: commit once at the end, roll back on any error."""
+    with Session(bind=engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A read-only transaction (plain ``BEGIN`` on SQLite, so readers never block writers)."""
+    bind = engine.execution_options(**{_READ_ONLY: True})
+    with Session(bind=bind, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def _is_retryable(error: DBAPIError) -> bool:
+    if isinstance(error, IntegrityError):
+        return True
+    code = getattr(getattr(error, "orig", None), "sqlstate", None)
+    if code in {"40001", "40P01"}:  # serialization_failure, deadlock_detected
+        return True
+    return isinstance(error, OperationalError) and "database is locked" in str(error)
+
+
+def run_in_transaction(engine: Engine, use_case: Callable[[Session], T], *, attempts: int = 5) -> T:
+    """Run a use case in one transaction; re-run it when a concurrent writer won a race.
+
+    A use case starts by claiming its idempotency key, so the re-run finds the winner's committed
+    result and replays it rather than writing a second time.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with unit_of_work(engine) as session:
+                return use_case(session)
+        except DBAPIError as error:
+            if attempt == attempts or not _is_retryable(error):
+                raise
+            time.sleep(0.005 * attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,1 @@
+"""The rewards programme: earn rules, the double-entry points ledger, redemptions, referral."""

@@ -1,0 +1,309 @@
+"""REST routes of the rewards programme."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
+from fastapi.responses import JSONResponse
+
+from prevenance.common.auth import Principal, Role
+from prevenance.common.deps import Admin, AppClock, DbEngine, Reader, ensure_member_scope, require
+from prevenance.common.idempotency import Outcome
+from prevenance.common.problems import PROBLEM_JSON, InvalidInput
+from prevenance.db import read_session, run_in_transaction
+from prevenance.loyalty import ledger, programme, service
+from prevenance.loyalty.errors import LedgerBroken
+from prevenance.loyalty.schemas import (
+    AuditRead,
+    BalanceRead,
+    CatalogueItemPut,
+    CatalogueItemRead,
+    ECodesLoad,
+    ECodesLoaded,
+    FxRatePut,
+    MovementsPage,
+    PartnerPut,
+    PartnerRead,
+    ProgrammeRead,
+    RedemptionCreate,
+    RedemptionRead,
+    ReferralCreate,
+    ReferralRead,
+    RefundCreate,
+    RefundRead,
+    TransactionCreate,
+    TransactionRead,
+)
+
+router = APIRouter(prefix="/v1", tags=["rewards"])
+
+Integrator = Annotated[Principal, Depends(require(Role.INTEGRATOR))]
+Marketing = Annotated[Principal, Depends(require(Role.MARKETING))]
+Redeemer = Annotated[Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.MEMBER, Role.INTEGRATOR))]
+HoldResolver = Annotated[Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.INTEGRATOR))]
+Referrer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.MEMBER, Role.INTEGRATOR))]
+Ref = Annotated[str, Path(min_length=1, max_length=200)]
+CONFLICT = {409: {"description": "Conflict", "content": {PROBLEM_JSON: {}}}}
+INVALID = {422: {"description": "Invalid input", "content": {PROBLEM_JSON: {}}}}
+
+
+def _respond(outcome: Outcome) -> JSONResponse:
+    media = PROBLEM_JSON if outcome.status_code >= 400 else "application/json"
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return JSONResponse(outcome.body, status_code=outcome.status_code, media_type=media, headers=headers)
+
+
+@router.post(
+    "/transactions", status_code=201, response_model=TransactionRead, responses={**CONFLICT, **INVALID}
+)
+def post_transaction(
+    body: TransactionCreate, engine: DbEngine, clock: AppClock, _: Integrator
+) -> JSONResponse:
+    """Earn points for a card transaction. The same ``id`` and body replay the first answer."""
+    tx = service.TransactionInput(**body.model_dump())
+    return _respond(
+        run_in_transaction(engine, lambda s: service.record_transaction(s, tx=tx, now=clock.now()))
+    )
+
+
+@router.post(
+    "/transactions/{id}/refunds",
+    status_code=201,
+    response_model=RefundRead,
+    responses={**CONFLICT, **INVALID},
+)
+def post_refund(
+    id: Ref, body: RefundCreate, engine: DbEngine, clock: AppClock, _: Integrator
+) -> JSONResponse:
+    """Refund part or all of a transaction; the points follow the remaining amount."""
+    return _respond(
+        run_in_transaction(
+            engine,
+            lambda s: service.refund_transaction(
+                s, transaction_id=id, refund_id=body.id, amount=body.amount, now=clock.now()
+            ),
+        )
+    )
+
+
+@router.get("/members/{ref}/balance", response_model=BalanceRead)
+def get_balance(ref: Ref, engine: DbEngine, principal: Reader) -> dict[str, Any]:
+    """Points and miles of a member."""
+    ensure_member_scope(principal, ref)
+    with read_session(engine) as session:
+        return service.get_balance(session, member_ref=ref)
+
+
+@router.get("/members/{ref}/movements", response_model=MovementsPage)
+def get_movements(
+    ref: Ref,
+    engine: DbEngine,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """The member's movements, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
+    ensure_member_scope(principal, ref)
+    with read_session(engine) as session:
+        return service.list_movements(session, member_ref=ref, limit=limit, cursor=cursor)
+
+
+@router.put(
+    "/catalogue/{sku}", response_model=CatalogueItemRead, responses={201: {"model": CatalogueItemRead}}
+)
+def put_catalogue_item(
+    sku: Ref, body: CatalogueItemPut, engine: DbEngine, clock: AppClock, _: Marketing, response: Response
+) -> CatalogueItemRead:
+    """Create (201) or replace (200) a catalogue item."""
+
+    def use_case(session: Any) -> tuple[CatalogueItemRead, bool]:
+        item, created = service.put_catalogue_item(session, sku=sku, now=clock.now(), **body.model_dump())
+        return CatalogueItemRead(sku=item.sku, name=item.name, points=item.points, stock=item.stock), created
+
+    read, created = run_in_transaction(engine, use_case)
+    response.status_code = 201 if created else 200
+    return read
+
+
+@router.get("/catalogue", response_model=list[CatalogueItemRead])
+def get_catalogue(engine: DbEngine, _: Reader) -> list[CatalogueItemRead]:
+    """Every catalogue item with its price in points and its stock."""
+    with read_session(engine) as session:
+        return [
+            CatalogueItemRead(sku=i.sku, name=i.name, points=i.points, stock=i.stock)
+            for i in service.list_catalogue(session)
+        ]
+
+
+def _partner_read(partner: Any) -> PartnerRead:
+    return PartnerRead(
+        code=partner.code,
+        kind=partner.kind,
+        name=partner.name,
+        points_per_block=partner.points_per_block,
+        units_per_block=partner.units_per_block,
+    )
+
+
+@router.put("/partners/{code}", response_model=PartnerRead, responses={201: {"model": PartnerRead}})
+def put_partner(
+    code: Ref, body: PartnerPut, engine: DbEngine, clock: AppClock, _: Marketing, response: Response
+) -> PartnerRead:
+    """Create (201) or replace (200) a partner."""
+
+    def use_case(session: Any) -> tuple[PartnerRead, bool]:
+        partner, created = service.put_partner(session, code=code, now=clock.now(), **body.model_dump())
+        return _partner_read(partner), created
+
+    read, created = run_in_transaction(engine, use_case)
+    response.status_code = 201 if created else 200
+    return read
+
+
+@router.get("/partners", response_model=list[PartnerRead])
+def get_partners(engine: DbEngine, _: Reader) -> list[PartnerRead]:
+    """Every partner."""
+    with read_session(engine) as session:
+        return [_partner_read(p) for p in service.list_partners(session)]
+
+
+@router.post("/partners/{code}/ecodes", status_code=201, response_model=ECodesLoaded)
+def post_ecodes(
+    code: Ref, body: ECodesLoad, engine: DbEngine, clock: AppClock, _: Marketing
+) -> dict[str, Any]:
+    """Load codes into a partner's pool (codes already loaded are skipped)."""
+    return run_in_transaction(
+        engine,
+        lambda s: service.load_ecodes(
+            s, partner_code=code, points=body.points, codes=body.codes, now=clock.now()
+        ),
+    )
+
+
+@router.post(
+    "/members/{ref}/redemptions",
+    status_code=201,
+    response_model=RedemptionRead,
+    responses={**CONFLICT, **INVALID},
+)
+def post_redemption(
+    ref: Ref,
+    body: Annotated[RedemptionCreate, Body()],
+    engine: DbEngine,
+    clock: AppClock,
+    principal: Redeemer,
+) -> JSONResponse:
+    """Use points. ``kind`` is catalogue, ecode, transfer or travel (held until confirmed)."""
+    ensure_member_scope(principal, ref)
+    request = body.model_dump()
+    return _respond(
+        run_in_transaction(
+            engine, lambda s: service.redeem(s, member_ref=ref, request=request, now=clock.now())
+        )
+    )
+
+
+@router.get("/redemptions/{id}", response_model=RedemptionRead)
+def get_redemption(id: Ref, engine: DbEngine, principal: Reader) -> dict[str, Any]:
+    """A redemption and its status."""
+    with read_session(engine) as session:
+        body = service.get_redemption(session, redemption_id=id)
+    ensure_member_scope(principal, body["member_ref"])
+    return body
+
+
+@router.post("/redemptions/{id}/confirm", response_model=RedemptionRead, responses=CONFLICT)
+def confirm_redemption(id: Ref, engine: DbEngine, clock: AppClock, _: HoldResolver) -> JSONResponse:
+    """Post held travel points once the booking is confirmed."""
+    return _respond(
+        run_in_transaction(
+            engine, lambda s: service.resolve_hold(s, redemption_id=id, action="confirm", now=clock.now())
+        )
+    )
+
+
+@router.post("/redemptions/{id}/void", response_model=RedemptionRead, responses=CONFLICT)
+def void_redemption(id: Ref, engine: DbEngine, clock: AppClock, _: HoldResolver) -> JSONResponse:
+    """Release held travel points (booking abandoned)."""
+    return _respond(
+        run_in_transaction(
+            engine, lambda s: service.resolve_hold(s, redemption_id=id, action="void", now=clock.now())
+        )
+    )
+
+
+@router.post("/referrals", status_code=201, response_model=ReferralRead, responses=INVALID)
+def post_referral(
+    body: ReferralCreate,
+    engine: DbEngine,
+    clock: AppClock,
+    principal: Referrer,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Record a referral; the referrer's bonus is credited at the referee's first transaction."""
+    ensure_member_scope(principal, body.referrer_ref)
+    return _respond(
+        run_in_transaction(
+            engine,
+            lambda s: service.create_referral(
+                s,
+                referrer_ref=body.referrer_ref,
+                referee_ref=body.referee_ref,
+                key=idempotency_key,
+                now=clock.now(),
+            ),
+        )
+    )
+
+
+@router.get("/ledger/audit", response_model=AuditRead, responses={500: {"content": {PROBLEM_JSON: {}}}})
+def get_audit(engine: DbEngine, _: Admin) -> dict[str, Any]:
+    """Prove the ledger's invariants; a broken one answers 500 with the failing checks."""
+    with read_session(engine) as session:
+        report = ledger.audit(session)
+    if not report["ok"]:
+        failed = [c["name"] for c in report["checks"] if not c["ok"]]
+        raise LedgerBroken("ledger invariants broken: " + ", ".join(failed), report=report)
+    return report
+
+
+@router.get("/programme", response_model=ProgrammeRead)
+def get_programme(engine: DbEngine, _: Reader) -> ProgrammeRead:
+    """The programme document in force."""
+    with read_session(engine) as session:
+        found = programme.current_document(session)
+    if found is None:
+        raise InvalidInput("no programme installed")
+    return ProgrammeRead(version=found[0], document=found[1])
+
+
+@router.put("/programme", response_model=ProgrammeRead, responses=INVALID)
+def put_programme(
+    document: Annotated[dict[str, Any], Body()], engine: DbEngine, clock: AppClock, principal: Admin
+) -> ProgrammeRead:
+    """Replace the programme (a new version; earlier transactions keep the rules they earned under)."""
+    version, _ = run_in_transaction(
+        engine, lambda s: programme.install(s, document=document, now=clock.now(), by=principal.name)
+    )
+    return ProgrammeRead(version=version, document=document)
+
+
+@router.put("/programme/fx-rates/{currency}", response_model=ProgrammeRead, responses=INVALID)
+def put_fx_rate(
+    currency: Annotated[str, Path(pattern="^[A-Z]{3}$")],
+    body: FxRatePut,
+    engine: DbEngine,
+    clock: AppClock,
+    principal: Admin,
+) -> ProgrammeRead:
+    """Set the euro rate of a currency (a new programme version; the rate used is kept per transaction)."""
+
+    def use_case(session: Any) -> ProgrammeRead:
+        found = programme.current_document(session)
+        assert found is not None
+        document = {**found[1], "fx_rates": {**found[1].get("fx_rates", {}), currency: body.rate}}
+        version, _ = programme.install(session, document=document, now=clock.now(), by=principal.name)
+        return ProgrammeRead(version=version, document=document)
+
+    return run_in_transaction(engine, use_case)

@@ -1,0 +1,353 @@
+"""The double-entry ledger: accounts, postings, and the audit that proves the invariants.
+
+Integers only, append-only. A posting moves ``amount`` from the debit account to the credit
+account. A member's balance is the sum of its credits minus its debits; it is also kept on the
+account row and in ``balance_after`` of each posting, and the audit proves the three agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from prevenance.loyalty.errors import InsufficientPoints
+from prevenance.loyalty.tables import Account, Posting
+
+# Why a posting was made; every posting names one.
+REASONS = (
+    "earn",
+    "refund",
+    "referral",
+    "redemption_catalogue",
+    "redemption_ecode",
+    "redemption_transfer",
+    "travel_hold",
+    "travel_confirm",
+    "travel_void",
+    "travel_hold_expired",
+)
+SPENDING_REASONS = ("redemption_catalogue", "redemption_ecode", "redemption_transfer", "travel_hold")
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """Enough of an account to post to it."""
+
+    id: int
+    unit: str
+    member_id: int | None
+    tracks_balance: bool
+
+
+@dataclass(frozen=True)
+class PostingResult:
+    posting_id: int
+    balance_after: int | None
+
+
+def _insert_ignore(session: Session, values: dict[str, Any]) -> None:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        pg = postgresql.insert(Account).values(**values).on_conflict_do_nothing()
+        session.execute(pg)
+    else:
+        lite = sqlite.insert(Account).values(**values).on_conflict_do_nothing()
+        session.execute(lite)
+
+
+def _account(session: Session, code: str, *, unit: str, member_id: int | None) -> AccountRef:
+    row = session.execute(
+        select(Account.id, Account.unit, Account.member_id, Account.tracks_balance).where(
+            Account.code == code
+        )
+    ).first()
+    if row is None:
+        # Concurrent creators race on the unique code; the loser's insert is a no-op.
+        _insert_ignore(
+            session,
+            {
+                "code": code,
+                "unit": unit,
+                "member_id": member_id,
+                "tracks_balance": member_id is not None,
+                "balance": 0,
+            },
+        )
+        row = session.execute(
+            select(Account.id, Account.unit, Account.member_id, Account.tracks_balance).where(
+                Account.code == code
+            )
+        ).one()
+    return AccountRef(id=row[0], unit=row[1], member_id=row[2], tracks_balance=row[3])
+
+
+def member_account(session: Session, *, member_id: int, unit: str) -> AccountRef:
+    """The member's account in a unit (created on first use)."""
+    return _account(session, f"member:{member_id}:{unit}", unit=unit, member_id=member_id)
+
+
+def lock_member_accounts(session: Session, *, member_id: int) -> None:
+    """Take the row locks an earn would take on the member's accounts (no-op on SQLite)."""
+    for unit in ("points", "miles"):
+        member_account(session, member_id=member_id, unit=unit)
+    session.execute(select(Account.id).where(Account.member_id == member_id).with_for_update()).all()
+
+
+def system_account(session: Session, *, name: str, unit: str) -> AccountRef:
+    """A programme account: ``issuance``, ``catalogue``, ``ecode``, ``travel``, ``travel-escrow``."""
+    return _account(session, f"system:{name}:{unit}", unit=unit, member_id=None)
+
+
+def partner_account(session: Session, *, partner_code: str, unit: str) -> AccountRef:
+    """What the programme owes or has sent a partner, in a unit."""
+    return _account(session, f"partner:{partner_code}:{unit}", unit=unit, member_id=None)
+
+
+def post(
+    session: Session,
+    *,
+    debit: AccountRef,
+    credit: AccountRef,
+    amount: int,
+    reason: str,
+    reference: str,
+    key: str,
+    now: datetime,
+    require_funds: bool = False,
+) -> PostingResult:
+    """Move ``amount`` from ``debit`` to ``credit``; refuse to overdraw when ``require_funds``.
+
+    The member's balance is changed by a conditional ``UPDATE … RETURNING``: on PostgreSQL the row
+    lock it takes serialises concurrent spenders and the condition is re-checked on the newest row
+    version, so two redemptions can never both pass a check that only one could afford.
+    """
+    if amount <= 0:
+        raise ValueError("a posting moves a positive amount")
+    if debit.unit != credit.unit:
+        raise ValueError("a posting moves one unit")
+    if reason not in REASONS:
+        raise ValueError(f"unknown posting reason {reason!r}")
+    balance_after: int | None = None
+    member_id: int | None = None
+    if debit.tracks_balance:
+        statement = update(Account).where(Account.id == debit.id)
+        if require_funds:
+            statement = statement.where(Account.balance >= amount)
+        returned = session.execute(
+            statement.values(balance=Account.balance - amount).returning(Account.balance)
+        ).scalar_one_or_none()
+        if returned is None:
+            current = session.execute(select(Account.balance).where(Account.id == debit.id)).scalar_one()
+            raise InsufficientPoints(
+                f"{amount} {debit.unit} needed, {max(current, 0)} available",
+                field="points",
+                needed=amount,
+                available=max(current, 0),
+            )
+        balance_after, member_id = returned, debit.member_id
+    if credit.tracks_balance:
+        balance_after = session.execute(
+            update(Account)
+            .where(Account.id == credit.id)
+            .values(balance=Account.balance + amount)
+            .returning(Account.balance)
+        ).scalar_one()
+        member_id = credit.member_id
+    posting_id = session.execute(
+        insert(Posting)
+        .values(
+            idempotency_key=key,
+            debit_account_id=debit.id,
+            credit_account_id=credit.id,
+            amount=amount,
+            unit=debit.unit,
+            reason=reason,
+            reference=reference,
+            member_id=member_id,
+            balance_after=balance_after,
+            created_at=now,
+        )
+        .returning(Posting.id)
+    ).scalar_one()
+    return PostingResult(posting_id=posting_id, balance_after=balance_after)
+
+
+def balance_of(session: Session, *, member_id: int, unit: str) -> int:
+    """A member's balance in a unit (0 before any posting)."""
+    value = session.execute(
+        select(Account.balance).where(Account.member_id == member_id, Account.unit == unit)
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    failures: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "failures": self.failures[:20]}
+
+
+def _computed_balances(session: Session) -> Any:
+    credits = select(Posting.credit_account_id.label("account_id"), Posting.amount.label("delta"))
+    debits = select(Posting.debit_account_id.label("account_id"), (-Posting.amount).label("delta"))
+    movements = credits.union_all(debits).subquery()
+    return (
+        select(movements.c.account_id, func.sum(movements.c.delta).label("computed"))
+        .group_by(movements.c.account_id)
+        .subquery()
+    )
+
+
+def audit(session: Session) -> dict[str, Any]:
+    """Prove the ledger's invariants; every check lists its failures (empty when it holds)."""
+    checks: list[Check] = []
+    computed = _computed_balances(session)
+
+    # 1. Every posting moves one unit between accounts of that unit.
+    debit_acc = Account.__table__.alias("d")
+    credit_acc = Account.__table__.alias("c")
+    mixed = session.execute(
+        select(Posting.id, Posting.unit, debit_acc.c.unit, credit_acc.c.unit)
+        .join(debit_acc, debit_acc.c.id == Posting.debit_account_id)
+        .join(credit_acc, credit_acc.c.id == Posting.credit_account_id)
+        .where((debit_acc.c.unit != Posting.unit) | (credit_acc.c.unit != Posting.unit))
+        .limit(20)
+    ).all()
+    checks.append(
+        Check(
+            "postings_single_unit",
+            not mixed,
+            "each posting debits and credits accounts of its unit",
+            [{"posting_id": r[0]} for r in mixed],
+        )
+    )
+
+    # 2. Σ of all balances per unit is zero.
+    per_unit = session.execute(
+        select(Account.unit, func.coalesce(func.sum(computed.c.computed), 0))
+        .join(computed, computed.c.account_id == Account.id)
+        .group_by(Account.unit)
+    ).all()
+    totals = {unit: int(total) for unit, total in per_unit}
+    bad_units = [{"unit": u, "sum": t} for u, t in totals.items() if t != 0]
+    checks.append(Check("sum_per_unit_is_zero", not bad_units, "Σ postings per unit = 0", bad_units))
+
+    # 3. A member's kept balance equals the sum of its postings.
+    drift = session.execute(
+        select(Account.id, Account.code, Account.balance, func.coalesce(computed.c.computed, 0))
+        .outerjoin(computed, computed.c.account_id == Account.id)
+        .where(Account.tracks_balance.is_(True))
+        .where(Account.balance != func.coalesce(computed.c.computed, 0))
+        .limit(20)
+    ).all()
+    checks.append(
+        Check(
+            "member_balance_equals_postings",
+            not drift,
+            "kept balance = Σ postings",
+            [{"account": r[1], "kept": int(r[2]), "computed": int(r[3])} for r in drift],
+        )
+    )
+
+    # 4. Each posting's balance_after is the running sum of the member's postings (no lost update).
+    running = _running_balance_mismatches(session)
+    checks.append(Check("balance_after_is_running_sum", not running, "balance_after = running Σ", running))
+
+    # 5. Spending never overdraws; only a refund may leave a balance negative.
+    overdrawn = session.execute(
+        select(Posting.id, Posting.reason, Posting.balance_after)
+        .join(Account, and_(Account.id == Posting.debit_account_id, Account.tracks_balance.is_(True)))
+        .where(Posting.balance_after < 0, Posting.reason != "refund")
+        .limit(20)
+    ).all()
+    checks.append(
+        Check(
+            "no_overdraft_except_refund",
+            not overdrawn,
+            "spending never leaves a balance below 0",
+            [{"posting_id": r[0], "reason": r[1], "balance_after": int(r[2])} for r in overdrawn],
+        )
+    )
+
+    # 6. A card transaction holds exactly its earn minus its refund postings.
+    tx_mismatch = _transaction_mismatches(session)
+    checks.append(
+        Check(
+            "transaction_units_match_postings",
+            not tx_mismatch,
+            "units kept by a transaction = earn − refund postings",
+            tx_mismatch,
+        )
+    )
+
+    postings = session.execute(select(func.count()).select_from(Posting)).scalar_one()
+    accounts = session.execute(select(func.count()).select_from(Account)).scalar_one()
+    return {
+        "ok": all(c.ok for c in checks),
+        "postings": int(postings),
+        "accounts": int(accounts),
+        "issued": {unit: -int(total) for unit, total in _issuance_totals(session).items()},
+        "checks": [c.as_dict() for c in checks],
+    }
+
+
+_RUNNING_SQL = text(
+    """
+    SELECT id, balance_after, running FROM (
+      SELECT p.id AS id, p.balance_after AS balance_after,
+             SUM(CASE WHEN p.credit_account_id = a.id THEN p.amount ELSE -p.amount END)
+               OVER (PARTITION BY a.id ORDER BY p.id ROWS UNBOUNDED PRECEDING) AS running
+      FROM postings p
+      JOIN accounts a ON a.tracks_balance = :yes
+                     AND (a.id = p.credit_account_id OR a.id = p.debit_account_id)
+    ) AS chained
+    WHERE balance_after IS NULL OR balance_after <> running
+    LIMIT 20
+    """
+)
+
+_TRANSACTION_SQL = text(
+    """
+    SELECT t.id, t.units_current,
+           COALESCE(SUM(CASE WHEN p.reason = 'earn' THEN p.amount ELSE -p.amount END), 0) AS posted
+    FROM card_transactions t
+    LEFT JOIN postings p ON p.reference = t.id AND p.reason IN ('earn', 'refund')
+    GROUP BY t.id, t.units_current
+    HAVING t.units_current <> COALESCE(SUM(CASE WHEN p.reason = 'earn' THEN p.amount ELSE -p.amount END), 0)
+    LIMIT 20
+    """
+)
+
+
+def _running_balance_mismatches(session: Session) -> list[dict[str, Any]]:
+    rows = session.execute(_RUNNING_SQL, {"yes": True}).all()
+    return [{"posting_id": r[0], "balance_after": r[1], "running": int(r[2])} for r in rows]
+
+
+def _transaction_mismatches(session: Session) -> list[dict[str, Any]]:
+    rows = session.execute(_TRANSACTION_SQL).all()
+    return [{"transaction_id": r[0], "units_current": int(r[1]), "posted": int(r[2])} for r in rows]
+
+
+def _issuance_totals(session: Session) -> dict[str, int]:
+    """Net units each issuance account has put into circulation (negative balances)."""
+    computed = _computed_balances(session)
+    rows = session.execute(
+        select(Account.unit, func.coalesce(func.sum(computed.c.computed), 0))
+        .join(computed, computed.c.account_id == Account.id)
+        .where(Account.code.like("system:issuance:%"))
+        .group_by(Account.unit)
+    ).all()
+    return {unit: int(total) for unit, total in rows}

@@ -1,0 +1,87 @@
+"""The programme in force: stored as versioned JSON documents, parsed once per version."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from prevenance.common.ids import fingerprint
+from prevenance.customers import service as customers
+from prevenance.loyalty.errors import InvalidProgramme
+from prevenance.loyalty.rules import Programme, ProgrammeError, parse_programme
+from prevenance.loyalty.tables import ProgrammeVersion
+
+_parsed: dict[str, Programme] = {}
+_lock = threading.Lock()
+
+
+def default_document() -> dict[str, Any]:
+    """The programme file shipped with the package."""
+    text = resources.files("prevenance.loyalty").joinpath("default_programme.json").read_text("utf-8")
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+def current_document(session: Session) -> tuple[int, dict[str, Any], str] | None:
+    """The newest programme version: id, document and fingerprint."""
+    row = session.execute(
+        select(ProgrammeVersion.id, ProgrammeVersion.document, ProgrammeVersion.fingerprint)
+        .order_by(ProgrammeVersion.id.desc())
+        .limit(1)
+    ).first()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def current(session: Session) -> Programme:
+    """The programme in force (parsed once per version, then served from memory)."""
+    row = session.execute(
+        select(ProgrammeVersion.fingerprint).order_by(ProgrammeVersion.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    if row is None:
+        raise InvalidProgramme("no programme installed: run 'prevenance db upgrade'")
+    cached = _parsed.get(row)
+    if cached is not None:
+        return cached
+    found = current_document(session)
+    assert found is not None
+    parsed = parse_programme(found[1])
+    with _lock:
+        _parsed[found[2]] = parsed
+    return parsed
+
+
+def install(session: Session, *, document: dict[str, Any], now: datetime, by: str) -> tuple[int, bool]:
+    """Validate and store a programme version (a no-op when identical to the one in force).
+
+    Returns the version id and whether a new version was written. Card products named by the
+    programme are created or updated in the customer record.
+    """
+    try:
+        parsed = parse_programme(document)
+    except ProgrammeError as error:
+        raise InvalidProgramme(str(error), field=error.field or None)
+    digest = fingerprint(document)
+    latest = current_document(session)
+    if latest is not None and latest[2] == digest:
+        return latest[0], False
+    customers.sync_products(
+        session, products=[(p.code, p.name, p.tier, p.premium) for p in parsed.products.values()]
+    )
+    version = ProgrammeVersion(document=document, fingerprint=digest, created_at=now, created_by=by)
+    session.add(version)
+    session.flush()
+    return version.id, True
+
+
+def install_default_if_missing(session: Session, *, now: datetime) -> bool:
+    """Load the shipped programme file when no programme is installed yet."""
+    if current_document(session) is not None:
+        return False
+    install(session, document=default_document(), now=now, by="db upgrade")
+    return True

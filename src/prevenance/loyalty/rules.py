@@ -1,0 +1,226 @@
+"""The rules of the rewards programme, as plain functions over frozen values. No I/O.
+
+The programme is data (a JSON document an admin can replace); these functions read it.
+Points never expire: nothing here, or anywhere, takes points away with time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any
+
+UNITS = ("points", "miles")
+PARTNER_KINDS = ("airline", "hotel", "merchant")
+
+
+class ProgrammeError(ValueError):
+    """The programme document is not valid; ``field`` names the offending path."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class RuleViolation(ValueError):
+    """A request breaks a programme rule; ``field`` names the offending input."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ProductRule:
+    """How one card product earns."""
+
+    code: str
+    name: str
+    tier: str
+    premium: bool
+    unit: str
+    earn_per_euro: int
+    category_multipliers: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    referral_bonus: int = 5000
+    miles_partner: str | None = None
+
+    def units_per_euro(self, category: str) -> int:
+        """Units earned per whole euro for a category (the base rate times its multiplier)."""
+        return self.earn_per_euro * self.category_multipliers.get(category, 1)
+
+
+@dataclass(frozen=True)
+class Programme:
+    """A parsed programme document."""
+
+    name: str
+    products: Mapping[str, ProductRule]
+    fx_rates: Mapping[str, Decimal]
+    euro_per_point: Decimal
+    hold_minutes: int
+    minimum_earn: int
+
+
+def _positive_int(value: Any, path: str, *, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        raise ProgrammeError(f"{path} must be a {'non-negative' if allow_zero else 'positive'} integer", path)
+    return value
+
+
+def _positive_decimal(value: Any, path: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ProgrammeError(f"{path} must be a decimal string", path)
+    if not number.is_finite() or number <= 0:
+        raise ProgrammeError(f"{path} must be positive", path)
+    return number
+
+
+def parse_programme(document: Mapping[str, Any]) -> Programme:
+    """Validate a programme document and return its frozen form."""
+    if not isinstance(document, Mapping):
+        raise ProgrammeError("programme must be an object", "")
+    products_doc = document.get("products")
+    if not isinstance(products_doc, Mapping) or not products_doc:
+        raise ProgrammeError("products must be a non-empty object", "products")
+    products: dict[str, ProductRule] = {}
+    for code, spec in products_doc.items():
+        path = f"products.{code}"
+        if not isinstance(spec, Mapping):
+            raise ProgrammeError(f"{path} must be an object", path)
+        unit = spec.get("unit", "points")
+        if unit not in UNITS:
+            raise ProgrammeError(f"{path}.unit must be points or miles", f"{path}.unit")
+        multipliers = spec.get("category_multipliers", {}) or {}
+        if not isinstance(multipliers, Mapping):
+            raise ProgrammeError(
+                f"{path}.category_multipliers must be an object", f"{path}.category_multipliers"
+            )
+        parsed_multipliers = {
+            str(cat): _positive_int(mult, f"{path}.category_multipliers.{cat}")
+            for cat, mult in multipliers.items()
+        }
+        miles_partner = spec.get("miles_partner")
+        if unit == "miles" and not miles_partner:
+            raise ProgrammeError(
+                f"{path}.miles_partner is required for a miles product", f"{path}.miles_partner"
+            )
+        products[str(code)] = ProductRule(
+            code=str(code),
+            name=str(spec.get("name", code)),
+            tier=str(spec.get("tier", code)),
+            premium=bool(spec.get("premium", False)),
+            unit=unit,
+            earn_per_euro=_positive_int(spec.get("earn_per_euro", 1), f"{path}.earn_per_euro"),
+            category_multipliers=MappingProxyType(parsed_multipliers),
+            referral_bonus=_positive_int(
+                spec.get("referral_bonus", 5000), f"{path}.referral_bonus", allow_zero=True
+            ),
+            miles_partner=str(miles_partner) if miles_partner else None,
+        )
+    rates_doc = document.get("fx_rates", {}) or {}
+    if not isinstance(rates_doc, Mapping):
+        raise ProgrammeError("fx_rates must be an object", "fx_rates")
+    rates = {"EUR": Decimal(1)}
+    for currency, rate in rates_doc.items():
+        if not (
+            isinstance(currency, str) and len(currency) == 3 and currency.isalpha() and currency.isupper()
+        ):
+            raise ProgrammeError(f"fx_rates key {currency!r} is not an ISO 4217 code", f"fx_rates.{currency}")
+        rates[currency] = _positive_decimal(rate, f"fx_rates.{currency}")
+    rates["EUR"] = Decimal(1)
+    travel = document.get("travel", {}) or {}
+    return Programme(
+        name=str(document.get("name", "Rewards")),
+        products=MappingProxyType(products),
+        fx_rates=MappingProxyType(rates),
+        euro_per_point=_positive_decimal(travel.get("euro_per_point", "0.01"), "travel.euro_per_point"),
+        hold_minutes=_positive_int(travel.get("hold_minutes", 30), "travel.hold_minutes"),
+        minimum_earn=_positive_int(document.get("minimum_earn", 1), "minimum_earn", allow_zero=True),
+    )
+
+
+def to_euros(amount: Decimal, currency: str, rates: Mapping[str, Decimal]) -> tuple[Decimal, Decimal]:
+    """The euro value of an amount and the rate used (euros per unit of the currency)."""
+    rate = rates.get(currency)
+    if rate is None:
+        raise RuleViolation(f"no exchange rate for currency {currency!r}", "currency")
+    return amount * rate, rate
+
+
+def earn_units(amount_eur: Decimal, *, units_per_euro: int, minimum: int) -> int:
+    """Units earned for a euro amount: per whole euro, and never nothing for a positive amount.
+
+    "With every transaction you always earn something": a positive amount earns at least
+    ``minimum`` (1 by default), even below one euro.
+    """
+    if amount_eur <= 0:
+        return 0
+    whole_euros = int(amount_eur.to_integral_value(rounding=ROUND_FLOOR))
+    return max(whole_euros * units_per_euro, minimum)
+
+
+def units_after_refunds(
+    *,
+    amount_minor: int,
+    refunded_minor: int,
+    minor_digits: int,
+    fx_rate: Decimal,
+    units_per_euro: int,
+    minimum: int,
+) -> int:
+    """What a transaction keeps after refunds: exactly what its remaining amount would earn."""
+    remaining_minor = amount_minor - refunded_minor
+    if remaining_minor < 0:
+        raise RuleViolation("refunds exceed the transaction amount", "amount")
+    remaining = Decimal(remaining_minor).scaleb(-minor_digits)
+    return earn_units(remaining * fx_rate, units_per_euro=units_per_euro, minimum=minimum)
+
+
+def to_minor(amount: Decimal, minor_digits: int) -> int:
+    """An amount in minor units (cents); exact because the amount was validated for its digits."""
+    scaled = amount.scaleb(minor_digits)
+    if scaled != scaled.to_integral_value():
+        raise RuleViolation("amount has more decimal digits than its currency allows", "amount")
+    return int(scaled)
+
+
+def transfer_units(points: int, *, points_per_block: int, units_per_block: int) -> int:
+    """Partner units for a transfer; points must be a whole number of blocks."""
+    if points <= 0:
+        raise RuleViolation("points must be positive", "points")
+    if points % points_per_block:
+        raise RuleViolation(f"points must be a multiple of {points_per_block}", "points")
+    return points // points_per_block * units_per_block
+
+
+@dataclass(frozen=True)
+class TravelSplit:
+    """How a trip is paid: points used and the euros still due."""
+
+    points_used: int
+    cash_due: Decimal
+
+
+def travel_split(amount_eur: Decimal, *, points_offered: int, euro_per_point: Decimal) -> TravelSplit:
+    """Pay a trip in full or in part with points; never use more points than the trip is worth."""
+    if points_offered <= 0:
+        raise RuleViolation("points must be positive", "points")
+    points_for_full = int((amount_eur / euro_per_point).to_integral_value(rounding=ROUND_CEILING))
+    used = min(points_offered, points_for_full)
+    due = amount_eur - used * euro_per_point
+    cash_due = max(Decimal(0), due).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return TravelSplit(points_used=used, cash_due=cash_due)
+
+
+def hold_expiry(created_at: datetime, *, hold_minutes: int) -> datetime:
+    """When an unconfirmed travel hold releases itself."""
+    return created_at + timedelta(minutes=hold_minutes)
+
+
+def is_expired(expires_at: datetime, now: datetime) -> bool:
+    return now >= expires_at

@@ -1,0 +1,186 @@
+"""Wire models of the rewards programme."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+DecimalString = Annotated[str, Field(min_length=1, max_length=40, examples=["42.50"])]
+
+
+class TransactionCreate(BaseModel):
+    """A card transaction; ``id`` is the idempotency key."""
+
+    id: Id
+    member_ref: Annotated[str, Field(min_length=1, max_length=64)]
+    amount: DecimalString
+    currency: Annotated[str, Field(min_length=3, max_length=3, examples=["EUR"])]
+    merchant: Annotated[str, Field(min_length=1, max_length=200)]
+    category: Annotated[str, Field(min_length=1, max_length=60, examples=["travel"])]
+    occurred_at: datetime
+
+
+class TransactionRead(BaseModel):
+    id: str
+    member_ref: str
+    points_earned: int
+    unit: Literal["points", "miles"]
+    balance: int
+
+
+class RefundCreate(BaseModel):
+    """A refund; ``id`` is the idempotency key."""
+
+    id: Id
+    amount: DecimalString
+
+
+class RefundRead(BaseModel):
+    id: str
+    transaction_id: str
+    points_reversed: int
+    unit: Literal["points", "miles"]
+    balance: int
+
+
+class BalanceRead(BaseModel):
+    member_ref: str
+    points: int
+    miles: int
+
+
+class Movement(BaseModel):
+    id: int
+    at: datetime
+    reason: str
+    reference: str
+    unit: str
+    amount: int = Field(description="signed, from the member's point of view")
+    balance_after: int | None
+
+
+class MovementsPage(BaseModel):
+    member_ref: str
+    items: list[Movement]
+    next_cursor: str | None
+
+
+class CatalogueItemPut(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    points: Annotated[int, Field(gt=0)]
+    stock: Annotated[int, Field(ge=0)]
+
+
+class CatalogueItemRead(BaseModel):
+    sku: str
+    name: str
+    points: int
+    stock: int
+
+
+class PartnerPut(BaseModel):
+    kind: Literal["airline", "hotel", "merchant"]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    points_per_block: Annotated[int, Field(gt=0)]
+    units_per_block: Annotated[int, Field(gt=0)]
+
+
+class PartnerRead(PartnerPut):
+    code: str
+
+
+class ECodesLoad(BaseModel):
+    points: Annotated[int, Field(gt=0)]
+    codes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1, max_length=100_000)
+    ]
+
+
+class ECodesLoaded(BaseModel):
+    partner: str
+    points: int
+    loaded: int
+    skipped: int
+    available: int
+
+
+class CatalogueRedemption(BaseModel):
+    id: Id
+    kind: Literal["catalogue"]
+    sku: Annotated[str, Field(min_length=1, max_length=80)]
+    quantity: Annotated[int, Field(ge=1, le=1000)] = 1
+
+
+class ECodeRedemption(BaseModel):
+    id: Id
+    kind: Literal["ecode"]
+    partner: Annotated[str, Field(min_length=1, max_length=60)]
+    points: Annotated[int | None, Field(gt=0)] = None
+
+
+class TransferRedemption(BaseModel):
+    id: Id
+    kind: Literal["transfer"]
+    partner: Annotated[str, Field(min_length=1, max_length=60)]
+    points: Annotated[int, Field(gt=0)]
+
+
+class TravelRedemption(BaseModel):
+    id: Id
+    kind: Literal["travel"]
+    booking_ref: Annotated[str, Field(min_length=1, max_length=120)]
+    amount: DecimalString
+    points: Annotated[int, Field(gt=0)]
+
+
+RedemptionCreate = Annotated[
+    CatalogueRedemption | ECodeRedemption | TransferRedemption | TravelRedemption, Field(discriminator="kind")
+]
+
+
+class RedemptionRead(BaseModel):
+    """A redemption; kind-specific fields (code, partner_units, points_used, cash_due…) follow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    kind: str
+    member_ref: str
+    status: str
+    points_debited: int
+    balance: int
+
+
+class ReferralCreate(BaseModel):
+    referrer_ref: Annotated[str, Field(min_length=1, max_length=64)]
+    referee_ref: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ReferralRead(BaseModel):
+    id: str
+    referrer_ref: str
+    referee_ref: str
+    status: str
+    bonus: int
+    unit: str
+
+
+class FxRatePut(BaseModel):
+    rate: DecimalString = Field(description="euros per one unit of the currency")
+
+
+class ProgrammeRead(BaseModel):
+    version: int
+    document: dict[str, Any]
+
+
+class AuditRead(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    ok: bool
+    postings: int
+    accounts: int
+    checks: list[dict[str, Any]]

@@ -1,0 +1,1 @@
+"""Alembic environment and versions (revisions named YYYY-MM-DD-HHMM_<slug>.py)."""

@@ -1,0 +1,157 @@
+"""Shared fixtures: a migrated database per test, on SQLite always and on PostgreSQL when
+``PREVENANCE_TEST_POSTGRES_URL`` is set. With ``CI=true`` a missing or unreachable PostgreSQL
+fails the run instead of skipping."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from prevenance.app import create_app
+from prevenance.common.auth import create_key
+from prevenance.common.clock import FrozenClock
+from prevenance.db import make_engine, unit_of_work
+from prevenance.loyalty import programme
+from prevenance.migrate import upgrade
+from prevenance.tables import metadata
+
+POSTGRES_URL = os.environ.get("PREVENANCE_TEST_POSTGRES_URL")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def postgres_url_or_skip() -> str:
+    """The PostgreSQL URL for this worker's database; fail in CI, skip elsewhere, when absent."""
+    if not POSTGRES_URL:
+        if IN_CI:
+            pytest.fail("CI=true but PREVENANCE_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
+        pytest.skip("PostgreSQL tests need PREVENANCE_TEST_POSTGRES_URL (skipped outside CI)")
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is the slow part)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of this xdist worker's own, migrated once."""
+    base = make_url(postgres_url_or_skip())
+    name = f"{base.database}_{_worker()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:
+        pytest.fail(f"PostgreSQL at {base.render_as_string(hide_password=True)} is unreachable: {error}")
+    admin.dispose()
+    url = base.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+
+
+def _truncate_all(engine: Engine) -> None:
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def engine(backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Iterator[Engine]:
+    """A migrated, empty database with the shipped programme installed."""
+    if backend == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "test.db"
+        shutil.copy(template, path)
+        db = make_engine(f"sqlite:///{path}", busy_timeout_ms=60_000)
+    else:
+        url = request.getfixturevalue("postgres_database")
+        db = make_engine(url)
+        _truncate_all(db)
+    with unit_of_work(db) as session:
+        programme.install_default_if_missing(session, now=clock.now())
+    yield db
+    db.dispose()
+
+
+@dataclass
+class Api:
+    """A test client with one API key per role: ``api.as_("integrator").post(...)``."""
+
+    client: TestClient
+    keys: dict[str, str]
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    def get(self, path: str, role: str = "admin", **kwargs: Any) -> Any:
+        return self.client.get(path, headers=self.headers(role), **kwargs)
+
+    def post(self, path: str, json: Any = None, role: str = "admin", **kwargs: Any) -> Any:
+        headers = {**self.headers(role), **kwargs.pop("headers", {})}
+        return self.client.post(path, json=json, headers=headers, **kwargs)
+
+    def put(self, path: str, json: Any = None, role: str = "admin", **kwargs: Any) -> Any:
+        return self.client.put(path, json=json, headers=self.headers(role), **kwargs)
+
+
+ROLES = ("admin", "marketing", "supervisor", "agent", "concierge", "integrator")
+
+
+@pytest.fixture
+def api(engine: Engine, clock: FrozenClock) -> Iterator[Api]:
+    """The application over the test database, with a key for every staff role."""
+    keys: dict[str, str] = {}
+    with unit_of_work(engine) as session:
+        for role in ROLES:
+            _, secret = create_key(session, role=role, name=f"test-{role}", now=clock.now())
+            keys[role] = secret
+    app = create_app(engine=engine, clock=clock)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Api(client=client, keys=keys)
+
+
+def member_body(**overrides: Any) -> dict[str, Any]:
+    body = {"name": "Camille Martin", "email": "camille@example.fr", "language": "fr", "country": "FR",
+            "product": "gold"}
+    body.update(overrides)
+    return body
+
+
+def tx_body(tx_id: str, member_ref: str, amount: str = "42.50", **overrides: Any) -> dict[str, Any]:
+    body = {"id": tx_id, "member_ref": member_ref, "amount": amount, "currency": "EUR", "merchant": "Librairie",
+            "category": "books", "occurred_at": "2026-01-01T10:00:00Z"}
+    body.update(overrides)
+    return body
