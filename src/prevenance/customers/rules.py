@@ -19,7 +19,8 @@ def iso_countries() -> frozenset[str]:
     """The officially assigned ISO 3166-1 alpha-2 codes (from CLDR via Babel)."""
     from babel import Locale
 
-    codes = {code for code in Locale("en").territories if len(code) == 2 and code.isalpha()}
+    codes = {str(code) for code in Locale("en").territories if isinstance(code, str) and len(code) == 2}
+    codes = {code for code in codes if code.isalpha()}
     return frozenset(codes - _NOT_ISO)
 
 

@@ -44,8 +44,8 @@ Redeemer = Annotated[Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role
 HoldResolver = Annotated[Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.INTEGRATOR))]
 Referrer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.MEMBER, Role.INTEGRATOR))]
 Ref = Annotated[str, Path(min_length=1, max_length=200)]
-CONFLICT = {409: {"description": "Conflict", "content": {PROBLEM_JSON: {}}}}
-INVALID = {422: {"description": "Invalid input", "content": {PROBLEM_JSON: {}}}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", "content": {PROBLEM_JSON: {}}}}
+INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input", "content": {PROBLEM_JSON: {}}}}
 
 
 def _respond(outcome: Outcome) -> JSONResponse:

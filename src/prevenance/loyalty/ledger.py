@@ -277,7 +277,7 @@ def audit(session: Session) -> dict[str, Any]:
             "no_overdraft_except_refund",
             not overdrawn,
             "spending never leaves a balance below 0",
-            [{"posting_id": r[0], "reason": r[1], "balance_after": int(r[2])} for r in overdrawn],
+            [{"posting_id": r[0], "reason": r[1], "balance_after": r[2]} for r in overdrawn],
         )
     )
 
