@@ -17,11 +17,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+DEMO_MEMBERS ?= 1000
+DEMO_SEED ?= 7
+DEMO_MEMBER := demo-$(DEMO_SEED)-00001
+KEY := PREVENANCE_DATABASE_URL=$(DEMO_DB) $(BIN)/prevenance keys create
+
 demo: $(STAMP)
 	PREVENANCE_DATABASE_URL=$(DEMO_DB) $(BIN)/prevenance db upgrade
-	PREVENANCE_DATABASE_URL=$(DEMO_DB) $(BIN)/prevenance demo load
+	PREVENANCE_DATABASE_URL=$(DEMO_DB) $(BIN)/prevenance demo load --members $(DEMO_MEMBERS) --seed $(DEMO_SEED)
 	@echo "Admin API key (use as: Authorization: Bearer <key>):"
-	@PREVENANCE_DATABASE_URL=$(DEMO_DB) $(BIN)/prevenance keys create --role admin --name demo-admin | tail -n 1
+	@$(KEY) --role admin --name demo-admin | tail -n 1
+	@echo "Integrator key (card transactions, refunds, redemptions, referrals):"
+	@$(KEY) --role integrator --name demo-integrator | tail -n 1
+	@echo "Agent key (members, balances, movements, redemptions):"
+	@$(KEY) --role agent --name demo-agent | tail -n 1
+	@echo "Member key (acts only for member $(DEMO_MEMBER)):"
+	@$(KEY) --role member --name demo-member --member-ref $(DEMO_MEMBER) | tail -n 1
+	@echo "Try: curl -H 'Authorization: Bearer <member key>' http://$(HOST):$(PORT)/v1/members/$(DEMO_MEMBER)/balance"
 	@echo "Serving on http://$(HOST):$(PORT)  (OpenAPI UI: http://$(HOST):$(PORT)/docs)"
 	PREVENANCE_DATABASE_URL=$(DEMO_DB) $(BIN)/prevenance serve --host $(HOST) --port $(PORT)
 

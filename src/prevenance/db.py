@@ -1,7 +1,11 @@
 """Engine, unit of work and the SQLite pragmas that make SQLite a safe embedded store.
 
 Writes on SQLite start with ``BEGIN IMMEDIATE``: the write lock is taken before the first read, so a
-check-then-write (balance, stock, e-code pool) can never interleave with another writer. On
+check-then-write (balance, stock, e-code pool) can never interleave with another writer. Inside one
+process, writers to a SQLite engine also queue on a Python lock before ``BEGIN IMMEDIATE``: SQLite
+would serialise them anyway, but its busy handler waits by sleeping (up to 100 ms a nap), so under
+concurrent requests the database lock sat idle while waiters slept; the Python lock hands over at
+once. Other processes (a CLI load beside the server) still meet SQLite's busy timeout. On
 PostgreSQL the same code relies on row locks taken by conditional ``UPDATE … RETURNING`` and
 ``SELECT … FOR UPDATE``; a unique violation or serialisation failure re-runs the whole use case,
 which then finds the committed result (idempotency) instead of writing twice.
@@ -9,7 +13,9 @@ which then finds the committed result (idempotency) instead of writing twice.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -21,6 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 T = TypeVar("T")
 
 _READ_ONLY = "prevenance_read_only"
+# One writer lock per SQLite engine (see the module docstring).
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, tuple[threading.RLock, float]] = weakref.WeakKeyDictionary()
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -57,6 +65,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 20)
             else:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+        _WRITE_LOCKS[engine] = (threading.RLock(), busy_timeout_ms / 1000)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
@@ -69,8 +78,20 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @contextmanager
 def unit_of_work(engine: Engine) -> Iterator[Session]:
     """One database transaction: commit once at the end, roll back on any error."""
-    with Session(bind=engine, expire_on_commit=False) as session, session.begin():
-        yield session
+    writer = _WRITE_LOCKS.get(engine)
+    if writer is None:
+        with Session(bind=engine, expire_on_commit=False) as session, session.begin():
+            yield session
+        return
+    lock, timeout = writer
+    # On timeout, go on without the lock: SQLite's own busy handling still keeps writes correct.
+    locked = lock.acquire(timeout=timeout)
+    try:
+        with Session(bind=engine, expire_on_commit=False) as session, session.begin():
+            yield session
+    finally:
+        if locked:
+            lock.release()
 
 
 @contextmanager

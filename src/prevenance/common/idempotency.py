@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String
+from sqlalchemy import JSON, Integer, String, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -33,6 +33,19 @@ class IdempotencyKey(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+_KEYS: Table = IdempotencyKey.__table__  # type: ignore[assignment]
+# Built once and run as Core statements: every write of the API passes here.
+_FIND = select(_KEYS.c.fingerprint, _KEYS.c.status_code, _KEYS.c.response).where(
+    _KEYS.c.scope == bindparam("p_scope"), _KEYS.c.key == bindparam("p_key")
+)
+_CLAIM = insert(_KEYS)
+_ANSWER = (
+    update(_KEYS)
+    .where(_KEYS.c.scope == bindparam("p_scope"), _KEYS.c.key == bindparam("p_key"))
+    .values(status_code=bindparam("p_status"), response=bindparam("p_response", type_=JSON))
+)
 
 
 @dataclass(frozen=True)
@@ -54,17 +67,20 @@ def run_idempotent(
     produce: Callable[[], Outcome],
 ) -> Outcome:
     """Replay the stored outcome of ``key``, or claim it, produce the outcome and store it."""
-    existing = session.get(IdempotencyKey, (scope, key))
+    existing = session.execute(_FIND, {"p_scope": scope, "p_key": key}).first()
     if existing is not None:
         if existing.fingerprint != fingerprint:
             raise IdempotencyConflict(
                 f"{scope} key {key!r} was already used with a different body", field="id"
             )
         return Outcome(existing.status_code, existing.response or {}, replayed=True)
-    claim = IdempotencyKey(scope=scope, key=key, fingerprint=fingerprint, status_code=0, created_at=now)
-    session.add(claim)
-    session.flush()
+    session.execute(
+        _CLAIM,
+        {"scope": scope, "key": key, "fingerprint": fingerprint, "status_code": 0, "created_at": now},
+    )
     outcome = produce()
-    claim.status_code = outcome.status_code
-    claim.response = outcome.body
+    session.execute(
+        _ANSWER,
+        {"p_scope": scope, "p_key": key, "p_status": outcome.status_code, "p_response": outcome.body},
+    )
     return outcome

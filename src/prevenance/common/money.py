@@ -6,6 +6,7 @@ currency allows comes from ISO 4217 (JPY has none, EUR two, KWD three).
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 # ISO 4217 minor units of the currencies a European issuer meets; others default to 2.
@@ -29,6 +30,9 @@ MINOR_UNITS: dict[str, int] = {
 }
 
 
+_PLAIN_DECIMAL = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$", re.ASCII)
+
+
 class AmountError(ValueError):
     """The amount cannot be accepted; the message says why."""
 
@@ -45,6 +49,8 @@ def parse_amount(text: str, currency: str) -> Decimal:
     stripped = text.strip()
     if not stripped or stripped != text or any(c in stripped for c in "eE_ "):
         raise AmountError('amount must be a plain decimal string, e.g. "12.50"')
+    if not _PLAIN_DECIMAL.match(stripped):
+        raise AmountError("amount is not a decimal number")
     try:
         value = Decimal(stripped)
     except InvalidOperation:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, select
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -33,10 +33,20 @@ class OutboxEvent(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
+_EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
+_INSERT = insert(_EVENTS)  # built once: every write emits an event
+
+
 def emit(session: Session, *, type: str, payload: dict[str, Any], now: datetime) -> OutboxEvent:
-    """Record an event in the caller's transaction (delivered only if that transaction commits)."""
+    """Record an event in the caller's transaction (delivered only if that transaction commits).
+
+    Written at once with a Core ``INSERT`` (cheaper than the ORM's unit of work on the hot path);
+    the returned event is a detached copy of what was written.
+    """
     event = OutboxEvent(event_id=new_id("evt"), type=type, payload=payload, occurred_at=now)
-    session.add(event)
+    session.execute(
+        _INSERT, {"event_id": event.event_id, "type": type, "payload": payload, "occurred_at": now}
+    )
     return event
 
 

@@ -93,7 +93,9 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     return JSONResponse(body, status_code=int(body["status"]), media_type=PROBLEM_JSON, headers=headers)
 
 
-def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+def _field_of(loc: tuple[Any, ...] | list[Any], error_type: str | None = None) -> str:
+    if error_type == "json_invalid":
+        return "body"  # the location is a character offset in the body, not a field
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) if parts else ".".join(str(p) for p in loc)
 
@@ -109,7 +111,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _field_of(e.get("loc", ())), "message": str(e.get("msg", "")), "type": e.get("type")}
+            {"field": _field_of(e.get("loc", ()), e.get("type")), "message": str(e.get("msg", "")), "type": e.get("type")}
             for e in error.errors()
         ]
         first = errors[0] if errors else {"field": None, "message": "invalid request"}

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from prevenance.customers.tables import Member, Product
 
+# Built once: every earn looks its member up by reference.
+_BY_REF = select(Member).where(Member.ref == bindparam("p_ref"))
+_BY_REF_FOR_UPDATE = _BY_REF.with_for_update()
+
 
 def member_by_ref(session: Session, ref: str, *, for_update: bool = False) -> Member | None:
-    statement = select(Member).where(Member.ref == ref)
-    if for_update:
-        statement = statement.with_for_update()
-    return session.scalars(statement).first()
+    statement = _BY_REF_FOR_UPDATE if for_update else _BY_REF
+    return session.scalars(statement, {"p_ref": ref}).first()
 
 
 def member_by_id(session: Session, member_id: int) -> Member | None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import Admin, AppClock, DbEngine, Reader, ensure_member_scope, require
 from prevenance.common.idempotency import Outcome
-from prevenance.common.problems import PROBLEM_JSON, InvalidInput
+from prevenance.common.problems import PROBLEM_JSON, InvalidInput, NotFound
 from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import ledger, programme, service
-from prevenance.loyalty.errors import LedgerBroken
+from prevenance.loyalty.errors import InvalidProgramme, LedgerBroken
 from prevenance.loyalty.schemas import (
     AuditRead,
     BalanceRead,
@@ -136,6 +139,20 @@ def get_catalogue(engine: DbEngine, _: Reader) -> list[CatalogueItemRead]:
         ]
 
 
+@router.get(
+    "/catalogue/{sku}",
+    response_model=CatalogueItemRead,
+    responses={404: {"description": "Unknown SKU", "content": {PROBLEM_JSON: {}}}},
+)
+def get_catalogue_item(sku: Ref, engine: DbEngine, _: Reader) -> CatalogueItemRead:
+    """One catalogue item with its price in points and its stock."""
+    with read_session(engine) as session:
+        item = service.get_catalogue_item(session, sku=sku)
+        if item is None:
+            raise NotFound(f"no catalogue item {sku!r}", field="sku")
+        return CatalogueItemRead(sku=item.sku, name=item.name, points=item.points, stock=item.stock)
+
+
 def _partner_read(partner: Any) -> PartnerRead:
     return PartnerRead(
         code=partner.code,
@@ -181,12 +198,37 @@ def post_ecodes(
     )
 
 
-@router.post(
-    "/members/{ref}/redemptions",
-    status_code=201,
-    response_model=RedemptionRead,
-    responses={**CONFLICT, **INVALID},
-)
+_REDEMPTION_KINDS = ("catalogue", "ecode", "transfer", "travel")
+
+
+def _untag(error: dict[str, Any]) -> dict[str, Any]:
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") in ("union_tag_invalid", "union_tag_not_found") and loc == ("body",):
+        return {**error, "loc": ("body", "kind")}
+    if len(loc) >= 3 and loc[0] == "body" and loc[1] in _REDEMPTION_KINDS:
+        return {**error, "loc": ("body", *loc[2:])}
+    return error
+
+
+class _UntaggedBodyRoute(APIRoute):
+    """Name a redemption's offending field as the caller wrote it.
+
+    Pydantic puts the discriminator's tag in an error's location (``catalogue.quantity``) and blames
+    the whole body for a bad ``kind``; the caller sent ``quantity`` and ``kind``.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def untagged(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                raise RequestValidationError([_untag(e) for e in error.errors()], body=error.body) from None
+
+        return untagged
+
+
 def post_redemption(
     ref: Ref,
     body: Annotated[RedemptionCreate, Body()],
@@ -202,6 +244,17 @@ def post_redemption(
             engine, lambda s: service.redeem(s, member_ref=ref, request=request, now=clock.now())
         )
     )
+
+
+router.add_api_route(
+    "/members/{ref}/redemptions",
+    post_redemption,
+    methods=["POST"],
+    status_code=201,
+    response_model=RedemptionRead,
+    responses={**CONFLICT, **INVALID},
+    route_class_override=_UntaggedBodyRoute,
+)
 
 
 @router.get("/redemptions/{id}", response_model=RedemptionRead)
@@ -302,8 +355,15 @@ def put_fx_rate(
     def use_case(session: Any) -> ProgrammeRead:
         found = programme.current_document(session)
         assert found is not None
+        if currency == "EUR":
+            raise InvalidInput("EUR is the base currency; its rate is always 1", field="currency")
         document = {**found[1], "fx_rates": {**found[1].get("fx_rates", {}), currency: body.rate}}
-        version, _ = programme.install(session, document=document, now=clock.now(), by=principal.name)
+        try:
+            version, _ = programme.install(session, document=document, now=clock.now(), by=principal.name)
+        except InvalidProgramme as error:
+            # The only value this request changed is the rate: name the field the caller sent.
+            field = "rate" if error.field == f"fx_rates.{currency}" else error.field
+            raise InvalidProgramme(error.detail, field=field)
         return ProgrammeRead(version=version, document=document)
 
     return run_in_transaction(engine, use_case)

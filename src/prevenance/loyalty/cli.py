@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from prevenance.common.clock import SystemClock
 from prevenance.db import read_session, unit_of_work
 from prevenance.loyalty import ledger, service
+
+if TYPE_CHECKING:
+    from prevenance.loyalty.ingest import ChunkStats, Report
 
 ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
 partners_app = typer.Typer(help="Partners (airlines, hotels, merchants).", no_args_is_help=True)
@@ -77,3 +82,108 @@ def export(
             f"{path}: {len(item['members'])} member(s), {item['total_miles']} miles "
             f"from {item['postings']} posting(s)"
         )
+
+
+# --- ingest: bulk loads ------------------------------------------------------------------------
+
+_CHUNK_HELP = "rows per database transaction (each chunk commits on its own)"
+_REJECTS_HELP = "where refused rows go (default: <file>.rejects.csv beside the input)"
+
+
+def _ingest(kind: str, file: Path, run: Callable[[Callable[[ChunkStats], None]], Report]) -> None:
+    """Run one bulk load behind a Rich progress bar; exit 1 when rows were refused, 2 when the
+    file cannot be read, 3 when the database failed part-way (committed chunks stay)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from prevenance.loyalty.ingest import FileError, count_records, file_format
+
+    try:
+        file_format(file)
+        total = count_records(file) if file.is_file() else None
+    except FileError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2)
+    columns = (
+        TextColumn(f"[bold]{kind}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rejected]} rejected"),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            task = progress.add_task(kind, total=total, rejected=0)
+            rejected = 0
+
+            def on_chunk(stats: ChunkStats) -> None:
+                nonlocal rejected
+                rejected += len(stats.rejects)
+                progress.update(task, advance=stats.rows, rejected=rejected)
+
+            report = run(on_chunk)
+            progress.update(task, total=report.rows, completed=report.rows)
+    except FileError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2)
+    except SQLAlchemyError as error:
+        typer.echo(f"error: the database refused a chunk: {error}", err=True)
+        typer.echo("chunks already committed stay; run the same file again to finish", err=True)
+        raise typer.Exit(3)
+    counts = " ".join(f"{name}={value}" for name, value in report.counts.items())
+    typer.echo(
+        f"{kind}: rows={report.rows} {counts} rejected={report.rejected} "
+        f"chunks={report.chunks} seconds={report.seconds:.1f}"
+    )
+    if report.rejected:
+        typer.echo(f"{report.rejected} row(s) refused: see {report.rejects_path}", err=True)
+        raise typer.Exit(1)
+
+
+@ingest_app.command("members")
+def ingest_members(
+    file: Path = typer.Argument(..., help="CSV or Parquet: ref,name,email,language,country,product"),
+    rejects: Path | None = typer.Option(None, "--rejects", help=_REJECTS_HELP),
+    chunk_size: int = typer.Option(10_000, "--chunk-size", min=1, help=_CHUNK_HELP),
+) -> None:
+    """Create or update members in bulk, with the rules of PUT /v1/members/{ref}."""
+    from prevenance.loyalty import ingest
+
+    engine = _engine()
+    _ingest(
+        "members",
+        file,
+        lambda on_chunk: ingest.ingest_members(
+            engine, file, chunk_size=chunk_size, rejects_path=rejects, on_chunk=on_chunk
+        ),
+    )
+
+
+@ingest_app.command("transactions")
+def ingest_transactions(
+    file: Path = typer.Argument(
+        ..., help="CSV or Parquet: id,member_ref,amount,currency,merchant,category,occurred_at"
+    ),
+    rejects: Path | None = typer.Option(None, "--rejects", help=_REJECTS_HELP),
+    chunk_size: int = typer.Option(10_000, "--chunk-size", min=1, help=_CHUNK_HELP),
+    row_by_row: bool = typer.Option(
+        False, "--row-by-row", hidden=True, help="the service function per row (reference path, slow)"
+    ),
+) -> None:
+    """Earn points for a settlement file, with the rules and idempotency of POST /v1/transactions."""
+    from prevenance.loyalty import ingest
+
+    engine = _engine()
+    _ingest(
+        "transactions",
+        file,
+        lambda on_chunk: ingest.ingest_transactions(
+            engine,
+            file,
+            chunk_size=chunk_size,
+            rejects_path=rejects,
+            method="rowwise" if row_by_row else "batch",
+            on_chunk=on_chunk,
+        ),
+    )

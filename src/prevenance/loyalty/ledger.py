@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,33 @@ class PostingResult:
     balance_after: int | None
 
 
+# The hot path's statements, built once: Core statements on the tables skip the ORM's per-call
+# statement building and bulk-update bookkeeping (accounts and postings are never ORM-loaded).
+_ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
+_POSTINGS: Table = Posting.__table__  # type: ignore[assignment]
+_ACCOUNT_BY_CODE = select(
+    _ACCOUNTS.c.id, _ACCOUNTS.c.unit, _ACCOUNTS.c.member_id, _ACCOUNTS.c.tracks_balance
+).where(_ACCOUNTS.c.code == bindparam("p_code"))
+_DEBIT = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("p_account"))
+    .values(balance=_ACCOUNTS.c.balance - bindparam("p_amount"))
+    .returning(_ACCOUNTS.c.balance)
+)
+_DEBIT_FUNDED = _DEBIT.where(_ACCOUNTS.c.balance >= bindparam("p_amount"))
+_CREDIT = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("p_account"))
+    .values(balance=_ACCOUNTS.c.balance + bindparam("p_amount"))
+    .returning(_ACCOUNTS.c.balance)
+)
+_BALANCE_BY_ID = select(_ACCOUNTS.c.balance).where(_ACCOUNTS.c.id == bindparam("p_account"))
+_BALANCE = select(_ACCOUNTS.c.balance).where(
+    _ACCOUNTS.c.member_id == bindparam("p_member"), _ACCOUNTS.c.unit == bindparam("p_unit")
+)
+_INSERT_POSTING = insert(_POSTINGS).returning(_POSTINGS.c.id)
+
+
 def _insert_ignore(session: Session, values: dict[str, Any]) -> None:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
@@ -61,11 +88,7 @@ def _insert_ignore(session: Session, values: dict[str, Any]) -> None:
 
 
 def _account(session: Session, code: str, *, unit: str, member_id: int | None) -> AccountRef:
-    row = session.execute(
-        select(Account.id, Account.unit, Account.member_id, Account.tracks_balance).where(
-            Account.code == code
-        )
-    ).first()
+    row = session.execute(_ACCOUNT_BY_CODE, {"p_code": code}).first()
     if row is None:
         # Concurrent creators race on the unique code; the loser's insert is a no-op.
         _insert_ignore(
@@ -78,11 +101,7 @@ def _account(session: Session, code: str, *, unit: str, member_id: int | None) -
                 "balance": 0,
             },
         )
-        row = session.execute(
-            select(Account.id, Account.unit, Account.member_id, Account.tracks_balance).where(
-                Account.code == code
-            )
-        ).one()
+        row = session.execute(_ACCOUNT_BY_CODE, {"p_code": code}).one()
     return AccountRef(id=row[0], unit=row[1], member_id=row[2], tracks_balance=row[3])
 
 
@@ -135,14 +154,12 @@ def post(
     balance_after: int | None = None
     member_id: int | None = None
     if debit.tracks_balance:
-        statement = update(Account).where(Account.id == debit.id)
-        if require_funds:
-            statement = statement.where(Account.balance >= amount)
+        statement = _DEBIT_FUNDED if require_funds else _DEBIT
         returned = session.execute(
-            statement.values(balance=Account.balance - amount).returning(Account.balance)
+            statement, {"p_account": debit.id, "p_amount": amount}
         ).scalar_one_or_none()
         if returned is None:
-            current = session.execute(select(Account.balance).where(Account.id == debit.id)).scalar_one()
+            current = session.execute(_BALANCE_BY_ID, {"p_account": debit.id}).scalar_one()
             raise InsufficientPoints(
                 f"{amount} {debit.unit} needed, {max(current, 0)} available",
                 field="points",
@@ -151,37 +168,29 @@ def post(
             )
         balance_after, member_id = returned, debit.member_id
     if credit.tracks_balance:
-        balance_after = session.execute(
-            update(Account)
-            .where(Account.id == credit.id)
-            .values(balance=Account.balance + amount)
-            .returning(Account.balance)
-        ).scalar_one()
+        balance_after = session.execute(_CREDIT, {"p_account": credit.id, "p_amount": amount}).scalar_one()
         member_id = credit.member_id
     posting_id = session.execute(
-        insert(Posting)
-        .values(
-            idempotency_key=key,
-            debit_account_id=debit.id,
-            credit_account_id=credit.id,
-            amount=amount,
-            unit=debit.unit,
-            reason=reason,
-            reference=reference,
-            member_id=member_id,
-            balance_after=balance_after,
-            created_at=now,
-        )
-        .returning(Posting.id)
+        _INSERT_POSTING,
+        {
+            "idempotency_key": key,
+            "debit_account_id": debit.id,
+            "credit_account_id": credit.id,
+            "amount": amount,
+            "unit": debit.unit,
+            "reason": reason,
+            "reference": reference,
+            "member_id": member_id,
+            "balance_after": balance_after,
+            "created_at": now,
+        },
     ).scalar_one()
     return PostingResult(posting_id=posting_id, balance_after=balance_after)
 
 
 def balance_of(session: Session, *, member_id: int, unit: str) -> int:
     """A member's balance in a unit (0 before any posting)."""
-    value = session.execute(
-        select(Account.balance).where(Account.member_id == member_id, Account.unit == unit)
-    ).scalar_one_or_none()
+    value = session.execute(_BALANCE, {"p_member": member_id, "p_unit": unit}).scalar_one_or_none()
     return int(value or 0)
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from prevenance.common.ids import fingerprint
@@ -19,6 +19,9 @@ from prevenance.loyalty.tables import ProgrammeVersion
 
 _parsed: dict[str, Programme] = {}
 _lock = threading.Lock()
+_VERSIONS: Table = ProgrammeVersion.__table__  # type: ignore[assignment]
+# Built once: ``current`` runs on every earn, and a Core statement skips the ORM's per-call work.
+_CURRENT_FINGERPRINT = select(_VERSIONS.c.fingerprint).order_by(_VERSIONS.c.id.desc()).limit(1)
 
 
 def default_document() -> dict[str, Any]:
@@ -40,9 +43,7 @@ def current_document(session: Session) -> tuple[int, dict[str, Any], str] | None
 
 def current(session: Session) -> Programme:
     """The programme in force (parsed once per version, then served from memory)."""
-    row = session.execute(
-        select(ProgrammeVersion.fingerprint).order_by(ProgrammeVersion.id.desc()).limit(1)
-    ).scalar_one_or_none()
+    row = session.execute(_CURRENT_FINGERPRINT).scalar_one_or_none()
     if row is None:
         raise InvalidProgramme("no programme installed: run 'prevenance db upgrade'")
     cached = _parsed.get(row)

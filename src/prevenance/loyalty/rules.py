@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
 
@@ -104,6 +104,8 @@ def parse_programme(document: Mapping[str, Any]) -> Programme:
             str(cat): _positive_int(mult, f"{path}.category_multipliers.{cat}")
             for cat, mult in multipliers.items()
         }
+        if not isinstance(spec.get("premium", False), bool):
+            raise ProgrammeError(f"{path}.premium must be true or false", f"{path}.premium")
         miles_partner = spec.get("miles_partner")
         if unit == "miles" and not miles_partner:
             raise ProgrammeError(
@@ -132,8 +134,11 @@ def parse_programme(document: Mapping[str, Any]) -> Programme:
         ):
             raise ProgrammeError(f"fx_rates key {currency!r} is not an ISO 4217 code", f"fx_rates.{currency}")
         rates[currency] = _positive_decimal(rate, f"fx_rates.{currency}")
-    rates["EUR"] = Decimal(1)
+    if rates["EUR"] != 1:
+        raise ProgrammeError("fx_rates.EUR is the base currency: its rate is 1", "fx_rates.EUR")
     travel = document.get("travel", {}) or {}
+    if not isinstance(travel, Mapping):
+        raise ProgrammeError("travel must be an object", "travel")
     return Programme(
         name=str(document.get("name", "Rewards")),
         products=MappingProxyType(products),
@@ -213,7 +218,9 @@ def travel_split(amount_eur: Decimal, *, points_offered: int, euro_per_point: De
     points_for_full = int((amount_eur / euro_per_point).to_integral_value(rounding=ROUND_CEILING))
     used = min(points_offered, points_for_full)
     due = amount_eur - used * euro_per_point
-    cash_due = max(Decimal(0), due).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    # Round up to the cent: points plus cash always cover the trip (a point worth a fraction of a
+    # cent would otherwise leave the last part unpaid).
+    cash_due = max(Decimal(0), due).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
     return TravelSplit(points_used=used, cash_due=cash_due)
 
 

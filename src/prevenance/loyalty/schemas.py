@@ -9,6 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 DecimalString = Annotated[str, Field(min_length=1, max_length=40, examples=["42.50"])]
+# Upper bounds keep every value inside its column (BIGINT points, INTEGER stock and blocks), so an
+# absurd number is a 422 naming the field rather than a database overflow (500). A trillion points
+# times the largest quantity (1,000) still fits a signed 64-bit integer.
+MAX_POINTS = 10**12
+MAX_INT32 = 2**31 - 1
+Points = Annotated[int, Field(gt=0, le=MAX_POINTS)]
 
 
 class TransactionCreate(BaseModel):
@@ -70,8 +76,8 @@ class MovementsPage(BaseModel):
 
 class CatalogueItemPut(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    points: Annotated[int, Field(gt=0)]
-    stock: Annotated[int, Field(ge=0)]
+    points: Points
+    stock: Annotated[int, Field(ge=0, le=MAX_INT32)]
 
 
 class CatalogueItemRead(BaseModel):
@@ -84,8 +90,8 @@ class CatalogueItemRead(BaseModel):
 class PartnerPut(BaseModel):
     kind: Literal["airline", "hotel", "merchant"]
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    points_per_block: Annotated[int, Field(gt=0)]
-    units_per_block: Annotated[int, Field(gt=0)]
+    points_per_block: Annotated[int, Field(gt=0, le=MAX_INT32)]
+    units_per_block: Annotated[int, Field(gt=0, le=MAX_INT32)]
 
 
 class PartnerRead(PartnerPut):
@@ -93,7 +99,7 @@ class PartnerRead(PartnerPut):
 
 
 class ECodesLoad(BaseModel):
-    points: Annotated[int, Field(gt=0)]
+    points: Points
     codes: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1, max_length=100_000)
     ]
@@ -118,14 +124,14 @@ class ECodeRedemption(BaseModel):
     id: Id
     kind: Literal["ecode"]
     partner: Annotated[str, Field(min_length=1, max_length=60)]
-    points: Annotated[int | None, Field(gt=0)] = None
+    points: Annotated[int | None, Field(gt=0, le=MAX_POINTS)] = None
 
 
 class TransferRedemption(BaseModel):
     id: Id
     kind: Literal["transfer"]
     partner: Annotated[str, Field(min_length=1, max_length=60)]
-    points: Annotated[int, Field(gt=0)]
+    points: Points
 
 
 class TravelRedemption(BaseModel):
@@ -133,7 +139,7 @@ class TravelRedemption(BaseModel):
     kind: Literal["travel"]
     booking_ref: Annotated[str, Field(min_length=1, max_length=120)]
     amount: DecimalString
-    points: Annotated[int, Field(gt=0)]
+    points: Points
 
 
 RedemptionCreate = Annotated[

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
@@ -71,11 +71,18 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+# Above this an amount is a typing error, and its minor units or points would overflow a 64-bit column.
+MAX_AMOUNT = Decimal(10) ** 12
+
+
 def _parse_amount(text: str, currency: str, field: str = "amount") -> Decimal:
     try:
-        return parse_amount(text, currency)
+        value = parse_amount(text, currency)
     except AmountError as error:
         raise InvalidInput(str(error), field=field)
+    if value >= MAX_AMOUNT:
+        raise InvalidInput(f"amount must be below {MAX_AMOUNT:,} {currency}", field=field)
+    return value
 
 
 def _check_currency(currency: str, prog: rules.Programme) -> None:
@@ -92,6 +99,18 @@ def _product_rule(prog: rules.Programme, member: Member) -> rules.ProductRule:
             f"card product {member.product!r} has no earn rule in the programme", field="member_ref"
         )
     return rule
+
+
+# The earn path runs on every card payment: its inserts and the referral probe are Core statements
+# built once (the ORM's unit of work and per-call statement building cost more than the SQL).
+_TRANSACTIONS: Table = CardTransaction.__table__  # type: ignore[assignment]
+_INSERT_TRANSACTION = insert(_TRANSACTIONS)
+_REFERRALS: Table = Referral.__table__  # type: ignore[assignment]
+_PENDING_REFERRAL = (
+    select(_REFERRALS.c.id)
+    .where(_REFERRALS.c.referee_id == bindparam("p_referee"), _REFERRALS.c.status == "pending")
+    .limit(1)
+)
 
 
 def record_transaction(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
@@ -117,30 +136,31 @@ def _earn(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
     amount_eur, rate = rules.to_euros(amount, tx.currency, prog.fx_rates)
     units_per_euro = product.units_per_euro(tx.category)
     units = rules.earn_units(amount_eur, units_per_euro=units_per_euro, minimum=prog.minimum_earn)
-    session.add(
-        CardTransaction(
-            id=tx.id,
-            member_id=member.id,
-            amount_minor=rules.to_minor(amount, minor_units(tx.currency)),
-            currency=tx.currency,
-            merchant=tx.merchant,
-            category=tx.category,
-            occurred_at=_utc(tx.occurred_at),
-            fx_rate=str(rate),
-            amount_eur=str(amount_eur),
-            product=product.code,
-            unit=product.unit,
-            units_per_euro=units_per_euro,
-            minimum_earn=prog.minimum_earn,
-            units_earned=units,
-            units_current=units,
-            refunded_minor=0,
-            created_at=now,
-        )
+    session.execute(
+        _INSERT_TRANSACTION,
+        {
+            "id": tx.id,
+            "member_id": member.id,
+            "amount_minor": rules.to_minor(amount, minor_units(tx.currency)),
+            "currency": tx.currency,
+            "merchant": tx.merchant,
+            "category": tx.category,
+            "occurred_at": _utc(tx.occurred_at),
+            "fx_rate": str(rate),
+            "amount_eur": str(amount_eur),
+            "product": product.code,
+            "unit": product.unit,
+            "units_per_euro": units_per_euro,
+            "minimum_earn": prog.minimum_earn,
+            "units_earned": units,
+            "units_current": units,
+            "refunded_minor": 0,
+            "created_at": now,
+        },
     )
-    session.flush()
     account = ledger.member_account(session, member_id=member.id, unit=product.unit)
-    balance = ledger.balance_of(session, member_id=member.id, unit=product.unit)
+    # The posting below returns the new balance; read it only when nothing is posted.
+    balance = 0 if units > 0 else ledger.balance_of(session, member_id=member.id, unit=product.unit)
     if units > 0:
         issuance = ledger.system_account(session, name="issuance", unit=product.unit)
         result = ledger.post(
@@ -339,6 +359,11 @@ def put_catalogue_item(
 def list_catalogue(session: Session) -> list[CatalogueItem]:
     """Every catalogue item, by SKU."""
     return list(session.scalars(select(CatalogueItem).order_by(CatalogueItem.sku)))
+
+
+def get_catalogue_item(session: Session, *, sku: str) -> CatalogueItem | None:
+    """The catalogue item with this SKU, or None."""
+    return session.get(CatalogueItem, sku)
 
 
 def put_partner(
@@ -808,6 +833,8 @@ def _reward_referral_if_pending(
     session: Session, *, referee: Member, transaction_id: str, now: datetime
 ) -> None:
     """Credit the referrer once: the conditional update lets exactly one transaction win."""
+    if session.execute(_PENDING_REFERRAL, {"p_referee": referee.id}).first() is None:
+        return  # the common case, probed cheaply; the update below still decides who wins
     won = session.execute(
         update(Referral)
         .where(Referral.referee_id == referee.id, Referral.status == "pending")

@@ -1,0 +1,479 @@
+"""Benchmark: ``POST /v1/transactions`` on one uvicorn worker, beside a bare FastAPI endpoint.
+
+In one run, on fresh SQLite files in a temporary folder:
+
+1. ``prevenance`` is migrated, members are created and an integrator key is made; ``prevenance
+   serve`` (one uvicorn worker) is started and driven with ``--clients`` concurrent keep-alive
+   clients for ``--duration`` seconds, every request a new transaction id;
+2. a bare FastAPI app (one endpoint, one SQLite ``INSERT`` and commit per request, the same
+   uvicorn settings and SQLite pragmas) is driven the same way.
+
+It prints requests/s, p50/p99/max latency, errors and the peak resident memory (``VmHWM``) of
+each server, the ratio of the two throughputs against the targets (≥ 0.6× bare, p99 ≤ 25 ms),
+and then proves the ledger: ``prevenance ledger audit`` passes and the number of postings equals
+the number of accepted (201) requests.
+
+The default driver is a small asyncio HTTP/1.1 client (uvloop when installed): it is light enough
+not to starve a small machine's server, and each client finishes its request in flight at the
+deadline, so every accepted request is counted. ``--driver wrk`` uses ``wrk`` instead (its
+latencies, no exact accounting: requests in flight when wrk stops are not counted by it).
+
+    python benchmarks/earn_api.py [--duration 20] [--clients 32] [--members 2000] [--driver asyncio|wrk]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PREVENANCE = str(BIN / "prevenance") if (BIN / "prevenance").exists() else shutil.which("prevenance")
+TARGET_RATIO = 0.6
+TARGET_P99_MS = 25.0
+
+BARE_APP = textwrap.dedent(
+    '''
+    """A bare FastAPI endpoint: parse the same body, one SQLite INSERT and commit, answer 201."""
+    import os
+    import sqlite3
+    import threading
+
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel
+
+    PATH = os.environ["BARE_DB"]
+    local = threading.local()
+
+
+    def connection() -> sqlite3.Connection:
+        db = getattr(local, "db", None)
+        if db is None:
+            db = sqlite3.connect(PATH, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            local.db = db
+        return db
+
+
+    class Tx(BaseModel):
+        id: str
+        member_ref: str
+        amount: str
+        currency: str
+        merchant: str
+        category: str
+        occurred_at: str
+
+
+    app = FastAPI()
+
+
+    @app.post("/v1/transactions", status_code=201)
+    def post(tx: Tx) -> JSONResponse:
+        db = connection()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            "INSERT INTO transactions (id, member_ref, amount, currency, merchant, category, occurred_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (tx.id, tx.member_ref, tx.amount, tx.currency, tx.merchant, tx.category, tx.occurred_at),
+        )
+        db.execute("COMMIT")
+        return JSONResponse({"id": tx.id, "member_ref": tx.member_ref}, status_code=201)
+
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+    '''
+)
+
+CATEGORIES = ("groceries", "dining", "travel", "books", "fuel", "fashion", "electronics", "hotels")
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds, accepted requests
+    accepted: int = 0
+    errors: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    peak_rss_kb: int = 0
+    wrk_summary: dict[str, float] | None = None
+
+    @property
+    def rps(self) -> float:
+        if self.wrk_summary:
+            return self.wrk_summary["rps"]
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        if self.wrk_summary:
+            return self.wrk_summary[f"p{int(q * 100)}"]
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+    @property
+    def max_ms(self) -> float:
+        if self.wrk_summary:
+            return self.wrk_summary["max"]
+        return max(self.latencies, default=float("nan")) * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server on port {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server on port {port} did not answer /healthz within {timeout} s")
+
+
+def peak_rss_kb(pid: int) -> int:
+    """The peak resident set of a process (Linux ``VmHWM``), in KiB; 0 when unknown."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# --- drivers -------------------------------------------------------------------------------------
+
+
+def body_for(prefix: str, n: int, members: int) -> bytes:
+    return json.dumps(
+        {
+            "id": f"{prefix}-{n}",
+            "member_ref": f"bench-{n % members:06d}",
+            "amount": f"{10 + n % 490}.{n % 100:02d}",
+            "currency": "EUR",
+            "merchant": "Benchmark Store",
+            "category": CATEGORIES[n % len(CATEGORIES)],
+            "occurred_at": "2026-11-20T10:00:00Z",
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+async def _client(
+    index: int, port: int, token: str, prefix: str, members: int, clients: int, deadline: float, out: Result
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    n = index
+    try:
+        while time.monotonic() < deadline:
+            body = body_for(prefix, n, members)
+            n += clients
+            head = (
+                f"POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            started = time.perf_counter()
+            writer.write(head + body)
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if length:
+                await reader.readexactly(length)
+            elapsed = time.perf_counter() - started
+            status = int(status_line.split()[1]) if status_line else 0
+            out.statuses[status] = out.statuses.get(status, 0) + 1
+            if status == 201:
+                out.accepted += 1
+                out.latencies.append(elapsed)
+            else:
+                out.errors += 1
+    finally:
+        writer.close()
+
+
+async def _drive_asyncio(port: int, token: str, prefix: str, args: argparse.Namespace, out: Result) -> None:
+    started = time.monotonic()
+    deadline = started + args.duration
+    await asyncio.gather(
+        *(
+            _client(i, port, token, prefix, args.members, args.clients, deadline, out)
+            for i in range(args.clients)
+        )
+    )
+    out.seconds = time.monotonic() - started
+
+
+def drive_asyncio(port: int, token: str, prefix: str, args: argparse.Namespace, out: Result) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(_drive_asyncio(port, token, prefix, args, out))
+    except ImportError:
+        asyncio.run(_drive_asyncio(port, token, prefix, args, out))
+
+
+WRK_SCRIPT = """
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  accepted = 0
+  refused = 0
+end
+request = function()
+  counter = counter + 1
+  local n = tid * 100000000 + counter
+  local body = string.format(
+    '{"id":"%s-%d","member_ref":"bench-%06d","amount":"%d.%02d","currency":"EUR",' ..
+    '"merchant":"Benchmark Store","category":"travel","occurred_at":"2026-11-20T10:00:00Z"}',
+    PREFIX, n, n % MEMBERS, 10 + n % 490, n % 100)
+  return wrk.format("POST", "/v1/transactions", HEADERS, body)
+end
+response = function(status, headers, body)
+  if status == 201 then accepted = accepted + 1 else refused = refused + 1 end
+end
+function done(summary, latency, requests)
+  local a, r = 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("accepted"); r = r + t:get("refused") end
+  io.write(string.format("RESULT %d %d %d %.3f %.3f %.3f %.3f\\n", a, r,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
+    summary.requests / (summary.duration / 1e6)))
+end
+"""
+
+
+def drive_wrk(port: int, token: str, prefix: str, args: argparse.Namespace, out: Result, tmp: Path) -> None:
+    script = tmp / f"{prefix}.lua"
+    headers = f'{{["Content-Type"]="application/json", ["Authorization"]="Bearer {token}"}}'
+    script.write_text(f'PREFIX="{prefix}"\nMEMBERS={args.members}\nHEADERS={headers}\n' + WRK_SCRIPT)
+    threads = max(1, min(args.clients, os.cpu_count() or 1))
+    seconds = max(1, round(args.duration))
+    command = ["wrk", "-t", str(threads), "-c", str(args.clients), "-d", f"{seconds}s", "-s", str(script)]
+    done = subprocess.run([*command, f"http://127.0.0.1:{port}"], capture_output=True, text=True)
+    if done.returncode != 0 or "RESULT" not in done.stdout:
+        raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))
+    accepted, refused, socket_errors, p50, p99, peak, rps = line.split()[1:]
+    out.accepted, out.errors = int(accepted), int(refused) + int(socket_errors)
+    out.seconds = float(seconds)
+    out.wrk_summary = {"p50": float(p50), "p99": float(p99), "max": float(peak), "rps": float(rps)}
+
+
+def drive(port: int, token: str, prefix: str, args: argparse.Namespace, out: Result, tmp: Path) -> None:
+    if args.driver == "wrk":
+        drive_wrk(port, token, prefix, args, out, tmp)
+    else:
+        drive_asyncio(port, token, prefix, args, out)
+
+
+# --- the two servers -----------------------------------------------------------------------------
+
+
+def prepare_prevenance(url: str, members: int) -> str:
+    """Migrate, install the programme, create the members and an integrator key."""
+    from prevenance.common.auth import create_key
+    from prevenance.customers import service as customers
+    from prevenance.db import make_engine, unit_of_work
+    from prevenance.loyalty import programme
+    from prevenance.migrate import upgrade
+
+    engine = make_engine(url)
+    upgrade(engine)
+    now = datetime.now(UTC)
+    with unit_of_work(engine) as session:
+        programme.install_default_if_missing(session, now=now)
+    products = ("green", "gold", "platinum", "centurion", "cobrand-airline")
+    with unit_of_work(engine) as session:
+        for i in range(members):
+            data = customers.MemberData(
+                f"Member {i}", f"member{i}@example.fr", "fr", "FR", products[i % len(products)]
+            )
+            customers.upsert(session, ref=f"bench-{i:06d}", data=data, now=now)
+        _, token = create_key(session, role="integrator", name="benchmark", now=now)
+    engine.dispose()
+    return token
+
+
+def run_prevenance(args: argparse.Namespace, tmp: Path) -> tuple[Result, Path]:
+    path = tmp / "prevenance.db"
+    url = f"sqlite:///{path}"
+    started = time.perf_counter()
+    token = prepare_prevenance(url, args.members)
+    print(f"prevenance: migrated, {args.members} members, key ready ({time.perf_counter() - started:.1f} s)")
+    port = free_port()
+    env = {**os.environ, "PREVENANCE_DATABASE_URL": url}
+    log = (tmp / "prevenance.log").open("wb")
+    server = subprocess.Popen(
+        [PREVENANCE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    result = Result("prevenance POST /v1/transactions")
+    try:
+        wait_ready(port, server)
+        drive(port, token, "tx", args, result, tmp)
+        result.peak_rss_kb = peak_rss_kb(server.pid)
+    finally:
+        stop(server)
+    return result, path
+
+
+def run_bare(args: argparse.Namespace, tmp: Path) -> Result:
+    path = tmp / "bare.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE transactions (id TEXT PRIMARY KEY, member_ref TEXT, amount TEXT, currency TEXT,"
+            " merchant TEXT, category TEXT, occurred_at TEXT)"
+        )
+    (tmp / "bare_app.py").write_text(BARE_APP)
+    port = free_port()
+    launcher = (
+        "import uvicorn; uvicorn.run('bare_app:app', host='127.0.0.1', "
+        f"port={port}, workers=1, log_level='info')"
+    )
+    log = (tmp / "bare.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-c", launcher],
+        cwd=tmp,
+        env={**os.environ, "BARE_DB": str(path), "PYTHONPATH": str(tmp)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    result = Result("bare FastAPI + one SQLite insert")
+    try:
+        wait_ready(port, server)
+        drive(port, "none", "bare", args, result, tmp)
+        result.peak_rss_kb = peak_rss_kb(server.pid)
+    finally:
+        stop(server)
+    return result
+
+
+def verify_ledger(path: Path, accepted: int, exact: bool) -> bool:
+    """``prevenance ledger audit`` passes and there is one posting per accepted request."""
+    env = {**os.environ, "PREVENANCE_DATABASE_URL": f"sqlite:///{path}"}
+    audit = subprocess.run([PREVENANCE, "ledger", "audit"], env=env, capture_output=True, text=True)
+    print(f"ledger audit: exit {audit.returncode}: {audit.stdout.strip().splitlines()[-1]}")
+    with sqlite3.connect(path) as db:
+        postings = db.execute("SELECT count(*) FROM postings").fetchone()[0]
+        transactions = db.execute("SELECT count(*) FROM card_transactions").fetchone()[0]
+    if exact:
+        counted = postings == accepted == transactions
+        relation = "=="
+    else:  # wrk does not count the requests in flight when it stops
+        counted = postings == transactions and accepted <= postings
+        relation = "<="
+    print(
+        f"postings={postings} card_transactions={transactions} accepted={accepted}: "
+        f"accepted {relation} postings {'ok' if counted else 'MISMATCH'}"
+    )
+    return audit.returncode == 0 and counted
+
+
+def report(results: list[Result], args: argparse.Namespace) -> bool:
+    print()
+    print(f"{args.clients} clients, {args.duration} s each, driver {args.driver}, one uvicorn worker")
+    print(f"{'':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'peak RSS':>10}")
+    for r in results:
+        print(
+            f"{r.name:36} {r.rps:9.0f} {r.percentile_ms(0.5):8.1f} {r.percentile_ms(0.99):8.1f} "
+            f"{r.max_ms:8.1f} {r.errors:7d} {r.peak_rss_kb / 1024:8.1f} MB"
+        )
+        if any(code != 201 for code in r.statuses):
+            print(f"{'':36} statuses: {dict(sorted(r.statuses.items()))}")
+    ours, bare = results
+    ratio = ours.rps / bare.rps if bare.rps else float("nan")
+    p99 = ours.percentile_ms(0.99)
+    ratio_ok, p99_ok = ratio >= TARGET_RATIO, p99 <= TARGET_P99_MS
+    print(
+        f"throughput ratio: {ratio:.2f}x bare (target >= {TARGET_RATIO}): {'met' if ratio_ok else 'MISSED'}"
+    )
+    print(f"p99 latency: {p99:.1f} ms (target <= {TARGET_P99_MS:.0f} ms): {'met' if p99_ok else 'MISSED'}")
+    return ratio_ok and p99_ok and ours.errors == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per server")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent keep-alive clients")
+    parser.add_argument("--members", type=int, default=2000, help="members the transactions spread over")
+    parser.add_argument("--driver", choices=("asyncio", "wrk"), default="asyncio")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (databases, logs)")
+    args = parser.parse_args()
+    if args.driver == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk), or use --driver asyncio")
+    if PREVENANCE is None:
+        raise SystemExit("the prevenance command is not installed (make install)")
+    tmp = Path(tempfile.mkdtemp(prefix="earn-bench-"))
+    try:
+        ours, path = run_prevenance(args, tmp)
+        bare = run_bare(args, tmp)
+        targets = report([ours, bare], args)
+        ledger_ok = verify_ledger(path, ours.accepted, exact=args.driver == "asyncio")
+        print(f"logs and databases in {tmp}" if args.keep else "")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not ledger_ok:
+        raise SystemExit("LEDGER CHECK FAILED")
+    if not targets:
+        print("targets missed (see above)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,620 @@
+"""Deterministic demo data, written through the service layer so the ledger is exactly what the API
+would have produced.
+
+The whole story is planned first, in memory, from ``random.Random(seed)`` (and a seeded Faker for
+the names): members across FR, GB, DE, IT, ES on the five card products, who referred whom, a year
+of card payments ending at the load date, refunds, and the moments members want to redeem. Times
+are planned as offsets before an *anchor* (the load moment), so the plan does not depend on the
+day it runs; the anchor of the first load is found again on a rerun from the first member's
+``created_at``. The plan is then played in time order through ``prevenance.loyalty.service`` and
+``prevenance.customers.service``, many calls per unit of work. Every write has an id derived from
+the seed, and the services are idempotent by id, so running the load again adds nothing.
+
+What a member can afford is never read back from the database: it is followed from the bodies the
+services answer (a replay answers the first body again), so a rerun takes the same decisions as the
+first run, and a run killed part-way and started again ends with the ledger of one clean run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from faker import Faker
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from prevenance.common.problems import PrevenanceError
+from prevenance.customers import service as customers
+from prevenance.customers.tables import Member
+from prevenance.db import read_session, unit_of_work
+from prevenance.loyalty import ledger
+from prevenance.loyalty import service as loyalty
+from prevenance.loyalty.schemas import (
+    CatalogueRedemption,
+    ECodeRedemption,
+    TransactionCreate,
+    TransferRedemption,
+    TravelRedemption,
+)
+from prevenance.loyalty.tables import Posting
+
+YEAR = timedelta(days=365)
+CHUNK = 2_000  # events per unit of work
+
+# country: (Faker locale, language, share of members, e-mail top-level domain, home currency)
+COUNTRIES: dict[str, tuple[str, str, float, str, str]] = {
+    "FR": ("fr_FR", "fr", 0.40, "fr", "EUR"),
+    "GB": ("en_GB", "en", 0.20, "co.uk", "GBP"),
+    "DE": ("de_DE", "en", 0.16, "de", "EUR"),
+    "IT": ("it_IT", "en", 0.13, "it", "EUR"),
+    "ES": ("es_ES", "en", 0.11, "es", "EUR"),
+}
+
+# product: (share of members, payments a year, spending scale)
+PRODUCTS: dict[str, tuple[float, float, float]] = {
+    "green": (0.36, 18.0, 0.9),
+    "gold": (0.30, 26.0, 1.2),
+    "platinum": (0.15, 38.0, 1.8),
+    "centurion": (0.03, 60.0, 3.0),
+    "cobrand-airline": (0.16, 28.0, 1.2),
+}
+POINTS_PRODUCTS = ("green", "gold", "platinum", "centurion")
+
+# category: (share of payments, median amount in euros, spread of the log-normal)
+CATEGORIES: dict[str, tuple[float, float, float]] = {
+    "groceries": (0.22, 48.0, 0.6),
+    "dining": (0.20, 38.0, 0.7),
+    "fuel": (0.09, 62.0, 0.3),
+    "fashion": (0.09, 120.0, 0.8),
+    "books": (0.07, 24.0, 0.5),
+    "entertainment": (0.08, 35.0, 0.6),
+    "electronics": (0.05, 190.0, 0.9),
+    "travel": (0.12, 240.0, 0.9),
+    "hotels": (0.08, 260.0, 0.7),
+}
+
+# Merchants by category: those every country sees, then each country's own.
+MERCHANTS: dict[str, dict[str, list[str]]] = {
+    "groceries": {
+        "FR": ["Monoprix", "Carrefour Market", "Grand Frais", "La Grande Épicerie de Paris"],
+        "GB": ["Waitrose", "Tesco", "Marks & Spencer Food", "Sainsbury's"],
+        "DE": ["Edeka", "REWE", "Alnatura", "Kaufland"],
+        "IT": ["Esselunga", "Coop", "Eataly", "Conad"],
+        "ES": ["Mercadona", "El Corte Inglés Supermercado", "Carrefour", "Sánchez Romero"],
+    },
+    "dining": {
+        "*": ["Deliveroo", "Uber Eats"],
+        "FR": ["Brasserie Lipp", "Le Comptoir du Relais", "Café de Flore", "Bouillon Chartier"],
+        "GB": ["Dishoom", "The Ivy", "Pret A Manger", "Hawksmoor"],
+        "DE": ["Borchardt", "Café Einstein", "Hofbräuhaus", "Nordsee"],
+        "IT": ["Trattoria da Enzo", "Caffè Florian", "Pizzeria Da Michele", "Cracco"],
+        "ES": ["Casa Lucio", "Botín", "El Nacional", "Café Gijón"],
+    },
+    "fuel": {
+        "*": ["Shell", "BP"],
+        "FR": ["TotalEnergies"],
+        "GB": ["Esso"],
+        "DE": ["Aral"],
+        "IT": ["Eni"],
+        "ES": ["Repsol", "Cepsa"],
+    },
+    "fashion": {
+        "*": ["Zara", "COS"],
+        "FR": ["Galeries Lafayette", "Printemps", "Le Bon Marché"],
+        "GB": ["Selfridges", "Harrods", "Liberty London"],
+        "DE": ["KaDeWe", "Breuninger"],
+        "IT": ["La Rinascente", "Coin"],
+        "ES": ["El Corte Inglés", "Loewe"],
+    },
+    "books": {
+        "*": ["Page & Platine"],
+        "FR": ["Librairie Gallimard", "Shakespeare and Company"],
+        "GB": ["Waterstones", "Foyles"],
+        "DE": ["Hugendubel", "Thalia"],
+        "IT": ["Feltrinelli", "Libreria Acqua Alta"],
+        "ES": ["Casa del Libro", "Librería Bertrand"],
+    },
+    "entertainment": {
+        "*": ["Spotify", "Netflix", "Ticketmaster"],
+        "FR": ["Opéra national de Paris", "UGC Ciné Cité"],
+        "GB": ["Royal Albert Hall", "Odeon"],
+        "DE": ["Berliner Philharmoniker", "CinemaxX"],
+        "IT": ["Teatro alla Scala", "UCI Cinemas"],
+        "ES": ["Teatro Real", "Cinesa"],
+    },
+    "electronics": {
+        "*": ["Apple Store"],
+        "FR": ["Fnac Darty", "Boulanger"],
+        "GB": ["Currys", "John Lewis"],
+        "DE": ["MediaMarkt", "Saturn"],
+        "IT": ["Unieuro", "MediaWorld"],
+        "ES": ["MediaMarkt", "PcComponentes"],
+    },
+    "travel": {
+        "*": ["Skyline Airways", "easyJet", "Hertz", "Sixt"],
+        "FR": ["Air France", "SNCF Connect", "Eurostar"],
+        "GB": ["British Airways", "Eurostar", "Trainline"],
+        "DE": ["Lufthansa", "Deutsche Bahn"],
+        "IT": ["ITA Airways", "Trenitalia", "Italo"],
+        "ES": ["Iberia", "Renfe", "Vueling"],
+    },
+    "hotels": {
+        "*": ["Maison Hotels & Resorts", "Marriott Bonvoy", "Four Seasons"],
+        "FR": ["Hôtel Plaza Athénée", "Accor Live Limitless"],
+        "GB": ["The Savoy", "Claridge's"],
+        "DE": ["Hotel Adlon Kempinski", "Bayerischer Hof"],
+        "IT": ["Hotel Danieli", "Hotel Hassler Roma"],
+        "ES": ["Hotel Ritz Madrid", "Hotel Arts Barcelona"],
+    },
+}
+
+# Payments abroad: (currency, merchant, category, median amount in that currency)
+ABROAD: list[tuple[str, str, str, float]] = [
+    ("GBP", "Harrods", "fashion", 180.0),
+    ("GBP", "The Savoy", "hotels", 420.0),
+    ("GBP", "Dishoom", "dining", 55.0),
+    ("USD", "Macy's Herald Square", "fashion", 140.0),
+    ("USD", "The Plaza New York", "hotels", 650.0),
+    ("USD", "Uber", "travel", 28.0),
+    ("USD", "Delta Air Lines", "travel", 720.0),
+    ("CHF", "Hotel Baur au Lac", "hotels", 690.0),
+    ("CHF", "SBB CFF FFS", "travel", 84.0),
+    ("CHF", "Confiserie Sprüngli", "dining", 46.0),
+    ("EUR", "Galeries Lafayette", "fashion", 150.0),  # a British member in Paris
+]
+
+# sku: (name, points, stock)
+CATALOGUE: dict[str, tuple[str, int, int]] = {
+    "umbrella": ("Folding umbrella", 1_500, 400),
+    "knife-set": ("Six-piece kitchen knife set", 4_500, 300),
+    "champagne": ("Champagne magnum", 6_000, 300),
+    "espresso": ("Espresso machine", 12_000, 150),
+    "weekend-bag": ("Leather weekend bag", 18_000, 100),
+    "headphones": ("Noise-cancelling headphones", 25_000, 80),
+    "smartwatch": ("Smartwatch", 32_000, 50),
+    "hifi": ("Hi-fi system", 60_000, 15),
+}
+
+# code: (kind, name, points per block, partner units per block)
+PARTNERS: dict[str, tuple[str, str, int, int]] = {
+    "skyline": ("airline", "Skyline Airways Miles", 1_000, 1_000),
+    "maison": ("hotel", "Maison Hotels & Resorts", 2_000, 1_000),
+    "page-platine": ("merchant", "Page & Platine (books and music)", 1_000, 10),
+}
+ECODE_PARTNER = "page-platine"
+ECODE_VALUES = (1_000, 2_500)  # points per e-code (a €10 and a €25 voucher)
+
+
+class DemoMismatch(ValueError):
+    """The database already holds this seed's demo at another size (its ids would clash)."""
+
+
+@dataclass(frozen=True)
+class Person:
+    ref: str
+    name: str
+    email: str
+    language: str
+    country: str
+    product: str
+    joined_before: timedelta  # how long before the anchor the member joined
+
+
+@dataclass(order=True)
+class Event:
+    """One call to play, ``before`` the anchor (larger = earlier)."""
+
+    at: float  # seconds after the start of the year, for sorting
+    seq: int
+    kind: str = field(compare=False)
+    data: dict[str, Any] = field(compare=False)
+
+
+@dataclass
+class Plan:
+    people: list[Person]
+    referrals: list[tuple[str, int, int]]  # (id, referrer index, referee index)
+    events: list[Event]
+
+
+def _ascii(text: str) -> str:
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "".join(c for c in plain.lower() if c.isalnum())
+
+
+def _weighted(rng: random.Random, table: dict[str, Any], index: int = 0) -> str:
+    keys = list(table)
+    return rng.choices(keys, weights=[table[k][index] for k in keys])[0]
+
+
+def _money(value: float) -> str:
+    return f"{max(value, 0.3):.2f}"
+
+
+def _people(rng: random.Random, *, members: int, seed: int) -> list[Person]:
+    fakers = {country: Faker(locale) for country, (locale, *_) in COUNTRIES.items()}
+    for offset, fake in enumerate(fakers.values()):
+        fake.seed_instance(seed * 101 + offset)
+    people = []
+    for i in range(members):
+        if i == 0:  # the showcase member a demo member key acts for
+            country, product = "FR", "platinum"
+        elif i <= 10:  # even a small demo has every country and every product
+            country, product = list(COUNTRIES)[i % 5], list(PRODUCTS)[(i * 2) % 5]
+        else:
+            country, product = _weighted(rng, COUNTRIES, 2), _weighted(rng, PRODUCTS, 0)
+        _, language, _, tld, _ = COUNTRIES[country]
+        fake = fakers[country]
+        first, last = fake.first_name(), fake.last_name()
+        email = f"{_ascii(first)}.{_ascii(last)}{i}@example.{tld}"
+        joined = YEAR + timedelta(days=int(rng.expovariate(1 / 900)), seconds=rng.randrange(86_400))
+        people.append(
+            Person(f"demo-{seed}-{i + 1:05d}", f"{first} {last}", email, language, country, product, joined)
+        )
+    return people
+
+
+def plan(*, members: int, seed: int) -> Plan:
+    """The demo's whole story, as offsets from the anchor (no database, no clock)."""
+    rng = random.Random(seed)
+    people = _people(rng, members=members, seed=seed)
+    year = YEAR.total_seconds()
+
+    # About one member in fifteen joined this year, referred by an older member.
+    referrals: list[tuple[str, int, int]] = []
+    referees = sorted(rng.sample(range(1, members), k=max(1, members // 15))) if members > 2 else []
+    referred = set(referees)
+    veterans = [i for i in range(members) if i not in referred]
+    for n, referee in enumerate(referees):
+        referrer = 0 if n == 0 else rng.choice(veterans)
+        person = people[referee]
+        joined = timedelta(days=rng.randint(30, 300), seconds=rng.randrange(86_400))
+        people[referee] = Person(**{**person.__dict__, "joined_before": joined})
+        referrals.append((f"demo-{seed}-ref{n + 1:05d}", referrer, referee))
+
+    events: list[Event] = []
+    seq = 0
+
+    def add(before: float, what: str, **data: Any) -> None:
+        nonlocal seq
+        seq += 1
+        events.append(Event(year - before, seq, what, data))
+
+    tx_number = refund_number = redemption_number = 0
+    for index, person in enumerate(people):
+        active = min(person.joined_before.total_seconds(), year) - 3_600
+        _, per_year, scale = PRODUCTS[person.product]
+        count = per_year * rng.lognormvariate(-0.08, 0.4) * active / year
+        count = max(3, round(count * (1.6 if index == 0 else 1)))
+        home = COUNTRIES[person.country][4]
+        for _ in range(count):
+            tx_number += 1
+            tx_id = f"demo-{seed}-tx{tx_number:07d}"
+            before = rng.uniform(60, active)
+            if rng.random() < 0.05:
+                currency, merchant, category, median = rng.choice(ABROAD)
+                if currency == home:
+                    currency, merchant, category, median = ABROAD[-1]
+                amount = median * rng.lognormvariate(0, 0.5)
+            else:
+                category = _weighted(rng, CATEGORIES, 0)
+                _, median, spread = CATEGORIES[category]
+                shops = MERCHANTS[category]
+                merchant = rng.choice(shops.get("*", []) + shops[person.country])
+                currency = home
+                amount = median * scale * rng.lognormvariate(0, spread)
+                if category == "dining" and rng.random() < 0.15:
+                    amount = rng.uniform(0.4, 4.5)  # a coffee still earns a point
+                if currency == "GBP":
+                    amount /= 1.17
+            amount_text = _money(amount)
+            add(
+                before,
+                "tx",
+                id=tx_id,
+                member=index,
+                amount=amount_text,
+                currency=currency,
+                merchant=merchant,
+                category=category,
+            )
+            refund_odds = 0.06 if category in ("fashion", "electronics", "travel", "hotels") else 0.01
+            if rng.random() < refund_odds and before > 86_400:
+                refund_number += 1
+                cents = round(float(amount_text) * 100)
+                part = cents if rng.random() < 0.6 else max(1, round(cents * rng.uniform(0.1, 0.9)))
+                later = rng.uniform(3_600, min(before - 60, 30 * 86_400))
+                add(
+                    before - later,
+                    "refund",
+                    id=f"demo-{seed}-rf{refund_number:06d}",
+                    tx=tx_id,
+                    member=index,
+                    amount=f"{part / 100:.2f}",
+                )
+
+        # Redemption wishes of points members, mostly late in the year when points have built up.
+        if person.product not in POINTS_PRODUCTS:
+            continue
+        wishes: list[str] = []
+        if index == 0:
+            wishes = ["catalogue", "ecode", "transfer", "travel", "travel", "catalogue"]
+        elif rng.random() < 0.4:
+            wishes = rng.choices(
+                ["catalogue", "ecode", "transfer", "travel"], [30, 25, 25, 20], k=rng.randint(1, 3)
+            )
+        travels = 0
+        for kind in wishes:
+            redemption_number += 1
+            latest = 60 * 86_400 if index == 0 else year * 0.7  # the showcase redeems late
+            before = rng.uniform(3_600, min(active, latest))
+            data = {
+                "id": f"demo-{seed}-rd{redemption_number:06d}",
+                "member": index,
+                "kind": kind,
+                "u": rng.random(),
+                "v": rng.random(),
+            }
+            add(before, "redeem", **data)
+            if kind == "travel":
+                travels += 1
+                void = rng.random() < 0.2 if index else travels == 2
+                add(
+                    before - rng.uniform(120, 1_200),
+                    "resolve",
+                    id=data["id"],
+                    action="void" if void else "confirm",
+                )
+    events.sort()
+    return Plan(people, referrals, events)
+
+
+# --- playing the plan ---------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    """What the loader knows from the services' answers (never read back from the database)."""
+
+    balances: dict[int, int] = field(default_factory=dict)  # member index -> balance in its unit
+    pending: dict[int, tuple[int, int]] = field(default_factory=dict)  # referee -> (referrer, bonus)
+    held: dict[str, tuple[int, int]] = field(default_factory=dict)  # redemption -> (member, points)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, by: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + by
+
+
+def _chunks(events: list[Event], size: int) -> Iterator[list[Event]]:
+    for start in range(0, len(events), size):
+        yield events[start : start + size]
+
+
+def _anchor(engine: Engine, people: list[Person]) -> datetime:
+    """The load moment of the first load (so a rerun replays identical bodies), else now."""
+    with read_session(engine) as session:
+        first = customers.get(session, ref=people[0].ref)
+        if first is not None:
+            return first.created_at + people[0].joined_before
+    return datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+def _setup(session: Session, *, seed: int, members: int, at: datetime, state: _State) -> None:
+    """Partners, catalogue and the e-code pool (the catalogue only once: stock is live)."""
+    for code, (kind, name, per_block, units) in PARTNERS.items():
+        loyalty.put_partner(
+            session,
+            code=code,
+            kind=kind,
+            name=name,
+            points_per_block=per_block,
+            units_per_block=units,
+            now=at,
+        )
+    existing = {item.sku for item in loyalty.list_catalogue(session)}
+    for sku, (name, points, stock) in CATALOGUE.items():
+        if sku not in existing:
+            loyalty.put_catalogue_item(
+                session, sku=sku, name=name, points=points, stock=max(3, stock * members // 1000), now=at
+            )
+    rng = random.Random(f"{seed}:ecodes")
+    for points in ECODE_VALUES:
+        size = max(10, members // (8 if points == 1_000 else 16))
+        codes = [f"PP{points // 100}-{rng.getrandbits(40):010X}" for _ in range(size)]
+        loaded = loyalty.load_ecodes(session, partner_code=ECODE_PARTNER, points=points, codes=codes, now=at)
+        state.count("ecodes", loaded["loaded"] + loaded["skipped"])
+
+
+def _members(session: Session, *, people: list[Person], anchor: datetime, state: _State) -> None:
+    for person in people:
+        data = customers.MemberData(
+            person.name, person.email, person.language, person.country, person.product
+        )
+        customers.upsert(session, ref=person.ref, data=data, now=anchor - person.joined_before)
+        state.balances[len(state.balances)] = 0
+    state.count("members", len(people))
+
+
+def _referrals(
+    session: Session,
+    *,
+    referrals: list[tuple[str, int, int]],
+    people: list[Person],
+    anchor: datetime,
+    state: _State,
+) -> None:
+    for key, referrer, referee in referrals:
+        outcome = loyalty.create_referral(
+            session,
+            referrer_ref=people[referrer].ref,
+            referee_ref=people[referee].ref,
+            key=key,
+            now=anchor - people[referee].joined_before + timedelta(minutes=5),
+        )
+        if outcome.status_code == 201:
+            state.pending[referee] = (referrer, int(outcome.body["bonus"]))
+            state.count("referrals")
+
+
+def _redemption_request(event: Event, balance: int) -> dict[str, Any] | None:
+    """What the member asks for, given what they can afford (None: nothing this time)."""
+    kind, u, v, rid = event.data["kind"], event.data["u"], event.data["v"], event.data["id"]
+    if kind == "catalogue":
+        affordable = [sku for sku, (_, points, _) in CATALOGUE.items() if points <= balance]
+        if not affordable:
+            return None
+        sku = affordable[-1 - int(u * min(3, len(affordable)))]  # one of the best they can afford
+        return CatalogueRedemption(id=rid, kind="catalogue", sku=sku, quantity=1).model_dump()
+    if kind == "ecode":
+        fitting = [p for p in ECODE_VALUES if p <= balance]
+        if not fitting:
+            return None
+        return ECodeRedemption(
+            id=rid, kind="ecode", partner=ECODE_PARTNER, points=fitting[int(u * len(fitting))]
+        ).model_dump()
+    if kind == "transfer":
+        partner = "skyline" if u < 0.6 else "maison"
+        block = PARTNERS[partner][2]
+        blocks = min(balance // block, 5 + int(v * 20))
+        if blocks < 1:
+            return None
+        return TransferRedemption(
+            id=rid, kind="transfer", partner=partner, points=blocks * block
+        ).model_dump()
+    if balance < 2_000:
+        return None
+    amount = 150 + int(u * 1_350)
+    points = min(
+        balance // 2, int(amount * 100 * (0.3 + 0.7 * v))
+    )  # part of the trip, half the points at most
+    return TravelRedemption(
+        id=rid,
+        kind="travel",
+        booking_ref=f"TRV-{rid.rsplit('rd', 1)[-1]}",
+        amount=f"{amount}.00",
+        points=points,
+    ).model_dump()
+
+
+def _play(session: Session, event: Event, *, people: list[Person], anchor: datetime, state: _State) -> None:
+    now = anchor - YEAR + timedelta(seconds=event.at)
+    data = event.data
+    if event.kind == "tx":
+        index = data["member"]
+        body = TransactionCreate(
+            id=data["id"],
+            member_ref=people[index].ref,
+            amount=data["amount"],
+            currency=data["currency"],
+            merchant=data["merchant"],
+            category=data["category"],
+            occurred_at=now - timedelta(seconds=2),
+        )
+        outcome = loyalty.record_transaction(
+            session, tx=loyalty.TransactionInput(**body.model_dump()), now=now
+        )
+        state.balances[index] = int(outcome.body["balance"])
+        state.count("transactions")
+        state.count("replayed", outcome.replayed)
+        if index in state.pending:
+            referrer, bonus = state.pending.pop(index)
+            if people[referrer].product in POINTS_PRODUCTS:
+                state.balances[referrer] += bonus
+            state.count("referrals_rewarded")
+    elif event.kind == "refund":
+        outcome = loyalty.refund_transaction(
+            session, transaction_id=data["tx"], refund_id=data["id"], amount=data["amount"], now=now
+        )
+        state.balances[data["member"]] = int(outcome.body["balance"])
+        state.count("refunds")
+        state.count("replayed", outcome.replayed)
+    elif event.kind == "redeem":
+        index = data["member"]
+        request = _redemption_request(event, state.balances[index])
+        if request is None:
+            return
+        try:
+            with session.begin_nested():
+                outcome = loyalty.redeem(session, member_ref=people[index].ref, request=request, now=now)
+        except PrevenanceError:  # e.g. the e-code pool ran dry: the member chose nothing this time
+            state.count("redemptions_refused")
+            return
+        if outcome.status_code != 201:
+            state.count("redemptions_refused")
+            return
+        state.balances[index] = int(outcome.body["balance"])
+        if request["kind"] == "travel":
+            state.held[request["id"]] = (index, int(outcome.body["points_debited"]))
+        state.count("redemptions")
+        state.count(f"redemptions_{request['kind']}")
+        state.count("replayed", outcome.replayed)
+    elif event.kind == "resolve":
+        held = state.held.pop(data["id"], None)
+        if held is None:  # the hold was never placed (not enough points)
+            return
+        loyalty.resolve_hold(session, redemption_id=data["id"], action=data["action"], now=now)
+        if data["action"] == "void":
+            state.balances[held[0]] += held[1]
+        state.count(f"travel_{data['action']}ed")
+
+
+def load_demo(engine: Engine, *, members: int, seed: int, now: datetime | None = None) -> dict[str, int]:
+    """Load (or complete, or re-check) the demo; returns counts and ``ok`` = 1 when the audit holds."""
+    if members < 1:
+        raise ValueError("members must be at least 1")
+    started = time.perf_counter()
+    story = plan(members=members, seed=seed)
+    with read_session(engine) as session:
+        loaded = session.execute(
+            select(func.count()).select_from(Member).where(Member.ref.like(f"demo-{seed}-%"))
+        ).scalar_one()
+    if loaded and loaded != members:
+        raise DemoMismatch(
+            f"this database holds the demo of seed {seed} with {loaded} members, not {members}: "
+            "load it with the same size, another seed, or into a fresh database"
+        )
+    anchor = now or _anchor(engine, story.people)
+    state = _State()
+    with read_session(engine) as session:
+        postings_before = session.execute(select(func.count()).select_from(Posting)).scalar_one()
+    with unit_of_work(engine) as session:
+        _members(session, people=story.people, anchor=anchor, state=state)
+        _setup(session, seed=seed, members=members, at=anchor - YEAR - timedelta(days=1), state=state)
+        _referrals(session, referrals=story.referrals, people=story.people, anchor=anchor, state=state)
+    for chunk in _chunks(story.events, CHUNK):
+        with unit_of_work(engine) as session:
+            for event in chunk:
+                _play(session, event, people=story.people, anchor=anchor, state=state)
+    with read_session(engine) as session:
+        report = ledger.audit(session)
+    summary = {
+        key: state.counts.get(key, 0)
+        for key in (
+            "members",
+            "transactions",
+            "refunds",
+            "referrals",
+            "referrals_rewarded",
+            "redemptions",
+            "redemptions_catalogue",
+            "redemptions_ecode",
+            "redemptions_transfer",
+            "redemptions_travel",
+            "travel_confirmed",
+            "travel_voided",
+            "redemptions_refused",
+            "ecodes",
+            "replayed",
+        )
+    }
+    summary["postings"] = int(report["postings"])
+    summary["postings_added"] = int(report["postings"]) - int(postings_before)
+    summary["seconds"] = round(time.perf_counter() - started)
+    summary["ok"] = int(bool(report["ok"]))
+    return summary

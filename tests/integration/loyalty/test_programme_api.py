@@ -1,0 +1,193 @@
+"""The programme is data an admin changes through the API; what was earned keeps its own rules."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from prevenance.common.clock import FrozenClock
+from prevenance.loyalty.programme import default_document
+from tests.conftest import Api, member_body, tx_body
+
+PROBLEM = "application/problem+json"
+
+
+def _document(api: Api) -> dict[str, Any]:
+    response = api.get("/v1/programme")
+    assert response.status_code == 200, response.text
+    return copy.deepcopy(response.json()["document"])
+
+
+def _assert_422(response: Any, field: str) -> dict[str, Any]:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    problem = response.json()
+    assert {"type", "title", "status", "detail"} <= problem.keys()
+    assert problem["field"] == field, problem
+    return dict(problem)
+
+
+def test_get_programme_shows_the_shipped_defaults(api: Api) -> None:
+    response = api.get("/v1/programme", role="agent")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["version"] >= 1
+    assert body["document"] == default_document()
+    products = body["document"]["products"]
+    assert set(products) == {"green", "gold", "platinum", "centurion", "cobrand-airline"}
+    assert products["cobrand-airline"]["unit"] == "miles"
+    assert body["document"]["travel"] == {"euro_per_point": "0.01", "hold_minutes": 30}
+
+
+def test_get_programme_needs_a_key(api: Api) -> None:
+    assert api.client.get("/v1/programme").status_code == 401
+
+
+def test_put_programme_installs_a_new_version(api: Api) -> None:
+    before = api.get("/v1/programme").json()["version"]
+    document = _document(api)
+    document["products"]["gold"]["earn_per_euro"] = 3
+    response = api.put("/v1/programme", document)
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] > before
+    assert response.json()["document"] == document
+    assert api.get("/v1/programme").json() == response.json()
+    unchanged = api.put("/v1/programme", document)
+    assert unchanged.json()["version"] == response.json()["version"]
+
+
+def test_put_programme_is_for_admins_only(api: Api) -> None:
+    document = _document(api)
+    document["minimum_earn"] = 0
+    for role in ("marketing", "supervisor", "agent", "integrator"):
+        refused = api.put("/v1/programme", document, role=role)
+        assert refused.status_code == 403, role
+        assert refused.headers["content-type"].startswith(PROBLEM)
+    assert _document(api)["minimum_earn"] == 1
+
+
+def _mutations() -> list[tuple[str, Any, str]]:
+    """(path to change, new value, field the problem must name)."""
+    return [
+        ("products", {}, "products"),
+        ("products.gold.unit", "stars", "products.gold.unit"),
+        ("products.gold.earn_per_euro", 0, "products.gold.earn_per_euro"),
+        ("products.gold.earn_per_euro", "2", "products.gold.earn_per_euro"),
+        ("products.platinum.category_multipliers", ["travel"], "products.platinum.category_multipliers"),
+        (
+            "products.platinum.category_multipliers.travel",
+            -2,
+            "products.platinum.category_multipliers.travel",
+        ),
+        ("products.gold.referral_bonus", -1, "products.gold.referral_bonus"),
+        ("products.gold.premium", "false", "products.gold.premium"),
+        ("products.cobrand-airline.miles_partner", None, "products.cobrand-airline.miles_partner"),
+        ("fx_rates.GBP", "abc", "fx_rates.GBP"),
+        ("fx_rates.GBP", "0", "fx_rates.GBP"),
+        ("fx_rates.EUR", "2", "fx_rates.EUR"),
+        ("fx_rates", "GBP", "fx_rates"),
+        ("travel.euro_per_point", "-0.01", "travel.euro_per_point"),
+        ("travel.hold_minutes", 0, "travel.hold_minutes"),
+        ("travel", 5, "travel"),
+        ("minimum_earn", -1, "minimum_earn"),
+    ]
+
+
+def _set(document: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    node = document
+    for part in parents:
+        node = node[part]
+    node[last] = value
+
+
+@pytest.mark.parametrize(("path", "value", "field"), _mutations())
+def test_an_invalid_programme_is_422_naming_the_field(api: Api, path: str, value: Any, field: str) -> None:
+    before = api.get("/v1/programme").json()
+    document = _document(api)
+    _set(document, path, value)
+    problem = _assert_422(api.put("/v1/programme", document), field)
+    assert problem["type"].endswith("/invalid-programme")
+    assert api.get("/v1/programme").json() == before
+
+
+def test_a_programme_that_is_not_an_object_is_422(api: Api) -> None:
+    _assert_422(api.put("/v1/programme", ["products"]), "body")
+
+
+def test_an_fx_rate_applies_to_later_transactions_only(api: Api) -> None:
+    api.put("/v1/members/M1", member_body())
+    first = api.post("/v1/transactions", tx_body("T1", "M1", "100.00", currency="GBP"), role="integrator")
+    assert first.json()["points_earned"] == 117  # the shipped 1.17
+    response = api.put("/v1/programme/fx-rates/GBP", {"rate": "1.50"})
+    assert response.status_code == 200, response.text
+    assert response.json()["document"]["fx_rates"]["GBP"] == "1.50"
+    assert _document(api)["fx_rates"]["GBP"] == "1.50"
+    later = api.post("/v1/transactions", tx_body("T2", "M1", "100.00", currency="GBP"), role="integrator")
+    assert later.json()["points_earned"] == 150
+    # Refunding half of T1 keeps what 50 GBP earned at T1's own rate (58.50 € → 58), not at 1.50.
+    refund = api.post("/v1/transactions/T1/refunds", {"id": "RF1", "amount": "50.00"}, role="integrator")
+    assert refund.status_code == 201, refund.text
+    assert refund.json()["points_reversed"] == 117 - 58
+    rest = api.post("/v1/transactions/T1/refunds", {"id": "RF2", "amount": "50.00"}, role="integrator")
+    assert rest.json()["points_reversed"] == 58
+    assert api.get("/v1/members/M1/balance").json()["points"] == 150
+    assert api.get("/v1/ledger/audit").json()["ok"] is True
+
+
+def test_a_new_currency_can_be_added(api: Api) -> None:
+    api.put("/v1/members/M1", member_body())
+    refused = api.post("/v1/transactions", tx_body("T1", "M1", "100.00", currency="NZD"), role="integrator")
+    _assert_422(refused, "currency")
+    assert api.put("/v1/programme/fx-rates/NZD", {"rate": "0.55"}).status_code == 200
+    accepted = api.post("/v1/transactions", tx_body("T1", "M1", "100.00", currency="NZD"), role="integrator")
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["points_earned"] == 55
+
+
+def test_a_bad_fx_rate_is_422_and_changes_nothing(api: Api) -> None:
+    before = api.get("/v1/programme").json()
+    _assert_422(api.put("/v1/programme/fx-rates/GBP", {"rate": "abc"}), "rate")
+    _assert_422(api.put("/v1/programme/fx-rates/GBP", {"rate": "0"}), "rate")
+    _assert_422(api.put("/v1/programme/fx-rates/GBP", {"rate": "-1.2"}), "rate")
+    _assert_422(api.put("/v1/programme/fx-rates/GBP", {"rate": 1.2}), "rate")
+    _assert_422(api.put("/v1/programme/fx-rates/GBP", {}), "rate")
+    _assert_422(api.put("/v1/programme/fx-rates/gbp", {"rate": "1.2"}), "currency")
+    _assert_422(api.put("/v1/programme/fx-rates/EUR", {"rate": "2"}), "currency")
+    assert api.get("/v1/programme").json() == before
+
+
+def test_fx_rates_are_for_admins_only(api: Api) -> None:
+    assert api.put("/v1/programme/fx-rates/GBP", {"rate": "2"}, role="marketing").status_code == 403
+    assert _document(api)["fx_rates"]["GBP"] == "1.17"
+
+
+def test_an_earn_rule_change_keeps_earlier_transactions_rules(api: Api) -> None:
+    api.put("/v1/members/M1", member_body())
+    api.post("/v1/transactions", tx_body("T1", "M1", "100.00"), role="integrator")
+    document = _document(api)
+    document["products"]["gold"]["earn_per_euro"] = 3
+    assert api.put("/v1/programme", document).status_code == 200
+    later = api.post("/v1/transactions", tx_body("T2", "M1", "100.00"), role="integrator")
+    assert later.json()["points_earned"] == 300
+    refund = api.post("/v1/transactions/T1/refunds", {"id": "RF1", "amount": "40.00"}, role="integrator")
+    assert refund.json()["points_reversed"] == 40
+    assert api.get("/v1/members/M1/balance").json()["points"] == 360
+
+
+def test_travel_settings_come_from_the_programme(api: Api, clock: FrozenClock) -> None:
+    document = _document(api)
+    document["travel"] = {"euro_per_point": "0.02", "hold_minutes": 5}
+    assert api.put("/v1/programme", document).status_code == 200
+    api.put("/v1/members/M1", member_body())
+    api.post("/v1/transactions", tx_body("T1", "M1", "10000.00"), role="integrator")
+    body = {"id": "TR1", "kind": "travel", "booking_ref": "BK1", "amount": "150.00", "points": 5_000}
+    held = api.post("/v1/members/M1/redemptions", body, role="agent")
+    assert held.status_code == 201, held.text
+    assert (held.json()["points_used"], held.json()["cash_due"]) == (5_000, "50.00")
+    clock.advance(timedelta(minutes=6))
+    assert api.post("/v1/redemptions/TR1/confirm", role="concierge").status_code == 409
+    assert api.get("/v1/members/M1/balance").json()["points"] == 10_000
