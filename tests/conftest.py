@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, Table, create_engine, text
 from sqlalchemy.engine import make_url
 
 from prevenance.app import create_app
@@ -30,14 +30,18 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    """This test process's name: the xdist worker, or the process id (so runs side by side on one
+    server never drop each other's database)."""
+    return os.environ.get("PYTEST_XDIST_WORKER") or f"p{os.getpid()}"
 
 
 def postgres_url_or_skip() -> str:
     """The PostgreSQL URL for this worker's database; fail in CI, skip elsewhere, when absent."""
     if not POSTGRES_URL:
         if IN_CI:
-            pytest.fail("CI=true but PREVENANCE_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
+            pytest.fail(
+                "CI=true but PREVENANCE_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI"
+            )
         pytest.skip("PostgreSQL tests need PREVENANCE_TEST_POSTGRES_URL (skipped outside CI)")
     return POSTGRES_URL
 
@@ -70,12 +74,33 @@ def postgres_database() -> Iterator[str]:
     upgrade(engine)
     engine.dispose()
     yield url
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def empty_tables(connection: Connection, tables: list[Table] | None = None) -> None:
+    """Empty tables for a fresh start inside a test. Postings are append-only (database triggers
+    refuse UPDATE and DELETE): PostgreSQL's TRUNCATE fires no row trigger; on SQLite the triggers
+    are dropped for the wipe and recreated from their stored definition."""
+    tables = list(metadata.sorted_tables) if tables is None else tables
+    if connection.dialect.name == "postgresql":
+        names = ", ".join(f'"{t.name}"' for t in tables)
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        return
+    triggers = connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")).all()
+    for name, _ in triggers:
+        connection.execute(text(f'DROP TRIGGER "{name}"'))
+    for table in reversed(tables):
+        connection.execute(table.delete())
+    for _, sql in triggers:
+        connection.execute(text(sql))
 
 
 def _truncate_all(engine: Engine) -> None:
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        empty_tables(connection)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -89,7 +114,9 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def engine(backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Iterator[Engine]:
+def engine(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock
+) -> Iterator[Engine]:
     """A migrated, empty database with the shipped programme installed."""
     if backend == "sqlite":
         template = request.getfixturevalue("sqlite_template")
@@ -144,14 +171,26 @@ def api(engine: Engine, clock: FrozenClock) -> Iterator[Api]:
 
 
 def member_body(**overrides: Any) -> dict[str, Any]:
-    body = {"name": "Camille Martin", "email": "camille@example.fr", "language": "fr", "country": "FR",
-            "product": "gold"}
+    body = {
+        "name": "Camille Martin",
+        "email": "camille@example.fr",
+        "language": "fr",
+        "country": "FR",
+        "product": "gold",
+    }
     body.update(overrides)
     return body
 
 
 def tx_body(tx_id: str, member_ref: str, amount: str = "42.50", **overrides: Any) -> dict[str, Any]:
-    body = {"id": tx_id, "member_ref": member_ref, "amount": amount, "currency": "EUR", "merchant": "Librairie",
-            "category": "books", "occurred_at": "2026-01-01T10:00:00Z"}
+    body = {
+        "id": tx_id,
+        "member_ref": member_ref,
+        "amount": amount,
+        "currency": "EUR",
+        "merchant": "Librairie",
+        "category": "books",
+        "occurred_at": "2026-01-01T10:00:00Z",
+    }
     body.update(overrides)
     return body

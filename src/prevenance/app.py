@@ -19,6 +19,7 @@ from prevenance.common.ids import new_id
 from prevenance.common.problems import install_problem_handlers
 from prevenance.customers.api import router as members_router
 from prevenance.db import make_engine, read_session
+from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
 from prevenance.settings import Settings, get_settings
 from prevenance.worker import Maintenance
@@ -63,6 +64,8 @@ def create_app(
 ) -> FastAPI:
     """Build the application; tests pass their own engine and clock."""
     settings = settings or get_settings()
+    if not structlog.is_configured():
+        configure_logging(json=settings.log_json)
     engine = engine or make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     clock = clock or SystemClock()
     stop = threading.Event()

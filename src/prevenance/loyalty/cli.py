@@ -92,11 +92,12 @@ _REJECTS_HELP = "where refused rows go (default: <file>.rejects.csv beside the i
 
 def _ingest(kind: str, file: Path, run: Callable[[Callable[[ChunkStats], None]], Report]) -> None:
     """Run one bulk load behind a Rich progress bar; exit 1 when rows were refused, 2 when the
-    file cannot be read, 3 when the database failed part-way (committed chunks stay)."""
+    file cannot be read, 3 when the load stopped part-way (committed chunks stay)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from sqlalchemy.exc import SQLAlchemyError
 
+    from prevenance.common.problems import PrevenanceError
     from prevenance.loyalty.ingest import FileError, count_records, file_format
 
     try:
@@ -127,11 +128,13 @@ def _ingest(kind: str, file: Path, run: Callable[[Callable[[ChunkStats], None]],
     except FileError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2)
-    except SQLAlchemyError as error:
-        typer.echo(f"error: the database refused a chunk: {error}", err=True)
+    except (SQLAlchemyError, PrevenanceError) as error:
+        typer.echo(f"error: the load stopped: {getattr(error, 'detail', error)}", err=True)
         typer.echo("chunks already committed stay; run the same file again to finish", err=True)
         raise typer.Exit(3)
     counts = " ".join(f"{name}={value}" for name, value in report.counts.items())
+    if report.retries:
+        counts += f" retries={report.retries}"
     typer.echo(
         f"{kind}: rows={report.rows} {counts} rejected={report.rejected} "
         f"chunks={report.chunks} seconds={report.seconds:.1f}"

@@ -72,6 +72,7 @@ Method = Literal["batch", "rowwise"]
 # Bound parameters per IN list: below SQLite's historical limit of 999 variables.
 _IN_BATCH = 900
 _ATTEMPTS = 8
+_SQLITE_CACHE_KIB = 256 * 1024
 
 T = TypeVar("T")
 
@@ -191,12 +192,15 @@ class _Writer:
         if self.postgres:
             driver = self.connection.connection.driver_connection
             assert driver is not None
-            with (
-                driver.cursor() as cursor,
-                cursor.copy(f"COPY {self.quote(table.name)} ({names}) FROM STDIN") as copy,
-            ):
-                for row in rows:
-                    copy.write_row(row)
+            sql = f"COPY {self.quote(table.name)} ({names}) FROM STDIN"
+            try:
+                with driver.cursor() as cursor, cursor.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except self.dialect.loaded_dbapi.Error as error:
+                # Raised by the driver itself: give it SQLAlchemy's shape (IntegrityError…) so the
+                # chunk's retry and the command's error handling see what they see elsewhere.
+                raise DBAPIError.instance(sql, None, error, self.dialect.loaded_dbapi.Error) from error
             return
         marks = ", ".join([self.placeholder] * len(columns))
         sql = f"INSERT INTO {self.quote(table.name)} ({names}) VALUES ({marks})"
@@ -265,6 +269,7 @@ class ChunkStats:
     seconds: float
     counts: dict[str, int]
     rejects: list[Reject]
+    retries: int = 0
 
 
 @dataclass
@@ -280,6 +285,7 @@ class Report:
     chunks: int = 0
     chunk_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    retries: int = 0
 
     @property
     def ok(self) -> bool:
@@ -440,13 +446,27 @@ def _matching(session: Session, column: Any, values: Sequence[Any]) -> Iterator[
         yield column.in_(values[start : start + _IN_BATCH])
 
 
-def _with_retries(engine: Engine, work: Callable[[Session], T]) -> T:
+def _tune(session: Session) -> None:
+    """Give SQLite a page cache the size of a load's working set.
+
+    The default (2 MiB) holds a sliver of the indexes a load appends to at random places (a
+    member's postings, a random event id), so past a few hundred thousand rows nearly every insert
+    re-reads index pages from the operating system. The setting belongs to the connection (the
+    cache fills only as pages are used) and is harmless for the API's use of it afterwards.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
+
+
+def _with_retries(engine: Engine, work: Callable[[Session], T]) -> tuple[T, int]:
     """Run a chunk in one unit of work; re-run it when a concurrent writer won a race (a unique
-    key the API claimed first, a deadlock, a serialisation failure, a busy SQLite file)."""
+    key the API claimed first, a deadlock, a serialisation failure, a busy SQLite file). Returns
+    the chunk's result and how many times it was re-run."""
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with unit_of_work(engine) as session:
-                return work(session)
+                _tune(session)
+                return work(session), attempt - 1
         except _Retry:
             if attempt == _ATTEMPTS:
                 raise RuntimeError("the chunk's members kept changing under it; try again later")
@@ -486,6 +506,7 @@ def _run(
             report.rows += stats.rows
             report.rejected += len(stats.rejects)
             report.chunk_seconds.append(stats.seconds)
+            report.retries += stats.retries
             for name, value in stats.counts.items():
                 report.counts[name] = report.counts.get(name, 0) + value
             writer.writerows(r.as_row() for r in stats.rejects)
@@ -606,9 +627,9 @@ def ingest_members(
     def apply(records: list[Record]) -> ChunkStats:
         started = time.perf_counter()
         parsed = [_parse_member(r) for r in records]
-        counts, rejects = _with_retries(engine, lambda s: _apply_members(s, parsed, clock.now()))
+        (counts, rejects), retries = _with_retries(engine, lambda s: _apply_members(s, parsed, clock.now()))
         rejects.sort(key=lambda r: r.line)
-        return ChunkStats(len(records), time.perf_counter() - started, counts, rejects)
+        return ChunkStats(len(records), time.perf_counter() - started, counts, rejects, retries)
 
     return _run(
         "members",
@@ -1005,9 +1026,9 @@ def ingest_transactions(
     def apply(records: list[Record]) -> ChunkStats:
         started = time.perf_counter()
         parsed = [parse_transaction(r) for r in records]
-        counts, rejects = _with_retries(engine, lambda s: chunk_apply(s, parsed, clock.now()))
+        (counts, rejects), retries = _with_retries(engine, lambda s: chunk_apply(s, parsed, clock.now()))
         rejects.sort(key=lambda r: r.line)
-        return ChunkStats(len(records), time.perf_counter() - started, counts, rejects)
+        return ChunkStats(len(records), time.perf_counter() - started, counts, rejects, retries)
 
     return _run(
         "transactions",

@@ -122,6 +122,19 @@ def system_account(session: Session, *, name: str, unit: str) -> AccountRef:
     return _account(session, f"system:{name}:{unit}", unit=unit, member_id=None)
 
 
+SYSTEM_ACCOUNTS = (
+    ("issuance", "points"), ("catalogue", "points"), ("ecode", "points"), ("travel", "points"),
+    ("travel-escrow", "points"), ("issuance", "miles"),
+)  # fmt: skip
+
+
+def ensure_system_accounts(session: Session) -> None:
+    """Create the programme's accounts up front, so no use case creates one while holding a member's
+    row lock (which could deadlock with another use case doing the same the other way round)."""
+    for name, unit in SYSTEM_ACCOUNTS:
+        system_account(session, name=name, unit=unit)
+
+
 def partner_account(session: Session, *, partner_code: str, unit: str) -> AccountRef:
     """What the programme owes or has sent a partner, in a unit."""
     return _account(session, f"partner:{partner_code}:{unit}", unit=unit, member_id=None)

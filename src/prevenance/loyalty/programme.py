@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common.ids import fingerprint
 from prevenance.customers import service as customers
+from prevenance.loyalty import ledger
 from prevenance.loyalty.errors import InvalidProgramme
 from prevenance.loyalty.rules import Programme, ProgrammeError, parse_programme
 from prevenance.loyalty.tables import ProgrammeVersion
@@ -74,6 +75,7 @@ def install(session: Session, *, document: dict[str, Any], now: datetime, by: st
     customers.sync_products(
         session, products=[(p.code, p.name, p.tier, p.premium) for p in parsed.products.values()]
     )
+    ledger.ensure_system_accounts(session)
     version = ProgrammeVersion(document=document, fingerprint=digest, created_at=now, created_by=by)
     session.add(version)
     session.flush()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
 from tests.conftest import Api, member_body, tx_body
 
 PROBLEM = "application/problem+json"
@@ -29,7 +33,13 @@ def test_earn_one_point_per_whole_euro(api: Api) -> None:
     api.put("/v1/members/M1", member_body())
     response = api.post("/v1/transactions", tx_body("T1", "M1", "42.99"), role="integrator")
     assert response.status_code == 201, response.text
-    assert response.json() == {"id": "T1", "member_ref": "M1", "points_earned": 42, "unit": "points", "balance": 42}
+    assert response.json() == {
+        "id": "T1",
+        "member_ref": "M1",
+        "points_earned": 42,
+        "unit": "points",
+        "balance": 42,
+    }
     balance = api.get("/v1/members/M1/balance").json()
     assert balance == {"member_ref": "M1", "points": 42, "miles": 0}
 
@@ -133,3 +143,14 @@ def test_audit_holds(api: Api) -> None:
     assert report.status_code == 200, report.text
     assert report.json()["ok"] is True
     assert api.get("/v1/ledger/audit", role="agent").status_code == 403
+
+
+def test_the_database_refuses_to_change_or_delete_a_posting(api: Api, engine: Engine) -> None:
+    """Append-only is enforced below the code too: a trigger refuses UPDATE and DELETE."""
+    api.put("/v1/members/M1", member_body())
+    api.post("/v1/transactions", tx_body("T1", "M1"), role="integrator")
+    for statement in ("UPDATE postings SET amount = amount + 1", "DELETE FROM postings"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+            connection.execute(text(statement))
+    assert api.get("/v1/members/M1/balance").json()["points"] == 42
+    assert api.get("/v1/ledger/audit").json()["ok"] is True

@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import Result
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from prevenance.cli import app as cli_app
@@ -33,12 +35,12 @@ from prevenance.common.clock import FrozenClock
 from prevenance.common.idempotency import IdempotencyKey
 from prevenance.common.outbox import OutboxEvent
 from prevenance.customers.tables import Member
-from prevenance.db import read_session, unit_of_work
+from prevenance.db import read_session, run_in_transaction, unit_of_work
 from prevenance.loyalty import ingest, ledger, programme, service
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
 from prevenance.settings import get_settings
 from prevenance.tables import metadata
-from tests.conftest import Api, member_body, tx_body
+from tests.conftest import Api, empty_tables, member_body, tx_body
 
 MEMBER_HEADER = list(ingest.MEMBER_COLUMNS)
 TX_HEADER = list(ingest.TRANSACTION_COLUMNS)
@@ -124,6 +126,7 @@ def mixed_transactions(count: int, members: int, seed: int = 11) -> list[dict[st
         tx_row("X-merchant", "M002", "10.00", merchant="   "),
         tx_row("X-when", "M002", "10.00", occurred_at="yesterday"),
         tx_row("X" * 201, "M002", "10.00"),
+        tx_row("X-huge", "M002", "1000000000000.00"),
         tx_row("X-small", "M002", "0.40"),
         tx_row("T0005", "M003", "5.00"),  # T0005 was posted by the API before, with another body
     ]
@@ -137,12 +140,7 @@ def reset(engine: Engine, clock: FrozenClock) -> None:
     """Empty every table but the API keys and reinstall the programme (a fresh database)."""
     tables = [t for t in metadata.sorted_tables if t.name != "api_keys"]
     with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
-        else:
-            for table in reversed(tables):
-                connection.execute(table.delete())
+        empty_tables(connection, tables)
     with unit_of_work(engine) as session:
         programme.install_default_if_missing(session, now=clock.now())
 
@@ -352,7 +350,7 @@ def test_csv_and_parquet_load_the_same_ledger(
         result = cli("ingest", "transactions", writer(tmp_path / f"settlement.{suffix}", TX_HEADER, rows))
         assert result.exit_code == 1, result.output  # the file has bad rows on purpose
         ledgers.append(snapshot(engine, with_times=False))
-        assert len(read_rejects(tmp_path / "settlement.rejects.csv")) == 15
+        assert len(read_rejects(tmp_path / "settlement.rejects.csv")) == 16
     assert ledgers[0] == ledgers[1]
 
 
@@ -411,18 +409,25 @@ def test_rejects_file_lists_line_and_reason_and_exit_status_says_so(
     result = cli("ingest", "transactions", path, "--rejects", custom, "--chunk-size", 2)
     assert result.exit_code == 1, result.output
     assert "posted=2" in result.stdout and "rejected=5" in result.stdout
-    assert read_rejects(custom) == [
-        {"line": "3", "key": "T2", "status": "422", "problem": "unknown-member", "field": "member_ref",
-         "reason": "no member with ref 'NOBODY'"},
-        {"line": "7", "key": "T4", "status": "422", "problem": "invalid-input", "field": "amount",
-         "reason": "amount is not a decimal number"},
-        {"line": "8", "key": "", "status": "422", "problem": "invalid-input", "field": "",
-         "reason": "expected 8 fields, found 6"},
-        {"line": "9", "key": "T1", "status": "409", "problem": "idempotency-key-reused", "field": "id",
-         "reason": "transaction key 'T1' was already used with a different body"},
-        {"line": "10", "key": "T6", "status": "422", "problem": "invalid-input", "field": "currency",
-         "reason": "no exchange rate configured for XYZ"},
-    ]  # fmt: skip
+    refused = read_rejects(custom)
+    assert [(r["line"], r["key"], r["status"], r["problem"], r["field"]) for r in refused] == [
+        ("3", "T2", "422", "unknown-member", "member_ref"),
+        ("7", "T4", "422", "invalid-input", "amount"),
+        ("8", "", "422", "invalid-input", ""),
+        ("9", "T1", "409", "idempotency-key-reused", "id"),
+        ("10", "T6", "422", "invalid-input", "currency"),
+    ]
+    assert refused[2]["reason"] == "expected 8 fields, found 6"
+    # Every other reason is the API's own answer to the same body (which writes nothing).
+    bodies = {
+        "T2": tx_row("T2", "NOBODY", "10.00", occurred_at="2026-01-02T10:00:00Z"),
+        "T4": tx_row("T4", "M1", "abc", occurred_at="2026-01-02T10:00:00Z"),
+        "T1": tx_row("T1", "M1", "43.00", occurred_at="2026-01-02T10:00:00Z"),
+        "T6": tx_row("T6", "M1", "10.00", currency="XYZ", occurred_at="2026-01-02T10:00:00Z"),
+    }
+    for reject in refused[:2] + refused[3:]:
+        answer = api.post("/v1/transactions", bodies[reject["key"]], role="integrator")
+        assert (str(answer.status_code), answer.json()["detail"]) == (reject["status"], reject["reason"])
     # The good rows landed: T1 (42 points) and T3 (10 points).
     assert api.get("/v1/members/M1/balance").json()["points"] == 52
 
@@ -590,6 +595,85 @@ def test_the_api_keeps_answering_between_chunks(
     assert seen == [20, 41, 62]
 
 
+def test_api_writes_during_an_ingest_are_neither_lost_nor_doubled(
+    engine: Engine, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """API earns on the same members while a file loads, some with ids the file also carries:
+    every transaction is posted exactly once and the ledger audit holds."""
+    ingest.ingest_members(engine, write_csv(tmp_path / "m.csv", MEMBER_HEADER, member_rows(12)), clock=clock)
+    rows = [tx_row(f"T{i:04d}", f"M{i % 10 + 2:03d}", f"{i % 97 + 1}.00") for i in range(1500)]
+    path = write_csv(tmp_path / "s.csv", TX_HEADER, rows)
+    api_rows = [tx_row(f"A{i:04d}", f"M{i % 10 + 2:03d}", "3.00") for i in range(150)]
+    api_rows += rows[::25]  # ids the file carries too, with the same body
+    failures: list[BaseException] = []
+
+    def post_through_the_api() -> None:
+        try:
+            for row in api_rows:
+                tx = service.TransactionInput(
+                    **{**row, "occurred_at": datetime.fromisoformat(row["occurred_at"])}
+                )
+                run_in_transaction(
+                    engine, lambda s, tx=tx: service.record_transaction(s, tx=tx, now=clock.now())
+                )
+        except BaseException as error:  # reported by the main thread
+            failures.append(error)
+
+    poster = threading.Thread(target=post_through_the_api)
+    poster.start()
+    report = ingest.ingest_transactions(engine, path, chunk_size=100, clock=clock)
+    poster.join(timeout=300)
+    assert not failures, failures
+    assert report.ok and report.counts["posted"] + report.counts["replayed"] == len(rows)
+    assert count(engine, CardTransaction) == len(rows) + 150
+    assert count(engine, Posting) == len(rows) + 150
+    expected: dict[str, int] = {}
+    for row in rows + api_rows[:150]:
+        expected[row["member_ref"]] = expected.get(row["member_ref"], 0) + int(Decimal(row["amount"]))
+    ledger_now = snapshot(engine, with_times=False)
+    assert {code.split(":")[1]: v for code, v in ledger_now["balances"].items()} == expected
+
+
+def test_an_id_the_api_claims_during_a_chunk_is_replayed_not_doubled(
+    engine: Engine, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """The API posts one of the chunk's ids while the chunk waits for its locks: on PostgreSQL the
+    chunk's insert then meets the API's key, is rolled back and re-run, and replays that row; on
+    SQLite the chunk waits for the API's transaction and finds the key."""
+    ingest.ingest_members(engine, write_csv(tmp_path / "m.csv", MEMBER_HEADER, member_rows(3)), clock=clock)
+    rows = [tx_row(f"T{i}", "M002", f"{i}.00") for i in range(1, 6)]
+    path = write_csv(tmp_path / "s.csv", TX_HEADER, rows)
+    reports: list[ingest.Report] = []
+    with Session(engine) as session, session.begin():
+        tx = service.TransactionInput(
+            **{**rows[2], "occurred_at": datetime.fromisoformat(rows[2]["occurred_at"])}
+        )
+        service.record_transaction(session, tx=tx, now=clock.now())  # holds M002's account row
+        loader = threading.Thread(
+            target=lambda: reports.append(ingest.ingest_transactions(engine, path, clock=clock))
+        )
+        loader.start()
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as watcher:  # wait until the chunk waits for the account lock
+                for _ in range(3000):
+                    waiting = watcher.execute(
+                        text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                    ).scalar_one()
+                    if waiting:
+                        break
+                    time.sleep(0.01)
+                assert waiting, "the chunk never waited for the API's lock"
+        else:
+            time.sleep(0.2)
+    loader.join(timeout=120)
+    [report] = reports
+    assert report.ok and report.counts == {"posted": 4, "replayed": 1}
+    if engine.dialect.name == "postgresql":
+        assert report.retries >= 1
+    assert count(engine, Posting) == 5
+    assert snapshot(engine)["balances"]["member:M002:points"] == 15
+
+
 # --- a run killed part-way --------------------------------------------------------------------------
 
 
@@ -634,15 +718,28 @@ def test_sigkill_part_way_then_rerun_gives_the_ledger_of_one_clean_run(
     rerun = _start_ingest(engine, path, "--chunk-size", "1000")
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 1, err.decode()  # the file's bad rows are refused again
-    assert b"rejected=15" in out, out
+    assert b"rejected=16" in out, out
     after_kill = snapshot(engine, with_times=False)
     rejects_after_kill = read_rejects(tmp_path / "settlement.rejects.csv")
 
     reset(engine, clock)
     _setup_kill_scenario(engine, clock, tmp_path)
     clean = ingest.ingest_transactions(engine, path, chunk_size=1000, clock=clock)
-    assert clean.rejected == 15
+    assert clean.rejected == 16
     assert snapshot(engine, with_times=False) == after_kill
     assert read_rejects(tmp_path / "settlement.rejects.csv") == rejects_after_kill
     with read_session(engine) as session:
         assert ledger.audit(session)["ok"] is True
+
+
+def test_a_database_that_fails_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No schema (``db upgrade`` never ran): the load stops with exit status 3, not a traceback."""
+    monkeypatch.setenv("PREVENANCE_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    get_settings.cache_clear()
+    try:
+        path = write_csv(tmp_path / "s.csv", TX_HEADER, [tx_row("T1", "M1", "1.00")])
+        result = CliRunner().invoke(cli_app, ["ingest", "transactions", str(path)])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 3, result.output
+    assert "run the same file again" in result.output

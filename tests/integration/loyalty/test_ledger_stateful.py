@@ -71,7 +71,7 @@ from prevenance.loyalty.tables import (
     Posting,
     Redemption,
 )
-from prevenance.tables import metadata
+from tests.conftest import empty_tables
 
 DOCUMENT = programme.default_document()
 PRODUCTS = dict(DOCUMENT["products"])
@@ -853,9 +853,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
 def wipe(engine: Engine, *, now: datetime) -> None:
     """Empty every table and reinstall the shipped programme."""
+    with engine.begin() as connection:
+        empty_tables(connection)
     with unit_of_work(engine) as session:
-        for table in reversed(metadata.sorted_tables):
-            session.execute(table.delete())
         programme.install_default_if_missing(session, now=now)
 
 
@@ -999,6 +999,19 @@ def test_an_unconfirmed_hold_releases_itself_once(engine: Engine, clock: FrozenC
     assert late.status_code == 409 and late.body["redemption_status"] == "expired"
     assert _points(engine, "H2") == 500
     assert [p.reason for p in _postings(engine, "V1")] == ["travel_hold", "travel_hold_expired"]
+
+    # Expired but not yet swept: the late confirm itself releases it (once) and is refused.
+    run_in_transaction(
+        engine, lambda s: service.redeem(s, member_ref="H2", request={**trip, "id": "V2"}, now=clock.now())
+    )
+    clock.advance(HOLD)
+    for _ in range(2):
+        late = run_in_transaction(
+            engine, lambda s: service.resolve_hold(s, redemption_id="V2", action="confirm", now=clock.now())
+        )
+        assert late.status_code == 409 and late.body["redemption_status"] == "expired"
+    assert _points(engine, "H2") == 500
+    assert [p.reason for p in _postings(engine, "V2")] == ["travel_hold", "travel_hold_expired"]
 
 
 def _postings(engine: Engine, reference: str) -> list[Posting]:
