@@ -17,6 +17,7 @@ import argparse
 import csv
 import random
 import resource
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -191,7 +192,12 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=ingest.DEFAULT_CHUNK_SIZE)
     parser.add_argument("--method", choices=("batch", "rowwise"), default="batch")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--dir", type=Path, default=None, help="keep the files and databases here")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="keep the files and databases here (else a temporary folder, removed)",
+    )
     parser.add_argument("--audit", action="store_true", help="run the ledger audit after the ingest")
     parser.add_argument(
         "--tracemalloc", action="store_true", help="also trace Python allocations (slows the ingest down)"
@@ -268,6 +274,8 @@ def main() -> None:
     if traced is not None:
         memory += f", tracemalloc peak during the ingest={traced:,.0f} MB"
     print(f"memory:       {memory}")
+    if args.dir is None:
+        shutil.rmtree(folder, ignore_errors=True)  # about 1.2 GB at full size
 
 
 if __name__ == "__main__":

@@ -326,14 +326,19 @@ def audit(session: Session) -> dict[str, Any]:
 
 
 _RUNNING_SQL = text(
+    # One side per row (UNION ALL of credits and debits of member accounts), so both databases use
+    # the posting indexes; an OR join of accounts to postings compares every pair on PostgreSQL.
     """
     SELECT id, balance_after, running FROM (
-      SELECT p.id AS id, p.balance_after AS balance_after,
-             SUM(CASE WHEN p.credit_account_id = a.id THEN p.amount ELSE -p.amount END)
-               OVER (PARTITION BY a.id ORDER BY p.id ROWS UNBOUNDED PRECEDING) AS running
-      FROM postings p
-      JOIN accounts a ON a.tracks_balance = :yes
-                     AND (a.id = p.credit_account_id OR a.id = p.debit_account_id)
+      SELECT m.id AS id, m.balance_after AS balance_after,
+             SUM(m.delta) OVER (PARTITION BY m.account_id ORDER BY m.id ROWS UNBOUNDED PRECEDING) AS running
+      FROM (
+        SELECT p.id, p.balance_after, p.credit_account_id AS account_id, p.amount AS delta
+        FROM postings p JOIN accounts a ON a.id = p.credit_account_id AND a.tracks_balance = :yes
+        UNION ALL
+        SELECT p.id, p.balance_after, p.debit_account_id AS account_id, -p.amount AS delta
+        FROM postings p JOIN accounts a ON a.id = p.debit_account_id AND a.tracks_balance = :yes
+      ) AS m
     ) AS chained
     WHERE balance_after IS NULL OR balance_after <> running
     LIMIT 20

@@ -154,3 +154,29 @@ def test_the_database_refuses_to_change_or_delete_a_posting(api: Api, engine: En
             connection.execute(text(statement))
     assert api.get("/v1/members/M1/balance").json()["points"] == 42
     assert api.get("/v1/ledger/audit").json()["ok"] is True
+
+
+def test_audit_fails_loudly_on_a_posting_written_behind_the_ledgers_back(api: Api, engine: Engine) -> None:
+    """A posting inserted without updating the balance breaks Σ and the running balance: 500, named."""
+    api.put("/v1/members/M1", member_body())
+    api.post("/v1/transactions", tx_body("T1", "M1"), role="integrator")
+    with engine.begin() as connection:
+        member_account, issuance, created_at = connection.execute(
+            text(
+                "SELECT p.credit_account_id, p.debit_account_id, p.created_at FROM postings p "
+                "WHERE p.reference = 'T1'"
+            )
+        ).one()
+        connection.execute(
+            text(
+                "INSERT INTO postings (idempotency_key, debit_account_id, credit_account_id, amount, unit, "
+                "reason, reference, member_id, balance_after, created_at) SELECT 'forged', :d, :c, 7, "
+                "'points', 'earn', 'forged', member_id, 999, :at FROM accounts WHERE id = :c"
+            ),
+            {"d": issuance, "c": member_account, "at": created_at},
+        )
+    response = api.get("/v1/ledger/audit")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith(PROBLEM)
+    failed = {c["name"] for c in response.json()["report"]["checks"] if not c["ok"]}
+    assert {"member_balance_equals_postings", "balance_after_is_running_sum"} <= failed

@@ -709,7 +709,7 @@ def test_sigkill_part_way_then_rerun_gives_the_ledger_of_one_clean_run(
         if committed >= 3000:
             process.send_signal(signal.SIGKILL)
             break
-        time.sleep(0.02)
+        time.sleep(0.01)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, process.stderr.read() if process.stderr else ""
     at_kill = count(engine, CardTransaction)
