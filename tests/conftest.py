@@ -32,7 +32,10 @@ BACKENDS = ["sqlite", "postgresql"]
 def _worker() -> str:
     """This test process's name: the xdist worker, or the process id (so runs side by side on one
     server never drop each other's database)."""
-    return os.environ.get("PYTEST_XDIST_WORKER") or f"p{os.getpid()}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        return f"{worker}_{os.environ.get('PYTEST_XDIST_TESTRUNUID', '')[:8]}"
+    return f"p{os.getpid()}"
 
 
 def postgres_url_or_skip() -> str:

@@ -19,9 +19,11 @@ from prevenance.common.ids import new_id
 from prevenance.common.problems import install_problem_handlers
 from prevenance.customers.api import router as members_router
 from prevenance.db import make_engine, read_session
+from prevenance.desk.api import router as desk_router
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
 from prevenance.settings import Settings, get_settings
+from prevenance.views.member360 import router as member360_router
 from prevenance.worker import Maintenance
 
 log = structlog.get_logger()
@@ -72,7 +74,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        worker = Maintenance(engine=engine, clock=clock, stop=stop) if background else None
+        worker = (
+            Maintenance(
+                engine=engine, clock=clock, stop=stop, deliver_events=settings.nats_url is None
+            )
+            if background
+            else None
+        )
         if worker:
             worker.start()
         yield
@@ -111,4 +119,6 @@ def create_app(
 
     app.include_router(members_router)
     app.include_router(loyalty_router)
+    app.include_router(desk_router)
+    app.include_router(member360_router)
     return app

@@ -8,8 +8,10 @@ from prevenance.common.auth import create_key
 from prevenance.common.clock import SystemClock
 from prevenance.db import make_engine, unit_of_work
 from prevenance.demo.cli import app as demo_app
+from prevenance.desk.cli import app as desk_app
 from prevenance.loyalty.cli import ingest_app, ledger_app, partners_app
 from prevenance.settings import get_settings
+from prevenance.stream.cli import app as stream_app
 
 app = typer.Typer(
     help="Prévenance: rewards, service, voice of the customer and offers.", no_args_is_help=True
@@ -22,6 +24,8 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(partners_app, name="partners")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(demo_app, name="demo")
+app.add_typer(desk_app, name="desk")
+app.add_typer(stream_app, name="stream")
 
 
 def engine_from_settings():  # type: ignore[no-untyped-def]

@@ -1,0 +1,1 @@
+"""The service desk: contacts on every channel, cases, emergency cards, communications log."""

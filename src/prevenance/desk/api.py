@@ -1,0 +1,301 @@
+"""REST routes of the service desk.
+
+Contacts, cases, card replacements and reports are staff business (agents, concierge,
+supervisors, integrators); a member key may read and set only its own contact preference and read
+its own communications.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi.responses import JSONResponse
+
+from prevenance.common.auth import Principal, Role
+from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_scope, require
+from prevenance.common.idempotency import Outcome
+from prevenance.common.problems import PROBLEM_JSON
+from prevenance.db import read_session, run_in_transaction
+from prevenance.desk import service
+from prevenance.desk.schemas import (
+    CardReplacementCreate,
+    CardReplacementRead,
+    CardReplacementReport,
+    CaseRead,
+    CaseResolve,
+    CommunicationCreate,
+    CommunicationRead,
+    CommunicationsPage,
+    ContactCreate,
+    ContactPreferencePut,
+    ContactPreferenceRead,
+    ContactRead,
+    ContactsPage,
+    FcrReport,
+    ReasonRead,
+    ReasonReport,
+)
+
+router = APIRouter(prefix="/v1", tags=["desk"])
+
+DeskStaff = Annotated[
+    Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.SUPERVISOR, Role.INTEGRATOR))
+]
+CommunicationWriter = Annotated[
+    Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.MARKETING, Role.INTEGRATOR))
+]
+PreferenceWriter = Annotated[
+    Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.SUPERVISOR, Role.INTEGRATOR, Role.MEMBER))
+]
+Ref = Annotated[str, Path(min_length=1, max_length=200)]
+Month = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-01"])]
+Limit = Annotated[int, Query(ge=1, le=500)]
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", **_PROBLEM}}
+INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input", **_PROBLEM}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_PROBLEM}}
+
+
+def _respond(outcome: Outcome) -> JSONResponse:
+    media = PROBLEM_JSON if outcome.status_code >= 400 else "application/json"
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return JSONResponse(outcome.body, status_code=outcome.status_code, media_type=media, headers=headers)
+
+
+# --- contacts and cases -------------------------------------------------------------------------
+
+
+@router.get("/contact-reasons", response_model=list[ReasonRead])
+def get_reasons(_: DeskStaff) -> list[dict[str, str]]:
+    """The contact reason taxonomy (group.reason codes) with French and English labels."""
+    return service.list_reasons()
+
+
+@router.post("/contacts", status_code=201, response_model=ContactRead, responses={**CONFLICT, **INVALID})
+def post_contact(body: ContactCreate, engine: DbEngine, clock: AppClock, _: DeskStaff) -> JSONResponse:
+    """Log a contact; it opens a case, or joins ``case_id``. The same ``id`` and body replay the answer."""
+    contact = service.ContactInput(**body.model_dump())
+    return _respond(
+        run_in_transaction(engine, lambda s: service.log_contact(s, contact=contact, now=clock.now()))
+    )
+
+
+@router.get("/contacts/{id}", response_model=ContactRead, responses=NOT_FOUND)
+def get_contact(id: Ref, engine: DbEngine, _: DeskStaff) -> dict[str, Any]:
+    """One contact."""
+    with read_session(engine) as session:
+        return service.get_contact(session, contact_id=id)
+
+
+@router.get("/members/{ref}/contacts", response_model=ContactsPage, responses=NOT_FOUND)
+def get_member_contacts(ref: Ref, engine: DbEngine, _: DeskStaff, limit: Limit = 50) -> dict[str, Any]:
+    """A member's contacts, newest first."""
+    with read_session(engine) as session:
+        return service.list_member_contacts(session, member_ref=ref, limit=limit)
+
+
+@router.get("/members/{ref}/cases", response_model=list[CaseRead], responses=NOT_FOUND)
+def get_member_cases(
+    ref: Ref,
+    engine: DbEngine,
+    _: DeskStaff,
+    status: Annotated[Literal["open", "resolved"] | None, Query()] = None,
+    limit: Limit = 50,
+) -> list[dict[str, Any]]:
+    """A member's cases, newest first (``status`` filters)."""
+    with read_session(engine) as session:
+        return service.list_member_cases(session, member_ref=ref, status=status, limit=limit)
+
+
+@router.get("/cases/{id}", response_model=CaseRead, responses=NOT_FOUND)
+def get_case(id: Ref, engine: DbEngine, _: DeskStaff) -> dict[str, Any]:
+    """A case with its contacts in order."""
+    with read_session(engine) as session:
+        return service.get_case(session, case_id=id)
+
+
+@router.post("/cases/{id}/resolve", response_model=CaseRead, responses=NOT_FOUND)
+def post_case_resolve(
+    id: Ref,
+    engine: DbEngine,
+    clock: AppClock,
+    _: DeskStaff,
+    body: Annotated[CaseResolve | None, Body()] = None,
+) -> dict[str, Any]:
+    """Resolve a case without a new contact (resolving twice changes nothing)."""
+    owner = body.owner if body else None
+    return run_in_transaction(
+        engine, lambda s: service.resolve_case(s, case_id=id, owner=owner, now=clock.now())
+    )
+
+
+@router.get("/desk/fcr", response_model=FcrReport, responses=INVALID)
+def get_fcr(
+    engine: DbEngine,
+    clock: AppClock,
+    _: DeskStaff,
+    by: Annotated[Literal["agent", "team", "channel", "reason", "country", "month"], Query()] = "agent",
+    month: Month = None,
+) -> dict[str, Any]:
+    """First-contact resolution of the cases opened in ``month`` (or ever), with Wilson 95% intervals."""
+    with read_session(engine) as session:
+        return service.fcr_report(session, by=by, month=month, now=clock.now())
+
+
+@router.get("/desk/reasons", response_model=ReasonReport, responses=INVALID)
+def get_reason_report(
+    engine: DbEngine,
+    _: DeskStaff,
+    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-01"])],
+) -> dict[str, Any]:
+    """Contact reasons of a month: volume, repeat rate, growth against the previous month, avoidable share."""
+    with read_session(engine) as session:
+        return service.reason_report(session, month=month)
+
+
+# --- emergency card replacement -----------------------------------------------------------------
+
+
+@router.post(
+    "/members/{ref}/card-replacements",
+    status_code=201,
+    response_model=CardReplacementRead,
+    responses={**CONFLICT, **INVALID, **NOT_FOUND},
+)
+def post_card_replacement(
+    ref: Ref, body: CardReplacementCreate, engine: DbEngine, clock: AppClock, _: DeskStaff
+) -> JSONResponse:
+    """Order an emergency card: 2 hours where the city has a city team, 48 hours elsewhere."""
+    order = service.CardReplacementInput(member_ref=ref, **body.model_dump())
+    return _respond(
+        run_in_transaction(engine, lambda s: service.order_card_replacement(s, order=order, now=clock.now()))
+    )
+
+
+@router.get("/members/{ref}/card-replacements", response_model=list[CardReplacementRead], responses=NOT_FOUND)
+def get_member_card_replacements(
+    ref: Ref, engine: DbEngine, clock: AppClock, _: DeskStaff
+) -> list[dict[str, Any]]:
+    """A member's emergency card orders, newest first."""
+    with read_session(engine) as session:
+        return service.list_member_card_replacements(session, member_ref=ref, now=clock.now())
+
+
+@router.get("/card-replacements", response_model=list[CardReplacementRead])
+def get_card_replacements(
+    engine: DbEngine,
+    clock: AppClock,
+    _: DeskStaff,
+    state: Annotated[Literal["open", "on_track", "at_risk", "breached"], Query()] = "open",
+    limit: Limit = 500,
+) -> list[dict[str, Any]]:
+    """Undelivered orders in a state (at risk: under a quarter of the promise left), soonest due first."""
+    with read_session(engine) as session:
+        return service.list_card_replacements(session, state=state, now=clock.now(), limit=limit)
+
+
+@router.get("/card-replacements/{id}", response_model=CardReplacementRead, responses=NOT_FOUND)
+def get_card_replacement(id: Ref, engine: DbEngine, clock: AppClock, _: DeskStaff) -> dict[str, Any]:
+    """One order and where it stands against its promise now."""
+    with read_session(engine) as session:
+        return service.get_card_replacement(session, replacement_id=id, now=clock.now())
+
+
+def _advance(action: str) -> Any:
+    def advance(id: Ref, engine: DbEngine, clock: AppClock, _: DeskStaff) -> dict[str, Any]:
+        return run_in_transaction(
+            engine,
+            lambda s: service.advance_card_replacement(s, replacement_id=id, action=action, now=clock.now()),
+        )
+
+    advance.__doc__ = f"Mark the order {action}ed now (repeating it changes nothing; out of order: 409)."
+    advance.__name__ = f"post_card_replacement_{action}"
+    return advance
+
+
+for _action in ("dispatch", "deliver"):
+    router.add_api_route(
+        f"/card-replacements/{{id}}/{_action}",
+        _advance(_action),
+        methods=["POST"],
+        response_model=CardReplacementRead,
+        responses={**CONFLICT, **NOT_FOUND},
+    )
+
+
+@router.get("/desk/card-replacements", response_model=CardReplacementReport, responses=INVALID)
+def get_card_replacement_report(
+    engine: DbEngine,
+    clock: AppClock,
+    _: DeskStaff,
+    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-01"])],
+) -> dict[str, Any]:
+    """Share of the month's emergency cards delivered within their promise (Wilson 95% interval)."""
+    with read_session(engine) as session:
+        return service.card_replacement_report(session, month=month, now=clock.now())
+
+
+# --- communications log -------------------------------------------------------------------------
+
+
+@router.post(
+    "/communications", status_code=201, response_model=CommunicationRead, responses={**CONFLICT, **INVALID}
+)
+def post_communication(
+    body: CommunicationCreate, engine: DbEngine, clock: AppClock, principal: CommunicationWriter
+) -> JSONResponse:
+    """Log something sent to a member (statement, marketing, notice, survey); idempotent by ``id``."""
+    communication = service.CommunicationInput(**body.model_dump())
+    return _respond(
+        run_in_transaction(
+            engine,
+            lambda s: service.log_communication(
+                s, communication=communication, source=principal.name, now=clock.now()
+            ),
+        )
+    )
+
+
+@router.get("/members/{ref}/communications", response_model=CommunicationsPage, responses=NOT_FOUND)
+def get_member_communications(
+    ref: Ref, engine: DbEngine, principal: Reader, limit: Limit = 50
+) -> dict[str, Any]:
+    """Everything sent to a member, newest first."""
+    ensure_member_scope(principal, ref)
+    with read_session(engine) as session:
+        return service.list_member_communications(session, member_ref=ref, limit=limit)
+
+
+# --- contact preference -------------------------------------------------------------------------
+
+
+@router.put(
+    "/members/{ref}/contact-preference",
+    response_model=ContactPreferenceRead,
+    responses={**INVALID, **NOT_FOUND},
+)
+def put_contact_preference(
+    ref: Ref, body: ContactPreferencePut, engine: DbEngine, clock: AppClock, principal: PreferenceWriter
+) -> dict[str, Any]:
+    """Set how the member wants to be approached; ``leave_me_alone`` stops all outbound marketing."""
+    ensure_member_scope(principal, ref)
+    return run_in_transaction(
+        engine,
+        lambda s: service.set_contact_preference(
+            s,
+            member_ref=ref,
+            mode=body.mode,
+            preferred_channel=body.preferred_channel,
+            by=principal.name,
+            now=clock.now(),
+        ),
+    )
+
+
+@router.get("/members/{ref}/contact-preference", response_model=ContactPreferenceRead, responses=NOT_FOUND)
+def get_contact_preference(ref: Ref, engine: DbEngine, principal: Reader) -> dict[str, Any]:
+    """How the member wants to be approached (``mode`` null when never stated)."""
+    ensure_member_scope(principal, ref)
+    with read_session(engine) as session:
+        return service.get_contact_preference(session, member_ref=ref)

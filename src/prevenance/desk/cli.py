@@ -1,0 +1,93 @@
+"""``prevenance desk`` commands: the desk's reports from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from prevenance.common.clock import SystemClock
+from prevenance.common.problems import PrevenanceError
+from prevenance.db import read_session
+from prevenance.desk import service
+
+app = typer.Typer(help="The service desk: contacts, cases, emergency cards.", no_args_is_help=True)
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    from prevenance.cli import engine_from_settings
+
+    return engine_from_settings()
+
+
+def _pct(value: float | None) -> str:
+    return "    -" if value is None else f"{value * 100:5.1f}"
+
+
+@app.command("fcr")
+def fcr(
+    by: str = typer.Option("agent", help="agent, team, channel, reason, country or month"),
+    month: str | None = typer.Option(None, help="YYYY-MM: cases opened that month (default: all)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """First-contact resolution with Wilson 95% intervals (cases whose window is open are left out)."""
+    try:
+        with read_session(_engine()) as session:
+            report = service.fcr_report(session, by=by, month=month, now=SystemClock().now())
+    except PrevenanceError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"{by:<24} {'n':>7} {'FCR %':>6} {'95% CI':>15}")
+    for row in [*report["rows"], report["overall"]]:
+        ci = f"{_pct(row['ci_low'])}–{_pct(row['ci_high'])}"
+        typer.echo(f"{row['key']:<24} {row['n']:>7} {_pct(row['value']):>6} {ci:>15}")
+    typer.echo(f"undetermined (window of {report['window_days']} days still open): {report['undetermined']}")
+
+
+@app.command("card-replacements")
+def card_replacements(
+    state: str = typer.Option("breached", help="open, on_track, at_risk or breached"),
+) -> None:
+    """Emergency card orders not yet delivered, in a state, soonest due first."""
+    if state not in ("open", "on_track", "at_risk", "breached"):
+        typer.echo("error: --state must be open, on_track, at_risk or breached", err=True)
+        raise typer.Exit(2)
+    with read_session(_engine()) as session:
+        rows = service.list_card_replacements(session, state=state, now=SystemClock().now())
+    for row in rows:
+        typer.echo(
+            f"{row['id']}  {row['member_ref']}  {row['city']} ({row['country']})  due {row['due_at']}  {row['state']}"
+        )
+    typer.echo(f"{len(rows)} order(s) {state}")
+
+
+@app.command("reasons")
+def reasons(
+    month: str = typer.Option(..., help="YYYY-MM"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Why customers contacted us in a month: volume, repeats, growth, avoidable contacts."""
+    try:
+        with read_session(_engine()) as session:
+            report = service.reason_report(session, month=month)
+    except PrevenanceError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"{'reason':<24} {'contacts':>8} {'prev':>6} {'repeat %':>8}  flags")
+    for row in report["reasons"]:
+        flags = " ".join(f for f, on in (("GROWING", row["growing"]), ("avoidable", row["avoidable"])) if on)
+        typer.echo(
+            f"{row['reason']:<24} {row['contacts']:>8} {row['previous']:>6} "
+            f"{_pct(row['repeat']['value']):>8}  {flags}"
+        )
+    typer.echo(
+        f"{report['contacts']} contact(s) in {month} ({report['previous_contacts']} in "
+        f"{report['previous_month']}); repeat {_pct(report['repeat']['value'])} %; "
+        f"avoidable {_pct(report['avoidable']['value'])} %"
+    )

@@ -1,0 +1,40 @@
+"""Errors of the service desk; each maps to one problem ``type``."""
+
+from __future__ import annotations
+
+from prevenance.common.problems import Conflict, InvalidInput, NotFound
+
+
+class UnknownReason(InvalidInput):
+    type_slug = "unknown-contact-reason"
+    title = "Unknown contact reason"
+
+
+class UnknownCaseInBody(InvalidInput):
+    type_slug = "unknown-case"
+    title = "Unknown case"
+
+
+class CaseOfAnotherMember(InvalidInput):
+    type_slug = "case-of-another-member"
+    title = "The case belongs to another member"
+
+
+class UnknownContact(NotFound):
+    type_slug = "unknown-contact"
+    title = "Unknown contact"
+
+
+class UnknownCase(NotFound):
+    type_slug = "unknown-case"
+    title = "Unknown case"
+
+
+class UnknownCardReplacement(NotFound):
+    type_slug = "unknown-card-replacement"
+    title = "Unknown card replacement"
+
+
+class ReplacementStatusConflict(Conflict):
+    type_slug = "card-replacement-status"
+    title = "The card replacement is not in a status that allows this"

@@ -1,0 +1,230 @@
+"""Wire models of the service desk."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+MemberRef = Annotated[str, Field(min_length=1, max_length=64)]
+Name = Annotated[str, Field(min_length=1, max_length=120)]
+Channel = Literal["phone", "email", "chat", "social", "web", "letter"]
+Outcome = Literal["resolved", "pending", "transferred", "callback_scheduled", "escalated"]
+Mode = Literal["in_a_hurry", "has_time", "leave_me_alone"]
+CommunicationChannel = Literal["email", "sms", "letter", "push", "phone", "in_app"]
+CommunicationKind = Literal["statement", "marketing", "incident", "survey", "service", "other"]
+
+
+class ContactCreate(BaseModel):
+    """One interaction, logged when it ends; ``id`` is the idempotency key.
+
+    Without ``case_id`` the contact opens a new case owned by its agent; with it, the contact joins
+    that case. An outcome of ``resolved`` resolves the case; any other outcome leaves it open.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Id
+    member_ref: MemberRef
+    channel: Channel
+    direction: Literal["inbound", "outbound"]
+    agent: Name
+    team: Name
+    reason: Annotated[str, Field(min_length=3, max_length=80, examples=["card.lost_stolen"])]
+    started_at: datetime
+    ended_at: datetime
+    notes: Annotated[str, Field(max_length=20_000)] = ""
+    outcome: Outcome
+    case_id: Id | None = None
+
+
+class ContactRead(BaseModel):
+    id: str
+    member_ref: str
+    case_id: str
+    channel: str
+    direction: str
+    agent: str
+    team: str
+    reason: str
+    reason_label_fr: str
+    reason_label_en: str
+    started_at: datetime
+    ended_at: datetime
+    notes: str
+    outcome: str
+
+
+class CaseRead(BaseModel):
+    id: str
+    member_ref: str
+    reason: str
+    status: Literal["open", "resolved"]
+    owner: str
+    country: str
+    contact_count: int
+    first_contact_id: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    contacts: list[ContactRead] = []
+
+
+class CaseResolve(BaseModel):
+    """Body of ``POST /v1/cases/{id}/resolve`` (optional): who resolved it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner: Name | None = None
+
+
+class ContactsPage(BaseModel):
+    member_ref: str
+    items: list[ContactRead]
+
+
+class ReasonRead(BaseModel):
+    code: str
+    group: str
+    label_fr: str
+    label_en: str
+    group_label_fr: str
+    group_label_en: str
+    self_care: bool
+
+
+class RateRow(BaseModel):
+    """One group of a report: a share with its Wilson 95% interval."""
+
+    key: str
+    value: float | None
+    n: int
+    successes: int
+    ci_low: float | None
+    ci_high: float | None
+
+
+class FcrReport(BaseModel):
+    by: str
+    month: str | None
+    window_days: int
+    undetermined: int = Field(description="resolved cases whose repeat window is still open (not counted)")
+    overall: RateRow
+    rows: list[RateRow]
+
+
+class ReasonVolume(BaseModel):
+    reason: str
+    label_fr: str
+    label_en: str
+    contacts: int
+    previous: int = Field(description="contacts on this reason in the previous month")
+    growth_z: float = Field(description="z of the log ratio of daily rates, this month over the previous")
+    growing: bool = Field(description="the daily rate rose significantly (z > 1.96)")
+    avoidable: bool = Field(description="the answer is available in self-care")
+    repeat: RateRow = Field(description="share of these contacts followed by another on the same reason")
+    channels: dict[str, int]
+    countries: dict[str, int]
+
+
+class ReasonReport(BaseModel):
+    """Why customers contact us in a month: the reasons to remove."""
+
+    month: str
+    previous_month: str
+    window_days: int
+    contacts: int
+    previous_contacts: int
+    repeat: RateRow
+    avoidable: RateRow
+    by_channel: dict[str, int]
+    by_country: dict[str, int]
+    growing: list[str]
+    reasons: list[ReasonVolume]
+
+
+class CardReplacementCreate(BaseModel):
+    """An emergency card order; ``id`` is the idempotency key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Id
+    city: Annotated[str, Field(min_length=1, max_length=120)]
+    country: Annotated[str, Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")]
+    address: Annotated[str, Field(max_length=2000)] = ""
+
+
+class CardReplacementRead(BaseModel):
+    id: str
+    member_ref: str
+    city: str
+    country: str
+    address: str
+    city_team: bool
+    promise_hours: int
+    status: Literal["ordered", "dispatched", "delivered"]
+    state: Literal["on_track", "at_risk", "breached", "delivered_on_time", "delivered_late"]
+    ordered_at: datetime
+    due_at: datetime
+    dispatched_at: datetime | None
+    delivered_at: datetime | None
+
+
+class CardReplacementReport(BaseModel):
+    """Share of the month's orders delivered within their promise (orders still in time excluded)."""
+
+    month: str
+    ordered: int
+    open_in_time: int
+    within_promise: RateRow
+
+
+class CommunicationCreate(BaseModel):
+    """Something the brand sent a member, logged by the system that sent it; ``id`` is the key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Id
+    member_ref: MemberRef
+    kind: CommunicationKind = "other"
+    template: Annotated[str, Field(min_length=1, max_length=120)]
+    channel: CommunicationChannel
+    language: Literal["fr", "en"]
+    sent_at: datetime
+    subject: Annotated[str, Field(max_length=300)] = ""
+    summary: Annotated[str, Field(max_length=5000)] = ""
+
+
+class CommunicationRead(BaseModel):
+    id: str
+    member_ref: str
+    kind: str
+    template: str
+    channel: str
+    language: str
+    sent_at: datetime
+    subject: str
+    summary: str
+    source: str
+
+
+class CommunicationsPage(BaseModel):
+    member_ref: str
+    items: list[CommunicationRead]
+
+
+class ContactPreferencePut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode
+    preferred_channel: Channel | None = None
+
+
+class ContactPreferenceRead(BaseModel):
+    member_ref: str
+    mode: Mode | None
+    preferred_channel: str | None
+    may_send_marketing: bool
+    updated_at: datetime | None
+    updated_by: str | None

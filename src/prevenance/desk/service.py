@@ -1,0 +1,776 @@
+"""Use cases of the service desk. Each runs inside the caller's unit of work and never commits;
+each write claims its idempotency key first (see ``common.idempotency``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from prevenance.common import outbox
+from prevenance.common.idempotency import Outcome, run_idempotent
+from prevenance.common.ids import fingerprint, new_id
+from prevenance.common.problems import InvalidInput
+from prevenance.customers import service as customers
+from prevenance.customers.tables import Member
+from prevenance.desk import config, rules
+from prevenance.desk.errors import (
+    CaseOfAnotherMember,
+    ReplacementStatusConflict,
+    UnknownCardReplacement,
+    UnknownCase,
+    UnknownCaseInBody,
+    UnknownContact,
+    UnknownReason,
+)
+from prevenance.desk.tables import CardReplacement, Case, Communication, Contact, ContactPreference
+
+_CHUNK = 1000  # members per IN list: well under SQLite's and PostgreSQL's parameter limits
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive times on the wire are read as UTC, as everywhere in the API."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """UTC as the response models write it (``…Z``), so a POST's raw answer and a GET agree."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
+def _chunks(items: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+# --- reasons ------------------------------------------------------------------------------------
+
+
+def list_reasons() -> list[dict[str, str]]:
+    """The configured two-level reason taxonomy, leaves only, with French and English labels."""
+    return [asdict(reason) for reason in config.current().reasons.values()]
+
+
+def _labels(code: str) -> tuple[str, str]:
+    reason = config.current().reasons.get(code)
+    return (reason.label_fr, reason.label_en) if reason else (code, code)
+
+
+# --- contacts and cases -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactInput:
+    """One interaction as the agent's desktop or a telephony system reports it."""
+
+    id: str
+    member_ref: str
+    channel: str
+    direction: str
+    agent: str
+    team: str
+    reason: str
+    started_at: datetime
+    ended_at: datetime
+    notes: str
+    outcome: str
+    case_id: str | None = None
+
+    def fingerprint(self) -> str:
+        body = asdict(self)
+        body["started_at"] = _utc(self.started_at).isoformat()
+        body["ended_at"] = _utc(self.ended_at).isoformat()
+        return fingerprint(body)
+
+
+def _contact_body(contact: Contact, member_ref: str) -> dict[str, Any]:
+    label_fr, label_en = _labels(contact.reason)
+    return {
+        "id": contact.id,
+        "member_ref": member_ref,
+        "case_id": contact.case_id,
+        "channel": contact.channel,
+        "direction": contact.direction,
+        "agent": contact.agent,
+        "team": contact.team,
+        "reason": contact.reason,
+        "reason_label_fr": label_fr,
+        "reason_label_en": label_en,
+        "started_at": _iso(contact.started_at),
+        "ended_at": _iso(contact.ended_at),
+        "notes": contact.notes,
+        "outcome": contact.outcome,
+    }
+
+
+def _case_body(case: Case, member_ref: str, contacts: list[Contact] | None = None) -> dict[str, Any]:
+    return {
+        "id": case.id,
+        "member_ref": member_ref,
+        "reason": case.reason,
+        "status": case.status,
+        "owner": case.owner,
+        "country": case.country,
+        "contact_count": case.contact_count,
+        "first_contact_id": case.first_contact_id,
+        "opened_at": _iso(case.opened_at),
+        "resolved_at": _iso(case.resolved_at),
+        "contacts": [_contact_body(c, member_ref) for c in contacts or []],
+    }
+
+
+def log_contact(session: Session, *, contact: ContactInput, now: datetime) -> Outcome:
+    """Log a contact and file it in its case (a new one unless ``case_id`` names one), once per id."""
+    return run_idempotent(
+        session,
+        scope="contact",
+        key=contact.id,
+        fingerprint=contact.fingerprint(),
+        now=now,
+        produce=lambda: _log_contact(session, data=contact, now=now),
+    )
+
+
+def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outcome:
+    if data.reason not in config.current().reasons:
+        raise UnknownReason(
+            f"unknown contact reason {data.reason!r}; see GET /v1/contact-reasons", field="reason"
+        )
+    started, ended = _utc(data.started_at), _utc(data.ended_at)
+    if ended < started:
+        raise InvalidInput("ended_at must not be before started_at", field="ended_at")
+    member = customers.get_for_body_or_raise(session, ref=data.member_ref, field="member_ref")
+    if data.case_id is not None:
+        # Locked: two contacts filed in one case at once must both count.
+        case = session.get(Case, data.case_id, with_for_update=True)
+        if case is None:
+            raise UnknownCaseInBody(f"no case {data.case_id!r}", field="case_id")
+        if case.member_id != member.id:
+            raise CaseOfAnotherMember(f"case {case.id!r} is another member's", field="case_id")
+    else:
+        case = Case(
+            id=new_id("case"),
+            member_id=member.id,
+            reason=data.reason,
+            country=member.country,
+            status="open",
+            owner=data.agent,
+            contact_count=0,
+            first_contact_id=data.id,
+            opened_at=started,
+            updated_at=now,
+        )
+        session.add(case)
+        session.flush()
+    contact = Contact(
+        id=data.id,
+        member_id=member.id,
+        case_id=case.id,
+        channel=data.channel,
+        direction=data.direction,
+        agent=data.agent,
+        team=data.team,
+        reason=data.reason,
+        started_at=started,
+        ended_at=ended,
+        notes=data.notes,
+        outcome=data.outcome,
+        created_at=now,
+    )
+    session.add(contact)
+    case.contact_count += 1
+    case.updated_at = now
+    if data.outcome == "resolved":
+        case.status, case.resolved_at = "resolved", ended
+    elif case.status == "resolved":
+        case.status, case.resolved_at = "open", None  # the matter came back: the case reopens
+    session.flush()
+    body = _contact_body(contact, member.ref)
+    outbox.emit(
+        session,
+        type="contact.closed",
+        payload={**body, "case_status": case.status, "country": case.country, "language": member.language},
+        now=now,
+    )
+    return Outcome(201, body)
+
+
+def get_contact(session: Session, *, contact_id: str) -> dict[str, Any]:
+    """One contact; 404 when unknown."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise UnknownContact(f"no contact {contact_id!r}", field="id")
+    member = customers.get_by_id(session, member_id=contact.member_id)
+    assert member is not None
+    return _contact_body(contact, member.ref)
+
+
+def list_member_contacts(session: Session, *, member_ref: str, limit: int = 50) -> dict[str, Any]:
+    """A member's contacts, newest first."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    rows = session.scalars(
+        select(Contact)
+        .where(Contact.member_id == member.id)
+        .order_by(Contact.started_at.desc(), Contact.id.desc())
+        .limit(limit)
+    )
+    return {"member_ref": member.ref, "items": [_contact_body(c, member.ref) for c in rows]}
+
+
+def _case_contacts(session: Session, case_id: str) -> list[Contact]:
+    return list(
+        session.scalars(
+            select(Contact).where(Contact.case_id == case_id).order_by(Contact.started_at, Contact.id)
+        )
+    )
+
+
+def get_case(session: Session, *, case_id: str) -> dict[str, Any]:
+    """A case with its contacts in order; 404 when unknown."""
+    case = session.get(Case, case_id)
+    if case is None:
+        raise UnknownCase(f"no case {case_id!r}", field="id")
+    member = customers.get_by_id(session, member_id=case.member_id)
+    assert member is not None
+    return _case_body(case, member.ref, _case_contacts(session, case.id))
+
+
+def resolve_case(session: Session, *, case_id: str, owner: str | None, now: datetime) -> dict[str, Any]:
+    """Resolve an open case without a new contact; resolving a resolved case changes nothing.
+
+    A case resolved this way was not resolved at its first contact (that contact ended otherwise),
+    so it never counts towards first-contact resolution.
+    """
+    case = session.get(Case, case_id, with_for_update=True)
+    if case is None:
+        raise UnknownCase(f"no case {case_id!r}", field="id")
+    member = customers.get_by_id(session, member_id=case.member_id)
+    assert member is not None
+    if case.status != "resolved":
+        case.status, case.resolved_at, case.updated_at = "resolved", now, now
+        if owner:
+            case.owner = owner
+        session.flush()
+        outbox.emit(
+            session,
+            type="case.resolved",
+            payload={"id": case.id, "member_ref": member.ref, "owner": case.owner},
+            now=now,
+        )
+    return _case_body(case, member.ref, _case_contacts(session, case.id))
+
+
+def list_member_cases(
+    session: Session, *, member_ref: str, status: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """A member's cases, newest first (without their contacts)."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    statement = select(Case).where(Case.member_id == member.id)
+    if status is not None:
+        statement = statement.where(Case.status == status)
+    rows = session.scalars(statement.order_by(Case.opened_at.desc(), Case.id.desc()).limit(limit))
+    return [_case_body(case, member.ref) for case in rows]
+
+
+# --- first-contact resolution -------------------------------------------------------------------
+
+
+def fcr_report(session: Session, *, by: str, month: str | None, now: datetime) -> dict[str, Any]:
+    """First-contact resolution of the cases opened in ``month`` (or ever), grouped by ``by``.
+
+    Cases are grouped by their first contact's agent, team, channel and reason, the member's
+    country when the case opened, or the month it opened. A case whose repeat window is still open
+    is reported as undetermined, not counted either way.
+    """
+    if by not in rules.FCR_DIMENSIONS:
+        raise InvalidInput(f"by must be one of {', '.join(rules.FCR_DIMENSIONS)}", field="by")
+    window = config.current().fcr_window
+    # Plain columns, not ORM objects: a month at desk volumes is some 100,000 cases.
+    statement = select(
+        Case.id,
+        Case.member_id,
+        Case.status,
+        Case.contact_count,
+        Case.resolved_at,
+        Case.country,
+        Contact.agent,
+        Contact.team,
+        Contact.channel,
+        Contact.reason,
+        Contact.outcome,
+        Contact.started_at,
+    ).join(Contact, Contact.id == Case.first_contact_id)
+    if month is not None:
+        try:
+            start, end = rules.month_bounds(month)
+        except rules.RuleViolation as error:
+            raise InvalidInput(str(error), field=error.field)
+        statement = statement.where(Case.opened_at >= start, Case.opened_at < end)
+    cases = list(session.execute(statement))
+    repeats = _same_reason_contacts(session, cases, window=window)
+    successes: dict[str, int] = defaultdict(int)
+    counted: dict[str, int] = defaultdict(int)
+    undetermined = 0
+    for case in cases:
+        facts = rules.CaseFacts(
+            status=case.status,
+            contacts=case.contact_count,
+            first_outcome=case.outcome,
+            first_started_at=case.started_at,
+            resolved_at=case.resolved_at,
+        )
+        others = [at for at, case_id in repeats.get((case.member_id, case.reason), ()) if case_id != case.id]
+        verdict = rules.first_contact_resolved(facts, same_reason_contacts=others, window=window, now=now)
+        if verdict is None:
+            undetermined += 1
+            continue
+        key = case.started_at.strftime("%Y-%m") if by == "month" else str(getattr(case, by))
+        counted[key] += 1
+        successes[key] += int(verdict)
+    rows = [_rate_row(key, successes[key], counted[key]) for key in sorted(counted)]
+    return {
+        "by": by,
+        "month": month,
+        "window_days": window.days,
+        "undetermined": undetermined,
+        "overall": _rate_row("all", sum(successes.values()), sum(counted.values())),
+        "rows": rows,
+    }
+
+
+def _same_reason_contacts(
+    session: Session, cases: Sequence[Any], *, window: timedelta
+) -> dict[tuple[int, str], list[tuple[datetime, str]]]:
+    """Start times (and cases) of the contacts that could make a candidate case a repeat."""
+    candidates = [case for case in cases if case.contact_count == 1 and case.status == "resolved"]
+    if not candidates:
+        return {}
+    earliest = min(case.started_at for case in candidates)
+    latest = max((case.resolved_at or case.started_at) for case in candidates) + window
+    member_ids = sorted({case.member_id for case in candidates})
+    found: dict[tuple[int, str], list[tuple[datetime, str]]] = defaultdict(list)
+    for chunk in _chunks(member_ids):
+        rows = session.execute(
+            select(Contact.member_id, Contact.reason, Contact.started_at, Contact.case_id).where(
+                Contact.member_id.in_(chunk), Contact.started_at > earliest, Contact.started_at <= latest
+            )
+        )
+        for member_id, reason, started_at, case_id in rows:
+            found[(member_id, reason)].append((started_at, case_id))
+    return found
+
+
+def reason_report(session: Session, *, month: str) -> dict[str, Any]:
+    """Why customers contact us in ``month``: volume by reason, channel and country, against the
+    previous month, with the repeat-contact rate, the reasons that grow and the avoidable share.
+
+    A contact is a repeat when the member contacted again on the same reason within the FCR
+    window (looked for up to a window past the month's end). A contact is avoidable when its
+    reason's answer is available in self-care (``self_care`` in the taxonomy).
+    """
+    try:
+        start, end = rules.month_bounds(month)
+        previous = rules.previous_month(month)
+    except rules.RuleViolation as error:
+        raise InvalidInput(str(error), field=error.field)
+    previous_start, _ = rules.month_bounds(previous)
+    settings = config.current()
+    window = settings.fcr_window
+    rows = session.execute(
+        select(Contact.member_id, Contact.reason, Contact.channel, Contact.started_at, Case.country)
+        .join(Case, Case.id == Contact.case_id)
+        .where(Contact.started_at >= previous_start, Contact.started_at < end + window)
+        .order_by(Contact.member_id, Contact.reason, Contact.started_at)
+    ).all()
+    by_member_reason: dict[tuple[int, str], list[datetime]] = defaultdict(list)
+    for row in rows:
+        by_member_reason[(row.member_id, row.reason)].append(row.started_at)
+    repeats: set[tuple[int, str, datetime]] = set()
+    for (member_id, reason), starts in by_member_reason.items():
+        for started, again in zip(starts, rules.repeated(starts, window=window), strict=True):
+            if again:
+                repeats.add((member_id, reason, started))
+    current = [row for row in rows if start <= row.started_at < end]
+    before: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if row.started_at < start:
+            before[row.reason] += 1
+    days, previous_days = (end - start).days, (start - previous_start).days
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    for row in current:
+        grouped[row.reason].append(row)
+    reasons: list[dict[str, Any]] = []
+    for code, items in grouped.items():
+        taxon = settings.reasons.get(code)
+        repeated_n = sum((r.member_id, r.reason, r.started_at) in repeats for r in items)
+        reasons.append(
+            {
+                "reason": code,
+                "label_fr": taxon.label_fr if taxon else code,
+                "label_en": taxon.label_en if taxon else code,
+                "contacts": len(items),
+                "previous": before.get(code, 0),
+                "growth_z": round(
+                    rules.growth_z(
+                        len(items), before.get(code, 0), current_days=days, previous_days=previous_days
+                    ),
+                    3,
+                ),
+                "growing": rules.is_growing(
+                    len(items), before.get(code, 0), current_days=days, previous_days=previous_days
+                ),
+                "avoidable": bool(taxon and taxon.self_care),
+                "repeat": _rate_row(code, repeated_n, len(items)),
+                "channels": dict(sorted(_count(r.channel for r in items).items())),
+                "countries": dict(sorted(_count(r.country for r in items).items())),
+            }
+        )
+    reasons.sort(key=lambda r: (-r["contacts"], r["reason"]))
+    avoidable = sum(r["contacts"] for r in reasons if r["avoidable"])
+    all_repeats = sum(r["repeat"]["successes"] for r in reasons)
+    return {
+        "month": month,
+        "previous_month": previous,
+        "window_days": window.days,
+        "contacts": len(current),
+        "previous_contacts": sum(before.values()),
+        "repeat": _rate_row("all", all_repeats, len(current)),
+        "avoidable": _rate_row("self_care", avoidable, len(current)),
+        "by_channel": dict(sorted(_count(r.channel for r in current).items())),
+        "by_country": dict(sorted(_count(r.country for r in current).items())),
+        "growing": [r["reason"] for r in reasons if r["growing"]],
+        "reasons": reasons,
+    }
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for value in values:
+        counts[value] += 1
+    return counts
+
+
+def _rate_row(key: str, successes: int, n: int) -> dict[str, Any]:
+    rate = rules.wilson(successes, n)
+    return {
+        "key": key,
+        "value": rate.value,
+        "n": rate.n,
+        "successes": successes,
+        "ci_low": rate.ci_low,
+        "ci_high": rate.ci_high,
+    }
+
+
+# --- emergency card replacement -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardReplacementInput:
+    id: str
+    member_ref: str
+    city: str
+    country: str
+    address: str
+
+
+def _replacement_body(order: CardReplacement, now: datetime) -> dict[str, Any]:
+    state = rules.replacement_state(
+        ordered_at=order.ordered_at,
+        due_at=order.due_at,
+        delivered_at=order.delivered_at,
+        now=now,
+        policy=config.current().card,
+    )
+    return {
+        "id": order.id,
+        "member_ref": order.member_ref,
+        "city": order.city,
+        "country": order.country,
+        "address": order.address,
+        "city_team": order.city_team,
+        "promise_hours": order.promise_hours,
+        "status": order.status,
+        "state": state,
+        "ordered_at": _iso(order.ordered_at),
+        "due_at": _iso(order.due_at),
+        "dispatched_at": _iso(order.dispatched_at),
+        "delivered_at": _iso(order.delivered_at),
+    }
+
+
+def order_card_replacement(session: Session, *, order: CardReplacementInput, now: datetime) -> Outcome:
+    """Order an emergency card with the promise of its delivery city, once per order id.
+
+    A replay answers the first response as it was (its ``state`` is that of the ordering moment);
+    ``GET`` shows the state now.
+    """
+    return run_idempotent(
+        session,
+        scope="card_replacement",
+        key=order.id,
+        fingerprint=fingerprint(asdict(order)),
+        now=now,
+        produce=lambda: _order(session, data=order, now=now),
+    )
+
+
+def _order(session: Session, *, data: CardReplacementInput, now: datetime) -> Outcome:
+    member = customers.get_or_raise(session, ref=data.member_ref)
+    country = data.country.strip().upper()
+    if not (len(country) == 2 and country.isascii() and country.isalpha()):
+        raise InvalidInput("country must be an ISO 3166-1 alpha-2 code", field="country")
+    city = data.city.strip()
+    if not city:
+        raise InvalidInput("city must not be blank", field="city")
+    policy = config.current().card
+    city_team = rules.has_city_team(policy, city=city, country=country)
+    hours = rules.promise_hours(policy, city=city, country=country)
+    order = CardReplacement(
+        id=data.id,
+        member_id=member.id,
+        member_ref=member.ref,
+        city=city,
+        country=country,
+        address=data.address,
+        city_team=city_team,
+        promise_hours=hours,
+        status="ordered",
+        ordered_at=now,
+        due_at=now + timedelta(hours=hours),
+    )
+    session.add(order)
+    session.flush()
+    body = _replacement_body(order, now)
+    outbox.emit(session, type="card_replacement.ordered", payload=body, now=now)
+    return Outcome(201, body)
+
+
+def get_card_replacement(session: Session, *, replacement_id: str, now: datetime) -> dict[str, Any]:
+    """One order and where it stands now; 404 when unknown."""
+    order = session.get(CardReplacement, replacement_id)
+    if order is None:
+        raise UnknownCardReplacement(f"no card replacement {replacement_id!r}", field="id")
+    return _replacement_body(order, now)
+
+
+def advance_card_replacement(
+    session: Session, *, replacement_id: str, action: str, now: datetime
+) -> dict[str, Any]:
+    """Mark an order dispatched or delivered; repeating the step it is at changes nothing."""
+    order = session.get(CardReplacement, replacement_id, with_for_update=True)
+    if order is None:
+        raise UnknownCardReplacement(f"no card replacement {replacement_id!r}", field="id")
+    target = rules.next_status(order.status, action)
+    if target is None:
+        raise ReplacementStatusConflict(
+            f"the order is {order.status}; it cannot be marked {action}ed",
+            field="id",
+            replacement_status=order.status,
+        )
+    if target != order.status:
+        order.status = target
+        if target == "dispatched":
+            order.dispatched_at = now
+        else:
+            order.delivered_at = now
+        session.flush()
+        outbox.emit(
+            session, type=f"card_replacement.{target}", payload=_replacement_body(order, now), now=now
+        )
+    return _replacement_body(order, now)
+
+
+def list_card_replacements(
+    session: Session, *, state: str, now: datetime, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Undelivered orders that are ``at_risk``, ``breached``, ``on_track`` or any (``open``), soonest due first."""
+    statement = select(CardReplacement).where(CardReplacement.status != "delivered")
+    if state == "breached":
+        statement = statement.where(CardReplacement.due_at < now)
+    elif state in ("at_risk", "on_track"):
+        statement = statement.where(CardReplacement.due_at >= now)
+    rows = session.scalars(statement.order_by(CardReplacement.due_at, CardReplacement.id))
+    bodies = (_replacement_body(order, now) for order in rows)
+    selected = [b for b in bodies if state == "open" or b["state"] == state]
+    return selected[:limit]
+
+
+def list_member_card_replacements(
+    session: Session, *, member_ref: str, now: datetime, open_only: bool = False
+) -> list[dict[str, Any]]:
+    """A member's emergency card orders, newest first."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    statement = select(CardReplacement).where(CardReplacement.member_id == member.id)
+    if open_only:
+        statement = statement.where(CardReplacement.status != "delivered")
+    rows = session.scalars(statement.order_by(CardReplacement.ordered_at.desc()).limit(50))
+    return [_replacement_body(order, now) for order in rows]
+
+
+def card_replacement_report(session: Session, *, month: str, now: datetime) -> dict[str, Any]:
+    """Share of the orders placed in ``month`` delivered within their promise.
+
+    An order delivered late or still undelivered past its due time is a miss; an undelivered order
+    still within its promise is not known yet and is left out (reported as ``open_in_time``).
+    """
+    try:
+        start, end = rules.month_bounds(month)
+    except rules.RuleViolation as error:
+        raise InvalidInput(str(error), field=error.field)
+    rows = session.scalars(
+        select(CardReplacement).where(CardReplacement.ordered_at >= start, CardReplacement.ordered_at < end)
+    ).all()
+    policy = config.current().card
+    states = [
+        rules.replacement_state(
+            ordered_at=o.ordered_at, due_at=o.due_at, delivered_at=o.delivered_at, now=now, policy=policy
+        )
+        for o in rows
+    ]
+    on_time = states.count("delivered_on_time")
+    missed = states.count("delivered_late") + states.count("breached")
+    return {
+        "month": month,
+        "ordered": len(rows),
+        "open_in_time": len(rows) - on_time - missed,
+        "within_promise": _rate_row(month, on_time, on_time + missed),
+    }
+
+
+# --- communications log -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommunicationInput:
+    id: str
+    member_ref: str
+    kind: str
+    template: str
+    channel: str
+    language: str
+    sent_at: datetime
+    subject: str
+    summary: str
+
+    def fingerprint(self) -> str:
+        body = asdict(self)
+        body["sent_at"] = _utc(self.sent_at).isoformat()
+        return fingerprint(body)
+
+
+def _communication_body(row: Communication, member_ref: str) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "member_ref": member_ref,
+        "kind": row.kind,
+        "template": row.template,
+        "channel": row.channel,
+        "language": row.language,
+        "sent_at": _iso(row.sent_at),
+        "subject": row.subject,
+        "summary": row.summary,
+        "source": row.source,
+    }
+
+
+def log_communication(
+    session: Session, *, communication: CommunicationInput, source: str, now: datetime
+) -> Outcome:
+    """Record something the brand sent a member, once per id, so the front line sees it."""
+    return run_idempotent(
+        session,
+        scope="communication",
+        key=communication.id,
+        fingerprint=communication.fingerprint(),
+        now=now,
+        produce=lambda: _log_communication(session, data=communication, source=source, now=now),
+    )
+
+
+def _log_communication(session: Session, *, data: CommunicationInput, source: str, now: datetime) -> Outcome:
+    member = customers.get_for_body_or_raise(session, ref=data.member_ref, field="member_ref")
+    row = Communication(
+        id=data.id,
+        member_id=member.id,
+        kind=data.kind,
+        template=data.template,
+        channel=data.channel,
+        language=data.language,
+        sent_at=_utc(data.sent_at),
+        subject=data.subject,
+        summary=data.summary,
+        source=source,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return Outcome(201, _communication_body(row, member.ref))
+
+
+def list_member_communications(session: Session, *, member_ref: str, limit: int = 50) -> dict[str, Any]:
+    """What was sent to a member, newest first."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    rows = session.scalars(
+        select(Communication)
+        .where(Communication.member_id == member.id)
+        .order_by(Communication.sent_at.desc(), Communication.id.desc())
+        .limit(limit)
+    )
+    return {"member_ref": member.ref, "items": [_communication_body(row, member.ref) for row in rows]}
+
+
+# --- contact preference -------------------------------------------------------------------------
+
+
+def _preference_body(member: Member, row: ContactPreference | None) -> dict[str, Any]:
+    mode = row.mode if row else None
+    return {
+        "member_ref": member.ref,
+        "mode": mode,
+        "preferred_channel": row.preferred_channel if row else None,
+        "may_send_marketing": rules.may_send_marketing(mode),
+        "updated_at": _iso(row.updated_at) if row else None,
+        "updated_by": row.updated_by if row else None,
+    }
+
+
+def set_contact_preference(
+    session: Session, *, member_ref: str, mode: str, preferred_channel: str | None, by: str, now: datetime
+) -> dict[str, Any]:
+    """Set how a member wants to be approached (PUT: idempotent by nature)."""
+    if mode not in rules.PREFERENCE_MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(rules.PREFERENCE_MODES)}", field="mode")
+    member = customers.get_or_raise(session, ref=member_ref)
+    row = session.get(ContactPreference, member.id, with_for_update=True)
+    changed = row is None or (row.mode, row.preferred_channel) != (mode, preferred_channel)
+    if row is None:
+        row = ContactPreference(member_id=member.id)
+        session.add(row)
+    if changed:
+        row.mode, row.preferred_channel, row.updated_at, row.updated_by = mode, preferred_channel, now, by
+        session.flush()
+        outbox.emit(
+            session,
+            type="contact_preference.changed",
+            payload={"member_ref": member.ref, "mode": mode, "preferred_channel": preferred_channel},
+            now=now,
+        )
+    return _preference_body(member, row)
+
+
+def get_contact_preference(session: Session, *, member_ref: str) -> dict[str, Any]:
+    """How a member wants to be approached (``mode`` None when never stated)."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    return _preference_body(member, session.get(ContactPreference, member.id))
+
+
+def may_send_marketing(session: Session, *, member_id: int) -> bool:
+    """Whether outbound marketing may reach this member (never one who asked to be left alone)."""
+    row = session.get(ContactPreference, member_id)
+    return rules.may_send_marketing(row.mode if row else None)

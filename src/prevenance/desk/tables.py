@@ -1,0 +1,137 @@
+"""Tables of the service desk. A contact's reason, channel and outcome are checked by the service
+against the configured taxonomy; the closed lists are also database constraints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from prevenance.common.base import Base, UtcDateTime
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Case(Base):
+    """Contacts about one matter of one member; resolved or open, with an owner.
+
+    ``country`` is the member's country when the case was opened, so reports by country keep the
+    country the contact was served in.
+    """
+
+    __tablename__ = "desk_cases"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'resolved')", name="status"),
+        CheckConstraint("contact_count >= 0", name="contact_count"),
+        Index("ix_desk_cases_member_opened", "member_id", "opened_at"),
+        Index("ix_desk_cases_opened", "opened_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    reason: Mapped[str] = mapped_column(String(80))
+    country: Mapped[str] = mapped_column(String(2))
+    status: Mapped[str] = mapped_column(String(20))
+    owner: Mapped[str] = mapped_column(String(120))
+    contact_count: Mapped[int] = mapped_column(Integer)
+    first_contact_id: Mapped[str] = mapped_column(String(200))
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Contact(Base):
+    """One interaction with a member on one channel; its ``id`` is the caller's idempotency key."""
+
+    __tablename__ = "desk_contacts"
+    __table_args__ = (
+        CheckConstraint("channel IN ('phone', 'email', 'chat', 'social', 'web', 'letter')", name="channel"),
+        CheckConstraint("direction IN ('inbound', 'outbound')", name="direction"),
+        CheckConstraint(
+            "outcome IN ('resolved', 'pending', 'transferred', 'callback_scheduled', 'escalated')",
+            name="outcome",
+        ),
+        CheckConstraint("ended_at >= started_at", name="ends_after_start"),
+        Index("ix_desk_contacts_member_started", "member_id", "started_at"),
+        Index("ix_desk_contacts_member_reason_started", "member_id", "reason", "started_at"),
+        Index("ix_desk_contacts_case", "case_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    case_id: Mapped[str] = mapped_column(ForeignKey("desk_cases.id"))
+    channel: Mapped[str] = mapped_column(String(20))
+    direction: Mapped[str] = mapped_column(String(10))
+    agent: Mapped[str] = mapped_column(String(120))
+    team: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    notes: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(30))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CardReplacement(Base):
+    """An emergency card order and its clock against the promise made when it was ordered."""
+
+    __tablename__ = "desk_card_replacements"
+    __table_args__ = (
+        CheckConstraint("status IN ('ordered', 'dispatched', 'delivered')", name="status"),
+        CheckConstraint("promise_hours > 0", name="promise_positive"),
+        Index("ix_desk_card_replacements_status_due", "status", "due_at"),
+        Index("ix_desk_card_replacements_member", "member_id", "ordered_at"),
+        Index("ix_desk_card_replacements_ordered", "ordered_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    # Members are addressed by a reference that never changes: kept here so the at-risk and
+    # breached lists name the member without reaching into another domain's table.
+    member_ref: Mapped[str] = mapped_column(String(64))
+    city: Mapped[str] = mapped_column(String(120))
+    country: Mapped[str] = mapped_column(String(2))
+    address: Mapped[str] = mapped_column(Text)
+    city_team: Mapped[bool] = mapped_column(Boolean)
+    promise_hours: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    ordered_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class Communication(Base):
+    """Something the brand sent a member (statement, marketing, incident notice, survey invitation)."""
+
+    __tablename__ = "desk_communications"
+    __table_args__ = (
+        CheckConstraint("language IN ('fr', 'en')", name="language"),
+        Index("ix_desk_communications_member_sent", "member_id", "sent_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    template: Mapped[str] = mapped_column(String(120))
+    channel: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(2))
+    subject: Mapped[str] = mapped_column(String(300))
+    summary: Mapped[str] = mapped_column(Text)
+    sent_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    source: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ContactPreference(Base):
+    """How a member wants to be approached, set by the member or an agent."""
+
+    __tablename__ = "desk_contact_preferences"
+    __table_args__ = (CheckConstraint("mode IN ('in_a_hurry', 'has_time', 'leave_me_alone')", name="mode"),)
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(20))
+    preferred_channel: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_by: Mapped[str] = mapped_column(String(120))

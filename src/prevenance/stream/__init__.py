@@ -1,0 +1,1 @@
+"""NATS JetStream: the card-transaction consumer and the outbox relay (see ``docs/stream.md``)."""

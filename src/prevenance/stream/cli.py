@@ -1,0 +1,152 @@
+"""``prevenance stream``: run the consumer and the outbox relay; publish a file of transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import orjson
+import structlog
+import typer
+
+from prevenance.common.clock import SystemClock
+from prevenance.db import make_engine
+from prevenance.settings import get_settings
+from prevenance.stream.consumer import Consumer
+from prevenance.stream.names import Names, ensure_streams
+from prevenance.stream.relay import Relay
+
+app = typer.Typer(help="NATS JetStream: transaction consumer, outbox relay.", no_args_is_help=True)
+log = structlog.get_logger()
+
+NAMESPACE = typer.Option(
+    "",
+    envvar="PREVENANCE_STREAM_NAMESPACE",
+    help="prefix of every subject and suffix of every stream name (to share one server)",
+)
+
+
+def _nats_url() -> str:
+    url = get_settings().nats_url
+    if not url:
+        typer.echo("error: PREVENANCE_NATS_URL is not set", err=True)
+        raise typer.Exit(2)
+    return url
+
+
+async def _run(*, url: str, names: Names, batch: int, ack_wait: float, consume: bool, relay: bool) -> None:
+    # Import every domain, as ``prevenance serve`` does, so their in-process outbox handlers are
+    # registered in ``prevenance.worker.HANDLERS`` before the relay runs them.
+    import prevenance.app  # noqa: F401
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    clock = SystemClock()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    nc = await nats.connect(url, max_reconnect_attempts=-1, name="prevenance-stream")
+    js = nc.jetstream()
+    await ensure_streams(js, names)
+    tasks = []
+    consumer = Consumer(engine=engine, clock=clock, js=js, names=names, batch=batch, ack_wait=ack_wait)
+    relay_ = Relay(engine=engine, clock=clock, js=js, names=names)
+    if consume:
+        await consumer.subscribe()
+        tasks.append(asyncio.create_task(consumer.run(stop), name="consumer"))
+    if relay:
+        tasks.append(asyncio.create_task(relay_.run(stop), name="relay"))
+    log.info("stream_started", consumer=consume, relay=relay, stream=names.transactions_stream)
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        stop.set()
+        # Every ack is already written; close (a drain would wait on the pull request in flight).
+        await nc.flush()
+        await nc.close()
+        engine.dispose()
+        log.info("stream_stopped", **vars(consumer.stats), events_delivered=relay_.delivered)
+
+
+@app.command("run")
+def run(
+    namespace: str = NAMESPACE,
+    batch: int = typer.Option(100, min=1, max=1000, help="messages fetched per pull request"),
+    ack_wait: float = typer.Option(30.0, min=0.5, help="seconds before an unacked message is redelivered"),
+    consume: bool = typer.Option(True, "--consumer/--no-consumer", help="consume card transactions"),
+    relay: bool = typer.Option(True, "--relay/--no-relay", help="publish the outbox to JetStream"),
+) -> None:
+    """Consume card transactions and relay the outbox until SIGINT or SIGTERM."""
+    from prevenance.logging import configure
+
+    configure(json=get_settings().log_json)
+    asyncio.run(
+        _run(
+            url=_nats_url(),
+            names=Names(namespace),
+            batch=batch,
+            ack_wait=ack_wait,
+            consume=consume,
+            relay=relay,
+        )
+    )
+
+
+FIELDS = ("id", "member_ref", "amount", "currency", "merchant", "category", "occurred_at")
+
+
+def read_transactions(path: Path) -> Iterator[tuple[str | None, bytes]]:
+    """(id, message) pairs from a CSV file with a header row, or from JSON lines (one object a
+    line). A JSON line is forwarded as written, even when it does not parse: the consumer is the
+    one that judges a message (and records the refusal in the rejects stream)."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                body = {name: row.get(name) for name in FIELDS}
+                yield body["id"], orjson.dumps(body)
+        return
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    parsed = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    parsed = None
+                tx_id = parsed.get("id") if isinstance(parsed, dict) else None
+                yield (str(tx_id) if tx_id else None), line.strip()
+
+
+async def _publish(*, url: str, names: Names, path: Path, source: str) -> int:
+    nc = await nats.connect(url, name="prevenance-publish")
+    js = nc.jetstream()
+    await ensure_streams(js, names)
+    subject = names.transaction_subject(source)
+    count = 0
+    pending = []
+    for tx_id, data in read_transactions(path):
+        # Within the stream's duplicate window a file published twice is stored once.
+        headers = {"Nats-Msg-Id": f"tx:{tx_id}"} if tx_id else None
+        pending.append(js.publish(subject, data, headers=headers))
+        if len(pending) >= 256:
+            await asyncio.gather(*pending)
+            count, pending = count + len(pending), []
+    await asyncio.gather(*pending)
+    count += len(pending)
+    await nc.close()
+    return count
+
+
+@app.command("publish")
+def publish(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="a .csv or JSON-lines file"),
+    namespace: str = NAMESPACE,
+    source: str = typer.Option("file", help="last token of the subject (prevenance.transactions.<source>)"),
+) -> None:
+    """Publish a file of transactions to the transactions stream (each acked by JetStream)."""
+    count = asyncio.run(_publish(url=_nats_url(), names=Names(namespace), path=file, source=source))
+    typer.echo(f"published {count} transactions to {Names(namespace).transaction_subject(source)}")

@@ -1,0 +1,278 @@
+"""The card-transaction consumer: a durable JetStream pull consumer feeding the earn use case.
+
+Each message is applied through exactly the use case behind ``POST /v1/transactions``
+(``loyalty.service.record_transaction`` in ``run_in_transaction``) and acknowledged only after that
+transaction has committed. Three outcomes:
+
+- **accepted** (or replayed: the transaction id was already recorded) → ack;
+- **rejected**: the body can never be accepted (not JSON, a field missing or malformed, a domain
+  refusal such as an unknown member or an id reused with another body) → the message, its
+  stream sequence and the problem are published to the rejects stream and logged, *then* acked, so
+  a poison message neither redelivers forever nor blocks the ones behind it;
+- **transient failure** (database unreachable, a lock timeout, anything unexpected) → nak with a
+  delay; JetStream redelivers it later and the consumer goes on with the rest of the batch.
+
+Why transactions of up to ``commit_every`` (20) messages, each in its own savepoint: the earn use
+case costs about a millisecond of CPU and the transaction around it (begin, commit, session) almost
+as much again, so grouping roughly halves the cost per message. A savepoint per message keeps a
+refused message from rolling back its neighbours. A larger group would hold SQLite's single write
+lock (and delay every ack of the group) for longer than the API's writers should wait. When a
+group's transaction fails, its messages are retried one per transaction so that only the message
+at fault is nakked. Messages are pulled up to ``batch`` at a time (see ``Consumer._fetch``).
+
+Why nothing is lost or counted twice: a message is acked only after its commit, so a crash before
+the ack (a SIGKILL in the middle of a batch) leaves it unacknowledged and JetStream redelivers it
+after ``ack_wait``; the redelivered message finds its transaction id already claimed (the
+idempotency key is written in the same transaction as the postings) and replays the stored answer
+instead of posting again. The same holds for a producer that publishes one transaction twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from prevenance.common.clock import Clock
+from prevenance.common.problems import PROBLEM_BASE, PrevenanceError
+from prevenance.db import run_in_transaction
+from prevenance.loyalty import service
+from prevenance.loyalty.schemas import TransactionCreate
+from prevenance.stream.names import Names
+
+log = structlog.get_logger()
+
+ACCEPTED, REPLAYED, REJECTED = "accepted", "replayed", "rejected"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one message; ``committed_ns`` is the wall clock just after the commit."""
+
+    status: str
+    body: dict[str, Any]
+    committed_ns: int = field(default_factory=time.time_ns)
+
+
+def _validation_problem(error: ValidationError) -> dict[str, Any]:
+    first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid message"}
+    loc = [str(part) for part in first.get("loc", ())]
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + "invalid-input",
+        "title": "Invalid input",
+        "status": 422,
+        "detail": f"{'.'.join(loc)}: {first['msg']}" if loc else str(first["msg"]),
+    }
+    if loc:
+        body["field"] = loc[0]
+    return body
+
+
+def parse(data: bytes) -> service.TransactionInput | Result:
+    """The transaction a message carries, validated as the API validates its body, or a rejection."""
+    try:
+        body = TransactionCreate.model_validate_json(data)
+    except ValidationError as error:
+        return Result(REJECTED, _validation_problem(error))
+    return service.TransactionInput(**body.model_dump())
+
+
+def apply_batch(engine: Engine, clock: Clock, messages: Sequence[bytes]) -> list[Result]:
+    """Parse and apply messages in one transaction, each inside its own savepoint (blocking; run it
+    in a thread). A domain refusal rolls back to that message's savepoint only, so its neighbours
+    commit; any other error rolls back the whole transaction and is raised (nothing committed)."""
+    parsed = [parse(data) for data in messages]
+
+    def use_case(session: Session) -> list[tuple[str, dict[str, Any]]]:
+        answers: list[tuple[str, dict[str, Any]]] = []
+        for item in parsed:
+            if isinstance(item, Result):
+                answers.append((item.status, item.body))
+                continue
+            try:
+                with session.begin_nested():
+                    outcome = service.record_transaction(session, tx=item, now=clock.now())
+            except PrevenanceError as error:
+                answers.append((REJECTED, error.to_problem()))
+                continue
+            if outcome.status_code >= 400:
+                answers.append((REJECTED, outcome.body))
+            else:
+                answers.append((REPLAYED if outcome.replayed else ACCEPTED, outcome.body))
+        return answers
+
+    answers = run_in_transaction(engine, use_case)
+    committed = time.time_ns()
+    return [Result(status, body, committed) for status, body in answers]
+
+
+def apply_message(engine: Engine, clock: Clock, data: bytes) -> Result:
+    """Parse and apply one message in its own transaction (blocking; run it in a thread)."""
+    return apply_batch(engine, clock, [data])[0]
+
+
+OnResult = Callable[[Msg, Result], None]
+
+
+@dataclass
+class Stats:
+    accepted: int = 0
+    replayed: int = 0
+    rejected: int = 0
+    retried: int = 0
+
+
+class Consumer:
+    """Pull transactions from JetStream and apply them; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        js: JetStreamContext,
+        names: Names,
+        batch: int = 100,
+        commit_every: int = 20,
+        linger: float = 0.01,
+        ack_wait: float = 30.0,
+        nak_delay: float = 2.0,
+        on_result: OnResult | None = None,
+    ) -> None:
+        self.engine, self.clock, self.js, self.names = engine, clock, js, names
+        self.batch, self.commit_every = batch, commit_every
+        self.linger, self._caught_up = linger, True
+        self.ack_wait, self.nak_delay = ack_wait, nak_delay
+        self.on_result = on_result
+        self.stats = Stats()
+        self._sub: JetStreamContext.PullSubscription | None = None
+
+    def consumer_config(self) -> ConsumerConfig:
+        """Durable, explicit ack, redelivered forever (a transient failure must not drop money)."""
+        return ConsumerConfig(
+            durable_name=self.names.consumer,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=max(1000, self.batch * 4),
+            filter_subject=self.names.transactions_subject,
+        )
+
+    async def subscribe(self) -> JetStreamContext.PullSubscription:
+        if self._sub is None:
+            self._sub = await self.js.pull_subscribe(
+                self.names.transactions_subject,
+                durable=self.names.consumer,
+                stream=self.names.transactions_stream,
+                config=self.consumer_config(),
+            )
+        return self._sub
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and apply batches until ``stop`` is set; the transaction in hand is finished first."""
+        sub = await self.subscribe()
+        while not stop.is_set():
+            msgs = await self._fetch(sub)
+            for start in range(0, len(msgs), self.commit_every):
+                if stop.is_set():
+                    # Hand the rest back at once rather than after ack_wait.
+                    for rest in msgs[start:]:
+                        await rest.nak()
+                    break
+                await self.process(msgs[start : start + self.commit_every])
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+        """The next messages, up to ``batch``, without making any of them wait for the others.
+
+        A ``fetch(batch)`` that finds nothing available long-polls, and after a first message
+        arrives it goes on waiting for the rest of the batch until its timeout: a lone message
+        would wait that long. So once the backlog is drained (the last fetch came back short) the
+        consumer waits for *one* message (up to 1 s, then looks at ``stop`` again), then takes what
+        else arrives within ``linger`` seconds; while there is a backlog it fetches full batches,
+        which the server answers at once.
+        """
+        try:
+            if self._caught_up:
+                msgs = await sub.fetch(1, timeout=1.0)
+                with contextlib.suppress(TimeoutError, NatsTimeoutError):
+                    msgs += await sub.fetch(self.batch - 1, timeout=self.linger)
+            else:
+                msgs = await sub.fetch(self.batch, timeout=1.0)
+        except (TimeoutError, NatsTimeoutError):
+            msgs = []
+        self._caught_up = len(msgs) < self.batch
+        return msgs
+
+    async def process(self, msgs: Sequence[Msg]) -> list[Result | None]:
+        """Apply messages in one transaction, then ack, reject-and-ack or nak each of them.
+
+        When the transaction fails, each message is tried again alone, so that a message failing
+        for a reason of its own is nakked without holding back the others.
+        """
+        try:
+            results = await asyncio.to_thread(apply_batch, self.engine, self.clock, [m.data for m in msgs])
+        except Exception as error:
+            if len(msgs) > 1:
+                return [result for msg in msgs for result in await self.process([msg])]
+            self.stats.retried += 1
+            log.warning(
+                "stream_transaction_retry",
+                subject=msgs[0].subject,
+                delay_s=self.nak_delay,
+                error=f"{type(error).__name__}: {error}",
+            )
+            await msgs[0].nak(delay=self.nak_delay)
+            return [None]
+        return [await self._settle(msg, result) for msg, result in zip(msgs, results, strict=True)]
+
+    async def _settle(self, msg: Msg, result: Result) -> Result | None:
+        if result.status == REJECTED:
+            try:
+                await self._reject(msg, result)
+            except Exception as error:
+                self.stats.retried += 1
+                log.warning("stream_reject_publish_failed", error=str(error))
+                await msg.nak(delay=self.nak_delay)
+                return None
+        if self.on_result is not None:
+            self.on_result(msg, result)
+        await msg.ack()
+        setattr(self.stats, result.status, getattr(self.stats, result.status) + 1)
+        return result
+
+    async def _reject(self, msg: Msg, result: Result) -> None:
+        sequence = msg.metadata.sequence.stream
+        log.warning(
+            "stream_transaction_rejected",
+            subject=msg.subject,
+            stream_sequence=sequence,
+            problem=result.body.get("type"),
+            field=result.body.get("field"),
+            detail=result.body.get("detail"),
+        )
+        record = {
+            "subject": msg.subject,
+            "stream_sequence": sequence,
+            "problem": result.body,
+            "data": msg.data.decode("utf-8", errors="replace"),
+        }
+        await self.js.publish(
+            self.names.rejects_subject,
+            orjson.dumps(record),
+            # A redelivered poison message is recorded once (within the duplicate window).
+            headers={"Nats-Msg-Id": f"reject:{self.names.transactions_stream}:{sequence}"},
+        )

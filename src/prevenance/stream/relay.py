@@ -1,0 +1,187 @@
+"""The outbox relay: publish undelivered outbox events to JetStream, then hand them to the
+in-process handlers and mark them delivered.
+
+Design (no extra column such as ``published_at``): when NATS is configured the relay is the
+*only* deliverer of the outbox (``prevenance serve`` then leaves ``outbox_events`` alone), and
+``delivered_at`` means "published to JetStream *and* handled in process". A pass has three steps:
+
+1. read up to ``limit`` pending events in id order (a read-only transaction: no lock is held);
+2. publish each to ``prevenance.events.<type>`` with its ``event_id`` as the ``Nats-Msg-Id``
+   header and in the payload, and wait for every publish ack (no database transaction is open
+   while the network is awaited, so SQLite's single write lock is never held across it);
+3. in one write transaction, take those events that are still pending (``FOR UPDATE SKIP LOCKED``
+   on PostgreSQL), run the in-process handlers on each and set ``delivered_at``.
+
+Neither side can be lost: an event is marked only after its publish was acknowledged and its
+handlers ran in the marking transaction; a crash or a failure anywhere before the commit leaves it
+pending and the next pass starts again from step 1. Neither blocks the other beyond one pass: a
+failing handler or a NATS outage keeps events pending (and logged) until it recovers. The price is
+at-least-once publication: a relay killed between step 2 and step 3 republishes on its next pass,
+and JetStream drops the copy because it carries the same ``Nats-Msg-Id`` within the stream's
+duplicate window (``names.EVENTS_DUPLICATE_WINDOW``); past that window a consumer deduplicates on
+``event_id``. Handlers are idempotent as before (the same is already true of ``deliver_pending``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import structlog
+from nats.js import JetStreamContext
+from sqlalchemy import Engine, select, update
+
+from prevenance.common import outbox
+from prevenance.common.clock import Clock
+from prevenance.common.outbox import OutboxEvent
+from prevenance.db import read_session, unit_of_work
+from prevenance.stream.names import Names
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    id: int
+    event_id: str
+    type: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+
+    def message(self) -> bytes:
+        return orjson.dumps(
+            {
+                "event_id": self.event_id,
+                "type": self.type,
+                "occurred_at": self.occurred_at.isoformat(),
+                "payload": self.payload,
+            }
+        )
+
+
+def read_pending(engine: Engine, *, limit: int) -> list[PendingEvent]:
+    """Step 1: the oldest undelivered events, without locking anything."""
+    with read_session(engine) as session:
+        rows = session.execute(
+            select(
+                OutboxEvent.id,
+                OutboxEvent.event_id,
+                OutboxEvent.type,
+                OutboxEvent.payload,
+                OutboxEvent.occurred_at,
+            )
+            .where(OutboxEvent.delivered_at.is_(None))
+            .order_by(OutboxEvent.id)
+            .limit(limit)
+        ).all()
+    return [PendingEvent(*row) for row in rows]
+
+
+def deliver_published(
+    engine: Engine, *, ids: Sequence[int], handlers: dict[str, list[outbox.Handler]], now: datetime
+) -> int:
+    """Step 3: run the in-process handlers on the published events still pending; mark them.
+
+    The rows are claimed with ``FOR UPDATE SKIP LOCKED`` (another relay skips them) and marked with
+    one ``UPDATE``; only events that have a handler are loaded as objects.
+    """
+    with unit_of_work(engine) as session:
+        claimed = session.execute(
+            select(OutboxEvent.id, OutboxEvent.type)
+            .where(OutboxEvent.id.in_(list(ids)), OutboxEvent.delivered_at.is_(None))
+            .order_by(OutboxEvent.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not claimed:
+            return 0
+        handled = [id_ for id_, type_ in claimed if handlers.get(type_) or handlers.get("*")]
+        if handled:
+            events = session.scalars(
+                select(OutboxEvent).where(OutboxEvent.id.in_(handled)).order_by(OutboxEvent.id)
+            ).all()
+            for event in events:
+                for handler in handlers.get(event.type, []) + handlers.get("*", []):
+                    handler(session, event)
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_([id_ for id_, _ in claimed]))
+            .values(delivered_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return len(claimed)
+
+
+class Relay:
+    """Publishes the outbox to JetStream and runs the in-process handlers (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        js: JetStreamContext,
+        names: Names,
+        handlers: dict[str, list[outbox.Handler]] | None = None,
+        limit: int = 500,
+        interval: float = 0.2,
+        retry_interval: float = 2.0,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        if handlers is None:
+            from prevenance.worker import HANDLERS
+
+            handlers = HANDLERS
+        self.engine, self.clock, self.js, self.names = engine, clock, js, names
+        self.handlers, self.limit = handlers, limit
+        self.interval, self.retry_interval = interval, retry_interval
+        self.publish_timeout = publish_timeout
+        self.delivered = 0
+
+    async def publish(self, events: Sequence[PendingEvent]) -> None:
+        """Step 2: publish every event and wait for all the acks (raises if any failed)."""
+        await asyncio.gather(
+            *(
+                self.js.publish(
+                    self.names.event_subject(event.type),
+                    event.message(),
+                    timeout=self.publish_timeout,
+                    headers={"Nats-Msg-Id": event.event_id},
+                )
+                for event in events
+            )
+        )
+
+    async def run_once(self) -> int:
+        """One pass; returns the number of events published and marked delivered."""
+        events = await asyncio.to_thread(read_pending, self.engine, limit=self.limit)
+        if not events:
+            return 0
+        await self.publish(events)
+        done = await asyncio.to_thread(
+            deliver_published,
+            self.engine,
+            ids=[event.id for event in events],
+            handlers=self.handlers,
+            now=self.clock.now(),
+        )
+        self.delivered += done
+        return done
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Pass after pass until ``stop``; a full pass is followed at once by the next."""
+        while not stop.is_set():
+            pause = self.interval
+            try:
+                done = await self.run_once()
+            except Exception as error:
+                # NATS or the database is unavailable, or a handler failed: the events stay pending.
+                log.warning("outbox_relay_failed", error=f"{type(error).__name__}: {error}")
+                done, pause = 0, self.retry_interval
+            if done < self.limit:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=pause)

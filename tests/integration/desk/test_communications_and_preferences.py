@@ -1,0 +1,108 @@
+"""The communications log and the contact preference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from prevenance.common.auth import create_key
+from prevenance.common.clock import FrozenClock
+from prevenance.db import read_session, unit_of_work
+from prevenance.desk import service
+from tests.conftest import Api, member_body
+
+PROBLEM = "application/problem+json"
+
+
+def communication(comm_id: str, member_ref: str = "M1", **overrides: Any) -> dict[str, Any]:
+    body = {
+        "id": comm_id,
+        "member_ref": member_ref,
+        "kind": "statement",
+        "template": "monthly-statement",
+        "channel": "email",
+        "language": "fr",
+        "sent_at": "2026-01-02T08:00:00Z",
+        "subject": "Votre relevé de décembre",
+        "summary": "Relevé mensuel",
+    }
+    body.update(overrides)
+    return body
+
+
+def member_key(engine: Engine, clock: FrozenClock, ref: str) -> dict[str, str]:
+    with unit_of_work(engine) as session:
+        _, secret = create_key(session, role="member", name=f"member-{ref}", member_ref=ref, now=clock.now())
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_other_systems_log_communications_once_and_the_desk_sees_them(api: Api) -> None:
+    api.put("/v1/members/M1", member_body())
+    first = api.post("/v1/communications", communication("N1"), role="integrator")
+    assert first.status_code == 201, first.text
+    assert first.json()["source"] == "test-integrator"
+    assert api.post("/v1/communications", communication("N1"), role="integrator").json() == first.json()
+    reused = api.post("/v1/communications", communication("N1", template="other"), role="integrator")
+    assert reused.status_code == 409
+    api.post(
+        "/v1/communications",
+        communication("N2", kind="marketing", template="lounge-offer", sent_at="2026-01-03T08:00:00Z"),
+        role="marketing",
+    )
+    items = api.get("/v1/members/M1/communications", role="agent").json()["items"]
+    assert [i["id"] for i in items] == ["N2", "N1"]
+    assert items[1]["subject"] == "Votre relevé de décembre"
+
+
+def test_bad_communications_name_the_field(api: Api) -> None:
+    api.put("/v1/members/M1", member_body())
+    for body, field in [
+        (communication("N1", member_ref="NOBODY"), "member_ref"),
+        (communication("N2", channel="fax"), "channel"),
+        (communication("N3", language="de"), "language"),
+        (communication("N4", kind="spam"), "kind"),
+    ]:
+        response = api.post("/v1/communications", body, role="integrator")
+        assert response.status_code == 422 and response.json()["field"] == field, response.text
+    assert api.post("/v1/communications", communication("N5"), role="supervisor").status_code == 403
+
+
+def test_a_member_reads_only_their_own_communications(api: Api, engine: Engine, clock: FrozenClock) -> None:
+    api.put("/v1/members/M1", member_body())
+    api.put("/v1/members/M2", member_body())
+    api.post("/v1/communications", communication("N1"), role="integrator")
+    headers = member_key(engine, clock, "M1")
+    assert api.client.get("/v1/members/M1/communications", headers=headers).status_code == 200
+    assert api.client.get("/v1/members/M2/communications", headers=headers).status_code == 403
+
+
+def test_contact_preference_set_by_agent_or_member_and_leave_me_alone_stops_marketing(
+    api: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    api.put("/v1/members/M1", member_body())
+    api.put("/v1/members/M2", member_body())
+    unset = api.get("/v1/members/M1/contact-preference", role="agent").json()
+    assert (unset["mode"], unset["may_send_marketing"]) == (None, True)
+    set_by_agent = api.put(
+        "/v1/members/M1/contact-preference", {"mode": "in_a_hurry", "preferred_channel": "chat"}, role="agent"
+    )
+    assert set_by_agent.status_code == 200, set_by_agent.text
+    assert set_by_agent.json()["updated_by"] == "test-agent"
+    headers = member_key(engine, clock, "M1")
+    mine = api.client.put(
+        "/v1/members/M1/contact-preference", json={"mode": "leave_me_alone"}, headers=headers
+    )
+    assert mine.status_code == 200 and mine.json()["may_send_marketing"] is False
+    assert api.get("/v1/members/M1/contact-preference", role="marketing").json()["mode"] == "leave_me_alone"
+    other = api.client.put("/v1/members/M2/contact-preference", json={"mode": "has_time"}, headers=headers)
+    assert other.status_code == 403
+    bad = api.put("/v1/members/M1/contact-preference", {"mode": "whenever"}, role="agent")
+    assert bad.status_code == 422 and bad.json()["field"] == "mode"
+    assert (
+        api.put("/v1/members/NOBODY/contact-preference", {"mode": "has_time"}, role="agent").status_code
+        == 404
+    )
+    with read_session(engine) as session:
+        m1 = service.get_contact_preference(session, member_ref="M1")
+        assert m1["may_send_marketing"] is False

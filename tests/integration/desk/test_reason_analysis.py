@@ -1,0 +1,71 @@
+"""``GET /v1/desk/reasons?month=``: the reasons customers contact us, to remove them."""
+
+from __future__ import annotations
+
+from tests.conftest import Api, member_body
+from tests.integration.desk.test_contacts_contract import contact_body
+
+
+def log(api: Api, contact_id: str, member: str, reason: str, day: str, **overrides: str) -> None:
+    body = contact_body(
+        contact_id,
+        member_ref=member,
+        reason=reason,
+        started_at=f"{day}T09:00:00Z",
+        ended_at=f"{day}T09:05:00Z",
+        **overrides,
+    )
+    response = api.post("/v1/contacts", body, role="integrator")
+    assert response.status_code == 201, response.text
+
+
+def test_volume_repeats_growth_and_avoidable_contacts(api: Api) -> None:
+    api.put("/v1/members/FR1", member_body())
+    api.put("/v1/members/GB1", member_body(country="GB", language="en"))
+    # December: one dispute.
+    log(api, "D1", "FR1", "statement.dispute", "2025-12-10")
+    # January: lost cards surge from nothing; FR1 asks its balance twice in three days (a repeat);
+    # the last balance question's follow-up falls in February, still within the window.
+    for i in range(16):
+        log(
+            api,
+            f"L{i}",
+            "FR1" if i % 2 else "GB1",
+            "card.lost_stolen",
+            f"2026-01-{i + 1:02d}",
+            channel="chat",
+        )
+    log(api, "B1", "FR1", "rewards.balance", "2026-01-10")
+    log(api, "B2", "FR1", "rewards.balance", "2026-01-13")
+    log(api, "B3", "FR1", "rewards.balance", "2026-01-30")
+    log(api, "B4", "FR1", "rewards.balance", "2026-02-02")
+    log(api, "D2", "GB1", "statement.dispute", "2026-01-20")
+
+    response = api.get("/v1/desk/reasons?month=2026-01", role="supervisor")
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["contacts"], report["previous_month"], report["previous_contacts"]) == (20, "2025-12", 1)
+    rows = {r["reason"]: r for r in report["reasons"]}
+    assert report["reasons"][0]["reason"] == "card.lost_stolen"
+    assert rows["card.lost_stolen"]["channels"] == {"chat": 16}
+    assert rows["card.lost_stolen"]["countries"] == {"FR": 8, "GB": 8}
+    assert rows["card.lost_stolen"]["growing"] and report["growing"] == ["card.lost_stolen"]
+    assert not rows["statement.dispute"]["growing"]
+    balance = rows["rewards.balance"]
+    assert balance["avoidable"] and balance["label_fr"] == "Solde de points"
+    assert (balance["repeat"]["successes"], balance["repeat"]["n"]) == (2, 3)  # B1→B2 and B3→B4
+    # Each member called about a lost card every other day: all but their last call were repeats.
+    assert (rows["card.lost_stolen"]["repeat"]["successes"], rows["card.lost_stolen"]["repeat"]["n"]) == (
+        14,
+        16,
+    )
+    assert (report["avoidable"]["successes"], report["avoidable"]["n"]) == (3, 20)
+    assert report["by_channel"] == {"chat": 16, "phone": 4}
+
+
+def test_a_month_without_contacts_and_a_bad_month(api: Api) -> None:
+    empty = api.get("/v1/desk/reasons?month=2030-01", role="agent").json()
+    assert (empty["contacts"], empty["reasons"], empty["repeat"]["value"]) == (0, [], None)
+    assert api.get("/v1/desk/reasons?month=2026-13", role="agent").json()["field"] == "month"
+    assert api.get("/v1/desk/reasons", role="agent").status_code == 422
+    assert api.get("/v1/desk/reasons?month=2026-01", role="marketing").status_code == 403

@@ -1,0 +1,159 @@
+"""The outbox relay: every event reaches ``prevenance.events.<type>`` with its ``event_id`` (header
+and payload), is handed to the in-process handlers once and only then marked delivered; a relay
+that dies between the publish and the mark does not duplicate the event in the stream."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats
+import orjson
+from nats.js import JetStreamContext
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from prevenance.common.clock import FrozenClock
+from prevenance.common.outbox import OutboxEvent
+from prevenance.db import read_session, run_in_transaction
+from prevenance.loyalty import service
+from prevenance.stream.names import Names
+from prevenance.stream.relay import Relay, read_pending
+from prevenance.worker import run_once
+from tests.conftest import tx_body
+from tests.integration.stream.conftest import add_members
+
+
+def earn(engine: Engine, clock: FrozenClock, count: int) -> None:
+    """Record ``count`` transactions: each writes one ``points.earned`` event to the outbox."""
+    add_members(engine, clock, ["M1"])
+    for i in range(count):
+        body = tx_body(f"T{i}", "M1", "10.00")
+        tx = service.TransactionInput(**{**body, "occurred_at": clock.now()})
+        run_in_transaction(engine, lambda s, tx=tx: service.record_transaction(s, tx=tx, now=clock.now()))
+
+
+def outbox_rows(engine: Engine) -> list[OutboxEvent]:
+    with read_session(engine) as session:
+        return list(session.scalars(select(OutboxEvent).order_by(OutboxEvent.id)).all())
+
+
+async def stream_messages(js: JetStreamContext, names: Names) -> list[tuple[str | None, dict[str, Any]]]:
+    """Every message of the events stream: (Nats-Msg-Id header, decoded payload)."""
+    info = await js.stream_info(names.events_stream)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        if info.state.messages == 0:
+            break
+        raw = await js.get_msg(names.events_stream, seq)
+        out.append(((raw.headers or {}).get("Nats-Msg-Id"), orjson.loads(raw.data or b"{}")))
+    return out
+
+
+def test_relay_publishes_each_event_then_handles_and_marks_it(
+    engine: Engine, clock: FrozenClock, names: Names, nats_url: str
+) -> None:
+    earn(engine, clock, 12)
+    handled: list[str] = []
+
+    def handler(_session: Session, event: OutboxEvent) -> None:
+        handled.append(event.event_id)
+
+    async def scenario() -> list[tuple[str | None, dict[str, Any]]]:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        relay = Relay(
+            engine=engine, clock=clock, js=js, names=names, handlers={"points.earned": [handler]}, limit=5
+        )
+        while await relay.run_once():
+            pass
+        messages = await stream_messages(js, names)
+        await nc.close()
+        return messages
+
+    messages = asyncio.run(scenario())
+    rows = outbox_rows(engine)
+    assert len(rows) == 12 and all(row.delivered_at == clock.now() for row in rows)
+    assert handled == [row.event_id for row in rows]
+    assert [header for header, _ in messages] == [row.event_id for row in rows]
+    assert [body["event_id"] for _, body in messages] == [row.event_id for row in rows]
+    assert all(body["type"] == "points.earned" for _, body in messages)
+    assert [body["payload"] for _, body in messages] == [row.payload for row in rows]
+
+    async def subjects() -> set[str]:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        raw = await js.get_msg(names.events_stream, 1)
+        await nc.close()
+        return {raw.subject or ""}
+
+    assert asyncio.run(subjects()) == {names.event_subject("points.earned")}
+
+
+def test_relay_crash_between_publish_and_mark_does_not_duplicate(
+    engine: Engine, clock: FrozenClock, names: Names, nats_url: str
+) -> None:
+    earn(engine, clock, 8)
+    handled: list[str] = []
+
+    def handler(_session: Session, event: OutboxEvent) -> None:
+        handled.append(event.event_id)
+
+    async def scenario() -> list[tuple[str | None, dict[str, Any]]]:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        relay = Relay(engine=engine, clock=clock, js=js, names=names, handlers={"*": [handler]})
+        # The first relay publishes and dies before marking anything.
+        await relay.publish(read_pending(engine, limit=100)[:5])
+        assert all(row.delivered_at is None for row in outbox_rows(engine))
+        # Its successor starts again from the outbox.
+        assert await relay.run_once() == 8
+        assert await relay.run_once() == 0
+        messages = await stream_messages(js, names)
+        await nc.close()
+        return messages
+
+    messages = asyncio.run(scenario())
+    rows = outbox_rows(engine)
+    assert all(row.delivered_at is not None for row in rows)
+    assert handled == [row.event_id for row in rows]
+    # JetStream dropped the five republished copies: one message per event.
+    assert sorted(header or "" for header, _ in messages) == sorted(row.event_id for row in rows)
+
+
+def test_relay_failure_to_publish_marks_nothing(
+    engine: Engine, clock: FrozenClock, names: Names, nats_url: str
+) -> None:
+    earn(engine, clock, 3)
+    handled: list[str] = []
+
+    async def scenario() -> None:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        await js.delete_stream(names.events_stream)  # nothing listens on the subjects any more
+        relay = Relay(
+            engine=engine,
+            clock=clock,
+            js=js,
+            names=names,
+            handlers={"*": [lambda _s, e: handled.append(e.event_id)]},
+            publish_timeout=1,
+        )
+        try:
+            await relay.run_once()
+        except Exception:
+            pass
+        else:
+            raise AssertionError("publishing to a missing stream should fail")
+        await nc.close()
+
+    asyncio.run(scenario())
+    assert handled == []
+    assert all(row.delivered_at is None for row in outbox_rows(engine))
+
+
+def test_without_nats_the_maintenance_pass_still_delivers(engine: Engine, clock: FrozenClock) -> None:
+    earn(engine, clock, 2)
+    assert run_once(engine, clock, deliver_events=False)["events_delivered"] == 0
+    assert run_once(engine, clock)["events_delivered"] == 2
+    assert all(row.delivered_at is not None for row in outbox_rows(engine))
