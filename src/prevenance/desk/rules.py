@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+from prevenance.common.rules import FieldError
+
 CHANNELS = ("phone", "email", "chat", "social", "web", "letter")
 DIRECTIONS = ("inbound", "outbound")
 # What a contact ended with; only ``resolved`` resolves its case.
@@ -30,20 +32,12 @@ REPLACEMENT_STATES = ("on_track", "at_risk", "breached", "delivered_on_time", "d
 Z_95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
 
 
-class ConfigError(ValueError):
+class ConfigError(FieldError):
     """The desk configuration document is not valid; ``field`` names the offending path."""
 
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
-
-class RuleViolation(ValueError):
+class RuleViolation(FieldError):
     """A request breaks a desk rule; ``field`` names the offending input."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 # --- configuration ------------------------------------------------------------------------------

@@ -13,24 +13,18 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
 
+from prevenance.common.rules import FieldError
+
 UNITS = ("points", "miles")
 PARTNER_KINDS = ("airline", "hotel", "merchant")
 
 
-class ProgrammeError(ValueError):
+class ProgrammeError(FieldError):
     """The programme document is not valid; ``field`` names the offending path."""
 
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
-
-class RuleViolation(ValueError):
+class RuleViolation(FieldError):
     """A request breaks a programme rule; ``field`` names the offending input."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)
