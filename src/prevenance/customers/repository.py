@@ -10,6 +10,7 @@ from prevenance.customers.tables import Member, Product
 # Built once: every earn looks its member up by reference.
 _BY_REF = select(Member).where(Member.ref == bindparam("p_ref"))
 _BY_REF_FOR_UPDATE = _BY_REF.with_for_update()
+_SUMMARY_BY_REF = select(Member.id, Member.ref, Member.product).where(Member.ref == bindparam("p_ref"))
 
 
 def member_by_ref(session: Session, ref: str, *, for_update: bool = False) -> Member | None:
@@ -27,3 +28,9 @@ def product(session: Session, code: str) -> Product | None:
 
 def products(session: Session) -> list[Product]:
     return list(session.scalars(select(Product).order_by(Product.code)))
+
+
+def member_summary_by_ref(session: Session, ref: str) -> tuple[int, str, str] | None:
+    """Id, ref and product of a member: a plain row, cheaper than loading the ORM entity."""
+    row = session.execute(_SUMMARY_BY_REF, {"p_ref": ref}).first()
+    return (row[0], row[1], row[2]) if row else None

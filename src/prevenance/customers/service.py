@@ -77,6 +77,23 @@ def get_for_body_or_raise(session: Session, *, ref: str, field: str) -> Member:
     return member
 
 
+@dataclass(frozen=True)
+class MemberSummary:
+    """What the earn hot path needs of a member."""
+
+    id: int
+    ref: str
+    product: str
+
+
+def get_summary_for_body_or_raise(session: Session, *, ref: str, field: str) -> MemberSummary:
+    """Id, ref and product of the member a body names; 422 when unknown."""
+    row = repository.member_summary_by_ref(session, ref)
+    if row is None:
+        raise UnknownMemberInBody(f"no member with ref {ref!r}", field=field)
+    return MemberSummary(*row)
+
+
 def get_by_id(session: Session, *, member_id: int) -> Member | None:
     """The member with this internal id, or None."""
     return repository.member_by_id(session, member_id)

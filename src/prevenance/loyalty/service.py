@@ -18,6 +18,7 @@ from prevenance.common.ids import fingerprint
 from prevenance.common.money import AmountError, minor_units, parse_amount
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
+from prevenance.customers.service import MemberSummary
 from prevenance.customers.tables import Member
 from prevenance.loyalty import ledger, programme, rules
 from prevenance.loyalty.errors import (
@@ -92,7 +93,7 @@ def _check_currency(currency: str, prog: rules.Programme) -> None:
         raise InvalidInput(f"no exchange rate configured for {currency}", field="currency")
 
 
-def _product_rule(prog: rules.Programme, member: Member) -> rules.ProductRule:
+def _product_rule(prog: rules.Programme, member: Member | MemberSummary) -> rules.ProductRule:
     rule = prog.products.get(member.product)
     if rule is None:
         raise InvalidInput(
@@ -127,7 +128,7 @@ def record_transaction(session: Session, *, tx: TransactionInput, now: datetime)
 
 def _earn(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
     prog = programme.current(session)
-    member = customers.get_for_body_or_raise(session, ref=tx.member_ref, field="member_ref")
+    member = customers.get_summary_for_body_or_raise(session, ref=tx.member_ref, field="member_ref")
     _check_currency(tx.currency, prog)
     amount = _parse_amount(tx.amount, tx.currency)
     if not tx.merchant.strip():
@@ -830,7 +831,7 @@ def _refer(session: Session, *, referrer_ref: str, referee_ref: str, key: str, n
 
 
 def _reward_referral_if_pending(
-    session: Session, *, referee: Member, transaction_id: str, now: datetime
+    session: Session, *, referee: Member | MemberSummary, transaction_id: str, now: datetime
 ) -> None:
     """Credit the referrer once: the conditional update lets exactly one transaction win."""
     if session.execute(_PENDING_REFERRAL, {"p_referee": referee.id}).first() is None:
