@@ -19,6 +19,12 @@ from prevenance.common.problems import PROBLEM_JSON
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import service
 from prevenance.desk.schemas import (
+    BenefitAttributionReport,
+    BenefitRead,
+    BenefitsExplainedCreate,
+    BenefitsExplainedRead,
+    BenefitUsageCreate,
+    BenefitUsageRead,
     CardReplacementCreate,
     CardReplacementRead,
     CardReplacementReport,
@@ -33,6 +39,7 @@ from prevenance.desk.schemas import (
     ContactRead,
     ContactsPage,
     FcrReport,
+    MemberBenefits,
     ReasonRead,
     ReasonReport,
 )
@@ -299,3 +306,67 @@ def get_contact_preference(ref: Ref, engine: DbEngine, principal: Reader) -> dic
     ensure_member_scope(principal, ref)
     with read_session(engine) as session:
         return service.get_contact_preference(session, member_ref=ref)
+
+
+# --- benefits -----------------------------------------------------------------------------------
+
+
+@router.get("/benefits", response_model=list[BenefitRead])
+def get_benefits(_: Reader) -> list[dict[str, Any]]:
+    """The benefits catalogue with French and English labels and the products entitled to each."""
+    return service.list_benefit_catalogue()
+
+
+@router.post(
+    "/members/{ref}/benefit-usages",
+    status_code=201,
+    response_model=BenefitUsageRead,
+    responses={**CONFLICT, **INVALID, **NOT_FOUND},
+)
+def post_benefit_usage(
+    ref: Ref, body: BenefitUsageCreate, engine: DbEngine, clock: AppClock, principal: DeskStaff
+) -> JSONResponse:
+    """Record a benefit the member used (their card must be entitled to it); idempotent by ``id``."""
+    usage = service.BenefitUsageInput(member_ref=ref, **body.model_dump())
+    return _respond(
+        run_in_transaction(
+            engine,
+            lambda s: service.record_benefit_usage(s, usage=usage, by=principal.name, now=clock.now()),
+        )
+    )
+
+
+@router.get("/members/{ref}/benefits", response_model=MemberBenefits, responses=NOT_FOUND)
+def get_member_benefits(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reader) -> dict[str, Any]:
+    """The benefits the member's card is entitled to, last used and whether unused for 12 months."""
+    ensure_member_scope(principal, ref)
+    with read_session(engine) as session:
+        return service.list_member_benefits(session, member_ref=ref, now=clock.now())
+
+
+@router.post(
+    "/contacts/{id}/benefits-explained",
+    response_model=BenefitsExplainedRead,
+    responses={**INVALID, **NOT_FOUND},
+)
+def post_benefits_explained(
+    id: Ref, body: BenefitsExplainedCreate, engine: DbEngine, clock: AppClock, _: DeskStaff
+) -> dict[str, Any]:
+    """Record the benefits the agent explained at this contact (repeating one changes nothing)."""
+    return run_in_transaction(
+        engine,
+        lambda s: service.explain_benefits(s, contact_id=id, benefits=body.benefits, now=clock.now()),
+    )
+
+
+@router.get("/desk/benefits/attribution", response_model=BenefitAttributionReport, responses=INVALID)
+def get_benefit_attribution(
+    engine: DbEngine,
+    clock: AppClock,
+    _: DeskStaff,
+    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-01"])],
+) -> dict[str, Any]:
+    """Benefits explained at the month's contacts, then used within the window: per agent and
+    benefit, with Wilson 95% intervals."""
+    with read_session(engine) as session:
+        return service.benefit_attribution_report(session, month=month, now=clock.now())

@@ -91,3 +91,35 @@ def reasons(
         f"{report['previous_month']}); repeat {_pct(report['repeat']['value'])} %; "
         f"avoidable {_pct(report['avoidable']['value'])} %"
     )
+
+
+@app.command("benefits")
+def benefits(
+    month: str = typer.Option(..., help="YYYY-MM: benefits explained at contacts started that month"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Benefits explained by agents and then used within the attribution window (Wilson 95% intervals)."""
+    try:
+        with read_session(_engine()) as session:
+            report = service.benefit_attribution_report(session, month=month, now=SystemClock().now())
+    except PrevenanceError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(
+        f"{'agent':<20} {'benefit':<28} {'told':>5} {'used':>5} {'pend':>5} {'used %':>6} {'95% CI':>15}"
+    )
+    for row in report["rows"]:
+        rate = row["rate"]
+        ci = f"{_pct(rate['ci_low'])}–{_pct(rate['ci_high'])}"
+        typer.echo(
+            f"{row['agent']:<20} {row['benefit']:<28} {row['explained']:>5} {row['used']:>5} "
+            f"{row['pending']:>5} {_pct(rate['value']):>6} {ci:>15}"
+        )
+    overall = report["overall"]
+    typer.echo(
+        f"{report['explained']} explained in {month}; used within {report['window_days']} days: "
+        f"{_pct(overall['value'])} % of {overall['n']} (pending {report['pending']})"
+    )

@@ -38,3 +38,13 @@ class UnknownCardReplacement(NotFound):
 class ReplacementStatusConflict(Conflict):
     type_slug = "card-replacement-status"
     title = "The card replacement is not in a status that allows this"
+
+
+class UnknownBenefit(InvalidInput):
+    type_slug = "unknown-benefit"
+    title = "Unknown benefit"
+
+
+class BenefitNotEntitled(InvalidInput):
+    type_slug = "benefit-not-entitled"
+    title = "The member's card is not entitled to this benefit"

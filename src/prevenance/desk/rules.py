@@ -73,10 +73,29 @@ class CardPolicy:
 
 
 @dataclass(frozen=True)
+class Benefit:
+    """One benefit of the catalogue and the card products entitled to it."""
+
+    code: str
+    label_fr: str
+    label_en: str
+    products: frozenset[str]
+
+
+@dataclass(frozen=True)
+class BenefitPolicy:
+    """The benefits catalogue and how long after an explanation a usage is credited to it."""
+
+    catalogue: Mapping[str, Benefit]
+    attribution_window: timedelta
+
+
+@dataclass(frozen=True)
 class DeskConfig:
     reasons: Mapping[str, Reason]
     fcr_window: timedelta
     card: CardPolicy
+    benefits: BenefitPolicy
 
 
 def _label(spec: Mapping[str, Any], path: str) -> tuple[str, str]:
@@ -136,6 +155,7 @@ def parse_config(document: Mapping[str, Any]) -> DeskConfig:
             )
         teams.append(CityTeam(city=team["city"], country=str(team["country"]).upper()))
     return DeskConfig(
+        benefits=_parse_benefits(document.get("benefits", {})),
         reasons=MappingProxyType(reasons),
         fcr_window=timedelta(days=_positive_int(document.get("fcr_window_days", 7), "fcr_window_days")),
         card=CardPolicy(
@@ -147,6 +167,34 @@ def parse_config(document: Mapping[str, Any]) -> DeskConfig:
             city_teams=tuple(teams),
         ),
     )
+
+
+def _parse_benefits(document: Any) -> BenefitPolicy:
+    """The ``benefits`` section: ``attribution_window_days`` (90) and ``catalogue``, each benefit
+    with FR/EN labels and a non-empty list of the product codes entitled to it."""
+    if not isinstance(document, Mapping):
+        raise ConfigError("benefits must be an object", "benefits")
+    catalogue_doc = document.get("catalogue", {})
+    if not isinstance(catalogue_doc, Mapping):
+        raise ConfigError("benefits.catalogue must be an object", "benefits.catalogue")
+    catalogue: dict[str, Benefit] = {}
+    for code, spec in catalogue_doc.items():
+        path = f"benefits.catalogue.{code}"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{path} must be an object", path)
+        fr, en = _label(spec, path)
+        products = spec.get("products")
+        if (
+            not isinstance(products, list)
+            or not products
+            or not all(isinstance(product, str) and product for product in products)
+        ):
+            raise ConfigError(
+                f"{path}.products must be a non-empty list of product codes", f"{path}.products"
+            )
+        catalogue[str(code)] = Benefit(str(code), fr, en, frozenset(products))
+    window = _positive_int(document.get("attribution_window_days", 90), "benefits.attribution_window_days")
+    return BenefitPolicy(MappingProxyType(catalogue), timedelta(days=window))
 
 
 # --- first-contact resolution -------------------------------------------------------------------
@@ -323,3 +371,62 @@ def may_send_marketing(preference: str | None) -> bool:
     contacted (consent is checked separately).
     """
     return preference != "leave_me_alone"
+
+
+# --- benefits -----------------------------------------------------------------------------------
+
+
+def entitled_benefits(policy: BenefitPolicy, *, product: str) -> list[Benefit]:
+    """The benefits a card product is entitled to, in catalogue order."""
+    return [benefit for benefit in policy.catalogue.values() if product in benefit.products]
+
+
+def check_entitled(policy: BenefitPolicy, *, product: str, benefit: str, field: str) -> Benefit:
+    """The benefit when the product is entitled to it; a ``RuleViolation`` on ``field`` otherwise."""
+    found = policy.catalogue.get(benefit)
+    if found is None:
+        raise RuleViolation(f"unknown benefit {benefit!r}; see GET /v1/benefits", field)
+    if product not in found.products:
+        raise RuleViolation(f"the {product} card is not entitled to {benefit}", field)
+    return found
+
+
+def twelve_months_before(now: datetime) -> datetime:
+    """The same instant a calendar year earlier (29 February falls back to the 28th)."""
+    try:
+        return now.replace(year=now.year - 1)
+    except ValueError:
+        return now.replace(year=now.year - 1, day=28)
+
+
+def unused_for_12_months(last_used_at: datetime | None, *, now: datetime) -> bool:
+    """A benefit is unused when the member has not used it in the twelve months up to ``now``."""
+    return last_used_at is None or last_used_at <= twelve_months_before(now)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """An agent explained a benefit to the member at a contact."""
+
+    contact_id: str
+    agent: str
+    explained_at: datetime
+
+
+def attribute_usage(
+    used_at: datetime, explanations: Iterable[Explanation], *, window: timedelta
+) -> Explanation | None:
+    """The explanation a usage is credited to: the latest one of that benefit to that member at or
+    before the usage and no more than ``window`` before it (last touch); None when there is none."""
+    candidates = [e for e in explanations if e.explained_at <= used_at <= e.explained_at + window]
+    return max(candidates, key=lambda e: (e.explained_at, e.contact_id), default=None)
+
+
+def explanation_outcome(
+    explanation: Explanation, *, credited: bool, window: timedelta, now: datetime
+) -> bool | None:
+    """Whether an explanation was followed by a usage credited to it; None while its window is
+    still open and nothing is credited yet (a report never counts as a miss what may still succeed)."""
+    if credited:
+        return True
+    return None if now < explanation.explained_at + window else False

@@ -228,3 +228,90 @@ class ContactPreferenceRead(BaseModel):
     may_send_marketing: bool
     updated_at: datetime | None
     updated_by: str | None
+
+
+BenefitCode = Annotated[str, Field(min_length=1, max_length=60, examples=["lounge_access"])]
+
+
+class BenefitRead(BaseModel):
+    """One benefit of the catalogue and the card products entitled to it."""
+
+    code: str
+    label_fr: str
+    label_en: str
+    products: list[str]
+
+
+class BenefitUsageCreate(BaseModel):
+    """A member used a benefit; ``id`` is the idempotency key; ``source`` defaults to the caller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Id
+    benefit: BenefitCode
+    used_at: datetime
+    source: Name | None = None
+
+
+class BenefitUsageRead(BaseModel):
+    id: str
+    member_ref: str
+    benefit: str
+    label_fr: str
+    label_en: str
+    used_at: datetime
+    source: str
+
+
+class BenefitsExplainedCreate(BaseModel):
+    """The benefits the agent explained at the contact (added to those already recorded)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    benefits: Annotated[list[BenefitCode], Field(min_length=1, max_length=50)]
+
+
+class BenefitsExplainedRead(BaseModel):
+    contact_id: str
+    member_ref: str
+    agent: str
+    explained_at: datetime
+    benefits: list[str]
+
+
+class MemberBenefitRead(BaseModel):
+    code: str
+    label_fr: str
+    label_en: str
+    last_used_at: datetime | None
+    last_explained_at: datetime | None
+    unused_12m: bool = Field(description="not used in the twelve months up to now")
+
+
+class MemberBenefits(BaseModel):
+    member_ref: str
+    product: str
+    items: list[MemberBenefitRead]
+
+
+class BenefitAttributionRow(BaseModel):
+    agent: str
+    benefit: str
+    label_fr: str
+    label_en: str
+    explained: int
+    used: int = Field(description="explanations followed by a usage credited to them")
+    pending: int = Field(description="nothing credited yet, window still open: left out of the rate")
+    rate: RateRow
+
+
+class BenefitAttributionReport(BaseModel):
+    """Benefits explained at the month's contacts and how many were then used, per agent and benefit."""
+
+    month: str
+    window_days: int
+    explained: int
+    used: int
+    pending: int
+    overall: RateRow
+    rows: list[BenefitAttributionRow]

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
@@ -20,15 +20,25 @@ from prevenance.customers import service as customers
 from prevenance.customers.tables import Member
 from prevenance.desk import config, rules
 from prevenance.desk.errors import (
+    BenefitNotEntitled,
     CaseOfAnotherMember,
     ReplacementStatusConflict,
+    UnknownBenefit,
     UnknownCardReplacement,
     UnknownCase,
     UnknownCaseInBody,
     UnknownContact,
     UnknownReason,
 )
-from prevenance.desk.tables import CardReplacement, Case, Communication, Contact, ContactPreference
+from prevenance.desk.tables import (
+    BenefitExplanation,
+    BenefitUsage,
+    CardReplacement,
+    Case,
+    Communication,
+    Contact,
+    ContactPreference,
+)
 
 _CHUNK = 1000  # members per IN list: well under SQLite's and PostgreSQL's parameter limits
 
@@ -774,3 +784,281 @@ def may_send_marketing(session: Session, *, member_id: int) -> bool:
     """Whether outbound marketing may reach this member (never one who asked to be left alone)."""
     row = session.get(ContactPreference, member_id)
     return rules.may_send_marketing(row.mode if row else None)
+
+
+# --- benefits -----------------------------------------------------------------------------------
+
+
+def _benefit_labels(code: str) -> tuple[str, str]:
+    benefit = config.current().benefits.catalogue.get(code)
+    return (benefit.label_fr, benefit.label_en) if benefit else (code, code)
+
+
+def _entitled_or_raise(product: str, benefit: str, *, field: str) -> rules.Benefit:
+    try:
+        return rules.check_entitled(config.current().benefits, product=product, benefit=benefit, field=field)
+    except rules.RuleViolation as error:
+        known = benefit in config.current().benefits.catalogue
+        raise (BenefitNotEntitled if known else UnknownBenefit)(str(error), field=error.field)
+
+
+def list_benefit_catalogue() -> list[dict[str, Any]]:
+    """The configured benefits with French and English labels and the products entitled to each."""
+    return [
+        {"code": b.code, "label_fr": b.label_fr, "label_en": b.label_en, "products": sorted(b.products)}
+        for b in config.current().benefits.catalogue.values()
+    ]
+
+
+@dataclass(frozen=True)
+class BenefitUsageInput:
+    """A member used a benefit, as the system that served it reports it."""
+
+    id: str
+    member_ref: str
+    benefit: str
+    used_at: datetime
+    source: str | None = None
+
+    def fingerprint(self) -> str:
+        body = asdict(self)
+        body["used_at"] = _utc(self.used_at).isoformat()
+        return fingerprint(body)
+
+
+def _usage_body(row: BenefitUsage, member_ref: str) -> dict[str, Any]:
+    label_fr, label_en = _benefit_labels(row.benefit)
+    return {
+        "id": row.id,
+        "member_ref": member_ref,
+        "benefit": row.benefit,
+        "label_fr": label_fr,
+        "label_en": label_en,
+        "used_at": _iso(row.used_at),
+        "source": row.source,
+    }
+
+
+def record_benefit_usage(session: Session, *, usage: BenefitUsageInput, by: str, now: datetime) -> Outcome:
+    """Record that a member used a benefit their card is entitled to, once per usage id.
+
+    ``source`` defaults to the caller's key name. Which explanation the usage is credited to is
+    not stored: the attribution report computes it, so an explanation logged late still counts.
+    """
+    return run_idempotent(
+        session,
+        scope="benefit_usage",
+        key=usage.id,
+        fingerprint=usage.fingerprint(),
+        now=now,
+        produce=lambda: _record_benefit_usage(session, data=usage, by=by, now=now),
+    )
+
+
+def _record_benefit_usage(session: Session, *, data: BenefitUsageInput, by: str, now: datetime) -> Outcome:
+    member = customers.get_or_raise(session, ref=data.member_ref)
+    _entitled_or_raise(member.product, data.benefit, field="benefit")
+    used_at = _utc(data.used_at)
+    if used_at > now:
+        raise InvalidInput("used_at must not be in the future", field="used_at")
+    row = BenefitUsage(
+        id=data.id,
+        member_id=member.id,
+        benefit=data.benefit,
+        used_at=used_at,
+        source=data.source or by,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    body = _usage_body(row, member.ref)
+    outbox.emit(session, type="benefit.used", payload=body, now=now)
+    return Outcome(201, body)
+
+
+def explain_benefits(
+    session: Session, *, contact_id: str, benefits: Sequence[str], now: datetime
+) -> dict[str, Any]:
+    """Record that the contact's agent explained these benefits; explaining one again changes nothing.
+
+    Every benefit must be one the member's card is entitled to (else 422 on ``benefits``). The
+    contact row is locked so two concurrent calls for one contact do not both insert a benefit.
+    """
+    contact = session.get(Contact, contact_id, with_for_update=True)
+    if contact is None:
+        raise UnknownContact(f"no contact {contact_id!r}", field="id")
+    member = customers.get_by_id(session, member_id=contact.member_id)
+    assert member is not None
+    wanted = list(dict.fromkeys(benefits))
+    for code in wanted:
+        _entitled_or_raise(member.product, code, field="benefits")
+    existing = set(
+        session.scalars(select(BenefitExplanation.benefit).where(BenefitExplanation.contact_id == contact.id))
+    )
+    added = [code for code in wanted if code not in existing]
+    for code in added:
+        session.add(
+            BenefitExplanation(
+                contact_id=contact.id,
+                benefit=code,
+                member_id=member.id,
+                agent=contact.agent,
+                explained_at=contact.started_at,
+                created_at=now,
+            )
+        )
+    body = {
+        "contact_id": contact.id,
+        "member_ref": member.ref,
+        "agent": contact.agent,
+        "explained_at": _iso(contact.started_at),
+        "benefits": sorted(existing | set(added)),
+    }
+    if added:
+        session.flush()
+        outbox.emit(session, type="benefit.explained", payload={**body, "added": added}, now=now)
+    return body
+
+
+def list_member_benefits(session: Session, *, member_ref: str, now: datetime) -> dict[str, Any]:
+    """The benefits the member's card is entitled to, when each was last used and last explained,
+    and whether it went unused for the last twelve months (so the agent can tell the customer)."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    last_used: dict[str, datetime] = {
+        benefit: moment
+        for benefit, moment in session.execute(
+            select(BenefitUsage.benefit, func.max(BenefitUsage.used_at))
+            .where(BenefitUsage.member_id == member.id)
+            .group_by(BenefitUsage.benefit)
+        )
+    }
+    last_explained: dict[str, datetime] = {
+        benefit: moment
+        for benefit, moment in session.execute(
+            select(BenefitExplanation.benefit, func.max(BenefitExplanation.explained_at))
+            .where(BenefitExplanation.member_id == member.id)
+            .group_by(BenefitExplanation.benefit)
+        )
+    }
+    items = []
+    for benefit in rules.entitled_benefits(config.current().benefits, product=member.product):
+        used = last_used.get(benefit.code)
+        used = _utc(used) if used is not None else None  # max() comes back naive on SQLite
+        explained = last_explained.get(benefit.code)
+        items.append(
+            {
+                "code": benefit.code,
+                "label_fr": benefit.label_fr,
+                "label_en": benefit.label_en,
+                "last_used_at": _iso(used),
+                "last_explained_at": _iso(_utc(explained)) if explained is not None else None,
+                "unused_12m": rules.unused_for_12_months(used, now=now),
+            }
+        )
+    return {"member_ref": member.ref, "product": member.product, "items": items}
+
+
+def list_unused_benefits(session: Session, *, member_ref: str, now: datetime) -> list[dict[str, Any]]:
+    """The entitled benefits the member has not used in the last twelve months."""
+    return [
+        b for b in list_member_benefits(session, member_ref=member_ref, now=now)["items"] if b["unused_12m"]
+    ]
+
+
+def benefit_attribution_report(session: Session, *, month: str, now: datetime) -> dict[str, Any]:
+    """Of the benefits explained at contacts started in ``month``, per agent and benefit: how many
+    the member then used within the attribution window, with a Wilson 95% interval.
+
+    A usage is credited to the latest explanation of that benefit to that member at or before it
+    and no older than the window (last touch, ``rules.attribute_usage``); an explanation counts as
+    used when at least one usage is credited to it. An explanation with nothing credited whose
+    window is still open is ``pending`` and left out of the rate.
+    """
+    try:
+        start, end = rules.month_bounds(month)
+    except rules.RuleViolation as error:
+        raise InvalidInput(str(error), field=error.field)
+    policy = config.current().benefits
+    window = policy.attribution_window
+    explained = session.execute(
+        select(
+            BenefitExplanation.contact_id,
+            BenefitExplanation.benefit,
+            BenefitExplanation.member_id,
+            BenefitExplanation.agent,
+            BenefitExplanation.explained_at,
+        ).where(BenefitExplanation.explained_at >= start, BenefitExplanation.explained_at < end)
+    ).all()
+    # Later explanations (up to a window past the month) may take the credit of a usage.
+    touches: dict[tuple[int, str], list[rules.Explanation]] = defaultdict(list)
+    usages: dict[tuple[int, str], list[datetime]] = defaultdict(list)
+    member_ids = sorted({row.member_id for row in explained})
+    for chunk in _chunks(member_ids):
+        for touch in session.execute(
+            select(
+                BenefitExplanation.member_id,
+                BenefitExplanation.benefit,
+                BenefitExplanation.contact_id,
+                BenefitExplanation.agent,
+                BenefitExplanation.explained_at,
+            ).where(
+                BenefitExplanation.member_id.in_(chunk),
+                BenefitExplanation.explained_at >= start,
+                BenefitExplanation.explained_at < end + window,
+            )
+        ):
+            touches[(touch.member_id, touch.benefit)].append(
+                rules.Explanation(touch.contact_id, touch.agent, _utc(touch.explained_at))
+            )
+        for member_id, benefit, used_at in session.execute(
+            select(BenefitUsage.member_id, BenefitUsage.benefit, BenefitUsage.used_at).where(
+                BenefitUsage.member_id.in_(chunk),
+                BenefitUsage.used_at >= start,
+                BenefitUsage.used_at <= end + window,
+            )
+        ):
+            usages[(member_id, benefit)].append(_utc(used_at))
+    credited: set[tuple[str, str]] = set()
+    for key, times in usages.items():
+        for used_at in times:
+            winner = rules.attribute_usage(used_at, touches.get(key, ()), window=window)
+            if winner is not None:
+                credited.add((winner.contact_id, key[1]))
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # explained, used, pending
+    for row in explained:
+        outcome = rules.explanation_outcome(
+            rules.Explanation(row.contact_id, row.agent, _utc(row.explained_at)),
+            credited=(row.contact_id, row.benefit) in credited,
+            window=window,
+            now=now,
+        )
+        tally = counts[(row.agent, row.benefit)]
+        tally[0] += 1
+        tally[1] += int(outcome is True)
+        tally[2] += int(outcome is None)
+    rows: list[dict[str, Any]] = []
+    for (agent, benefit), (n_explained, n_used, n_pending) in sorted(counts.items()):
+        label_fr, label_en = _benefit_labels(benefit)
+        rows.append(
+            {
+                "agent": agent,
+                "benefit": benefit,
+                "label_fr": label_fr,
+                "label_en": label_en,
+                "explained": n_explained,
+                "used": n_used,
+                "pending": n_pending,
+                "rate": _rate_row(f"{agent}/{benefit}", n_used, n_explained - n_pending),
+            }
+        )
+    used_all = sum(r["used"] for r in rows)
+    pending_all = sum(r["pending"] for r in rows)
+    return {
+        "month": month,
+        "window_days": window.days,
+        "explained": len(explained),
+        "used": used_all,
+        "pending": pending_all,
+        "overall": _rate_row("all", used_all, len(explained) - pending_all),
+        "rows": rows,
+    }

@@ -135,3 +135,42 @@ class ContactPreference(Base):
     preferred_channel: Mapped[str | None] = mapped_column(String(20), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_by: Mapped[str] = mapped_column(String(120))
+
+
+class BenefitUsage(Base):
+    """A member used a card benefit (a lounge visit, a claim, a concierge request); ``id`` is the
+    caller's idempotency key. Which contact it is credited to is computed when reported."""
+
+    __tablename__ = "desk_benefit_usages"
+    __table_args__ = (
+        Index("ix_desk_benefit_usages_member_benefit_used", "member_id", "benefit", "used_at"),
+        Index("ix_desk_benefit_usages_used", "used_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    benefit: Mapped[str] = mapped_column(String(60))
+    used_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    source: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class BenefitExplanation(Base):
+    """An agent explained a benefit to the member at a contact: once per (contact, benefit).
+
+    ``member_id``, ``agent`` and ``explained_at`` (the contact's start) are copied from the
+    contact so attribution reads one table.
+    """
+
+    __tablename__ = "desk_benefit_explanations"
+    __table_args__ = (
+        Index("ix_desk_benefit_explanations_member_benefit", "member_id", "benefit", "explained_at"),
+        Index("ix_desk_benefit_explanations_explained", "explained_at"),
+    )
+
+    contact_id: Mapped[str] = mapped_column(ForeignKey("desk_contacts.id"), primary_key=True)
+    benefit: Mapped[str] = mapped_column(String(60), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    agent: Mapped[str] = mapped_column(String(120))
+    explained_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -2,7 +2,7 @@
 
 A composition above the domains (like ``app`` and ``console``): it reads the customer record, the
 rewards ledger and the desk through their services and adds nothing of its own. Surveys, offers,
-incidents and unused benefits join it when their loops exist.
+and incidents join it when their loops exist.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from prevenance.desk.schemas import (
     CommunicationRead,
     ContactPreferenceRead,
     ContactRead,
+    MemberBenefitRead,
 )
 from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.schemas import BalanceRead, Movement
@@ -44,6 +45,7 @@ class Member360Read(BaseModel):
     last_contacts: list[ContactRead]
     communications: list[CommunicationRead]
     open_card_replacements: list[CardReplacementRead]
+    unused_benefits: list[MemberBenefitRead]
 
 
 @router.get(
@@ -53,7 +55,8 @@ class Member360Read(BaseModel):
 )
 def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reader) -> dict[str, Any]:
     """Profile, product and tier, contact preference, balance and last movements, open cases and last
-    contacts, communications sent and open emergency cards, in one read transaction.
+    contacts, communications sent, open emergency cards and the benefits the card is entitled to but
+    the member has not used in twelve months (for the agent to tell), in one read transaction.
 
     A member key reads only its own 360, without the agents' notes on its contacts.
     """
@@ -93,4 +96,5 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
             "open_card_replacements": desk.list_member_card_replacements(
                 session, member_ref=ref, now=now, open_only=True
             ),
+            "unused_benefits": desk.list_unused_benefits(session, member_ref=ref, now=now),
         }
