@@ -75,9 +75,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker = (
-            Maintenance(
-                engine=engine, clock=clock, stop=stop, deliver_events=settings.nats_url is None
-            )
+            Maintenance(engine=engine, clock=clock, stop=stop, deliver_events=settings.nats_url is None)
             if background
             else None
         )

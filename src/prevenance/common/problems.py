@@ -111,7 +111,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _field_of(e.get("loc", ()), e.get("type")), "message": str(e.get("msg", "")), "type": e.get("type")}
+            {
+                "field": _field_of(e.get("loc", ()), e.get("type")),
+                "message": str(e.get("msg", "")),
+                "type": e.get("type"),
+            }
             for e in error.errors()
         ]
         first = errors[0] if errors else {"field": None, "message": "invalid request"}

@@ -48,7 +48,9 @@ HoldResolver = Annotated[Principal, Depends(require(Role.AGENT, Role.CONCIERGE, 
 Referrer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.MEMBER, Role.INTEGRATOR))]
 Ref = Annotated[str, Path(min_length=1, max_length=200)]
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", "content": {PROBLEM_JSON: {}}}}
-INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input", "content": {PROBLEM_JSON: {}}}}
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Invalid input", "content": {PROBLEM_JSON: {}}}
+}
 
 
 def _respond(outcome: Outcome) -> JSONResponse:
