@@ -11,13 +11,20 @@ app = typer.Typer(help="Demo data.", no_args_is_help=True)
 def load(
     members: int = typer.Option(1000, help="how many members"),
     seed: int = typer.Option(7, help="random seed (same seed, same data)"),
+    desk_scale: float = typer.Option(
+        0.004,
+        help="service-desk volume as a fraction of 5,000 contacts and 700 concierge requests a day "
+        "(0.004: 20 and 2.8 a day, about 8,000 contacts a year; 0 for none)",
+        min=0.0,
+    ),
 ) -> None:
-    """Load members across FR, GB, DE, IT, ES with a year of transactions, redemptions, referrals."""
+    """Load members across FR, GB, DE, IT, ES with a year of transactions, redemptions, referrals
+    and service-desk contacts, card replacements, communications and contact preferences."""
     from prevenance.cli import engine_from_settings
     from prevenance.demo.generator import DemoMismatch, load_demo
 
     try:
-        summary = load_demo(engine_from_settings(), members=members, seed=seed)
+        summary = load_demo(engine_from_settings(), members=members, seed=seed, desk_scale=desk_scale)
     except DemoMismatch as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2)

@@ -564,8 +564,13 @@ def _play(session: Session, event: Event, *, people: list[Person], anchor: datet
         state.count(f"travel_{data['action']}ed")
 
 
-def load_demo(engine: Engine, *, members: int, seed: int, now: datetime | None = None) -> dict[str, int]:
-    """Load (or complete, or re-check) the demo; returns counts and ``ok`` = 1 when the audit holds."""
+def load_demo(
+    engine: Engine, *, members: int, seed: int, now: datetime | None = None, desk_scale: float = 0.0
+) -> dict[str, int]:
+    """Load (or complete, or re-check) the demo; returns counts and ``ok`` = 1 when the audit holds.
+
+    With ``desk_scale`` > 0 it also plays a year of service-desk data at that fraction of the
+    issue's rates (``prevenance.demo.desk``)."""
     if members < 1:
         raise ValueError("members must be at least 1")
     started = time.perf_counter()
@@ -613,6 +618,10 @@ def load_demo(engine: Engine, *, members: int, seed: int, now: datetime | None =
             "replayed",
         )
     }
+    if desk_scale > 0:
+        from prevenance.demo.desk import load_desk
+
+        summary.update(load_desk(engine, people=story.people, seed=seed, scale=desk_scale, anchor=anchor))
     summary["postings"] = int(report["postings"])
     summary["postings_added"] = int(report["postings"]) - int(postings_before)
     summary["seconds"] = round(time.perf_counter() - started)

@@ -1,0 +1,436 @@
+"""Demo desk data: a year of contacts, cases, emergency cards, communications and contact
+preferences, at the issue's rates scaled by ``scale``, written through ``prevenance.desk.service``.
+
+Rates (issue 4, "Scale and demo"): 5,000 contacts a day and 700 concierge requests a day, times
+``scale`` (0.01 → 50 contacts and 7 concierge contacts a day). The contacts are spread over the
+demo's members in all its countries; concierge requests are not built yet, so they are modelled
+as contacts on ``concierge.request`` from premium members (platinum, centurion) on the concierge
+team. Each country has 40 agents in 5 teams (and a concierge team of 4).
+
+Contacts come as *matters*: most are resolved on the first contact, the others take one or two
+follow-ups in the same case (call-backs, transfers, escalations), and a few first-contact
+resolutions are followed by a new contact on the same reason within the FCR window, so the
+computed first-contact resolution lands near 70-80 %. Lost or stolen cards order an emergency
+replacement (half of them in a city-team city; a tenth delivered late). Over the last
+``COMMUNICATION_MONTHS`` months every member receives a monthly statement and a monthly marketing
+mail (never a ``leave_me_alone`` member); some resolved contacts are followed by a survey
+invitation. A quarter of the members state a contact
+preference.
+
+Everything is planned first from ``random.Random(f"{seed}:desk:{scale}")`` as offsets before the
+anchor of the loyalty demo, then played in time order (the clock of each call is the event's
+time; events after the anchor are left out), a unit of work per chunk. Ids derive from the seed and
+the scale, and every write is idempotent (by id, or by nature for preferences and card steps), so a
+rerun adds nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from prevenance.common.problems import PrevenanceError
+from prevenance.db import read_session, unit_of_work
+from prevenance.desk import service as desk
+from prevenance.desk.tables import Contact
+
+DAY = 86_400.0
+YEAR_DAYS = 365
+CHUNK = 2_000  # events per unit of work
+CONTACTS_PER_DAY = 5_000
+CONCIERGE_PER_DAY = 700
+PREMIUM = ("platinum", "centurion")
+TEAMS_PER_COUNTRY = 5
+AGENTS_PER_TEAM = 8
+
+CHANNELS = {"phone": 58, "email": 15, "chat": 12, "social": 4, "web": 8, "letter": 3}
+# Relative weights of the reasons the general desk sees (a code not listed here weighs 1).
+REASON_WEIGHTS = {
+    "card.lost_stolen": 8,
+    "card.damaged": 3,
+    "card.declined": 8,
+    "card.pin": 5,
+    "statement.question": 10,
+    "statement.dispute": 7,
+    "statement.fees": 4,
+    "rewards.balance": 7,
+    "rewards.missing_points": 6,
+    "rewards.redemption": 5,
+    "rewards.partner_transfer": 2,
+    "rewards.referral": 2,
+    "travel.booking": 3,
+    "travel.insurance": 3,
+    "travel.lounge": 2,
+    "account.details": 6,
+    "account.benefits": 4,
+    "account.closure": 2,
+    "complaint.service": 3,
+    "complaint.other": 2,
+}
+CONCIERGE_REASON = "concierge.request"
+GROWING_REASON = "card.declined"  # rises over the last two months, so the analysis sees a trend
+FIRST_RESOLVED = 0.80  # matters resolved at the first contact
+REPEAT_AFTER_RESOLVED = 0.08  # of those, the member calls again on the reason within the window
+# Cities without a city team, per country (the city teams come from the desk configuration).
+OTHER_CITIES = {
+    "FR": ["Bordeaux", "Nantes", "Lille"],
+    "GB": ["Manchester", "Edinburgh", "Bristol"],
+    "DE": ["Hamburg", "Cologne", "Leipzig"],
+    "IT": ["Naples", "Turin", "Bologna"],
+    "ES": ["Valencia", "Seville", "Bilbao"],
+}
+# Statements and marketing mail cover the last months only (per member, not per contact: a year of
+# them would be most of the demo's load time); the 360 shows the last 20 communications.
+COMMUNICATION_MONTHS = 3
+MODES = {"in_a_hurry": 40, "has_time": 35, "leave_me_alone": 25}
+
+
+class Person(Protocol):
+    """What the desk demo needs of a planned member (``generator.Person``)."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def country(self) -> str: ...
+    @property
+    def product(self) -> str: ...
+    @property
+    def joined_before(self) -> timedelta: ...
+
+
+@dataclass(order=True)
+class DeskEvent:
+    before: float  # seconds before the anchor (larger = earlier)
+    seq: int
+    kind: str = field(compare=False)
+    data: dict[str, Any] = field(compare=False)
+
+
+def _weighted(rng: random.Random, weights: Mapping[str, float]) -> str:
+    return rng.choices(list(weights), list(weights.values()))[0]
+
+
+def _agent(rng: random.Random, country: str, *, concierge: bool = False) -> tuple[str, str]:
+    c = country.lower()
+    if concierge:
+        return f"{c}-concierge-{rng.randint(1, 4):02d}", f"{c}-concierge"
+    team = rng.randint(1, TEAMS_PER_COUNTRY)
+    return (
+        f"{c}-agent-{(team - 1) * AGENTS_PER_TEAM + rng.randint(1, AGENTS_PER_TEAM):02d}",
+        f"{c}-team-{team}",
+    )
+
+
+def _duration(rng: random.Random, channel: str) -> float:
+    minutes = {"phone": 7.0, "chat": 12.0, "email": 6.0, "social": 4.0, "web": 5.0, "letter": 10.0}[channel]
+    return max(45.0, minutes * 60 * rng.lognormvariate(0, 0.5))
+
+
+def _prefix(seed: int, scale: float) -> str:
+    return f"demo-{seed}-desk{round(scale * 1_000_000)}"
+
+
+def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[DeskEvent]:
+    """The desk's year as events before the anchor, sorted oldest first; deterministic."""
+    rng = random.Random(f"{seed}:desk:{scale}")
+    prefix = _prefix(seed, scale)
+    reasons = [r["code"] for r in desk.list_reasons() if r["code"] != CONCIERGE_REASON]
+    base_weights = {code: float(REASON_WEIGHTS.get(code, 1)) for code in reasons}
+    known_reasons = {r["code"] for r in desk.list_reasons()}
+    city_teams: dict[str, list[str]] = {}
+    for team in desk.config.current().card.city_teams:
+        city_teams.setdefault(team.country, []).append(team.city)
+    premium = [i for i, p in enumerate(people) if p.product in PREMIUM]
+    events: list[DeskEvent] = []
+    seq = 0
+    counters: dict[str, int] = {}
+
+    def new_id(kind: str) -> str:
+        counters[kind] = counters.get(kind, 0) + 1
+        return f"{prefix}-{kind}{counters[kind]:07d}"
+
+    def add(before: float, what: str, **data: Any) -> None:
+        nonlocal seq
+        seq += 1
+        events.append(DeskEvent(before, seq, what, data))
+
+    def member_at(before: float, pool: Sequence[int]) -> int | None:
+        for _ in range(20):
+            index = pool[rng.randrange(len(pool))]
+            if people[index].joined_before.total_seconds() > before + 3_600:
+                return index
+        return None
+
+    def contact(
+        before: float,
+        member: int,
+        reason: str,
+        channel: str,
+        outcome: str,
+        matter: str,
+        *,
+        concierge: bool,
+        direction: str = "inbound",
+    ) -> float:
+        """Add one contact starting ``before`` the anchor; returns when it ended (before the anchor)."""
+        agent, team = _agent(rng, people[member].country, concierge=concierge)
+        ended = before - _duration(rng, channel)
+        add(
+            ended - rng.uniform(5, 120),  # logged when it ends
+            "contact",
+            id=new_id("ct"),
+            member=member,
+            matter=matter,
+            channel=channel,
+            direction=direction,
+            agent=agent,
+            team=team,
+            reason=reason,
+            started=before,
+            ended=ended,
+            outcome=outcome,
+        )
+        return ended
+
+    def matter(before: float, member: int, reason: str, *, concierge: bool) -> None:
+        channel = "phone" if concierge and rng.random() < 0.7 else _weighted(rng, CHANNELS)
+        key = new_id("m")
+        if rng.random() < FIRST_RESOLVED:
+            ended = contact(before, member, reason, channel, "resolved", key, concierge=concierge)
+            if rng.random() < REPEAT_AFTER_RESOLVED:  # it came back: a new case on the same reason
+                again = ended - rng.uniform(3_600, 6.5 * DAY)
+                if again > 0:
+                    repeat_channel = _weighted(rng, CHANNELS)
+                    contact(
+                        again, member, reason, repeat_channel, "resolved", new_id("m"), concierge=concierge
+                    )
+            if reason == "card.lost_stolen" and rng.random() < 0.6:
+                replacement(ended - 60, member)
+            if rng.random() < 0.3:
+                add(ended - 3_600, "communication", id=new_id("sv"), member=member, kind="survey")
+            return
+        first = rng.choices(["pending", "transferred", "callback_scheduled", "escalated"], [35, 25, 25, 15])[
+            0
+        ]
+        ended = contact(before, member, reason, channel, first, key, concierge=concierge)
+        follow_ups = 1 if rng.random() < 0.75 else 2
+        for step in range(follow_ups):
+            later = ended - rng.uniform(1_800, 3 * DAY)
+            if later <= 0:
+                return  # still open at the anchor
+            last = step == follow_ups - 1
+            outcome = "resolved" if last and rng.random() < 0.95 else "pending"
+            if first == "callback_scheduled" and step == 0:  # the agent calls back
+                ended = contact(
+                    later, member, reason, "phone", outcome, key, concierge=concierge, direction="outbound"
+                )
+            else:
+                ended = contact(later, member, reason, channel, outcome, key, concierge=concierge)
+
+    def replacement(before: float, member: int) -> None:
+        country = people[member].country
+        teams = city_teams.get(country, [])
+        if teams and rng.random() < 0.5:
+            city, promise = rng.choice(teams), desk.config.current().card.city_team_hours * 3_600.0
+        else:
+            city = rng.choice(OTHER_CITIES.get(country, ["Elsewhere"]))
+            promise = desk.config.current().card.elsewhere_hours * 3_600.0
+        rid = new_id("cr")
+        add(before, "order", id=rid, member=member, city=city, country=country)
+        late = rng.random() < 0.1
+        delivered = before - promise * (rng.uniform(1.05, 1.8) if late else rng.uniform(0.3, 0.95))
+        add(before - (before - delivered) * rng.uniform(0.2, 0.5), "advance", id=rid, action="dispatch")
+        add(delivered, "advance", id=rid, action="deliver")
+
+    # A year of days, oldest first: weekdays busier than weekends.
+    general = CONTACTS_PER_DAY * scale / 1.3  # matters a day (a matter is about 1.3 contacts)
+    concierge = CONCIERGE_PER_DAY * scale / 1.3
+    everyone = list(range(len(people)))
+    for day in range(YEAR_DAYS, 0, -1):
+        weekday = (YEAR_DAYS - day) % 7 < 5
+        factor = 1.15 if weekday else 0.6
+        weights = dict(base_weights)
+        if day < 60 and GROWING_REASON in weights:
+            weights[GROWING_REASON] *= 1.8
+        for rate, pool, is_concierge in ((general, everyone, False), (concierge, premium, True)):
+            if not pool:
+                continue
+            expected = rate * factor
+            count = int(expected) + (rng.random() < expected - int(expected))
+            for _ in range(count):
+                before = (day - 1) * DAY + rng.uniform(7 * 3_600, 20 * 3_600)
+                member = member_at(before, pool)
+                if member is None:
+                    continue
+                if is_concierge:
+                    if CONCIERGE_REASON not in known_reasons:
+                        continue
+                    reason = CONCIERGE_REASON
+                else:
+                    reason = _weighted(rng, weights)
+                matter(before, member, reason, concierge=is_concierge)
+
+    # Preferences, statements, marketing.
+    for index, person in enumerate(people):
+        joined = person.joined_before.total_seconds()
+        alone = False
+        if rng.random() < 0.25:
+            mode = _weighted(rng, MODES)
+            alone = mode == "leave_me_alone"
+            channel = rng.choice([None, "phone", "email", "chat"])
+            add(
+                min(joined, 360 * DAY) - rng.uniform(3_600, 5 * DAY),
+                "preference",
+                member=index,
+                mode=mode,
+                channel=channel,
+            )
+        for month in range(COMMUNICATION_MONTHS):  # a statement and a marketing mail a month
+            sent = month * 30.4 * DAY + 2 * DAY + 6 * 3_600
+            if sent < joined - DAY:
+                add(sent, "communication", id=new_id("st"), member=index, kind="statement")
+            sent = month * 30.4 * DAY + 15 * DAY + 10 * 3_600
+            if not alone and sent < joined - DAY:
+                add(sent, "communication", id=new_id("mk"), member=index, kind="marketing")
+    # Oldest first: largest ``before`` first; ties in planning order.
+    events.sort(key=lambda e: (-e.before, e.seq))
+    return [e for e in events if e.before > 0]
+
+
+TEMPLATES = {
+    "statement": ("email", "statement-monthly", "Your monthly statement", "Votre relevé mensuel"),
+    "marketing": ("email", "marketing-monthly", "Offers selected for you", "Des offres pour vous"),
+    "survey": ("email", "survey-after-contact", "How did we do?", "Votre avis compte"),
+}
+
+
+@dataclass
+class _State:
+    cases: dict[str, str] = field(default_factory=dict)  # matter -> case id
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, by: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + by
+
+
+def _play(
+    session: Session, event: DeskEvent, *, people: Sequence[Person], anchor: datetime, state: _State
+) -> None:
+    now = anchor - timedelta(seconds=event.before)
+    data = event.data
+    person = people[data["member"]] if "member" in data else None
+    if event.kind == "contact":
+        assert person is not None
+        outcome = desk.log_contact(
+            session,
+            contact=desk.ContactInput(
+                id=data["id"],
+                member_ref=person.ref,
+                channel=data["channel"],
+                direction=data["direction"],
+                agent=data["agent"],
+                team=data["team"],
+                reason=data["reason"],
+                started_at=anchor - timedelta(seconds=data["started"]),
+                ended_at=anchor - timedelta(seconds=data["ended"]),
+                notes=f"Demo contact about {data['reason']}.",
+                outcome=data["outcome"],
+                case_id=state.cases.get(data["matter"]),
+            ),
+            now=now,
+        )
+        state.cases.setdefault(data["matter"], str(outcome.body["case_id"]))
+        state.count("contacts")
+        state.count("desk_replayed", outcome.replayed)
+    elif event.kind == "order":
+        assert person is not None
+        outcome = desk.order_card_replacement(
+            session,
+            order=desk.CardReplacementInput(
+                id=data["id"], member_ref=person.ref, city=data["city"], country=data["country"], address=""
+            ),
+            now=now,
+        )
+        state.count("card_replacements")
+        state.count("desk_replayed", outcome.replayed)
+    elif event.kind == "advance":
+        try:
+            with session.begin_nested():
+                desk.advance_card_replacement(
+                    session, replacement_id=data["id"], action=data["action"], now=now
+                )
+        except PrevenanceError:  # a rerun: the order is already past this step
+            pass
+    elif event.kind == "preference":
+        assert person is not None
+        desk.set_contact_preference(
+            session,
+            member_ref=person.ref,
+            mode=data["mode"],
+            preferred_channel=data["channel"],
+            by="demo",
+            now=now,
+        )
+        state.count("preferences")
+    else:  # a communication: statement, marketing or survey invitation
+        assert person is not None
+        kind = data["kind"]
+        channel, template, subject_en, subject_fr = TEMPLATES[kind]
+        outcome = desk.log_communication(
+            session,
+            communication=desk.CommunicationInput(
+                id=data["id"],
+                member_ref=person.ref,
+                kind=kind,
+                template=template,
+                channel=channel,
+                language=person.language,
+                sent_at=now,
+                subject=subject_fr if person.language == "fr" else subject_en,
+                summary="",
+            ),
+            source="demo",
+            now=now,
+        )
+        state.count("communications")
+        state.count("desk_replayed", outcome.replayed)
+
+
+def load_desk(
+    engine: Engine, *, people: Sequence[Person], seed: int, scale: float, anchor: datetime
+) -> dict[str, int]:
+    """Play the desk's year (after the loyalty demo has created ``people``); returns counts."""
+    if scale <= 0:
+        return {}
+    prefix = _prefix(seed, scale)
+    with read_session(engine) as session:
+        other = session.scalars(
+            select(Contact.id)
+            .where(Contact.id.like(f"demo-{seed}-desk%"), ~Contact.id.like(f"{prefix}-%"))
+            .limit(1)
+        ).first()
+    if other is not None:
+        from prevenance.demo.generator import DemoMismatch
+
+        raise DemoMismatch(
+            f"this database holds the desk demo of seed {seed} at another scale ({other!r}): "
+            "load it with the same --desk-scale, or into a fresh database"
+        )
+    events = plan_desk(people, seed=seed, scale=scale)
+    state = _State()
+    for start in range(0, len(events), CHUNK):
+        with unit_of_work(engine) as session:
+            for event in events[start : start + CHUNK]:
+                _play(session, event, people=people, anchor=anchor, state=state)
+    return {
+        key: state.counts.get(key, 0)
+        for key in ("contacts", "card_replacements", "communications", "preferences", "desk_replayed")
+    }
