@@ -7,6 +7,7 @@ its own communications.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query
@@ -25,11 +26,15 @@ from prevenance.desk.schemas import (
     BenefitsExplainedRead,
     BenefitUsageCreate,
     BenefitUsageRead,
+    CallbackComplete,
+    CallbackCreate,
+    CallbackRead,
     CardReplacementCreate,
     CardReplacementRead,
     CardReplacementReport,
     CaseRead,
     CaseResolve,
+    ChannelRecommendation,
     CommunicationCreate,
     CommunicationRead,
     CommunicationsPage,
@@ -306,6 +311,80 @@ def get_contact_preference(ref: Ref, engine: DbEngine, principal: Reader) -> dic
     ensure_member_scope(principal, ref)
     with read_session(engine) as session:
         return service.get_contact_preference(session, member_ref=ref)
+
+
+# --- channel routing ----------------------------------------------------------------------------
+
+
+@router.get(
+    "/members/{ref}/channel-recommendation",
+    response_model=ChannelRecommendation,
+    responses={**NOT_FOUND, **INVALID},
+)
+def get_channel_recommendation(
+    ref: Ref,
+    engine: DbEngine,
+    clock: AppClock,
+    _: DeskStaff,
+    reason: Annotated[str, Query(min_length=1, max_length=80, examples=["statement.question"])],
+) -> dict[str, Any]:
+    """The channel that solves this reason fastest for this member, from measured resolution
+    times, honouring the member's contact preference; every channel's figures are listed."""
+    with read_session(engine) as session:
+        return service.channel_recommendation(session, member_ref=ref, reason=reason, now=clock.now())
+
+
+@router.post(
+    "/members/{ref}/callbacks",
+    status_code=201,
+    response_model=CallbackRead,
+    responses={**CONFLICT, **INVALID, **NOT_FOUND},
+)
+def post_callback(
+    ref: Ref, body: CallbackCreate, engine: DbEngine, clock: AppClock, principal: DeskStaff
+) -> JSONResponse:
+    """Book a call-back (``scheduled_for`` in the future); ``id`` is the idempotency key."""
+    callback = service.CallbackInput(member_ref=ref, **body.model_dump())
+    return _respond(
+        run_in_transaction(
+            engine, lambda s: service.book_callback(s, callback=callback, by=principal.name, now=clock.now())
+        )
+    )
+
+
+@router.get("/callbacks", response_model=list[CallbackRead])
+def get_callbacks(
+    engine: DbEngine,
+    _: DeskStaff,
+    due_before: Annotated[datetime | None, Query()] = None,
+    status: Annotated[Literal["scheduled", "completed"], Query()] = "scheduled",
+    limit: Limit = 500,
+) -> list[dict[str, Any]]:
+    """Call-backs to make (or made), soonest first; ``due_before`` keeps those scheduled before it."""
+    with read_session(engine) as session:
+        return service.list_callbacks(session, due_before=due_before, status=status, limit=limit)
+
+
+@router.get("/callbacks/{id}", response_model=CallbackRead, responses=NOT_FOUND)
+def get_callback(id: Ref, engine: DbEngine, _: DeskStaff) -> dict[str, Any]:
+    """One call-back."""
+    with read_session(engine) as session:
+        return service.get_callback(session, callback_id=id)
+
+
+@router.post(
+    "/callbacks/{id}/complete",
+    response_model=CallbackRead,
+    responses={**CONFLICT, **INVALID, **NOT_FOUND},
+)
+def post_callback_complete(
+    id: Ref, body: CallbackComplete, engine: DbEngine, clock: AppClock, _: DeskStaff
+) -> dict[str, Any]:
+    """Mark the call-back made by this contact (the same call again changes nothing)."""
+    return run_in_transaction(
+        engine,
+        lambda s: service.complete_callback(s, callback_id=id, contact_id=body.contact_id, now=clock.now()),
+    )
 
 
 # --- benefits -----------------------------------------------------------------------------------

@@ -48,3 +48,23 @@ class UnknownBenefit(InvalidInput):
 class BenefitNotEntitled(InvalidInput):
     type_slug = "benefit-not-entitled"
     title = "The member's card is not entitled to this benefit"
+
+
+class UnknownCallback(NotFound):
+    type_slug = "unknown-callback"
+    title = "Unknown call-back"
+
+
+class UnknownContactInBody(InvalidInput):
+    type_slug = "unknown-contact"
+    title = "Unknown contact"
+
+
+class ContactOfAnotherMember(InvalidInput):
+    type_slug = "contact-of-another-member"
+    title = "The contact belongs to another member"
+
+
+class CallbackAlreadyCompleted(Conflict):
+    type_slug = "callback-completed"
+    title = "The call-back was already completed by another contact"

@@ -8,6 +8,7 @@ functions read its parsed form.
 from __future__ import annotations
 
 import math
+import statistics
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ COMMUNICATION_KINDS = ("statement", "marketing", "incident", "survey", "service"
 LANGUAGES = ("fr", "en")
 REPLACEMENT_STATUSES = ("ordered", "dispatched", "delivered")
 REPLACEMENT_STATES = ("on_track", "at_risk", "breached", "delivered_on_time", "delivered_late")
+# Where a case can be routed: a call-back is a phone contact the desk makes (outbound).
+ROUTING_CHANNELS = ("chat", "callback", "phone", "web", "email", "letter", "social")
 Z_95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
 
 
@@ -91,11 +94,32 @@ class BenefitPolicy:
 
 
 @dataclass(frozen=True)
+class RoutingPolicy:
+    """How a channel is recommended: cases of the last ``window``, at least ``min_cases`` resolved
+    cases for a channel's time to count, the preferred channel taken when its median is at most
+    ``tolerance`` (a fraction) slower than the best, else ``default_order`` when nothing is measured."""
+
+    window: timedelta
+    min_cases: int
+    tolerance: float
+    default_order: tuple[str, ...]
+
+
+DEFAULT_ROUTING = RoutingPolicy(
+    window=timedelta(days=90),
+    min_cases=20,
+    tolerance=0.25,
+    default_order=("chat", "callback", "phone", "web", "email", "letter", "social"),
+)
+
+
+@dataclass(frozen=True)
 class DeskConfig:
     reasons: Mapping[str, Reason]
     fcr_window: timedelta
     card: CardPolicy
     benefits: BenefitPolicy
+    routing: RoutingPolicy = DEFAULT_ROUTING
 
 
 def _label(spec: Mapping[str, Any], path: str) -> tuple[str, str]:
@@ -156,6 +180,7 @@ def parse_config(document: Mapping[str, Any]) -> DeskConfig:
         teams.append(CityTeam(city=team["city"], country=str(team["country"]).upper()))
     return DeskConfig(
         benefits=_parse_benefits(document.get("benefits", {})),
+        routing=_parse_routing(document.get("routing", {})),
         reasons=MappingProxyType(reasons),
         fcr_window=timedelta(days=_positive_int(document.get("fcr_window_days", 7), "fcr_window_days")),
         card=CardPolicy(
@@ -195,6 +220,28 @@ def _parse_benefits(document: Any) -> BenefitPolicy:
         catalogue[str(code)] = Benefit(str(code), fr, en, frozenset(products))
     window = _positive_int(document.get("attribution_window_days", 90), "benefits.attribution_window_days")
     return BenefitPolicy(MappingProxyType(catalogue), timedelta(days=window))
+
+
+def _parse_routing(document: Any) -> RoutingPolicy:
+    """The ``routing`` section: ``window_days`` (90), ``min_cases`` (20), ``tolerance`` (0.25) and
+    ``default_order`` (every routing channel, once)."""
+    if not isinstance(document, Mapping):
+        raise ConfigError("routing must be an object", "routing")
+    tolerance = document.get("tolerance", DEFAULT_ROUTING.tolerance)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance < 0:
+        raise ConfigError("routing.tolerance must be a fraction >= 0", "routing.tolerance")
+    order = document.get("default_order", list(DEFAULT_ROUTING.default_order))
+    if not isinstance(order, list) or sorted(order) != sorted(ROUTING_CHANNELS):
+        raise ConfigError(
+            f"routing.default_order must list each of {', '.join(ROUTING_CHANNELS)} once",
+            "routing.default_order",
+        )
+    return RoutingPolicy(
+        window=timedelta(days=_positive_int(document.get("window_days", 90), "routing.window_days")),
+        min_cases=_positive_int(document.get("min_cases", 20), "routing.min_cases"),
+        tolerance=float(tolerance),
+        default_order=tuple(order),
+    )
 
 
 # --- first-contact resolution -------------------------------------------------------------------
@@ -430,3 +477,82 @@ def explanation_outcome(
     if credited:
         return True
     return None if now < explanation.explained_at + window else False
+
+
+# --- channel routing ----------------------------------------------------------------------------
+
+
+def routing_channel(channel: str, direction: str) -> str:
+    """The routing channel a case's first contact stands for: an outbound phone call is a call-back."""
+    return "callback" if channel == "phone" and direction == "outbound" else channel
+
+
+def median_hours(durations: Iterable[timedelta]) -> float | None:
+    """The median of durations in hours; None when there are none."""
+    hours = [d.total_seconds() / 3600 for d in durations]
+    return statistics.median(hours) if hours else None
+
+
+@dataclass(frozen=True)
+class ChannelFigures:
+    """What was measured of one channel for one reason: the median hours from a case's first
+    contact to its resolution over ``resolved`` cases, and the first-contact-resolution share."""
+
+    channel: str
+    median_hours: float | None
+    resolved: int
+    fcr: Rate
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    channel: str
+    basis: str  # measured | preferred | default_order
+    reason: str
+
+
+def _matches(preferred: str, channel: str) -> bool:
+    """A member who prefers the phone is as well served by a call-back."""
+    return channel == preferred or (preferred == "phone" and channel == "callback")
+
+
+def recommend_channel(
+    figures: Iterable[ChannelFigures], *, policy: RoutingPolicy, mode: str | None, preferred: str | None
+) -> Recommendation:
+    """The channel that solves the reason fastest, honouring the member's preference.
+
+    Only channels with at least ``min_cases`` resolved cases are compared; ties go to the default
+    order. Without any, the first channel of the default order. A preferred channel wins when its
+    median is at most ``tolerance`` slower than the best, unless the member is ``in_a_hurry`` (then
+    strictly the fastest). ``leave_me_alone`` still gets an answer: the customer contacted us.
+    """
+    rank = {channel: index for index, channel in enumerate(policy.default_order)}
+    measured = sorted(
+        (
+            (f.median_hours, rank.get(f.channel, len(rank)), f)
+            for f in figures
+            if f.resolved >= policy.min_cases and f.median_hours is not None
+        ),
+        key=lambda item: (item[0], item[1]),
+    )
+    if not measured:
+        return Recommendation(
+            policy.default_order[0],
+            "default_order",
+            f"fewer than {policy.min_cases} resolved cases on every channel: default order",
+        )
+    best_hours, _, best = measured[0]
+    if preferred is not None and mode != "in_a_hurry":
+        liked = next((item for item in measured if _matches(preferred, item[2].channel)), None)
+        if liked is not None and liked[0] <= best_hours * (1 + policy.tolerance):
+            return Recommendation(
+                liked[2].channel,
+                "preferred",
+                f"the member's preferred channel: {liked[0]:.1f} h median to resolution against "
+                f"{best_hours:.1f} h by {best.channel}, the fastest",
+            )
+    return Recommendation(
+        best.channel,
+        "measured",
+        f"fastest measured: {best_hours:.1f} h median to resolution over {best.resolved} cases",
+    )

@@ -315,3 +315,59 @@ class BenefitAttributionReport(BaseModel):
     pending: int
     overall: RateRow
     rows: list[BenefitAttributionRow]
+
+
+RoutingChannel = Literal["chat", "callback", "phone", "web", "email", "letter", "social"]
+
+
+class ChannelFiguresRead(BaseModel):
+    channel: RoutingChannel
+    median_hours: float | None = Field(
+        description="median hours from the case's first contact to its resolution (resolved cases)"
+    )
+    resolved: int = Field(description="resolved cases behind the median")
+    enough_data: bool = Field(description="resolved >= min_cases: the channel is compared")
+    fcr: RateRow
+
+
+class ChannelRecommendation(BaseModel):
+    member_ref: str
+    reason: str
+    window_days: int
+    min_cases: int
+    mode: Mode | None
+    preferred_channel: str | None
+    recommended: RoutingChannel
+    basis: Literal["measured", "preferred", "default_order"]
+    explanation: str
+    channels: list[ChannelFiguresRead]
+
+
+class CallbackCreate(BaseModel):
+    """A call-back to book; ``id`` is the idempotency key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Id
+    reason: Annotated[str, Field(min_length=1, max_length=80, examples=["statement.question"])]
+    scheduled_for: datetime
+    phone: Annotated[str, Field(max_length=40)] = ""
+
+
+class CallbackComplete(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contact_id: Id
+
+
+class CallbackRead(BaseModel):
+    id: str
+    member_ref: str
+    reason: str
+    phone: str
+    status: Literal["scheduled", "completed"]
+    scheduled_for: datetime
+    booked_by: str
+    booked_at: datetime
+    completed_at: datetime | None
+    contact_id: str | None

@@ -21,18 +21,23 @@ from prevenance.customers.tables import Member
 from prevenance.desk import config, rules
 from prevenance.desk.errors import (
     BenefitNotEntitled,
+    CallbackAlreadyCompleted,
     CaseOfAnotherMember,
+    ContactOfAnotherMember,
     ReplacementStatusConflict,
     UnknownBenefit,
+    UnknownCallback,
     UnknownCardReplacement,
     UnknownCase,
     UnknownCaseInBody,
     UnknownContact,
+    UnknownContactInBody,
     UnknownReason,
 )
 from prevenance.desk.tables import (
     BenefitExplanation,
     BenefitUsage,
+    Callback,
     CardReplacement,
     Case,
     Communication,
@@ -1062,3 +1067,208 @@ def benefit_attribution_report(session: Session, *, month: str, now: datetime) -
         "overall": _rate_row("all", used_all, len(explained) - pending_all),
         "rows": rows,
     }
+
+
+# --- channel routing ----------------------------------------------------------------------------
+
+
+def channel_recommendation(
+    session: Session, *, member_ref: str, reason: str, now: datetime
+) -> dict[str, Any]:
+    """Which channel solves ``reason`` fastest for this member, from measured resolution times.
+
+    The cases of that reason whose first contact started in the routing window are grouped by the
+    routing channel of their first contact (an outbound phone call is a call-back). A channel's
+    time is the median hours from the first contact's start to the case's resolution over its
+    resolved cases; its FCR share is computed as in the FCR report (undetermined cases left out).
+    """
+    if reason not in config.current().reasons:
+        raise UnknownReason(f"unknown contact reason {reason!r}; see GET /v1/contact-reasons", field="reason")
+    member = customers.get_or_raise(session, ref=member_ref)
+    preference = session.get(ContactPreference, member.id)
+    desk = config.current()
+    policy, window = desk.routing, desk.fcr_window
+    since = now - policy.window
+    cases = list(
+        session.execute(
+            select(
+                Case.id,
+                Case.member_id,
+                Case.status,
+                Case.contact_count,
+                Case.resolved_at,
+                Contact.reason,
+                Contact.channel,
+                Contact.direction,
+                Contact.outcome,
+                Contact.started_at,
+            )
+            .join(Contact, Contact.id == Case.first_contact_id)
+            .where(Contact.reason == reason, Contact.started_at >= since, Contact.started_at <= now)
+        )
+    )
+    repeats = _same_reason_contacts(session, cases, window=window)
+    durations: dict[str, list[timedelta]] = defaultdict(list)
+    successes: dict[str, int] = defaultdict(int)
+    counted: dict[str, int] = defaultdict(int)
+    for case in cases:
+        channel = rules.routing_channel(case.channel, case.direction)
+        if case.status == "resolved" and case.resolved_at is not None:
+            durations[channel].append(case.resolved_at - case.started_at)
+        facts = rules.CaseFacts(
+            status=case.status,
+            contacts=case.contact_count,
+            first_outcome=case.outcome,
+            first_started_at=case.started_at,
+            resolved_at=case.resolved_at,
+        )
+        others = [at for at, case_id in repeats.get((case.member_id, case.reason), ()) if case_id != case.id]
+        verdict = rules.first_contact_resolved(facts, same_reason_contacts=others, window=window, now=now)
+        if verdict is not None:
+            counted[channel] += 1
+            successes[channel] += int(verdict)
+    figures = [
+        rules.ChannelFigures(
+            channel=channel,
+            median_hours=rules.median_hours(durations[channel]),
+            resolved=len(durations[channel]),
+            fcr=rules.wilson(successes[channel], counted[channel]),
+        )
+        for channel in policy.default_order
+    ]
+    mode = preference.mode if preference else None
+    preferred = preference.preferred_channel if preference else None
+    choice = rules.recommend_channel(figures, policy=policy, mode=mode, preferred=preferred)
+    return {
+        "member_ref": member.ref,
+        "reason": reason,
+        "window_days": policy.window.days,
+        "min_cases": policy.min_cases,
+        "mode": mode,
+        "preferred_channel": preferred,
+        "recommended": choice.channel,
+        "basis": choice.basis,
+        "explanation": choice.reason,
+        "channels": [
+            {
+                "channel": f.channel,
+                "median_hours": None if f.median_hours is None else round(f.median_hours, 2),
+                "resolved": f.resolved,
+                "enough_data": f.resolved >= policy.min_cases,
+                "fcr": _rate_row(f.channel, successes[f.channel], counted[f.channel]),
+            }
+            for f in figures
+        ],
+    }
+
+
+# --- call-back booking --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallbackInput:
+    id: str
+    member_ref: str
+    reason: str
+    scheduled_for: datetime
+    phone: str
+
+
+def _callback_body(row: Callback) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "member_ref": row.member_ref,
+        "reason": row.reason,
+        "phone": row.phone,
+        "status": row.status,
+        "scheduled_for": _iso(row.scheduled_for),
+        "booked_by": row.booked_by,
+        "booked_at": _iso(row.booked_at),
+        "completed_at": _iso(row.completed_at),
+        "contact_id": row.contact_id,
+    }
+
+
+def book_callback(session: Session, *, callback: CallbackInput, by: str, now: datetime) -> Outcome:
+    """Book a call-back for a member, once per id; it must be scheduled in the future."""
+    data = asdict(callback)
+    data["scheduled_for"] = _iso(_utc(callback.scheduled_for))
+    return run_idempotent(
+        session,
+        scope="callback",
+        key=callback.id,
+        fingerprint=fingerprint(data),
+        now=now,
+        produce=lambda: _book_callback(session, data=callback, by=by, now=now),
+    )
+
+
+def _book_callback(session: Session, *, data: CallbackInput, by: str, now: datetime) -> Outcome:
+    if data.reason not in config.current().reasons:
+        raise UnknownReason(
+            f"unknown contact reason {data.reason!r}; see GET /v1/contact-reasons", field="reason"
+        )
+    scheduled_for = _utc(data.scheduled_for)
+    if scheduled_for <= now:
+        raise InvalidInput("scheduled_for must be in the future", field="scheduled_for")
+    member = customers.get_or_raise(session, ref=data.member_ref)
+    row = Callback(
+        id=data.id,
+        member_id=member.id,
+        member_ref=member.ref,
+        reason=data.reason,
+        phone=data.phone.strip(),
+        status="scheduled",
+        scheduled_for=scheduled_for,
+        booked_by=by,
+        booked_at=now,
+    )
+    session.add(row)
+    session.flush()
+    body = _callback_body(row)
+    outbox.emit(session, type="callback.booked", payload=body, now=now)
+    return Outcome(201, body)
+
+
+def list_callbacks(
+    session: Session, *, due_before: datetime | None, status: str, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Call-backs in a status, soonest first, optionally only those due before a time."""
+    statement = select(Callback).where(Callback.status == status)
+    if due_before is not None:
+        statement = statement.where(Callback.scheduled_for < _utc(due_before))
+    rows = session.scalars(statement.order_by(Callback.scheduled_for, Callback.id).limit(limit))
+    return [_callback_body(row) for row in rows]
+
+
+def get_callback(session: Session, *, callback_id: str) -> dict[str, Any]:
+    row = session.get(Callback, callback_id)
+    if row is None:
+        raise UnknownCallback(f"no call-back {callback_id!r}", field="id")
+    return _callback_body(row)
+
+
+def complete_callback(
+    session: Session, *, callback_id: str, contact_id: str, now: datetime
+) -> dict[str, Any]:
+    """Mark a call-back made by the member's contact ``contact_id``; the same call again changes
+    nothing, another contact on a completed call-back is a conflict."""
+    row = session.get(Callback, callback_id, with_for_update=True)
+    if row is None:
+        raise UnknownCallback(f"no call-back {callback_id!r}", field="id")
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise UnknownContactInBody(f"no contact {contact_id!r}", field="contact_id")
+    if contact.member_id != row.member_id:
+        raise ContactOfAnotherMember("the contact is another member's", field="contact_id")
+    if row.status == "completed":
+        if row.contact_id != contact_id:
+            raise CallbackAlreadyCompleted(
+                f"the call-back was completed by contact {row.contact_id!r}", field="contact_id"
+            )
+        return _callback_body(row)
+    row.status, row.contact_id, row.completed_at = "completed", contact_id, now
+    session.flush()
+    body = _callback_body(row)
+    outbox.emit(session, type="callback.completed", payload=body, now=now)
+    return body

@@ -56,6 +56,8 @@ class Contact(Base):
         Index("ix_desk_contacts_member_started", "member_id", "started_at"),
         Index("ix_desk_contacts_member_reason_started", "member_id", "reason", "started_at"),
         Index("ix_desk_contacts_case", "case_id"),
+        # Channel routing reads one reason's contacts over a window.
+        Index("ix_desk_contacts_reason_started", "reason", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -174,3 +176,27 @@ class BenefitExplanation(Base):
     agent: Mapped[str] = mapped_column(String(120))
     explained_at: Mapped[datetime] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Callback(Base):
+    """A call-back booked for a member: the desk phones the member at ``scheduled_for`` about
+    ``reason``; completed by the contact that made the call. ``id`` is the caller's idempotency key."""
+
+    __tablename__ = "desk_callbacks"
+    __table_args__ = (
+        CheckConstraint("status IN ('scheduled', 'completed')", name="status"),
+        Index("ix_desk_callbacks_status_scheduled", "status", "scheduled_for"),
+        Index("ix_desk_callbacks_member", "member_id", "scheduled_for"),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    member_ref: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(80))
+    phone: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    scheduled_for: Mapped[datetime] = mapped_column(UtcDateTime())
+    booked_by: Mapped[str] = mapped_column(String(120))
+    booked_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    contact_id: Mapped[str | None] = mapped_column(ForeignKey("desk_contacts.id"), nullable=True)
