@@ -23,6 +23,7 @@ from prevenance.desk.api import router as desk_router
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
 from prevenance.settings import Settings, get_settings
+from prevenance.views.incidents import router as incidents_router
 from prevenance.views.member360 import router as member360_router
 from prevenance.worker import Maintenance
 
@@ -75,7 +76,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker = (
-            Maintenance(engine=engine, clock=clock, stop=stop, deliver_events=settings.nats_url is None)
+            Maintenance(
+                engine=engine,
+                clock=clock,
+                stop=stop,
+                deliver_events=settings.nats_url is None,
+                smtp_url=settings.smtp_url,
+            )
             if background
             else None
         )
@@ -119,4 +126,5 @@ def create_app(
     app.include_router(loyalty_router)
     app.include_router(desk_router)
     app.include_router(member360_router)
+    app.include_router(incidents_router)
     return app

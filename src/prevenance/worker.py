@@ -1,5 +1,6 @@
-"""Background maintenance inside ``prevenance serve``: release expired travel holds and deliver
-outbox events to in-process handlers. Each pass is one short transaction; a crash loses nothing
+"""Background maintenance inside ``prevenance serve``: release expired travel holds, deliver
+outbox events to in-process handlers and, with ``PREVENANCE_SMTP_URL`` set, send pending incident
+notices. Each pass is one short transaction; a crash loses nothing
 because the work is re-found on the next pass."""
 
 from __future__ import annotations
@@ -12,22 +13,29 @@ from sqlalchemy import Engine
 from prevenance.common import outbox
 from prevenance.common.clock import Clock
 from prevenance.db import unit_of_work
+from prevenance.desk import incidents
 from prevenance.loyalty import service as loyalty
 
 log = structlog.get_logger()
 HANDLERS: dict[str, list[outbox.Handler]] = {}
 
 
-def run_once(engine: Engine, clock: Clock, *, deliver_events: bool = True) -> dict[str, int]:
+def run_once(
+    engine: Engine, clock: Clock, *, deliver_events: bool = True, smtp_url: str | None = None
+) -> dict[str, int]:
     """One maintenance pass; returns what it did. With NATS configured the outbox is left to the
-    stream relay (``prevenance stream run``), which publishes each event and runs these handlers."""
+    stream relay (``prevenance stream run``), which publishes each event and runs these handlers.
+    Without an SMTP server incident notices wait (``prevenance desk send-notices`` sends them)."""
     with unit_of_work(engine) as session:
         released = loyalty.release_expired_holds(session, now=clock.now())
     delivered = 0
     if deliver_events:
         with unit_of_work(engine) as session:
             delivered = outbox.deliver_pending(session, handlers=HANDLERS, now=clock.now())
-    return {"holds_released": released, "events_delivered": delivered}
+    notices = 0
+    if smtp_url:
+        notices = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=clock.now())
+    return {"holds_released": released, "events_delivered": delivered, "notices_sent": notices}
 
 
 class Maintenance(threading.Thread):
@@ -41,15 +49,18 @@ class Maintenance(threading.Thread):
         stop: threading.Event,
         interval: float = 5.0,
         deliver_events: bool = True,
+        smtp_url: str | None = None,
     ) -> None:
         super().__init__(name="prevenance-maintenance", daemon=True)
         self.engine, self.clock, self.stop, self.interval = engine, clock, stop, interval
-        self.deliver_events = deliver_events
+        self.deliver_events, self.smtp_url = deliver_events, smtp_url
 
     def run(self) -> None:
         while not self.stop.wait(self.interval):
             try:
-                done = run_once(self.engine, self.clock, deliver_events=self.deliver_events)
+                done = run_once(
+                    self.engine, self.clock, deliver_events=self.deliver_events, smtp_url=self.smtp_url
+                )
                 if any(done.values()):
                     log.info("maintenance", **done)
             except Exception:

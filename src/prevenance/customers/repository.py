@@ -34,3 +34,14 @@ def member_summary_by_ref(session: Session, ref: str) -> tuple[int, str, str] | 
     """Id, ref and product of a member: a plain row, cheaper than loading the ORM entity."""
     row = session.execute(_SUMMARY_BY_REF, {"p_ref": ref}).first()
     return (row[0], row[1], row[2]) if row else None
+
+
+def member_ids_matching(session: Session, *, products: list[str], countries: list[str]) -> list[int]:
+    """Ids of the members holding one of ``products`` and living in one of ``countries`` (an empty
+    list does not restrict)."""
+    statement = select(Member.id)
+    if products:
+        statement = statement.where(Member.product.in_(products))
+    if countries:
+        statement = statement.where(Member.country.in_(countries))
+    return list(session.scalars(statement.order_by(Member.id)))

@@ -99,6 +99,11 @@ def get_by_id(session: Session, *, member_id: int) -> Member | None:
     return repository.member_by_id(session, member_id)
 
 
+def list_member_ids(session: Session, *, products: list[str], countries: list[str]) -> list[int]:
+    """Ids of the members with one of these products in one of these countries (empty: any)."""
+    return repository.member_ids_matching(session, products=products, countries=countries)
+
+
 def product_of(session: Session, *, code: str) -> Product | None:
     """The card product with this code, or None."""
     return repository.product(session, code)

@@ -9,7 +9,7 @@ import typer
 from prevenance.common.clock import SystemClock
 from prevenance.common.problems import PrevenanceError
 from prevenance.db import read_session
-from prevenance.desk import service
+from prevenance.desk import incidents, service
 
 app = typer.Typer(help="The service desk: contacts, cases, emergency cards.", no_args_is_help=True)
 
@@ -123,3 +123,22 @@ def benefits(
         f"{report['explained']} explained in {month}; used within {report['window_days']} days: "
         f"{_pct(overall['value'])} % of {overall['n']} (pending {report['pending']})"
     )
+
+
+@app.command("send-notices")
+def send_notices(
+    limit: int = typer.Option(100_000, help="send at most this many notices"),
+) -> None:
+    """Send pending incident notices by email to PREVENANCE_SMTP_URL (at least once, one Message-ID
+    per notice so a resend after a crash is recognisable)."""
+    from prevenance.settings import get_settings
+
+    smtp_url = get_settings().smtp_url
+    if not smtp_url:
+        typer.echo("error: PREVENANCE_SMTP_URL is not set", err=True)
+        raise typer.Exit(2)
+    engine = _engine()
+    sent = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=SystemClock().now(), limit=limit)
+    with read_session(engine) as session:
+        pending = incidents.count_pending(session)
+    typer.echo(f"{sent} notice(s) sent; {pending} pending")

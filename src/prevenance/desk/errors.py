@@ -68,3 +68,13 @@ class ContactOfAnotherMember(InvalidInput):
 class CallbackAlreadyCompleted(Conflict):
     type_slug = "callback-completed"
     title = "The call-back was already completed by another contact"
+
+
+class UnknownIncident(NotFound):
+    type_slug = "unknown-incident"
+    title = "Unknown incident"
+
+
+class IncidentResolved(Conflict):
+    type_slug = "incident-resolved"
+    title = "The incident is already resolved"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 MemberRef = Annotated[str, Field(min_length=1, max_length=64)]
@@ -371,3 +371,81 @@ class CallbackRead(BaseModel):
     booked_at: datetime
     completed_at: datetime | None
     contact_id: str | None
+
+
+# --- proactive incidents ------------------------------------------------------------------------
+
+Title = Annotated[str, Field(min_length=1, max_length=300)]
+IncidentText = Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+class IncidentAffects(BaseModel):
+    """Who is affected: members with one of ``products`` in one of ``countries``, and who paid at
+    ``merchant`` in ``[window_start, window_end)``. Criteria combine with AND; at least one is needed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    products: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=50)] = []
+    countries: Annotated[list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]], Field(max_length=250)] = []
+    merchant: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+
+    @model_validator(mode="after")
+    def _has_a_criterion(self) -> IncidentAffects:
+        if not (self.products or self.countries or self.merchant):
+            raise ValueError("affects needs products, countries or merchant")
+        if (self.window_start or self.window_end) and not self.merchant:
+            raise ValueError("window_start and window_end apply to a merchant")
+        if self.window_start and self.window_end and self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
+
+
+class IncidentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Id
+    title_fr: Title
+    title_en: Title
+    body_fr: IncidentText
+    body_en: IncidentText
+    since: datetime
+    affects: IncidentAffects
+
+
+class IncidentUpdateCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Id
+    body_fr: IncidentText
+    body_en: IncidentText
+
+
+class IncidentResolve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    body_fr: IncidentText
+    body_en: IncidentText
+
+
+class IncidentRead(BaseModel):
+    id: str
+    title_fr: str
+    title_en: str
+    body_fr: str
+    body_en: str
+    since: datetime
+    affects: dict[str, Any]
+    status: Literal["active", "resolved"]
+    affected: int
+    declared_by: str
+    declared_at: datetime
+    resolved_at: datetime | None
+
+
+class IncidentUpdateRead(BaseModel):
+    incident_id: str
+    id: str
+    notices: int
+    created_at: datetime

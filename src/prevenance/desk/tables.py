@@ -4,8 +4,9 @@ against the configured taxonomy; the closed lists are also database constraints.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -200,3 +201,59 @@ class Callback(Base):
     booked_at: Mapped[datetime] = mapped_column(UtcDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     contact_id: Mapped[str | None] = mapped_column(ForeignKey("desk_contacts.id"), nullable=True)
+
+
+class Incident(Base):
+    """Something broke for a set of customers: declared by an operator, told to each of them.
+
+    ``affects`` keeps the targeting rule as given; the affected members are those with an
+    ``initial`` notice, fixed when the incident is declared.
+    """
+
+    __tablename__ = "desk_incidents"
+    __table_args__ = (CheckConstraint("status IN ('active', 'resolved')", name="status"),)
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    title_fr: Mapped[str] = mapped_column(String(300))
+    title_en: Mapped[str] = mapped_column(String(300))
+    body_fr: Mapped[str] = mapped_column(Text)
+    body_en: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(UtcDateTime())
+    affects: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))
+    affected_count: Mapped[int] = mapped_column(Integer)
+    declared_by: Mapped[str] = mapped_column(String(120))
+    declared_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class IncidentNotice(Base):
+    """One email owed to one member about one incident: this table is the mail outbox.
+
+    Written in the transaction that declares, updates or resolves the incident; the relay sends
+    each ``pending`` row and marks it ``sent`` in the transaction that logs the communication.
+    ``id`` is ``<incident>/<step>/<member id>`` (step: ``initial``, ``update:<update id>`` or
+    ``resolution``), so a step can never be queued twice for a member, and the email's
+    Message-ID is derived from it.
+    """
+
+    __tablename__ = "desk_incident_notices"
+    __table_args__ = (
+        CheckConstraint("kind IN ('initial', 'update', 'resolution')", name="kind"),
+        CheckConstraint("status IN ('pending', 'sent')", name="status"),
+        CheckConstraint("language IN ('fr', 'en')", name="language"),
+        Index("ix_desk_incident_notices_status_created", "status", "created_at"),
+        Index("ix_desk_incident_notices_member", "member_id", "incident_id"),
+        Index("ix_desk_incident_notices_incident", "incident_id", "kind"),
+    )
+
+    id: Mapped[str] = mapped_column(String(520), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("desk_incidents.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(2))
+    subject: Mapped[str] = mapped_column(String(400))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

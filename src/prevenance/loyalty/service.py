@@ -935,3 +935,18 @@ def export_miles(session: Session, *, export_date: date, now: datetime) -> list[
             }
         )
     return files
+
+
+def list_member_ids_at_merchant(
+    session: Session, *, merchant: str, start: datetime | None, end: datetime | None
+) -> list[int]:
+    """Ids of the members with a card transaction at ``merchant`` (exact name, case-insensitive)
+    that occurred in ``[start, end)`` (an open bound does not restrict)."""
+    statement = select(CardTransaction.member_id).where(
+        func.lower(CardTransaction.merchant) == merchant.lower()
+    )
+    if start is not None:
+        statement = statement.where(CardTransaction.occurred_at >= _utc(start))
+    if end is not None:
+        statement = statement.where(CardTransaction.occurred_at < _utc(end))
+    return list(session.scalars(statement.distinct()))

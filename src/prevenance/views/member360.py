@@ -1,8 +1,8 @@
 """``GET /v1/members/{ref}/360``: the whole customer on one screen, for the front line.
 
 A composition above the domains (like ``app`` and ``console``): it reads the customer record, the
-rewards ledger and the desk through their services and adds nothing of its own. Surveys, offers,
-and incidents join it when their loops exist.
+rewards ledger and the desk through their services and adds nothing of its own. Surveys and
+offers join it when their loops exist.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from prevenance.common.problems import PROBLEM_JSON
 from prevenance.customers import service as customers
 from prevenance.customers.schemas import MemberRead
 from prevenance.db import read_session
+from prevenance.desk import incidents as desk_incidents
 from prevenance.desk import service as desk
 from prevenance.desk.schemas import (
     CardReplacementRead,
@@ -25,6 +26,7 @@ from prevenance.desk.schemas import (
     CommunicationRead,
     ContactPreferenceRead,
     ContactRead,
+    IncidentRead,
     MemberBenefitRead,
 )
 from prevenance.loyalty import service as loyalty
@@ -46,6 +48,7 @@ class Member360Read(BaseModel):
     communications: list[CommunicationRead]
     open_card_replacements: list[CardReplacementRead]
     unused_benefits: list[MemberBenefitRead]
+    incidents: list[IncidentRead]
 
 
 @router.get(
@@ -56,7 +59,8 @@ class Member360Read(BaseModel):
 def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reader) -> dict[str, Any]:
     """Profile, product and tier, contact preference, balance and last movements, open cases and last
     contacts, communications sent, open emergency cards and the benefits the card is entitled to but
-    the member has not used in twelve months (for the agent to tell), in one read transaction.
+    the member has not used in twelve months (for the agent to tell) and the active incidents
+    affecting the member, in one read transaction.
 
     A member key reads only its own 360, without the agents' notes on its contacts.
     """
@@ -97,4 +101,5 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
                 session, member_ref=ref, now=now, open_only=True
             ),
             "unused_benefits": desk.list_unused_benefits(session, member_ref=ref, now=now),
+            "incidents": desk_incidents.list_member_incidents(session, member_ref=ref),
         }

@@ -1,0 +1,386 @@
+"""Proactive incidents: declare, update and resolve an incident, queue one email notice per affected
+member in the same transaction, and relay the queued notices to SMTP.
+
+Who is affected is decided above the desk (``prevenance.views.incidents``: a rule over members and
+over loyalty's card transactions); the desk receives the member ids and fixes them at declaration.
+
+The relay gives **at-least-once delivery with a dedup key**: each notice is sent, then marked sent
+and logged in the communications log in one transaction. A crash between the send and the commit
+sends that one notice again on the next pass, with the same ``Message-ID`` (derived from the
+notice id), so the mail system or the reader recognises the repeat. Nothing is lost: an unsent
+notice stays ``pending``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import smtplib
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from prevenance.common import outbox
+from prevenance.common.idempotency import Outcome, run_idempotent
+from prevenance.common.ids import fingerprint
+from prevenance.customers import service as customers
+from prevenance.customers.tables import Member
+from prevenance.db import unit_of_work
+from prevenance.desk.errors import IncidentResolved, UnknownIncident
+from prevenance.desk.tables import Communication, Incident, IncidentNotice
+
+SENDER = "Prévenance <notices@prevenance.example>"
+RELAY_SOURCE = "incident-relay"
+_SUBJECT = {
+    "initial": {"fr": "Incident : {title}", "en": "Incident: {title}"},
+    "update": {"fr": "Mise à jour : {title}", "en": "Update: {title}"},
+    "resolution": {"fr": "Résolu : {title}", "en": "Resolved: {title}"},
+}
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else _utc(moment).isoformat()
+
+
+@dataclass(frozen=True)
+class IncidentInput:
+    """An incident as the operator declares it; ``affects`` is the targeting rule, kept as given."""
+
+    id: str
+    title_fr: str
+    title_en: str
+    body_fr: str
+    body_en: str
+    since: datetime
+    affects: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        body = asdict(self)
+        body["since"] = _iso(_utc(self.since))
+        return fingerprint(body)
+
+
+def _incident_body(row: Incident) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "title_fr": row.title_fr,
+        "title_en": row.title_en,
+        "body_fr": row.body_fr,
+        "body_en": row.body_en,
+        "since": _iso(row.since),
+        "affects": row.affects,
+        "status": row.status,
+        "affected": row.affected_count,
+        "declared_by": row.declared_by,
+        "declared_at": _iso(row.declared_at),
+        "resolved_at": _iso(row.resolved_at),
+    }
+
+
+def _queue(
+    session: Session,
+    *,
+    incident: Incident,
+    step: str,
+    kind: str,
+    members: Iterable[tuple[int, str]],
+    body_fr: str,
+    body_en: str,
+    now: datetime,
+) -> int:
+    titles = {"fr": incident.title_fr, "en": incident.title_en}
+    bodies = {"fr": body_fr, "en": body_en}
+    rows = [
+        {
+            "id": f"{incident.id}/{step}/{member_id}",
+            "incident_id": incident.id,
+            "member_id": member_id,
+            "kind": kind,
+            "language": language,
+            "subject": _SUBJECT[kind][language].format(title=titles[language]),
+            "body": bodies[language],
+            "status": "pending",
+            "created_at": now,
+            "sent_at": None,
+        }
+        for member_id, language in members
+    ]
+    if rows:
+        session.execute(insert(IncidentNotice), rows)
+    return len(rows)
+
+
+def _affected(session: Session, incident_id: str) -> list[tuple[int, str]]:
+    """The members told at declaration, with their language now."""
+    rows = session.execute(
+        select(Member.id, Member.language)
+        .join(IncidentNotice, IncidentNotice.member_id == Member.id)
+        .where(IncidentNotice.incident_id == incident_id, IncidentNotice.kind == "initial")
+        .order_by(Member.id)
+    )
+    return [(row.id, row.language) for row in rows]
+
+
+def declare(
+    session: Session,
+    *,
+    incident: IncidentInput,
+    affected: Callable[[Session], Iterable[int]],
+    by: str,
+    now: datetime,
+) -> Outcome:
+    """Declare an incident once per id and queue an initial notice to each affected member."""
+    return run_idempotent(
+        session,
+        scope="incident",
+        key=incident.id,
+        fingerprint=incident.fingerprint(),
+        now=now,
+        produce=lambda: _declare(session, data=incident, affected=affected, by=by, now=now),
+    )
+
+
+def _declare(
+    session: Session,
+    *,
+    data: IncidentInput,
+    affected: Callable[[Session], Iterable[int]],
+    by: str,
+    now: datetime,
+) -> Outcome:
+    member_ids = sorted(set(affected(session)))
+    languages: list[tuple[int, str]] = []
+    for start in range(0, len(member_ids), 1000):
+        chunk = member_ids[start : start + 1000]
+        languages += [
+            (row.id, row.language)
+            for row in session.execute(select(Member.id, Member.language).where(Member.id.in_(chunk)))
+        ]
+    row = Incident(
+        id=data.id,
+        title_fr=data.title_fr,
+        title_en=data.title_en,
+        body_fr=data.body_fr,
+        body_en=data.body_en,
+        since=_utc(data.since),
+        affects=data.affects,
+        status="active",
+        affected_count=len(languages),
+        declared_by=by,
+        declared_at=now,
+    )
+    session.add(row)
+    session.flush()
+    _queue(
+        session,
+        incident=row,
+        step="initial",
+        kind="initial",
+        members=sorted(languages),
+        body_fr=data.body_fr,
+        body_en=data.body_en,
+        now=now,
+    )
+    body = _incident_body(row)
+    outbox.emit(session, type="incident.declared", payload=body, now=now)
+    return Outcome(201, body)
+
+
+def _incident_or_raise(session: Session, incident_id: str, *, for_update: bool = False) -> Incident:
+    statement = select(Incident).where(Incident.id == incident_id)
+    row = session.scalars(statement.with_for_update() if for_update else statement).first()
+    if row is None:
+        raise UnknownIncident(f"no incident {incident_id!r}")
+    return row
+
+
+def get(session: Session, *, incident_id: str) -> dict[str, Any]:
+    """One incident (404 when unknown)."""
+    return _incident_body(_incident_or_raise(session, incident_id))
+
+
+def add_update(
+    session: Session, *, incident_id: str, update_id: str, body_fr: str, body_en: str, now: datetime
+) -> Outcome:
+    """Queue an update notice to every affected member, once per update id; 409 once resolved."""
+    return run_idempotent(
+        session,
+        scope="incident_update",
+        key=f"{incident_id}/{update_id}",
+        fingerprint=fingerprint({"body_fr": body_fr, "body_en": body_en}),
+        now=now,
+        produce=lambda: _add_update(
+            session, incident_id=incident_id, update_id=update_id, body_fr=body_fr, body_en=body_en, now=now
+        ),
+    )
+
+
+def _add_update(
+    session: Session, *, incident_id: str, update_id: str, body_fr: str, body_en: str, now: datetime
+) -> Outcome:
+    incident = _incident_or_raise(session, incident_id, for_update=True)
+    if incident.status != "active":
+        raise IncidentResolved(f"incident {incident_id!r} is resolved", field="id")
+    queued = _queue(
+        session,
+        incident=incident,
+        step=f"update:{update_id}",
+        kind="update",
+        members=_affected(session, incident_id),
+        body_fr=body_fr,
+        body_en=body_en,
+        now=now,
+    )
+    body = {"incident_id": incident_id, "id": update_id, "notices": queued, "created_at": _iso(now)}
+    outbox.emit(session, type="incident.updated", payload=body, now=now)
+    return Outcome(201, body)
+
+
+def resolve(session: Session, *, incident_id: str, body_fr: str, body_en: str, now: datetime) -> Outcome:
+    """Resolve the incident and queue the resolution notice to every affected member, once."""
+    return run_idempotent(
+        session,
+        scope="incident_resolution",
+        key=incident_id,
+        fingerprint=fingerprint({"body_fr": body_fr, "body_en": body_en}),
+        now=now,
+        produce=lambda: _resolve(session, incident_id=incident_id, body_fr=body_fr, body_en=body_en, now=now),
+    )
+
+
+def _resolve(session: Session, *, incident_id: str, body_fr: str, body_en: str, now: datetime) -> Outcome:
+    incident = _incident_or_raise(session, incident_id, for_update=True)
+    incident.status = "resolved"
+    incident.resolved_at = now
+    _queue(
+        session,
+        incident=incident,
+        step="resolution",
+        kind="resolution",
+        members=_affected(session, incident_id),
+        body_fr=body_fr,
+        body_en=body_en,
+        now=now,
+    )
+    session.flush()
+    body = _incident_body(incident)
+    outbox.emit(session, type="incident.resolved", payload=body, now=now)
+    return Outcome(200, body)
+
+
+def list_member_incidents(session: Session, *, member_ref: str) -> list[dict[str, Any]]:
+    """The active incidents affecting a member, newest first."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    rows = session.scalars(
+        select(Incident)
+        .join(IncidentNotice, IncidentNotice.incident_id == Incident.id)
+        .where(
+            IncidentNotice.member_id == member.id,
+            IncidentNotice.kind == "initial",
+            Incident.status == "active",
+        )
+        .order_by(Incident.since.desc(), Incident.id)
+    )
+    return [_incident_body(row) for row in rows]
+
+
+def count_pending(session: Session) -> int:
+    """Notices still waiting for the relay."""
+    return session.scalar(select(func.count()).where(IncidentNotice.status == "pending")) or 0
+
+
+# --- the mail relay -----------------------------------------------------------------------------
+
+
+def dedup_key(notice_id: str) -> str:
+    """The stable key of a notice: its communication id, and its Message-ID's local part."""
+    return "ntc_" + hashlib.sha256(notice_id.encode()).hexdigest()[:32]
+
+
+def message_id(notice_id: str) -> str:
+    """The Message-ID of a notice's email: the same on every (re)send."""
+    return f"<{dedup_key(notice_id)}@prevenance.notices>"
+
+
+def _smtp(smtp_url: str) -> smtplib.SMTP:
+    parts = urlsplit(smtp_url)
+    if parts.scheme != "smtp" or not parts.hostname:
+        raise ValueError(f"PREVENANCE_SMTP_URL must look like smtp://host:port, not {smtp_url!r}")
+    return smtplib.SMTP(parts.hostname, parts.port or 25, timeout=30)
+
+
+def send_pending_notices(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:
+    """Send pending notices, one transaction per notice; returns how many were sent.
+
+    Each pending row is taken with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), so two relays never send
+    the same notice at once; on SQLite the write transaction (``BEGIN IMMEDIATE``) serialises them.
+    The row is marked sent and the communication logged in the transaction that holds the lock,
+    after the SMTP server accepted the message.
+    """
+    sent = 0
+    connection: smtplib.SMTP | None = None
+    try:
+        while sent < limit:
+            with unit_of_work(engine) as session:
+                notice = session.scalars(
+                    select(IncidentNotice)
+                    .where(IncidentNotice.status == "pending")
+                    .order_by(IncidentNotice.created_at, IncidentNotice.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).first()
+                if notice is None:
+                    break
+                member = customers.get_by_id(session, member_id=notice.member_id)
+                assert member is not None
+                moment = now
+                message = EmailMessage()
+                message["From"] = SENDER
+                message["To"] = member.email
+                message["Subject"] = notice.subject
+                message["Message-ID"] = message_id(notice.id)
+                message["Date"] = format_datetime(moment)
+                message["Content-Language"] = notice.language
+                message.set_content(notice.body)
+                if connection is None:
+                    connection = _smtp(smtp_url)
+                connection.send_message(message)
+                marked = session.execute(
+                    update(IncidentNotice)
+                    .where(IncidentNotice.id == notice.id, IncidentNotice.status == "pending")
+                    .values(status="sent", sent_at=moment)
+                ).rowcount  # type: ignore[attr-defined]
+                if marked == 1:
+                    session.add(
+                        Communication(
+                            id=dedup_key(notice.id),
+                            member_id=member.id,
+                            kind="incident",
+                            template=f"incident.{notice.kind}",
+                            channel="email",
+                            language=notice.language,
+                            subject=notice.subject[:300],
+                            summary=notice.body,
+                            sent_at=moment,
+                            source=RELAY_SOURCE,
+                            created_at=moment,
+                        )
+                    )
+                    sent += 1
+    finally:
+        if connection is not None:
+            try:
+                connection.quit()
+            except smtplib.SMTPException:
+                connection.close()
+    return sent
