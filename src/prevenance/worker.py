@@ -18,6 +18,7 @@ from prevenance.loyalty import service as loyalty
 
 log = structlog.get_logger()
 HANDLERS: dict[str, list[outbox.Handler]] = {}
+OUTBOX_BATCH = 500  # events per maintenance transaction
 
 
 def run_once(
@@ -31,7 +32,9 @@ def run_once(
     delivered = 0
     if deliver_events:
         with unit_of_work(engine) as session:
-            delivered = outbox.deliver_pending(session, handlers=HANDLERS, now=clock.now())
+            delivered = outbox.deliver_pending(
+                session, handlers=HANDLERS, now=clock.now(), limit=OUTBOX_BATCH
+            )
     notices = 0
     if smtp_url:
         notices = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=clock.now())
@@ -56,12 +59,16 @@ class Maintenance(threading.Thread):
         self.deliver_events, self.smtp_url = deliver_events, smtp_url
 
     def run(self) -> None:
-        while not self.stop.wait(self.interval):
+        backlog = False
+        # After a full batch there is probably more: go again at once instead of sleeping.
+        while not self.stop.wait(0 if backlog else self.interval):
+            backlog = False
             try:
                 done = run_once(
                     self.engine, self.clock, deliver_events=self.deliver_events, smtp_url=self.smtp_url
                 )
                 if any(done.values()):
                     log.info("maintenance", **done)
+                backlog = done.get("events_delivered", 0) >= OUTBOX_BATCH
             except Exception:
                 log.exception("maintenance_failed")
