@@ -20,6 +20,7 @@ from prevenance.common.problems import install_problem_handlers
 from prevenance.customers.api import router as members_router
 from prevenance.db import make_engine, read_session
 from prevenance.desk.api import router as desk_router
+from prevenance.desk.concierge_api import router as concierge_router
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
 from prevenance.settings import Settings, get_settings
@@ -125,6 +126,7 @@ def create_app(
     app.include_router(members_router)
     app.include_router(loyalty_router)
     app.include_router(desk_router)
+    app.include_router(concierge_router)
     app.include_router(member360_router)
     app.include_router(incidents_router)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prevenance.common.problems import Conflict, InvalidInput, NotFound
+from prevenance.common.problems import Conflict, Forbidden, InvalidInput, NotFound
 
 
 class UnknownReason(InvalidInput):
@@ -78,3 +78,18 @@ class UnknownIncident(NotFound):
 class IncidentResolved(Conflict):
     type_slug = "incident-resolved"
     title = "The incident is already resolved"
+
+
+class ConciergeNotEntitled(Forbidden):
+    type_slug = "concierge-not-entitled"
+    title = "The member's card does not include the concierge"
+
+
+class UnknownConciergeRequest(NotFound):
+    type_slug = "unknown-concierge-request"
+    title = "Unknown concierge request"
+
+
+class ConciergeStatusConflict(Conflict):
+    type_slug = "concierge-request-status"
+    title = "The concierge request is not in a status that allows this"

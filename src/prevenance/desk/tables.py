@@ -4,9 +4,21 @@ against the configured taxonomy; the closed lists are also database constraints.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -257,3 +269,76 @@ class IncidentNotice(Base):
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class ConciergeRequest(Base):
+    """A premium member's request to the concierge (a table, flowers, tickets, a trip…).
+
+    ``id`` is the caller's idempotency key; open → in_progress → solved | cancelled. Solved
+    requests are searchable by words (SQLite: the ``desk_concierge_fts`` FTS5 table written on
+    solve; PostgreSQL: full text over title, details and solution).
+    """
+
+    __tablename__ = "desk_concierge_requests"
+    __table_args__ = (
+        CheckConstraint(
+            "category IN ('restaurant', 'flowers', 'tickets', 'travel', 'gifts', 'events', 'other')",
+            name="category",
+        ),
+        CheckConstraint("status IN ('open', 'in_progress', 'solved', 'cancelled')", name="status"),
+        Index("ix_desk_concierge_requests_status_due", "status", "due_at"),
+        Index("ix_desk_concierge_requests_member", "member_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    member_ref: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(String(300))
+    details: Mapped[str] = mapped_column(Text)
+    city: Mapped[str] = mapped_column(String(120))
+    country: Mapped[str] = mapped_column(String(2))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    status: Mapped[str] = mapped_column(String(20))
+    partner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 2), nullable=True)
+    solution: Mapped[str | None] = mapped_column(Text, nullable=True)
+    requested_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class MemberTastes(Base):
+    """What the concierge knows a member likes and dislikes, shown on each new request."""
+
+    __tablename__ = "desk_member_tastes"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    notes: Mapped[str] = mapped_column(Text)
+    likes: Mapped[list[str]] = mapped_column(JSON)
+    dislikes: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_by: Mapped[str] = mapped_column(String(120))
+
+
+class ConciergePartner(Base):
+    """A partner of the concierge network (a restaurant, a florist, a ticket broker…), rated 1-5."""
+
+    __tablename__ = "desk_concierge_partners"
+    __table_args__ = (
+        CheckConstraint(
+            "category IN ('restaurant', 'flowers', 'tickets', 'travel', 'gifts', 'events', 'other')",
+            name="category",
+        ),
+        CheckConstraint("rating BETWEEN 1 AND 5", name="rating"),
+        Index("ix_desk_concierge_partners_place", "country", "city", "category"),
+    )
+
+    code: Mapped[str] = mapped_column(String(120), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    country: Mapped[str] = mapped_column(String(2))
+    city: Mapped[str] = mapped_column(String(120))
+    category: Mapped[str] = mapped_column(String(20))
+    rating: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_by: Mapped[str] = mapped_column(String(120))

@@ -16,7 +16,7 @@ from prevenance.app import create_app
 from prevenance.cli import app as cli
 from prevenance.db import make_engine
 from prevenance.settings import get_settings
-from prevenance.tables import metadata
+from prevenance.tables import include_name, metadata
 
 
 @pytest.fixture
@@ -76,7 +76,9 @@ def test_unknown_role_is_refused(sqlite_url: str) -> None:
 def test_migrations_match_the_models(engine: Engine) -> None:
     """The Alembic history produces exactly the schema the models declare (on both backends)."""
     with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(connection, opts={"include_name": include_name}), metadata
+        )
     assert diff == []
 
 
