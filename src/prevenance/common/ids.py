@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from dataclasses import asdict, fields, is_dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -24,3 +26,20 @@ def fingerprint(payload: Any) -> str:
     """SHA-256 of the canonical JSON of a request body: equal bodies, equal fingerprints."""
     canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(canonical).hexdigest()
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Timezone-aware UTC; a naive time on the wire is read as UTC, as everywhere in the API."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def fingerprint_of(record: Any) -> str:
+    """Fingerprint of a request dataclass, its times normalised to UTC so that equal instants written
+    with different offsets are the same request."""
+    assert is_dataclass(record) and not isinstance(record, type)
+    body = asdict(record)
+    for spec in fields(record):
+        value = body[spec.name]
+        if isinstance(value, datetime):
+            body[spec.name] = as_utc(value).isoformat()
+    return fingerprint(body)

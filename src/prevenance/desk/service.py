@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import fingerprint, new_id
+from prevenance.common.ids import as_utc, fingerprint, fingerprint_of, new_id
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
 from prevenance.customers.tables import Member
@@ -48,9 +48,7 @@ from prevenance.desk.tables import (
 _CHUNK = 1000  # members per IN list: well under SQLite's and PostgreSQL's parameter limits
 
 
-def _utc(moment: datetime) -> datetime:
-    """Naive times on the wire are read as UTC, as everywhere in the API."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+_utc = as_utc
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -97,10 +95,7 @@ class ContactInput:
     case_id: str | None = None
 
     def fingerprint(self) -> str:
-        body = asdict(self)
-        body["started_at"] = _utc(self.started_at).isoformat()
-        body["ended_at"] = _utc(self.ended_at).isoformat()
-        return fingerprint(body)
+        return fingerprint_of(self)
 
 
 def _contact_body(contact: Contact, member_ref: str) -> dict[str, Any]:
@@ -674,9 +669,7 @@ class CommunicationInput:
     summary: str
 
     def fingerprint(self) -> str:
-        body = asdict(self)
-        body["sent_at"] = _utc(self.sent_at).isoformat()
-        return fingerprint(body)
+        return fingerprint_of(self)
 
 
 def _communication_body(row: Communication, member_ref: str) -> dict[str, Any]:
@@ -826,9 +819,7 @@ class BenefitUsageInput:
     source: str | None = None
 
     def fingerprint(self) -> str:
-        body = asdict(self)
-        body["used_at"] = _utc(self.used_at).isoformat()
-        return fingerprint(body)
+        return fingerprint_of(self)
 
 
 def _usage_body(row: BenefitUsage, member_ref: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ commits; each write claims its idempotency key first (see ``common.idempotency``
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import fingerprint
+from prevenance.common.ids import as_utc, fingerprint, fingerprint_of
 from prevenance.common.money import AmountError, minor_units, parse_amount
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
@@ -63,13 +63,10 @@ class TransactionInput:
     occurred_at: datetime
 
     def fingerprint(self) -> str:
-        body = asdict(self)
-        body["occurred_at"] = _utc(self.occurred_at).isoformat()
-        return fingerprint(body)
+        return fingerprint_of(self)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+_utc = as_utc  # kept under this name: the ingest uses it
 
 
 # Above this an amount is a typing error, and its minor units or points would overflow a 64-bit column.
