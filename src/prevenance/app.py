@@ -17,15 +17,18 @@ from prevenance.common.clock import Clock, SystemClock
 from prevenance.common.deps import new_key_cache
 from prevenance.common.ids import new_id
 from prevenance.common.problems import install_problem_handlers
+from prevenance.console.routes import router as console_router
 from prevenance.customers.api import router as members_router
 from prevenance.db import make_engine, read_session
 from prevenance.desk.api import router as desk_router
 from prevenance.desk.concierge_api import router as concierge_router
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
+from prevenance.offers.api import router as offers_router
 from prevenance.settings import Settings, get_settings
 from prevenance.views.incidents import router as incidents_router
 from prevenance.views.member360 import router as member360_router
+from prevenance.voice.api import router as voice_router
 from prevenance.worker import Maintenance
 
 log = structlog.get_logger()
@@ -129,4 +132,7 @@ def create_app(
     app.include_router(concierge_router)
     app.include_router(member360_router)
     app.include_router(incidents_router)
+    app.include_router(voice_router)
+    app.include_router(offers_router)
+    app.include_router(console_router)
     return app

@@ -10,8 +10,10 @@ from prevenance.db import make_engine, unit_of_work
 from prevenance.demo.cli import app as demo_app
 from prevenance.desk.cli import app as desk_app
 from prevenance.loyalty.cli import ingest_app, ledger_app, partners_app
+from prevenance.offers.cli import app as offers_app
 from prevenance.settings import get_settings
 from prevenance.stream.cli import app as stream_app
+from prevenance.voice.cli import app as voice_app
 
 app = typer.Typer(
     help="Prévenance: rewards, service, voice of the customer and offers.", no_args_is_help=True
@@ -26,6 +28,8 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(demo_app, name="demo")
 app.add_typer(desk_app, name="desk")
 app.add_typer(stream_app, name="stream")
+app.add_typer(voice_app, name="voice")
+app.add_typer(offers_app, name="offers")
 
 
 def engine_from_settings():  # type: ignore[no-untyped-def]

@@ -1,0 +1,3 @@
+"""Tables of the console (staff users)."""
+
+from __future__ import annotations

@@ -1,0 +1,7 @@
+"""REST routes of the offers domain."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["offers"])

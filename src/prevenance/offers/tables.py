@@ -1,0 +1,3 @@
+"""Tables of the offers domain (filled in by the offers work)."""
+
+from __future__ import annotations
