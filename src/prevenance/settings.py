@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     secret_key: str = "change-me-in-production"
     log_json: bool = False
     sqlite_busy_timeout_ms: int = 30_000
+    # Where customers reach the public pages (survey links in mails, portal links).
+    public_url: str = "http://127.0.0.1:8000"
+    survey_link_max_age_days: int = 30
+    # Staff console sessions (signed cookie) expire after this many hours.
+    console_session_hours: int = 12
 
 
 @lru_cache(maxsize=1)
