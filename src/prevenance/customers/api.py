@@ -26,6 +26,7 @@ def to_read(member: Member, *, tier: str, premium: bool) -> MemberRead:
         language=member.language,
         country=member.country,
         product=member.product,
+        city=member.city,
         tier=tier,
         premium=premium,
         created_at=member.created_at,

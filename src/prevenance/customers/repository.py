@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from prevenance.customers.tables import Member, Product
@@ -36,12 +36,16 @@ def member_summary_by_ref(session: Session, ref: str) -> tuple[int, str, str] | 
     return (row[0], row[1], row[2]) if row else None
 
 
-def member_ids_matching(session: Session, *, products: list[str], countries: list[str]) -> list[int]:
-    """Ids of the members holding one of ``products`` and living in one of ``countries`` (an empty
-    list does not restrict)."""
+def member_ids_matching(
+    session: Session, *, products: list[str], countries: list[str], cities: list[str]
+) -> list[int]:
+    """Ids of the members holding one of ``products`` and living in one of ``countries`` and
+    ``cities`` (an empty list does not restrict; cities compare case-insensitively)."""
     statement = select(Member.id)
     if products:
         statement = statement.where(Member.product.in_(products))
     if countries:
         statement = statement.where(Member.country.in_(countries))
+    if cities:
+        statement = statement.where(func.lower(Member.city).in_([city.strip().lower() for city in cities]))
     return list(session.scalars(statement.order_by(Member.id)))

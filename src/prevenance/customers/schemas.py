@@ -17,6 +17,7 @@ class MemberPut(BaseModel):
     language: str = Field(description="fr or en")
     country: str = Field(description="ISO 3166-1 alpha-2")
     product: str = Field(min_length=1, max_length=40)
+    city: str | None = Field(default=None, max_length=120, description="home city (optional)")
 
 
 class MemberRead(BaseModel):
@@ -26,6 +27,7 @@ class MemberRead(BaseModel):
     language: str
     country: str
     product: str
+    city: str | None = None
     tier: str
     premium: bool
     created_at: datetime

@@ -22,6 +22,7 @@ class MemberData:
     language: str
     country: str
     product: str
+    city: str | None = None
 
 
 def validate(data: MemberData, *, session: Session) -> MemberData:
@@ -37,7 +38,8 @@ def validate(data: MemberData, *, session: Session) -> MemberData:
         raise InvalidInput("name must not be blank", field="name")
     if repository.product(session, data.product) is None:
         raise UnknownProduct(f"unknown card product {data.product!r}", field="product")
-    return MemberData(data.name.strip(), data.email.strip(), data.language, country, data.product)
+    city = (data.city or "").strip() or None
+    return MemberData(data.name.strip(), data.email.strip(), data.language, country, data.product, city)
 
 
 def upsert(session: Session, *, ref: str, data: MemberData, now: datetime) -> tuple[Member, bool]:
@@ -52,6 +54,7 @@ def upsert(session: Session, *, ref: str, data: MemberData, now: datetime) -> tu
         session.add(member)
     member.name, member.email, member.language = clean.name, clean.email, clean.language
     member.country, member.product, member.updated_at = clean.country, clean.product, now
+    member.city = clean.city
     session.flush()
     return member, created
 
@@ -99,9 +102,14 @@ def get_by_id(session: Session, *, member_id: int) -> Member | None:
     return repository.member_by_id(session, member_id)
 
 
-def list_member_ids(session: Session, *, products: list[str], countries: list[str]) -> list[int]:
-    """Ids of the members with one of these products in one of these countries (empty: any)."""
-    return repository.member_ids_matching(session, products=products, countries=countries)
+def list_member_ids(
+    session: Session, *, products: list[str], countries: list[str], cities: list[str] | None = None
+) -> list[int]:
+    """Ids of the members with one of these products in one of these countries and cities
+    (an empty list: any; cities compare case-insensitively)."""
+    return repository.member_ids_matching(
+        session, products=products, countries=countries, cities=cities or []
+    )
 
 
 def product_of(session: Session, *, code: str) -> Product | None:

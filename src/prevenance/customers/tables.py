@@ -37,5 +37,7 @@ class Member(Base):
     language: Mapped[str] = mapped_column(String(2))
     country: Mapped[str] = mapped_column(String(2), index=True)
     product: Mapped[str] = mapped_column(ForeignKey("products.code"))
+    # Where the member lives: targets city-wide incidents and is the default card delivery city.
+    city: Mapped[str | None] = mapped_column(String(120), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

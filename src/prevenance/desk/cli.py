@@ -81,7 +81,15 @@ def reasons(
         return
     typer.echo(f"{'reason':<24} {'contacts':>8} {'prev':>6} {'repeat %':>8}  flags")
     for row in report["reasons"]:
-        flags = " ".join(f for f, on in (("GROWING", row["growing"]), ("avoidable", row["avoidable"])) if on)
+        flags = " ".join(
+            f
+            for f, on in (
+                ("GROWING", row["growing"]),
+                ("avoidable", row["avoidable"]),
+                (f"notice-avoidable:{row['avoidable_by_notice']}", row["avoidable_by_notice"] > 0),
+            )
+            if on
+        )
         typer.echo(
             f"{row['reason']:<24} {row['contacts']:>8} {row['previous']:>6} "
             f"{_pct(row['repeat']['value']):>8}  {flags}"
@@ -89,7 +97,9 @@ def reasons(
     typer.echo(
         f"{report['contacts']} contact(s) in {month} ({report['previous_contacts']} in "
         f"{report['previous_month']}); repeat {_pct(report['repeat']['value'])} %; "
-        f"avoidable {_pct(report['avoidable']['value'])} %"
+        f"avoidable {_pct(report['avoidable']['value'])} % (self-care "
+        f"{_pct(report['avoidable_self_care']['value'])} %, proactive notice "
+        f"{_pct(report['avoidable_by_notice']['value'])} %)"
     )
 
 

@@ -29,9 +29,11 @@ from sqlalchemy.orm import Session
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint
+from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
 from prevenance.customers.tables import Member
 from prevenance.db import unit_of_work
+from prevenance.desk import config
 from prevenance.desk.errors import IncidentResolved, UnknownIncident
 from prevenance.desk.tables import Communication, Incident, IncidentNotice
 
@@ -158,6 +160,10 @@ def _declare(
     by: str,
     now: datetime,
 ) -> Outcome:
+    known = config.current().reasons
+    unknown = [code for code in data.affects.get("reasons", []) if code not in known]
+    if unknown:
+        raise InvalidInput(f"unknown contact reason {unknown[0]!r}", field="affects.reasons")
     member_ids = sorted(set(affected(session)))
     languages: list[tuple[int, str]] = []
     for start in range(0, len(member_ids), 1000):

@@ -556,3 +556,25 @@ def recommend_channel(
         "measured",
         f"fastest measured: {best_hours:.1f} h median to resolution over {best.resolved} cases",
     )
+
+
+@dataclass(frozen=True)
+class IncidentWindow:
+    """An incident as the reason analysis sees it: when it was active and what it explains."""
+
+    incident_id: str
+    since: datetime
+    resolved_at: datetime | None
+    reasons: frozenset[str]  # the contact reasons it explains; empty: any
+
+
+def notice_would_have_prevented(
+    window: IncidentWindow, *, reason: str, contact_at: datetime, notice_sent_at: datetime | None
+) -> bool:
+    """An affected member's contact was avoidable by a proactive notice when it came while the
+    incident was active, on a reason the incident explains, and before the notice reached them."""
+    if contact_at < window.since or (window.resolved_at is not None and contact_at >= window.resolved_at):
+        return False
+    if window.reasons and reason not in window.reasons:
+        return False
+    return notice_sent_at is None or notice_sent_at > contact_at

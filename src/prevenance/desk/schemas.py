@@ -123,6 +123,11 @@ class ReasonVolume(BaseModel):
     growth_z: float = Field(description="z of the log ratio of daily rates, this month over the previous")
     growing: bool = Field(description="the daily rate rose significantly (z > 1.96)")
     avoidable: bool = Field(description="the answer is available in self-care")
+    avoidable_contacts: int = Field(description="contacts avoidable by self-care or by a proactive notice")
+    avoidable_by_notice: int = Field(
+        description="contacts from members affected by an active incident that explains this reason, "
+        "made before their notice was sent"
+    )
     repeat: RateRow = Field(description="share of these contacts followed by another on the same reason")
     channels: dict[str, int]
     countries: dict[str, int]
@@ -137,7 +142,9 @@ class ReasonReport(BaseModel):
     contacts: int
     previous_contacts: int
     repeat: RateRow
-    avoidable: RateRow
+    avoidable: RateRow = Field(description="share avoidable: self-care or a proactive notice")
+    avoidable_self_care: RateRow = Field(description="share whose answer was available in self-care")
+    avoidable_by_notice: RateRow = Field(description="share a proactive incident notice would have prevented")
     by_channel: dict[str, int]
     by_country: dict[str, int]
     growing: list[str]
@@ -380,21 +387,26 @@ IncidentText = Annotated[str, Field(min_length=1, max_length=20_000)]
 
 
 class IncidentAffects(BaseModel):
-    """Who is affected: members with one of ``products`` in one of ``countries``, and who paid at
-    ``merchant`` in ``[window_start, window_end)``. Criteria combine with AND; at least one is needed."""
+    """Who is affected: members with one of ``products`` in one of ``countries`` and ``cities``, and
+    who paid at ``merchant`` in ``[window_start, window_end)``. Criteria combine with AND; at least
+    one is needed. ``reasons`` (optional) are the contact reasons the incident explains: contacts on
+    them from affected members before their notice count as avoidable in the reason analysis (empty:
+    any reason)."""
 
     model_config = ConfigDict(extra="forbid")
 
     products: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=50)] = []
     countries: Annotated[list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]], Field(max_length=250)] = []
+    cities: Annotated[list[Annotated[str, Field(min_length=1, max_length=120)]], Field(max_length=250)] = []
     merchant: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    reasons: Annotated[list[Annotated[str, Field(min_length=1, max_length=80)]], Field(max_length=100)] = []
     window_start: datetime | None = None
     window_end: datetime | None = None
 
     @model_validator(mode="after")
     def _has_a_criterion(self) -> IncidentAffects:
-        if not (self.products or self.countries or self.merchant):
-            raise ValueError("affects needs products, countries or merchant")
+        if not (self.products or self.countries or self.cities or self.merchant):
+            raise ValueError("affects needs products, countries, cities or merchant")
         if (self.window_start or self.window_end) and not self.merchant:
             raise ValueError("window_start and window_end apply to a merchant")
         if self.window_start and self.window_end and self.window_end <= self.window_start:

@@ -43,6 +43,8 @@ from prevenance.desk.tables import (
     Communication,
     Contact,
     ContactPreference,
+    Incident,
+    IncidentNotice,
 )
 
 _CHUNK = 1000  # members per IN list: well under SQLite's and PostgreSQL's parameter limits
@@ -381,7 +383,9 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
 
     A contact is a repeat when the member contacted again on the same reason within the FCR
     window (looked for up to a window past the month's end). A contact is avoidable when its
-    reason's answer is available in self-care (``self_care`` in the taxonomy).
+    reason's answer is available in self-care (``self_care`` in the taxonomy), or when a proactive
+    notice would have prevented it: the member was affected by an incident active at the time, on
+    a reason the incident explains, and had not yet been sent its notice.
     """
     try:
         start, end = rules.month_bounds(month)
@@ -406,6 +410,7 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
             if again:
                 repeats.add((member_id, reason, started))
     current = [row for row in rows if start <= row.started_at < end]
+    unwarned = _unwarned_incident_contacts(session, current, start=start, end=end)
     before: dict[str, int] = defaultdict(int)
     for row in rows:
         if row.started_at < start:
@@ -418,6 +423,8 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
     for code, items in grouped.items():
         taxon = settings.reasons.get(code)
         repeated_n = sum((r.member_id, r.reason, r.started_at) in repeats for r in items)
+        self_care = bool(taxon and taxon.self_care)
+        proactive_n = sum((r.member_id, r.reason, r.started_at) in unwarned for r in items)
         reasons.append(
             {
                 "reason": code,
@@ -434,14 +441,18 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
                 "growing": rules.is_growing(
                     len(items), before.get(code, 0), current_days=days, previous_days=previous_days
                 ),
-                "avoidable": bool(taxon and taxon.self_care),
+                "avoidable": self_care,
+                "avoidable_contacts": len(items) if self_care else proactive_n,
+                "avoidable_by_notice": proactive_n,
                 "repeat": _rate_row(code, repeated_n, len(items)),
                 "channels": dict(sorted(_count(r.channel for r in items).items())),
                 "countries": dict(sorted(_count(r.country for r in items).items())),
             }
         )
     reasons.sort(key=lambda r: (-r["contacts"], r["reason"]))
-    avoidable = sum(r["contacts"] for r in reasons if r["avoidable"])
+    self_care_n = sum(r["contacts"] for r in reasons if r["avoidable"])
+    avoidable = sum(r["avoidable_contacts"] for r in reasons)
+    by_notice = sum(r["avoidable_by_notice"] for r in reasons)
     all_repeats = sum(r["repeat"]["successes"] for r in reasons)
     return {
         "month": month,
@@ -450,12 +461,59 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
         "contacts": len(current),
         "previous_contacts": sum(before.values()),
         "repeat": _rate_row("all", all_repeats, len(current)),
-        "avoidable": _rate_row("self_care", avoidable, len(current)),
+        "avoidable": _rate_row("all", avoidable, len(current)),
+        "avoidable_self_care": _rate_row("self_care", self_care_n, len(current)),
+        "avoidable_by_notice": _rate_row("proactive_notice", by_notice, len(current)),
         "by_channel": dict(sorted(_count(r.channel for r in current).items())),
         "by_country": dict(sorted(_count(r.country for r in current).items())),
         "growing": [r["reason"] for r in reasons if r["growing"]],
         "reasons": reasons,
     }
+
+
+def _unwarned_incident_contacts(
+    session: Session, contacts: Sequence[Any], *, start: datetime, end: datetime
+) -> set[tuple[int, str, datetime]]:
+    """The contacts (member, reason, start) a proactive notice would have prevented: made while an
+    incident affecting the member was active, on a reason it explains (none listed: any), before
+    the member's initial notice was sent (or when it never was)."""
+    incidents = session.execute(
+        select(Incident.id, Incident.since, Incident.resolved_at, Incident.affects).where(
+            Incident.since < end, (Incident.resolved_at.is_(None)) | (Incident.resolved_at >= start)
+        )
+    ).all()
+    if not incidents or not contacts:
+        return set()
+    member_ids = sorted({row.member_id for row in contacts})
+    notices: dict[tuple[str, int], datetime | None] = {}
+    for chunk in _chunks(member_ids):
+        for notice in session.execute(
+            select(IncidentNotice.incident_id, IncidentNotice.member_id, IncidentNotice.sent_at).where(
+                IncidentNotice.kind == "initial",
+                IncidentNotice.incident_id.in_([incident.id for incident in incidents]),
+                IncidentNotice.member_id.in_(chunk),
+            )
+        ):
+            notices[(notice.incident_id, notice.member_id)] = notice.sent_at
+    windows = [
+        rules.IncidentWindow(
+            incident.id,
+            incident.since,
+            incident.resolved_at,
+            frozenset((incident.affects or {}).get("reasons", [])),
+        )
+        for incident in incidents
+    ]
+    found: set[tuple[int, str, datetime]] = set()
+    for row in contacts:
+        for window in windows:
+            key = (window.incident_id, row.member_id)
+            if key in notices and rules.notice_would_have_prevented(
+                window, reason=row.reason, contact_at=row.started_at, notice_sent_at=notices[key]
+            ):
+                found.add((row.member_id, row.reason, row.started_at))
+                break
+    return found
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:

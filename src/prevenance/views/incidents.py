@@ -49,9 +49,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 def affected_member_ids(session: Session, affects: IncidentAffects) -> set[int]:
     """The members a targeting rule names: every criterion given must hold (AND)."""
     found: set[int] | None = None
-    if affects.products or affects.countries:
+    if affects.products or affects.countries or affects.cities:
         found = set(
-            customers.list_member_ids(session, products=affects.products, countries=affects.countries)
+            customers.list_member_ids(
+                session, products=affects.products, countries=affects.countries, cities=affects.cities
+            )
         )
     if affects.merchant:
         at_merchant = set(

@@ -69,3 +69,38 @@ def test_a_month_without_contacts_and_a_bad_month(api: Api) -> None:
     assert api.get("/v1/desk/reasons?month=2026-13", role="agent").json()["field"] == "month"
     assert api.get("/v1/desk/reasons", role="agent").status_code == 422
     assert api.get("/v1/desk/reasons?month=2026-01", role="marketing").status_code == 403
+
+
+def test_contacts_a_proactive_notice_would_have_prevented(api: Api) -> None:
+    """An incident in Lyon explains declined cards: Lyon members who called about a declined card
+    while it was active and before their notice was sent were avoidable; others were not."""
+    api.put("/v1/members/LY1", member_body(city="Lyon"))
+    api.put("/v1/members/LY2", member_body(city=" lyon "))  # stored trimmed, matched ignoring case
+    api.put("/v1/members/PA1", member_body(city="Paris"))
+    incident = {
+        "id": "INC-LYON",
+        "title_fr": "Cartes refusées à Lyon",
+        "title_en": "Cards declined in Lyon",
+        "body_fr": "Des paiements sont refusés à Lyon.",
+        "body_en": "Some payments are declined in Lyon.",
+        "since": "2025-12-31T08:00:00Z",
+        "affects": {"cities": ["LYON"], "reasons": ["card.declined"]},
+    }
+    declared = api.post("/v1/incidents", incident, role="supervisor")
+    assert declared.status_code == 201, declared.text
+    assert declared.json()["affected"] == 2  # no SMTP relay ran: nobody has been told yet
+    log(api, "C1", "LY1", "card.declined", "2026-01-02")  # avoidable by a notice
+    log(api, "C2", "LY2", "statement.question", "2026-01-02")  # a reason the incident does not explain
+    log(api, "C3", "PA1", "card.declined", "2026-01-02")  # not affected
+    report = api.get("/v1/desk/reasons?month=2026-01", role="supervisor").json()
+    rows = {r["reason"]: r for r in report["reasons"]}
+    assert rows["card.declined"]["avoidable_by_notice"] == 1
+    assert rows["statement.question"]["avoidable_by_notice"] == 0
+    assert (report["avoidable_by_notice"]["successes"], report["avoidable_by_notice"]["n"]) == (1, 3)
+    # statement.question is answered in self-care: avoidable too, for another reason.
+    assert report["avoidable"]["successes"] == 1 + rows["statement.question"]["contacts"] * int(
+        rows["statement.question"]["avoidable"]
+    )
+    unknown = dict(incident, id="INC-BAD", affects={"cities": ["Lyon"], "reasons": ["card.nope"]})
+    refused = api.post("/v1/incidents", unknown, role="supervisor")
+    assert (refused.status_code, refused.json()["field"]) == (422, "affects.reasons")

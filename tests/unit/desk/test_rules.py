@@ -259,3 +259,28 @@ def test_self_care_reasons_are_flagged_in_the_shipped_taxonomy() -> None:
 
 def test_previous_month_crosses_the_year() -> None:
     assert rules.previous_month("2026-01") == "2025-12"
+
+
+def test_a_notice_prevents_only_contacts_inside_the_incident_before_it_was_sent() -> None:
+    from datetime import UTC, datetime
+
+    from prevenance.desk.rules import IncidentWindow, notice_would_have_prevented
+
+    def at(day: int) -> datetime:
+        return datetime(2026, 1, day, tzinfo=UTC)
+
+    window = IncidentWindow("I", at(2), at(10), frozenset({"card.declined"}))
+    assert notice_would_have_prevented(window, reason="card.declined", contact_at=at(3), notice_sent_at=None)
+    assert notice_would_have_prevented(window, reason="card.declined", contact_at=at(3), notice_sent_at=at(4))
+    assert not notice_would_have_prevented(
+        window, reason="card.declined", contact_at=at(5), notice_sent_at=at(4)
+    )
+    assert not notice_would_have_prevented(window, reason="card.pin", contact_at=at(3), notice_sent_at=None)
+    assert not notice_would_have_prevented(
+        window, reason="card.declined", contact_at=at(1), notice_sent_at=None
+    )
+    assert not notice_would_have_prevented(
+        window, reason="card.declined", contact_at=at(10), notice_sent_at=None
+    )
+    any_reason = IncidentWindow("I", at(2), None, frozenset())
+    assert notice_would_have_prevented(any_reason, reason="card.pin", contact_at=at(20), notice_sent_at=None)

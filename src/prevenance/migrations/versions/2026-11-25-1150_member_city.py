@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = "a1c2e3f4a5b6"
 down_revision: str | None = "b3f1b77f1fe8"
 branch_labels: str | Sequence[str] | None = None
@@ -16,8 +19,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("members") as batch:
+        batch.add_column(sa.Column("city", sa.String(length=120), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("members") as batch:
+        batch.drop_column("city")
