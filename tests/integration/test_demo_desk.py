@@ -12,7 +12,18 @@ from prevenance.db import read_session
 from prevenance.demo.desk import plan_desk
 from prevenance.demo.generator import DemoMismatch, load_demo, plan
 from prevenance.desk import service as desk
-from prevenance.desk.tables import CardReplacement, Case, Communication, Contact, ContactPreference
+from prevenance.customers.tables import Member
+from prevenance.desk.tables import (
+    CardReplacement,
+    Case,
+    Communication,
+    ConciergePartner,
+    ConciergeRequest,
+    Contact,
+    ContactPreference,
+    Incident,
+    IncidentNotice,
+)
 
 MEMBERS = 40
 SEED = 3
@@ -23,7 +34,16 @@ def _counts(engine: Engine) -> dict[str, int]:
     with read_session(engine) as session:
         return {
             model.__name__: int(session.execute(select(func.count()).select_from(model)).scalar_one())
-            for model in (Contact, Case, CardReplacement, Communication, ContactPreference)
+            for model in (
+                Contact,
+                Case,
+                CardReplacement,
+                Communication,
+                ContactPreference,
+                ConciergeRequest,
+                Incident,
+                IncidentNotice,
+            )
         }
 
 
@@ -60,6 +80,22 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
         assert overall["n"] > 0 and 0.5 < overall["value"] < 0.95
         reasons_report = desk.reason_report(session, month=month)
         assert reasons_report["month"] == month
+        # Concierge requests: premium members, in their city, solved through a partner of the directory.
+        requests = session.scalars(select(ConciergeRequest)).all()
+        assert len(requests) == summary["concierge_requests"] > 0
+        premium = set(
+            session.scalars(select(Member.id).where(Member.product.in_(["platinum", "centurion"])))
+        )
+        assert {r.member_id for r in requests} <= premium
+        directory = set(session.scalars(select(ConciergePartner.code)))
+        solved = [r for r in requests if r.status == "solved"]
+        assert solved and all(r.partner in directory for r in solved)
+        assert all(r.city for r in requests)
+        # Incidents: one resolved in Lyon, one active; every member has a home city.
+        incidents = {i.id.rsplit("-", 1)[-1]: i for i in session.scalars(select(Incident))}
+        assert summary["incidents"] == 2
+        assert (incidents["lyon"].status, incidents["now"].status) == ("resolved", "active")
+        assert session.execute(select(func.count()).where(Member.city.is_(None))).scalar_one() == 0
 
     again = load_demo(engine, members=MEMBERS, seed=SEED, desk_scale=SCALE)
     assert again["ok"] == 1

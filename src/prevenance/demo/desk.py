@@ -3,9 +3,14 @@ preferences, at the issue's rates scaled by ``scale``, written through ``prevena
 
 Rates (issue 4, "Scale and demo"): 5,000 contacts a day and 700 concierge requests a day, times
 ``scale`` (0.01 → 50 contacts and 7 concierge contacts a day). The contacts are spread over the
-demo's members in all its countries; concierge requests are not built yet, so they are modelled
-as contacts on ``concierge.request`` from premium members (platinum, centurion) on the concierge
-team. Each country has 40 agents in 5 teams (and a concierge team of 4).
+demo's members in all its countries. Concierge matters come from premium members (platinum,
+centurion) to the concierge team: each is a contact on ``concierge.request`` and a concierge request
+(restaurant, flowers, tickets, travel, gifts, events) in the member's city, solved through a partner
+of the network (a code of the partner directory, with its cost) or, now and then, cancelled; a
+third of the premium members have tastes on file. Two incidents are declared: a resolved one on
+declined cards in Lyon two months ago, and one still active at the anchor on the showcase
+member's city (their notices wait for an SMTP relay). Each country has 40 agents in 5 teams (and a
+concierge team of 4).
 
 Contacts come as *matters*: most are resolved on the first contact, the others take one or two
 follow-ups in the same case (call-backs, transfers, escalations), and a few first-contact
@@ -36,7 +41,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from prevenance.common.problems import PrevenanceError
+from prevenance.customers import service as customers
 from prevenance.db import read_session, unit_of_work
+from prevenance.desk import concierge as concierge_desk
+from prevenance.desk import incidents as incident_desk
 from prevenance.desk import service as desk
 from prevenance.desk.tables import Contact
 
@@ -89,6 +97,70 @@ OTHER_CITIES = {
 # them would be most of the demo's load time); the 360 shows the last 20 communications.
 COMMUNICATION_MONTHS = 3
 MODES = {"in_a_hurry": 40, "has_time": 35, "leave_me_alone": 25}
+# Concierge requests: category -> (weight, hours from request to due (low, high), cost EUR (low, high),
+# (title FR, title EN), solution template).
+CONCIERGE_KINDS: dict[str, tuple[int, tuple[float, float], tuple[float, float], tuple[str, str], str]] = {
+    "restaurant": (
+        35,
+        (3, 72),
+        (0, 0),
+        ("Table pour {n} à {city}", "Table for {n} in {city}"),
+        "Table booked at {partner} for {n}; confirmation sent by text.",
+    ),
+    "flowers": (
+        15,
+        (2, 48),
+        (60, 300),
+        ("Bouquet livré à {city}", "Flowers delivered in {city}"),
+        "Bouquet of seasonal roses by {partner}, delivered with a handwritten card.",
+    ),
+    "tickets": (
+        18,
+        (24, 720),
+        (80, 900),
+        ("Places de concert complet à {city}", "Sold-out concert tickets in {city}"),
+        "Two category 1 seats found through {partner}; e-tickets sent.",
+    ),
+    "travel": (
+        14,
+        (48, 720),
+        (300, 5000),
+        ("Week-end à {city}", "Weekend in {city}"),
+        "Suite and transfers arranged with {partner}; itinerary sent.",
+    ),
+    "gifts": (
+        10,
+        (24, 240),
+        (100, 2000),
+        ("Cadeau d'anniversaire à {city}", "Birthday present in {city}"),
+        "Engraved gift sourced by {partner}, wrapped and delivered.",
+    ),
+    "events": (
+        8,
+        (72, 1440),
+        (500, 20000),
+        ("Soirée privée à {city}", "Private party in {city}"),
+        "Private room, caterer and music organised with {partner}.",
+    ),
+}
+PARTNERS_PER_CITY = 2  # per category
+TASTES = (
+    [
+        "quiet tables",
+        "window seat",
+        "seafood",
+        "modern art",
+        "opera",
+        "jazz",
+        "white roses",
+        "vintage champagne",
+        "boutique hotels",
+        "aisle seat",
+        "vegetarian",
+        "Italian wines",
+    ],
+    ["crowds", "loud music", "lilies", "red meat", "early mornings", "chain hotels"],
+)
 
 
 class Person(Protocol):
@@ -104,6 +176,8 @@ class Person(Protocol):
     def product(self) -> str: ...
     @property
     def joined_before(self) -> timedelta: ...
+    @property
+    def city(self) -> str | None: ...
 
 
 @dataclass(order=True)
@@ -235,6 +309,44 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
             else:
                 ended = contact(later, member, reason, channel, outcome, key, concierge=concierge)
 
+    def concierge_request(before: float, member: int) -> None:
+        """A concierge request in the member's city, solved through a partner of the directory."""
+        person = people[member]
+        city = person.city or _capital(person.country)
+        category = _weighted(rng, {k: v[0] for k, v in CONCIERGE_KINDS.items()})
+        _, (due_low, due_high), (cost_low, cost_high), titles, solution = CONCIERGE_KINDS[category]
+        due = before - rng.uniform(due_low, due_high) * 3_600
+        partner = _partner_code(person.country, city, category, rng.randrange(PARTNERS_PER_CITY))
+        n = rng.randint(2, 8)
+        request = new_id("cq")
+        add(
+            before - 60,
+            "concierge",
+            id=request,
+            member=member,
+            category=category,
+            city=city,
+            title=titles[0 if person.language == "fr" else 1].format(n=n, city=city),
+            due=due,
+        )
+        fate = rng.random()
+        if fate < 0.05:
+            add(before - rng.uniform(600, 6 * 3_600), "concierge_status", id=request, status="cancelled")
+            return
+        started = before - rng.uniform(300, 3_600)
+        add(started, "concierge_status", id=request, status="in_progress")
+        done = started - (started - due) * rng.uniform(0.2, 0.9 if fate < 0.93 else 1.2)
+        cost = round(rng.uniform(cost_low, cost_high), 2) if cost_high else None
+        add(
+            done,
+            "concierge_status",
+            id=request,
+            status="solved",
+            partner=partner,
+            cost=None if cost is None else f"{cost:.2f}",
+            solution=solution.format(partner=partner, n=n),
+        )
+
     def replacement(before: float, member: int) -> None:
         country = people[member].country
         teams = city_teams.get(country, [])
@@ -277,6 +389,8 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
                 else:
                     reason = _weighted(rng, weights)
                 matter(before, member, reason, concierge=is_concierge)
+                if is_concierge:
+                    concierge_request(before, member)
 
     # Preferences, statements, marketing.
     for index, person in enumerate(people):
@@ -300,9 +414,76 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
             sent = month * 30.4 * DAY + 15 * DAY + 10 * 3_600
             if not alone and sent < joined - DAY:
                 add(sent, "communication", id=new_id("mk"), member=index, kind="marketing")
+    # The partner directory exists before the year starts; tastes for a third of premium members.
+    for country, cities in _directory_cities(people).items():
+        for city in cities:
+            for category in CONCIERGE_KINDS:
+                for k in range(PARTNERS_PER_CITY):
+                    add(
+                        (YEAR_DAYS + 1) * DAY,
+                        "partner",
+                        code=_partner_code(country, city, category, k),
+                        country=country,
+                        city=city,
+                        category=category,
+                        rating=rng.randint(3, 5),
+                    )
+    for index in premium:
+        if rng.random() < 0.33:
+            likes = rng.sample(TASTES[0], 3)
+            dislikes = rng.sample(TASTES[1], 1)
+            add(
+                min(people[index].joined_before.total_seconds(), YEAR_DAYS * DAY) - DAY,
+                "tastes",
+                member=index,
+                likes=likes,
+                dislikes=dislikes,
+            )
+    # Two incidents: one resolved in Lyon, one active at the anchor in the showcase member's city.
+    if people:
+        showcase_city = people[0].city or _capital(people[0].country)
+        add(
+            62 * DAY,
+            "incident",
+            id=f"{prefix}-inc-lyon",
+            city="Lyon",
+            reasons=["card.declined"],
+            title=("Paiements refusés à Lyon", "Card payments declined in Lyon"),
+            since=62.2 * DAY,
+        )
+        add(60 * DAY, "incident_resolve", id=f"{prefix}-inc-lyon")
+        add(
+            2 * DAY,
+            "incident",
+            id=f"{prefix}-inc-now",
+            city=showcase_city,
+            reasons=["card.declined", "statement.question"],
+            title=(
+                f"Paiements sans contact indisponibles à {showcase_city}",
+                f"Contactless payments unavailable in {showcase_city}",
+            ),
+            since=2.1 * DAY,
+        )
     # Oldest first: largest ``before`` first; ties in planning order.
     events.sort(key=lambda e: (-e.before, e.seq))
     return [e for e in events if e.before > 0]
+
+
+def _capital(country: str) -> str:
+    return {"FR": "Paris", "GB": "London", "DE": "Berlin", "IT": "Rome", "ES": "Madrid"}.get(country, "Paris")
+
+
+def _partner_code(country: str, city: str, category: str, k: int) -> str:
+    return f"{country.lower()}-{city.lower().replace(' ', '-')}-{category}-{k + 1}"
+
+
+def _directory_cities(people: Sequence[Person]) -> dict[str, list[str]]:
+    """Every city where a premium member lives, per country (the partner directory covers them)."""
+    found: dict[str, set[str]] = {}
+    for person in people:
+        if person.product in PREMIUM:
+            found.setdefault(person.country, set()).add(person.city or _capital(person.country))
+    return {country: sorted(cities) for country, cities in sorted(found.items())}
 
 
 TEMPLATES = {
@@ -369,6 +550,87 @@ def _play(
                 )
         except PrevenanceError:  # a rerun: the order is already past this step
             pass
+    elif event.kind == "concierge":
+        assert person is not None
+        outcome = concierge_desk.create_request(
+            session,
+            request=concierge_desk.ConciergeRequestInput(
+                id=data["id"],
+                member_ref=person.ref,
+                category=data["category"],
+                title=data["title"],
+                details="",
+                city=data["city"],
+                country=person.country,
+                due_at=anchor - timedelta(seconds=data["due"]),
+            ),
+            by="demo",
+            now=now,
+        )
+        state.count("concierge_requests", not outcome.replayed)
+    elif event.kind == "concierge_status":
+        request = concierge_desk.get_request(session, request_id=data["id"])
+        if request["status"] in ("solved", "cancelled"):
+            return  # a rerun: already there
+        concierge_desk.change_status(
+            session,
+            request_id=data["id"],
+            status=data["status"],
+            partner=data.get("partner"),
+            cost=data.get("cost"),
+            solution=data.get("solution"),
+            now=now,
+        )
+    elif event.kind == "partner":
+        concierge_desk.put_partner(
+            session,
+            code=data["code"],
+            name=data["code"].replace("-", " ").title(),
+            country=data["country"],
+            city=data["city"],
+            category=data["category"],
+            rating=data["rating"],
+            by="demo",
+            now=now,
+        )
+    elif event.kind == "tastes":
+        assert person is not None
+        concierge_desk.set_tastes(
+            session,
+            member_ref=person.ref,
+            notes="",
+            likes=data["likes"],
+            dislikes=data["dislikes"],
+            by="demo",
+            now=now,
+        )
+    elif event.kind == "incident":
+        city = data["city"]
+        title_fr, title_en = data["title"]
+        incident_desk.declare(
+            session,
+            incident=incident_desk.IncidentInput(
+                id=data["id"],
+                title_fr=title_fr,
+                title_en=title_en,
+                body_fr=f"{title_fr}. Nos équipes y travaillent ; nous vous tiendrons informé.",
+                body_en=f"{title_en}. Our teams are on it; we will keep you informed.",
+                since=anchor - timedelta(seconds=data["since"]),
+                affects={"cities": [city], "reasons": data["reasons"]},
+            ),
+            affected=lambda s: customers.list_member_ids(s, products=[], countries=[], cities=[city]),
+            by="demo",
+            now=now,
+        )
+        state.count("incidents")
+    elif event.kind == "incident_resolve":
+        incident_desk.resolve(
+            session,
+            incident_id=data["id"],
+            body_fr="L'incident est résolu. Merci de votre patience.",
+            body_en="The incident is resolved. Thank you for your patience.",
+            now=now,
+        )
     elif event.kind == "preference":
         assert person is not None
         desk.set_contact_preference(
@@ -432,5 +694,13 @@ def load_desk(
                 _play(session, event, people=people, anchor=anchor, state=state)
     return {
         key: state.counts.get(key, 0)
-        for key in ("contacts", "card_replacements", "communications", "preferences", "desk_replayed")
+        for key in (
+            "contacts",
+            "card_replacements",
+            "communications",
+            "preferences",
+            "concierge_requests",
+            "incidents",
+            "desk_replayed",
+        )
     }

@@ -56,6 +56,25 @@ COUNTRIES: dict[str, tuple[str, str, float, str, str]] = {
     "ES": ("es_ES", "en", 0.11, "es", "EUR"),
 }
 
+# Home cities per country with their weights; the first ones have a city team for emergency cards.
+HOME_CITIES: dict[str, dict[str, int]] = {
+    "FR": {"Paris": 40, "Lyon": 14, "Bordeaux": 10, "Nantes": 8, "Lille": 8, "Marseille": 12, "Nice": 8},
+    "GB": {"London": 45, "Manchester": 15, "Edinburgh": 12, "Bristol": 10, "Leeds": 10, "Glasgow": 8},
+    "DE": {"Frankfurt": 18, "Munich": 20, "Berlin": 25, "Hamburg": 17, "Cologne": 12, "Leipzig": 8},
+    "IT": {"Milan": 30, "Rome": 28, "Naples": 14, "Turin": 12, "Bologna": 10, "Florence": 6},
+    "ES": {"Madrid": 35, "Barcelona": 25, "Valencia": 14, "Seville": 12, "Bilbao": 8, "Malaga": 6},
+}
+
+
+def home_city(seed: int, ref: str, country: str) -> str | None:
+    """A member's home city, drawn from a generator of its own so adding cities changed nothing
+    else in the plan."""
+    cities = HOME_CITIES.get(country)
+    if not cities:
+        return None
+    return random.Random(f"{seed}:city:{ref}").choices(list(cities), list(cities.values()))[0]
+
+
 # product: (share of members, payments a year, spending scale)
 PRODUCTS: dict[str, tuple[float, float, float]] = {
     "green": (0.36, 18.0, 0.9),
@@ -204,6 +223,7 @@ class Person:
     country: str
     product: str
     joined_before: timedelta  # how long before the anchor the member joined
+    city: str | None = None  # home city (drawn from its own generator: the rest of the plan is unchanged)
 
 
 @dataclass(order=True)
@@ -254,9 +274,9 @@ def _people(rng: random.Random, *, members: int, seed: int) -> list[Person]:
         first, last = fake.first_name(), fake.last_name()
         email = f"{_ascii(first)}.{_ascii(last)}{i}@example.{tld}"
         joined = YEAR + timedelta(days=int(rng.expovariate(1 / 900)), seconds=rng.randrange(86_400))
-        people.append(
-            Person(f"demo-{seed}-{i + 1:05d}", f"{first} {last}", email, language, country, product, joined)
-        )
+        ref = f"demo-{seed}-{i + 1:05d}"
+        city = home_city(seed, ref, country)
+        people.append(Person(ref, f"{first} {last}", email, language, country, product, joined, city))
     return people
 
 
@@ -434,7 +454,7 @@ def _setup(session: Session, *, seed: int, members: int, at: datetime, state: _S
 def _members(session: Session, *, people: list[Person], anchor: datetime, state: _State) -> None:
     for person in people:
         data = customers.MemberData(
-            person.name, person.email, person.language, person.country, person.product
+            person.name, person.email, person.language, person.country, person.product, person.city
         )
         customers.upsert(session, ref=person.ref, data=data, now=anchor - person.joined_before)
         state.balances[len(state.balances)] = 0
