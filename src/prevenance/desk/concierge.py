@@ -253,6 +253,22 @@ def list_requests(
     return [_request_body(row) for row in rows]
 
 
+def list_member_requests(session: Session, *, member_id: int, limit: int = 10) -> list[dict[str, Any]]:
+    """A member's latest concierge requests, newest first (the 360 and the concierge board)."""
+    rows = session.scalars(
+        select(ConciergeRequest)
+        .where(ConciergeRequest.member_id == member_id)
+        .order_by(ConciergeRequest.created_at.desc(), ConciergeRequest.id.desc())
+        .limit(limit)
+    )
+    return [_request_body(row) for row in rows]
+
+
+def get_member_tastes(session: Session, *, member_id: int) -> dict[str, Any]:
+    """What the concierge remembers of a member (empty when nothing is on file)."""
+    return _tastes_body(session.get(MemberTastes, member_id))
+
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 

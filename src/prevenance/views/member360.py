@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from prevenance.common.auth import Role
 from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_scope
@@ -18,8 +18,10 @@ from prevenance.common.problems import PROBLEM_JSON
 from prevenance.customers import service as customers
 from prevenance.customers.schemas import MemberRead
 from prevenance.db import read_session
+from prevenance.desk import concierge
 from prevenance.desk import incidents as desk_incidents
 from prevenance.desk import service as desk
+from prevenance.desk.concierge_api import ConciergeRequestRead, TastesRead
 from prevenance.desk.schemas import (
     CardReplacementRead,
     CaseRead,
@@ -49,6 +51,10 @@ class Member360Read(BaseModel):
     open_card_replacements: list[CardReplacementRead]
     unused_benefits: list[MemberBenefitRead]
     incidents: list[IncidentRead]
+    concierge_requests: list[ConciergeRequestRead] = Field(
+        description="latest concierge requests (premium cards only; empty otherwise)"
+    )
+    tastes: TastesRead | None = Field(description="what the concierge remembers (premium cards only)")
 
 
 @router.get(
@@ -60,7 +66,8 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
     """Profile, product and tier, contact preference, balance and last movements, open cases and last
     contacts, communications sent, open emergency cards and the benefits the card is entitled to but
     the member has not used in twelve months (for the agent to tell) and the active incidents
-    affecting the member, in one read transaction.
+    affecting the member, and for premium cards the latest concierge requests and the member's tastes,
+    in one read transaction.
 
     A member key reads only its own 360, without the agents' notes on its contacts.
     """
@@ -76,6 +83,7 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
             "email": member.email,
             "language": member.language,
             "country": member.country,
+            "city": member.city,
             "product": member.product,
             "tier": product.tier,
             "premium": product.premium,
@@ -102,4 +110,10 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
             ),
             "unused_benefits": desk.list_unused_benefits(session, member_ref=ref, now=now),
             "incidents": desk_incidents.list_member_incidents(session, member_ref=ref),
+            "concierge_requests": (
+                concierge.list_member_requests(session, member_id=member.id, limit=LAST)
+                if product.premium
+                else []
+            ),
+            "tastes": concierge.get_member_tastes(session, member_id=member.id) if product.premium else None,
         }

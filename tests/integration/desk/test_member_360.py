@@ -13,8 +13,19 @@ from tests.integration.desk.test_contacts_contract import contact_body
 
 
 def test_the_360_shows_the_whole_customer(api: Api) -> None:
-    api.put("/v1/members/M1", member_body(product="platinum"))
+    api.put("/v1/members/M1", member_body(product="platinum", city="Lyon"))
     api.post("/v1/transactions", tx_body("T1", "M1", "100.00"), role="integrator")
+    tastes = {"notes": "Allergic to nuts", "likes": ["jazz"], "dislikes": []}
+    assert api.put("/v1/members/M1/tastes", tastes, role="concierge").status_code == 200
+    request = {
+        "id": "Q1",
+        "category": "restaurant",
+        "title": "Table for two",
+        "city": "Lyon",
+        "country": "FR",
+        "due_at": "2026-01-02T20:00:00Z",
+    }
+    assert api.post("/v1/members/M1/concierge-requests", request, role="concierge").status_code == 201
     api.put(
         "/v1/members/M1/contact-preference", {"mode": "has_time", "preferred_channel": "phone"}, role="agent"
     )
@@ -33,6 +44,12 @@ def test_the_360_shows_the_whole_customer(api: Api) -> None:
     assert view["last_contacts"][0]["notes"]
     assert [c["id"] for c in view["communications"]] == ["N1"]
     assert [o["id"] for o in view["open_card_replacements"]] == ["R1"]
+    assert view["profile"]["city"] == "Lyon"
+    assert [r["id"] for r in view["concierge_requests"]] == ["Q1"]
+    assert view["tastes"]["notes"] == "Allergic to nuts"
+    api.put("/v1/members/G1", member_body(product="gold"))
+    gold = api.get("/v1/members/G1/360", role="agent").json()
+    assert (gold["concierge_requests"], gold["tastes"]) == ([], None)
 
 
 def test_a_member_reads_only_their_own_360_without_agent_notes(
