@@ -14,6 +14,8 @@ from prevenance.demo.generator import DemoMismatch, load_demo, plan
 from prevenance.desk import service as desk
 from prevenance.customers.tables import Member
 from prevenance.desk.tables import (
+    BenefitExplanation,
+    BenefitUsage,
     CardReplacement,
     Case,
     Communication,
@@ -43,6 +45,8 @@ def _counts(engine: Engine) -> dict[str, int]:
                 ConciergeRequest,
                 Incident,
                 IncidentNotice,
+                BenefitUsage,
+                BenefitExplanation,
             )
         }
 
@@ -96,6 +100,9 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
         assert summary["incidents"] == 2
         assert (incidents["lyon"].status, incidents["now"].status) == ("resolved", "active")
         assert session.execute(select(func.count()).where(Member.city.is_(None))).scalar_one() == 0
+        # Benefits used month by month, some explained first.
+        assert counts["BenefitUsage"] == summary["benefit_usages"] > 0
+        assert counts["BenefitExplanation"] == summary["benefits_explained"]
 
     again = load_demo(engine, members=MEMBERS, seed=SEED, desk_scale=SCALE)
     assert again["ok"] == 1

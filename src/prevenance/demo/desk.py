@@ -12,6 +12,11 @@ declined cards in Lyon two months ago, and one still active at the anchor on the
 member's city (their notices wait for an SMTP relay). Each country has 40 agents in 5 teams (and a
 concierge team of 4).
 
+Benefits: each month a member uses each benefit of their card with a benefit's own probability
+(twice as likely after an agent explained it at an ``account.benefits`` contact, where two of the
+card's benefits are explained); lounge access in Germany drops to a third in the last month, so
+the monthly usage monitoring has an alert to raise.
+
 Contacts come as *matters*: most are resolved on the first contact, the others take one or two
 follow-ups in the same case (call-backs, transfers, escalations), and a few first-contact
 resolutions are followed by a new contact on the same reason within the FCR window, so the
@@ -144,6 +149,16 @@ CONCIERGE_KINDS: dict[str, tuple[int, tuple[float, float], tuple[float, float], 
     ),
 }
 PARTNERS_PER_CITY = 2  # per category
+# Monthly probability that a member entitled to a benefit uses it (the rest is used on request).
+BENEFIT_MONTHLY_USE = {
+    "purchase_protection": 0.03,
+    "extended_warranty": 0.02,
+    "travel_insurance": 0.08,
+    "lounge_access": 0.15,
+    "travel_desk": 0.06,
+}
+EXPLAINED_LIFT = 2.0
+DROP = ("lounge_access", "DE", 1 / 3)  # planted: last month's usage falls to a third
 TASTES = (
     [
         "quiet tables",
@@ -219,6 +234,8 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
     reasons = [r["code"] for r in desk.list_reasons() if r["code"] != CONCIERGE_REASON]
     base_weights = {code: float(REASON_WEIGHTS.get(code, 1)) for code in reasons}
     known_reasons = {r["code"] for r in desk.list_reasons()}
+    catalogue = desk.config.current().benefits.catalogue
+    benefit_products = {code: set(b.products) for code, b in catalogue.items()}
     city_teams: dict[str, list[str]] = {}
     for team in desk.config.current().card.city_teams:
         city_teams.setdefault(team.country, []).append(team.city)
@@ -272,6 +289,8 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
             ended=ended,
             outcome=outcome,
         )
+        if reason == "account.benefits" and outcome == "resolved":
+            explain(ended - 300, member, f"{prefix}-ct{counters['ct']:07d}")
         return ended
 
     def matter(before: float, member: int, reason: str, *, concierge: bool) -> None:
@@ -347,6 +366,16 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
             solution=solution.format(partner=partner, n=n),
         )
 
+    explained: dict[int, dict[str, float]] = {}  # member -> benefit -> when explained (before anchor)
+
+    def explain(before: float, member: int, contact_id: str) -> None:
+        entitled = [b for b in BENEFIT_MONTHLY_USE if people[member].product in benefit_products[b]]
+        if entitled:
+            chosen = rng.sample(entitled, min(2, len(entitled)))
+            add(before, "explain", contact=contact_id, benefits=chosen)
+            for benefit in chosen:
+                explained.setdefault(member, {})[benefit] = before
+
     def replacement(before: float, member: int) -> None:
         country = people[member].country
         teams = city_teams.get(country, [])
@@ -414,6 +443,29 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
             sent = month * 30.4 * DAY + 15 * DAY + 10 * 3_600
             if not alone and sent < joined - DAY:
                 add(sent, "communication", id=new_id("mk"), member=index, kind="marketing")
+    # Benefit usage, month by month (30-day months back from the anchor, oldest first).
+    for index, person in enumerate(people):
+        joined = person.joined_before.total_seconds()
+        for month in range(12, 0, -1):
+            start = month * 30 * DAY
+            if start > joined:
+                continue
+            for benefit, base in BENEFIT_MONTHLY_USE.items():
+                if person.product not in benefit_products.get(benefit, set()):
+                    continue
+                rate = base
+                if explained.get(index, {}).get(benefit, -1.0) > start:
+                    rate *= EXPLAINED_LIFT
+                if month == 1 and (benefit, person.country) == DROP[:2]:
+                    rate *= DROP[2]
+                if rng.random() < rate:
+                    add(
+                        start - rng.uniform(0, 29 * DAY),
+                        "usage",
+                        id=new_id("bu"),
+                        member=index,
+                        benefit=benefit,
+                    )
     # The partner directory exists before the year starts; tastes for a third of premium members.
     for country, cities in _directory_cities(people).items():
         for city in cities:
@@ -631,6 +683,20 @@ def _play(
             body_en="The incident is resolved. Thank you for your patience.",
             now=now,
         )
+    elif event.kind == "explain":
+        desk.explain_benefits(session, contact_id=data["contact"], benefits=data["benefits"], now=now)
+        state.count("benefits_explained", len(data["benefits"]))
+    elif event.kind == "usage":
+        assert person is not None
+        outcome = desk.record_benefit_usage(
+            session,
+            usage=desk.BenefitUsageInput(
+                id=data["id"], member_ref=person.ref, benefit=data["benefit"], used_at=now, source="demo"
+            ),
+            by="demo",
+            now=now,
+        )
+        state.count("benefit_usages", not outcome.replayed)
     elif event.kind == "preference":
         assert person is not None
         desk.set_contact_preference(
@@ -701,6 +767,8 @@ def load_desk(
             "preferences",
             "concierge_requests",
             "incidents",
+            "benefit_usages",
+            "benefits_explained",
             "desk_replayed",
         )
     }
