@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://prevenance.dev/problems/"
@@ -141,6 +142,22 @@ def install_problem_handlers(app: FastAPI) -> None:
             "instance": request.url.path,
         }
         return problem_response(body, dict(error.headers) if error.headers else None)
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(request: Request, error: OperationalError) -> JSONResponse:
+        """The database is down, restarting or busy: say so (503) so clients retry later; the
+        connection pool reconnects by itself (``pool_pre_ping``) once it is back."""
+        import structlog
+
+        structlog.get_logger().warning("database_unavailable", path=request.url.path, error=str(error.orig))
+        body = {
+            "type": PROBLEM_BASE + "database-unavailable",
+            "title": "Database unavailable",
+            "status": 503,
+            "detail": "the database cannot be reached right now; retry shortly with the same idempotency key",
+            "instance": request.url.path,
+        }
+        return problem_response(body, {"Retry-After": "2"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -1,0 +1,108 @@
+"""Prometheus metrics: request rate and latency per route, and gauges read at scrape time (outbox
+lag, ledger postings, stream consumer lag).
+
+Each app has its own registry (tests build many apps in one process). Under several uvicorn
+workers, set ``PROMETHEUS_MULTIPROC_DIR`` to a shared empty directory: counters and histograms are
+then aggregated over the workers by prometheus-client's multiprocess collector.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Latency buckets (seconds) around the targets: 25 ms earn, 100 ms 360.
+BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass
+class Metrics:
+    """The app's metrics and its registry."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    gauges: dict[str, Gauge]
+
+    def render(self, read_gauges: Callable[[], dict[str, float]]) -> bytes:
+        """The exposition text, after refreshing the scrape-time gauges."""
+        for name, value in read_gauges().items():
+            if name in self.gauges:
+                self.gauges[name].set(value)
+        if _multiprocess():
+            shared = CollectorRegistry()
+            MultiProcessCollector(shared)  # counters and histograms of every worker, summed
+            return generate_latest(shared) + generate_latest(self.registry)
+        return generate_latest(self.registry)
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+GAUGES = {
+    "prevenance_outbox_pending_events": "Outbox events not yet delivered",
+    "prevenance_outbox_lag_seconds": "Age of the oldest undelivered outbox event",
+    "prevenance_ledger_postings": "Ledger postings written (highest posting id)",
+    "prevenance_stream_consumer_pending": "Transactions waiting in the JetStream consumer (-1: no stream)",
+    "prevenance_stream_consumer_ack_pending": "Transactions delivered to a worker and not yet acked",
+}
+
+
+def new_metrics() -> Metrics:
+    """A fresh registry with the request metrics and the scrape-time gauges."""
+    registry = CollectorRegistry()
+    # Under several workers the request metrics live in prometheus-client's shared files (one app
+    # per process there); the scrape-time gauges read the database, so any worker answers alike.
+    target = None if _multiprocess() else registry
+    requests = Counter(
+        "prevenance_http_requests",
+        "HTTP requests by method, route template and status",
+        ["method", "route", "status"],
+        registry=target,
+    )
+    latency = Histogram(
+        "prevenance_http_request_duration_seconds",
+        "HTTP request latency by method and route template",
+        ["method", "route"],
+        buckets=BUCKETS,
+        registry=target,
+    )
+    gauges = {name: Gauge(name, help_text, registry=registry) for name, help_text in GAUGES.items()}
+    return Metrics(registry, requests, latency, gauges)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by its route template (``/v1/members/{ref}``, never the
+    concrete path, so the label set stays small)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
