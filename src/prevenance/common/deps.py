@@ -75,6 +75,7 @@ def current_principal(
         if principal is None:
             raise Unauthenticated("unknown or revoked API key")
         cache.put(secret, principal)
+    request.state.principal = principal  # read by the access-log middleware after the response
     return principal
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel
 
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_scope, require
@@ -66,3 +68,33 @@ def get_member(ref: MemberRef, engine: DbEngine, principal: Reader) -> MemberRea
         product = service.product_of(session, code=member.product)
         assert product is not None
         return to_read(member, tier=product.tier, premium=product.premium)
+
+
+class AccessLogRead(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    actor_role: str
+    action: str
+    channel: str
+    method: str
+    route: str
+    status: int
+    request_id: str | None
+
+
+Auditor = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
+
+
+@router.get("/members/{ref}/access-log", response_model=list[AccessLogRead])
+def get_access_log(
+    ref: MemberRef,
+    engine: DbEngine,
+    _: Auditor,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+) -> list[dict[str, object]]:
+    """Who read or changed this customer's record (API and console), newest first; append-only.
+    Supervisor and admin keys."""
+    with read_session(engine) as session:
+        return service.list_access(session, member_ref=ref, limit=limit, before_id=before_id)

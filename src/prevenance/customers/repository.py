@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
-from prevenance.customers.tables import Member, Product
+from prevenance.customers.tables import AccessLogEntry, Member, Product
 
 # Built once: every earn looks its member up by reference.
 _BY_REF = select(Member).where(Member.ref == bindparam("p_ref"))
@@ -49,3 +49,22 @@ def member_ids_matching(
     if cities:
         statement = statement.where(func.lower(Member.city).in_([city.strip().lower() for city in cities]))
     return list(session.scalars(statement.order_by(Member.id)))
+
+
+def append_access(session: Session, *, member_ref: str, values: dict[str, object]) -> bool:
+    """Insert one access-log row for the member with this ref (a lookup of the id, then the insert)."""
+    member_id = session.scalar(select(Member.id).where(Member.ref == member_ref))
+    if member_id is None:
+        return False
+    session.execute(insert(AccessLogEntry).values(member_id=member_id, **values))
+    return True
+
+
+def access_entries(
+    session: Session, *, member_id: int, limit: int, before_id: int | None
+) -> list[AccessLogEntry]:
+    """A member's access-log rows, newest first."""
+    statement = select(AccessLogEntry).where(AccessLogEntry.member_id == member_id)
+    if before_id is not None:
+        statement = statement.where(AccessLogEntry.id < before_id)
+    return list(session.scalars(statement.order_by(AccessLogEntry.id.desc()).limit(limit)))

@@ -131,3 +131,58 @@ def sync_products(session: Session, *, products: list[tuple[str, str, str, bool]
         else:
             row.name, row.tier, row.premium = name, tier, premium
     session.flush()
+
+
+def record_access(
+    session: Session,
+    *,
+    member_ref: str,
+    actor: str,
+    actor_role: str,
+    action: str,
+    channel: str,
+    method: str,
+    route: str,
+    status: int,
+    request_id: str | None,
+    now: datetime,
+) -> bool:
+    """Append who read or changed a member's record to the access log; False when the ref names
+    no member (nothing to attach the entry to)."""
+    return repository.append_access(
+        session,
+        member_ref=member_ref,
+        values={
+            "at": now,
+            "actor": actor[:120],
+            "actor_role": actor_role,
+            "action": action,
+            "channel": channel,
+            "method": method,
+            "route": route[:200],
+            "status": status,
+            "request_id": request_id,
+        },
+    )
+
+
+def list_access(
+    session: Session, *, member_ref: str, limit: int, before_id: int | None
+) -> list[dict[str, object]]:
+    """The member's access log, newest first (``before_id`` pages back)."""
+    member = get_or_raise(session, ref=member_ref)
+    return [
+        {
+            "id": row.id,
+            "at": row.at,
+            "actor": row.actor,
+            "actor_role": row.actor_role,
+            "action": row.action,
+            "channel": row.channel,
+            "method": row.method,
+            "route": row.route,
+            "status": row.status,
+            "request_id": row.request_id,
+        }
+        for row in repository.access_entries(session, member_id=member.id, limit=limit, before_id=before_id)
+    ]
