@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     survey_link_max_age_days: int = 30
     # Staff console sessions (signed cookie) expire after this many hours.
     console_session_hours: int = 12
+    # Rate limits of the public endpoints (limits' notation); the storage is shared by the workers
+    # when it is Redis ("redis://host:6379"), per process when "memory://".
+    rate_limit_storage: str = "memory://"
+    rate_limit_survey: str = "30/minute"
+    rate_limit_sign_in: str = "10/minute"
 
 
 @lru_cache(maxsize=1)

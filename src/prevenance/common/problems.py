@@ -89,6 +89,14 @@ class Forbidden(PrevenanceError):
     status = 403
 
 
+class RateLimited(PrevenanceError):
+    """Too many requests from one caller on a public endpoint; ``retry_after`` in seconds."""
+
+    type_slug = "rate-limited"
+    title = "Too many requests"
+    status = 429
+
+
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     """A JSON response with the problem media type."""
     return JSONResponse(body, status_code=int(body["status"]), media_type=PROBLEM_JSON, headers=headers)
@@ -107,6 +115,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(PrevenanceError)
     async def _domain_error(request: Request, error: PrevenanceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        if isinstance(error, RateLimited):
+            headers = {"Retry-After": str(error.extra.get("retry_after", 1))}
         return problem_response(error.to_problem(request.url.path), headers)
 
     @app.exception_handler(RequestValidationError)
