@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Annotated
-
 import pytest
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from prevenance.common.problems import install_problem_handlers
@@ -21,8 +19,8 @@ def _app(limiter: RateLimiter, rule: str = "3/minute") -> FastAPI:
     install_problem_handlers(app)
     guard = limited("test", lambda _: rule, lambda request: request.path_params["token"])
 
-    @app.get("/survey/{token}")
-    def survey(token: str, _: Annotated[None, Depends(guard)]) -> dict[str, str]:
+    @app.get("/survey/{token}", dependencies=[Depends(guard)])
+    def survey(token: str) -> dict[str, str]:
         return {"token": token}
 
     return app
