@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
