@@ -76,6 +76,10 @@ def current_principal(
             raise Unauthenticated("unknown or revoked API key")
         cache.put(secret, principal)
     request.state.principal = principal  # read by the access-log middleware after the response
+    ref = request.path_params.get("ref")
+    if ref is not None and request.url.path.startswith("/v1/members/"):
+        # Before the body is even read: a member key never acts on another member's routes.
+        ensure_member_scope(principal, ref)
     return principal
 
 
@@ -94,6 +98,7 @@ def require(*roles: Role) -> Callable[[Principal], Principal]:
             )
         return principal
 
+    _check.admitted_roles = frozenset(admitted)  # type: ignore[attr-defined]  # read by the authorisation matrix
     return _check
 
 
