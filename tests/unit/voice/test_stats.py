@@ -1,0 +1,275 @@
+"""The score formulas and their intervals, read as a specification; the coverage of every 95% interval
+is checked by simulation (seeded, so the same run always gives the same answer)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from prevenance.voice import stats
+
+REPLICATIONS = 2_000
+
+
+def test_rtf_is_promoters_minus_detractors_in_points() -> None:
+    # 3 promoters (9, 10, 10), 2 passives (7, 8), 5 detractors (0..6) out of 10.
+    score = stats.rtf([9, 10, 10, 7, 8, 0, 3, 5, 6, 6])
+    assert score.value == pytest.approx(-20.0)
+    assert score.n == 10
+    assert score.ci_low is not None and score.ci_high is not None
+    assert score.ci_low < -20.0 < score.ci_high
+    assert "adjusted Wald" in score.method
+
+
+def test_rtf_ignores_missing_answers_and_counts_only_answers_with_a_value() -> None:
+    score = stats.rtf([10, None, 9, float("nan"), 0])
+    assert score.n == 3
+    assert score.value == pytest.approx(100.0 / 3)
+
+
+def test_empty_scores_have_no_value_and_n_zero() -> None:
+    for score in (stats.rtf([]), stats.excellence([None, None])):
+        assert score.value is None and score.n == 0
+        assert score.ci_low is None and score.ci_high is None
+
+
+def test_out_of_scale_answers_are_refused() -> None:
+    with pytest.raises(ValueError):
+        stats.rtf([11])
+    with pytest.raises(ValueError):
+        stats.excellence([0])
+
+
+def test_excellence_counts_only_the_top_box_not_very_good() -> None:
+    score = stats.excellence([5, 5, 4, 4, 4, 3, 2, 1])
+    assert score.value == pytest.approx(25.0)
+    assert score.n == 8
+    assert score.ci_low is not None and score.ci_high is not None
+    assert 0.0 < score.ci_low < 25.0 < score.ci_high < 100.0
+    assert "Wilson" in score.method
+
+
+def test_score_as_dict_has_the_contract_keys() -> None:
+    assert set(stats.rtf([9]).as_dict()) == {"value", "n", "ci_low", "ci_high", "method"}
+
+
+def test_the_interval_narrows_as_answers_accumulate() -> None:
+    pattern = [10, 9, 8, 7, 3]
+    small, large = stats.rtf(pattern * 4), stats.rtf(pattern * 400)
+    assert small.value == pytest.approx(large.value)
+    assert (large.ci_high - large.ci_low) < (small.ci_high - small.ci_low) / 5  # type: ignore[operator]
+
+
+def test_counts_and_answers_give_the_same_score() -> None:
+    rng = np.random.default_rng(7)
+    answers = rng.integers(0, 11, 137)
+    from_answers = stats.rtf(answers.tolist())
+    from_counts = stats.rtf_score(int((answers >= 9).sum()), int((answers <= 6).sum()), 137)
+    assert from_answers == from_counts
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10), min_size=1, max_size=300))
+def test_rtf_lies_in_range_and_its_interval_holds_it(answers: list[int]) -> None:
+    score = stats.rtf(answers)
+    assert score.value is not None and score.ci_low is not None and score.ci_high is not None
+    assert -100.0 <= score.ci_low <= score.value <= score.ci_high <= 100.0
+
+
+@given(st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=300))
+def test_excellence_lies_in_range_and_its_interval_holds_it(answers: list[int]) -> None:
+    score = stats.excellence(answers)
+    assert score.value is not None and score.ci_low is not None and score.ci_high is not None
+    assert 0.0 <= score.ci_low <= score.value <= score.ci_high <= 100.0
+
+
+def rtf_coverage(probs: tuple[float, float, float], n: int, seed: int) -> float:
+    """Share of simulated samples whose interval holds the true RTF (promoter, passive, detractor probs)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, probs, size=REPLICATIONS)
+    _, low, high = stats.rtf_from_counts(counts[:, 0], counts[:, 2], np.full(REPLICATIONS, n))
+    truth = (probs[0] - probs[2]) * 100.0
+    return float(((low <= truth) & (truth <= high)).mean())
+
+
+@pytest.mark.parametrize("n", [10, 30, 100, 1000])
+@pytest.mark.parametrize(
+    "probs",
+    [(0.60, 0.25, 0.15), (0.33, 0.34, 0.33), (0.10, 0.30, 0.60), (0.45, 0.45, 0.10), (0.80, 0.15, 0.05)],
+    ids=["typical", "flat", "unhappy", "few-detractors", "delighted"],
+)
+def test_rtf_interval_covers_the_true_value_about_95_percent(
+    probs: tuple[float, float, float], n: int
+) -> None:
+    coverage = rtf_coverage(probs, n, seed=n * 31 + int(probs[0] * 100))
+    assert 0.93 <= coverage <= 0.97, coverage
+
+
+def test_rtf_interval_does_not_collapse_on_a_tiny_unanimous_sample() -> None:
+    # A plain Wald interval would be [100, 100] for 3 promoters out of 3: ours stays honest.
+    score = stats.rtf([10, 10, 9])
+    assert score.ci_low is not None and score.ci_low < 20.0
+
+
+def excellence_coverage(p: float, n: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    k = rng.binomial(n, p, size=REPLICATIONS)
+    _, low, high = stats.excellence_from_counts(k, np.full(REPLICATIONS, n))
+    return float(((low <= p * 100) & (p * 100 <= high)).mean())
+
+
+@pytest.mark.parametrize(
+    ("p", "n"), [(0.2, 10), (0.35, 30), (0.35, 100), (0.5, 400), (0.15, 1000), (0.3, 2000)]
+)
+def test_excellence_interval_covers_the_true_value_about_95_percent(p: float, n: int) -> None:
+    coverage = excellence_coverage(p, n, seed=int(p * 1000) + n)
+    assert 0.93 <= coverage <= 0.97, coverage
+
+
+@pytest.mark.parametrize("n", [5, 10, 20])
+def test_excellence_coverage_averaged_over_true_rates_is_95_percent_even_for_tiny_samples(n: int) -> None:
+    # At a small n the coverage of any interval for a binomial oscillates with p; Wilson's average is right.
+    grid = np.linspace(0.05, 0.95, 19)
+    average = float(np.mean([excellence_coverage(float(p), n, seed=int(p * 100) + n) for p in grid]))
+    assert 0.93 <= average <= 0.97, average
+
+
+# --- empirical Bayes shrinkage ----------------------------------------------------------------------
+
+
+def team_counts(sizes: list[int], seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Agents whose true RTF differs a little (between-agent sd ~ 10 points)."""
+    rng = np.random.default_rng(seed)
+    promoters, detractors = [], []
+    for n in sizes:
+        p = float(np.clip(0.5 + rng.normal(0, 0.06), 0.05, 0.9))
+        d = float(np.clip(0.2 - rng.normal(0, 0.03), 0.02, 0.5))
+        counts = rng.multinomial(n, (p, 1 - p - d, d))
+        promoters.append(counts[0])
+        detractors.append(counts[2])
+    return np.array(promoters), np.array(detractors), np.array(sizes)
+
+
+def test_an_agent_with_few_answers_is_pulled_toward_the_team_harder_than_one_with_many() -> None:
+    promoters, detractors, n = team_counts([200] * 20)
+    # Two extra agents with the same raw RTF of 60 (no detractor), well above the team's ~30:
+    # one with 5 answers, one with 500.
+    promoters = np.append(promoters, [3, 300])
+    detractors = np.append(detractors, [0, 0])
+    n = np.append(n, [5, 500])
+    shrunk = stats.shrink_rtf(promoters, detractors, n)
+    few, many = len(n) - 2, len(n) - 1
+    raw = 60.0
+    team = float(shrunk.prior_mean[few])
+    assert team < 40.0
+    assert team < shrunk.value[few] < shrunk.value[many] <= raw
+    assert raw - shrunk.value[few] > 5 * (raw - shrunk.value[many])
+    assert shrunk.weight[few] < 0.5 < shrunk.weight[many]
+    # Its interval is a posterior one: narrower than the raw interval of 5 answers, and it holds the estimate.
+    assert shrunk.ci_low[few] <= shrunk.value[few] <= shrunk.ci_high[few]
+    _, raw_low, raw_high = stats.rtf_from_counts([5], [0], [5])
+    assert shrunk.ci_high[few] - shrunk.ci_low[few] < raw_high[0] - raw_low[0]
+
+
+def test_shrinkage_goes_toward_each_agents_own_team() -> None:
+    good_p, good_d, good_n = team_counts([300] * 10, seed=2)
+    bad_p, bad_d, bad_n = np.full(10, 60), np.full(10, 150), np.full(10, 300)
+    promoters = np.concatenate([good_p, bad_p, [3], [3]])
+    detractors = np.concatenate([good_d, bad_d, [1], [1]])
+    n = np.concatenate([good_n, bad_n, [5], [5]])
+    teams = ["good"] * 10 + ["bad"] * 10 + ["good", "bad"]
+    shrunk = stats.shrink_rtf(promoters, detractors, n, teams=teams)
+    assert shrunk.value[-2] > shrunk.value[-1] + 20  # same raw answers, different teams
+
+
+def test_identical_agents_have_no_between_agent_variance_and_all_get_the_team_mean() -> None:
+    n = np.full(8, 100)
+    shrunk = stats.shrink_rtf(np.full(8, 50), np.full(8, 20), n)
+    assert np.all(shrunk.tau2 == 0.0)
+    assert np.allclose(shrunk.value, 30.0)
+    assert np.all(shrunk.ci_high - shrunk.ci_low > 0)
+
+
+def test_p_above_target_falls_as_the_target_rises_and_rises_with_the_agents_score() -> None:
+    promoters, detractors, n = team_counts([80] * 30, seed=3)
+    targets = [0.0, 20.0, 30.0, 40.0, 60.0]
+    above = [stats.shrink_rtf(promoters, detractors, n, target=t).p_above_target for t in targets]
+    assert all(a is not None for a in above)
+    for lower, higher in itertools.pairwise(above):
+        assert np.all(lower >= higher)  # type: ignore[operator]
+    assert all(np.all((a >= 0) & (a <= 1)) for a in above if a is not None)
+
+
+def test_p_above_target_rises_as_an_agents_passives_become_promoters() -> None:
+    promoters, detractors, n = team_counts([80] * 30, seed=3)
+    chances = []
+    for k in range(0, 41, 4):
+        shrunk = stats.shrink_rtf(
+            np.append(promoters, k), np.append(detractors, 5), np.append(n, 45), target=30.0
+        )
+        assert shrunk.p_above_target is not None
+        chances.append(float(shrunk.p_above_target[-1]))
+    assert chances == sorted(chances)
+    assert chances[0] < 0.05 and chances[-1] > 0.95
+
+
+def test_no_target_gives_no_probability() -> None:
+    promoters, detractors, n = team_counts([50] * 5)
+    assert stats.shrink_rtf(promoters, detractors, n).p_above_target is None
+
+
+def test_shrunk_estimates_are_closer_to_the_truth_than_raw_scores_for_small_agents() -> None:
+    rng = np.random.default_rng(11)
+    agents = 400
+    true_p = np.clip(0.55 + rng.normal(0, 0.05, agents), 0.05, 0.95)
+    true_d = np.full(agents, 0.15)
+    n = rng.integers(3, 40, agents)
+    counts = np.array([rng.multinomial(k, (p, 1 - p - 0.15, 0.15)) for k, p in zip(n, true_p, strict=True)])
+    truth = (true_p - true_d) * 100
+    shrunk = stats.shrink_rtf(counts[:, 0], counts[:, 2], n)
+    raw, _, _ = stats.rtf_from_counts(counts[:, 0], counts[:, 2], n)
+    assert np.mean((shrunk.value - truth) ** 2) < 0.5 * np.mean((raw - truth) ** 2)
+    covered = (shrunk.ci_low <= truth) & (truth <= shrunk.ci_high)
+    assert covered.mean() >= 0.90
+
+
+def test_an_agent_without_recommend_answers_gets_the_team_prior() -> None:
+    promoters, detractors, n = team_counts([100] * 6)
+    shrunk = stats.shrink_rtf(np.append(promoters, 0), np.append(detractors, 0), np.append(n, 0), target=0.0)
+    assert shrunk.value[-1] == pytest.approx(shrunk.prior_mean[-1])
+    assert not math.isnan(shrunk.ci_low[-1])
+
+
+def test_normal_cdf_matches_known_values() -> None:
+    assert stats.normal_cdf(0.0) == pytest.approx(0.5)
+    assert stats.normal_cdf(stats.Z95) == pytest.approx(0.975, abs=1e-9)
+
+
+agent_counts = st.lists(
+    st.tuples(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60)), min_size=1, max_size=25
+)
+
+
+@given(agent_counts, st.floats(min_value=-100, max_value=100))
+def test_a_shrunk_score_lies_between_the_agents_raw_score_and_the_team_mean(
+    counts: list[tuple[int, int, int]], target: float
+) -> None:
+    promoters = np.array([c[0] for c in counts])
+    passives = np.array([c[1] for c in counts])
+    detractors = np.array([c[2] for c in counts])
+    n = promoters + passives + detractors
+    shrunk = stats.shrink_rtf(promoters, detractors, n, target=target)
+    assert shrunk.p_above_target is not None
+    assert np.all((shrunk.p_above_target >= 0) & (shrunk.p_above_target <= 1))
+    assert np.all((shrunk.weight >= 0) & (shrunk.weight <= 1))
+    assert np.all((shrunk.ci_low <= shrunk.value + 1e-9) & (shrunk.value <= shrunk.ci_high + 1e-9))
+    assert np.all((shrunk.value >= -100 - 1e-9) & (shrunk.value <= 100 + 1e-9))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = np.where(n > 0, (promoters - detractors) / n * 100, shrunk.prior_mean)
+    low = np.minimum(raw, shrunk.prior_mean) - 1e-9
+    high = np.maximum(raw, shrunk.prior_mean) + 1e-9
+    assert np.all((low <= shrunk.value) & (shrunk.value <= high))
