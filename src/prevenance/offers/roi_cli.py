@@ -1,0 +1,91 @@
+"""``prevenance offers roi CAMPAIGN``: the ROI report from the command line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from sqlalchemy import Engine
+
+from prevenance.common.clock import SystemClock
+from prevenance.common.problems import PrevenanceError
+from prevenance.db import read_session
+from prevenance.offers import roi, roi_service
+
+
+def _engine() -> Engine:
+    from prevenance.cli import engine_from_settings
+
+    engine: Engine = engine_from_settings()
+    return engine
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _line(label: str, block: dict[str, Any], digits: int = 2) -> str:
+    return (
+        f"{label:<14} {_fmt(block.get('did', block.get('value')), digits):>12}   "
+        f"[{_fmt(block.get('ci_low'), digits)} ; {_fmt(block.get('ci_high'), digits)}]"
+    )
+
+
+def roi_command(
+    offer_id: str = typer.Argument(..., help="the campaign (offer id)"),
+    before_days: int = typer.Option(roi.DEFAULT_BEFORE_DAYS, min=1, max=730, help="days before t0"),
+    after_days: int = typer.Option(roi.DEFAULT_AFTER_DAYS, min=1, max=730, help="days after t0"),
+    country: str | None = typer.Option(None, help="ISO country code: analyse only its members"),
+    min_arm: int = typer.Option(roi.DEFAULT_MIN_ARM, min=2, help="smallest group analysed"),
+    ci: str = typer.Option("welch", help="interval method: welch or bootstrap"),
+    seed: int = typer.Option(0, min=0, help="bootstrap seed"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Difference in differences against the control group and ROI, each with a 95% CI."""
+    try:
+        with read_session(_engine()) as session:
+            report = roi_service.roi_report(
+                session,
+                offer_id=offer_id,
+                now=SystemClock().now(),
+                before_days=before_days,
+                after_days=after_days,
+                country=country,
+                min_arm=min_arm,
+                ci=ci,
+                seed=seed,
+            )
+    except PrevenanceError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(2 if error.status == 422 else 1)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    window = report["window"]
+    typer.echo(
+        f"offer {report['offer_id']}{' in ' + report['country'] if report['country'] else ''}: "
+        f"{report['treatment']['n']} treated, {report['control']['n']} control, "
+        f"windows {window['before_days']} d before / {window['after_days']} d after t0 "
+        f"({report['ci_method']} 95% CI)"
+    )
+    typer.echo(f"{'':<14} {'estimate':>12}   95% CI")
+    typer.echo(_line("spend EUR", report["spend"]))
+    typer.echo(_line("transactions", report["transactions"], 3))
+    typer.echo(_line("attrition", report["attrition"], 3))
+    typer.echo(_line("margin EUR", report["incremental_margin_eur"]))
+    typer.echo(f"{'cost EUR':<14} {report['cost_eur']:>12}   ({report['rewarded']} rewards posted)")
+    typer.echo(_line("ROI", report["roi"], 3))
+    for cut in report["by_country"]:
+        if "refused" in cut:
+            typer.echo(f"  {cut['country']}: {cut['refused']}")
+        else:
+            typer.echo("  " + _line(cut["country"] + " ROI", cut["roi"], 3))
+    if window["after_still_open"]:
+        typer.echo(f"note: {window['after_still_open']} member(s) have an after window still open")
+    typer.echo(f"method: {report['method']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``roi`` to a Typer app (the lead mounts it on ``prevenance offers``)."""
+    app.command("roi")(roi_command)
