@@ -1,7 +1,7 @@
 """Background maintenance inside ``prevenance serve``: release expired travel holds, deliver
-outbox events to in-process handlers and, with ``PREVENANCE_SMTP_URL`` set, send pending incident
-notices. Each pass is one short transaction; a crash loses nothing
-because the work is re-found on the next pass."""
+outbox events to in-process handlers (a closed contact becomes a survey invitation) and, with
+``PREVENANCE_SMTP_URL`` set, send pending incident notices and survey invitations. Each pass is one
+short transaction; a crash loses nothing because the work is re-found on the next pass."""
 
 from __future__ import annotations
 
@@ -15,18 +15,26 @@ from prevenance.common.clock import Clock
 from prevenance.db import unit_of_work
 from prevenance.desk import incidents
 from prevenance.loyalty import service as loyalty
+from prevenance.settings import Settings
+from prevenance.voice import invitations as voice_invitations
 
 log = structlog.get_logger()
-HANDLERS: dict[str, list[outbox.Handler]] = {}
+HANDLERS: dict[str, list[outbox.Handler]] = {"contact.closed": [voice_invitations.on_contact_closed]}
 OUTBOX_BATCH = 500  # events per maintenance transaction
 
 
 def run_once(
-    engine: Engine, clock: Clock, *, deliver_events: bool = True, smtp_url: str | None = None
+    engine: Engine,
+    clock: Clock,
+    *,
+    deliver_events: bool = True,
+    smtp_url: str | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, int]:
     """One maintenance pass; returns what it did. With NATS configured the outbox is left to the
     stream relay (``prevenance stream run``), which publishes each event and runs these handlers.
-    Without an SMTP server incident notices wait (``prevenance desk send-notices`` sends them)."""
+    Without an SMTP server incident notices and survey invitations wait (``prevenance desk
+    send-notices`` and ``prevenance voice send-invitations`` send them)."""
     with unit_of_work(engine) as session:
         released = loyalty.release_expired_holds(session, now=clock.now())
     delivered = 0
@@ -35,10 +43,19 @@ def run_once(
             delivered = outbox.deliver_pending(
                 session, handlers=HANDLERS, now=clock.now(), limit=OUTBOX_BATCH
             )
-    notices = 0
+    notices = invitations = 0
     if smtp_url:
         notices = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=clock.now())
-    return {"holds_released": released, "events_delivered": delivered, "notices_sent": notices}
+        # Survey links are signed with the settings' secret key: the same settings as the survey page.
+        invitations = voice_invitations.send_pending_invitations(
+            engine, smtp_url=smtp_url, now=clock.now(), settings=settings
+        )
+    return {
+        "holds_released": released,
+        "events_delivered": delivered,
+        "notices_sent": notices,
+        "invitations_sent": invitations,
+    }
 
 
 class Maintenance(threading.Thread):
@@ -53,10 +70,11 @@ class Maintenance(threading.Thread):
         interval: float = 5.0,
         deliver_events: bool = True,
         smtp_url: str | None = None,
+        settings: Settings | None = None,
     ) -> None:
         super().__init__(name="prevenance-maintenance", daemon=True)
         self.engine, self.clock, self.stop, self.interval = engine, clock, stop, interval
-        self.deliver_events, self.smtp_url = deliver_events, smtp_url
+        self.deliver_events, self.smtp_url, self.settings = deliver_events, smtp_url, settings
 
     def run(self) -> None:
         backlog = False
@@ -65,7 +83,11 @@ class Maintenance(threading.Thread):
             backlog = False
             try:
                 done = run_once(
-                    self.engine, self.clock, deliver_events=self.deliver_events, smtp_url=self.smtp_url
+                    self.engine,
+                    self.clock,
+                    deliver_events=self.deliver_events,
+                    smtp_url=self.smtp_url,
+                    settings=self.settings,
                 )
                 if any(done.values()):
                     log.info("maintenance", **done)

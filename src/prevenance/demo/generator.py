@@ -642,6 +642,9 @@ def load_demo(
         from prevenance.demo.desk import load_desk
 
         summary.update(load_desk(engine, people=story.people, seed=seed, scale=desk_scale, anchor=anchor))
+        from prevenance.demo.voice import load_voice_demo
+
+        summary.update({f"voice_{k}": v for k, v in load_voice_demo(engine, seed=seed, now=anchor).items()})
     summary["postings"] = int(report["postings"])
     summary["postings_added"] = int(report["postings"]) - int(postings_before)
     summary["seconds"] = round(time.perf_counter() - started)

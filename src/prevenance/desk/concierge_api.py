@@ -195,7 +195,11 @@ class PartnerRead(BaseModel):
     updated_by: str
 
 
-@router.put("/concierge-partners/{code}", response_model=PartnerRead, responses=INVALID)
+@router.put(
+    "/concierge-partners/{code}",
+    response_model=PartnerRead,
+    responses={**INVALID, 201: {"model": PartnerRead, "description": "Created"}},
+)
 def put_partner(
     code: Annotated[str, Path(min_length=1, max_length=120)],
     body: PartnerPut,

@@ -2,7 +2,7 @@
 
 A composition above the domains (like ``app`` and ``console``): it reads the customer record, the
 rewards ledger and the desk through their services and adds nothing of its own. Surveys and
-offers join it when their loops exist.
+offers join it as their loops land.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from prevenance.desk.schemas import (
 )
 from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.schemas import BalanceRead, Movement
+from prevenance.voice import service as voice
 
 router = APIRouter(prefix="/v1", tags=["members"])
 Ref = Annotated[str, Path(min_length=1, max_length=64)]
@@ -55,6 +56,7 @@ class Member360Read(BaseModel):
         description="latest concierge requests (premium cards only; empty otherwise)"
     )
     tastes: TastesRead | None = Field(description="what the concierge remembers (premium cards only)")
+    surveys: list[dict[str, Any]] = Field(description="surveys the member answered, newest first")
 
 
 @router.get(
@@ -116,4 +118,5 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
                 else []
             ),
             "tastes": concierge.get_member_tastes(session, member_id=member.id) if product.premium else None,
+            "surveys": voice.list_member_surveys(session, member_id=member.id, limit=LAST),
         }

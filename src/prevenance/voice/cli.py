@@ -1,7 +1,253 @@
-"""``prevenance voice`` commands."""
+"""``prevenance voice`` commands: send invitations, import answers and barometers, print scores,
+write and publish monthly scorecards, build the quarterly report."""
 
 from __future__ import annotations
 
-import typer
+import csv
+import json
+from pathlib import Path
+from typing import Any, NoReturn
 
-app = typer.Typer(help="The voice domain.", no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from prevenance.common.clock import SystemClock
+from prevenance.common.problems import PrevenanceError
+from prevenance.db import read_session, run_in_transaction
+from prevenance.voice import invitations, service
+
+app = typer.Typer(help="Voice of the customer: surveys, scores, scorecards, reports.", no_args_is_help=True)
+barometers_app = typer.Typer(help="Competitor and market barometers.", no_args_is_help=True)
+app.add_typer(barometers_app, name="barometers")
+console = Console()
+
+IMPORT_HELP = """Import survey answers from another channel (post-call phone surveys) from a CSV file.
+
+Columns (header required, UTF-8, comma-separated):
+
+  id            the answer's id in the source system (required; the import is idempotent on it)\n
+  member_ref    the member's reference (required)\n
+  answered_at   ISO 8601 time, UTC when no offset (required)\n
+  agent, team   who handled the contact (required)\n
+  channel       phone, email, chat, social, web or letter (required)\n
+  reason        the contact reason code (required)\n
+  recommend     0-10 (recommend to a friend)\n
+  interaction   1-5 (poor, fair, good, very good, excellent); recommend or interaction is required\n
+  comment, suggestion   free text (optional)\n
+  language      fr or en (default: the member's)\n
+  contact_id    the desk contact answered about (optional)\n
+  product, country      default: the member's
+
+All lines or none: a faulty line rejects the file, listing each line and its reason (exit 2).
+"""
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    from prevenance.cli import engine_from_settings
+
+    return engine_from_settings()
+
+
+def _fail(error: PrevenanceError) -> NoReturn:
+    typer.echo(f"error: {error.detail}", err=True)
+    for item in error.extra.get("errors", [])[:50]:
+        typer.echo(f"  line {item['line']}: {item['field']}: {item['reason']}", err=True)
+    raise typer.Exit(2)
+
+
+def _read_csv(path: Path) -> list[dict[str, str | None]]:
+    if not path.exists():
+        typer.echo(f"error: no file {path}", err=True)
+        raise typer.Exit(2)
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+@app.command("send-invitations")
+def send_invitations() -> None:
+    """Send the pending survey invitations through PREVENANCE_SMTP_URL."""
+    from prevenance.settings import get_settings
+
+    settings = get_settings()
+    if not settings.smtp_url:
+        typer.echo("error: set PREVENANCE_SMTP_URL (smtp://host:port)", err=True)
+        raise typer.Exit(2)
+    sent = invitations.send_pending_invitations(
+        _engine(), smtp_url=settings.smtp_url, now=SystemClock().now(), settings=settings
+    )
+    typer.echo(f"{sent} invitation(s) sent")
+
+
+@app.command("import", help=IMPORT_HELP)
+def import_answers(file: Path = typer.Argument(..., help="CSV file of answers")) -> None:
+    rows = _read_csv(file)
+    engine = _engine()
+    with Progress(
+        TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("answers", total=len(rows))
+        try:
+            result = run_in_transaction(
+                engine,
+                lambda s: service.import_answers(
+                    s,
+                    rows=rows,
+                    now=SystemClock().now(),
+                    progress=lambda done: progress.update(task, completed=done),
+                ),
+            )
+        except PrevenanceError as error:
+            progress.stop()
+            _fail(error)
+        progress.update(task, completed=len(rows))
+    typer.echo(f"{result['imported']} answer(s) imported, {result['unchanged']} already there")
+
+
+def _fmt(score: dict[str, Any] | None) -> tuple[str, str]:
+    if not score or score.get("value") is None:
+        return "-", "-"
+    low, high = score.get("ci_low"), score.get("ci_high")
+    ci = "-" if low is None or high is None else f"{low:.1f} – {high:.1f}"
+    return f"{score['value']:.1f}", ci
+
+
+@app.command("scores")
+def scores(
+    by: str = typer.Option("agent", help="agent, team, channel, reason, country, product or month"),
+    month: str = typer.Option(..., help="YYYY-MM"),
+    as_json: bool = typer.Option(False, "--json", help="print the scores as JSON"),
+) -> None:
+    """RTF and excellence rate for a month with n and 95% intervals (method: docs/methods.md)."""
+    try:
+        with read_session(_engine()) as session:
+            report = service.scores(session, by=by, month=month)
+    except PrevenanceError as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    table = Table(title=f"Voice of the customer — {month}, by {by} ({report['n']} answers)")
+    for column in (by, "n", "RTF", "RTF 95% CI", "excellence %", "excellence 95% CI"):
+        table.add_column(column, justify="left" if column == by else "right")
+    shrunk = by == "agent"
+    if shrunk:
+        table.add_column("RTF shrunk", justify="right")
+        table.add_column("P(above target)", justify="right")
+    for item in report["items"]:
+        cells = [str(item["key"]), str(item["n"]), *_fmt(item.get("rtf")), *_fmt(item.get("excellence"))]
+        if shrunk:
+            probability = item.get("p_above_target")
+            cells += [_fmt(item.get("rtf_shrunk"))[0], "-" if probability is None else f"{probability:.2f}"]
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"method: {report['method']}")
+
+
+def _write_scorecard(rows: list[dict[str, Any]], out: Path, month: str, version: int) -> tuple[Path, Path]:
+    from openpyxl import Workbook
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"scorecards-{month}-v{version}"
+    columns = list(rows[0]) if rows else ["agent"]
+    csv_path, xlsx_path = stem.with_suffix(".csv"), stem.with_suffix(".xlsx")
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = f"{month} v{version}"
+    sheet.append(columns)
+    for row in rows:
+        sheet.append([row.get(column) for column in columns])
+    sheet.freeze_panes = "B2"
+    book.save(xlsx_path)
+    return csv_path, xlsx_path
+
+
+@app.command("scorecards")
+def scorecards(
+    month: str = typer.Option(..., help="YYYY-MM"),
+    out: Path = typer.Option(Path("."), help="directory for the CSV and XLSX files"),
+    publish: bool = typer.Option(False, "--publish", help="freeze this scorecard as a new published version"),
+    by: str | None = typer.Option(None, "--by", help="who publishes (with --publish)"),
+    reason: str | None = typer.Option(
+        None, "--reason", help="why: first publication, correction… (with --publish)"
+    ),
+) -> None:
+    """Write the monthly scorecard per agent (n, RTF raw and shrunk with CI, excellence, FCR, payout
+    band) as scorecards-M-vN.csv and .xlsx. Without --publish, N is the version a publication would
+    get (the latest published one when nothing changed) and nothing is stored."""
+    engine = _engine()
+    now = SystemClock().now()
+    try:
+        if publish:
+            if not by or not reason:
+                typer.echo("error: --publish needs --by and --reason", err=True)
+                raise typer.Exit(2)
+            outcome = run_in_transaction(
+                engine, lambda s: service.publish_scorecard(s, month=month, by=by, reason=reason, now=now)
+            )
+            with read_session(engine) as session:
+                card = service.get_scorecard(session, month=month, version=int(outcome.body["version"]))
+            rows, version = card["rows"], int(card["version"])
+            state = "already published" if outcome.replayed else "published"
+        else:
+            with read_session(engine) as session:
+                rows = service.compute_scorecard(session, month=month, now=now)
+                try:
+                    latest: dict[str, Any] | None = service.get_scorecard(session, month=month)
+                except PrevenanceError:
+                    latest = None
+            same = latest is not None and latest["rows"] == rows
+            version = int(latest["version"]) + (0 if same else 1) if latest else 1
+            state = "same as published" if same else "draft, not published"
+    except PrevenanceError as error:
+        _fail(error)
+    csv_path, xlsx_path = _write_scorecard(rows, out, month, version)
+    typer.echo(f"{len(rows)} agent(s), version {version} ({state})")
+    typer.echo(str(csv_path))
+    typer.echo(str(xlsx_path))
+
+
+@app.command("report")
+def report(
+    quarter: str = typer.Option(..., help="e.g. 2026Q3"),
+    lang: str = typer.Option("fr", "--lang", help="fr or en"),
+    out: Path = typer.Option(Path("."), help="directory for the report"),
+    pdf: bool = typer.Option(False, "--pdf", help="also print a PDF with headless chromium"),
+) -> None:
+    """Build the quarterly executive report (self-contained HTML, and PDF with --pdf)."""
+    from prevenance.voice import report as quarterly
+
+    try:
+        with read_session(_engine()) as session:
+            data = service.report_data(session, quarter=quarter, language=lang, now=SystemClock().now())
+    except PrevenanceError as error:
+        _fail(error)
+    out.mkdir(parents=True, exist_ok=True)
+    html_path = out / f"voice-report-{quarter}-{lang}.html"
+    pdf_path = out / f"voice-report-{quarter}-{lang}.pdf" if pdf else None
+    quarterly.build_quarterly_report(data, html_path, pdf_path)
+    typer.echo(str(html_path))
+    if pdf_path is not None:
+        typer.echo(str(pdf_path))
+
+
+@barometers_app.command("import")
+def barometers_import(
+    file: Path = typer.Argument(..., help="CSV: source,country,quarter,metric,value,n"),
+) -> None:
+    """Import competitor and market barometers (n may be empty); one figure per source, country,
+    quarter and metric: importing again changes nothing, a new value corrects the stored one."""
+    rows = _read_csv(file)
+    try:
+        result = run_in_transaction(
+            _engine(), lambda s: service.import_barometers(s, rows=rows, now=SystemClock().now())
+        )
+    except PrevenanceError as error:
+        _fail(error)
+    typer.echo(f"{result['inserted']} inserted, {result['updated']} updated, {result['unchanged']} unchanged")

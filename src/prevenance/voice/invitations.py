@@ -1,0 +1,282 @@
+"""Survey invitations: decided when a contact closes, mailed by a relay, answered through a signed link.
+
+**Decision.** ``on_contact_closed`` is the in-process handler of the desk's ``contact.closed`` event.
+It records one invitation row per contact (``contact_id`` unique) whatever it decides — invited
+(``pending``) or ``skipped`` with the reason (opted out, sampled out, capped) — so a re-delivered
+event finds the row and does nothing. With a cap configured the member row is locked first, so two
+contacts of one member handled at once cannot both pass the cap.
+
+**Relay.** ``send_pending_invitations`` gives at-least-once delivery with a dedup key, like the
+desk's incident relay: each mail is sent, then marked sent and logged in the desk's communications
+log (template ``survey-invitation``) in one transaction. A crash between the send and the commit
+sends it again on the next pass with the same ``Message-ID`` (derived from the invitation id).
+
+**Link.** The link carries the invitation id signed with ``PREVENANCE_SECRET_KEY`` and a timestamp
+(itsdangerous); it expires after ``survey_link_max_age_days``. It works once because the answer is
+unique per invitation (see ``service.submit_answer``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import smtplib
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from prevenance.common.ids import as_utc
+from prevenance.common.outbox import OutboxEvent
+from prevenance.customers import service as customers
+from prevenance.db import unit_of_work
+from prevenance.desk import service as desk
+from prevenance.settings import Settings, get_settings
+from prevenance.voice import repository, rules
+from prevenance.voice.errors import SurveyLinkError
+from prevenance.voice.tables import Invitation
+
+SENDER = "Prévenance <surveys@prevenance.example>"
+RELAY_SOURCE = "survey-relay"
+TEMPLATE = "survey-invitation"
+_SALT = "prevenance.survey"
+SUBJECT = {"fr": "Votre avis sur notre échange", "en": "How did we do?"}
+BODY = {
+    "fr": (
+        "Bonjour {name},\n\n"
+        "Vous avez récemment échangé avec notre service ({channel}). Votre avis nous aide à mieux vous "
+        "servir : deux questions, une minute.\n\n"
+        "{link}\n\n"
+        "Ce lien personnel est valable {days} jours et ne sert qu'une fois.\n"
+        "Pour ne plus recevoir ces questionnaires, dites-le à votre conseiller ou dans votre espace.\n\n"
+        "Prévenance"
+    ),
+    "en": (
+        "Hello {name},\n\n"
+        "You recently contacted our service ({channel}). Your opinion helps us serve you better: two "
+        "questions, one minute.\n\n"
+        "{link}\n\n"
+        "This personal link is valid for {days} days and works once.\n"
+        "To stop receiving these surveys, tell your adviser or change it in your account.\n\n"
+        "Prévenance"
+    ),
+}
+CHANNEL_NAMES = {
+    "fr": {
+        "phone": "téléphone",
+        "email": "e-mail",
+        "chat": "chat",
+        "social": "réseaux sociaux",
+        "web": "site web",
+        "letter": "courrier",
+    },
+    "en": {
+        "phone": "phone",
+        "email": "email",
+        "chat": "chat",
+        "social": "social media",
+        "web": "website",
+        "letter": "letter",
+    },
+}
+
+
+def invitation_id_for(contact_id: str) -> str:
+    """A stable invitation id per contact (a re-run of the decision names the same invitation)."""
+    return "inv_" + hashlib.sha256(contact_id.encode()).hexdigest()[:32]
+
+
+# --- signed links ---------------------------------------------------------------------------------
+
+
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=_SALT)
+
+
+def sign(invitation_id: str, *, secret: str, now: datetime) -> str:
+    """The token of an invitation's link, stamped with ``now`` (the test clock in tests)."""
+    serializer = _serializer(secret)
+    serializer_any: Any = serializer
+    # itsdangerous reads the time from ``get_timestamp``; pin it to the injected clock.
+    signer = serializer_any.make_signer(_SALT)
+    signer.get_timestamp = lambda: int(as_utc(now).timestamp())
+    payload = serializer.dump_payload(invitation_id)
+    return str(signer.sign(payload).decode("ascii"))
+
+
+def unsign(token: str, *, secret: str, max_age_days: int, now: datetime) -> str:
+    """The invitation id in a token; SurveyLinkError ``invalid`` or ``expired`` otherwise."""
+    serializer = _serializer(secret)
+    serializer_any: Any = serializer
+    signer = serializer_any.make_signer(_SALT)
+    try:
+        payload, stamp = signer.unsign(token.encode("ascii"), return_timestamp=True)
+    except SignatureExpired:  # pragma: no cover - no max_age is passed to unsign
+        raise SurveyLinkError("expired")
+    except (BadSignature, UnicodeEncodeError, ValueError):
+        raise SurveyLinkError("invalid")
+    age = as_utc(now).timestamp() - as_utc(stamp).timestamp()
+    if age > max_age_days * 86_400:
+        raise SurveyLinkError("expired")
+    try:
+        value = serializer.load_payload(payload)
+    except BadSignature:
+        raise SurveyLinkError("invalid")
+    if not isinstance(value, str):
+        raise SurveyLinkError("invalid")
+    return value
+
+
+def survey_link(invitation_id: str, *, settings: Settings, now: datetime) -> str:
+    """The URL a member opens to answer."""
+    base = settings.public_url.rstrip("/")
+    return f"{base}/survey/{sign(invitation_id, secret=settings.secret_key, now=now)}"
+
+
+# --- the decision, on contact.closed --------------------------------------------------------------
+
+
+def on_contact_closed(session: Session, event: OutboxEvent) -> None:
+    """Decide once whether the closed contact's member is surveyed, and queue the mail if so."""
+    from prevenance.voice import service
+
+    payload = event.payload
+    contact_id = str(payload["id"])
+    if repository.invitation_of_contact(session, contact_id) is not None:
+        return
+    config = service.current_config()
+    member = customers.get(session, ref=str(payload["member_ref"]))
+    if member is None:  # pragma: no cover - the desk checked the member when it logged the contact
+        return
+    if config.sampling.cap_days is not None:
+        # Serialise the decisions of one member so the cap holds under concurrent relays.
+        member = customers.get_or_raise(session, ref=member.ref, for_update=True)
+        if repository.invitation_of_contact(session, contact_id) is not None:
+            return
+    ended = as_utc(datetime.fromisoformat(str(payload["ended_at"]).replace("Z", "+00:00")))
+    consent = repository.consent(session, member.id)
+    skip = rules.invitation_decision(
+        contact_id=contact_id,
+        ended_at=ended,
+        opted_out=bool(consent and consent.opted_out),
+        last_invited_at=repository.last_invited_at(session, member.id, ended),
+        sampling=config.sampling,
+    )
+    language = str(payload.get("language") or member.language)
+    row = Invitation(
+        id=invitation_id_for(contact_id),
+        contact_id=contact_id,
+        member_id=member.id,
+        language=language if language in rules.LANGUAGES else "en",
+        agent=str(payload["agent"]),
+        team=str(payload["team"]),
+        channel=str(payload["channel"]),
+        reason=str(payload["reason"]),
+        product=member.product,
+        country=str(payload.get("country") or member.country),
+        contact_ended_at=ended,
+        status="skipped" if skip else "pending",
+        skip_reason=skip,
+        created_at=event.occurred_at,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # another relay decided this contact first: its decision stands
+        return
+
+
+# --- the relay ------------------------------------------------------------------------------------
+
+
+def dedup_key(invitation_id: str) -> str:
+    """The communication id of an invitation's mail and the local part of its Message-ID."""
+    return "svy_" + hashlib.sha256(invitation_id.encode()).hexdigest()[:32]
+
+
+def message_id(invitation_id: str) -> str:
+    """The Message-ID of an invitation's mail: the same on every (re)send."""
+    return f"<{dedup_key(invitation_id)}@prevenance.surveys>"
+
+
+def _smtp(smtp_url: str) -> smtplib.SMTP:
+    parts = urlsplit(smtp_url)
+    if parts.scheme != "smtp" or not parts.hostname:
+        raise ValueError(f"PREVENANCE_SMTP_URL must look like smtp://host:port, not {smtp_url!r}")
+    return smtplib.SMTP(parts.hostname, parts.port or 25, timeout=30)
+
+
+def compose(
+    invitation: Invitation, *, name: str, email: str, link: str, days: int, now: datetime
+) -> EmailMessage:
+    """The invitation mail in the member's language."""
+    language = invitation.language
+    message = EmailMessage()
+    message["From"] = SENDER
+    message["To"] = email
+    message["Subject"] = SUBJECT[language]
+    message["Message-ID"] = message_id(invitation.id)
+    message["Date"] = format_datetime(now)
+    message["Content-Language"] = language
+    channel = CHANNEL_NAMES[language].get(invitation.channel, invitation.channel)
+    message.set_content(BODY[language].format(name=name, channel=channel, link=link, days=days))
+    return message
+
+
+def send_pending_invitations(
+    engine: Engine, *, smtp_url: str, now: datetime, settings: Settings | None = None, limit: int = 1000
+) -> int:
+    """Send pending invitations, one transaction per mail; returns how many were sent."""
+    settings = settings or get_settings()
+    sent = 0
+    connection: smtplib.SMTP | None = None
+    try:
+        while sent < limit:
+            with unit_of_work(engine) as session:
+                invitation = repository.next_pending_invitation(session)
+                if invitation is None:
+                    break
+                member = customers.get_by_id(session, member_id=invitation.member_id)
+                assert member is not None
+                link = survey_link(invitation.id, settings=settings, now=now)
+                message = compose(
+                    invitation,
+                    name=member.name,
+                    email=member.email,
+                    link=link,
+                    days=settings.survey_link_max_age_days,
+                    now=now,
+                )
+                if connection is None:
+                    connection = _smtp(smtp_url)
+                connection.send_message(message)
+                if repository.mark_invitation_sent(session, invitation.id, now):
+                    desk.log_communication(
+                        session,
+                        communication=desk.CommunicationInput(
+                            id=dedup_key(invitation.id),
+                            member_ref=member.ref,
+                            kind="survey",
+                            template=TEMPLATE,
+                            channel="email",
+                            language=invitation.language,
+                            sent_at=now,
+                            subject=SUBJECT[invitation.language],
+                            summary=f"contact {invitation.contact_id}",
+                        ),
+                        source=RELAY_SOURCE,
+                        now=now,
+                    )
+                    sent += 1
+    finally:
+        if connection is not None:
+            try:
+                connection.quit()
+            except smtplib.SMTPException:
+                connection.close()
+    return sent

@@ -1,0 +1,237 @@
+"""Every query of the voice domain, and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from prevenance.voice.tables import (
+    Answer,
+    AnswerTopic,
+    Barometer,
+    Invitation,
+    ScorecardRow,
+    ScorecardVersion,
+    Suggestion,
+    SurveyConsent,
+)
+
+CHUNK = 1000  # ids per IN list, well under both backends' parameter limits
+
+
+def consent(session: Session, member_id: int) -> SurveyConsent | None:
+    return session.get(SurveyConsent, member_id)
+
+
+def invitation_of_contact(session: Session, contact_id: str) -> Invitation | None:
+    return session.scalars(select(Invitation).where(Invitation.contact_id == contact_id)).first()
+
+
+def invitation(session: Session, invitation_id: str) -> Invitation | None:
+    return session.get(Invitation, invitation_id)
+
+
+def last_invited_at(session: Session, member_id: int, before: datetime) -> datetime | None:
+    """When the member's last survey was queued for a contact that ended at or before ``before``."""
+    return session.scalar(
+        select(func.max(Invitation.contact_ended_at)).where(
+            Invitation.member_id == member_id,
+            Invitation.status != "skipped",
+            Invitation.contact_ended_at <= before,
+        )
+    )
+
+
+def next_pending_invitation(session: Session) -> Invitation | None:
+    """The oldest pending invitation, locked (``SKIP LOCKED``: two relays never take the same)."""
+    return session.scalars(
+        select(Invitation)
+        .where(Invitation.status == "pending")
+        .order_by(Invitation.created_at, Invitation.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+
+
+def mark_invitation_sent(session: Session, invitation_id: str, now: datetime) -> bool:
+    """Pending → sent; False when another relay already did it."""
+    result = session.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.status == "pending")
+        .values(status="sent", sent_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def claim_invitation_answer(session: Session, invitation_id: str, now: datetime) -> bool:
+    """Mark the invitation answered unless it already is: the row count says who won a race."""
+    result = session.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == invitation_id,
+            Invitation.answered_at.is_(None),
+            Invitation.status != "skipped",
+        )
+        .values(answered_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def count_pending_invitations(session: Session) -> int:
+    return session.scalar(select(func.count()).where(Invitation.status == "pending")) or 0
+
+
+def answers_by_id(session: Session, ids: Sequence[str]) -> dict[str, Answer]:
+    found: dict[str, Answer] = {}
+    for start in range(0, len(ids), CHUNK):
+        chunk = list(ids[start : start + CHUNK])
+        for row in session.scalars(select(Answer).where(Answer.id.in_(chunk))):
+            found[row.id] = row
+    return found
+
+
+ANSWER_COLUMNS = (
+    Answer.id,
+    Answer.contact_id,
+    Answer.member_id,
+    Answer.agent,
+    Answer.team,
+    Answer.channel,
+    Answer.reason,
+    Answer.product,
+    Answer.country,
+    Answer.month,
+    Answer.answered_at,
+    Answer.recommend,
+    Answer.interaction,
+    Answer.language,
+)
+
+
+def answer_rows(session: Session, months: Iterable[str]) -> list[Any]:
+    """The scored columns of the answers of the given months (plain rows, not ORM objects)."""
+    wanted = sorted(set(months))
+    return list(session.execute(select(*ANSWER_COLUMNS).where(Answer.month.in_(wanted)).order_by(Answer.id)))
+
+
+def member_answers(session: Session, member_id: int, limit: int) -> list[Answer]:
+    return list(
+        session.scalars(
+            select(Answer)
+            .where(Answer.member_id == member_id)
+            .order_by(Answer.answered_at.desc(), Answer.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def latest_scorecard(session: Session, month: str) -> ScorecardVersion | None:
+    return session.scalars(
+        select(ScorecardVersion)
+        .where(ScorecardVersion.month == month)
+        .order_by(ScorecardVersion.version.desc())
+    ).first()
+
+
+def scorecard_version(session: Session, month: str, version: int) -> ScorecardVersion | None:
+    return session.get(ScorecardVersion, (month, version))
+
+
+def scorecard_versions(session: Session, month: str) -> list[ScorecardVersion]:
+    return list(
+        session.scalars(
+            select(ScorecardVersion).where(ScorecardVersion.month == month).order_by(ScorecardVersion.version)
+        )
+    )
+
+
+def scorecard_rows(session: Session, month: str, version: int) -> list[ScorecardRow]:
+    return list(
+        session.scalars(
+            select(ScorecardRow)
+            .where(ScorecardRow.month == month, ScorecardRow.version == version)
+            .order_by(ScorecardRow.agent)
+        )
+    )
+
+
+def barometers(session: Session, *, quarter: str | None, country: str | None) -> list[Barometer]:
+    statement = select(Barometer)
+    if quarter is not None:
+        statement = statement.where(Barometer.quarter == quarter)
+    if country is not None:
+        statement = statement.where(Barometer.country == country)
+    return list(
+        session.scalars(
+            statement.order_by(Barometer.quarter, Barometer.country, Barometer.source, Barometer.metric)
+        )
+    )
+
+
+def barometers_for_quarters(session: Session, quarters: Sequence[str]) -> list[Barometer]:
+    return list(
+        session.scalars(
+            select(Barometer)
+            .where(Barometer.quarter.in_(list(quarters)))
+            .order_by(Barometer.quarter, Barometer.country, Barometer.source, Barometer.metric)
+        )
+    )
+
+
+def suggestions(
+    session: Session, *, status: str | None, topic: str | None, month: str | None, limit: int
+) -> list[Suggestion]:
+    statement = select(Suggestion)
+    if status is not None:
+        statement = statement.where(Suggestion.status == status)
+    if month is not None:
+        statement = statement.where(Suggestion.month == month)
+    if topic is not None:
+        statement = statement.where(
+            exists().where(
+                AnswerTopic.answer_id == Suggestion.answer_id,
+                AnswerTopic.part == "suggestion",
+                AnswerTopic.topic == topic,
+            )
+        )
+    return list(session.scalars(statement.order_by(Suggestion.created_at.desc(), Suggestion.id).limit(limit)))
+
+
+def suggestion_for_update(session: Session, suggestion_id: str) -> Suggestion | None:
+    return session.get(Suggestion, suggestion_id, with_for_update=True)
+
+
+def topics_of(session: Session, answer_ids: Sequence[str], part: str | None = None) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for start in range(0, len(answer_ids), CHUNK):
+        statement = select(AnswerTopic.answer_id, AnswerTopic.topic).where(
+            AnswerTopic.answer_id.in_(list(answer_ids[start : start + CHUNK]))
+        )
+        if part is not None:
+            statement = statement.where(AnswerTopic.part == part)
+        for answer_id, topic in session.execute(statement.order_by(AnswerTopic.topic)):
+            if topic not in found.setdefault(answer_id, []):
+                found[answer_id].append(topic)
+    return found
+
+
+def topic_counts(session: Session, month: str | None) -> list[Any]:
+    """Answers mentioning each topic (in a comment or a suggestion), by month."""
+    statement = select(
+        AnswerTopic.month,
+        AnswerTopic.topic,
+        func.count(func.distinct(AnswerTopic.answer_id)).label("answers"),
+    )
+    if month is not None:
+        statement = statement.where(AnswerTopic.month == month)
+    return list(
+        session.execute(
+            statement.group_by(AnswerTopic.month, AnswerTopic.topic).order_by(
+                AnswerTopic.month, func.count(func.distinct(AnswerTopic.answer_id)).desc(), AnswerTopic.topic
+            )
+        )
+    )

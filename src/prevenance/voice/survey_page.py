@@ -1,0 +1,195 @@
+"""The public survey page: ``GET /survey/{token}`` shows the form, ``POST`` records the answer.
+
+No login: the signed link is the credential. The page speaks the member's language (``?lang=fr|en``
+switches). A forged, expired or already used link gets a plain page saying so, with a 4xx status
+(404 forged, 410 expired, 409 used), and nothing is written.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from prevenance.common.deps import AppClock, DbEngine
+from prevenance.db import read_session, run_in_transaction
+from prevenance.settings import Settings
+from prevenance.voice import invitations, rules, service
+from prevenance.voice.errors import SurveyLinkError
+
+router = APIRouter(tags=["survey"], include_in_schema=False)
+_ENV = Environment(
+    loader=PackageLoader("prevenance.voice", "templates"), autoescape=select_autoescape(["html"])
+)
+LINK_STATUS = {"invalid": 404, "expired": 410, "used": 409}
+
+TEXT: dict[str, dict[str, str]] = {
+    "fr": {
+        "title": "Votre avis — Prévenance",
+        "language": "Langue",
+        "heading": "Comment s'est passé votre échange avec nous ?",
+        "recommend": "Recommanderiez-vous Prévenance à un ami ?",
+        "not_likely": "pas du tout",
+        "very_likely": "certainement",
+        "interaction": "Comment jugez-vous cet échange ?",
+        "comment": "Un commentaire ? (facultatif)",
+        "suggestion": "Une idée pour mieux vous servir ? (facultatif)",
+        "submit": "Envoyer mon avis",
+        "fix_errors": "Merci de corriger ce qui est signalé ci-dessous.",
+        "error_required": "Choisissez une note de 0 à 10.",
+        "error_range": "Cette valeur n'est pas permise.",
+        "error_too_long": "Ce texte est trop long (4 000 caractères au plus).",
+        "thanks_heading": "Merci !",
+        "thanks": "Votre avis est bien enregistré. Il nous aide à mieux vous servir.",
+        "invalid_heading": "Lien non valable",
+        "invalid": "Ce lien de questionnaire n'est pas valable. Vérifiez qu'il est complet, tel que reçu par e-mail.",
+        "expired_heading": "Lien expiré",
+        "expired": "Ce lien de questionnaire a expiré. Merci de l'attention que vous nous portez.",
+        "used_heading": "Déjà répondu",
+        "used": "Vous avez déjà répondu à ce questionnaire. Merci !",
+    },
+    "en": {
+        "title": "Your opinion — Prévenance",
+        "language": "Language",
+        "heading": "How was your contact with us?",
+        "recommend": "How likely are you to recommend Prévenance to a friend?",
+        "not_likely": "not at all likely",
+        "very_likely": "extremely likely",
+        "interaction": "How would you rate this interaction?",
+        "comment": "Any comment? (optional)",
+        "suggestion": "An idea to serve you better? (optional)",
+        "submit": "Send my answer",
+        "fix_errors": "Please correct what is marked below.",
+        "error_required": "Choose a score from 0 to 10.",
+        "error_range": "This value is not allowed.",
+        "error_too_long": "This text is too long (4,000 characters at most).",
+        "thanks_heading": "Thank you!",
+        "thanks": "Your answer has been recorded. It helps us serve you better.",
+        "invalid_heading": "Invalid link",
+        "invalid": "This survey link is not valid. Check that it is complete, as received by email.",
+        "expired_heading": "Link expired",
+        "expired": "This survey link has expired. Thank you for your interest.",
+        "used_heading": "Already answered",
+        "used": "You have already answered this survey. Thank you!",
+    },
+}
+
+
+def _language(requested: str | None, fallback: str) -> str:
+    if requested in rules.LANGUAGES:
+        return str(requested)
+    return fallback if fallback in rules.LANGUAGES else "en"
+
+
+def _page(template: str, status: int, lang: str, **context: Any) -> HTMLResponse:
+    html = _ENV.get_template(template).render(lang=lang, t=TEXT[lang], **context)
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _link_error(kind: str, requested: str | None) -> HTMLResponse:
+    """The page of an unusable link: in the requested language, else in French and English (a
+    forged link names no member whose language we could use)."""
+    lang = _language(requested, "fr")
+    text = TEXT[lang]
+    other = None if requested in rules.LANGUAGES else TEXT["en"]
+    return _page(
+        "survey_message.html",
+        LINK_STATUS[kind],
+        lang,
+        kind=kind,
+        heading=text[f"{kind}_heading"] + (f" / {other[f'{kind}_heading']}" if other else ""),
+        message=text[kind],
+        message_other=other[kind] if other else None,
+    )
+
+
+def _form(lang: str, status: int, values: dict[str, str | None], errors: dict[str, str]) -> HTMLResponse:
+    return _page(
+        "survey_form.html",
+        status,
+        lang,
+        values=values,
+        errors=errors,
+        points=rules.INTERACTION_LABELS[lang],
+    )
+
+
+def _invitation_id(request: Request, token: str, now: Any) -> str:
+    settings: Settings = request.app.state.settings
+    return invitations.unsign(
+        token, secret=settings.secret_key, max_age_days=settings.survey_link_max_age_days, now=now
+    )
+
+
+@router.get("/survey/{token}", response_class=HTMLResponse)
+def survey_form(
+    token: str,
+    request: Request,
+    engine: DbEngine,
+    clock: AppClock,
+    lang: Annotated[str | None, Query(max_length=5)] = None,
+) -> HTMLResponse:
+    """The survey form for a valid, unused link."""
+    try:
+        invitation_id = _invitation_id(request, token, clock.now())
+        with read_session(engine) as session:
+            invitation = service.get_open_invitation(session, invitation_id=invitation_id)
+    except SurveyLinkError as error:
+        return _link_error(error.kind, lang)
+    return _form(_language(lang, invitation["language"]), 200, {}, {})
+
+
+@router.post("/survey/{token}", response_class=HTMLResponse)
+def survey_submit(
+    token: str,
+    request: Request,
+    engine: DbEngine,
+    clock: AppClock,
+    recommend: Annotated[str | None, Form(max_length=10)] = None,
+    interaction: Annotated[str | None, Form(max_length=10)] = None,
+    comment: Annotated[str | None, Form(max_length=20_000)] = None,
+    suggestion: Annotated[str | None, Form(max_length=20_000)] = None,
+    form_lang: Annotated[str | None, Form(alias="lang", max_length=5)] = None,
+    lang: Annotated[str | None, Query(max_length=5)] = None,
+) -> HTMLResponse:
+    """Record the answer once; a faulty form comes back with the errors next to their fields."""
+    now = clock.now()
+    chosen = lang or form_lang
+    try:
+        invitation_id = _invitation_id(request, token, now)
+        with read_session(engine) as session:
+            invitation = service.get_open_invitation(session, invitation_id=invitation_id)
+    except SurveyLinkError as error:
+        return _link_error(error.kind, chosen)
+    language = _language(chosen, invitation["language"])
+    form, errors = rules.read_form(
+        recommend=recommend, interaction=interaction, comment=comment, suggestion=suggestion
+    )
+    if errors:
+        values = {
+            "recommend": recommend,
+            "interaction": interaction,
+            "comment": comment,
+            "suggestion": suggestion,
+        }
+        return _form(language, 422, values, errors)
+    try:
+        run_in_transaction(
+            engine,
+            lambda s: service.submit_answer(
+                s, invitation_id=invitation_id, form=form, language=language, now=now
+            ),
+        )
+    except SurveyLinkError as error:
+        return _link_error(error.kind, language)
+    text = TEXT[language]
+    return _page(
+        "survey_message.html",
+        200,
+        language,
+        kind="thanks",
+        heading=text["thanks_heading"],
+        message=text["thanks"],
+    )
