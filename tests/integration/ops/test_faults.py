@@ -10,7 +10,6 @@ SQLite is not cut by a proxy (it is a file), so that part runs on PostgreSQL onl
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -36,6 +35,7 @@ from prevenance.loyalty import ledger
 from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.tables import CardTransaction, Redemption, Refund
 from tests.conftest import member_body
+from tests.integration.ops.netproxy import NetProxy
 
 BIN = Path(sys.executable).parent / "prevenance"
 CLIENTS = 4
@@ -195,60 +195,12 @@ def test_api_workers_killed_mid_load_apply_every_request_exactly_once(
         )
 
 
-class _Proxy:
-    """A TCP proxy in a thread: ``stop()`` cuts every connection and refuses new ones (the database
-    is 'down' for the app), ``start()`` brings it back on the same port."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target, self.port = target, _free_port()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server: asyncio.AbstractServer | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        self.writers |= {writer, upstream_writer}
-        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
-
-    def start(self) -> None:
-        async def go() -> None:
-            self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
-
-        asyncio.run_coroutine_threadsafe(go(), self.loop).result(10)
-
-    def stop(self) -> None:
-        async def halt() -> None:
-            assert self.server is not None
-            self.server.close()
-            for writer in list(self.writers):
-                writer.transport.abort()
-            self.writers.clear()
-            await self.server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(halt(), self.loop).result(10)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-
-
 @pytest.fixture
-def proxy(engine: Engine) -> Iterator[_Proxy]:
+def proxy(engine: Engine) -> Iterator[NetProxy]:
     if engine.dialect.name != "postgresql":
         pytest.skip("a database outage is cut at the network: PostgreSQL only (SQLite is a file)")
     url = engine.url
-    found = _Proxy((url.host or "127.0.0.1", url.port or 5432))
+    found = NetProxy((url.host or "127.0.0.1", url.port or 5432))
     found.start()
     yield found
     found.close()
@@ -256,7 +208,7 @@ def proxy(engine: Engine) -> Iterator[_Proxy]:
 
 @pytest.mark.slow
 def test_a_database_outage_answers_503_then_recovers_by_itself(
-    engine: Engine, clock: FrozenClock, proxy: _Proxy, tmp_path: Path
+    engine: Engine, clock: FrozenClock, proxy: NetProxy, tmp_path: Path
 ) -> None:
     token = _world(engine, clock)
     proxied = make_url(engine.url.render_as_string(hide_password=False)).set(
