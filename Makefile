@@ -7,12 +7,12 @@ DEMO_DB ?= sqlite:///./prevenance.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test install lint typecheck serve clean bench
+.PHONY: demo test install lint typecheck serve clean bench screens audit lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +34,8 @@ demo: $(STAMP)
 	@echo "Member key (acts only for member $(DEMO_MEMBER)):"
 	@$(KEY) --role member --name demo-member --member-ref $(DEMO_MEMBER) | tail -n 1
 	@echo "Try: curl -H 'Authorization: Bearer <member key>' http://$(HOST):$(PORT)/v1/members/$(DEMO_MEMBER)/balance"
+	@echo "Console users (role, username, password) for http://$(HOST):$(PORT)/console/ (members: /portal/):"
+	@PREVENANCE_DATABASE_URL=$(DEMO_DB) $(BIN)/prevenance console demo-users
 	@echo "Serving on http://$(HOST):$(PORT)  (OpenAPI UI: http://$(HOST):$(PORT)/docs)"
 	PREVENANCE_DATABASE_URL=$(DEMO_DB) $(BIN)/prevenance serve --host $(HOST) --port $(PORT)
 
@@ -51,6 +53,22 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/earn_api.py
+
+# A PNG of each console screen in docs/screens/ (Debian chromium, a temporary database).
+screens: $(STAMP)
+	$(BIN)/python -m prevenance.console.screens docs/screens
+
+# Known vulnerabilities in the installed (locked) dependencies: pip-audit, the registry's advisory data.
+audit: $(STAMP)
+	$(BIN)/pip-audit --local --progress-spinner off
+
+# Re-pin every dependency after a change in pyproject.toml.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet -e '.[dev]'
+	(echo "# Locked versions of every dependency (runtime and dev), installed as constraints by make."; \
+	 echo "# Regenerate after changing pyproject.toml: make lock"; \
+	 .lock-venv/bin/pip freeze --exclude-editable | grep -v '^prevenance') > requirements.lock
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) prevenance.db prevenance.db-wal prevenance.db-shm .pytest_cache .mypy_cache .ruff_cache

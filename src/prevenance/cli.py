@@ -6,6 +6,7 @@ import typer
 
 from prevenance.common.auth import create_key
 from prevenance.common.clock import SystemClock
+from prevenance.console.cli import app as console_app
 from prevenance.db import make_engine, unit_of_work
 from prevenance.demo.cli import app as demo_app
 from prevenance.desk.cli import app as desk_app
@@ -13,6 +14,7 @@ from prevenance.loyalty.cli import ingest_app, ledger_app, partners_app
 from prevenance.offers.cli import app as offers_app
 from prevenance.settings import get_settings
 from prevenance.stream.cli import app as stream_app
+from prevenance.views.benefit_usage import app as benefits_app
 from prevenance.voice.cli import app as voice_app
 
 app = typer.Typer(
@@ -30,6 +32,8 @@ app.add_typer(desk_app, name="desk")
 app.add_typer(stream_app, name="stream")
 app.add_typer(voice_app, name="voice")
 app.add_typer(offers_app, name="offers")
+app.add_typer(benefits_app, name="benefits")
+app.add_typer(console_app, name="console")
 
 
 def engine_from_settings():  # type: ignore[no-untyped-def]

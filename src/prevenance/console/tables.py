@@ -1,3 +1,55 @@
-"""Tables of the console (staff users)."""
+"""Tables of the console: its users (staff and members of the portal), and the prefix indexes that
+make the agent's customer search an index range scan instead of a full read of ``members``."""
 
 from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from prevenance.common.base import Base, UtcDateTime
+from prevenance.customers.tables import Member
+
+ROLES = ("agent", "concierge", "supervisor", "marketing", "admin", "member")
+
+
+class ConsoleUser(Base):
+    """Someone who signs in to the console (staff) or to the portal (a member, ``member_id`` set).
+
+    Only an argon2 hash of the password is kept. A member user is bound to one member, so the portal
+    can never show another member's record.
+    """
+
+    __tablename__ = "console_users"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('agent', 'concierge', 'supervisor', 'marketing', 'admin', 'member')", name="role"
+        ),
+        CheckConstraint("language IN ('fr', 'en')", name="language"),
+        CheckConstraint("(role = 'member') = (member_id IS NOT NULL)", name="member_bound"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(120), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    member_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("members.id"), nullable=True, index=True
+    )
+    member_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    language: Mapped[str] = mapped_column(String(2))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# Prefix search of members (name, e-mail, ref), lower-cased. On PostgreSQL ``text_pattern_ops`` lets
+# ``LIKE 'abc%'`` use the index whatever the database collation; on SQLite the search is written as a
+# range (``>= 'abc' AND < 'abd'``), which the plain expression index serves.
+_members = Member.__table__
+for _column in ("name", "email", "ref"):
+    Index(
+        f"ix_console_members_{_column}_prefix",
+        func.lower(_members.c[_column]).label(_column),
+        postgresql_ops={_column: "text_pattern_ops"},
+    )

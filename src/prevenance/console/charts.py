@@ -1,0 +1,100 @@
+"""Vega-Lite specs (built with Altair) for the supervisor's dashboard; vega-embed draws them.
+
+Every rate is drawn with its 95% Wilson interval (the desk's reports give ``ci_low``/``ci_high``
+and ``n``), so a team of twelve cases is not read as precisely as one of twelve hundred.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+
+from prevenance.console.i18n import translate
+
+_WIDTH = "container"  # the card's width (vega-embed resizes with it)
+
+
+def _rate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"key": r["key"], "value": r["value"], "low": r["ci_low"], "high": r["ci_high"], "n": r["n"]}
+        for r in rows
+        if r["n"] > 0
+    ]
+
+
+def _rate_chart(rows: list[dict[str, Any]], lang: str, *, axis: str, title: str) -> dict[str, Any]:
+    data = alt.Data(values=_rate_rows(rows))
+    base = alt.Chart(data).encode(y=alt.Y("key:N", title=axis, sort=None))
+    bars = base.mark_bar(color="#1f5f8b").encode(
+        x=alt.X(
+            "value:Q",
+            title=translate(lang, "chart.rate"),
+            scale=alt.Scale(domain=[0, 1]),
+            axis=alt.Axis(format="%"),
+        ),
+        tooltip=[
+            alt.Tooltip("key:N", title=axis),
+            alt.Tooltip("value:Q", format=".1%", title=translate(lang, "chart.rate")),
+            alt.Tooltip("low:Q", format=".1%", title=translate(lang, "chart.ci_low")),
+            alt.Tooltip("high:Q", format=".1%", title=translate(lang, "chart.ci_high")),
+            alt.Tooltip("n:Q", title="n"),
+        ],
+    )
+    whiskers = base.mark_rule(color="#111", strokeWidth=2).encode(x="low:Q", x2="high:Q")
+    chart = (bars + whiskers).properties(width=_WIDTH, description=title)
+    spec: dict[str, Any] = chart.to_dict()
+    return spec
+
+
+def fcr_by_team(report: dict[str, Any], lang: str) -> dict[str, Any]:
+    """First-contact resolution by team, bars with their 95% intervals."""
+    return _rate_chart(
+        report["rows"], lang, axis=translate(lang, "chart.team"), title=translate(lang, "dash.fcr")
+    )
+
+
+def card_promise(report: dict[str, Any], lang: str) -> dict[str, Any]:
+    """Share of the month's emergency cards delivered within their promise, with its interval."""
+    row = {**report["within_promise"], "key": translate(lang, "chart.within_promise")}
+    return _rate_chart([row], lang, axis="", title=translate(lang, "dash.cards"))
+
+
+def reasons_pareto(report: dict[str, Any], lang: str) -> dict[str, Any]:
+    """Contact reasons by volume, with the cumulative share line of a Pareto chart."""
+    total = sum(r["contacts"] for r in report["reasons"]) or 1
+    running = 0
+    values = []
+    for r in report["reasons"]:  # already sorted by volume, largest first
+        running += r["contacts"]
+        values.append(
+            {
+                "reason": r["label_fr"] if lang == "fr" else r["label_en"],
+                "contacts": r["contacts"],
+                "cumulative": running / total,
+            }
+        )
+    data = alt.Data(values=values)
+    order = [v["reason"] for v in values]
+    base = alt.Chart(data).encode(
+        x=alt.X("reason:N", sort=order, title=translate(lang, "chart.reason"), axis=alt.Axis(labelAngle=-30))
+    )
+    bars = base.mark_bar(color="#1f5f8b").encode(
+        y=alt.Y("contacts:Q", title=translate(lang, "chart.contacts")),
+        tooltip=["reason:N", "contacts:Q", alt.Tooltip("cumulative:Q", format=".0%")],
+    )
+    line = base.mark_line(color="#b3261e", point=True).encode(
+        y=alt.Y(
+            "cumulative:Q",
+            title=translate(lang, "chart.cumulative"),
+            axis=alt.Axis(format="%"),
+            scale=alt.Scale(domain=[0, 1]),
+        )
+    )
+    chart = (
+        alt.layer(bars, line)
+        .resolve_scale(y="independent")
+        .properties(width=_WIDTH, title=translate(lang, "dash.reasons"))
+    )
+    spec: dict[str, Any] = chart.to_dict()
+    return spec
