@@ -14,6 +14,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from prevenance.common.deps import AppClock, DbEngine
+from prevenance.common.problems import RateLimited
+from prevenance.common.ratelimit import enforce
 from prevenance.db import read_session, run_in_transaction
 from prevenance.settings import Settings
 from prevenance.voice import invitations, rules, service
@@ -116,6 +118,25 @@ def _form(lang: str, status: int, values: dict[str, str | None], errors: dict[st
     )
 
 
+def _throttled(request: Request, requested: str | None) -> HTMLResponse | None:
+    """A 429 page when this address asked for survey pages too often (guessing links, or a loop);
+    counted per client address over every token, so forging links does not scale."""
+    settings: Settings = request.app.state.settings
+    try:
+        enforce(request, scope="survey", rule=settings.rate_limit_survey, key="*")
+    except RateLimited as error:
+        wait = str(error.extra.get("retry_after", 60))
+        text = {
+            "fr": f"Trop de demandes. Merci de réessayer dans {wait} secondes.",
+            "en": f"Too many requests. Please try again in {wait} seconds.",
+        }
+        lang = _language(requested, "fr")
+        other = "en" if lang == "fr" else "fr"
+        body = f"<!doctype html><html lang={lang}><meta charset=utf-8><title>429</title><p>{text[lang]}</p><p>{text[other]}</p></html>"
+        return HTMLResponse(body, status_code=429, headers={"Retry-After": wait, "Cache-Control": "no-store"})
+    return None
+
+
 def _invitation_id(request: Request, token: str, now: Any) -> str:
     settings: Settings = request.app.state.settings
     return invitations.unsign(
@@ -132,6 +153,8 @@ def survey_form(
     lang: Annotated[str | None, Query(max_length=5)] = None,
 ) -> HTMLResponse:
     """The survey form for a valid, unused link."""
+    if (refused := _throttled(request, lang)) is not None:
+        return refused
     try:
         invitation_id = _invitation_id(request, token, clock.now())
         with read_session(engine) as session:
@@ -157,6 +180,8 @@ def survey_submit(
     """Record the answer once; a faulty form comes back with the errors next to their fields."""
     now = clock.now()
     chosen = lang or form_lang
+    if (refused := _throttled(request, chosen)) is not None:
+        return refused
     try:
         invitation_id = _invitation_id(request, token, now)
         with read_session(engine) as session:

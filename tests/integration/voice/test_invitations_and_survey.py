@@ -226,3 +226,18 @@ def test_a_crash_after_sending_resends_the_same_message_id_and_logs_once(
     assert _count(engine, Communication) == 1
     with read_session(engine) as session:
         assert session.scalars(select(Invitation.status)).one() == "sent"
+
+
+def test_survey_pages_are_rate_limited_per_address(engine: Engine, clock: FrozenClock) -> None:
+    from fastapi.testclient import TestClient
+
+    from prevenance.app import create_app
+    from prevenance.settings import Settings
+
+    app = create_app(Settings(rate_limit_survey="2/minute"), engine=engine, clock=clock)
+    with TestClient(app) as client:
+        statuses = [client.get(f"/survey/forged-{i}?lang=en").status_code for i in range(3)]
+        assert statuses == [404, 404, 429]  # a different forged link each time: still one address
+        refused = client.post("/survey/forged-9", data={"recommend": "9"})
+        assert refused.status_code == 429 and refused.headers["Retry-After"]
+        assert "Too many requests" in refused.text and "Trop de demandes" in refused.text
