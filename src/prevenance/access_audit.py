@@ -47,7 +47,9 @@ class AccessAuditMiddleware:
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         await run_in_threadpool(self._write, ref, principal, method, route, status, request_id)
 
-    def _write(self, ref: str, principal: object, method: str, route: str, status: int, rid: str | None) -> None:
+    def _write(
+        self, ref: str, principal: object, method: str, route: str, status: int, rid: str | None
+    ) -> None:
         try:
             with unit_of_work(self.engine) as session:
                 customers.record_access(

@@ -5,27 +5,38 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import structlog
 from fastapi import FastAPI
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prevenance import __version__
+from prevenance import __version__, observability
+from prevenance.access_audit import AccessAuditMiddleware
+from prevenance.common import openapi
 from prevenance.common.clock import Clock, SystemClock
 from prevenance.common.deps import new_key_cache
 from prevenance.common.ids import new_id
 from prevenance.common.problems import install_problem_handlers
+from prevenance.common.ratelimit import RateLimiter
 from prevenance.console.routes import router as console_router
 from prevenance.customers.api import router as members_router
-from prevenance.db import make_engine, read_session
+from prevenance.db import make_engine
+from prevenance.desk import service as desk_service
 from prevenance.desk.api import router as desk_router
 from prevenance.desk.concierge_api import router as concierge_router
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
+from prevenance.offers import service as offers_service
 from prevenance.offers.api import router as offers_router
+from prevenance.offers.roi_api import router as offers_roi_router
+from prevenance.privacy import router as privacy_router
+from prevenance.security_headers import SecurityHeaders
 from prevenance.settings import Settings, get_settings
+from prevenance.views.benefit_usage import router as benefit_usage_router
 from prevenance.views.incidents import router as incidents_router
 from prevenance.views.member360 import router as member360_router
 from prevenance.voice.api import router as voice_router
@@ -62,6 +73,36 @@ class RequestIdMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
+def install_offer_hook() -> None:
+    """Decide offers on every earning transaction, composed with the desk: no offer for a member
+    who asked to be left alone, and each offer made is written in the communications log (offers
+    may not import the desk, so the composition happens here). Installing again replaces it."""
+
+    def may_contact(session: Session, member_id: int) -> bool:
+        return desk_service.may_send_marketing(session, member_id=member_id)
+
+    def record_note(session: Session, note: offers_service.OfferNote) -> None:
+        communication = desk_service.CommunicationInput(
+            id=note.id,
+            member_ref=note.member_ref,
+            kind=note.kind,
+            template=note.template,
+            channel=note.channel,
+            language=note.language,
+            sent_at=note.sent_at,
+            subject=note.subject[:300],
+            summary=note.summary,
+        )
+        desk_service.log_communication(
+            session, communication=communication, source="offers", now=note.sent_at
+        )
+
+    def benefits_used(session: Session, member_id: int, since: datetime) -> int:
+        return desk_service.count_benefit_usages(session, member_id=member_id, since=since)
+
+    offers_service.install(may_contact=may_contact, record_note=record_note, benefits=benefits_used)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -86,6 +127,7 @@ def create_app(
                 stop=stop,
                 deliver_events=settings.nats_url is None,
                 smtp_url=settings.smtp_url,
+                settings=settings,
             )
             if background
             else None
@@ -107,24 +149,16 @@ def create_app(
     app.state.clock = clock
     app.state.settings = settings
     app.state.key_cache = new_key_cache()
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_storage)
+    install_offer_hook()
     install_problem_handlers(app)
 
+    app.add_middleware(AccessAuditMiddleware, engine=engine, clock=clock)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(SecurityHeaders)
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, object]:
-        """Liveness and database reachability; needs no key."""
-        try:
-            with read_session(engine) as session:
-                session.execute(text("SELECT 1"))
-            database = "ok"
-        except Exception as error:  # a health probe reports, it does not raise
-            database = f"error: {type(error).__name__}"
-        return {
-            "status": "ok" if database == "ok" else "degraded",
-            "database": database,
-            "version": __version__,
-        }
+    observability.install(app, engine=engine, settings=settings)
+    openapi.install(app)
 
     app.include_router(members_router)
     app.include_router(loyalty_router)
@@ -134,5 +168,8 @@ def create_app(
     app.include_router(incidents_router)
     app.include_router(voice_router)
     app.include_router(offers_router)
+    app.include_router(offers_roi_router)
+    app.include_router(benefit_usage_router)
+    app.include_router(privacy_router)
     app.include_router(console_router)
     return app

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
+from prevenance.customers.tables import Member
 from prevenance.db import read_session
 from prevenance.demo.desk import plan_desk
 from prevenance.demo.generator import DemoMismatch, load_demo, plan
 from prevenance.desk import service as desk
-from prevenance.customers.tables import Member
 from prevenance.desk.tables import (
     BenefitExplanation,
     BenefitUsage,
@@ -87,9 +87,7 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
         # Concierge requests: premium members, in their city, solved through a partner of the directory.
         requests = session.scalars(select(ConciergeRequest)).all()
         assert len(requests) == summary["concierge_requests"] > 0
-        premium = set(
-            session.scalars(select(Member.id).where(Member.product.in_(["platinum", "centurion"])))
-        )
+        premium = set(session.scalars(select(Member.id).where(Member.product.in_(["platinum", "centurion"]))))
         assert {r.member_id for r in requests} <= premium
         directory = set(session.scalars(select(ConciergePartner.code)))
         solved = [r for r in requests if r.status == "solved"]

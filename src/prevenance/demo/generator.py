@@ -645,6 +645,11 @@ def load_demo(
         from prevenance.demo.voice import load_voice_demo
 
         summary.update({f"voice_{k}": v for k, v in load_voice_demo(engine, seed=seed, now=anchor).items()})
+    from prevenance.demo.offers import load_offers_demo
+
+    summary.update({f"offers_{k}": v for k, v in load_offers_demo(engine, seed=seed, now=anchor).items()})
+    with read_session(engine) as session:
+        report = ledger.audit(session)  # again: offer rewards and the planted uplift moved points
     summary["postings"] = int(report["postings"])
     summary["postings_added"] = int(report["postings"]) - int(postings_before)
     summary["seconds"] = round(time.perf_counter() - started)

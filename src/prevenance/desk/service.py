@@ -1012,6 +1012,15 @@ def list_member_benefits(session: Session, *, member_ref: str, now: datetime) ->
     return {"member_ref": member.ref, "product": member.product, "items": items}
 
 
+def count_benefit_usages(session: Session, *, member_id: int, since: datetime) -> int:
+    """How many benefit usages a member recorded since a moment (a behavioural feature of offers)."""
+    return int(
+        session.execute(
+            select(func.count()).where(BenefitUsage.member_id == member_id, BenefitUsage.used_at >= since)
+        ).scalar_one()
+    )
+
+
 def list_unused_benefits(session: Session, *, member_ref: str, now: datetime) -> list[dict[str, Any]]:
     """The entitled benefits the member has not used in the last twelve months."""
     return [

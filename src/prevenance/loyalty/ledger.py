@@ -30,6 +30,7 @@ REASONS = (
     "travel_confirm",
     "travel_void",
     "travel_hold_expired",
+    "offer_reward",
 )
 SPENDING_REASONS = ("redemption_catalogue", "redemption_ecode", "redemption_transfer", "travel_hold")
 

@@ -35,6 +35,12 @@ class TransactionRead(BaseModel):
     points_earned: int
     unit: Literal["points", "miles"]
     balance: int
+    offer: dict[str, Any] | None = Field(
+        default=None, description="the offer made on this transaction, if any (FR/EN texts)"
+    )
+    offer_rewards: list[dict[str, Any]] | None = Field(
+        default=None, description="rewards of activated offers this transaction qualified for"
+    )
 
 
 class RefundCreate(BaseModel):

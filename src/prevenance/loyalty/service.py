@@ -7,7 +7,7 @@ import base64
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -46,6 +46,71 @@ from prevenance.loyalty.tables import (
     Referral,
     Refund,
 )
+
+# --- transaction hooks (higher domains act on each payment without loyalty importing them) -----
+
+
+@dataclass(frozen=True)
+class EarnedTransaction:
+    """A card payment just recorded, as a transaction hook sees it."""
+
+    id: str
+    member_id: int
+    member_ref: str
+    product: str
+    merchant: str
+    category: str
+    amount_eur: Decimal
+    points_earned: int
+    unit: str
+    occurred_at: datetime
+
+
+class TransactionHook(Protocol):
+    """Called inside the earn's transaction, after its postings; what it returns is merged into the
+    response body (so an idempotent replay returns it too). It must not commit."""
+
+    def __call__(
+        self, session: Session, *, member_id: int, transaction: EarnedTransaction, now: datetime
+    ) -> dict[str, Any] | None: ...
+
+
+# Keyed by name so that installing the same hook again (each app, each consumer) replaces it.
+_TRANSACTION_HOOKS: dict[str, TransactionHook] = {}
+
+# The offers domain rewards members with points; the posting's reason says so.
+OFFER_REWARD = "offer_reward"
+
+
+def register_transaction_hook(hook: TransactionHook, *, name: str) -> None:
+    """Run ``hook`` on every earning transaction from now on (replacing a hook of the same name)."""
+    _TRANSACTION_HOOKS[name] = hook
+
+
+def unregister_transaction_hook(name: str) -> None:
+    """Stop running the hook of that name (no-op when absent)."""
+    _TRANSACTION_HOOKS.pop(name, None)
+
+
+def award_bonus(
+    session: Session, *, member_id: int, points: int, reason: str, reference: str, key: str, now: datetime
+) -> int:
+    """Credit ``points`` from issuance to the member's points account, once per ``key`` (the posting's
+    unique idempotency key); returns the balance after. Used by higher domains (offer rewards)."""
+    if reason != OFFER_REWARD:
+        raise ValueError(f"award_bonus posts {OFFER_REWARD!r} only, not {reason!r}")
+    result = ledger.post(
+        session,
+        debit=ledger.system_account(session, name="issuance", unit="points"),
+        credit=ledger.member_account(session, member_id=member_id, unit="points"),
+        amount=points,
+        reason=reason,
+        reference=reference,
+        key=key,
+        now=now,
+    )
+    return result.balance_after or 0
+
 
 # --- earning -----------------------------------------------------------------------------------
 
@@ -191,6 +256,23 @@ def _earn(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
         },
         now=now,
     )
+    if _TRANSACTION_HOOKS:
+        earned = EarnedTransaction(
+            id=tx.id,
+            member_id=member.id,
+            member_ref=member.ref,
+            product=product.code,
+            merchant=tx.merchant,
+            category=tx.category,
+            amount_eur=amount_eur,
+            points_earned=units,
+            unit=product.unit,
+            occurred_at=_utc(tx.occurred_at),
+        )
+        for hook in list(_TRANSACTION_HOOKS.values()):
+            extra = hook(session, member_id=member.id, transaction=earned, now=now)
+            if extra:
+                body.update(extra)  # before run_idempotent stores the body: a replay returns the same
     return Outcome(201, body)
 
 

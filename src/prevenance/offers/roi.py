@@ -105,7 +105,10 @@ def welch_difference(treated: FloatArray, control: FloatArray, *, level: float =
     se = math.sqrt(v_t + v_c)
     if se == 0.0:
         return Difference(estimate, estimate, estimate, n_t, n_c)
-    df = (v_t + v_c) ** 2 / (v_t**2 / (n_t - 1) + v_c**2 / (n_c - 1))
+    spread = v_t**2 / (n_t - 1) + v_c**2 / (n_c - 1)
+    # Welch–Satterthwaite degrees of freedom; a spread that underflows (tiny variances) means the
+    # pooled degrees of freedom are the honest answer.
+    df = (v_t + v_c) ** 2 / spread if spread > 0.0 else float(n_t + n_c - 2)
     half = t_quantile(0.5 + level / 2, max(df, 1.0)) * se
     return Difference(estimate, estimate - half, estimate + half, n_t, n_c)
 

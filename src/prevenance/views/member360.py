@@ -2,7 +2,7 @@
 
 A composition above the domains (like ``app`` and ``console``): it reads the customer record, the
 rewards ledger and the desk through their services and adds nothing of its own. Surveys and
-offers join it as their loops land.
+offers are read through their services too.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from prevenance.desk.schemas import (
 )
 from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.schemas import BalanceRead, Movement
+from prevenance.offers import service as offers
 from prevenance.voice import service as voice
 
 router = APIRouter(prefix="/v1", tags=["members"])
@@ -57,6 +58,7 @@ class Member360Read(BaseModel):
     )
     tastes: TastesRead | None = Field(description="what the concierge remembers (premium cards only)")
     surveys: list[dict[str, Any]] = Field(description="surveys the member answered, newest first")
+    offers: list[dict[str, Any]] = Field(description="offers made to the member, newest first (FR/EN)")
 
 
 @router.get(
@@ -119,4 +121,5 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
             ),
             "tastes": concierge.get_member_tastes(session, member_id=member.id) if product.premium else None,
             "surveys": voice.list_member_surveys(session, member_id=member.id, limit=LAST),
+            "offers": offers.list_member_offers(session, member_id=member.id, limit=LAST),
         }

@@ -46,7 +46,9 @@ def upgrade() -> None:
         sa.CheckConstraint("action IN ('read', 'change')", name=op.f("ck_customer_access_log_action")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_access_log")),
     )
-    op.create_index("ix_customer_access_log_member_at", "customer_access_log", ["member_id", "at"], unique=False)
+    op.create_index(
+        "ix_customer_access_log_member_at", "customer_access_log", ["member_id", "at"], unique=False
+    )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_PG_FUNCTION)
         op.execute(

@@ -1,0 +1,41 @@
+"""The customer access log: every keyed call on a member's routes is appended (who, role, read or
+change, route, status), queryable by customer by a supervisor, and the database refuses to change it."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from prevenance.db import unit_of_work
+from tests.conftest import Api, member_body
+
+
+def test_reads_and_changes_are_logged_per_customer(api: Api) -> None:
+    assert api.put("/v1/members/M1", member_body(), role="agent").status_code == 201
+    api.put("/v1/members/M2", member_body(), role="agent")
+    assert api.get("/v1/members/M1", role="concierge").status_code == 200
+    assert api.get("/v1/members/M1/balance", role="agent").status_code == 200
+    assert api.get("/v1/members/NOBODY", role="agent").status_code == 404  # no customer, no entry
+    response = api.get("/v1/members/M1/access-log", role="supervisor")
+    assert response.status_code == 200, response.text
+    entries = response.json()
+    assert [(e["actor_role"], e["action"], e["method"], e["route"], e["status"]) for e in entries] == [
+        ("agent", "read", "GET", "/v1/members/{ref}/balance", 200),
+        ("concierge", "read", "GET", "/v1/members/{ref}", 200),
+        ("agent", "change", "PUT", "/v1/members/{ref}", 201),
+    ]
+    assert all(e["actor"] and e["request_id"] and e["channel"] == "api" for e in entries)
+    # Reading the log is itself an access; the other member's log holds only its own entries.
+    assert api.get("/v1/members/M1/access-log", role="supervisor").json()[0]["route"].endswith("/access-log")
+    assert len(api.get("/v1/members/M2/access-log", role="supervisor").json()) == 1
+    assert api.get("/v1/members/M1/access-log", role="agent").status_code == 403
+    paged = api.get(f"/v1/members/M1/access-log?limit=1&before_id={entries[0]['id']}", role="admin").json()
+    assert [e["route"] for e in paged] == ["/v1/members/{ref}"]
+
+
+def test_the_access_log_is_append_only(api: Api, engine: Engine) -> None:
+    api.put("/v1/members/M1", member_body(), role="agent")
+    for statement in ("UPDATE customer_access_log SET actor = 'x'", "DELETE FROM customer_access_log"):
+        with pytest.raises(DBAPIError), unit_of_work(engine) as session:
+            session.execute(text(statement))

@@ -1,0 +1,104 @@
+"""``/healthz`` reports the database, the stream and the SMTP relay separately; ``/metrics`` exposes
+request rate and latency by route template and the scrape-time gauges; a database that cannot be
+reached gives 503 problem responses, not 500s."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from prevenance.app import create_app
+from prevenance.common.clock import FrozenClock
+from prevenance.db import make_engine
+from prevenance.settings import Settings
+from tests.conftest import Api, member_body, tx_body
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _Sink:
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_url() -> Iterator[str]:
+    port = _free_port()
+    controller = Controller(_Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{port}"
+    finally:
+        controller.stop()
+
+
+def _client(engine: Engine, clock: FrozenClock, **settings: str | None) -> TestClient:
+    app = create_app(Settings(**settings), engine=engine, clock=clock)  # type: ignore[arg-type]
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_health_reports_each_dependency(engine: Engine, clock: FrozenClock, smtp_url: str) -> None:
+    with _client(engine, clock, smtp_url=smtp_url, nats_url=None) as client:
+        body = client.get("/healthz").json()
+        assert (body["status"], body["database"], body["smtp"], body["stream"]) == (
+            "ok",
+            "ok",
+            "ok",
+            "not configured",
+        )
+    dead = f"smtp://127.0.0.1:{_free_port()}"
+    with _client(engine, clock, smtp_url=dead, nats_url=f"nats://127.0.0.1:{_free_port()}") as client:
+        response = client.get("/healthz")
+        body = response.json()
+        assert response.status_code == 200  # the database answers: writes still land
+        assert body["status"] == "degraded" and body["database"] == "ok"
+        assert body["smtp"].startswith("error") and body["stream"].startswith("error")
+
+
+def test_health_sees_the_real_stream(engine: Engine, clock: FrozenClock) -> None:
+    url = os.environ.get("PREVENANCE_TEST_NATS_URL")
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but PREVENANCE_TEST_NATS_URL is not set")
+        pytest.skip("needs PREVENANCE_TEST_NATS_URL (a NATS server with JetStream)")
+    with _client(engine, clock, nats_url=url) as client:
+        assert client.get("/healthz").json()["stream"] == "ok"
+        assert "prevenance_stream_consumer_pending" in client.get("/metrics").text
+
+
+def test_metrics_count_requests_by_route_template(api: Api) -> None:
+    api.put("/v1/members/M1", member_body())
+    api.put("/v1/members/M2", member_body())
+    api.post("/v1/transactions", tx_body("T1", "M1"), role="integrator")
+    response = api.client.get("/metrics")
+    assert response.status_code == 200
+    text = response.text
+    assert 'prevenance_http_requests_total{method="PUT",route="/v1/members/{ref}",status="201"} 2.0' in text
+    assert 'route="/v1/members/M1"' not in text  # templates, never concrete paths
+    assert "prevenance_http_request_duration_seconds_bucket" in text
+    assert "prevenance_ledger_postings" in text
+    pending = next(line for line in text.splitlines() if line.startswith("prevenance_outbox_pending_events "))
+    assert float(pending.split()[1]) >= 1  # the earn event waits for its relay
+
+
+def test_an_unreachable_database_answers_503_problems(tmp_path: Path, clock: FrozenClock) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'db.sqlite'}")
+    with _client(engine, clock) as client:
+        health = client.get("/healthz")
+        assert health.status_code == 503 and health.json()["database"].startswith("error")
+        response = client.get("/v1/members/M1", headers={"Authorization": "Bearer whatever"})
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["type"].endswith("database-unavailable")
+        assert response.headers["Retry-After"]
