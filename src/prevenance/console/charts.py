@@ -98,3 +98,88 @@ def reasons_pareto(report: dict[str, Any], lang: str) -> dict[str, Any]:
     )
     spec: dict[str, Any] = chart.to_dict()
     return spec
+
+
+# --- the voice of the customer: scores in points or percent, each with its 95% interval ------------
+
+
+def score_rows(items: list[dict[str, Any]], metric: str, label: str = "") -> list[dict[str, Any]]:
+    """Chart rows of one score of ``voice.service.scores`` items (``rtf``, ``rtf_shrunk``, ``excellence``);
+    a key without answers has no value and is left out (the table beside still lists it)."""
+    rows = []
+    for item in items:
+        score = item.get(metric)
+        if not score or score.get("value") is None or not score.get("n"):
+            continue
+        rows.append(
+            {
+                "key": str(item.get("key") or item.get("country") or ""),
+                "estimate": label,
+                "value": score["value"],
+                "low": score["ci_low"],
+                "high": score["ci_high"],
+                "n": score["n"],
+            }
+        )
+    return rows
+
+
+def interval_chart(
+    rows: list[dict[str, Any]], lang: str, *, axis: str, measure: str, domain: tuple[float, float], title: str
+) -> dict[str, Any]:
+    """Points with their 95% interval as a bar (several estimates of a key side by side, by colour)."""
+    data = alt.Data(values=rows)
+    several = len({r["estimate"] for r in rows}) > 1
+    base = alt.Chart(data).encode(
+        y=alt.Y("key:N", title=axis, sort=None),
+        yOffset=alt.YOffset("estimate:N") if several else alt.YOffset(),
+    )
+    colour = (
+        alt.Color("estimate:N", title=translate(lang, "chart.estimate"), legend=alt.Legend(orient="bottom"))
+        if several
+        else alt.value("#1f5f8b")
+    )
+    tooltip = [
+        alt.Tooltip("key:N", title=axis),
+        alt.Tooltip("estimate:N", title=translate(lang, "chart.estimate")),
+        alt.Tooltip("value:Q", format=".1f", title=measure),
+        alt.Tooltip("low:Q", format=".1f", title=translate(lang, "chart.ci_low")),
+        alt.Tooltip("high:Q", format=".1f", title=translate(lang, "chart.ci_high")),
+        alt.Tooltip("n:Q", title="n"),
+    ]
+    scale = alt.Scale(domain=list(domain))
+    bars = base.mark_rule(strokeWidth=3).encode(
+        x=alt.X("low:Q", title=measure, scale=scale), x2="high:Q", color=colour, tooltip=tooltip
+    )
+    points = base.mark_point(filled=True, size=60, color="#111").encode(x="value:Q", tooltip=tooltip)
+    chart = (bars + points).properties(width=_WIDTH, description=title)
+    spec: dict[str, Any] = chart.to_dict()
+    return spec
+
+
+def trend_chart(
+    rows: list[dict[str, Any]], lang: str, *, measure: str, domain: tuple[float, float], title: str
+) -> dict[str, Any]:
+    """A score by month (``key``), one line per series (``estimate``), its 95% interval as a band."""
+    data = alt.Data(values=rows)
+    base = alt.Chart(data).encode(
+        x=alt.X("key:O", title=translate(lang, "chart.month")),
+        color=alt.Color("estimate:N", title="", legend=alt.Legend(orient="bottom")),
+    )
+    band = base.mark_area(opacity=0.18).encode(
+        y=alt.Y("low:Q", title=measure, scale=alt.Scale(domain=list(domain))), y2="high:Q"
+    )
+    line = base.mark_line(point=True).encode(
+        y="value:Q",
+        tooltip=[
+            alt.Tooltip("key:O", title=translate(lang, "chart.month")),
+            "estimate:N",
+            alt.Tooltip("value:Q", format=".1f", title=measure),
+            alt.Tooltip("low:Q", format=".1f", title=translate(lang, "chart.ci_low")),
+            alt.Tooltip("high:Q", format=".1f", title=translate(lang, "chart.ci_high")),
+            "n:Q",
+        ],
+    )
+    chart = (band + line).properties(width=_WIDTH, description=title)
+    spec: dict[str, Any] = chart.to_dict()
+    return spec

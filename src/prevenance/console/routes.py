@@ -9,7 +9,6 @@ written) and shows the errors next to the fields, in the user's language.
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -18,10 +17,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
+from prevenance.common import ratelimit
 from prevenance.common.auth import Principal, Role
 from prevenance.common.ids import new_id
-from prevenance.common.problems import PrevenanceError
-from prevenance.console import charts, i18n, users
+from prevenance.common.problems import PrevenanceError, RateLimited
+from prevenance.console import charts, i18n, pages_executive, pages_marketing, pages_voice, users
 from prevenance.console.search import search_members
 from prevenance.console.web import (
     CONCIERGE,
@@ -39,6 +39,7 @@ from prevenance.console.web import (
     render,
     safe_next,
     screens_for,
+    script_json,
     write_session,
 )
 from prevenance.customers import service as customers
@@ -110,6 +111,19 @@ def login_form(p: PageDep, next: str | None = None) -> Response:
 def login(p: PageDep) -> Response:
     """Check the password; on success a fresh session (new CSRF token) and the user's screen."""
     username, password = p.form.get("username", "").strip(), p.form.get("password", "")
+    try:
+        # Before the password is checked: guessing costs the attacker a slot whether it is right or not.
+        ratelimit.enforce(
+            p.request, scope="sign-in", rule=p.settings.rate_limit_sign_in, key=username.lower()
+        )
+    except RateLimited as error:
+        wait = int(error.extra.get("retry_after", 60))
+        errors = {"form": p.t("login.too_many", seconds=wait)}
+        refused = render(
+            p, "login.html", 429, next=p.form.get("next", ""), username=username, errors=errors, screens=[]
+        )
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     with read_session(p.engine) as session:
         user = users.authenticate(session, username=username, password=password) if username else None
     if user is None:
@@ -477,9 +491,7 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
     )
 
 
-def _script_json(spec: dict[str, Any]) -> str:
-    """JSON safe inside a ``<script>`` element (team names and labels come from stored data)."""
-    return json.dumps(spec).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+_script_json = script_json
 
 
 # --- member portal ------------------------------------------------------------------------------
@@ -642,3 +654,10 @@ def portal_preference(p: PageDep) -> Response:
     if errors:
         return _render_portal(p, status=422, forms={"preference": p.form}, errors={"preference": errors})
     return redirect(p, "/portal/?done=preference")
+
+
+# --- the second pass's screens, each in its own module --------------------------------------------
+
+router.include_router(pages_voice.router)
+router.include_router(pages_executive.router)
+router.include_router(pages_marketing.router)

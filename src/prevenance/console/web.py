@@ -10,6 +10,7 @@ signing in issues a fresh token (no session fixation).
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ _HERE = Path(__file__).parent
 DESK = (Role.AGENT, Role.SUPERVISOR)
 CONCIERGE = (Role.CONCIERGE,)
 DASHBOARD = (Role.SUPERVISOR,)
+MARKETING = (Role.MARKETING,)
+EXECUTIVE = (Role.SUPERVISOR, Role.MARKETING)
 TEMPLATES = Jinja2Templates(directory=str(_HERE / "templates"))
 STATIC_DIR = _HERE / "static"
 
@@ -287,7 +290,17 @@ def screens_for(p: Page) -> list[tuple[str, str]]:
         found.append(("/console/concierge", p.t("nav.concierge")))
     if role in (Role.ADMIN, *DASHBOARD):
         found.append(("/console/dashboard", p.t("nav.dashboard")))
+        found.append(("/console/voice", p.t("nav.voice")))
+    if role in (Role.ADMIN, *MARKETING):
+        found.append(("/console/marketing", p.t("nav.marketing")))
+    if role in (Role.ADMIN, *EXECUTIVE):
+        found.append(("/console/executive", p.t("nav.executive")))
     return found
+
+
+def script_json(spec: dict[str, Any]) -> str:
+    """JSON safe inside a ``<script type="application/json">`` (labels come from stored data)."""
+    return json.dumps(spec).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def choices(values: Iterable[str], page: Page, prefix: str) -> list[tuple[str, str]]:

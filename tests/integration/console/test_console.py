@@ -3,104 +3,25 @@ roles, language, the agent's forms, the portal's redemptions and their errors.""
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
-from html import unescape
-from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
-from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from prevenance.common.clock import FrozenClock
-from prevenance.console import users
 from prevenance.console.web import SESSION_COOKIE
-from prevenance.db import read_session, unit_of_work
+from prevenance.db import read_session
 from prevenance.desk.tables import CardReplacement, Contact
 from prevenance.loyalty.tables import Redemption
-from tests.conftest import Api, member_body, tx_body
-
-PASSWORD = "correct horse battery"
-
-
-def make_user(engine: Engine, clock: FrozenClock, username: str, role: str, **kwargs: Any) -> None:
-    with unit_of_work(engine) as session:
-        users.create_user(
-            session,
-            username=username,
-            password=PASSWORD,
-            role=role,
-            language=kwargs.pop("language", "fr"),
-            member_ref=kwargs.pop("member_ref", None),
-            now=clock.now(),
-        )
-
-
-def browser(api: Api, **headers: str) -> TestClient:
-    """A fresh client (its own cookie jar) over the same application."""
-    return TestClient(api.client.app, follow_redirects=False, headers=headers)
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, "no CSRF field in the page"
-    return found.group(1)
-
-
-def key_of(html: str, action: str) -> str:
-    form = html[html.index(f'action="{action}"') :]
-    found = re.search(r'name="key" value="([^"]+)"', form)
-    assert found
-    return found.group(1)
-
-
-def sign_in(client: TestClient, username: str, password: str = PASSWORD, path: str = "/console/login") -> Any:
-    page = client.get(path)
-    return client.post(path, data={"csrf": csrf_of(page.text), "username": username, "password": password})
-
-
-def error_near(html: str, field: str) -> str:
-    """The error message shown next to an input (``<p class="error" id="err-<field>">``)."""
-    found = re.search(rf'id="err-{re.escape(field)}" role="alert">([^<]+)<', html)
-    assert found, f"no error shown next to {field!r}"
-    return unescape(found.group(1))
-
-
-@pytest.fixture(autouse=True)
-def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2 with the smallest cost: the same code path, without 0.2 s per hash on a shared machine."""
-    monkeypatch.setattr(users, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-
-
-@pytest.fixture
-def world(api: Api, engine: Engine, clock: FrozenClock) -> Api:
-    """Two members with points, a catalogue item, an airline partner and one user per role."""
-    assert api.put("/v1/members/M1", member_body(name="Camille Martin", product="platinum")).status_code in (
-        200,
-        201,
-    )
-    api.put("/v1/members/M2", member_body(name="Jean Dupont", email="jean@example.com", language="en"))
-    api.put("/v1/members/M3", member_body(name="Zoé Friend", email="zoe@example.fr"))
-    assert api.post("/v1/transactions", tx_body("T1", "M1", "1500.00"), role="integrator").status_code == 201
-    assert api.post("/v1/transactions", tx_body("T2", "M2", "80.00"), role="integrator").status_code == 201
-    assert api.put("/v1/catalogue/KNIFE", {"name": "Knife set", "points": 500, "stock": 10}).status_code in (
-        200,
-        201,
-    )
-    partner = {"kind": "airline", "name": "Air Demo", "points_per_block": 1000, "units_per_block": 800}
-    assert api.put("/v1/partners/AIR", partner).status_code in (200, 201)
-    for name, role in [
-        ("agent1", "agent"),
-        ("conc1", "concierge"),
-        ("sup1", "supervisor"),
-        ("mkt1", "marketing"),
-    ]:
-        make_user(engine, clock, name, role)
-    make_user(engine, clock, "agent-en", "agent", language="en")
-    make_user(engine, clock, "camille", "member", member_ref="M1")
-    make_user(engine, clock, "jean", "member", member_ref="M2")
-    return api
+from tests.conftest import Api, member_body
+from tests.integration.console.support import (
+    PASSWORD,
+    browser,
+    csrf_of,
+    error_near,
+    key_of,
+    sign_in,
+)
 
 
 def points_of(api: Api, ref: str) -> int:

@@ -1,0 +1,20 @@
+/* Draws every chart of a page: each <div class="chart" data-spec="spec-x"> gets the Vega-Lite spec
+   held in <script type="application/json" id="spec-x"> (no inline script: the CSP forbids it). */
+(function () {
+  "use strict";
+  function draw() {
+    document.querySelectorAll("[data-spec]").forEach(function (target) {
+      var holder = document.getElementById(target.getAttribute("data-spec"));
+      if (!holder) { return; }
+      var spec = JSON.parse(holder.textContent);
+      vegaEmbed(target, spec, {actions: false, renderer: "svg", defaultStyle: false})
+        .then(function () { target.setAttribute("data-drawn", "true"); })
+        .catch(function (error) { target.setAttribute("data-error", String(error)); });
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", draw);
+  } else {
+    draw();
+  }
+})();

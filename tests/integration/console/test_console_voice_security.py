@@ -1,0 +1,199 @@
+"""The second pass of the console on SQLite and PostgreSQL: the supervisor's voice screen (scores with
+intervals, scorecard download, suggestions), the security headers and the sign-in rate limit."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import Engine
+
+from prevenance.common.clock import FrozenClock
+from prevenance.db import read_session, unit_of_work
+from prevenance.security_headers import CONSOLE_CSP, STRICT_CSP
+from prevenance.voice import service as voice
+from tests.conftest import Api
+from tests.integration.console.support import (
+    browser,
+    csrf_of,
+    sign_in,
+)
+
+MONTH = "2025-12"
+
+
+def answers(engine: Engine, clock: FrozenClock) -> None:
+    """Thirty answers in December 2025 for two agents of two teams, some with a suggestion."""
+    rows = []
+    for n in range(30):
+        rows.append(
+            {
+                "id": f"A{n}",
+                "member_ref": ("M1", "M2", "M3")[n % 3],
+                "answered_at": f"2025-12-{1 + n % 28:02d}T10:00:00Z",
+                "agent": "alice" if n % 3 else "bob",
+                "team": "paris" if n % 3 else "lyon",
+                "channel": ("phone", "email")[n % 2],
+                "reason": "card.lost_stolen",
+                "recommend": str((10, 9, 8, 3, 10)[n % 5]),
+                "interaction": str((5, 5, 4, 2, 5)[n % 5]),
+                "suggestion": "Ouvrir le service le dimanche" if n == 4 else "",
+            }
+        )
+    with unit_of_work(engine) as session:
+        voice.import_answers(session, rows=rows, now=clock.now())
+
+
+def test_the_voice_screen_shows_scores_with_intervals_and_n(
+    world: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    answers(engine, clock)
+    client = browser(world)
+    sign_in(client, "sup1")
+    page = client.get(f"/console/voice?month={MONTH}&by=agent")
+    assert page.status_code == 200
+    with read_session(engine) as session:
+        expected = {i["key"]: i for i in voice.scores(session, by="agent", month=MONTH)["items"]}
+    table = page.text[page.text.index('data-testid="scores"') :]
+    for agent, item in expected.items():
+        row = table[table.index(f'<th scope="row">{agent}</th>') :].split("</tr>")[0]
+        assert f">{item['n']}<" in row
+        assert f"{item['rtf']['value']:.1f}" in row and f"{item['rtf']['ci_low']:.1f}" in row
+        assert f"{item['rtf_shrunk']['value']:.1f}" in row
+    assert 'id="spec-rtf"' in page.text and 'data-spec="spec-rtf"' in page.text
+    spec = re.search(r'id="spec-rtf">([^<]+)</script>', page.text)
+    assert spec
+    drawn = json.loads(spec.group(1))["data"]["values"]
+    assert {(r["key"], r["estimate"]) for r in drawn} == {
+        (agent, estimate) for agent in expected for estimate in ("brut", "rétréci vers l'équipe")
+    }
+    by_team = client.get(f"/console/voice?month={MONTH}&by=team")
+    assert '<th scope="row">lyon</th>' in by_team.text and '<th scope="row">paris</th>' in by_team.text
+
+
+def test_other_roles_cannot_open_the_voice_screen(world: Api) -> None:
+    client = browser(world)
+    sign_in(client, "agent1")
+    assert client.get("/console/voice").status_code == 403
+
+
+def test_the_draft_and_published_scorecards_download_as_csv_and_xlsx(
+    world: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    answers(engine, clock)
+    client = browser(world)
+    sign_in(client, "sup1")
+    assert client.get(f"/console/voice/scorecard.csv?month={MONTH}").status_code == 404  # nothing published
+    draft = client.get(f"/console/voice/scorecard.csv?month={MONTH}&draft=true")
+    assert draft.status_code == 200 and draft.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(draft.text)))
+    assert sorted(r["agent"] for r in rows) == ["alice", "bob"]
+    with unit_of_work(engine) as session:
+        voice.publish_scorecard(session, month=MONTH, by="sup1", reason="monthly", now=clock.now())
+    published = client.get(f"/console/voice/scorecard.xlsx?month={MONTH}")
+    assert published.status_code == 200 and "v1" in published.headers["content-disposition"]
+    sheet = load_workbook(io.BytesIO(published.content)).active
+    assert sheet is not None
+    values = list(sheet.values)
+    header = list(values[0])
+    with read_session(engine) as session:
+        card = voice.get_scorecard(session, month=MONTH)
+    assert len(values) - 1 == len(card["rows"]) == 2
+    agent_at = header.index("agent")
+    assert sorted(str(v[agent_at]) for v in values[1:]) == ["alice", "bob"]
+    assert "Version 1" in client.get(f"/console/voice?month={MONTH}").text
+
+
+def test_a_supervisor_moves_a_suggestion_along(world: Api, engine: Engine, clock: FrozenClock) -> None:
+    answers(engine, clock)
+    with read_session(engine) as session:
+        (suggestion,) = voice.list_suggestions(session)
+    client = browser(world)
+    sign_in(client, "sup1")
+    page = client.get(f"/console/voice?month={MONTH}")
+    assert "Ouvrir le service le dimanche" in page.text
+    form = {
+        "csrf": csrf_of(page.text),
+        "status": "adopted",
+        "link": "https://intranet/decision/12",
+        "note": "",
+    }
+    moved = client.post(f"/console/voice/suggestions/{suggestion['id']}", data=form)
+    assert moved.status_code == 303
+    with read_session(engine) as session:
+        (after,) = voice.list_suggestions(session)
+    assert after["status"] == "adopted" and after["link"] == "https://intranet/decision/12"
+    refused = client.post(f"/console/voice/suggestions/{suggestion['id']}", data={**form, "status": "gone"})
+    assert refused.status_code == 422
+    bad_link = client.post(
+        f"/console/voice/suggestions/{suggestion['id']}", data={**form, "link": "javascript:alert(1)"}
+    )
+    assert bad_link.status_code == 422
+    with read_session(engine) as session:
+        assert voice.list_suggestions(session)[0]["status"] == "adopted"
+
+
+# --- security headers -----------------------------------------------------------------------------
+
+
+def test_every_response_has_the_security_headers_and_pages_a_csp(world: Api) -> None:
+    client = browser(world)  # the application as served: the middleware is installed by create_app
+    login = client.get("/console/login")
+    assert login.headers["x-content-type-options"] == "nosniff"
+    assert login.headers["referrer-policy"] == "same-origin"
+    assert login.headers["x-frame-options"] == "DENY"
+    assert login.headers["content-security-policy"] == CONSOLE_CSP
+    assert "'unsafe-inline'" not in CONSOLE_CSP
+    portal = client.get("/portal/login")
+    assert portal.headers["content-security-policy"] == STRICT_CSP
+    assert "unsafe-eval" not in STRICT_CSP
+    api = client.get("/healthz")
+    assert api.headers["x-frame-options"] == "DENY" and "content-security-policy" not in api.headers
+    css = client.get("/console/static/console.css")
+    assert css.headers["x-content-type-options"] == "nosniff" and "content-security-policy" not in css.headers
+
+
+def test_no_page_has_an_inline_script_or_style(world: Api, engine: Engine, clock: FrozenClock) -> None:
+    answers(engine, clock)
+    client = browser(world)
+    sign_in(client, "sup1")
+    for path in ("/console/login", f"/console/dashboard?month={MONTH}", f"/console/voice?month={MONTH}"):
+        html = client.get(path).text
+        scripts = re.findall(r"<script([^>]*)>", html)
+        assert scripts, path
+        for attributes in scripts:
+            assert "src=" in attributes or 'type="application/json"' in attributes, (path, attributes)
+        assert " style=" not in html and "<style" not in html, path
+
+
+# --- sign-in rate limit ---------------------------------------------------------------------------
+
+
+def test_sign_in_is_rate_limited_per_username_before_the_password_is_checked(world: Api) -> None:
+    app = world.client.app
+    app.state.settings = app.state.settings.model_copy(update={"rate_limit_sign_in": "3/minute"})  # type: ignore[attr-defined]
+    client = browser(world, **{"accept-language": "en"})
+    codes = [sign_in(client, "Agent1", password="wrong password!").status_code for _ in range(3)]
+    assert codes == [401, 401, 401]
+    refused = sign_in(client, "agent1")  # the right password, but the fourth attempt for this name
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert (
+        "Too many sign-in attempts" in refused.text
+        and "pv_session" not in refused.headers.get("set-cookie", "").split("=")[0]
+    ) or "Too many" in refused.text
+    other = sign_in(client, "sup1")  # another user name is not blocked by it
+    assert other.status_code == 303
+    portal = browser(world)
+    for _ in range(3):
+        sign_in(portal, "camille", password="nope nope nope", path="/portal/login")
+    blocked = sign_in(portal, "camille", path="/portal/login")
+    assert blocked.status_code == 429 and "Trop de tentatives" in blocked.text
+
+
+@pytest.mark.parametrize("path", ["/console/login", "/portal/login"])
+def test_the_sign_in_form_shows_no_limit_error_at_first(world: Api, path: str) -> None:
+    assert "Trop de tentatives" not in browser(world).get(path).text
