@@ -1,7 +1,8 @@
 """Faults under load, against a real server: ``prevenance serve`` (two uvicorn workers) is killed
-with SIGKILL while clients earn, refund and redeem; it is restarted and every client retries what it
+with SIGKILL while clients earn, refund, redeem and answer surveys from signed links; it is restarted and every client retries what it
 did not get an answer to, with the same idempotency key. Every accepted request is applied exactly
-once, every refused one not at all, and the ledger audit balances. Then the database connection is
+once, every refused one not at all, each survey link holds exactly one answer, and the ledger audit
+balances. Then the database connection is
 cut (a TCP proxy in front of the database stops): the API answers 503 problems while it is down and
 recovers by itself when it returns.
 
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,17 @@ from sqlalchemy.engine import make_url
 
 from prevenance.common.auth import create_key
 from prevenance.common.clock import FrozenClock
+from prevenance.common.outbox import OutboxEvent
 from prevenance.customers import service as customers
 from prevenance.db import read_session, unit_of_work
+from prevenance.desk import service as desk
 from prevenance.loyalty import ledger
 from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.tables import CardTransaction, Redemption, Refund
+from prevenance.settings import Settings
+from prevenance.voice import invitations
+from prevenance.voice.tables import Answer
+from prevenance.worker import HANDLERS
 from tests.conftest import member_body
 from tests.integration.ops.netproxy import NetProxy
 
@@ -51,7 +59,8 @@ def _free_port() -> int:
 def _start(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
         [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env={**os.environ, "PREVENANCE_DATABASE_URL": url},
+        # Every client shares 127.0.0.1: the survey's per-address limit is lifted for the load.
+        env={**os.environ, "PREVENANCE_DATABASE_URL": url, "PREVENANCE_RATE_LIMIT_SURVEY": "100000/minute"},
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -109,7 +118,22 @@ def _requests(client: int) -> list[tuple[str, str, str, dict[str, Any]]]:
             rid = f"D{client}-{n}"
             body = {"id": rid, "kind": "catalogue", "sku": "PEN", "quantity": 1}
             plan.append((rid, "POST", f"/v1/members/{member}/redemptions", body))
+        if n % 5 == 2:
+            contact = _survey_contact(client, n)
+            form = {"recommend": str(n % 11), "interaction": str(1 + n % 5), "comment": "fast"}
+            plan.append((contact, "FORM", contact, form))
     return plan
+
+
+def _survey_contact(client: int, n: int) -> str:
+    return f"S{client}-{n}"
+
+
+def _survey_path(contact: str) -> str:
+    """The signed link of the invitation sent after ``contact`` (the server's default secret)."""
+    invitation = invitations.invitation_id_for(contact)
+    token = invitations.sign(invitation, secret=Settings().secret_key, now=datetime.now(UTC))
+    return f"/survey/{token}"
 
 
 def _client(port_of: list[int], token: str, client: int, book: Ledgerbook, stop_after: float) -> None:
@@ -119,9 +143,14 @@ def _client(port_of: list[int], token: str, client: int, book: Ledgerbook, stop_
     for key, method, path, body in _requests(client):
         while time.monotonic() < deadline:
             try:
-                response = httpx.request(
-                    method, f"http://127.0.0.1:{port_of[0]}{path}", json=body, headers=headers, timeout=10
-                )
+                if method == "FORM":  # a survey answer: a plain form post to the signed link
+                    response = httpx.post(
+                        f"http://127.0.0.1:{port_of[0]}{_survey_path(path)}", data=body, timeout=10
+                    )
+                else:
+                    response = httpx.request(
+                        method, f"http://127.0.0.1:{port_of[0]}{path}", json=body, headers=headers, timeout=10
+                    )
             except httpx.HTTPError:
                 time.sleep(0.2)
                 continue
@@ -142,7 +171,38 @@ def _world(engine: Engine, clock: FrozenClock) -> str:
         loyalty.put_catalogue_item(
             session, sku="PEN", name="Pen", points=50, stock=1_000_000, now=clock.now()
         )
-        return create_key(session, role="integrator", name="faults", now=clock.now())[1]
+        token = create_key(session, role="integrator", name="faults", now=clock.now())[1]
+    _invite_to_surveys(engine, clock)
+    return token
+
+
+def _invite_to_surveys(engine: Engine, clock: FrozenClock) -> None:
+    """The closed contacts whose invitations the clients answer during the load."""
+    contacts = [key for c in range(CLIENTS) for key, method, *_ in _requests(c) if method == "FORM"]
+    with unit_of_work(engine) as session:
+        for n, contact in enumerate(contacts):
+            moment = clock.now()
+            desk.log_contact(
+                session,
+                contact=desk.ContactInput(
+                    id=contact,
+                    member_ref=f"F{n % MEMBERS}",
+                    channel="phone",
+                    direction="inbound",
+                    agent="alice",
+                    team="paris-1",
+                    reason="rewards.balance",
+                    started_at=moment,
+                    ended_at=moment,
+                    notes="",
+                    outcome="resolved",
+                ),
+                now=moment,
+            )
+    with unit_of_work(engine) as session:  # what the worker does on contact.closed
+        for event in session.scalars(select(OutboxEvent)):
+            for handler in HANDLERS.get(event.type, []):
+                handler(session, event)
 
 
 @pytest.mark.slow
@@ -189,6 +249,12 @@ def test_api_workers_killed_mid_load_apply_every_request_exactly_once(
         assert transactions == {k for k in accepted if k.startswith("T")}
         assert refunds == {k for k in accepted if k.startswith("R")}
         assert redemptions == {k for k in accepted if k.startswith("D")}
+        # A survey answer whose first reply was lost is retried on a used link: 409 means it is in.
+        answered = {k for k, status in book.answers.items() if k.startswith("S") and status in (200, 409)}
+        assert answered == {k for k in keys if k.startswith("S")}
+        invited = {invitations.invitation_id_for(k): k for k in answered}
+        stored = list(session.scalars(select(Answer.invitation_id).where(Answer.invitation_id.is_not(None))))
+        assert sorted(stored) == sorted(invited), "each link holds exactly one answer"
         assert ledger.audit(session)["ok"], ledger.audit(session)
         assert session.execute(select(func.count()).select_from(CardTransaction)).scalar_one() == len(
             transactions
