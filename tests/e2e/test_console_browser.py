@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
+from sqlalchemy import Engine
 
-from tests.e2e.conftest import Server, sign_in
+from prevenance.customers import service as customers
+from prevenance.db import read_session
+from prevenance.voice import invitations
+from prevenance.voice import service as voice
+from prevenance.voice.errors import SurveyLinkError
+from prevenance.voice.rules import quarter_of
+from tests.e2e.conftest import Server, collect_errors, eventually, sign_in
+
+CHART_WAIT = 60_000  # ms: vega compiles each spec in the page; a busy shared machine is slow
+UNTRANSLATED = re.compile(
+    r"\b(?:app|nav|role|login|desk|member|dash|voice|exec|mkt|err|error|suggestion|offer|incidents?)\.[a-z_]+[a-z0-9_.]*\b"
+)
+
+
+def last_month() -> str:
+    return (datetime.now(UTC).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+
+
+def expect_charts_drawn(page: Any, names: tuple[str, ...]) -> None:
+    """Each chart container got its SVG from vega-embed (charts.js marks it ``data-drawn``)."""
+    for name in names:
+        chart = page.locator(f"#chart-{name}")
+        expect(chart).to_have_attribute("data-drawn", "true", timeout=CHART_WAIT)
+        expect(chart.locator("svg").first).to_be_visible()
+        expect(chart).not_to_have_attribute("data-error", re.compile(".*"))
+
+
+def expect_translated(page: Any) -> None:
+    """No message key (``mkt.save_offer``) shows where a word should be."""
+    found = sorted(set(UNTRANSLATED.findall(page.locator("body").inner_text())))
+    assert not found, f"untranslated keys on {page.url}: {found}"
 
 
 def test_an_agent_signs_in_finds_a_customer_and_opens_the_360(page: Any, server: Server) -> None:
@@ -75,12 +108,172 @@ def test_switching_language_changes_the_words_and_stays(page: Any, server: Serve
     expect(page.get_by_role("heading", name="Rechercher un client")).to_be_visible()
 
 
-def test_the_supervisor_dashboard_renders_its_charts(page: Any, server: Server) -> None:
+def test_the_supervisor_dashboard_renders_its_charts(
+    page: Any, server: Server, console_errors: list[str]
+) -> None:
     sign_in(page, server, "supervisor")
     page.goto(f"/console/dashboard?month={server.world.month}")
-    for name in ("fcr", "reasons", "cards"):
-        expect(page.locator(f"#chart-{name} svg").first).to_be_visible()
+    expect_charts_drawn(page, ("fcr", "reasons", "cards"))
     expect(page.locator("#chart-fcr svg .mark-rect path").first).to_be_attached()
+    assert console_errors == []
+
+
+def test_the_voice_screen_renders_its_charts(page: Any, server: Server, console_errors: list[str]) -> None:
+    sign_in(page, server, "supervisor")
+    page.get_by_role("link", name="Voix du client").click()
+    expect(page.get_by_role("heading", level=1, name="Voix du client")).to_be_visible()
+    page.goto(f"/console/voice?month={last_month()}")
+    expect_charts_drawn(page, ("rtf", "excellence", "trend-rtf", "trend-excellence"))
+    expect(page.locator("#chart-rtf svg .mark-symbol path").first).to_be_attached()
+    expect(page.get_by_test_id("scores").locator("tbody tr")).to_have_count(6)  # agent-0 … agent-5
+    expect(page.get_by_text("Version 1 publiée par Claire Supervisor")).to_be_visible()
+    expect_translated(page)
+    assert console_errors == []
+
+
+def test_the_executive_screen_renders_its_charts(
+    page: Any, server: Server, console_errors: list[str]
+) -> None:
+    sign_in(page, server, "supervisor")
+    page.goto(f"/console/executive?quarter={quarter_of(last_month())}")  # a quarter with a full month
+    expect_charts_drawn(page, ("countries-rtf", "countries-excellence", "trend-rtf", "trend-excellence"))
+    rows = page.get_by_test_id("countries").locator("tbody tr")
+    expect(rows).to_have_count(3)  # FR, GB, IT
+    expect(rows.first).to_contain_text("FR")
+    expect(page.get_by_test_id("report-link")).to_have_attribute("href", re.compile(r"quarter=\d{4}Q[1-4]"))
+    expect_translated(page)
+    assert console_errors == []
+
+
+def test_the_marketing_screen_opens_cleanly(page: Any, server: Server, console_errors: list[str]) -> None:
+    sign_in(page, server, "admin")
+    page.goto("/console/marketing")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Marketing")
+    expect(page.locator("[data-spec]")).to_have_count(0)  # no chart on this screen (yet)
+    expect_translated(page)
+    assert console_errors == []
+
+
+def test_a_member_answers_a_survey_from_the_signed_link(
+    page: Any, server: Server, engine: Engine, console_errors: list[str]
+) -> None:
+    # An agent logs a phone call: the contact closes, and the server's maintenance pass turns its
+    # contact.closed event into a survey invitation (voice.invitations.on_contact_closed).
+    sign_in(page, server, "agent")
+    page.goto(f"/console/members/{server.world.member_ref}")
+    form = page.locator("form[action$='/contacts']")
+    contact_id = form.locator("input[name=key]").input_value()
+    form.get_by_label("Motif").select_option("card.lost_stolen")
+    form.get_by_label("Notes").fill("Carte perdue, opposition faite")
+    form.get_by_role("button", name="Enregistrer").click()
+    expect(page.get_by_role("status")).to_have_text("Contact enregistré.")
+    invitation_id = invitations.invitation_id_for(contact_id)
+
+    def pending() -> bool:
+        with read_session(engine) as session:
+            try:
+                return voice.get_open_invitation(session, invitation_id=invitation_id)["id"] == invitation_id
+            except SurveyLinkError:
+                return False
+
+    eventually(pending, what=f"the survey invitation of contact {contact_id}")
+    link = server.survey_link(invitation_id, now=datetime.now(UTC))
+
+    # The member opens the link from the mail, on a phone, and answers.
+    page.context.clear_cookies()
+    page.set_viewport_size({"width": 390, "height": 844})
+    response = page.goto(link)
+    assert response is not None and response.status == 200
+    expect(page.get_by_role("heading", level=1)).to_have_text("Comment s'est passé votre échange avec nous ?")
+    page.get_by_role("radio", name="0", exact=True).focus()
+    for _ in range(9):  # the arrow keys walk the 0–10 scale
+        page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("radio", name="9", exact=True)).to_be_checked()
+    expect(page.get_by_role("radio", checked=True)).to_have_count(1)
+    page.get_by_text("Très bien").click()
+    expect(page.get_by_role("radio", name="Très bien")).to_be_checked()
+    page.get_by_label("Un commentaire ? (facultatif)").press_sequentially(
+        "Opposition rapide, merci", delay=10
+    )
+    page.get_by_role("button", name="Envoyer mon avis").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Merci !")
+    expect(page.get_by_role("status")).to_contain_text("Votre avis est bien enregistré.")
+
+    def answers() -> list[dict[str, Any]]:
+        with read_session(engine) as session:
+            member = customers.get_or_raise(session, ref=server.world.member_ref)
+            found = voice.list_member_surveys(session, member_id=member.id, limit=10_000)
+        return [answer for answer in found if answer["contact_id"] == contact_id]
+
+    stored = answers()
+    assert [(a["recommend"], a["interaction"], a["comment"], a["source"], a["agent"]) for a in stored] == [
+        (9, 4, "Opposition rapide, merci", "survey", "agent")
+    ]
+
+    assert console_errors == []
+
+    # The link works once: opened again it says so (409), and a second post stores nothing.
+    again = page.goto(link)
+    assert again is not None and again.status == 409
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Déjà répondu")
+    replay = page.request.post(link, form={"recommend": "2", "lang": "fr"})
+    assert replay.status == 409
+    assert len(answers()) == 1
+    assert [error for error in console_errors if "status of 409" not in error] == []
+
+
+def test_a_forged_survey_link_is_refused(page: Any, server: Server) -> None:
+    response = page.goto("/survey/not-a-signed-token")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Lien non valable")
+
+
+def test_signing_in_and_searching_with_the_keyboard_only(
+    page: Any, server: Server, console_errors: list[str]
+) -> None:
+    page.goto("/console/login")
+    username = page.get_by_label("Identifiant")
+    expect(username).to_be_focused()  # autofocus: no mouse needed to start
+    page.keyboard.type("agent")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Mot de passe")).to_be_focused()
+    page.keyboard.type(server.world.password)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/console/desk$"))
+    search = page.get_by_label("Nom, e-mail ou référence")
+    expect(search).to_be_focused()
+    page.keyboard.type("jean", delay=30)
+    result = page.locator("#results").get_by_role("link", name="Jean Dupont")
+    expect(result).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(result).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Jean Dupont")
+    # The skip link is the first stop and leads past the navigation.
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Aller au contenu")
+    expect(skip).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    assert console_errors == []
+
+
+@pytest.mark.xfail(strict=True, reason="vega-tooltip injects an inline <style> the console CSP refuses")
+def test_chart_pages_break_no_csp_rule(page: Any, server: Server) -> None:
+    errors = collect_errors(page)
+    sign_in(page, server, "supervisor")
+    page.goto(f"/console/voice?month={last_month()}")
+    expect_charts_drawn(page, ("rtf",))
+    assert errors == []
+
+
+@pytest.mark.xfail(strict=True, reason="the survey page's inline <style> is refused by its strict CSP")
+def test_the_survey_page_is_styled_under_its_csp(page: Any, server: Server) -> None:
+    errors = collect_errors(page)
+    link = server.survey_link(invitations.invitation_id_for("SC-C2"), now=datetime.now(UTC))
+    page.goto(f"{link}?lang=fr")
+    expect(page.get_by_role("button", name="Envoyer mon avis")).to_be_visible()
+    assert errors == []
 
 
 def test_a_role_is_refused_a_page_it_may_not_see(page: Any, server: Server) -> None:
@@ -90,3 +283,17 @@ def test_a_role_is_refused_a_page_it_may_not_see(page: Any, server: Server) -> N
     response = page.goto("/console/desk")
     assert response is not None and response.status == 403
     expect(page.get_by_role("heading", name="Accès refusé")).to_be_visible()
+
+
+@pytest.mark.xfail(
+    strict=True, reason="without vega-tooltip's (CSP-blocked) style the tooltip stays under the page"
+)
+def test_a_chart_tooltip_goes_away_with_the_pointer(page: Any, server: Server) -> None:
+    sign_in(page, server, "supervisor")
+    page.goto(f"/console/dashboard?month={server.world.month}")
+    expect_charts_drawn(page, ("reasons",))
+    page.locator("#chart-reasons svg .mark-rect path").first.hover()
+    tooltip = page.locator("#vg-tooltip-element")
+    expect(tooltip).to_be_visible()
+    page.mouse.move(1, 1)
+    expect(tooltip).to_be_hidden(timeout=5_000)

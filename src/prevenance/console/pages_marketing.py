@@ -1,27 +1,33 @@
-"""The marketing screen: the programme in force (FX rates editable by an administrator), partners and
-the catalogue (create or replace an item), the month's benefit usage with its alerts, and the offers
-with their measured ROI and its interval.
+"""The marketing screen: the programme in force (FX rates editable by an administrator), partners
+(create or replace one) and the catalogue (create or replace an item), offers and campaigns (define,
+pause, resume or end one) with their measured ROI and its interval, the month's benefit usage with
+its alerts, and proactive incidents (declare one, post an update, resolve it).
 
-Reads and writes go through the domains' services in-process. An ROI the offers loop refuses to
-compute (a group too small for an honest interval) is shown as that refusal, never as a number.
+Reads and writes go through the domains' services in-process, each write validated by the API's own
+request model so a refusal names the same field as the API would, next to that field, in the user's
+language, with nothing written. An ROI the offers loop refuses to compute (a group too small for an
+honest interval) is shown as that refusal, never as a number.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from pydantic import ValidationError
 
 from prevenance.common.auth import Role
+from prevenance.common.ids import new_id
 from prevenance.common.problems import InvalidInput, PrevenanceError
 from prevenance.console.web import (
     MARKETING,
     ConsoleRoute,
     Page,
+    choices,
     field_errors,
     page,
     problem_errors,
@@ -30,17 +36,55 @@ from prevenance.console.web import (
     screens_for,
 )
 from prevenance.db import read_session, run_in_transaction
+from prevenance.desk import incidents
+from prevenance.desk import service as desk
+from prevenance.desk.errors import IncidentResolved, UnknownIncident
+from prevenance.desk.schemas import IncidentCreate, IncidentResolve, IncidentUpdateCreate
 from prevenance.loyalty import programme
 from prevenance.loyalty import service as loyalty
-from prevenance.loyalty.schemas import CatalogueItemPut
+from prevenance.loyalty.schemas import CatalogueItemPut, PartnerPut
 from prevenance.offers import roi_service
+from prevenance.offers import rules as offer_rules
 from prevenance.offers import service as offers
+from prevenance.offers.schemas import OfferPut
 from prevenance.views import benefit_usage
+from prevenance.views.incidents import affected_member_ids
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 PageDep = Annotated[Page, Depends(page)]
 CATALOGUE_INPUTS = {"sku", "name", "points", "stock"}
+PARTNER_INPUTS = {"code", "kind", "name", "points_per_block", "units_per_block"}
+PARTNER_KINDS = ("airline", "hotel", "merchant")
+OFFER_INPUTS = {
+    "id", "title_fr", "title_en", "text_fr", "text_en", "partner_merchant", "partner_category",
+    "reward_kind", "reward_points", "reward_category", "reward_multiplier", "reward_max_points",
+    "reward_sku", "reward_min_spend", "products", "countries", "cap_per_member", "budget_points",
+    "unit_cost_eur", "margin_rate", "expected_spend_eur", "holdout_share", "decision_days",
+    "valid_from", "valid_until",
+}  # fmt: skip
+# The service names a reward's or eligibility's key by its path; the form has one input per key.
+OFFER_RENAME = {
+    "reward.points": "reward_points",
+    "reward.category": "reward_category",
+    "reward.multiplier": "reward_multiplier",
+    "reward.max_points": "reward_max_points",
+    "reward.sku": "reward_sku",
+    "reward.min_spend_eur": "reward_min_spend",
+    "reward": "reward_kind",
+    "eligibility.products": "products",
+    "eligibility.countries": "countries",
+    "eligibility": "products",
+}
+OFFER_STATUS = {"pause": "paused", "resume": "active", "end": "ended"}
+INCIDENT_INPUTS = {
+    "title_fr", "title_en", "body_fr", "body_en", "since", "affects", "products", "countries",
+    "cities", "merchant", "window_start", "window_end", "reasons",
+}  # fmt: skip
+# Who is affected is one rule (``affects``): its own refusal, and the key reuse, go to the form's top.
+INCIDENT_RENAME = {"affects.reasons": "reasons", "id": "form"}
+NOTICE_INPUTS = {"body_fr", "body_en"}
 _SKU = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
+_CODE = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
@@ -69,6 +113,32 @@ def offer_rows(p: Page) -> list[dict[str, Any]]:
     return rows
 
 
+def _minute(moment: datetime) -> str:
+    """A time as a ``datetime-local`` input shows it (UTC, to the minute)."""
+    return moment.strftime("%Y-%m-%dT%H:%M")
+
+
+def _defaults(p: Page) -> dict[str, dict[str, str]]:
+    """Fresh forms: each write form gets its idempotency key (or resource id) when rendered."""
+    today = p.now.date()
+    return {
+        "catalogue": {},
+        "fx": {},
+        "partner": {"kind": "airline"},
+        "offer": {
+            "id": new_id("of"),
+            "reward_kind": "bonus_points",
+            "cap_per_member": "1",
+            "expected_spend_eur": "100",
+            "holdout_share": "0.10",
+            "decision_days": "30",
+            "valid_from": today.isoformat(),
+            "valid_until": (today + timedelta(days=30)).isoformat(),
+        },
+        "incident": {"key": new_id("inc"), "since": _minute(p.now)},
+    }
+
+
 def _render(
     p: Page,
     *,
@@ -82,12 +152,19 @@ def _render(
         found = programme.current_document(session)
         catalogue = loyalty.list_catalogue(session)
         partners = loyalty.list_partners(session)
+        active_incidents = incidents.list_incidents(session, status="active")
         try:
             usage: dict[str, Any] | None = benefit_usage.usage_report(session, month=month)
         except PrevenanceError as error:
             usage, usage_errors = None, problem_errors(p, error, None, {"month"})
     alerts = benefit_usage.alerts_of(usage) if usage else []
     document = found[1] if found else {}
+    values = _defaults(p)
+    for incident in active_incidents:
+        values[f"upd:{incident['id']}"] = {"key": new_id("upd")}
+        values[f"res:{incident['id']}"] = {}
+    for name, form in (forms or {}).items():
+        values[name] = {**values.get(name, {}), **form}
     return render(
         p,
         "marketing.html",
@@ -99,13 +176,19 @@ def _render(
         fx_rates=sorted((document.get("fx_rates") or {}).items()),
         products=document.get("products") or {},
         catalogue=catalogue,
-        partners=partners,
+        transfer_partners=[x for x in partners if x.kind in ("airline", "hotel")],
+        merchant_partners=[x for x in partners if x.kind == "merchant"],
+        partner_kinds=choices(PARTNER_KINDS, p, "mkt.kind"),
+        reward_kinds=choices(offer_rules.REWARD_KINDS, p, "mkt.reward_kind"),
+        card_products=sorted(document.get("products") or {}),
+        reasons=[(r["code"], r[f"label_{p.lang}"]) for r in desk.list_reasons()],
+        incidents=active_incidents,
         usage=usage,
         alerts=alerts,
         offers=offer_rows(p),
         can_edit_programme=p.user is not None and p.user.role is Role.ADMIN,
-        values={"catalogue": {}, "fx": {}, **(forms or {})},
-        errors={"usage": usage_errors, "catalogue": {}, "fx": {}, **(errors or {})},
+        values=values,
+        errors={"usage": usage_errors, **(errors or {})},
         done=p.request.query_params.get("done"),
     )
 
@@ -186,3 +269,293 @@ def put_fx_rate(p: PageDep) -> Response:
         errors = problem_errors(p, error, {f"fx_rates.{currency}": "rate"}, {"currency", "rate"})
         return _render(p, month=month, status=error.status, forms={"fx": form}, errors={"fx": errors})
     return redirect(p, f"/console/marketing?month={month}&done=fx")
+
+
+# --- partners -------------------------------------------------------------------------------------
+
+
+@router.post("/console/marketing/partners")
+def put_partner(p: PageDep) -> Response:
+    """Create or replace a partner, as ``PUT /v1/partners/{code}`` (the same form twice leaves one)."""
+    p.require(*MARKETING)
+    form = p.form
+    month = _month_or_previous(p, form.get("month", ""))
+    code = form.get("code", "").strip()
+    if not _CODE.match(code):
+        return _render(p, month=month, status=422, forms={"partner": form},
+                       errors={"partner": {"code": p.t("err.code")}})  # fmt: skip
+    try:
+        body = PartnerPut.model_validate(
+            {
+                "kind": form.get("kind", ""),
+                "name": form.get("name", "").strip(),
+                "points_per_block": form.get("points_per_block", ""),
+                "units_per_block": form.get("units_per_block", ""),
+            }
+        )
+    except ValidationError as error:
+        errors = field_errors(p, error, None, PARTNER_INPUTS)
+        return _render(p, month=month, status=422, forms={"partner": form}, errors={"partner": errors})
+    try:
+        run_in_transaction(
+            p.engine, lambda s: loyalty.put_partner(s, code=code, now=p.now, **body.model_dump())
+        )
+    except PrevenanceError as error:
+        errors = problem_errors(p, error, None, PARTNER_INPUTS)
+        return _render(
+            p, month=month, status=error.status, forms={"partner": form}, errors={"partner": errors}
+        )
+    return redirect(p, f"/console/marketing?month={month}&done=partner")
+
+
+# --- offers and campaigns -------------------------------------------------------------------------
+
+
+def _offer_request(p: Page, form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``OfferPut`` body a form describes, or the errors of the inputs that cannot be read."""
+    errors: dict[str, str] = {}
+    kind = form.get("reward_kind", "")
+    wanted = {
+        "bonus_points": ("points",),
+        "category_multiplier": ("category", "multiplier", "max_points"),
+        "ecode": ("sku", "points"),
+    }.get(kind, ())
+    reward: dict[str, Any] = {}
+    for key in (*wanted, "min_spend_eur"):
+        name = "reward_min_spend" if key == "min_spend_eur" else f"reward_{key}"
+        value = form.get(name, "").strip().replace(",", ".") if key != "sku" else form.get(name, "").strip()
+        if not value:
+            continue
+        if key in ("points", "max_points"):
+            try:
+                reward[key] = int(value)
+            except ValueError:
+                errors[name] = p.t("err.integer")
+        else:
+            reward[key] = value
+    eligibility: dict[str, Any] = {}
+    products = _split(form.get("products", ""))
+    countries = _split(form.get("countries", ""), upper=True)
+    if products:
+        eligibility["products"] = products
+    if countries:
+        eligibility["countries"] = countries
+    request: dict[str, Any] = {
+        "partner_merchant": form.get("partner_merchant", "").strip(),
+        "partner_category": form.get("partner_category", "").strip() or None,
+        "reward_kind": kind,
+        "reward": reward,
+        "eligibility": eligibility,
+        "budget_points": form.get("budget_points", "").strip() or None,
+        "title_fr": form.get("title_fr", "").strip(),
+        "title_en": form.get("title_en", "").strip(),
+        "text_fr": form.get("text_fr", "").strip(),
+        "text_en": form.get("text_en", "").strip(),
+    }
+    for name in ("cap_per_member", "decision_days", "valid_from", "valid_until"):
+        if form.get(name, "").strip():
+            request[name] = form[name].strip()
+    for name in ("unit_cost_eur", "margin_rate", "expected_spend_eur", "holdout_share"):
+        if form.get(name, "").strip() or name in ("unit_cost_eur", "margin_rate"):
+            request[name] = form.get(name, "").strip().replace(",", ".")
+    return request, errors
+
+
+@router.post("/console/marketing/offers")
+def put_offer(p: PageDep) -> Response:
+    """Define (or replace) an offer, as ``PUT /v1/offers/{id}``: its id is the form's key, so the same
+    definition twice is one offer."""
+    p.require(*MARKETING)
+    form = p.form
+    month = _month_or_previous(p, form.get("month", ""))
+    offer_id = form.get("id", "").strip()
+    request, errors = _offer_request(p, form)
+    if not _CODE.match(offer_id):
+        errors["id"] = p.t("err.code")
+    for name in ("unit_cost_eur", "margin_rate"):
+        if not request[name]:
+            errors[name] = p.t("err.required")
+    try:
+        body = OfferPut.model_validate(request)
+    except ValidationError as error:
+        errors = {**field_errors(p, error, OFFER_RENAME, OFFER_INPUTS), **errors}
+    if errors:
+        return _render(p, month=month, status=422, forms={"offer": form}, errors={"offer": errors})
+    try:
+        run_in_transaction(
+            p.engine, lambda s: offers.put_offer(s, offer_id=offer_id, data=body.model_dump(), now=p.now)
+        )
+    except PrevenanceError as error:
+        errors = problem_errors(p, error, OFFER_RENAME, OFFER_INPUTS)
+        return _render(p, month=month, status=error.status, forms={"offer": form}, errors={"offer": errors})
+    return redirect(p, f"/console/marketing?month={month}&done=offer")
+
+
+@router.post("/console/marketing/offers/{offer_id}/status")
+def change_offer_status(p: PageDep, offer_id: Annotated[str, Path(min_length=1, max_length=200)]) -> Response:
+    """Pause, resume or end an offer, as ``POST /v1/offers/{id}/pause|resume|end`` (repeating is a
+    no-op; an ended offer stays ended)."""
+    p.require(*MARKETING)
+    form = p.form
+    month = _month_or_previous(p, form.get("month", ""))
+    target = OFFER_STATUS.get(form.get("to", ""))
+    if target is None:
+        return _render(p, month=month, status=422, errors={"offer_status": {offer_id: p.t("err.choice")}})
+    try:
+        run_in_transaction(
+            p.engine, lambda s: offers.set_status(s, offer_id=offer_id, status=target, now=p.now)
+        )
+    except PrevenanceError as error:
+        message = next(iter(problem_errors(p, error).values()))
+        where = "form" if error.status == 404 else offer_id  # an unknown offer has no row to show it in
+        return _render(p, month=month, status=error.status, errors={"offer_status": {where: message}})
+    return redirect(p, f"/console/marketing?month={month}&done=offer_{form['to']}")
+
+
+# --- proactive incidents --------------------------------------------------------------------------
+
+
+def _split(text: str, *, upper: bool = False) -> list[str]:
+    """A comma (or semicolon, or line) separated list typed in one input."""
+    items = [part.strip() for part in re.split(r"[,;\n]", text) if part.strip()]
+    return [item.upper() for item in items] if upper else items
+
+
+def _checked(form: dict[str, str], prefix: str) -> list[str]:
+    """The values of a group of checkboxes named ``prefix.<value>``."""
+    return sorted(name[len(prefix) + 1 :] for name in form if name.startswith(prefix + "."))
+
+
+@router.post("/console/marketing/incidents")
+def declare_incident(p: PageDep) -> Response:
+    """Declare an incident, as ``POST /v1/incidents`` (the form's key is the incident id): every
+    member the rule names is sent a notice in their language."""
+    user = p.require(*MARKETING)
+    form = p.form
+    month = _month_or_previous(p, form.get("month", ""))
+    request: dict[str, Any] = {
+        "id": form.get("key", ""),
+        "title_fr": form.get("title_fr", "").strip(),
+        "title_en": form.get("title_en", "").strip(),
+        "body_fr": form.get("body_fr", "").strip(),
+        "body_en": form.get("body_en", "").strip(),
+        "affects": {
+            "products": _checked(form, "product"),
+            "countries": _split(form.get("countries", ""), upper=True),
+            "cities": _split(form.get("cities", "")),
+            "reasons": _checked(form, "reason"),
+        },
+    }
+    if form.get("since", "").strip():
+        request["since"] = form["since"].strip()
+    for name in ("merchant", "window_start", "window_end"):
+        if form.get(name, "").strip():
+            request["affects"][name] = form[name].strip()
+    try:
+        body = IncidentCreate.model_validate(request)
+    except ValidationError as error:
+        errors = field_errors(p, error, INCIDENT_RENAME, INCIDENT_INPUTS)
+        if "affects" in errors:
+            errors["affects"] = p.t("err.incident_target")
+        return _render(p, month=month, status=422, forms={"incident": form}, errors={"incident": errors})
+    incident = incidents.IncidentInput(
+        id=body.id,
+        title_fr=body.title_fr,
+        title_en=body.title_en,
+        body_fr=body.body_fr,
+        body_en=body.body_en,
+        since=body.since,
+        affects=body.affects.model_dump(mode="json", exclude_defaults=True),
+    )
+    try:
+        run_in_transaction(
+            p.engine,
+            lambda s: incidents.declare(
+                s,
+                incident=incident,
+                affected=lambda session: affected_member_ids(session, body.affects),
+                by=f"console:{user.username}",
+                now=p.now,
+            ),
+        )
+    except PrevenanceError as error:
+        errors = problem_errors(p, error, INCIDENT_RENAME, INCIDENT_INPUTS)
+        return _render(
+            p, month=month, status=error.status, forms={"incident": form}, errors={"incident": errors}
+        )
+    return redirect(p, f"/console/marketing?month={month}&done=incident")
+
+
+IncidentId = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+def _follow_up_refused(
+    p: Page, month: str, name: str, form: dict[str, str], error: PrevenanceError
+) -> Response:
+    """An update or resolution refused: next to its form, or at the top of the incidents when the
+    incident is no longer listed (resolved meanwhile, or unknown)."""
+    errors = problem_errors(p, error, {"id": "form"}, NOTICE_INPUTS)
+    if isinstance(error, IncidentResolved | UnknownIncident):
+        name, errors = "incidents", {"form": next(iter(errors.values()))}
+    return _render(p, month=month, status=error.status, forms={name: form}, errors={name: errors})
+
+
+@router.post("/console/marketing/incidents/{incident_id}/updates")
+def post_incident_update(p: PageDep, incident_id: IncidentId) -> Response:
+    """Tell every affected member how things stand, as ``POST /v1/incidents/{id}/updates`` (the
+    form's key is the update id)."""
+    p.require(*MARKETING)
+    form = p.form
+    month = _month_or_previous(p, form.get("month", ""))
+    name = f"upd:{incident_id}"
+    try:
+        body = IncidentUpdateCreate.model_validate(
+            {
+                "id": form.get("key", ""),
+                "body_fr": form.get("body_fr", "").strip(),
+                "body_en": form.get("body_en", "").strip(),
+            }
+        )
+        run_in_transaction(
+            p.engine,
+            lambda s: incidents.add_update(
+                s,
+                incident_id=incident_id,
+                update_id=body.id,
+                body_fr=body.body_fr,
+                body_en=body.body_en,
+                now=p.now,
+            ),
+        )
+    except ValidationError as error:
+        errors = field_errors(p, error, {"id": "form"}, NOTICE_INPUTS)
+        return _render(p, month=month, status=422, forms={name: form}, errors={name: errors})
+    except PrevenanceError as error:
+        return _follow_up_refused(p, month, name, form, error)
+    return redirect(p, f"/console/marketing?month={month}&done=incident_update")
+
+
+@router.post("/console/marketing/incidents/{incident_id}/resolve")
+def resolve_incident(p: PageDep, incident_id: IncidentId) -> Response:
+    """Resolve the incident and tell every affected member, as ``POST /v1/incidents/{id}/resolve``
+    (once per incident: the same text again replays)."""
+    p.require(*MARKETING)
+    form = p.form
+    month = _month_or_previous(p, form.get("month", ""))
+    name = f"res:{incident_id}"
+    try:
+        body = IncidentResolve.model_validate(
+            {"body_fr": form.get("body_fr", "").strip(), "body_en": form.get("body_en", "").strip()}
+        )
+        run_in_transaction(
+            p.engine,
+            lambda s: incidents.resolve(
+                s, incident_id=incident_id, body_fr=body.body_fr, body_en=body.body_en, now=p.now
+            ),
+        )
+    except ValidationError as error:
+        errors = field_errors(p, error, None, NOTICE_INPUTS)
+        return _render(p, month=month, status=422, forms={name: form}, errors={name: errors})
+    except PrevenanceError as error:
+        return _follow_up_refused(p, month, name, form, error)
+    return redirect(p, f"/console/marketing?month={month}&done=incident_resolved")

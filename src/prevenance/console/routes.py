@@ -13,7 +13,7 @@ import mimetypes
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
@@ -50,6 +50,7 @@ from prevenance.desk import service as desk
 from prevenance.desk.schemas import CardReplacementCreate, ContactCreate, ContactPreferencePut
 from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.schemas import RedemptionCreate, ReferralCreate
+from prevenance.offers import service as offers
 from prevenance.views.member360 import get_member_360
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -525,6 +526,7 @@ def _render_portal(
         catalogue = [c for c in loyalty.list_catalogue(session) if c.stock > 0]
         partners = [x for x in loyalty.list_partners(session) if x.kind in ("airline", "hotel")]
         preference = desk.get_contact_preference(session, member_ref=ref)
+        member_offers = offers.list_active_member_offers(session, member_ref=ref, language=p.lang, now=p.now)
     values = _portal_defaults()
     values["preference"] = {
         "mode": preference["mode"] or "",
@@ -542,6 +544,7 @@ def _render_portal(
         movements=movements,
         catalogue=catalogue,
         partners=partners,
+        offers=member_offers["items"],
         values=values,
         errors=errors or {},
         done=done or p.request.query_params.get("done"),
@@ -643,6 +646,29 @@ def portal_referral(p: PageDep) -> Response:
         errors = problem_errors(p, error, rename, {"friend"})
         return _render_portal(p, status=error.status, forms={"referral": f}, errors={"referral": errors})
     return redirect(p, "/portal/?done=referral")
+
+
+@router.post("/portal/offers/{offer_id}/activate")
+def portal_activate_offer(
+    p: PageDep, offer_id: Annotated[str, Path(min_length=1, max_length=200)]
+) -> Response:
+    """Activate an offer made to the member, as ``POST /v1/members/{ref}/offers/{id}/activate``
+    (activating again replays the first answer: idempotent by nature)."""
+    user = p.require(*PORTAL)
+    assert user.member_ref is not None
+    ref = user.member_ref
+    try:
+        run_in_transaction(
+            p.engine, lambda s: offers.activate(s, member_ref=ref, offer_id=offer_id, now=p.now)
+        )
+    except PrevenanceError as error:
+        message = next(iter(problem_errors(p, error).values()))
+        with read_session(p.engine) as session:
+            shown = offers.list_active_member_offers(session, member_ref=ref, language=p.lang, now=p.now)
+        # Next to the offer when the page lists it, else at the top of the section.
+        where = offer_id if any(o["offer_id"] == offer_id for o in shown["items"]) else "form"
+        return _render_portal(p, status=error.status, errors={"offers": {where: message}})
+    return redirect(p, "/portal/?done=offer")
 
 
 @router.post("/portal/preference")

@@ -284,6 +284,33 @@ def _resolve(session: Session, *, incident_id: str, body_fr: str, body_en: str, 
     return Outcome(200, body)
 
 
+def list_incidents(session: Session, *, status: str = "active", limit: int = 50) -> list[dict[str, Any]]:
+    """Incidents of one status, newest first, each with how many initial notices were sent."""
+    rows = list(
+        session.scalars(
+            select(Incident)
+            .where(Incident.status == status)
+            .order_by(Incident.since.desc(), Incident.id)
+            .limit(limit)
+        )
+    )
+    if not rows:
+        return []
+    sent = {
+        incident_id: count
+        for incident_id, count in session.execute(
+            select(IncidentNotice.incident_id, func.count())
+            .where(
+                IncidentNotice.incident_id.in_([row.id for row in rows]),
+                IncidentNotice.kind == "initial",
+                IncidentNotice.status == "sent",
+            )
+            .group_by(IncidentNotice.incident_id)
+        )
+    }
+    return [{**_incident_body(row), "notified": sent.get(row.id, 0)} for row in rows]
+
+
 def list_member_incidents(session: Session, *, member_ref: str) -> list[dict[str, Any]]:
     """The active incidents affecting a member, newest first."""
     member = customers.get_or_raise(session, ref=member_ref)
