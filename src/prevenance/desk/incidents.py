@@ -13,7 +13,6 @@ notice stays ``pending``.
 
 from __future__ import annotations
 
-import hashlib
 import smtplib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -21,12 +20,11 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import mail, outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
@@ -337,19 +335,12 @@ def count_pending(session: Session) -> int:
 
 def dedup_key(notice_id: str) -> str:
     """The stable key of a notice: its communication id, and its Message-ID's local part."""
-    return "ntc_" + hashlib.sha256(notice_id.encode()).hexdigest()[:32]
+    return mail.stable_key("ntc", notice_id)
 
 
 def message_id(notice_id: str) -> str:
     """The Message-ID of a notice's email: the same on every (re)send."""
     return f"<{dedup_key(notice_id)}@prevenance.notices>"
-
-
-def _smtp(smtp_url: str) -> smtplib.SMTP:
-    parts = urlsplit(smtp_url)
-    if parts.scheme != "smtp" or not parts.hostname:
-        raise ValueError(f"PREVENANCE_SMTP_URL must look like smtp://host:port, not {smtp_url!r}")
-    return smtplib.SMTP(parts.hostname, parts.port or 25, timeout=30)
 
 
 def send_pending_notices(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:
@@ -386,7 +377,7 @@ def send_pending_notices(engine: Engine, *, smtp_url: str, now: datetime, limit:
                 message["Content-Language"] = notice.language
                 message.set_content(notice.body)
                 if connection is None:
-                    connection = _smtp(smtp_url)
+                    connection = mail.connect(smtp_url)
                 connection.send_message(message)
                 marked = session.execute(
                     update(IncidentNotice)

@@ -24,13 +24,13 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from prevenance.common import mail
 from prevenance.common.ids import as_utc
 from prevenance.common.outbox import OutboxEvent
 from prevenance.customers import service as customers
@@ -196,19 +196,12 @@ def on_contact_closed(session: Session, event: OutboxEvent) -> None:
 
 def dedup_key(invitation_id: str) -> str:
     """The communication id of an invitation's mail and the local part of its Message-ID."""
-    return "svy_" + hashlib.sha256(invitation_id.encode()).hexdigest()[:32]
+    return mail.stable_key("svy", invitation_id)
 
 
 def message_id(invitation_id: str) -> str:
     """The Message-ID of an invitation's mail: the same on every (re)send."""
     return f"<{dedup_key(invitation_id)}@prevenance.surveys>"
-
-
-def _smtp(smtp_url: str) -> smtplib.SMTP:
-    parts = urlsplit(smtp_url)
-    if parts.scheme != "smtp" or not parts.hostname:
-        raise ValueError(f"PREVENANCE_SMTP_URL must look like smtp://host:port, not {smtp_url!r}")
-    return smtplib.SMTP(parts.hostname, parts.port or 25, timeout=30)
 
 
 def compose(
@@ -253,7 +246,7 @@ def send_pending_invitations(
                     now=now,
                 )
                 if connection is None:
-                    connection = _smtp(smtp_url)
+                    connection = mail.connect(smtp_url)
                 connection.send_message(message)
                 if repository.mark_invitation_sent(session, invitation.id, now):
                     desk.log_communication(

@@ -6,8 +6,6 @@ in its case, one event per state change.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -21,29 +19,11 @@ from prevenance.customers import service as customers
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import service
 from prevenance.desk.tables import Case, Contact
+from tests.races import race
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
 THREADS = 8
-
-
-def race(count: int, action: Callable[[int], T]) -> list[T | BaseException]:
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = action(index)
-        except BaseException as error:  # judged by the test
-            results[index] = error
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def setup_member(engine: Engine, clock: FrozenClock) -> None:

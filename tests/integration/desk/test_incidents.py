@@ -3,18 +3,13 @@ relay, read back from a real SMTP server (aiosmtpd) running in the test process.
 
 from __future__ import annotations
 
-import email
-import email.policy
-import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
@@ -26,46 +21,16 @@ from prevenance.desk import incidents
 from prevenance.settings import get_settings
 from prevenance.worker import run_once
 from tests.conftest import Api, member_body, tx_body
+from tests.smtp_server import Smtp, running_smtp
 
 PROBLEM = "application/problem+json"  # the test clock is 2026-01-01T00:00Z
-
-
-@dataclass
-class Inbox:
-    """What the SMTP server received, parsed."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        return "250 Message accepted for delivery"
-
-    def take(self) -> list[EmailMessage]:
-        taken, self.messages = self.messages, []
-        return taken
-
-
-@dataclass
-class Smtp:
-    url: str
-    inbox: Inbox
 
 
 @pytest.fixture
 def smtp() -> Iterator[Smtp]:
     """A real SMTP server on a free local port, collecting what it is sent."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield Smtp(url=f"smtp://127.0.0.1:{port}", inbox=inbox)
-    finally:
-        controller.stop()
+    with running_smtp() as server:
+        yield server
 
 
 def incident(incident_id: str = "INC1", **overrides: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import random
 import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -51,32 +51,13 @@ from prevenance.loyalty.tables import (
     Refund,
 )
 from tests.conftest import Api, member_body, tx_body
+from tests.races import race
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def race(count: int, action: Callable[[int], T]) -> list[T | BaseException]:
-    """Run ``action(0..count-1)`` in as many threads, released together; collect results or errors."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = action(index)
-        except BaseException as error:  # collected and judged by the test
-            results[index] = error
-
-    threads = [threading.Thread(target=worker, args=(i,), name=f"racer-{i}") for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def split(results: list[Any]) -> tuple[list[Outcome], list[BaseException]]:

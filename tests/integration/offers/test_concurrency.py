@@ -4,8 +4,6 @@ API runs it): caps, budget and the reward hold whatever the interleaving. Meanin
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,27 +20,9 @@ from prevenance.offers import service as offers
 from prevenance.offers.tables import Offer, OfferDecision
 from tests.conftest import Api
 from tests.integration.offers.conftest import add_member, offer_def, pay
+from tests.races import race
 
 pytestmark = pytest.mark.slow
-
-
-def race(count: int, action: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = action(index)
-        except BaseException as error:  # judged by the test
-            results[index] = error
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def earn(engine: Engine, clock: FrozenClock, tx_id: str, ref: str, merchant: str = "Librairie") -> Outcome:

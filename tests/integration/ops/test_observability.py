@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
@@ -19,6 +18,7 @@ from prevenance.common.clock import FrozenClock
 from prevenance.db import make_engine
 from prevenance.settings import Settings
 from tests.conftest import Api, member_body, tx_body
+from tests.smtp_server import running_smtp
 
 
 def _free_port() -> int:
@@ -27,20 +27,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class _Sink:
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp_url() -> Iterator[str]:
-    port = _free_port()
-    controller = Controller(_Sink(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield f"smtp://127.0.0.1:{port}"
-    finally:
-        controller.stop()
+    with running_smtp() as server:
+        yield server.url
 
 
 def _client(engine: Engine, clock: FrozenClock, **settings: str | None) -> TestClient:

@@ -2,58 +2,23 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
-import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.conftest import Api, member_body
-
-
-@dataclass
-class Inbox:
-    """What the SMTP server received, parsed."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        return "250 Message accepted for delivery"
-
-    def take(self) -> list[EmailMessage]:
-        taken, self.messages = self.messages, []
-        return taken
-
-
-@dataclass
-class Smtp:
-    url: str
-    inbox: Inbox
+from tests.smtp_server import Smtp, running_smtp
 
 
 @pytest.fixture
 def smtp() -> Iterator[Smtp]:
     """A real SMTP server on a free local port, collecting what it is sent."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield Smtp(url=f"smtp://127.0.0.1:{port}", inbox=inbox)
-    finally:
-        controller.stop()
+    with running_smtp() as server:
+        yield server
 
 
 def add_member(api: Api, ref: str, **overrides: Any) -> None:

@@ -3,7 +3,6 @@ supervisors at once gives one version; one contact's event handled twice gives o
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,28 +18,14 @@ from prevenance.voice.tables import Answer, Invitation, ScorecardVersion
 from prevenance.worker import HANDLERS
 from tests.conftest import Api
 from tests.integration.voice.conftest import add_member, log_contact
+from tests.races import race as shared_race
 
 WORKERS = 6
 
 
 def race(action: Callable[[int], Any]) -> list[Any]:
     """Run ``action(i)`` on WORKERS threads released together; returns results or exceptions."""
-    barrier = threading.Barrier(WORKERS)
-    results: list[Any] = [None] * WORKERS
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = action(i)
-        except Exception as error:  # collected and inspected by the test
-            results[i] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(WORKERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    return shared_race(WORKERS, action)
 
 
 def _count(engine: Engine, model: type) -> int:
