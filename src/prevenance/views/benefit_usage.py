@@ -351,38 +351,40 @@ MinDrop = Annotated[float, Query(ge=0, lt=1, description="smallest absolute drop
 MinEntitled = Annotated[int, Query(ge=1, description="smallest group alerted")]
 
 
-@router.get("/benefits/usage", responses=RESPONSES)
-def get_benefit_usage(
-    engine: DbEngine,
-    _: Analyst,
+@dataclass(frozen=True)
+class UsageQuery:
+    """The query both routes share: the month, an optional country and the alert policy."""
+
+    month: str
+    country: str | None
+    policy: AlertPolicy
+
+
+def _usage_query(
     month: Month,
     country: Country = None,
     alpha: Alpha = DEFAULT_ALPHA,
     min_drop: MinDrop = DEFAULT_MIN_DROP,
     min_entitled: MinEntitled = DEFAULT_MIN_ENTITLED,
-) -> dict[str, Any]:
+) -> UsageQuery:
+    return UsageQuery(month, country, AlertPolicy(alpha, min_drop, min_entitled))
+
+
+UsageParams = Annotated[UsageQuery, Depends(_usage_query)]
+
+
+@router.get("/benefits/usage", responses=RESPONSES)
+def get_benefit_usage(engine: DbEngine, _: Analyst, query: UsageParams) -> dict[str, Any]:
     """Usage rate per benefit, product and country with 95% CIs, trend and alerts (read-only)."""
     with read_session(engine) as session:
-        return usage_report(
-            session, month=month, country=country, policy=AlertPolicy(alpha, min_drop, min_entitled)
-        )
+        return usage_report(session, month=query.month, country=query.country, policy=query.policy)
 
 
 @router.get("/benefits/usage/alerts", responses=RESPONSES)
-def get_benefit_usage_alerts(
-    engine: DbEngine,
-    _: Analyst,
-    month: Month,
-    country: Country = None,
-    alpha: Alpha = DEFAULT_ALPHA,
-    min_drop: MinDrop = DEFAULT_MIN_DROP,
-    min_entitled: MinEntitled = DEFAULT_MIN_ENTITLED,
-) -> dict[str, Any]:
+def get_benefit_usage_alerts(engine: DbEngine, _: Analyst, query: UsageParams) -> dict[str, Any]:
     """The benefits whose usage rate dropped significantly in ``month`` against the 3 months before."""
     with read_session(engine) as session:
-        return usage_alerts(
-            session, month=month, country=country, policy=AlertPolicy(alpha, min_drop, min_entitled)
-        )
+        return usage_alerts(session, month=query.month, country=query.country, policy=query.policy)
 
 
 # --- CLI -----------------------------------------------------------------------------------------
