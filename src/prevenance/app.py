@@ -100,7 +100,15 @@ def install_offer_hook() -> None:
     def benefits_used(session: Session, member_id: int, since: datetime) -> int:
         return desk_service.count_benefit_usages(session, member_id=member_id, since=since)
 
-    offers_service.install(may_contact=may_contact, record_note=record_note, benefits=benefits_used)
+    def benefit_events(session: Session, since: datetime, until: datetime) -> list[tuple[int, datetime]]:
+        return desk_service.benefit_usage_events(session, since=since, until=until)
+
+    offers_service.install(
+        may_contact=may_contact,
+        record_note=record_note,
+        benefits=benefits_used,
+        benefit_events=benefit_events,
+    )
 
 
 def create_app(

@@ -1021,6 +1021,17 @@ def count_benefit_usages(session: Session, *, member_id: int, since: datetime) -
     )
 
 
+def benefit_usage_events(session: Session, *, since: datetime, until: datetime) -> list[tuple[int, datetime]]:
+    """(member id, used at) of every benefit usage in ``[since, until)``: the offers model's training
+    set counts them per member and reference date, as the decision counts them one member at a time."""
+    rows = session.execute(
+        select(BenefitUsage.member_id, BenefitUsage.used_at).where(
+            BenefitUsage.used_at >= since, BenefitUsage.used_at < until
+        )
+    )
+    return [(int(member_id), used_at) for member_id, used_at in rows]
+
+
 def list_unused_benefits(session: Session, *, member_ref: str, now: datetime) -> list[dict[str, Any]]:
     """The entitled benefits the member has not used in the last twelve months."""
     return [

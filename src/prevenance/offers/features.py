@@ -36,6 +36,8 @@ NO_HISTORY_RECENCY = float(HISTORY_DAYS)
 # Given by the composition layer (benefits are desk data, which offers may not import):
 # (session, member_id, since) -> how many benefits the member used since then.
 BenefitsProvider = Callable[[Session, int, datetime], int]
+# (session, since, until) -> (member id, used at) of every benefit usage in the period, for training.
+BenefitEventsProvider = Callable[[Session, datetime, datetime], list[tuple[int, datetime]]]
 
 
 def feature_vector(

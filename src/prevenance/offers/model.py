@@ -25,7 +25,13 @@ from sqlalchemy import Float, cast, select
 from sqlalchemy.orm import Session
 
 from prevenance.loyalty.tables import CardTransaction
-from prevenance.offers.features import FEATURES, HISTORY_DAYS, WINDOW_DAYS, feature_vector
+from prevenance.offers.features import (
+    FEATURES,
+    HISTORY_DAYS,
+    WINDOW_DAYS,
+    BenefitEventsProvider,
+    feature_vector,
+)
 from prevenance.offers.rules import LogisticModel
 
 Progress = Callable[[str, int, int], None]
@@ -156,8 +162,12 @@ def build_training_set(
     step_days: int = 30,
     max_dates: int = 6,
     progress: Progress | None = None,
+    benefit_events: BenefitEventsProvider | None = None,
 ) -> TrainingSet:
-    """Features as of each reference date and the label observed in the ``horizon`` after it."""
+    """Features as of each reference date and the label observed in the ``horizon`` after it.
+
+    ``benefit_events`` gives the benefit usages of the period (desk data, passed in by the
+    composition layer); without it the feature is 0 for everyone, as it is at decision time."""
     bounds = history_bounds(session)
     if bounds is None:
         raise ValueError("no card transactions to learn from")
@@ -173,6 +183,15 @@ def build_training_set(
         dates = [first + (last - first) / 2]
     frame = _transactions(session, min(dates) - timedelta(days=HISTORY_DAYS), max(dates) + horizon)
     chosen = list(targets) or busiest_targets(frame)
+    events = (
+        benefit_events(session, min(dates) - timedelta(days=WINDOW_DAYS), max(dates))
+        if benefit_events is not None
+        else []
+    )
+    usages = pl.DataFrame(
+        {"member": [m for m, _ in events], "at": [at for _, at in events]},
+        schema={"member": pl.Int64, "at": pl.Datetime("us", "UTC")},
+    )
     xs: list[list[float]] = []
     ys: list[float] = []
     members: list[int] = []
@@ -186,6 +205,12 @@ def build_training_set(
         by_merchant = recent.group_by(["member", "merchant"]).agg(pl.col("amount").sum().alias("s"))
         by_category = recent.group_by(["member", "category"]).agg(pl.col("amount").sum().alias("s"))
         future = frame.filter((pl.col("at") >= ref) & (pl.col("at") < ref + horizon))
+        used = dict(
+            usages.filter((pl.col("at") >= ref - timedelta(days=WINDOW_DAYS)) & (pl.col("at") < ref))
+            .group_by("member")
+            .agg(pl.len())
+            .iter_rows()
+        )
         table = base.join(per_member, on="member", how="left").fill_null(0)
         merchant_map = {(m, k): s for m, k, s in by_merchant.iter_rows()}
         category_map = {(m, k): s for m, k, s in by_category.iter_rows()}
@@ -206,7 +231,7 @@ def build_training_set(
                         category_spend_90d=category_map.get((member, target.category), 0.0)
                         if target.category
                         else 0.0,
-                        benefits_used_90d=0.0,
+                        benefits_used_90d=float(used.get(member, 0)),
                     )
                 )
                 ys.append(1.0 if member in positive else 0.0)

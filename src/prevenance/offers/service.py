@@ -626,13 +626,20 @@ def make_transaction_hook(
     return hook
 
 
+# Benefit usages for the training set, given by ``install`` (desk data: offers may not import it).
+_training_benefits: list[feats.BenefitEventsProvider | None] = [None]
+
+
 def install(
     *,
     may_contact: MayContact | None = None,
     record_note: RecordNote | None = None,
     benefits: feats.BenefitsProvider | None = None,
+    benefit_events: feats.BenefitEventsProvider | None = None,
 ) -> None:
-    """Register the offers hook on loyalty's earn path (replacing an earlier one)."""
+    """Register the offers hook on loyalty's earn path (replacing an earlier one), and what the
+    training set reads of benefit usage."""
+    _training_benefits[0] = benefit_events
     loyalty.register_transaction_hook(
         make_transaction_hook(may_contact=may_contact, record_note=record_note, benefits=benefits),
         name=HOOK_NAME,
@@ -750,7 +757,9 @@ def train_model(
         for row in repo.offers(session)
     ]
     try:
-        data = modelling.build_training_set(session, targets=targets, now=now, progress=progress)
+        data = modelling.build_training_set(
+            session, targets=targets, now=now, progress=progress, benefit_events=_training_benefits[0]
+        )
         fitted, metrics = modelling.train(data, l2=l2)
     except ValueError as error:
         raise NoTrainingData(str(error))

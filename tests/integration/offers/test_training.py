@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import timedelta
 
@@ -91,3 +92,39 @@ def test_training_without_history_is_refused(api: Api, engine: Engine, clock: Fr
             assert type(error).__name__ == "NoTrainingData"
         else:
             raise AssertionError("training on nothing must be refused")
+
+
+def test_the_training_set_counts_each_members_benefit_usages_in_the_window(
+    api: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    """Training and decision see the same feature: usages in the 90 days before each reference date."""
+    from prevenance.offers import model
+    from prevenance.offers.features import FEATURES
+
+    _history(engine, clock, members=4)
+    with read_session(engine) as session:
+        ids = {ref: customers.get_or_raise(session, ref=ref).id for ref in ("H0", "H1")}
+    seen: list[tuple[object, object]] = []
+
+    def events(session: object, since: object, until: object) -> list[tuple[int, object]]:
+        seen.append((since, until))
+        # H0 used benefits three times shortly before now; H1 never.
+        return [(ids["H0"], moment) for moment in used_at]
+
+    used_at = [clock.now() - timedelta(days=d) for d in (45, 60, 70, 200)]
+
+    with read_session(engine) as session:
+        plain = model.build_training_set(session, targets=[], now=clock.now())
+        counted = model.build_training_set(session, targets=[], now=clock.now(), benefit_events=events)
+    column = FEATURES.index("log_benefits_used_90d")
+    assert seen, "the provider was asked for the training period"
+    assert set(plain.x[:, column]) == {0.0}
+    rows_h0 = counted.x[counted.member == ids["H0"], column]
+    rows_h1 = counted.x[counted.member == ids["H1"], column]
+    # Rows come per reference date and target: H0's values are the counts at those dates.
+    expected = {
+        round(math.log1p(sum(ref - timedelta(days=90) <= at < ref for at in used_at)), 9)
+        for ref in counted.reference_dates
+    }
+    assert {round(float(v), 9) for v in rows_h0} == expected and max(expected) > 0
+    assert set(rows_h1) == {0.0}
