@@ -78,21 +78,10 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
     context.close()
 
 
-# Known, reported problems, by the error text and where it comes from (see the xfail tests).
-KNOWN_PROBLEMS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
-    # vega-embed's tooltip handler (vega-tooltip) injects <style id="vega-tooltip-style">, which the
-    # console's CSP (style-src 'self') refuses; charts draw, tooltips lose their default look.
-    "vega-tooltip-style": (
-        re.compile(r"inline style .*Content Security Policy"),
-        re.compile(r"/vega-embed\.min\.js$"),
-    ),
-    # The survey page's styles are an inline <style> in voice/templates/base.html, which the strict
-    # CSP refuses: the page is unstyled.
-    "survey-inline-style": (
-        re.compile(r"inline style .*Content Security Policy"),
-        re.compile(r"/survey/[^/?]+(\?.*)?$"),
-    ),
-}
+# Known, reported problems, by the error text and where it comes from: each has a strict-xfail
+# test that starts failing once it is fixed, so the allowance is removed with the fix. None now:
+# vega-tooltip's and the survey page's inline styles moved to stylesheets (console.css, survey.css).
+KNOWN_PROBLEMS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {}
 IGNORED = re.compile(r"/favicon\.ico$")  # chromium asks for it; the app serves none (404)
 
 

@@ -6,6 +6,7 @@ and ``n``), so a team of twelve cases is not read as precisely as one of twelve 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import altair as alt
@@ -76,28 +77,48 @@ def reasons_pareto(report: dict[str, Any], lang: str) -> dict[str, Any]:
         )
     data = alt.Data(values=values)
     order = [v["reason"] for v in values]
-    base = alt.Chart(data).encode(
-        x=alt.X("reason:N", sort=order, title=translate(lang, "chart.reason"), axis=alt.Axis(labelAngle=-30))
-    )
-    bars = base.mark_bar(color="#1f5f8b").encode(
-        y=alt.Y("contacts:Q", title=translate(lang, "chart.contacts")),
-        tooltip=["reason:N", "contacts:Q", alt.Tooltip("cumulative:Q", format=".0%")],
-    )
+    reason, contacts = translate(lang, "chart.reason"), translate(lang, "chart.contacts")
+    cumulative = translate(lang, "chart.cumulative")
+    axis = alt.Axis(labelAngle=-PARETO_LABEL_ANGLE, labelLimit=PARETO_LABEL_LIMIT)
+    base = alt.Chart(data).encode(x=alt.X("reason:N", sort=order, title=reason, axis=axis))
+    tooltip = [
+        alt.Tooltip("reason:N", title=reason),
+        alt.Tooltip("contacts:Q", title=contacts),
+        alt.Tooltip("cumulative:Q", format=".0%", title=cumulative),
+    ]
+    bars = base.mark_bar(color="#1f5f8b").encode(y=alt.Y("contacts:Q", title=contacts), tooltip=tooltip)
     line = base.mark_line(color="#b3261e", point=True).encode(
-        y=alt.Y(
-            "cumulative:Q",
-            title=translate(lang, "chart.cumulative"),
-            axis=alt.Axis(format="%"),
-            scale=alt.Scale(domain=[0, 1]),
-        )
+        y=alt.Y("cumulative:Q", title=cumulative, axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        tooltip=tooltip,
     )
+    # No title: the card's heading says it. The slanted labels run left of the first bar: room for
+    # the first one (vega's fit to the container clips what overflows the left edge).
     chart = (
         alt.layer(bars, line)
         .resolve_scale(y="independent")
-        .properties(width=_WIDTH, title=translate(lang, "dash.reasons"))
+        .properties(
+            width=_WIDTH,
+            description=translate(lang, "dash.reasons"),
+            padding={"left": _pareto_left_padding(order), "top": 5, "right": 5, "bottom": 5},
+        )
     )
     spec: dict[str, Any] = chart.to_dict()
     return spec
+
+
+PARETO_LABEL_ANGLE = 30  # degrees
+PARETO_LABEL_LIMIT = 150  # px: a longer reason ends in "…" (the tooltip has it whole)
+
+
+def _pareto_left_padding(labels: list[str]) -> int:
+    """Left padding so the first slanted label fits: its estimated width (vega's 10px labels, about
+    5.5px a character, cut at the label limit) along the x axis, less the ~50px the y axis and half
+    a bar already give it."""
+    if not labels:
+        return 5
+    width = min(len(labels[0]) * 5.5, PARETO_LABEL_LIMIT)
+    overflow = width * math.cos(math.radians(PARETO_LABEL_ANGLE)) - 50
+    return int(max(5, min(overflow + 5, 140)))
 
 
 # --- the voice of the customer: scores in points or percent, each with its 95% interval ------------
@@ -158,13 +179,26 @@ def interval_chart(
 
 
 def trend_chart(
-    rows: list[dict[str, Any]], lang: str, *, measure: str, domain: tuple[float, float], title: str
+    rows: list[dict[str, Any]],
+    lang: str,
+    *,
+    measure: str,
+    domain: tuple[float, float],
+    title: str,
+    x_title: str | None = None,
+    series: str | None = None,
 ) -> dict[str, Any]:
-    """A score by month (``key``), one line per series (``estimate``), its 95% interval as a band."""
+    """A score by period (``key``: a month unless ``x_title`` says otherwise), one line per series
+    (``estimate``, named ``series`` in the tooltip), its 95% interval as a band. One series draws no
+    legend (the card says what it is); several get a legend with solid symbols."""
+    x_title = x_title or translate(lang, "chart.month")
+    series = series or translate(lang, "chart.series")
     data = alt.Data(values=rows)
+    several = len({r["estimate"] for r in rows}) > 1
+    legend = alt.Legend(orient="bottom", symbolOpacity=1, symbolType="circle") if several else None
     base = alt.Chart(data).encode(
-        x=alt.X("key:O", title=translate(lang, "chart.month")),
-        color=alt.Color("estimate:N", title="", legend=alt.Legend(orient="bottom")),
+        x=alt.X("key:O", title=x_title, axis=alt.Axis(labelAngle=0, labelOverlap=True)),
+        color=alt.Color("estimate:N", title="", legend=legend),
     )
     band = base.mark_area(opacity=0.18).encode(
         y=alt.Y("low:Q", title=measure, scale=alt.Scale(domain=list(domain))), y2="high:Q"
@@ -172,12 +206,12 @@ def trend_chart(
     line = base.mark_line(point=True).encode(
         y="value:Q",
         tooltip=[
-            alt.Tooltip("key:O", title=translate(lang, "chart.month")),
-            "estimate:N",
+            alt.Tooltip("key:O", title=x_title),
+            alt.Tooltip("estimate:N", title=series),
             alt.Tooltip("value:Q", format=".1f", title=measure),
             alt.Tooltip("low:Q", format=".1f", title=translate(lang, "chart.ci_low")),
             alt.Tooltip("high:Q", format=".1f", title=translate(lang, "chart.ci_high")),
-            "n:Q",
+            alt.Tooltip("n:Q", title="n"),
         ],
     )
     chart = (band + line).properties(width=_WIDTH, description=title)

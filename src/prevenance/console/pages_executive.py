@@ -31,13 +31,27 @@ from prevenance.console.web import (
     script_json,
 )
 from prevenance.db import read_session
-from prevenance.voice import analytics, report
+from prevenance.voice import analytics, calibration, report
 from prevenance.voice import rules as voice_rules
 from prevenance.voice import service as voice
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 PageDep = Annotated[Page, Depends(page)]
 TREND_QUARTERS = 4
+# The calibration's method sentence (``voice.calibration``, as the API returns it) by a stable code,
+# whose words are in the console's locales (``exec.method.<code>``).
+METHOD_CODES = {
+    calibration.METHOD_REFERENCE: "reference",
+    calibration.METHOD_ESTIMATED: "estimated",
+    calibration.METHOD_FALLBACK: "fallback",
+    calibration.METHOD_NONE: "none",
+}
+
+
+def method_label(p: Page, method: str) -> str:
+    """The calibration method in the page's language (an unknown sentence is shown as it is)."""
+    code = METHOD_CODES.get(method)
+    return p.t(f"exec.method.{code}") if code else method
 
 
 def _quarter_or_now(p: Page, quarter: str) -> str:
@@ -90,7 +104,7 @@ def executive_page(p: PageDep, quarter: Annotated[str, Query(max_length=6)] = ""
     except PrevenanceError as error:
         errors = problem_errors(p, error, None, {"quarter"})
         comparison, trend = {"countries": [], "barometers": [], "n": 0, "reference": ""}, []
-    countries = comparison["countries"]
+    countries = [{**c, "method_label": method_label(p, c["method"])} for c in comparison["countries"]]
     raw, calibrated = p.t("exec.raw"), p.t("exec.calibrated")
     rtf_rows = [
         row
@@ -128,6 +142,8 @@ def executive_page(p: PageDep, quarter: Annotated[str, Query(max_length=6)] = ""
             measure=p.t("voice.rtf"),
             domain=(-100, 100),
             title=p.t("exec.trend"),
+            x_title=p.t("chart.quarter"),
+            series=country_axis,
         ),
         "trend_excellence": charts.trend_chart(
             _trend_rows(trend, "excellence"),
@@ -135,6 +151,8 @@ def executive_page(p: PageDep, quarter: Annotated[str, Query(max_length=6)] = ""
             measure=p.t("voice.excellence_pct"),
             domain=(0, 100),
             title=p.t("exec.trend"),
+            x_title=p.t("chart.quarter"),
+            series=country_axis,
         ),
     }
     return render(

@@ -33,6 +33,7 @@ from prevenance.console.web import (
 from prevenance.db import read_session, run_in_transaction
 from prevenance.voice import rules as voice_rules
 from prevenance.voice import service as voice
+from prevenance.voice import topics
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 PageDep = Annotated[Page, Depends(page)]
@@ -118,6 +119,7 @@ def voice_page(
             measure=p.t("voice.rtf"),
             domain=RTF_DOMAIN,
             title=p.t("voice.trend"),
+            series=p.t("chart.indicator"),
         ),
         "trend_excellence": charts.trend_chart(
             charts.score_rows(trend, "excellence", p.t("voice.excellence")),
@@ -125,6 +127,7 @@ def voice_page(
             measure=p.t("voice.excellence_pct"),
             domain=PERCENT_DOMAIN,
             title=p.t("voice.trend"),
+            series=p.t("chart.indicator"),
         ),
     }
     return render(
@@ -140,6 +143,7 @@ def voice_page(
         trend=trend,
         published=published,
         suggestions=suggestions,
+        topic_labels={code: label.get(p.lang, code) for code, label in topics.load_rules().labels.items()},
         status=status,
         statuses=[(s, p.t(f"suggestion.{s}")) for s in voice_rules.SUGGESTION_STATUSES],
         specs={name: script_json(spec) for name, spec in specs.items()},

@@ -52,6 +52,7 @@ from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.schemas import RedemptionCreate, ReferralCreate
 from prevenance.offers import service as offers
 from prevenance.views.member360 import get_member_360
+from prevenance.voice import rules as voice_rules
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 PageDep = Annotated[Page, Depends(page)]
@@ -202,6 +203,27 @@ def _promise(p: Page, replacement: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+EXCERPT = 120  # characters of a survey comment shown on the 360 (the whole comment in its title)
+
+
+def _survey_rows(p: Page, surveys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The member's answered surveys for the 360: the interaction point in words, the comment cut short."""
+    labels = voice_rules.INTERACTION_LABELS[p.lang]
+    rows = []
+    for survey in surveys:
+        point = survey.get("interaction")
+        comment = (survey.get("comment") or "").strip()
+        excerpt = comment if len(comment) <= EXCERPT else comment[: EXCERPT - 1].rstrip() + "…"
+        rows.append(
+            {
+                **survey,
+                "interaction_label": labels[point - 1] if point and 1 <= point <= len(labels) else None,
+                "excerpt": excerpt,
+            }
+        )
+    return rows
+
+
 def _forms_defaults(p: Page) -> dict[str, dict[str, str]]:
     return {
         "contact": {
@@ -241,6 +263,7 @@ def _render_360(
         screens=screens_for(p),
         m=data,
         replacements=[_promise(p, r) for r in data["open_card_replacements"]],
+        surveys=_survey_rows(p, data["surveys"]),
         values=values,
         errors=errors or {},
         done=done or p.request.query_params.get("done"),

@@ -1,16 +1,19 @@
 """The public survey page: ``GET /survey/{token}`` shows the form, ``POST`` records the answer.
 
-No login: the signed link is the credential. The page speaks the member's language (``?lang=fr|en``
+No login: the signed link is the credential. The page's stylesheet is a file,
+``GET /survey/static/survey.css`` (the strict Content-Security-Policy refuses inline styles); it is
+not rate-limited, and a token never contains a ``/`` so the two paths cannot meet. The page speaks the member's language (``?lang=fr|en``
 switches). A forged, expired or already used link gets a plain page saying so, with a 4xx status
 (404 forged, 410 expired, 409 used), and nothing is written.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from prevenance.common.deps import AppClock, DbEngine
@@ -26,6 +29,7 @@ _ENV = Environment(
     loader=PackageLoader("prevenance.voice", "templates"), autoescape=select_autoescape(["html"])
 )
 LINK_STATUS = {"invalid": 404, "expired": 410, "used": 409}
+STYLESHEET = Path(__file__).parent / "templates" / "survey.css"
 
 TEXT: dict[str, dict[str, str]] = {
     "fr": {
@@ -141,6 +145,16 @@ def _invitation_id(request: Request, token: str, now: Any) -> str:
     settings: Settings = request.app.state.settings
     return invitations.unsign(
         token, secret=settings.secret_key, max_age_days=settings.survey_link_max_age_days, now=now
+    )
+
+
+@router.get("/survey/static/survey.css")
+def survey_stylesheet() -> Response:
+    """The survey page's stylesheet (the same for every link; cached an hour, never counted)."""
+    return Response(
+        STYLESHEET.read_bytes(),
+        media_type="text/css; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=3600"},
     )
 
 

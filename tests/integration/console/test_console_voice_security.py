@@ -161,7 +161,14 @@ def test_no_page_has_an_inline_script_or_style(world: Api, engine: Engine, clock
     answers(engine, clock)
     client = browser(world)
     sign_in(client, "sup1")
-    for path in ("/console/login", f"/console/dashboard?month={MONTH}", f"/console/voice?month={MONTH}"):
+    pages = (
+        "/console/login",
+        f"/console/dashboard?month={MONTH}",
+        f"/console/voice?month={MONTH}",
+        "/console/executive?quarter=2025Q4",
+        "/console/members/M1",
+    )
+    for path in pages:
         html = client.get(path).text
         scripts = re.findall(r"<script([^>]*)>", html)
         assert scripts, path

@@ -236,6 +236,11 @@ def test_survey_pages_are_rate_limited_per_address(engine: Engine, clock: Frozen
 
     app = create_app(Settings(rate_limit_survey="2/minute"), engine=engine, clock=clock)
     with TestClient(app) as client:
+        # The page's stylesheet is not counted (every page view asks for it) and is not a token.
+        for _ in range(3):
+            css = client.get("/survey/static/survey.css")
+            assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+            assert "max-age" in css.headers["cache-control"] and "content-security-policy" not in css.headers
         statuses = [client.get(f"/survey/forged-{i}?lang=en").status_code for i in range(3)]
         assert statuses == [404, 404, 429]  # a different forged link each time: still one address
         refused = client.post("/survey/forged-9", data={"recommend": "9"})

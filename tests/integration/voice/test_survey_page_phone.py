@@ -33,6 +33,9 @@ def test_the_form_fits_a_phone_screen_with_tappable_answers(
     path = link_path(smtp.inbox.take()[0])
     html = api.client.get(path).text
     faulty = api.client.post(path, data={"comment": "x"}).text
+    assert '<link rel="stylesheet" href="/survey/static/survey.css">' in html
+    stylesheet = api.client.get("/survey/static/survey.css")
+    assert stylesheet.status_code == 200 and stylesheet.headers["content-type"].startswith("text/css")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -43,7 +46,8 @@ def test_the_form_fits_a_phone_screen_with_tappable_answers(
                 viewport={"width": 360, "height": 740}, device_scale_factor=2, is_mobile=True
             )
             for content in (html, faulty):
-                page.set_content(content)
+                page.set_content(content)  # about:blank cannot load the page's stylesheet link: given here
+                page.add_style_tag(content=stylesheet.text)
                 overflow = page.evaluate(
                     "document.documentElement.scrollWidth - document.documentElement.clientWidth"
                 )
