@@ -263,8 +263,7 @@ def test_api_workers_killed_mid_load_apply_every_request_exactly_once(
 
 @pytest.fixture
 def proxy(engine: Engine) -> Iterator[NetProxy]:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a database outage is cut at the network: PostgreSQL only (SQLite is a file)")
+    assert engine.dialect.name == "postgresql", "a database outage is cut at the network"
     url = engine.url
     found = NetProxy((url.host or "127.0.0.1", url.port or 5432))
     found.start()
@@ -273,6 +272,7 @@ def proxy(engine: Engine) -> Iterator[NetProxy]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite is a file: no network to cut
 def test_a_database_outage_answers_503_then_recovers_by_itself(
     engine: Engine, clock: FrozenClock, proxy: NetProxy, tmp_path: Path
 ) -> None:
