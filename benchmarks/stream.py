@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 HEADER = "Prevenance-Published-Ns"
+DEFAULT_COMMIT_EVERY = 20  # the Consumer's default
 CATEGORIES = ["books", "travel", "grocery", "restaurants", "fuel"]
 
 
@@ -74,14 +75,26 @@ def prepare_database(path: Path, members: int) -> str:
 
 
 def consumer_process(
-    url: str, nats_url: str, namespace: str, stop: MpEvent, out: Connection, relay_on: bool
+    url: str,
+    nats_url: str,
+    namespace: str,
+    stop: MpEvent,
+    out: Connection,
+    relay_on: bool,
+    commit_every: int,
 ) -> None:
     """The child: consumer + relay as ``prevenance stream run`` runs them, with a latency hook."""
-    asyncio.run(_consume(url, nats_url, namespace, stop, out, relay_on))
+    asyncio.run(_consume(url, nats_url, namespace, stop, out, relay_on, commit_every))
 
 
 async def _consume(
-    url: str, nats_url: str, namespace: str, stop: MpEvent, out: Connection, relay_on: bool
+    url: str,
+    nats_url: str,
+    namespace: str,
+    stop: MpEvent,
+    out: Connection,
+    relay_on: bool,
+    commit_every: int,
 ) -> None:
     import nats
     import structlog
@@ -105,7 +118,9 @@ async def _consume(
         latencies.append(result.committed_ns - sent)
         last_commit[0] = result.committed_ns
 
-    consumer = Consumer(engine=engine, clock=SystemClock(), js=js, names=names, on_result=hook)
+    consumer = Consumer(
+        engine=engine, clock=SystemClock(), js=js, names=names, on_result=hook, commit_every=commit_every
+    )
     relay = Relay(engine=engine, clock=SystemClock(), js=js, names=names)
     await consumer.subscribe()
     done = asyncio.Event()
@@ -213,7 +228,15 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return sorted_values[index] / 1e6
 
 
-def run(nats_url: str, *, rate: float, duration: float, members: int, relay: bool = True) -> dict[str, Any]:
+def run(
+    nats_url: str,
+    *,
+    rate: float,
+    duration: float,
+    members: int,
+    relay: bool = True,
+    commit_every: int = DEFAULT_COMMIT_EVERY,
+) -> dict[str, Any]:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="prevenance-stream-bench-") as folder:
         url = prepare_database(Path(folder) / "bench.db", members)
@@ -221,7 +244,9 @@ def run(nats_url: str, *, rate: float, duration: float, members: int, relay: boo
         ctx = mp.get_context("spawn")
         stop = ctx.Event()
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=consumer_process, args=(url, nats_url, namespace, stop, child, relay))
+        process = ctx.Process(
+            target=consumer_process, args=(url, nats_url, namespace, stop, child, relay, commit_every)
+        )
         process.start()
         try:
             if parent.poll(60):
@@ -291,12 +316,23 @@ def main() -> None:
     parser.add_argument("--step-duration", type=float, default=20)
     parser.add_argument("--no-step", action="store_true")
     parser.add_argument("--no-relay", action="store_true", help="consumer only (no outbox relay)")
+    parser.add_argument(
+        "--commit-every", type=int, default=DEFAULT_COMMIT_EVERY, help="messages per database transaction"
+    )
     args = parser.parse_args()
     nats_url = os.environ.get("PREVENANCE_NATS_URL") or "nats://127.0.0.1:4222"
     what = "consumer only" if args.no_relay else "consumer + relay"
-    print(f"{os.cpu_count()} CPUs; NATS {nats_url}; SQLite; one consumer process ({what})")
+    print(
+        f"{os.cpu_count()} CPUs; NATS {nats_url}; SQLite; one consumer process ({what}), "
+        f"{args.commit_every} messages per transaction"
+    )
     main_run = run(
-        nats_url, rate=args.rate, duration=args.duration, members=args.members, relay=not args.no_relay
+        nats_url,
+        rate=args.rate,
+        duration=args.duration,
+        members=args.members,
+        relay=not args.no_relay,
+        commit_every=args.commit_every,
     )
     show(main_run)
     ok = sustained(main_run) and main_run["p99_ms"] <= 20.0
@@ -306,7 +342,12 @@ def main() -> None:
     best = args.rate if sustained(main_run) else 0.0
     for rate in (float(step) for step in args.steps.split(",") if step.strip()):
         result = run(
-            nats_url, rate=rate, duration=args.step_duration, members=args.members, relay=not args.no_relay
+            nats_url,
+            rate=rate,
+            duration=args.step_duration,
+            members=args.members,
+            relay=not args.no_relay,
+            commit_every=args.commit_every,
         )
         show(result)
         if not sustained(result):
