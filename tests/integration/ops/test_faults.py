@@ -239,6 +239,12 @@ def test_api_workers_killed_mid_load_apply_every_request_exactly_once(
     finally:
         if server.poll() is None:
             _kill(server)
+    _assert_exactly_once(engine, book)
+
+
+def _assert_exactly_once(engine: Engine, book: Ledgerbook) -> None:
+    """Every request got a final answer; what was accepted is stored once, what was refused not at
+    all; each survey link holds one answer; the ledger audit balances."""
     keys = {key for c in range(CLIENTS) for key, *_ in _requests(c)}
     assert set(book.answers) == keys, "every request got a final answer"
     accepted = {key for key, status in book.answers.items() if status in (200, 201)}
@@ -319,3 +325,43 @@ def test_a_database_outage_answers_503_then_recovers_by_itself(
     with read_session(engine) as session:
         assert set(session.scalars(select(CardTransaction.id))) == {"UP-1", "DOWN-1"}
         assert ledger.audit(session)["ok"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite is a file: no network to cut
+def test_a_database_outage_in_the_middle_of_a_load_loses_nothing_and_doubles_nothing(
+    engine: Engine, clock: FrozenClock, proxy: NetProxy, tmp_path: Path
+) -> None:
+    """The database goes away while clients earn, refund, redeem and answer surveys: they get 503s
+    (or cut connections) and retry with the same keys; when it returns everything lands once."""
+    token = _world(engine, clock)
+    proxied = make_url(engine.url.render_as_string(hide_password=False)).set(
+        host="127.0.0.1", port=proxy.port
+    )
+    port = [_free_port()]
+    server = _start(proxied.render_as_string(hide_password=False), port[0], tmp_path / "serve.log")
+    book = Ledgerbook()
+    threads = [
+        threading.Thread(target=_client, args=(port, token, c, book, 120.0), daemon=True)
+        for c in range(CLIENTS)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        planned = sum(len(_requests(c)) for c in range(CLIENTS))
+        deadline = time.monotonic() + 30
+        while len(book.answers) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)  # wait until the load is flowing
+        proxy.stop()
+        answered_before = len(book.answers)
+        assert answered_before < planned, "the outage must land in the middle of the load"
+        health = httpx.get(f"http://127.0.0.1:{port[0]}/healthz", timeout=10)
+        assert health.status_code == 503, health.text
+        time.sleep(2.0)  # clients keep trying (and keep being answered 503) while it is down
+        proxy.start()
+        for thread in threads:
+            thread.join(timeout=150)
+        assert not any(thread.is_alive() for thread in threads), "clients did not finish"
+    finally:
+        _kill(server)
+    _assert_exactly_once(engine, book)
