@@ -139,7 +139,7 @@ def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]
         ids = session.scalars(select(requests.c.id).where(requests.c.member_id == member.id)).all()
         for request_id in ids:
             session.execute(text("DELETE FROM desk_concierge_fts WHERE request_id = :id"), {"id": request_id})
-    member.ref, member.name, member.city = alias, ERASED_NAME, None
+    member.ref, member.name, member.city, member.phone = alias, ERASED_NAME, None, None
     member.email = f"{alias}@erased.invalid"
     member.updated_at = now
     session.flush()

@@ -1,7 +1,9 @@
-"""The agent's customer search: prefix of the name, e-mail or reference, case-insensitive, 20 rows.
+"""The agent's customer search: prefix of the name, e-mail, reference or phone number,
+case-insensitive, 20 rows.
 
-Members have no phone number on record (the customer record holds name, e-mail, language, country
-and product), so the console cannot search by phone. Each prefix query reads one range of a
+Phone numbers are stored in E.164; what the agent types is read as international (``+44 7…``,
+``0044 7…``) or national in each of the brand's countries (``06 12…`` → ``+33612…``, ``+44612…``),
+each an indexed range of ``members.phone``. Each other prefix query reads one range of a
 lower-cased index (``console.tables``): PostgreSQL runs ``lower(col) LIKE 'abc%'`` on a
 ``text_pattern_ops`` index; SQLite, whose LIKE would not use an expression index, runs the same
 search as the range ``'abc' <= lower(col) < 'abd'``.
@@ -14,9 +16,21 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from prevenance.customers import rules as customer_rules
 from prevenance.customers.tables import Member
 
 LIMIT = 20
+# Where the brand's members live: a national number typed by an agent is tried in each.
+COUNTRIES = ("FR", "GB", "DE", "IT", "ES")
+_COLUMNS = (
+    Member.ref,
+    Member.name,
+    Member.email,
+    Member.country,
+    Member.product,
+    Member.language,
+    Member.phone,
+)
 
 
 def _successor(prefix: str) -> str:
@@ -50,7 +64,8 @@ def _sqlite_forms(prefix: str) -> list[str]:
 
 
 def search_members(session: Session, *, q: str, limit: int = LIMIT) -> list[dict[str, Any]]:
-    """Members whose name, e-mail or reference starts with ``q`` (ignoring case), by name."""
+    """Members whose name, e-mail, reference or phone number starts with ``q`` (ignoring case), by
+    name."""
     typed = q.strip()
     if not typed:
         return []
@@ -59,11 +74,18 @@ def search_members(session: Session, *, q: str, limit: int = LIMIT) -> list[dict
     # One indexed range per column (and form), read in index order and merged here: an OR across
     # three columns would defeat the indexes.
     found: dict[str, dict[str, Any]] = {}
+    for phone in customer_rules.phone_search_prefixes(typed, countries=COUNTRIES):
+        statement = (
+            select(*_COLUMNS)
+            .where(Member.phone >= phone, Member.phone < _successor(phone))
+            .order_by(Member.phone)
+            .limit(limit)
+        )
+        for row in session.execute(statement):
+            found.setdefault(row.ref, dict(row._mapping))
     for column in (Member.name, Member.email, Member.ref):
         for prefix in prefixes:
-            statement = select(
-                Member.ref, Member.name, Member.email, Member.country, Member.product, Member.language
-            ).where(_prefix(column, prefix, postgres))
+            statement = select(*_COLUMNS).where(_prefix(column, prefix, postgres))
             if not postgres:
                 # SQLite reads the range in index order and stops at the limit. PostgreSQL's
                 # text_pattern_ops index does not serve ORDER BY in the database's collation (it would

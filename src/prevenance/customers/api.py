@@ -29,6 +29,7 @@ def to_read(member: Member, *, tier: str, premium: bool) -> MemberRead:
         country=member.country,
         product=member.product,
         city=member.city,
+        phone=member.phone,
         tier=tier,
         premium=premium,
         created_at=member.created_at,

@@ -39,3 +39,50 @@ def is_valid_email(address: str) -> bool:
 def is_valid_ref(ref: str) -> bool:
     """Member references are the issuer's own ids: 1–64 URL-safe characters."""
     return bool(_REF.match(ref))
+
+
+def normalise_phone(raw: str, *, country: str) -> str | None:
+    """The number in E.164 (``+33612345678``), read as the member would write it: international
+    (``+44 7700 900123``, ``0044…``) or national in the member's country (``06 12 34 56 78`` for a
+    French member); None when it is no valid number (libphonenumber's metadata decides)."""
+    import phonenumbers
+
+    text = raw.strip()
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, country)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def phone_search_prefixes(typed: str, *, countries: tuple[str, ...]) -> list[str]:
+    """The E.164 prefixes an agent's partial phone entry may stand for: as typed when it is
+    international (``+33 6 12`` or ``0033 6 12`` → ``+33612``), else national in each of
+    ``countries`` (``06 12`` → ``+33612`` for FR, ``+44612``… for GB, Italy keeping its 0).
+    Empty when the entry is not a phone number (letters, or fewer than 4 digits)."""
+    import phonenumbers
+
+    text = typed.strip()
+    if not re.fullmatch(r"\+?[0-9 ().\-/]+", text):
+        return []
+    digits = re.sub(r"\D", "", text)
+    if len(digits) < 4:
+        return []
+    if text.startswith("+"):
+        return ["+" + digits]
+    if digits.startswith("00"):
+        return ["+" + digits[2:]]
+    prefixes: list[str] = []
+    for country in countries:
+        code = phonenumbers.country_code_for_region(country)
+        if not code:
+            continue
+        national = digits[1:] if digits.startswith("0") and country != "IT" else digits
+        prefixes.append(f"+{code}{national}")
+    if not digits.startswith("0"):
+        prefixes.append("+" + digits)  # an international number typed without its +
+    return sorted(set(prefixes))

@@ -18,6 +18,12 @@ class MemberPut(BaseModel):
     country: str = Field(description="ISO 3166-1 alpha-2")
     product: str = Field(min_length=1, max_length=40)
     city: str | None = Field(default=None, max_length=120, description="home city (optional)")
+    phone: str | None = Field(
+        default=None,
+        max_length=32,
+        description="phone number (optional): international, or national in the member's country;"
+        " stored and returned in E.164",
+    )
 
 
 class MemberRead(BaseModel):
@@ -28,6 +34,7 @@ class MemberRead(BaseModel):
     country: str
     product: str
     city: str | None = None
+    phone: str | None = None
     tier: str
     premium: bool
     created_at: datetime

@@ -23,6 +23,7 @@ class MemberData:
     country: str
     product: str
     city: str | None = None
+    phone: str | None = None
 
 
 def validate(data: MemberData, *, session: Session) -> MemberData:
@@ -39,7 +40,18 @@ def validate(data: MemberData, *, session: Session) -> MemberData:
     if repository.product(session, data.product) is None:
         raise UnknownProduct(f"unknown card product {data.product!r}", field="product")
     city = (data.city or "").strip() or None
-    return MemberData(data.name.strip(), data.email.strip(), data.language, country, data.product, city)
+    phone = None
+    if (data.phone or "").strip():
+        phone = rules.normalise_phone(data.phone or "", country=country)
+        if phone is None:
+            raise InvalidInput(
+                "phone is not a valid number: international (+33 6 12 34 56 78) or national in "
+                "the member's country",
+                field="phone",
+            )
+    return MemberData(
+        data.name.strip(), data.email.strip(), data.language, country, data.product, city, phone
+    )
 
 
 def upsert(session: Session, *, ref: str, data: MemberData, now: datetime) -> tuple[Member, bool]:
@@ -54,7 +66,7 @@ def upsert(session: Session, *, ref: str, data: MemberData, now: datetime) -> tu
         session.add(member)
     member.name, member.email, member.language = clean.name, clean.email, clean.language
     member.country, member.product, member.updated_at = clean.country, clean.product, now
-    member.city = clean.city
+    member.city, member.phone = clean.city, clean.phone
     session.flush()
     return member, created
 

@@ -39,6 +39,8 @@ class Member(Base):
     product: Mapped[str] = mapped_column(ForeignKey("products.code"))
     # Where the member lives: targets city-wide incidents and is the default card delivery city.
     city: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    # E.164 (``+33612345678``): the agent finds a caller by the number they call from.
+    phone: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 

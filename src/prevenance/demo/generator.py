@@ -17,6 +17,7 @@ first run, and a run killed part-way and started again ends with the ledger of o
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 import unicodedata
@@ -30,6 +31,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from prevenance.common.problems import PrevenanceError
+from prevenance.customers import rules as customers_rules
 from prevenance.customers import service as customers
 from prevenance.customers.tables import Member
 from prevenance.db import read_session, unit_of_work
@@ -451,10 +453,35 @@ def _setup(session: Session, *, seed: int, members: int, at: datetime, state: _S
         state.count("ecodes", loaded["loaded"] + loaded["skipped"])
 
 
+def demo_phone(ref: str, country: str) -> str | None:
+    """A valid mobile number of the member's country, derived from the ref (no draw from the plan's
+    generator, so the rest of the demo is unchanged): the country's example mobile with its last six
+    digits taken from a hash of the ref."""
+    import phonenumbers
+
+    example = phonenumbers.example_number_for_type(country, phonenumbers.PhoneNumberType.MOBILE)
+    if example is None:
+        return None
+    national = str(example.national_number)
+    digest = int(hashlib.sha256(ref.encode()).hexdigest(), 16)
+    for attempt in range(5):
+        tail = f"{(digest >> (20 * attempt)) % 1_000_000:06d}"
+        candidate = f"+{example.country_code}{national[:-6]}{tail}"
+        if customers_rules.normalise_phone(candidate, country=country) == candidate:
+            return candidate
+    return f"+{example.country_code}{national}"
+
+
 def _members(session: Session, *, people: list[Person], anchor: datetime, state: _State) -> None:
     for person in people:
         data = customers.MemberData(
-            person.name, person.email, person.language, person.country, person.product, person.city
+            person.name,
+            person.email,
+            person.language,
+            person.country,
+            person.product,
+            person.city,
+            demo_phone(person.ref, person.country),
         )
         customers.upsert(session, ref=person.ref, data=data, now=anchor - person.joined_before)
         state.balances[len(state.balances)] = 0

@@ -88,6 +88,7 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
             "language": member.language,
             "country": member.country,
             "city": member.city,
+            "phone": member.phone,
             "product": member.product,
             "tier": product.tier,
             "premium": product.premium,
