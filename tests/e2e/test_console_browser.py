@@ -45,7 +45,7 @@ def expect_translated(page: Any) -> None:
 def test_an_agent_signs_in_finds_a_customer_and_opens_the_360(page: Any, server: Server) -> None:
     sign_in(page, server, "agent")
     expect(page).to_have_url(re.compile(r"/console/desk$"))
-    page.get_by_label("Nom, e-mail ou référence").press_sequentially("cami", delay=30)
+    page.get_by_label("Nom, e-mail, référence ou téléphone").press_sequentially("cami", delay=30)
     results = page.locator("#results")
     expect(results.get_by_role("link", name="Camille Martin")).to_be_visible()
     expect(results.get_by_role("link", name="Camille Bernard")).to_be_visible()
@@ -239,7 +239,7 @@ def test_signing_in_and_searching_with_the_keyboard_only(
     page.keyboard.type(server.world.password)
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"/console/desk$"))
-    search = page.get_by_label("Nom, e-mail ou référence")
+    search = page.get_by_label("Nom, e-mail, référence ou téléphone")
     expect(search).to_be_focused()
     page.keyboard.type("jean", delay=30)
     result = page.locator("#results").get_by_role("link", name="Jean Dupont")

@@ -109,6 +109,10 @@ def _field_of(loc: tuple[Any, ...] | list[Any], error_type: str | None = None) -
     return ".".join(parts) if parts else ".".join(str(p) for p in loc)
 
 
+# SQLite's OperationalError messages for a schema that does not match the code (not an outage).
+_SCHEMA_MISMATCH = ("no such table", "no such column", "table ")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map every error the app can raise to ``application/problem+json``."""
 
@@ -156,9 +160,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _database_unavailable(request: Request, error: OperationalError) -> JSONResponse:
         """The database is down, restarting or busy: say so (503) so clients retry later; the
-        connection pool reconnects by itself (``pool_pre_ping``) once it is back."""
+        connection pool reconnects by itself (``pool_pre_ping``) once it is back. SQLite also says
+        OperationalError for a schema that does not match the code (a migration not run): that is
+        no outage and retrying will not help, so it is the internal error it is."""
         import structlog
 
+        if str(error.orig).startswith(_SCHEMA_MISMATCH):
+            return await _unexpected(request, error)
         structlog.get_logger().warning("database_unavailable", path=request.url.path, error=str(error.orig))
         body = {
             "type": PROBLEM_BASE + "database-unavailable",

@@ -92,3 +92,16 @@ def test_an_unreachable_database_answers_503_problems(tmp_path: Path, clock: Fro
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.json()["type"].endswith("database-unavailable")
         assert response.headers["Retry-After"]
+
+
+def test_a_database_not_migrated_is_an_internal_error_not_an_outage(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """SQLite reports a missing table as OperationalError too; retrying would never help, so it is
+    not answered 503 (clients would retry forever) but 500."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    with _client(engine, clock) as client:
+        response = client.get("/v1/members/M1", headers={"Authorization": "Bearer whatever"})
+        assert response.status_code == 500, response.text
+        assert response.json()["type"].endswith("internal-error")
+        assert "Retry-After" not in response.headers
