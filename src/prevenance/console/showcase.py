@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from prevenance.console import users
 from prevenance.customers import service as customers
 from prevenance.db import unit_of_work
+from prevenance.demo.generator import demo_phone
 from prevenance.desk import concierge
 from prevenance.desk import service as desk
 from prevenance.loyalty import programme
@@ -55,7 +56,9 @@ def build(engine: Engine, *, now: datetime) -> Showcase:
             customers.upsert(
                 session,
                 ref=ref,
-                data=customers.MemberData(name, email, language, country, product),
+                data=customers.MemberData(
+                    name, email, language, country, product, phone=demo_phone(ref, country)
+                ),
                 now=now - timedelta(days=400),
             )
         for n, (ref, amount) in enumerate([("SC-0001", "1840.00"), ("SC-0001", "655.40"), ("SC-0002", "120.00"),
