@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from fastapi.testclient import TestClient
@@ -38,14 +38,18 @@ def _worker() -> str:
     return f"p{os.getpid()}"
 
 
+def missing_server(what: str) -> NoReturn:
+    """A server or browser a test needs is not there: a failure with ``CI=true`` (CI runs every
+    test against the real thing), a skip naming what is missing elsewhere."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {what}: every test must run in CI")
+    pytest.skip(f"{what} (skipped outside CI)")
+
+
 def postgres_url_or_skip() -> str:
     """The PostgreSQL URL for this worker's database; fail in CI, skip elsewhere, when absent."""
     if not POSTGRES_URL:
-        if IN_CI:
-            pytest.fail(
-                "CI=true but PREVENANCE_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI"
-            )
-        pytest.skip("PostgreSQL tests need PREVENANCE_TEST_POSTGRES_URL (skipped outside CI)")
+        missing_server("PostgreSQL tests need PREVENANCE_TEST_POSTGRES_URL")
     return POSTGRES_URL
 
 

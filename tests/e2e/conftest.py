@@ -12,7 +12,6 @@ so the allowance is removed with the fix.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -24,16 +23,13 @@ from sqlalchemy import Engine
 
 from prevenance.console.screens import CHROMIUM, Server, launch, start_server
 from prevenance.db import make_engine
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from tests.conftest import missing_server
 
 
 def chromium_or_skip() -> Path:
     """Debian's chromium; fail in CI, skip elsewhere, when it is missing."""
     if not CHROMIUM.exists():
-        if IN_CI:
-            pytest.fail(f"CI=true but {CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
-        pytest.skip(f"browser tests need {CHROMIUM} (Debian package chromium)")
+        missing_server(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
     return CHROMIUM
 
 

@@ -17,7 +17,7 @@ from prevenance.app import create_app
 from prevenance.common.clock import FrozenClock
 from prevenance.db import make_engine
 from prevenance.settings import Settings
-from tests.conftest import Api, member_body, tx_body
+from tests.conftest import Api, member_body, missing_server, tx_body
 from tests.smtp_server import running_smtp
 
 
@@ -59,9 +59,7 @@ def test_health_reports_each_dependency(engine: Engine, clock: FrozenClock, smtp
 def test_health_sees_the_real_stream(engine: Engine, clock: FrozenClock) -> None:
     url = os.environ.get("PREVENANCE_TEST_NATS_URL")
     if not url:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but PREVENANCE_TEST_NATS_URL is not set")
-        pytest.skip("needs PREVENANCE_TEST_NATS_URL (a NATS server with JetStream)")
+        missing_server("PREVENANCE_TEST_NATS_URL (a NATS server with JetStream) is not set")
     with _client(engine, clock, nats_url=url) as client:
         assert client.get("/healthz").json()["stream"] == "ok"
         assert "prevenance_stream_consumer_pending" in client.get("/metrics").text

@@ -18,9 +18,9 @@ from prevenance.common.clock import FrozenClock
 from prevenance.customers import service as customers
 from prevenance.db import unit_of_work
 from prevenance.stream.names import Names, delete_streams, ensure_streams
+from tests.conftest import missing_server
 
 NATS_URL = os.environ.get("PREVENANCE_TEST_NATS_URL")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 async def _probe(url: str) -> None:
@@ -35,16 +35,11 @@ async def _probe(url: str) -> None:
 def nats_url() -> str:
     """The test server's URL; fail in CI, skip elsewhere, when it is absent or unreachable."""
     if not NATS_URL:
-        if IN_CI:
-            pytest.fail("CI=true but PREVENANCE_TEST_NATS_URL is not set: stream tests must run in CI")
-        pytest.skip("stream tests need a NATS server with JetStream in PREVENANCE_TEST_NATS_URL")
+        missing_server("stream tests need a NATS server with JetStream in PREVENANCE_TEST_NATS_URL")
     try:
         asyncio.run(_probe(NATS_URL))
     except Exception as error:
-        message = f"NATS JetStream at {NATS_URL} is unreachable: {type(error).__name__}: {error}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_server(f"NATS JetStream at {NATS_URL} is unreachable: {type(error).__name__}: {error}")
     return NATS_URL
 
 

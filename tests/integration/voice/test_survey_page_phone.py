@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from prevenance.common.clock import FrozenClock
 from prevenance.worker import run_once
-from tests.conftest import Api
+from tests.conftest import Api, missing_server
 from tests.integration.voice.conftest import Smtp, add_member, link_path, log_contact
 
 CHROMIUM = Path(os.environ.get("PREVENANCE_CHROMIUM", "/usr/bin/chromium"))
@@ -22,9 +22,7 @@ def test_the_form_fits_a_phone_screen_with_tappable_answers(
     api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp
 ) -> None:
     if not CHROMIUM.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but {CHROMIUM} is missing")
-        pytest.skip(f"needs {CHROMIUM}")
+        missing_server(f"{CHROMIUM} is missing")
     from playwright.sync_api import sync_playwright
 
     add_member(api, "M1")

@@ -3,7 +3,6 @@ EN, and a PDF printed by headless chromium."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ import polars as pl
 import pytest
 
 from prevenance.voice import analytics, report
+from tests.conftest import missing_server
 
 SECTIONS = (
     "headline",
@@ -180,9 +180,7 @@ def test_quarter_months() -> None:
 
 def test_the_pdf_is_printed_by_headless_chromium(tmp_path: Path) -> None:
     if not Path(report.CHROMIUM).exists() and shutil.which("chromium") is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium is required in CI to print the quarterly report")
-        pytest.skip("chromium is not installed")
+        missing_server("chromium is not installed (it prints the quarterly report)")
     html_path, pdf_path = tmp_path / "q3.html", tmp_path / "out" / "q3.pdf"
     report.build_quarterly_report(data("en"), html_path, pdf_path)
     content = pdf_path.read_bytes()
