@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from prevenance.common.auth import Role
 from prevenance.common.ids import new_id
-from prevenance.common.problems import InvalidInput, PrevenanceError
+from prevenance.common.problems import PrevenanceError
 from prevenance.console.web import (
     MARKETING,
     ConsoleRoute,
@@ -256,17 +256,15 @@ def put_fx_rate(p: PageDep) -> Response:
     if errors:
         return _render(p, month=month, status=422, forms={"fx": form}, errors={"fx": errors})
 
-    def use_case(session: Any) -> None:
-        found = programme.current_document(session)
-        if found is None:
-            raise InvalidInput("no programme installed")
-        document = {**found[1], "fx_rates": {**found[1].get("fx_rates", {}), currency: str(rate)}}
-        programme.install(session, document=document, now=p.now, by=f"console:{user.username}")
-
     try:
-        run_in_transaction(p.engine, use_case)
+        run_in_transaction(
+            p.engine,
+            lambda s: programme.set_fx_rate(
+                s, currency=currency, rate=str(rate), now=p.now, by=f"console:{user.username}"
+            ),
+        )
     except PrevenanceError as error:
-        errors = problem_errors(p, error, {f"fx_rates.{currency}": "rate"}, {"currency", "rate"})
+        errors = problem_errors(p, error, None, {"currency", "rate"})
         return _render(p, month=month, status=error.status, forms={"fx": form}, errors={"fx": errors})
     return redirect(p, f"/console/marketing?month={month}&done=fx")
 

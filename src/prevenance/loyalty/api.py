@@ -16,7 +16,7 @@ from prevenance.common.idempotency import Outcome
 from prevenance.common.problems import PROBLEM_JSON, InvalidInput, NotFound
 from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import ledger, programme, service
-from prevenance.loyalty.errors import InvalidProgramme, LedgerBroken
+from prevenance.loyalty.errors import LedgerBroken
 from prevenance.loyalty.schemas import (
     AuditRead,
     BalanceRead,
@@ -353,19 +353,10 @@ def put_fx_rate(
     principal: Admin,
 ) -> ProgrammeRead:
     """Set the euro rate of a currency (a new programme version; the rate used is kept per transaction)."""
-
-    def use_case(session: Any) -> ProgrammeRead:
-        found = programme.current_document(session)
-        assert found is not None
-        if currency == "EUR":
-            raise InvalidInput("EUR is the base currency; its rate is always 1", field="currency")
-        document = {**found[1], "fx_rates": {**found[1].get("fx_rates", {}), currency: body.rate}}
-        try:
-            version, _ = programme.install(session, document=document, now=clock.now(), by=principal.name)
-        except InvalidProgramme as error:
-            # The only value this request changed is the rate: name the field the caller sent.
-            field = "rate" if error.field == f"fx_rates.{currency}" else error.field
-            raise InvalidProgramme(error.detail, field=field)
-        return ProgrammeRead(version=version, document=document)
-
-    return run_in_transaction(engine, use_case)
+    version, document = run_in_transaction(
+        engine,
+        lambda s: programme.set_fx_rate(
+            s, currency=currency, rate=body.rate, now=clock.now(), by=principal.name
+        ),
+    )
+    return ProgrammeRead(version=version, document=document)

@@ -12,6 +12,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from prevenance.common.ids import fingerprint
+from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
 from prevenance.loyalty import ledger
 from prevenance.loyalty.errors import InvalidProgramme
@@ -80,6 +81,26 @@ def install(session: Session, *, document: dict[str, Any], now: datetime, by: st
     session.add(version)
     session.flush()
     return version.id, True
+
+
+def set_fx_rate(
+    session: Session, *, currency: str, rate: str, now: datetime, by: str
+) -> tuple[int, dict[str, Any]]:
+    """Set the euro rate of a currency: a new programme version (earlier transactions keep the rate
+    they were converted at). Returns the version and the document in force."""
+    if currency == "EUR":
+        raise InvalidInput("EUR is the base currency; its rate is always 1", field="currency")
+    found = current_document(session)
+    if found is None:
+        raise InvalidInput("no programme installed")
+    document = {**found[1], "fx_rates": {**found[1].get("fx_rates", {}), currency: rate}}
+    try:
+        version, _ = install(session, document=document, now=now, by=by)
+    except InvalidProgramme as error:
+        # The only value this request changed is the rate: name the field the caller sent.
+        field = "rate" if error.field == f"fx_rates.{currency}" else error.field
+        raise InvalidProgramme(error.detail, field=field)
+    return version, document
 
 
 def install_default_if_missing(session: Session, *, now: datetime) -> bool:
