@@ -38,19 +38,12 @@ from prevenance.voice import service as voice
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 PageDep = Annotated[Page, Depends(page)]
 TREND_QUARTERS = 4
-# The calibration's method sentence (``voice.calibration``, as the API returns it) by a stable code,
-# whose words are in the console's locales (``exec.method.<code>``).
-METHOD_CODES = {
-    calibration.METHOD_REFERENCE: "reference",
-    calibration.METHOD_ESTIMATED: "estimated",
-    calibration.METHOD_FALLBACK: "fallback",
-    calibration.METHOD_NONE: "none",
-}
 
 
 def method_label(p: Page, method: str) -> str:
-    """The calibration method in the page's language (an unknown sentence is shown as it is)."""
-    code = METHOD_CODES.get(method)
+    """The calibration method in the page's language (``exec.method.<code>``; an unknown sentence
+    is shown as it is)."""
+    code = calibration.METHOD_CODES.get(method)
     return p.t(f"exec.method.{code}") if code else method
 
 

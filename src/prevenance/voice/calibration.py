@@ -31,6 +31,13 @@ METHOD_ESTIMATED = (
 )
 METHOD_FALLBACK = "fallback offset table (too few comparable answers), bootstrap 95%"
 METHOD_NONE = "not calibrated: too few comparable answers and no fallback offset"
+# A stable code per method sentence, for readers that say it in another language.
+METHOD_CODES = {
+    METHOD_REFERENCE: "reference",
+    METHOD_ESTIMATED: "estimated",
+    METHOD_FALLBACK: "fallback",
+    METHOD_NONE: "none",
+}
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 
 from prevenance.common.clock import FrozenClock
 from prevenance.console import charts, i18n
-from prevenance.console.pages_executive import METHOD_CODES
 from prevenance.db import unit_of_work
 from prevenance.voice import calibration
 from prevenance.voice import service as voice
+from prevenance.voice.calibration import METHOD_CODES
 from tests.conftest import Api
 from tests.integration.console.support import browser, sign_in
 from tests.integration.console.test_console_voice_security import answers
