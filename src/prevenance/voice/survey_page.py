@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from prevenance.common.deps import AppClock, DbEngine
@@ -151,10 +151,8 @@ def _invitation_id(request: Request, token: str, now: Any) -> str:
 @router.get("/survey/static/survey.css")
 def survey_stylesheet() -> Response:
     """The survey page's stylesheet (the same for every link; cached an hour, never counted)."""
-    return Response(
-        STYLESHEET.read_bytes(),
-        media_type="text/css; charset=utf-8",
-        headers={"Cache-Control": "public, max-age=3600"},
+    return FileResponse(
+        STYLESHEET, media_type="text/css; charset=utf-8", headers={"Cache-Control": "public, max-age=3600"}
     )
 
 
