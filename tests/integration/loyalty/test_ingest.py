@@ -654,15 +654,22 @@ def test_an_id_the_api_claims_during_a_chunk_is_replayed_not_doubled(
         )
         loader.start()
         if engine.dialect.name == "postgresql":
-            with engine.connect() as watcher:  # wait until the chunk waits for the account lock
-                for _ in range(3000):
+            # Wait until the chunk waits for the account lock. Each look is its own transaction:
+            # PostgreSQL snapshots pg_stat_activity once per transaction, so polling inside one
+            # transaction would see the first reading for ever (the loader slow to start on a busy
+            # machine then looks like a loader that never waits).
+            for _ in range(3000):
+                with engine.connect() as watcher:
                     waiting = watcher.execute(
-                        text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                        )
                     ).scalar_one()
-                    if waiting:
-                        break
-                    time.sleep(0.01)
-                assert waiting, "the chunk never waited for the API's lock"
+                if waiting:
+                    break
+                time.sleep(0.01)
+            assert waiting, "the chunk never waited for the API's lock"
         else:
             time.sleep(0.2)
     loader.join(timeout=120)
