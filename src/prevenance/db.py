@@ -102,6 +102,35 @@ def read_session(engine: Engine) -> Iterator[Session]:
         yield session
 
 
+_MEMO = "prevenance_transaction_memo"
+
+
+def transaction_memo(session: Session, key: str, compute: Callable[[], T]) -> T:
+    """``compute()`` once per root transaction of ``session`` (reference data a batch reads again and
+    again: the programme in force, the system accounts).
+
+    The memo dies with the transaction, so a later transaction sees what others committed since.
+    Inside a savepoint nothing is memoised: a value written there could be rolled back while the memo
+    kept it. A writer of such data calls ``forget``.
+    """
+    root = session.get_transaction()
+    if root is None or session.in_nested_transaction():
+        return compute()
+    owner, values = session.info.get(_MEMO, (None, {}))
+    if owner is not root:
+        owner, values = root, {}
+        session.info[_MEMO] = (owner, values)
+    if key not in values:
+        values[key] = compute()
+    return values[key]  # type: ignore[no-any-return]
+
+
+def forget(session: Session, key: str) -> None:
+    """Drop one memoised value of the current transaction (its data was just written)."""
+    _owner, values = session.info.get(_MEMO, (None, {}))
+    values.pop(key, None)
+
+
 def _is_retryable(error: DBAPIError) -> bool:
     if isinstance(error, IntegrityError):
         return True

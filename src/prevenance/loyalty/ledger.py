@@ -15,6 +15,7 @@ from sqlalchemy import Table, and_, bindparam, func, insert, select, text, updat
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from prevenance.db import transaction_memo
 from prevenance.loyalty.errors import InsufficientPoints
 from prevenance.loyalty.tables import Account, Posting
 
@@ -119,8 +120,12 @@ def lock_member_accounts(session: Session, *, member_id: int) -> None:
 
 
 def system_account(session: Session, *, name: str, unit: str) -> AccountRef:
-    """A programme account: ``issuance``, ``catalogue``, ``ecode``, ``travel``, ``travel-escrow``."""
-    return _account(session, f"system:{name}:{unit}", unit=unit, member_id=None)
+    """A programme account: ``issuance``, ``catalogue``, ``ecode``, ``travel``, ``travel-escrow``.
+
+    Looked up once per transaction: every earn of a batch credits from the same issuance account.
+    """
+    code = f"system:{name}:{unit}"
+    return transaction_memo(session, code, lambda: _account(session, code, unit=unit, member_id=None))
 
 
 SYSTEM_ACCOUNTS = (

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
+from prevenance.db import forget, transaction_memo
 from prevenance.loyalty import ledger
 from prevenance.loyalty.errors import InvalidProgramme
 from prevenance.loyalty.rules import Programme, ProgrammeError, parse_programme
@@ -23,6 +24,7 @@ _parsed: dict[str, Programme] = {}
 _lock = threading.Lock()
 _VERSIONS: Table = ProgrammeVersion.__table__  # type: ignore[assignment]
 # Built once: ``current`` runs on every earn, and a Core statement skips the ORM's per-call work.
+_MEMO_KEY = "programme"
 _CURRENT_FINGERPRINT = select(_VERSIONS.c.fingerprint).order_by(_VERSIONS.c.id.desc()).limit(1)
 
 
@@ -44,7 +46,12 @@ def current_document(session: Session) -> tuple[int, dict[str, Any], str] | None
 
 
 def current(session: Session) -> Programme:
-    """The programme in force (parsed once per version, then served from memory)."""
+    """The programme in force (parsed once per version, then served from memory; read once per
+    transaction, so a batch of transactions earns under one version)."""
+    return transaction_memo(session, _MEMO_KEY, lambda: _current(session))
+
+
+def _current(session: Session) -> Programme:
     row = session.execute(_CURRENT_FINGERPRINT).scalar_one_or_none()
     if row is None:
         raise InvalidProgramme("no programme installed: run 'prevenance db upgrade'")
@@ -80,6 +87,7 @@ def install(session: Session, *, document: dict[str, Any], now: datetime, by: st
     version = ProgrammeVersion(document=document, fingerprint=digest, created_at=now, created_by=by)
     session.add(version)
     session.flush()
+    forget(session, _MEMO_KEY)
     return version.id, True
 
 
