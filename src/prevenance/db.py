@@ -122,7 +122,7 @@ def transaction_memo(session: Session, key: str, compute: Callable[[], T]) -> T:
         session.info[_MEMO] = (owner, values)
     if key not in values:
         values[key] = compute()
-    return values[key]  # type: ignore[no-any-return]
+    return values[key]
 
 
 def forget(session: Session, key: str) -> None:
