@@ -20,7 +20,7 @@ at the end below one second's worth of messages.
 
     python benchmarks/stream.py [--rate 500] [--duration 60] [--members 2000]
                                 [--steps 1000,1500,2000,3000] [--step-duration 20] [--no-step]
-                                [--no-relay]
+                                [--no-relay] [--offers 0]
 
 Needs a NATS server with JetStream at ``PREVENANCE_NATS_URL`` (default nats://127.0.0.1:4222).
 """
@@ -53,7 +53,44 @@ DEFAULT_COMMIT_EVERY = 20  # the Consumer's default
 CATEGORIES = ["books", "travel", "grocery", "restaurants", "fuel"]
 
 
-def prepare_database(path: Path, members: int) -> str:
+def put_offers(engine: Any, count: int, now: datetime) -> None:
+    """``count`` active offers, one per category (cycling), open to every member, one per member and
+    campaign, 10% control group: every payment then runs the whole decision (features, scoring,
+    control assignment, communications log) until the member has been decided for each offer."""
+    from datetime import timedelta
+
+    from prevenance.db import unit_of_work
+    from prevenance.offers import service as offers
+
+    with unit_of_work(engine) as session:
+        for i in range(count):
+            category = CATEGORIES[i % len(CATEGORIES)]
+            offers.put_offer(
+                session,
+                offer_id=f"bench-{i}",
+                data={
+                    "partner_merchant": "Benchmark store",
+                    "partner_category": category,
+                    "reward_kind": "bonus_points",
+                    "reward": {"points": 100},
+                    "eligibility": {"categories": [category]},
+                    "cap_per_member": 1,
+                    "budget_points": None,
+                    "unit_cost_eur": "1",
+                    "margin_rate": "0.05",
+                    "decision_days": 30,
+                    "valid_from": now - timedelta(days=1),
+                    "valid_until": now + timedelta(days=30),
+                    "title_fr": "Offre",
+                    "title_en": "Offer",
+                    "text_fr": "Offre de test",
+                    "text_en": "Test offer",
+                },
+                now=now,
+            )
+
+
+def prepare_database(path: Path, members: int, offers: int = 0) -> str:
     from prevenance.common.clock import SystemClock
     from prevenance.customers import service as customers
     from prevenance.db import make_engine, unit_of_work
@@ -70,6 +107,7 @@ def prepare_database(path: Path, members: int) -> str:
         for i in range(members):
             data = customers.MemberData(f"Member {i}", f"m{i}@example.fr", "fr", "FR", "gold")
             customers.upsert(session, ref=f"M{i:06d}", data=data, now=now)
+    put_offers(engine, offers, now)
     engine.dispose()
     return url
 
@@ -221,6 +259,20 @@ async def streams(nats_url: str, namespace: str, create: bool) -> None:
     await nc.close()
 
 
+def count_decisions(url: str) -> dict[str, int]:
+    """Offer decisions recorded during the run, by arm (treatment, control)."""
+    from sqlalchemy import func, select
+
+    from prevenance.db import make_engine, read_session
+    from prevenance.offers.tables import OfferDecision
+
+    engine = make_engine(url)
+    with read_session(engine) as session:
+        rows = session.execute(select(OfferDecision.arm, func.count()).group_by(OfferDecision.arm)).all()
+    engine.dispose()
+    return {str(arm): int(n) for arm, n in rows}
+
+
 def percentile(sorted_values: list[int], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -236,10 +288,11 @@ def run(
     members: int,
     relay: bool = True,
     commit_every: int = DEFAULT_COMMIT_EVERY,
+    offers: int = 0,
 ) -> dict[str, Any]:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="prevenance-stream-bench-") as folder:
-        url = prepare_database(Path(folder) / "bench.db", members)
+        url = prepare_database(Path(folder) / "bench.db", members, offers)
         asyncio.run(streams(nats_url, namespace, True))
         ctx = mp.get_context("spawn")
         stop = ctx.Event()
@@ -256,6 +309,7 @@ def run(
             stop.set()
             report = parent.recv() if parent.poll(120) else {}
             process.join(timeout=30)
+            decisions = count_decisions(url)
         finally:
             if process.is_alive():
                 process.kill()
@@ -277,6 +331,7 @@ def run(
         "lag_at_end": sent["lag"],
         "left_after_drain": left,
         "stats": report.get("stats"),
+        "decisions": decisions,
         "events_published": report.get("events_published"),
         "peak_rss_mib": report.get("peak_rss_kib", 0) / 1024,
         "cpu_ms_per_tx": 1000 * report.get("cpu_s", 0.0) / processed if processed else float("nan"),
@@ -291,7 +346,7 @@ def show(result: dict[str, Any]) -> None:
         f"p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms; lag at end {result['lag_at_end']}, "
         f"left after drain {result['left_after_drain']}; relay published {result['events_published']} events; "
         f"consumer peak RSS {result['peak_rss_mib']:.0f} MiB, CPU {result['cpu_ms_per_tx']:.2f} ms/transaction; "
-        f"{result['stats']}",
+        f"{result['stats']}; offer decisions {result['decisions']}",
         flush=True,
     )
 
@@ -319,12 +374,18 @@ def main() -> None:
     parser.add_argument(
         "--commit-every", type=int, default=DEFAULT_COMMIT_EVERY, help="messages per database transaction"
     )
+    parser.add_argument(
+        "--offers",
+        type=int,
+        default=0,
+        help="active offers (each payment then runs the offer decision until the member is decided)",
+    )
     args = parser.parse_args()
     nats_url = os.environ.get("PREVENANCE_NATS_URL") or "nats://127.0.0.1:4222"
     what = "consumer only" if args.no_relay else "consumer + relay"
     print(
         f"{os.cpu_count()} CPUs; NATS {nats_url}; SQLite; one consumer process ({what}), "
-        f"{args.commit_every} messages per transaction"
+        f"{args.commit_every} messages per transaction, {args.offers} active offers"
     )
     main_run = run(
         nats_url,
@@ -333,6 +394,7 @@ def main() -> None:
         members=args.members,
         relay=not args.no_relay,
         commit_every=args.commit_every,
+        offers=args.offers,
     )
     show(main_run)
     ok = sustained(main_run) and main_run["p99_ms"] <= 20.0
@@ -348,6 +410,7 @@ def main() -> None:
             members=args.members,
             relay=not args.no_relay,
             commit_every=args.commit_every,
+            offers=args.offers,
         )
         show(result)
         if not sustained(result):

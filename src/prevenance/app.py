@@ -93,8 +93,8 @@ def install_offer_hook() -> None:
             subject=note.subject[:300],
             summary=note.summary,
         )
-        desk_service.log_communication(
-            session, communication=communication, source="offers", now=note.sent_at
+        desk_service.record_communication(
+            session, member_id=note.member_id, communication=communication, source="offers", now=note.sent_at
         )
 
     def benefits_used(session: Session, member_id: int, since: datetime) -> int:

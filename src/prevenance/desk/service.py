@@ -9,13 +9,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, fingerprint, fingerprint_of, new_id
-from prevenance.common.problems import InvalidInput
+from prevenance.common.problems import IdempotencyConflict, InvalidInput
 from prevenance.customers import service as customers
 from prevenance.customers.tables import Member
 from prevenance.desk import config, rules
@@ -759,8 +759,40 @@ def log_communication(
     )
 
 
+_INSERT_COMMUNICATION = insert(Communication)
+
+
+def record_communication(
+    session: Session, *, member_id: int, communication: CommunicationInput, source: str, now: datetime
+) -> None:
+    """Record a message the platform itself sends, inside the use case that sends it.
+
+    For callers that hold the member's id and whose own write is already idempotent (an offer made
+    during an earn is replayed with the earn): one ``INSERT``, no member lookup and no key of its
+    own. The id is deterministic, so the row can never be written twice.
+    """
+    session.execute(
+        _INSERT_COMMUNICATION,
+        {
+            "id": communication.id,
+            "member_id": member_id,
+            "kind": communication.kind,
+            "template": communication.template,
+            "channel": communication.channel,
+            "language": communication.language,
+            "sent_at": _utc(communication.sent_at),
+            "subject": communication.subject,
+            "summary": communication.summary,
+            "source": source,
+            "created_at": now,
+        },
+    )
+
+
 def _log_communication(session: Session, *, data: CommunicationInput, source: str, now: datetime) -> Outcome:
     member = customers.get_for_body_or_raise(session, ref=data.member_ref, field="member_ref")
+    if session.get(Communication, data.id) is not None:  # written by the platform itself, keyless
+        raise IdempotencyConflict(f"communication {data.id!r} is already recorded", field="id")
     row = Communication(
         id=data.id,
         member_id=member.id,
@@ -836,10 +868,14 @@ def get_contact_preference(session: Session, *, member_ref: str) -> dict[str, An
     return _preference_body(member, session.get(ContactPreference, member.id))
 
 
+_PREFERENCE_MODE = select(ContactPreference.mode).where(ContactPreference.member_id == bindparam("p_member"))
+
+
 def may_send_marketing(session: Session, *, member_id: int) -> bool:
-    """Whether outbound marketing may reach this member (never one who asked to be left alone)."""
-    row = session.get(ContactPreference, member_id)
-    return rules.may_send_marketing(row.mode if row else None)
+    """Whether outbound marketing may reach this member (never one who asked to be left alone).
+    Asked on the decision of every earning payment while offers are live: one prepared query."""
+    mode = session.execute(_PREFERENCE_MODE, {"p_member": member_id}).scalar_one_or_none()
+    return rules.may_send_marketing(mode)
 
 
 # --- benefits -----------------------------------------------------------------------------------
@@ -1012,13 +1048,15 @@ def list_member_benefits(session: Session, *, member_ref: str, now: datetime) ->
     return {"member_ref": member.ref, "product": member.product, "items": items}
 
 
+_COUNT_BENEFIT_USAGES = select(func.count()).where(
+    BenefitUsage.member_id == bindparam("p_member"), BenefitUsage.used_at >= bindparam("p_since")
+)
+
+
 def count_benefit_usages(session: Session, *, member_id: int, since: datetime) -> int:
-    """How many benefit usages a member recorded since a moment (a behavioural feature of offers)."""
-    return int(
-        session.execute(
-            select(func.count()).where(BenefitUsage.member_id == member_id, BenefitUsage.used_at >= since)
-        ).scalar_one()
-    )
+    """How many benefit usages a member recorded since a moment (a behavioural feature of offers,
+    read on the decision of every earning payment: one prepared query)."""
+    return int(session.execute(_COUNT_BENEFIT_USAGES, {"p_member": member_id, "p_since": since}).scalar_one())
 
 
 def benefit_usage_events(session: Session, *, since: datetime, until: datetime) -> list[tuple[int, datetime]]:

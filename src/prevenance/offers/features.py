@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Float, case, cast, func, select
+from sqlalchemy import Float, bindparam, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from prevenance.loyalty.tables import CardTransaction
@@ -96,6 +96,29 @@ class MemberHistory:
         )
 
 
+_T = CardTransaction
+_RECENT = _T.occurred_at >= bindparam("p_window_start")
+# Built once (on the decision path of every earning payment): building and keying the statement
+# cost as much as running it.
+_HISTORY = (
+    select(
+        _T.category,
+        func.lower(_T.merchant),
+        func.sum(case((_RECENT, 1), else_=0)),
+        func.sum(case((_RECENT, cast(_T.amount_eur, Float)), else_=0.0)),
+        func.min(_T.occurred_at),
+        func.max(_T.occurred_at),
+    )
+    .where(
+        _T.member_id == bindparam("p_member"),
+        _T.occurred_at >= bindparam("p_history_start"),
+        _T.occurred_at <= bindparam("p_as_of"),
+        _T.id != bindparam("p_exclude"),
+    )
+    .group_by(_T.category, func.lower(_T.merchant))
+)
+
+
 def load_history(
     session: Session,
     *,
@@ -105,34 +128,23 @@ def load_history(
     benefits: BenefitsProvider | None = None,
 ) -> MemberHistory:
     """The member's history before ``as_of`` in one grouped query (the current payment left out)."""
-    t = CardTransaction
     window_start = as_of - timedelta(days=WINDOW_DAYS)
-    recent = t.occurred_at >= window_start
-    amount = cast(t.amount_eur, Float)
-    statement = (
-        select(
-            t.category,
-            func.lower(t.merchant),
-            func.sum(case((recent, 1), else_=0)),
-            func.sum(case((recent, amount), else_=0.0)),
-            func.min(t.occurred_at),
-            func.max(t.occurred_at),
-        )
-        .where(
-            t.member_id == member_id,
-            t.occurred_at >= as_of - timedelta(days=HISTORY_DAYS),
-            t.occurred_at <= as_of,
-        )
-        .group_by(t.category, func.lower(t.merchant))
+    rows = session.execute(
+        _HISTORY,
+        {
+            "p_member": member_id,
+            "p_window_start": window_start,
+            "p_history_start": as_of - timedelta(days=HISTORY_DAYS),
+            "p_as_of": as_of,
+            "p_exclude": exclude_transaction or "",  # no transaction id is empty
+        },
     )
-    if exclude_transaction is not None:
-        statement = statement.where(t.id != exclude_transaction)
     first: datetime | None = None
     last: datetime | None = None
     count, spend = 0, 0.0
     by_category: dict[str, float] = {}
     by_merchant: dict[str, float] = {}
-    for category, merchant, n, total, low, high in session.execute(statement):
+    for category, merchant, n, total, low, high in rows:
         total = float(total or 0.0)
         count += int(n or 0)
         spend += total

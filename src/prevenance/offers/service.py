@@ -392,7 +392,7 @@ def decide(
     if not offers:
         return None
     by_id = {o.id: o for o in offers}
-    repo.lock_member(session, member_id)
+    profile = repo.lock_member_profile(session, member_id)
     decisions = repo.member_decisions(session, member_id)
     if any(
         status in ("made", "activated") and expires_at <= now for _, _, status, expires_at, _ in decisions
@@ -437,7 +437,6 @@ def decide(
         ]
         if not cheap:
             return result or None
-    profile = repo.member_profile(session, member_id)
     if profile is None:
         return result or None
     member_ref, country, language, tier = profile

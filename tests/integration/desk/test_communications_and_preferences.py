@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from prevenance.common.auth import create_key
 from prevenance.common.clock import FrozenClock
+from prevenance.customers import service as customers
 from prevenance.db import read_session, unit_of_work
 from prevenance.desk import service
 from tests.conftest import Api, member_body
@@ -53,6 +54,29 @@ def test_other_systems_log_communications_once_and_the_desk_sees_them(api: Api) 
     items = api.get("/v1/members/M1/communications", role="agent").json()["items"]
     assert [i["id"] for i in items] == ["N2", "N1"]
     assert items[1]["subject"] == "Votre relevé de décembre"
+
+
+def test_an_id_the_platform_already_used_is_a_conflict_not_a_second_row(
+    api: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    """Offers record their own messages without an idempotency key (the earn that made the offer is
+    the idempotent write): another system posting that id gets 409, and the row stays as it was."""
+    api.put("/v1/members/M1", member_body())
+    with unit_of_work(engine) as session:
+        member_id = customers.get_or_raise(session, ref="M1").id
+        data = service.CommunicationInput(**{**communication("offer-made:X"), "sent_at": clock.now()})
+        service.record_communication(
+            session, member_id=member_id, communication=data, source="offers", now=clock.now()
+        )
+    posted = api.post(
+        "/v1/communications", communication("offer-made:X", template="other"), role="integrator"
+    )
+    assert posted.status_code == 409 and posted.headers["content-type"] == PROBLEM, posted.text
+    assert posted.json()["field"] == "id"
+    items = api.get("/v1/members/M1/communications", role="agent").json()["items"]
+    assert [(i["id"], i["template"], i["source"]) for i in items] == [
+        ("offer-made:X", "monthly-statement", "offers")
+    ]
 
 
 def test_bad_communications_name_the_field(api: Api) -> None:
