@@ -37,17 +37,13 @@ _EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
 _INSERT = insert(_EVENTS)  # built once: every write emits an event
 
 
-def emit(session: Session, *, type: str, payload: dict[str, Any], now: datetime) -> OutboxEvent:
-    """Record an event in the caller's transaction (delivered only if that transaction commits).
-
-    Written at once with a Core ``INSERT`` (cheaper than the ORM's unit of work on the hot path);
-    the returned event is a detached copy of what was written.
-    """
-    event = OutboxEvent(event_id=new_id("evt"), type=type, payload=payload, occurred_at=now)
-    session.execute(
-        _INSERT, {"event_id": event.event_id, "type": type, "payload": payload, "occurred_at": now}
-    )
-    return event
+def emit(session: Session, *, type: str, payload: dict[str, Any], now: datetime) -> str:
+    """Record an event in the caller's transaction (delivered only if that transaction commits) and
+    return its id. Written at once with a Core ``INSERT`` (cheaper than the ORM's unit of work on the
+    hot path: every write emits an event)."""
+    event_id = new_id("evt")
+    session.execute(_INSERT, {"event_id": event_id, "type": type, "payload": payload, "occurred_at": now})
+    return event_id
 
 
 def deliver_pending(

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, Table, insert
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
@@ -369,7 +369,10 @@ def _decision_id(offer_id: str, member_id: int, transaction_id: str) -> str:
     return "ofd_" + fingerprint([offer_id, member_id, transaction_id])[:32]
 
 
-_INSERT_DECISION = insert(OfferDecision)
+# On the table, not the mapped class: a Core insert skips the ORM's bulk-insert machinery (a third
+# of the statement's cost), and this runs on every offer decision.
+_DECISIONS: Table = OfferDecision.__table__  # type: ignore[assignment]
+_INSERT_DECISION = insert(_DECISIONS)
 
 
 def decide(
