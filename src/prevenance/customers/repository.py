@@ -10,7 +10,9 @@ from prevenance.customers.tables import AccessLogEntry, Member, Product
 # Built once: every earn looks its member up by reference.
 _BY_REF = select(Member).where(Member.ref == bindparam("p_ref"))
 _BY_REF_FOR_UPDATE = _BY_REF.with_for_update()
-_SUMMARY_BY_REF = select(Member.id, Member.ref, Member.product).where(Member.ref == bindparam("p_ref"))
+_SUMMARY_BY_REF = select(Member.id, Member.ref, Member.product, Member.country, Member.language).where(
+    Member.ref == bindparam("p_ref")
+)
 
 
 def member_by_ref(session: Session, ref: str, *, for_update: bool = False) -> Member | None:
@@ -30,10 +32,10 @@ def products(session: Session) -> list[Product]:
     return list(session.scalars(select(Product).order_by(Product.code)))
 
 
-def member_summary_by_ref(session: Session, ref: str) -> tuple[int, str, str] | None:
-    """Id, ref and product of a member: a plain row, cheaper than loading the ORM entity."""
+def member_summary_by_ref(session: Session, ref: str) -> tuple[int, str, str, str, str] | None:
+    """Id, ref, product, country and language of a member: a plain row, cheaper than the ORM entity."""
     row = session.execute(_SUMMARY_BY_REF, {"p_ref": ref}).first()
-    return (row[0], row[1], row[2]) if row else None
+    return (row[0], row[1], row[2], row[3], row[4]) if row else None
 
 
 def member_ids_matching(

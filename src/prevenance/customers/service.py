@@ -94,15 +94,17 @@ def get_for_body_or_raise(session: Session, *, ref: str, field: str) -> Member:
 
 @dataclass(frozen=True)
 class MemberSummary:
-    """What the earn hot path needs of a member."""
+    """What the earn hot path (and the offer decision it runs) needs of a member."""
 
     id: int
     ref: str
     product: str
+    country: str
+    language: str
 
 
 def get_summary_for_body_or_raise(session: Session, *, ref: str, field: str) -> MemberSummary:
-    """Id, ref and product of the member a body names; 422 when unknown."""
+    """Id, ref, product, country and language of the member a body names; 422 when unknown."""
     row = repository.member_summary_by_ref(session, ref)
     if row is None:
         raise UnknownMemberInBody(f"no member with ref {ref!r}", field=field)

@@ -64,6 +64,9 @@ class EarnedTransaction:
     points_earned: int
     unit: str
     occurred_at: datetime
+    member_country: str
+    member_language: str
+    tier: str  # the card product's tier in the programme
 
 
 class TransactionHook(Protocol):
@@ -268,6 +271,9 @@ def _earn(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
             points_earned=units,
             unit=product.unit,
             occurred_at=_utc(tx.occurred_at),
+            member_country=member.country,
+            member_language=member.language,
+            tier=product.tier,
         )
         for hook in list(_TRANSACTION_HOOKS.values()):
             extra = hook(session, member_id=member.id, transaction=earned, now=now)

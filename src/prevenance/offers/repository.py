@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from prevenance.customers.tables import Member, Product
+from prevenance.customers.tables import Member
 from prevenance.offers.tables import Offer, OfferDecision, OfferModel
 
 OPEN = ("made", "activated", "would_have_received")
@@ -24,15 +24,10 @@ _MEMBER_DECISIONS = select(
     _DECISIONS.c.expires_at,
     _DECISIONS.c.activated_at,
 ).where(_DECISIONS.c.member_id == bindparam("p_member"))
-_PROFILE = (
-    select(Member.ref, Member.country, Member.language, Product.tier)
-    .join(Product, Product.code == Member.product)
-    .where(Member.id == bindparam("p_member"))
-)
 # FOR NO KEY UPDATE: it serialises the offer decisions of one member, yet does not conflict with
 # the FOR KEY SHARE lock every insert referencing the member takes (the earn inserts its card
 # transaction before its hooks run); a plain FOR UPDATE deadlocks against a concurrent earn.
-_LOCK_MEMBER_PROFILE = _PROFILE.with_for_update(key_share=True, of=Member)
+_LOCK_MEMBER = select(Member.id).where(Member.id == bindparam("p_member")).with_for_update(key_share=True)
 _CLAIM_REWARD = (
     update(_DECISIONS)
     .where(_DECISIONS.c.id == bindparam("p_id"), _DECISIONS.c.status == "activated")
@@ -79,12 +74,11 @@ def spent_points(session: Session, offer_ids: Sequence[str]) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in rows}
 
 
-def lock_member_profile(session: Session, member_id: int) -> tuple[str, str, str, str] | None:
-    """Serialise decisions for one member (caps), as the earn already does for its balance, and
-    read its ref, country, language and card tier in the same statement (only the member's row is
-    locked, never the product's)."""
-    row = session.execute(_LOCK_MEMBER_PROFILE, {"p_member": member_id}).first()
-    return (row[0], row[1], row[2], row[3]) if row else None
+def lock_member(session: Session, member_id: int) -> None:
+    """Serialise decisions for one member (caps), as the earn already does for its balance. On
+    SQLite every write transaction already holds the database's one write lock: nothing to send."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(_LOCK_MEMBER, {"p_member": member_id}).first()
 
 
 def member_decisions(session: Session, member_id: int) -> list[Any]:

@@ -395,7 +395,7 @@ def decide(
     if not offers:
         return None
     by_id = {o.id: o for o in offers}
-    profile = repo.lock_member_profile(session, member_id)
+    repo.lock_member(session, member_id)
     decisions = repo.member_decisions(session, member_id)
     if any(
         status in ("made", "activated") and expires_at <= now for _, _, status, expires_at, _ in decisions
@@ -440,9 +440,12 @@ def decide(
         ]
         if not cheap:
             return result or None
-    if profile is None:
-        return result or None
-    member_ref, country, language, tier = profile
+    member_ref, country, language = (
+        transaction.member_ref,
+        transaction.member_country,
+        transaction.member_language,
+    )
+    tier = transaction.tier
     history = feats.load_history(
         session,
         member_id=member_id,
