@@ -146,7 +146,9 @@ def _ingest(kind: str, file: Path, run: Callable[[Callable[[ChunkStats], None]],
 
 @ingest_app.command("members")
 def ingest_members(
-    file: Path = typer.Argument(..., help="CSV or Parquet: ref,name,email,language,country,product"),
+    file: Path = typer.Argument(
+        ..., help="CSV or Parquet: ref,name,email,language,country,product[,city][,phone]"
+    ),
     rejects: Path | None = typer.Option(None, "--rejects", help=_REJECTS_HELP),
     chunk_size: int = typer.Option(10_000, "--chunk-size", min=1, help=_CHUNK_HELP),
 ) -> None:

@@ -64,6 +64,8 @@ from prevenance.loyalty.schemas import TransactionCreate
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
 
 MEMBER_COLUMNS = ("ref", "name", "email", "language", "country", "product")
+# Read when the file has them; a file without the column leaves the stored value as it is.
+MEMBER_OPTIONAL_COLUMNS = ("city", "phone")
 TRANSACTION_COLUMNS = ("id", "member_ref", "amount", "currency", "merchant", "category", "occurred_at")
 REJECT_COLUMNS = ("line", "key", "status", "problem", "field", "reason")
 DEFAULT_CHUNK_SIZE = 10_000
@@ -122,7 +124,6 @@ POSTING_COLUMNS = (
 )
 KEY_COLUMNS = ("scope", "key", "fingerprint", "status_code", "response", "created_at")
 EVENT_COLUMNS = ("event_id", "type", "payload", "occurred_at")
-MEMBER_INSERT_COLUMNS = ("ref", "name", "email", "language", "country", "product", "created_at", "updated_at")
 
 _encode_string = json.encoder.encode_basestring_ascii
 
@@ -332,18 +333,23 @@ def count_records(path: Path) -> int:
     return max(lines - 1, 0)
 
 
-def read_chunks(path: Path, columns: Sequence[str], *, chunk_size: int) -> Iterator[list[Record]]:
-    """The file's records, ``chunk_size`` at a time; only ``columns`` are kept (others ignored)."""
+def read_chunks(
+    path: Path, columns: Sequence[str], *, chunk_size: int, optional: Sequence[str] = ()
+) -> Iterator[list[Record]]:
+    """The file's records, ``chunk_size`` at a time; only ``columns`` are kept (others ignored),
+    with those of the ``optional`` columns the file has (a record has no key for the others)."""
     if not path.is_file():
         raise FileError(f"{path}: no such file")
     if chunk_size < 1:
         raise FileError("chunk size must be at least 1")
     if file_format(path) == "parquet":
-        return _parquet_chunks(path, columns, chunk_size)
-    return _csv_chunks(path, columns, chunk_size)
+        return _parquet_chunks(path, columns, chunk_size, optional)
+    return _csv_chunks(path, columns, chunk_size, optional)
 
 
-def _csv_chunks(path: Path, columns: Sequence[str], chunk_size: int) -> Iterator[list[Record]]:
+def _csv_chunks(
+    path: Path, columns: Sequence[str], chunk_size: int, optional: Sequence[str] = ()
+) -> Iterator[list[Record]]:
     with path.open("r", newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         try:
@@ -356,6 +362,7 @@ def _csv_chunks(path: Path, columns: Sequence[str], chunk_size: int) -> Iterator
         missing = [c for c in columns if c not in names]
         if missing:
             raise FileError(f"{path.name}: missing column(s) {', '.join(missing)} in the header")
+        columns = [*columns, *(c for c in optional if c in names)]
         pick = operator.itemgetter(*(names.index(c) for c in columns))
         width = len(names)
         chunk: list[Record] = []
@@ -384,7 +391,9 @@ def _csv_chunks(path: Path, columns: Sequence[str], chunk_size: int) -> Iterator
             yield chunk
 
 
-def _parquet_chunks(path: Path, columns: Sequence[str], chunk_size: int) -> Iterator[list[Record]]:
+def _parquet_chunks(
+    path: Path, columns: Sequence[str], chunk_size: int, optional: Sequence[str] = ()
+) -> Iterator[list[Record]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -396,6 +405,7 @@ def _parquet_chunks(path: Path, columns: Sequence[str], chunk_size: int) -> Iter
     missing = [c for c in columns if c not in names]
     if missing:
         raise FileError(f"{path.name}: missing column(s) {', '.join(missing)}")
+    columns = [*columns, *(c for c in optional if c in names)]
     line = 0
     for batch in parquet.iter_batches(batch_size=chunk_size, columns=list(columns)):
         data = batch.to_pydict()
@@ -488,9 +498,10 @@ def _run(
     on_chunk: Callable[[ChunkStats], None] | None,
     engine: Engine,
     tables: Sequence[Table],
+    optional: Sequence[str] = (),
 ) -> Report:
     started = time.perf_counter()
-    chunks = read_chunks(path, columns, chunk_size=chunk_size)
+    chunks = read_chunks(path, columns, chunk_size=chunk_size, optional=optional)
     # Reading the first chunk checks the header: a file that cannot be read fails before anything
     # is written, the rejects file included.
     first = next(chunks, None)
@@ -543,6 +554,7 @@ class _MemberRow:
     ref: str
     data: customers.MemberData | None
     reject: Reject | None
+    optional: tuple[str, ...] = ()  # the optional columns the file has
 
 
 def _parse_member(record: Record) -> _MemberRow:
@@ -555,12 +567,16 @@ def _parse_member(record: Record) -> _MemberRow:
             line, ref, 422, "invalid-input", "ref", "member ref must be 1-64 characters [A-Za-z0-9._:-]"
         )
         return _MemberRow(line, ref, None, reject)
+    optional = tuple(c for c in MEMBER_OPTIONAL_COLUMNS if c in values)
+    fields = (*MEMBER_COLUMNS[1:], *optional)
     try:
-        body = MemberPut.model_validate({c: values.get(c) for c in MEMBER_COLUMNS[1:]})
+        body = MemberPut.model_validate({c: values.get(c) for c in fields})
     except ValidationError as error:
         return _MemberRow(line, ref, None, _validation_reject(error, line, ref))
-    data = customers.MemberData(body.name, body.email, body.language, body.country, body.product)
-    return _MemberRow(line, ref, data, None)
+    data = customers.MemberData(
+        body.name, body.email, body.language, body.country, body.product, body.city, body.phone
+    )
+    return _MemberRow(line, ref, data, None, optional)
 
 
 _MEMBER_FIELDS = ("name", "email", "language", "country", "product")
@@ -573,6 +589,8 @@ def _apply_members(
     # ``customers.validate`` looks each product up by primary key; holding them here keeps them in
     # the session's identity map, so those lookups cost no query.
     products = customers.list_products(session)
+    optional = next((row.optional for row in rows if row.reject is None), ())
+    fields = (*_MEMBER_FIELDS, *optional)
     rejects: list[Reject] = []
     latest: dict[str, customers.MemberData] = {}
     for row in rows:
@@ -587,9 +605,7 @@ def _apply_members(
     refs = list(latest)
     existing: dict[str, tuple[Any, ...]] = {}
     for condition in _matching(session, Member.ref, refs):
-        statement = select(Member.id, Member.ref, *(getattr(Member, f) for f in _MEMBER_FIELDS)).where(
-            condition
-        )
+        statement = select(Member.id, Member.ref, *(getattr(Member, f) for f in fields)).where(condition)
         for found in session.execute(statement.with_for_update()):
             existing[found[1]] = tuple(found)
     del products
@@ -599,7 +615,7 @@ def _apply_members(
     changed: list[tuple[Any, ...]] = []
     unchanged = 0
     for ref, data in latest.items():
-        values = (data.name, data.email, data.language, data.country, data.product)
+        values = tuple(getattr(data, f) for f in fields)
         stored = existing.get(ref)
         if stored is None:
             fresh.append((ref, *values, at, at))
@@ -607,8 +623,8 @@ def _apply_members(
             unchanged += 1  # the stored record already says this: nothing to write
         else:
             changed.append((*values, at, stored[0]))
-    writer.insert(_MEMBERS, MEMBER_INSERT_COLUMNS, fresh)
-    writer.update(_MEMBERS, (*_MEMBER_FIELDS, "updated_at"), ("id",), changed)
+    writer.insert(_MEMBERS, ("ref", *fields, "created_at", "updated_at"), fresh)
+    writer.update(_MEMBERS, (*fields, "updated_at"), ("id",), changed)
     return {"created": len(fresh), "updated": len(changed), "unchanged": unchanged}, rejects
 
 
@@ -641,6 +657,7 @@ def ingest_members(
         on_chunk=on_chunk,
         engine=engine,
         tables=(_MEMBERS,),
+        optional=MEMBER_OPTIONAL_COLUMNS,
     )
 
 

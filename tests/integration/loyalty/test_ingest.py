@@ -577,6 +577,47 @@ def test_members_rerun_is_unchanged_and_updates_apply(
         assert session.scalars(select(Member.name).where(Member.ref == "M008")).one() == "Last One Wins"
 
 
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_members_city_and_phone_columns_load_like_put_and_are_kept_when_absent(
+    api: Api, engine: Engine, clock: FrozenClock, tmp_path: Path, suffix: str
+) -> None:
+    """city and phone are optional columns: present, they are read as PUT reads them (a national
+    number in the member's country becomes E.164, a blank clears, a bad number is refused naming
+    the field); absent from the file, the stored values stay as they were."""
+    writer = write_csv if suffix == "csv" else write_parquet
+    header = [*MEMBER_HEADER, "city", "phone"]
+    rows = [
+        {**row, "city": city, "phone": phone}
+        for row, (city, phone) in zip(
+            member_rows(4),
+            [("Paris", "06 12 34 56 78"), ("London", "+44 20 7946 0958"), ("", ""), ("Berlin", "12")],
+            strict=True,
+        )
+    ]
+    report = ingest.ingest_members(engine, writer(tmp_path / f"m.{suffix}", header, rows), clock=clock)
+    assert report.counts == {"created": 3, "updated": 0, "unchanged": 0}
+    assert [(r["key"], r["field"]) for r in read_rejects(report.rejects_path)] == [("M003", "phone")]
+    refused = api.put("/v1/members/M003", {k: v for k, v in rows[3].items() if k != "ref"})
+    assert (refused.status_code, refused.json()["field"]) == (422, "phone")
+    by_ref = {ref: api.get(f"/v1/members/{ref}").json() for ref in ("M000", "M001", "M002")}
+    assert [(m["city"], m["phone"]) for m in by_ref.values()] == [
+        ("Paris", "+33612345678"),
+        ("London", "+442079460958"),
+        (None, None),
+    ]
+    again = ingest.ingest_members(engine, writer(tmp_path / f"m2.{suffix}", header, rows[:3]), clock=clock)
+    assert again.counts == {"created": 0, "updated": 0, "unchanged": 3}
+    # A file without the optional columns changes the name and leaves city and phone alone.
+    renamed = [{**row, "name": "Renamed"} for row in member_rows(2)]
+    ingest.ingest_members(engine, write_csv(tmp_path / "m3.csv", MEMBER_HEADER, renamed), clock=clock)
+    got = api.get("/v1/members/M000").json()
+    assert (got["name"], got["city"], got["phone"]) == ("Renamed", "Paris", "+33612345678")
+    # A blank phone in a file that has the column clears it, as PUT without a phone does.
+    cleared = [{**rows[0], "phone": ""}]
+    ingest.ingest_members(engine, writer(tmp_path / f"m4.{suffix}", header, cleared), clock=clock)
+    assert api.get("/v1/members/M000").json()["phone"] is None
+
+
 def test_the_api_keeps_answering_between_chunks(
     api: Api, engine: Engine, clock: FrozenClock, tmp_path: Path
 ) -> None:
