@@ -33,9 +33,10 @@ from prevenance.desk.schemas import (
 from prevenance.loyalty import service as loyalty
 
 router = APIRouter(prefix="/v1", tags=["incidents"])
-IncidentWriter = Annotated[Principal, Depends(require(Role.AGENT, Role.SUPERVISOR))]
+# Operators on the desk and marketing (the console declares incidents from the marketing screen).
+IncidentWriter = Annotated[Principal, Depends(require(Role.AGENT, Role.SUPERVISOR, Role.MARKETING))]
 IncidentReader = Annotated[
-    Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.SUPERVISOR, Role.INTEGRATOR))
+    Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.SUPERVISOR, Role.MARKETING, Role.INTEGRATOR))
 ]
 Id = Annotated[str, Path(min_length=1, max_length=200)]
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}

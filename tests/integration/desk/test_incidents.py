@@ -197,8 +197,12 @@ def test_bad_incidents_and_who_may_declare(api: Api) -> None:
     ):
         response = api.post("/v1/incidents", incident("BAD", affects=affects), role="supervisor")
         assert response.status_code == 422, (affects, response.text)
-    for role in ("marketing", "concierge", "integrator"):
+    for role in ("concierge", "integrator"):
         assert api.post("/v1/incidents", incident("INC9"), role=role).status_code == 403
+    # Marketing declares from its console screen, so the API admits it too.
+    declared = api.post("/v1/incidents", incident("INC8", affects={"countries": ["JP"]}), role="marketing")
+    assert declared.status_code == 201, declared.text
+    assert api.get("/v1/incidents/INC8", role="marketing").json()["id"] == "INC8"
     update = {"id": "U1", "body_fr": "x", "body_en": "y"}
     missing = api.post("/v1/incidents/NOPE/updates", update, role="agent")
     assert missing.status_code == 404 and missing.headers["content-type"].startswith(PROBLEM)
