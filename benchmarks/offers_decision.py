@@ -21,6 +21,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from _offers import bench_offer
+
 from prevenance.app import install_offer_hook
 from prevenance.customers import service as customers
 from prevenance.db import make_engine, run_in_transaction, unit_of_work
@@ -83,24 +85,14 @@ def main() -> None:
             service.put_offer(
                 session,
                 offer_id=f"bench-{i}",
-                data={
-                    "partner_merchant": merchant,
-                    "partner_category": category,
-                    "reward_kind": "bonus_points",
-                    "reward": {"points": 100},
-                    "eligibility": {},
-                    "cap_per_member": args.cap,
-                    "budget_points": None,
-                    "unit_cost_eur": "1",
-                    "margin_rate": "0.05",
-                    "decision_days": 1,
-                    "valid_from": now - timedelta(days=1),
-                    "valid_until": now + timedelta(days=30),
-                    "title_fr": "t",
-                    "title_en": "t",
-                    "text_fr": "t",
-                    "text_en": "t",
-                },
+                data=bench_offer(
+                    merchant=merchant,
+                    category=category,
+                    cap=args.cap,
+                    now=now,
+                    categories=[],
+                    decision_days=1,
+                ),
                 now=now,
             )
         model_row = service.train_model(session, now=now)

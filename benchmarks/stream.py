@@ -57,7 +57,7 @@ def put_offers(engine: Any, count: int, now: datetime) -> None:
     """``count`` active offers, one per category (cycling), open to every member, one per member and
     campaign, 10% control group: every payment then runs the whole decision (features, scoring,
     control assignment, communications log) until the member has been decided for each offer."""
-    from datetime import timedelta
+    from _offers import bench_offer
 
     from prevenance.db import unit_of_work
     from prevenance.offers import service as offers
@@ -68,24 +68,14 @@ def put_offers(engine: Any, count: int, now: datetime) -> None:
             offers.put_offer(
                 session,
                 offer_id=f"bench-{i}",
-                data={
-                    "partner_merchant": "Benchmark store",
-                    "partner_category": category,
-                    "reward_kind": "bonus_points",
-                    "reward": {"points": 100},
-                    "eligibility": {"categories": [category]},
-                    "cap_per_member": 1,
-                    "budget_points": None,
-                    "unit_cost_eur": "1",
-                    "margin_rate": "0.05",
-                    "decision_days": 30,
-                    "valid_from": now - timedelta(days=1),
-                    "valid_until": now + timedelta(days=30),
-                    "title_fr": "Offre",
-                    "title_en": "Offer",
-                    "text_fr": "Offre de test",
-                    "text_en": "Test offer",
-                },
+                data=bench_offer(
+                    merchant="Benchmark store",
+                    category=category,
+                    cap=1,
+                    now=now,
+                    categories=[category],
+                    decision_days=30,
+                ),
                 now=now,
             )
 
