@@ -149,10 +149,17 @@ def freeze_startup_heap() -> None:
 
     A full collection otherwise walks them all and stops the consumer 40 to 70 ms, several times a
     minute, which made most of the p99 latency at 500 transactions/s (``benchmarks/stream.py``).
-    Frozen objects are never freed, so this runs once, when the process has finished starting.
+    Frozen objects are not collected as cycles any more, so this runs once per process, when the
+    process has finished starting.
     """
-    gc.collect()
-    gc.freeze()
+    global _heap_frozen
+    if not _heap_frozen:
+        gc.collect()
+        gc.freeze()
+        _heap_frozen = True
+
+
+_heap_frozen = False
 
 
 @dataclass
