@@ -2,10 +2,10 @@
 
 A use case first *claims* its key inside its own transaction. If the key is already there with the
 same body fingerprint, the stored response is replayed; with another body, 409. Two concurrent
-requests with one key both try to insert the claim: on PostgreSQL the second blocks on the primary
-key until the first commits, then fails with a unique violation and is re-run by
-``run_in_transaction``, which now finds the stored response. On SQLite writers are serialised by
-``BEGIN IMMEDIATE``, so the second simply finds the claim.
+requests with one key both try to insert the claim (``INSERT … ON CONFLICT DO NOTHING``): on
+PostgreSQL the second waits on the primary key until the first commits, then inserts nothing and
+reads the stored response; on SQLite writers are serialised by ``BEGIN IMMEDIATE``, so the second
+simply finds the claim. Should the first roll back instead, the second's insert takes the key.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Integer, String, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -57,6 +58,12 @@ class Outcome:
     replayed: bool = False
 
 
+_CLAIM_IF_NEW = {
+    "postgresql": postgresql.insert(_KEYS).on_conflict_do_nothing().returning(_KEYS.c.scope),
+    "sqlite": sqlite.insert(_KEYS).on_conflict_do_nothing().returning(_KEYS.c.scope),
+}
+
+
 def run_idempotent(
     session: Session,
     *,
@@ -66,18 +73,27 @@ def run_idempotent(
     now: datetime,
     produce: Callable[[], Outcome],
 ) -> Outcome:
-    """Replay the stored outcome of ``key``, or claim it, produce the outcome and store it."""
-    existing = session.execute(_FIND, {"p_scope": scope, "p_key": key}).first()
-    if existing is not None:
-        if existing.fingerprint != fingerprint:
-            raise IdempotencyConflict(
-                f"{scope} key {key!r} was already used with a different body", field="id"
-            )
-        return Outcome(existing.status_code, existing.response or {}, replayed=True)
-    session.execute(
-        _CLAIM,
-        {"scope": scope, "key": key, "fingerprint": fingerprint, "status_code": 0, "created_at": now},
-    )
+    """Replay the stored outcome of ``key``, or claim it, produce the outcome and store it.
+
+    The claim is one ``INSERT … ON CONFLICT DO NOTHING RETURNING``: a new key (the common case)
+    costs one statement, a round trip on PostgreSQL, instead of a look-up and then an insert. On
+    PostgreSQL an insert meeting a concurrent, uncommitted claim of the same key waits for it; once
+    that commits the insert does nothing and the look-up that follows (a new snapshot in READ
+    COMMITTED) finds the stored answer.
+    """
+    values = {"scope": scope, "key": key, "fingerprint": fingerprint, "status_code": 0, "created_at": now}
+    claim = _CLAIM_IF_NEW.get(session.get_bind().dialect.name)
+    if claim is None or session.execute(claim, values).first() is None:
+        existing = session.execute(_FIND, {"p_scope": scope, "p_key": key}).first()
+        if existing is not None:
+            if existing.fingerprint != fingerprint:
+                raise IdempotencyConflict(
+                    f"{scope} key {key!r} was already used with a different body", field="id"
+                )
+            return Outcome(existing.status_code, existing.response or {}, replayed=True)
+        # Another dialect, or a claim that vanished (its writer rolled back after we looked): claim
+        # plainly; a unique violation re-runs the use case through ``run_in_transaction``.
+        session.execute(_CLAIM, values)
     outcome = produce()
     session.execute(
         _ANSWER,
