@@ -72,6 +72,12 @@ _CREDIT = (
     .values(balance=_ACCOUNTS.c.balance + bindparam("p_amount"))
     .returning(_ACCOUNTS.c.balance)
 )
+_CREDIT_BY_CODE = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.code == bindparam("p_code"))
+    .values(balance=_ACCOUNTS.c.balance + bindparam("p_amount"))
+    .returning(_ACCOUNTS.c.id, _ACCOUNTS.c.balance)
+)
 _BALANCE_BY_ID = select(_ACCOUNTS.c.balance).where(_ACCOUNTS.c.id == bindparam("p_account"))
 _BALANCE = select(_ACCOUNTS.c.balance).where(
     _ACCOUNTS.c.member_id == bindparam("p_member"), _ACCOUNTS.c.unit == bindparam("p_unit")
@@ -146,6 +152,47 @@ def partner_account(session: Session, *, partner_code: str, unit: str) -> Accoun
     return _account(session, f"partner:{partner_code}:{unit}", unit=unit, member_id=None)
 
 
+def _check_posting(debit: AccountRef, *, unit: str, amount: int, reason: str) -> None:
+    if amount <= 0:
+        raise ValueError("a posting moves a positive amount")
+    if debit.unit != unit:
+        raise ValueError("a posting moves one unit")
+    if reason not in REASONS:
+        raise ValueError(f"unknown posting reason {reason!r}")
+
+
+def _insert_posting(
+    session: Session,
+    *,
+    debit_id: int,
+    credit_id: int,
+    amount: int,
+    unit: str,
+    reason: str,
+    reference: str,
+    key: str,
+    member_id: int | None,
+    balance_after: int | None,
+    now: datetime,
+) -> PostingResult:
+    posting_id = session.execute(
+        _INSERT_POSTING,
+        {
+            "idempotency_key": key,
+            "debit_account_id": debit_id,
+            "credit_account_id": credit_id,
+            "amount": amount,
+            "unit": unit,
+            "reason": reason,
+            "reference": reference,
+            "member_id": member_id,
+            "balance_after": balance_after,
+            "created_at": now,
+        },
+    ).scalar_one()
+    return PostingResult(posting_id=posting_id, balance_after=balance_after)
+
+
 def post(
     session: Session,
     *,
@@ -164,12 +211,7 @@ def post(
     lock it takes serialises concurrent spenders and the condition is re-checked on the newest row
     version, so two redemptions can never both pass a check that only one could afford.
     """
-    if amount <= 0:
-        raise ValueError("a posting moves a positive amount")
-    if debit.unit != credit.unit:
-        raise ValueError("a posting moves one unit")
-    if reason not in REASONS:
-        raise ValueError(f"unknown posting reason {reason!r}")
+    _check_posting(debit, unit=credit.unit, amount=amount, reason=reason)
     balance_after: int | None = None
     member_id: int | None = None
     if debit.tracks_balance:
@@ -189,22 +231,57 @@ def post(
     if credit.tracks_balance:
         balance_after = session.execute(_CREDIT, {"p_account": credit.id, "p_amount": amount}).scalar_one()
         member_id = credit.member_id
-    posting_id = session.execute(
-        _INSERT_POSTING,
-        {
-            "idempotency_key": key,
-            "debit_account_id": debit.id,
-            "credit_account_id": credit.id,
-            "amount": amount,
-            "unit": debit.unit,
-            "reason": reason,
-            "reference": reference,
-            "member_id": member_id,
-            "balance_after": balance_after,
-            "created_at": now,
-        },
-    ).scalar_one()
-    return PostingResult(posting_id=posting_id, balance_after=balance_after)
+    return _insert_posting(
+        session,
+        debit_id=debit.id,
+        credit_id=credit.id,
+        amount=amount,
+        unit=debit.unit,
+        reason=reason,
+        reference=reference,
+        key=key,
+        member_id=member_id,
+        balance_after=balance_after,
+        now=now,
+    )
+
+
+def credit_member(
+    session: Session,
+    *,
+    member_id: int,
+    debit: AccountRef,
+    amount: int,
+    reason: str,
+    reference: str,
+    key: str,
+    now: datetime,
+) -> PostingResult:
+    """Move ``amount`` from a programme account that keeps no balance (issuance) to the member's
+    account in its unit: what ``post`` does, with the member's account found and credited by one
+    ``UPDATE … RETURNING`` on its code (created on first use). Every earn passes here, and on
+    PostgreSQL every statement is a round trip."""
+    _check_posting(debit, unit=debit.unit, amount=amount, reason=reason)
+    if debit.tracks_balance:
+        raise ValueError("credit_member debits a programme account that keeps no balance")
+    code = f"member:{member_id}:{debit.unit}"
+    row = session.execute(_CREDIT_BY_CODE, {"p_code": code, "p_amount": amount}).first()
+    if row is None:  # the member's first movement in this unit
+        member_account(session, member_id=member_id, unit=debit.unit)
+        row = session.execute(_CREDIT_BY_CODE, {"p_code": code, "p_amount": amount}).one()
+    return _insert_posting(
+        session,
+        debit_id=debit.id,
+        credit_id=row[0],
+        amount=amount,
+        unit=debit.unit,
+        reason=reason,
+        reference=reference,
+        key=key,
+        member_id=member_id,
+        balance_after=row[1],
+        now=now,
+    )
 
 
 def balance_of(session: Session, *, member_id: int, unit: str) -> int:

@@ -224,15 +224,12 @@ def _earn(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
             "created_at": now,
         },
     )
-    account = ledger.member_account(session, member_id=member.id, unit=product.unit)
-    # The posting below returns the new balance; read it only when nothing is posted.
-    balance = 0 if units > 0 else ledger.balance_of(session, member_id=member.id, unit=product.unit)
-    if units > 0:
+    if units > 0:  # the posting returns the new balance
         issuance = ledger.system_account(session, name="issuance", unit=product.unit)
-        result = ledger.post(
+        result = ledger.credit_member(
             session,
+            member_id=member.id,
             debit=issuance,
-            credit=account,
             amount=units,
             reason="earn",
             reference=tx.id,
@@ -240,6 +237,9 @@ def _earn(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
             now=now,
         )
         balance = result.balance_after or 0
+    else:
+        ledger.member_account(session, member_id=member.id, unit=product.unit)  # opened all the same
+        balance = ledger.balance_of(session, member_id=member.id, unit=product.unit)
     _reward_referral_if_pending(session, referee=member, transaction_id=tx.id, now=now)
     body = {
         "id": tx.id,

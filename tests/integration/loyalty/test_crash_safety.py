@@ -2,8 +2,8 @@
 transaction) and the database must show nothing of it, byte for byte; retrying the same request
 afterwards must succeed exactly once.
 
-Three ways to die: an exception raised from inside a step (``ledger.post`` or ``outbox.emit``
-patched to fail on their n-th call), the process killed with SIGKILL in the middle of the
+Three ways to die: an exception raised from inside a step (``ledger.post``, ``ledger.credit_member``
+or ``outbox.emit`` patched to fail on their n-th call), the process killed with SIGKILL in the middle of the
 transaction (no Python clean-up at all), and a crash after the commit but before the answer reached
 the caller (the retry must replay, not post again).
 """
@@ -178,7 +178,7 @@ SCENARIOS = [
         lambda s, clock: service.record_transaction(
             s, tx=earn_input("T-2", "C", "90.00", clock), now=clock.now()
         ),
-        (ledger, "post", 1, True),
+        (ledger, "credit_member", 1, True),
         postings=1,
     ),
     Scenario(
@@ -186,7 +186,7 @@ SCENARIOS = [
         lambda s, clock: service.record_transaction(
             s, tx=earn_input("T-3", "NEW", "12.00", clock), now=clock.now()
         ),
-        (ledger, "post", 2, True),
+        (ledger, "post", 1, True),  # the earn credits through credit_member; the bonus through post
         postings=2,
     ),
     Scenario(
