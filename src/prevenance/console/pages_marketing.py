@@ -48,7 +48,7 @@ from prevenance.offers import rules as offer_rules
 from prevenance.offers import service as offers
 from prevenance.offers.schemas import OfferPut
 from prevenance.views import benefit_usage
-from prevenance.views.incidents import affected_member_ids
+from prevenance.views import incidents as incident_views
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 PageDep = Annotated[Page, Depends(page)]
@@ -456,26 +456,8 @@ def declare_incident(p: PageDep) -> Response:
         if "affects" in errors:
             errors["affects"] = p.t("err.incident_target")
         return _render(p, month=month, status=422, forms={"incident": form}, errors={"incident": errors})
-    incident = incidents.IncidentInput(
-        id=body.id,
-        title_fr=body.title_fr,
-        title_en=body.title_en,
-        body_fr=body.body_fr,
-        body_en=body.body_en,
-        since=body.since,
-        affects=body.affects.model_dump(mode="json", exclude_defaults=True),
-    )
     try:
-        run_in_transaction(
-            p.engine,
-            lambda s: incidents.declare(
-                s,
-                incident=incident,
-                affected=lambda session: affected_member_ids(session, body.affects),
-                by=f"console:{user.username}",
-                now=p.now,
-            ),
-        )
+        incident_views.declare(p.engine, body, by=f"console:{user.username}", now=p.now)
     except PrevenanceError as error:
         errors = problem_errors(p, error, INCIDENT_RENAME, INCIDENT_INPUTS)
         return _render(

@@ -9,10 +9,12 @@ queues its notices.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from prevenance.common.auth import Principal, Role
@@ -66,6 +68,30 @@ def affected_member_ids(session: Session, affects: IncidentAffects) -> set[int]:
     return found or set()
 
 
+def declare(engine: Engine, body: IncidentCreate, *, by: str, now: datetime) -> Outcome:
+    """Declare the incident a body describes, its audience found by its rule: the one use case
+    behind ``POST /v1/incidents`` and the console's marketing form."""
+    incident = incidents.IncidentInput(
+        id=body.id,
+        title_fr=body.title_fr,
+        title_en=body.title_en,
+        body_fr=body.body_fr,
+        body_en=body.body_en,
+        since=body.since,
+        affects=body.affects.model_dump(mode="json", exclude_defaults=True),
+    )
+    return run_in_transaction(
+        engine,
+        lambda s: incidents.declare(
+            s,
+            incident=incident,
+            affected=lambda session: affected_member_ids(session, body.affects),
+            by=by,
+            now=now,
+        ),
+    )
+
+
 def _respond(outcome: Outcome) -> JSONResponse:
     media = PROBLEM_JSON if outcome.status_code >= 400 else "application/json"
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
@@ -78,27 +104,7 @@ def post_incident(
 ) -> JSONResponse:
     """Declare an incident; every affected member gets an email notice in their language.
     ``id`` is the idempotency key."""
-    incident = incidents.IncidentInput(
-        id=body.id,
-        title_fr=body.title_fr,
-        title_en=body.title_en,
-        body_fr=body.body_fr,
-        body_en=body.body_en,
-        since=body.since,
-        affects=body.affects.model_dump(mode="json", exclude_defaults=True),
-    )
-    return _respond(
-        run_in_transaction(
-            engine,
-            lambda s: incidents.declare(
-                s,
-                incident=incident,
-                affected=lambda session: affected_member_ids(session, body.affects),
-                by=principal.name,
-                now=clock.now(),
-            ),
-        )
-    )
+    return _respond(declare(engine, body, by=principal.name, now=clock.now()))
 
 
 @router.get("/incidents/{id}", response_model=IncidentRead, responses=RESPONSES)
