@@ -46,7 +46,7 @@ def missing_server(what: str) -> NoReturn:
     pytest.skip(f"{what} (skipped outside CI)")
 
 
-def postgres_url_or_skip() -> str:
+def postgres_url() -> str:
     """The PostgreSQL URL for this worker's database; fail in CI, skip elsewhere, when absent."""
     if not POSTGRES_URL:
         missing_server("PostgreSQL tests need PREVENANCE_TEST_POSTGRES_URL")
@@ -66,7 +66,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A database of this xdist worker's own, migrated once."""
-    base = make_url(postgres_url_or_skip())
+    base = make_url(postgres_url())
     name = f"{base.database}_{_worker()}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     try:

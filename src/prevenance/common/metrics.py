@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+REQUEST_LATENCY = "prevenance_http_request_duration_seconds"  # the request histogram
 # Latency buckets (seconds) around the targets: 25 ms earn, 100 ms 360.
 BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -68,7 +69,7 @@ def new_metrics() -> Metrics:
         registry=target,
     )
     latency = Histogram(
-        "prevenance_http_request_duration_seconds",
+        REQUEST_LATENCY,
         "HTTP request latency by method and route template",
         ["method", "route"],
         buckets=BUCKETS,

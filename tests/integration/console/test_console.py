@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from prevenance.common.clock import FrozenClock
+from prevenance.console import i18n
 from prevenance.console.web import SESSION_COOKIE
 from prevenance.db import read_session
 from prevenance.desk.tables import CardReplacement, Contact
@@ -273,7 +274,7 @@ def test_a_refused_contact_shows_errors_next_to_the_fields_and_writes_nothing(
     assert unknown.status_code == 422
     assert error_near(unknown.text, "reason") == "Unknown reason."
     minutes = client.post("/console/members/M1/contacts", data={**form, "minutes": "lots"})
-    assert error_near(minutes.text, "minutes") == "Enter a duration from 0 to 1440 minutes."
+    assert error_near(minutes.text, "minutes") == i18n.translate("en", "err.minutes")
     with read_session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Contact)) == 0
 

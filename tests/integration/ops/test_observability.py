@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from prevenance.app import create_app
+from prevenance.common import metrics
 from prevenance.common.clock import FrozenClock
 from prevenance.db import make_engine
 from prevenance.settings import Settings
@@ -74,7 +75,7 @@ def test_metrics_count_requests_by_route_template(api: Api) -> None:
     text = response.text
     assert 'prevenance_http_requests_total{method="PUT",route="/v1/members/{ref}",status="201"} 2.0' in text
     assert 'route="/v1/members/M1"' not in text  # templates, never concrete paths
-    assert "prevenance_http_request_duration_seconds_bucket" in text
+    assert f"{metrics.REQUEST_LATENCY}_bucket" in text  # the request histogram is exported
     assert "prevenance_ledger_postings" in text
     pending = next(line for line in text.splitlines() if line.startswith("prevenance_outbox_pending_events "))
     assert float(pending.split()[1]) >= 1  # the earn event waits for its relay

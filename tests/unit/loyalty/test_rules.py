@@ -326,7 +326,8 @@ def test_a_hold_expires_after_the_programmes_minutes() -> None:
 
 def test_a_hold_is_expired_from_its_expiry_on() -> None:
     expiry = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
-    assert not is_expired(expiry, expiry - timedelta(microseconds=1))
+    just_before = expiry - timedelta(microseconds=1)
+    assert not is_expired(expiry, just_before)
     assert is_expired(expiry, expiry)
     assert is_expired(expiry, expiry + timedelta(minutes=1))
 
