@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Insert, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -100,6 +101,21 @@ def read_session(engine: Engine) -> Iterator[Session]:
     bind = engine.execution_options(**{_READ_ONLY: True})
     with Session(bind=bind, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+def insert_ignoring_conflicts(table: Table) -> dict[str, Insert]:
+    """``INSERT … ON CONFLICT DO NOTHING`` on ``table`` for each backend, built once; callers pick
+    theirs with ``ignoring_conflicts``. Concurrent creators of one row race on its unique key and
+    the loser's insert is a no-op (on PostgreSQL it waits for the winner to commit first)."""
+    return {
+        "postgresql": postgresql.insert(table).on_conflict_do_nothing(),
+        "sqlite": sqlite.insert(table).on_conflict_do_nothing(),
+    }
+
+
+def ignoring_conflicts(session: Session, statements: dict[str, Insert]) -> Insert:
+    """The statement of ``insert_ignoring_conflicts`` for the session's backend."""
+    return statements[session.get_bind().dialect.name]
 
 
 _MEMO = "prevenance_transaction_memo"

@@ -16,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Integer, String, Table, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
 from prevenance.common.problems import IdempotencyConflict
+from prevenance.db import insert_ignoring_conflicts
 
 
 class IdempotencyKey(Base):
@@ -59,8 +59,8 @@ class Outcome:
 
 
 _CLAIM_IF_NEW = {
-    "postgresql": postgresql.insert(_KEYS).on_conflict_do_nothing().returning(_KEYS.c.scope),
-    "sqlite": sqlite.insert(_KEYS).on_conflict_do_nothing().returning(_KEYS.c.scope),
+    backend: statement.returning(_KEYS.c.scope)
+    for backend, statement in insert_ignoring_conflicts(_KEYS).items()
 }
 
 

@@ -42,7 +42,6 @@ from typing import Any, Literal, TypeVar, cast
 import orjson
 from pydantic import ValidationError
 from sqlalchemy import JSON, ColumnElement, Engine, Table, any_, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -58,8 +57,8 @@ from prevenance.customers import service as customers
 from prevenance.customers.errors import UnknownMemberInBody
 from prevenance.customers.schemas import MemberPut
 from prevenance.customers.tables import Member
-from prevenance.db import _is_retryable, unit_of_work
-from prevenance.loyalty import programme, rules, service
+from prevenance.db import _is_retryable, ignoring_conflicts, unit_of_work
+from prevenance.loyalty import ledger, programme, rules, service
 from prevenance.loyalty.schemas import TransactionCreate
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
 
@@ -843,13 +842,7 @@ def _ensure_accounts(
     ]
     if missing:
         # Concurrent creators race on the unique code; the loser's insert is a no-op.
-        dialect = session.get_bind().dialect.name
-        statement = (
-            postgresql.insert(Account).on_conflict_do_nothing()
-            if dialect == "postgresql"
-            else sqlite.insert(Account).on_conflict_do_nothing()
-        )
-        session.execute(statement, missing)
+        session.execute(ignoring_conflicts(session, ledger.INSERT_ACCOUNT_IF_NEW), missing)
     # Lock in id order (one order for every locker keeps deadlocks rare; PostgreSQL breaks the rest
     # and the chunk is re-run). The balances read under the lock are the ones the chunk builds on.
     locked: dict[str, tuple[int, int]] = {}

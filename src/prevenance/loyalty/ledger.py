@@ -12,10 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from prevenance.db import transaction_memo
+from prevenance.db import ignoring_conflicts, insert_ignoring_conflicts, transaction_memo
 from prevenance.loyalty.errors import InsufficientPoints
 from prevenance.loyalty.tables import Account, Posting
 
@@ -85,14 +84,11 @@ _BALANCE = select(_ACCOUNTS.c.balance).where(
 _INSERT_POSTING = insert(_POSTINGS).returning(_POSTINGS.c.id)
 
 
+INSERT_ACCOUNT_IF_NEW = insert_ignoring_conflicts(_ACCOUNTS)  # the bulk ingest creates accounts too
+
+
 def _insert_ignore(session: Session, values: dict[str, Any]) -> None:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        pg = postgresql.insert(Account).values(**values).on_conflict_do_nothing()
-        session.execute(pg)
-    else:
-        lite = sqlite.insert(Account).values(**values).on_conflict_do_nothing()
-        session.execute(lite)
+    session.execute(ignoring_conflicts(session, INSERT_ACCOUNT_IF_NEW), values)
 
 
 def _account(session: Session, code: str, *, unit: str, member_id: int | None) -> AccountRef:
