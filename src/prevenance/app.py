@@ -18,9 +18,9 @@ from prevenance import __version__, observability
 from prevenance.access_audit import AccessAuditMiddleware
 from prevenance.common import openapi
 from prevenance.common.clock import Clock, SystemClock
-from prevenance.common.deps import new_key_cache
 from prevenance.common.ids import new_id
 from prevenance.common.problems import install_problem_handlers
+from prevenance.common.proxies import ForwardedClient, TrustedProxies
 from prevenance.common.ratelimit import RateLimiter
 from prevenance.console.routes import router as console_router
 from prevenance.customers.api import router as members_router
@@ -29,6 +29,7 @@ from prevenance.desk import service as desk_service
 from prevenance.desk.api import router as desk_router
 from prevenance.desk.concierge_api import router as concierge_router
 from prevenance.logging import configure as configure_logging
+from prevenance.logging import install_uvicorn_redaction
 from prevenance.loyalty.api import router as loyalty_router
 from prevenance.offers import service as offers_service
 from prevenance.offers.api import router as offers_router
@@ -122,6 +123,7 @@ def create_app(
     settings = settings or get_settings()
     if not structlog.is_configured():
         configure_logging(json=settings.log_json)
+    install_uvicorn_redaction()  # however uvicorn was started, its access log hides tokens and searches
     engine = engine or make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     clock = clock or SystemClock()
     stop = threading.Event()
@@ -156,7 +158,6 @@ def create_app(
     app.state.engine = engine
     app.state.clock = clock
     app.state.settings = settings
-    app.state.key_cache = new_key_cache()
     app.state.rate_limiter = RateLimiter(settings.rate_limit_storage)
     install_offer_hook()
     install_problem_handlers(app)
@@ -167,6 +168,8 @@ def create_app(
 
     observability.install(app, engine=engine, settings=settings)
     openapi.install(app)
+    # Outermost: who the client is (a trusted proxy's forwarded address) before anything reads it.
+    app.add_middleware(ForwardedClient, proxies=TrustedProxies.from_text(settings.trusted_proxies))
 
     app.include_router(members_router)
     app.include_router(loyalty_router)

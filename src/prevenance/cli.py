@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
-from prevenance.common.auth import create_key
+from prevenance.common.auth import create_key, list_keys, revoke_key
 from prevenance.common.clock import SystemClock
+from prevenance.common.proxies import parse_networks
 from prevenance.console.cli import app as console_app
 from prevenance.db import make_engine, unit_of_work
 from prevenance.demo.cli import app as demo_app
 from prevenance.desk.cli import app as desk_app
 from prevenance.loyalty.cli import ingest_app, ledger_app, partners_app
 from prevenance.offers.cli import app as offers_app
-from prevenance.settings import get_settings
+from prevenance.settings import Settings, get_settings
 from prevenance.stream.cli import app as stream_app
 from prevenance.views.benefit_usage import app as benefits_app
 from prevenance.voice.cli import app as voice_app
@@ -58,22 +61,72 @@ def db_upgrade(revision: str = typer.Argument("head", help="Alembic revision")) 
 def keys_create(
     role: str = typer.Option(..., help="admin, marketing, supervisor, agent, concierge, member, integrator"),
     name: str = typer.Option(..., help="who or what uses the key"),
-    member_ref: str | None = typer.Option(None, help="for a member key: the member it acts for"),
+    member_ref: str | None = typer.Option(None, help="for a member key: the member it acts for (must exist)"),
 ) -> None:
     """Create an API key; the key is printed alone on the last line (it is stored hashed)."""
     from prevenance.common.problems import PrevenanceError
+    from prevenance.customers import service as customers
 
     engine = engine_from_settings()
     try:
         with unit_of_work(engine) as session:
+            if member_ref:
+                # A key for a ref nobody holds yet would act for whoever is given that ref later.
+                customers.get_for_body_or_raise(session, ref=member_ref, field="member_ref")
             row, secret = create_key(
                 session, role=role, name=name, member_ref=member_ref, now=SystemClock().now()
             )
     except PrevenanceError as error:
-        typer.echo(f"error: {error.detail}", err=True)
+        typer.echo(f"error: {error.field + ': ' if error.field else ''}{error.detail}", err=True)
         raise typer.Exit(2)
     typer.echo(f"created key {row.id} ({row.role}) for {row.name}")
     typer.echo(secret)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: str = typer.Argument(..., help="the key's id (key_…), as `keys list` shows it"),
+) -> None:
+    """Revoke an API key: every API process refuses it (401) from the next request on."""
+    from prevenance.common.problems import PrevenanceError
+
+    try:
+        with unit_of_work(engine_from_settings()) as session:
+            row = revoke_key(session, key_id=key_id, now=SystemClock().now())
+            revoked_at = row.revoked_at
+    except PrevenanceError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"revoked key {key_id} ({row.role}, {row.name}) at {revoked_at:%Y-%m-%dT%H:%M:%SZ}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the keys: id, role, name, member, the key's first characters, created, revoked."""
+    from prevenance.db import read_session
+
+    with read_session(engine_from_settings()) as session:
+        for row in list_keys(session):
+            revoked = f"revoked {row.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if row.revoked_at else "live"
+            typer.echo(
+                f"{row.id}  {row.role:<10} {row.name:<24} {row.member_ref or '-':<12} {row.prefix}…  "
+                f"{row.created_at:%Y-%m-%dT%H:%M:%SZ}  {revoked}"
+            )
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What ``serve`` tells uvicorn about proxies and its access log: it believes forwarded headers
+    from the same proxies as the application (none unless ``PREVENANCE_TRUSTED_PROXIES`` names them;
+    uvicorn's own default would trust 127.0.0.1 and ``FORWARDED_ALLOW_IPS``), and its access log goes
+    through the redaction filter (survey tokens, search terms)."""
+    from prevenance.logging import uvicorn_log_config
+
+    proxies = ",".join(str(network) for network in parse_networks(settings.trusted_proxies))
+    return {
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": proxies,
+        "log_config": uvicorn_log_config(),
+    }
 
 
 @app.command("serve")
@@ -88,7 +141,8 @@ def serve(
     from prevenance.logging import configure
 
     configure(json=get_settings().log_json)
-    uvicorn.run("prevenance.asgi:app", host=host, port=port, workers=workers, log_level="info")
+    options = uvicorn_options(get_settings())  # trusted proxies, redacted access log
+    uvicorn.run("prevenance.asgi:app", host=host, port=port, workers=workers, log_level="info", **options)
 
 
 def main() -> None:

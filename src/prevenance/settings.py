@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,7 +29,29 @@ class Settings(BaseSettings):
     # when it is Redis ("redis://host:6379"), per process when "memory://".
     rate_limit_storage: str = "memory://"
     rate_limit_survey: str = "30/minute"
-    rate_limit_sign_in: str = "10/minute"
+    rate_limit_sign_in: str = "10/minute"  # per user name, whatever the address
+    rate_limit_sign_in_address: str = "30/minute"  # per client address, whatever the user name
+    # The reverse proxies whose X-Forwarded-For / Forwarded / X-Real-IP / X-Forwarded-Proto headers
+    # are believed (comma-separated IPs or CIDRs); empty: none, the TCP peer is the client.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        """Refuse a typo at start-up rather than trusting (or ignoring) a proxy silently."""
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"PREVENANCE_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR")
+        return value
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether cookies carry ``Secure``: the public pages are served over https."""
+        return self.public_url.lower().startswith("https://")
 
 
 @lru_cache(maxsize=1)

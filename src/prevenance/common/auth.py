@@ -1,5 +1,9 @@
 """API keys with roles. Keys are 256-bit random secrets, so a SHA-256 of the key is a safe and fast
-lookup value (a slow password hash is for the low-entropy passwords of console users)."""
+lookup value (a slow password hash is for the low-entropy passwords of console users).
+
+A key is revoked by stamping ``revoked_at`` (``revoke_key``, ``revoke_member_keys``); every request
+reads the key's row (``authenticate``), so a revoked key is refused at once by every process.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import String, select
+from sqlalchemy import String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
 from prevenance.common.ids import new_id, new_secret
-from prevenance.common.problems import InvalidInput
+from prevenance.common.problems import InvalidInput, NotFound
+
+
+class UnknownApiKey(NotFound):
+    type_slug = "unknown-api-key"
+    title = "Unknown API key"
 
 
 class Role(StrEnum):
@@ -68,6 +77,8 @@ def create_key(
         raise InvalidInput(f"unknown role {role!r}; one of {', '.join(r.value for r in Role)}", field="role")
     if parsed is Role.MEMBER and not member_ref:
         raise InvalidInput("a member key needs the member it acts for", field="member_ref")
+    if parsed is not Role.MEMBER and member_ref:
+        raise InvalidInput("only a member key acts for a member", field="member_ref")
     secret = new_secret()
     row = ApiKey(
         id=new_id("key"),
@@ -81,6 +92,35 @@ def create_key(
     session.add(row)
     session.flush()
     return row, secret
+
+
+def revoke_key(session: Session, *, key_id: str, now: datetime) -> ApiKey:
+    """Revoke a key by its id (``key_…``) so it answers 401 from now on; revoking it again keeps the
+    first revocation time. 404 when there is no such key."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise UnknownApiKey(f"no API key {key_id!r}", field="key_id")
+    session.execute(
+        update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    session.refresh(row)
+    return row
+
+
+def revoke_member_keys(session: Session, *, member_ref: str, now: datetime) -> int:
+    """Revoke every live key bound to ``member_ref`` (for erasure); the count revoked."""
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.member_ref == member_ref, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    """Every key, oldest first (for ``prevenance keys list``; the secrets are not stored)."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
 
 
 def authenticate(session: Session, secret: str) -> Principal | None:

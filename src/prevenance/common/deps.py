@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -17,31 +15,6 @@ from prevenance.common.problems import Forbidden, Unauthenticated
 from prevenance.db import read_session
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
-_KEY_CACHE_SECONDS = 10.0
-
-
-class _KeyCache:
-    """Recently authenticated keys, so the hot path does not query ``api_keys`` on every call.
-
-    A revoked key stops working within ``_KEY_CACHE_SECONDS``.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, Principal]] = {}
-
-    def get(self, secret: str) -> Principal | None:
-        with self._lock:
-            hit = self._entries.get(secret)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        return None
-
-    def put(self, secret: str, principal: Principal) -> None:
-        with self._lock:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[secret] = (time.monotonic() + _KEY_CACHE_SECONDS, principal)
 
 
 def get_engine(request: Request) -> Engine:
@@ -63,18 +36,18 @@ def current_principal(
     engine: DbEngine,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller behind ``Authorization: Bearer <key>``; 401 when absent or unknown."""
+    """The caller behind ``Authorization: Bearer <key>``; 401 when absent, unknown or revoked.
+
+    Read from the database on every request (one lookup on the unique index of the key's hash), not
+    from a per-process cache: a key revoked by ``prevenance keys revoke`` (or by an erasure) is
+    refused at once by every worker process, which a cache in each of them could not promise.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
-    cache: _KeyCache = request.app.state.key_cache
-    secret = credentials.credentials
-    principal = cache.get(secret)
+    with read_session(engine) as session:
+        principal = authenticate(session, credentials.credentials)
     if principal is None:
-        with read_session(engine) as session:
-            principal = authenticate(session, secret)
-        if principal is None:
-            raise Unauthenticated("unknown or revoked API key")
-        cache.put(secret, principal)
+        raise Unauthenticated("unknown or revoked API key")
     request.state.principal = principal  # read by the access-log middleware after the response
     ref = request.path_params.get("ref")
     if ref is not None and request.url.path.startswith("/v1/members/"):
@@ -106,10 +79,6 @@ def ensure_member_scope(principal: Principal, member_ref: str) -> None:
     """A member key reaches only its own member; staff keys reach everyone."""
     if principal.role is Role.MEMBER and principal.member_ref != member_ref:
         raise Forbidden("a member key may only act for its own member", field="member_ref")
-
-
-def new_key_cache() -> _KeyCache:
-    return _KeyCache()
 
 
 STAFF_READ = (

@@ -1,4 +1,9 @@
-"""Rate limits for the public endpoints (survey links, portal and console sign-in), per caller.
+"""Rate limits for the public endpoints (survey links, portal and console sign-in).
+
+A limit counts one key in one scope: the survey page counts per client address, the sign-in counts
+per user name (so rotating addresses does not buy more guesses) and, separately, per client address
+(so one address cannot spray guesses over many names). The client address is the TCP peer, or what a
+trusted proxy forwarded (``common.proxies``); a header a caller writes itself never counts.
 
 Built on the ``limits`` library (moving window). With ``PREVENANCE_RATE_LIMIT_STORAGE=redis://…``
 every API worker shares the counts; the default ``memory://`` counts per process (one worker, or a
@@ -36,15 +41,16 @@ class RateLimiter:
 
 
 def client_address(request: Request) -> str:
-    """The caller's address (the proxy in front is expected to set the client address)."""
+    """The caller's address: the TCP peer, or the client a trusted proxy forwarded (``ForwardedClient``
+    rewrote it before the request got here)."""
     return request.client.host if request.client else "unknown"
 
 
 def enforce(request: Request, *, scope: str, rule: str, key: str) -> None:
-    """Raise a 429 problem when ``key`` (e.g. a survey token, a user name) from this address went
-    over ``rule`` in ``scope``."""
+    """Raise a 429 problem when ``key`` (a user name, a client address) went over ``rule`` in
+    ``scope``; the count is the key's, whatever address or header the request came with."""
     limiter: RateLimiter = request.app.state.rate_limiter
-    wait = limiter.hit(rule, scope, client_address(request), key)
+    wait = limiter.hit(rule, scope, key)
     if wait is not None:
         raise RateLimited(f"too many requests; retry in {math.ceil(wait)} s", retry_after=math.ceil(wait))
 

@@ -46,6 +46,23 @@ def create_user(
     typer.echo(f"created console user {user.username} ({user.role.value}, {user.language})")
 
 
+@app.command("disable-user")
+def disable_user(username: str = typer.Argument(..., help="the user's sign-in name")) -> None:
+    """Disable a console or portal user: its sign-in is refused and its open sessions end now."""
+    from prevenance.cli import engine_from_settings
+    from prevenance.common.problems import PrevenanceError
+    from prevenance.console import users
+    from prevenance.db import unit_of_work
+
+    try:
+        with unit_of_work(engine_from_settings()) as session:
+            user = users.disable_user(session, username=username)
+    except PrevenanceError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"disabled console user {user.username} ({user.role.value}); its sessions have ended")
+
+
 @app.command("demo-users")
 def demo_users() -> None:
     """Create or reset the demo users and print their sign-ins (for ``make demo``)."""

@@ -40,6 +40,8 @@ from prevenance.console.web import (
     safe_next,
     screens_for,
     script_json,
+    secure_cookie,
+    session_payload,
     write_session,
 )
 from prevenance.customers import service as customers
@@ -115,9 +117,17 @@ def login(p: PageDep) -> Response:
     username, password = p.form.get("username", "").strip(), p.form.get("password", "")
     try:
         # Before the password is checked: guessing costs the attacker a slot whether it is right or not.
+        # Per address (one machine spraying many names), then per user name (many machines, one name).
         ratelimit.enforce(
-            p.request, scope="sign-in", rule=p.settings.rate_limit_sign_in, key=username.lower()
+            p.request,
+            scope="sign-in-address",
+            rule=p.settings.rate_limit_sign_in_address,
+            key=ratelimit.client_address(p.request),
         )
+        if username:
+            ratelimit.enforce(
+                p.request, scope="sign-in-user", rule=p.settings.rate_limit_sign_in, key=username.lower()
+            )
     except RateLimited as error:
         wait = int(error.extra.get("retry_after", 60))
         errors = {"form": p.t("login.too_many", seconds=wait)}
@@ -132,15 +142,20 @@ def login(p: PageDep) -> Response:
         errors = {"password": p.t("login.failed")} if username else {"username": p.t("err.required")}
         return render(p, "login.html", 401, next=p.form.get("next", ""), username=username, errors=errors)
     response = RedirectResponse(safe_next(p.form.get("next"), _home_of(user.role)), status_code=303)
-    write_session(response, p, {"u": user.id, "c": new_id("csrf")})
+    write_session(response, p, session_payload(user))
     return response
 
 
 @router.post("/console/logout")
 def logout(p: PageDep) -> Response:
-    """Forget the user (a new anonymous session)."""
-    response = RedirectResponse("/console/login", status_code=303)
-    write_session(response, p, {"u": None, "c": new_id("csrf")})
+    """End the user's sessions on the server (a copy of the cookie is refused from now on), then a
+    new anonymous session."""
+    target = "/portal/login" if p.user is not None and p.user.role is Role.MEMBER else "/console/login"
+    if p.user is not None:
+        user_id = p.user.id
+        run_in_transaction(p.engine, lambda session: users.end_sessions(session, user_id=user_id))
+    response = RedirectResponse(target, status_code=303)
+    write_session(response, p, session_payload(None))
     return response
 
 
@@ -149,7 +164,15 @@ def switch_language(p: PageDep, to: str, next: str | None = None) -> Response:
     """The language switcher: remembered in a cookie for a year."""
     response = redirect(p, safe_next(next, "/console/"))
     if to in i18n.LANGUAGES:
-        response.set_cookie(LANG_COOKIE, to, max_age=365 * 86400, httponly=True, samesite="lax", path="/")
+        response.set_cookie(
+            LANG_COOKIE,
+            to,
+            max_age=365 * 86400,
+            httponly=True,
+            samesite="lax",
+            secure=secure_cookie(p.request, p.settings),
+            path="/",
+        )
     return response
 
 

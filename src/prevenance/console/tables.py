@@ -18,7 +18,8 @@ class ConsoleUser(Base):
     """Someone who signs in to the console (staff) or to the portal (a member, ``member_id`` set).
 
     Only an argon2 hash of the password is kept. A member user is bound to one member, so the portal
-    can never show another member's record.
+    can never show another member's record. ``session_generation`` moves on when the user signs out or
+    is disabled: a session cookie carrying an older value is refused (``users.get_signed_in``).
     """
 
     __tablename__ = "console_users"
@@ -41,6 +42,7 @@ class ConsoleUser(Base):
     language: Mapped[str] = mapped_column(String(2))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 # Prefix search of members (name, e-mail, ref), lower-cased. On PostgreSQL ``text_pattern_ops`` lets

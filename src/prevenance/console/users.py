@@ -2,6 +2,13 @@
 
 Passwords are hashed with argon2id (``argon2-cffi`` defaults); a wrong password and an unknown user
 take the same path (a hash is verified either way), so timing does not tell which usernames exist.
+
+Sessions can be ended on the server: each user row carries a ``session_generation`` that the signed
+cookie repeats. Signing out, disabling the user (or erasing its member) moves the counter on, and a
+cookie carrying an older generation names nobody, however long its signature remains valid. The
+check rides on the primary-key read that every request already makes for the user, so it costs no
+query; the price is that signing out ends the user's sessions on every device, which is what a
+staff member who signs out of a shared desk wants anyway.
 """
 
 from __future__ import annotations
@@ -12,11 +19,11 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common.auth import Role
-from prevenance.common.problems import Conflict, InvalidInput
+from prevenance.common.problems import Conflict, InvalidInput, NotFound
 from prevenance.console.tables import ROLES, ConsoleUser
 from prevenance.customers import service as customers
 
@@ -31,6 +38,11 @@ class UsernameTaken(Conflict):
     title = "Username already taken"
 
 
+class UnknownConsoleUser(NotFound):
+    type_slug = "unknown-console-user"
+    title = "Unknown console user"
+
+
 @dataclass(frozen=True)
 class ConsoleIdentity:
     """The signed-in user of one request."""
@@ -40,10 +52,13 @@ class ConsoleIdentity:
     role: Role
     language: str
     member_ref: str | None
+    session_generation: int = 0  # the cookie must repeat it (see the module's docstring)
 
 
 def _identity(row: ConsoleUser) -> ConsoleIdentity:
-    return ConsoleIdentity(row.id, row.username, Role(row.role), row.language, row.member_ref)
+    return ConsoleIdentity(
+        row.id, row.username, Role(row.role), row.language, row.member_ref, row.session_generation
+    )
 
 
 def create_user(
@@ -84,6 +99,7 @@ def create_user(
         language=language,
         created_at=now,
         disabled=False,
+        session_generation=0,
     )
     session.add(row)
     session.flush()
@@ -103,14 +119,70 @@ def authenticate(session: Session, *, username: str, password: str) -> ConsoleId
 
 
 def get(session: Session, *, user_id: int) -> ConsoleIdentity | None:
-    """An enabled user by id (a session cookie names it), or None. A member user speaks its member's
-    language as the customer record holds it now (it may have changed since the user was made)."""
+    """An enabled user by id, or None. A member user speaks its member's language as the customer
+    record holds it now (it may have changed since the user was made)."""
     row = session.get(ConsoleUser, user_id)
     if row is None or row.disabled:
         return None
+    return _current_identity(session, row)
+
+
+def get_signed_in(session: Session, *, user_id: int, generation: object) -> ConsoleIdentity | None:
+    """The user a session cookie names, or None when the user is gone or disabled or the session was
+    ended since (signed out, disabled): one primary-key read, the one every request makes anyway."""
+    row = session.get(ConsoleUser, user_id)
+    if row is None or row.disabled or not isinstance(generation, int) or generation != row.session_generation:
+        return None
+    return _current_identity(session, row)
+
+
+def _current_identity(session: Session, row: ConsoleUser) -> ConsoleIdentity:
     identity = _identity(row)
     if row.member_id is not None:
         member = customers.get_by_id(session, member_id=row.member_id)
         if member is not None and member.language != identity.language:
-            identity = ConsoleIdentity(row.id, row.username, identity.role, member.language, row.member_ref)
+            identity = ConsoleIdentity(
+                row.id, row.username, identity.role, member.language, row.member_ref, row.session_generation
+            )
     return identity
+
+
+def end_sessions(session: Session, *, user_id: int) -> None:
+    """Sign the user out everywhere: every cookie issued so far stops naming it (one atomic UPDATE)."""
+    session.execute(
+        update(ConsoleUser)
+        .where(ConsoleUser.id == user_id)
+        .values(session_generation=ConsoleUser.session_generation + 1)
+    )
+
+
+def disable_user(session: Session, *, username: str) -> ConsoleIdentity:
+    """Refuse the user's sign-ins from now on and end its open sessions (idempotent); 404 when no
+    such user. Used by ``prevenance console disable-user``."""
+    row = session.scalars(select(ConsoleUser).where(ConsoleUser.username == username)).first()
+    if row is None:
+        raise UnknownConsoleUser(f"no console user {username!r}", field="username")
+    _disable(session, [row.id])
+    session.refresh(row)
+    return _identity(row)
+
+
+def disable_member_users(session: Session, *, member_id: int) -> int:
+    """Disable every portal sign-in bound to a member and end its sessions (for erasure); the count
+    of users newly disabled. Idempotent: a second call disables nothing more."""
+    ids = list(
+        session.scalars(
+            select(ConsoleUser.id).where(ConsoleUser.member_id == member_id, ConsoleUser.disabled.is_(False))
+        )
+    )
+    _disable(session, ids)
+    return len(ids)
+
+
+def _disable(session: Session, ids: list[int]) -> None:
+    if ids:
+        session.execute(
+            update(ConsoleUser)
+            .where(ConsoleUser.id.in_(ids))
+            .values(disabled=True, session_generation=ConsoleUser.session_generation + 1)
+        )

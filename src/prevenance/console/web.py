@@ -1,7 +1,8 @@
 """The console's request plumbing: signed session cookie, CSRF, roles, language and page rendering.
 
-The session is a cookie signed with ``settings.secret_key`` (itsdangerous), HttpOnly and
-SameSite=Lax, holding the user id and a CSRF token. Every POST form carries that token in a hidden
+The session is a cookie signed with ``settings.secret_key`` (itsdangerous), HttpOnly, SameSite=Lax
+and Secure when the public URL is https, holding the user id, the user's session generation (signing
+out or disabling the user moves it on, so a replayed cookie names nobody) and a CSRF token. Every POST form carries that token in a hidden
 field and is refused (403) when it does not match: the double-submit of a token an attacker's page
 cannot read. Anonymous visitors get a session too, so the sign-in form is protected the same way;
 signing in issues a fresh token (no session fixation).
@@ -118,10 +119,7 @@ async def page(request: Request) -> Page:
     if data is None:
         data = {"u": None, "c": secrets.token_urlsafe(24)}
         set_session = data
-    user = None
-    if isinstance(data.get("u"), int):
-        with read_session(engine) as session:
-            user = users.get(session, user_id=data["u"])
+    user = _signed_in(engine, data)
     form: dict[str, str] = {}
     if request.method == "POST":
         raw = await request.form()
@@ -137,15 +135,35 @@ async def page(request: Request) -> Page:
     return Page(request, engine, state.clock, settings, user, lang, str(data["c"]), set_session, form)
 
 
+def _signed_in(engine: Engine, data: dict[str, Any]) -> ConsoleIdentity | None:
+    """The user a session names, when that session has not been ended since."""
+    if not isinstance(data.get("u"), int):
+        return None
+    with read_session(engine) as session:
+        return users.get_signed_in(session, user_id=data["u"], generation=data.get("g"))
+
+
+def session_payload(user: ConsoleIdentity | None) -> dict[str, Any]:
+    """A fresh session (new CSRF token) for a user who just signed in, or an anonymous one."""
+    if user is None:
+        return {"u": None, "c": secrets.token_urlsafe(24)}
+    return {"u": user.id, "g": user.session_generation, "c": secrets.token_urlsafe(24)}
+
+
+def secure_cookie(request: Request, settings: Settings) -> bool:
+    """Cookies carry ``Secure`` when the public URL is https (or this request came over https)."""
+    return settings.secure_cookies or request.url.scheme == "https"
+
+
 def write_session(response: Response, page: Page, payload: dict[str, Any]) -> None:
-    """Set the signed session cookie (HttpOnly, SameSite=Lax; Secure when served over https)."""
+    """Set the signed session cookie (HttpOnly, SameSite=Lax; Secure when the public URL is https)."""
     response.set_cookie(
         SESSION_COOKIE,
         _serializer(page.settings).dumps(payload),
         max_age=page.settings.console_session_hours * 3600,
         httponly=True,
         samesite="lax",
-        secure=page.request.url.scheme == "https",
+        secure=secure_cookie(page.request, page.settings),
         path="/",
     )
 
@@ -256,10 +274,7 @@ class ConsoleRoute(APIRoute):
 async def _error_page(request: Request, error: Exception) -> Response:
     settings: Settings = request.app.state.settings
     data = read_cookie(request, settings) or {"u": None, "c": secrets.token_urlsafe(24)}
-    user = None
-    if isinstance(data.get("u"), int):
-        with read_session(request.app.state.engine) as session:
-            user = users.get(session, user_id=data["u"])
+    user = _signed_in(request.app.state.engine, data)
     lang = i18n.choose(
         cookie=request.cookies.get(LANG_COOKIE),
         user_language=user.language if user else None,

@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from prevenance.common.deps import AppClock, DbEngine
 from prevenance.common.problems import RateLimited
-from prevenance.common.ratelimit import enforce
+from prevenance.common.ratelimit import client_address, enforce
 from prevenance.db import read_session, run_in_transaction
 from prevenance.settings import Settings
 from prevenance.voice import invitations, rules, service
@@ -127,7 +127,7 @@ def _throttled(request: Request, requested: str | None) -> HTMLResponse | None:
     counted per client address over every token, so forging links does not scale."""
     settings: Settings = request.app.state.settings
     try:
-        enforce(request, scope="survey", rule=settings.rate_limit_survey, key="*")
+        enforce(request, scope="survey", rule=settings.rate_limit_survey, key=client_address(request))
     except RateLimited as error:
         wait = str(error.extra.get("retry_after", 60))
         text = {
