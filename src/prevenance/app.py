@@ -28,8 +28,8 @@ from prevenance.db import make_engine
 from prevenance.desk import service as desk_service
 from prevenance.desk.api import router as desk_router
 from prevenance.desk.concierge_api import router as concierge_router
+from prevenance.logging import RedactRequestSecrets, install_uvicorn_redaction
 from prevenance.logging import configure as configure_logging
-from prevenance.logging import install_uvicorn_redaction
 from prevenance.loyalty.api import router as loyalty_router
 from prevenance.offers import service as offers_service
 from prevenance.offers.api import router as offers_router
@@ -170,6 +170,7 @@ def create_app(
     openapi.install(app)
     # Outermost: who the client is (a trusted proxy's forwarded address) before anything reads it.
     app.add_middleware(ForwardedClient, proxies=TrustedProxies.from_text(settings.trusted_proxies))
+    app.add_middleware(RedactRequestSecrets)  # tokens and search terms kept out of every log line
 
     app.include_router(members_router)
     app.include_router(loyalty_router)

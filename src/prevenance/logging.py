@@ -6,6 +6,11 @@ typed into the desk or the concierge search) or any ``q``/``next``/``token``/``e
 ``name`` parameter elsewhere are replaced by ``[redacted]``. The same rule (``redact_text``) runs on
 every structlog event (a processor, after the traceback is formatted) and on uvicorn's access and
 error logs (a ``logging.Filter``), so a path written by either reaches no file whole.
+
+A token or a search term can also surface away from its URL: in an exception's message, or in the
+parameters SQLAlchemy prints with a failed statement. ``RedactRequestSecrets`` notes the personal
+values of each request (the survey token, the search words) and every line logged while that request
+is served has them replaced too, tracebacks included.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import copy
 import logging
 import re
 import sys
-from typing import IO, Any
-from urllib.parse import unquote_plus
+from collections.abc import Mapping, MutableMapping
+from contextvars import ContextVar
+from typing import Any, TextIO
+from urllib.parse import parse_qsl, unquote_plus
 
 import structlog
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 REDACTED = "[redacted]"
 # Routes whose whole query string is what someone typed about a person (search boxes), and sign-in
@@ -34,12 +42,18 @@ PERSONAL_QUERY_PATHS = frozenset(
 # Query parameters redacted on every route.
 PERSONAL_PARAMS = frozenset({"q", "next", "token", "email", "phone", "name", "search"})
 _SURVEY_TOKEN = re.compile(r"(/survey/)(?!static/)[^\s?#\"'<>]+")
+_SURVEY_PATH = re.compile(r"^/survey/(?!static/)([^/]+)")
+_MIN_SECRET = 3  # shorter values would blot out ordinary words of every line
+# The personal values of the request being served (set per request by ``RedactRequestSecrets``).
+_REQUEST_SECRETS: ContextVar[re.Pattern[str] | None] = ContextVar("prevenance_log_secrets", default=None)
+_HOST = re.compile(r"^//[^/]*")
 _TARGET = re.compile(r"(?P<path>/[^\s?#\"'<>]*)?\?(?P<query>[^\s#\"'<>]+)")
 
 
 def _redact_query(match: re.Match[str]) -> str:
     path, query = match.group("path") or "", match.group("query")
-    if path.rstrip("/") in PERSONAL_QUERY_PATHS or path in PERSONAL_QUERY_PATHS:
+    route = _HOST.sub("", path)  # a whole URL: its path only
+    if route in PERSONAL_QUERY_PATHS or route.rstrip("/") in PERSONAL_QUERY_PATHS:
         return f"{path}?{REDACTED}"
     parts = []
     for part in query.split("&"):
@@ -56,7 +70,40 @@ def redact_text(text: str) -> str:
         text = _SURVEY_TOKEN.sub(rf"\g<1>{REDACTED}", text)
     if "?" in text:
         text = _TARGET.sub(_redact_query, text)
+    secrets = _REQUEST_SECRETS.get()
+    if secrets is not None:
+        text = secrets.sub(REDACTED, text)
     return text
+
+
+def personal_values(path: str, query_string: bytes) -> list[str]:
+    """What a request carries of a person: the survey token of its path, the values (and words) of
+    its query on a search route or under a personal parameter name."""
+    found = []
+    if survey := _SURVEY_PATH.match(path):
+        found.append(survey.group(1))
+    whole = path in PERSONAL_QUERY_PATHS or path.rstrip("/") in PERSONAL_QUERY_PATHS
+    if query_string:
+        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=False):
+            if whole or key.strip().lower() in PERSONAL_PARAMS:
+                found.extend([value, *value.split()])
+    return sorted({value for value in found if len(value) >= _MIN_SECRET}, key=len, reverse=True)
+
+
+class RedactRequestSecrets:
+    """ASGI middleware: the request's personal values are redacted from every line logged while it
+    is served (the context of the request's task, uvicorn's access and error lines included)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            values = personal_values(scope.get("path", ""), scope.get("query_string", b""))
+            pattern = re.compile("|".join(map(re.escape, values)), re.IGNORECASE) if values else None
+            # Set, not reset: uvicorn logs the failure of a request after the app has returned.
+            _REQUEST_SECRETS.set(pattern)
+        await self.app(scope, receive, send)
 
 
 def _redact(value: Any) -> Any:
@@ -69,7 +116,7 @@ def _redact(value: Any) -> Any:
     return value
 
 
-def redact_event(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_event(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
     """structlog processor: every value of the event redacted (``redact_text``)."""
     return {key: _redact(value) for key, value in event_dict.items()}
 
@@ -79,6 +126,10 @@ class RedactingFilter(logging.Filter):
     access line is ``'%s - "%s %s HTTP/%s" %d'`` with the path and query as an argument)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
         if isinstance(record.msg, str):
             record.msg = redact_text(record.msg)
         if isinstance(record.args, tuple):
@@ -108,7 +159,7 @@ def uvicorn_log_config() -> dict[str, Any]:
     return config
 
 
-def configure(*, json: bool, stream: IO[str] | None = None) -> None:
+def configure(*, json: bool, stream: TextIO | None = None) -> None:
     """Configure structlog once for the process (``stream``: stderr unless a test gives one)."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()

@@ -1,0 +1,145 @@
+"""API keys are revoked for good and at once: ``prevenance keys revoke`` makes every API process answer
+401 from the next request on (no process keeps a stale copy), and a member key is only made for a
+member that exists. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
+from typer.testing import CliRunner
+
+from prevenance.app import create_app
+from prevenance.cli import app as cli
+from prevenance.common.auth import ApiKey, create_key, revoke_member_keys
+from prevenance.common.clock import FrozenClock
+from prevenance.db import read_session, unit_of_work
+from prevenance.settings import get_settings
+from tests.conftest import member_body
+
+
+@pytest.fixture
+def cli_database(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """The command line pointed at the test database."""
+    monkeypatch.setenv("PREVENANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    yield engine
+    get_settings.cache_clear()
+
+
+def _key(
+    engine: Engine, clock: FrozenClock, role: str = "agent", member_ref: str | None = None
+) -> tuple[str, str]:
+    with unit_of_work(engine) as session:
+        row, secret = create_key(
+            session, role=role, name=f"test-{role}", member_ref=member_ref, now=clock.now()
+        )
+        return row.id, secret
+
+
+def _key_count(engine: Engine) -> int:
+    with read_session(engine) as session:
+        return int(session.scalar(select(func.count()).select_from(ApiKey)) or 0)
+
+
+def test_a_revoked_key_is_refused_at_once_by_every_api_process(
+    cli_database: Engine, clock: FrozenClock
+) -> None:
+    engine = cli_database
+    key_id, secret = _key(engine, clock)
+    headers = {"Authorization": f"Bearer {secret}"}
+    # Two applications over one database: two worker processes, each with its own memory.
+    workers = [TestClient(create_app(engine=engine, clock=clock)) for _ in range(2)]
+    assert [w.get("/v1/members/nobody", headers=headers).status_code for w in workers] == [404, 404]
+
+    result = CliRunner().invoke(cli, ["keys", "revoke", key_id])
+    assert result.exit_code == 0, result.output
+    assert f"revoked key {key_id}" in result.output
+
+    refused = [w.get("/v1/members/nobody", headers=headers) for w in workers]
+    assert [r.status_code for r in refused] == [401, 401]
+    assert refused[0].json()["type"].endswith("/unauthenticated")
+    again = CliRunner().invoke(cli, ["keys", "revoke", key_id])
+    assert again.exit_code == 0  # revoking twice is harmless
+    with read_session(engine) as session:
+        assert session.get(ApiKey, key_id).revoked_at is not None  # type: ignore[union-attr]
+
+
+def test_revoking_an_unknown_key_exits_2_naming_it(cli_database: Engine) -> None:
+    result = CliRunner().invoke(cli, ["keys", "revoke", "key_does_not_exist"])
+    assert result.exit_code == 2 and "key_does_not_exist" in result.output
+
+
+def test_keys_list_shows_ids_and_which_are_revoked_never_the_secret(
+    cli_database: Engine, clock: FrozenClock
+) -> None:
+    live_id, live_secret = _key(cli_database, clock)
+    dead_id, _ = _key(cli_database, clock, role="integrator")
+    assert CliRunner().invoke(cli, ["keys", "revoke", dead_id]).exit_code == 0
+    listing = CliRunner().invoke(cli, ["keys", "list"])
+    assert listing.exit_code == 0
+    lines = {line.split()[0]: line for line in listing.output.splitlines()}
+    assert lines[live_id].endswith("live") and "revoked" in lines[dead_id]
+    assert live_secret not in listing.output
+
+
+def test_no_member_key_for_a_ref_that_does_not_exist(cli_database: Engine, clock: FrozenClock) -> None:
+    before = _key_count(cli_database)
+    result = CliRunner().invoke(
+        cli, ["keys", "create", "--role", "member", "--name", "x", "--member-ref", "nope"]
+    )
+    assert result.exit_code == 2
+    assert "member_ref" in result.output and "nope" in result.output
+    assert _key_count(cli_database) == before  # nothing written
+
+
+def test_a_member_key_for_an_existing_member_acts_for_it(cli_database: Engine, clock: FrozenClock) -> None:
+    engine = cli_database
+    _, admin = _key(engine, clock, role="admin")
+    client = TestClient(create_app(engine=engine, clock=clock))
+    assert (
+        client.put(
+            "/v1/members/M1", json=member_body(), headers={"Authorization": f"Bearer {admin}"}
+        ).status_code
+        == 201
+    )
+    result = CliRunner().invoke(
+        cli, ["keys", "create", "--role", "member", "--name", "camille", "--member-ref", "M1"]
+    )
+    assert result.exit_code == 0, result.output
+    secret = result.output.strip().splitlines()[-1]
+    assert client.get("/v1/members/M1", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+
+
+def test_a_staff_key_bound_to_a_member_is_refused(cli_database: Engine) -> None:
+    result = CliRunner().invoke(
+        cli, ["keys", "create", "--role", "agent", "--name", "x", "--member-ref", "M1"]
+    )
+    assert result.exit_code == 2 and "member_ref" in result.output
+
+
+def test_revoking_a_members_keys_leaves_other_keys_working(engine: Engine, clock: FrozenClock) -> None:
+    """The service erasure calls: every live key bound to the member is revoked, once."""
+    _, admin = _key(engine, clock, role="admin")
+    client = TestClient(create_app(engine=engine, clock=clock))
+    for ref in ("M1", "M2"):
+        assert (
+            client.put(
+                f"/v1/members/{ref}", json=member_body(), headers={"Authorization": f"Bearer {admin}"}
+            ).status_code
+            == 201
+        )
+    first = _key(engine, clock, role="member", member_ref="M1")[1]
+    second = _key(engine, clock, role="member", member_ref="M1")[1]
+    other = _key(engine, clock, role="member", member_ref="M2")[1]
+    with unit_of_work(engine) as session:
+        assert revoke_member_keys(session, member_ref="M1", now=clock.now()) == 2
+    with unit_of_work(engine) as session:
+        assert revoke_member_keys(session, member_ref="M1", now=clock.now()) == 0
+    codes = {
+        secret: client.get(f"/v1/members/{ref}", headers={"Authorization": f"Bearer {secret}"}).status_code
+        for secret, ref in ((first, "M1"), (second, "M1"), (other, "M2"), (admin, "M1"))
+    }
+    assert codes == {first: 401, second: 401, other: 200, admin: 200}
