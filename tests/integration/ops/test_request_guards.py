@@ -241,3 +241,17 @@ def test_a_500_carries_the_security_headers_and_the_request_id(
     assert response.headers["x-request-id"] == "req_given-by-the-proxy"
     for name in SECURITY_HEADERS:
         assert name in response.headers, name
+
+
+def test_the_openapi_document_lists_413_on_every_operation_with_a_body(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    with_body = [
+        (path, method, operation)
+        for path, item in paths.items()
+        for method, operation in item.items()
+        if isinstance(operation, dict) and "requestBody" in operation
+    ]
+    assert ("/v1/transactions", "post") in {(path, method) for path, method, _ in with_body}
+    for path, method, operation in with_body:
+        assert "413" in operation["responses"], (method, path)
+        assert "application/problem+json" in operation["responses"]["413"]["content"]
