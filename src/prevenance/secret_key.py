@@ -10,6 +10,8 @@ A weak secret is accepted, with a warning, only where nobody else can reach the 
 * ``prevenance stream run`` (it binds nothing, but it turns closed contacts into survey invitations
   and works beside an API that must share its secret) when both its NATS server and its database
   are on this machine (loopback hosts, or a SQLite file): a development setup;
+* ``prevenance voice send-invitations`` (it mails links signed with the secret) likewise when its
+  mail relay and its database are on this machine;
 * the ASGI module (``uvicorn prevenance.asgi:app``) cannot see the address it is bound to, so it
   trusts only what ``prevenance serve`` tells it through ``PREVENANCE_SERVE_HOST`` (set by
   ``serve`` itself); run directly, it needs a real secret whatever the ``--host``.
@@ -123,12 +125,21 @@ def judge_server(secret: str | None, host: str | None) -> Verdict:
     return judge(secret, local=False, where=f"the server binds {shown}")
 
 
+def judge_worker(secret: str | None, *, peers: dict[str, str | None]) -> Verdict:
+    """A process that binds nothing but works with a network: local when every peer URL (by name,
+    e.g. ``{"NATS server": …, "database": …}``) stays on this machine."""
+    remote = [name for name, url in peers.items() if not url_is_local(url)]
+    if remote:
+        verb = "is" if len(remote) == 1 else "are"
+        return judge(secret, local=False, where=f"its {' and '.join(remote)} {verb} on another machine")
+    return judge(secret, local=True, where=f"its {' and '.join(peers)} are on this machine")
+
+
 def judge_stream(secret: str | None, *, nats_url: str | None, database_url: str | None) -> Verdict:
     """``prevenance stream run``: local when its NATS server and its database are both local."""
-    local = url_is_local(nats_url) and url_is_local(database_url)
-    where = (
-        "its NATS server and database are on this machine"
-        if local
-        else "its NATS server or database is on another machine"
-    )
-    return judge(secret, local=local, where=where)
+    return judge_worker(secret, peers={"NATS server": nats_url, "database": database_url})
+
+
+def judge_mailer(secret: str | None, *, smtp_url: str | None, database_url: str | None) -> Verdict:
+    """``prevenance voice send-invitations``: it mails links signed with the secret to customers."""
+    return judge_worker(secret, peers={"mail relay": smtp_url, "database": database_url})

@@ -103,3 +103,14 @@ def test_serve_on_loopback_without_a_secret_starts_with_a_warning(tmp_path: Path
         server.wait(timeout=60)
     first = log.read_text().splitlines()[0]
     assert first.startswith("warning: PREVENANCE_SECRET_KEY") and "127.0.0.1" in first
+
+
+def test_sending_survey_invitations_through_a_remote_relay_refuses_a_weak_secret(tmp_path: Path) -> None:
+    """The mails carry links signed with the key: a forgeable key must not sign them."""
+    done = _run(
+        [*CLI, "voice", "send-invitations"],
+        _env(
+            tmp_path, PREVENANCE_SMTP_URL="smtp://smtp-relay.internal:25", PREVENANCE_SECRET_KEY="CHANGE-ME"
+        ),
+    )
+    _assert_refused(done)

@@ -11,6 +11,7 @@ import pytest
 from prevenance.secret_key import (
     SHIPPED_DEFAULT,
     is_loopback,
+    judge_mailer,
     judge_server,
     judge_stream,
     url_is_local,
@@ -106,3 +107,9 @@ def test_local_urls() -> None:
     assert url_is_local("tls://[::1]:4222")
     assert not url_is_local("postgresql+psycopg://u:p@postgres:5432/prevenance")
     assert not url_is_local("nats://0.0.0.0:4222")
+
+
+def test_the_survey_mailer_accepts_a_weak_secret_only_when_the_relay_and_the_database_are_local() -> None:
+    assert not judge_mailer(None, smtp_url="smtp://127.0.0.1:2525", database_url="sqlite:///x.db").refuse
+    refused = judge_mailer(SHIPPED_DEFAULT, smtp_url="smtp://smtp-relay:25", database_url="sqlite:///x.db")
+    assert refused.refuse and refused.line is not None and "mail relay is on another machine" in refused.line
