@@ -135,11 +135,22 @@ def serve(
     port: int = typer.Option(8000, help="TCP port"),
     workers: int = typer.Option(1, help="uvicorn worker processes"),
 ) -> None:
-    """Serve the REST API (OpenAPI UI at /docs)."""
+    """Serve the REST API (OpenAPI UI at /docs). Refuses (exit 2) a weak PREVENANCE_SECRET_KEY
+    unless it binds a loopback address only."""
+    import os
+
     import uvicorn
 
     from prevenance.logging import configure
+    from prevenance.secret_key import SERVE_HOST_ENV, judge_server
 
+    verdict = judge_server(get_settings().secret_key, host)
+    if verdict.line:
+        typer.echo(verdict.line, err=True)
+    if verdict.refuse:
+        raise typer.Exit(2)
+    # The ASGI module checks again in each worker; it learns the bound address from here.
+    os.environ[SERVE_HOST_ENV] = host
     configure(json=get_settings().log_json)
     options = uvicorn_options(get_settings())  # trusted proxies, redacted access log
     uvicorn.run("prevenance.asgi:app", host=host, port=port, workers=workers, log_level="info", **options)

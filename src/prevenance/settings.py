@@ -17,7 +17,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./prevenance.db"
     nats_url: str | None = None
     smtp_url: str | None = None
+    # The shipped value is refused off loopback (prevenance.secret_key): set a random one.
     secret_key: str = "change-me-in-production"
+    # Request bodies above this are answered 413 (bulk loads go through the CLI ingest, not a body).
+    max_body_bytes: int = 1_048_576
     log_json: bool = False
     sqlite_busy_timeout_ms: int = 30_000
     # Where customers reach the public pages (survey links in mails, portal links).

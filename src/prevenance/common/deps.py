@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from prevenance.common.auth import Principal, Role, authenticate
 from prevenance.common.clock import Clock
@@ -31,28 +34,62 @@ DbEngine = Annotated[Engine, Depends(get_engine)]
 AppClock = Annotated[Clock, Depends(get_clock)]
 
 
-def current_principal(
-    request: Request,
-    engine: DbEngine,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The caller behind ``Authorization: Bearer <key>``; 401 when absent, unknown or revoked.
+def _bearer_secret(authorization: str | None) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header; 401 when absent or malformed."""
+    scheme, _, secret = (authorization or "").strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
+    return secret
+
+
+def _lookup(engine: Engine, secret: str) -> Principal:
+    """The key's principal; 401 when unknown or revoked.
 
     Read from the database on every request (one lookup on the unique index of the key's hash), not
     from a per-process cache: a key revoked by ``prevenance keys revoke`` (or by an erasure) is
     refused at once by every worker process, which a cache in each of them could not promise.
     """
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
     with read_session(engine) as session:
-        principal = authenticate(session, credentials.credentials)
+        principal = authenticate(session, secret)
     if principal is None:
         raise Unauthenticated("unknown or revoked API key")
-    request.state.principal = principal  # read by the access-log middleware after the response
-    ref = request.path_params.get("ref")
-    if ref is not None and request.url.path.startswith("/v1/members/"):
+    return principal
+
+
+def _check_member_scope(principal: Principal, path: str, path_params: dict[str, Any]) -> None:
+    ref = path_params.get("ref")
+    if ref is not None and path.startswith("/v1/members/"):
         # Before the body is even read: a member key never acts on another member's routes.
         ensure_member_scope(principal, ref)
+
+
+async def authenticate_before_body(scope: Scope) -> Principal:
+    """The caller of a keyed route, resolved from the headers alone (the body is not read yet):
+    401 for a missing, malformed, unknown or revoked key, 403 for a member key on another member's
+    route. One indexed read in a worker thread."""
+    app = scope["app"]
+    authorization = Headers(scope=scope).get("authorization")
+    secret = _bearer_secret(authorization)
+    principal = await run_in_threadpool(_lookup, app.state.engine, secret)
+    _check_member_scope(principal, str(scope.get("path", "")), scope.get("path_params") or {})
+    return principal
+
+
+def current_principal(
+    request: Request,
+    engine: DbEngine,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller behind ``Authorization: Bearer <key>``; 401 when absent or unknown. Keyed routes
+    have already resolved it before reading the body (``prevenance.request_guards``): reuse it."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+            raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
+        principal = _lookup(engine, credentials.credentials)
+        request.state.principal = principal  # read by the access-log middleware after the response
+    _check_member_scope(principal, request.url.path, request.path_params)
     return principal
 
 

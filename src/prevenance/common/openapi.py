@@ -42,6 +42,7 @@ PROBLEMS = {
     "503": "Database unavailable; retry with the same idempotency key",
 }
 PUBLIC_PROBLEMS = ("503",)
+TOO_LARGE = "Request body above PREVENANCE_MAX_BODY_BYTES"
 _METHODS = ("get", "put", "post", "delete", "patch")
 
 
@@ -65,6 +66,8 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                     responses[code] = {"description": description, "content": problem}
                 else:
                     existing["content"] = problem  # FastAPI's own 422 says application/json
+            if "requestBody" in operation:  # request_guards.BodyGuard, before the route reads it
+                responses.setdefault("413", {"description": TOO_LARGE, "content": problem})
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     return schema

@@ -179,14 +179,21 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        body = {
-            "type": PROBLEM_BASE + "internal-error",
-            "title": "Internal error",
-            "status": 500,
-            "detail": "an unexpected error occurred; it has been logged",
-            "instance": request.url.path,
-        }
-        import structlog
+        return unexpected_error_response(request, error)
 
-        structlog.get_logger().exception("unhandled_error", path=request.url.path)
-        return problem_response(body)
+
+def unexpected_error_response(request: Request, error: Exception) -> JSONResponse:
+    """The 500 problem of an error nobody expected: logged with its traceback, told to no one.
+    Answered from inside the header middlewares (``request_guards.InternalErrors``), so it carries
+    the request id and the security headers like any other answer."""
+    import structlog
+
+    body = {
+        "type": PROBLEM_BASE + "internal-error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "an unexpected error occurred; it has been logged",
+        "instance": request.url.path,
+    }
+    structlog.get_logger().exception("unhandled_error", path=request.url.path)
+    return problem_response(body)

@@ -81,13 +81,22 @@ def run(
     consume: bool = typer.Option(True, "--consumer/--no-consumer", help="consume card transactions"),
     relay: bool = typer.Option(True, "--relay/--no-relay", help="publish the outbox to JetStream"),
 ) -> None:
-    """Consume card transactions and relay the outbox until SIGINT or SIGTERM."""
+    """Consume card transactions and relay the outbox until SIGINT or SIGTERM. Refuses (exit 2) a
+    weak PREVENANCE_SECRET_KEY unless its NATS server and database are both on this machine."""
     from prevenance.logging import configure
+    from prevenance.secret_key import judge_stream
 
-    configure(json=get_settings().log_json)
+    settings = get_settings()
+    url = _nats_url()
+    verdict = judge_stream(settings.secret_key, nats_url=url, database_url=settings.database_url)
+    if verdict.line:
+        typer.echo(verdict.line, err=True)
+    if verdict.refuse:
+        raise typer.Exit(2)
+    configure(json=settings.log_json)
     asyncio.run(
         _run(
-            url=_nats_url(),
+            url=url,
             names=Names(namespace),
             batch=batch,
             ack_wait=ack_wait,

@@ -67,12 +67,21 @@ def _read_csv(path: Path) -> list[dict[str, str | None]]:
 
 @app.command("send-invitations")
 def send_invitations() -> None:
-    """Send the pending survey invitations through PREVENANCE_SMTP_URL."""
+    """Send the pending survey invitations through PREVENANCE_SMTP_URL. The links are signed with
+    PREVENANCE_SECRET_KEY: a weak one is refused (exit 2) unless the relay and database are local."""
+    from prevenance.secret_key import judge_mailer
     from prevenance.settings import get_settings
 
     settings = get_settings()
     if not settings.smtp_url:
         typer.echo("error: set PREVENANCE_SMTP_URL (smtp://host:port)", err=True)
+        raise typer.Exit(2)
+    verdict = judge_mailer(
+        settings.secret_key, smtp_url=settings.smtp_url, database_url=settings.database_url
+    )
+    if verdict.line:
+        typer.echo(verdict.line, err=True)
+    if verdict.refuse:
         raise typer.Exit(2)
     sent = invitations.send_pending_invitations(
         _engine(), smtp_url=settings.smtp_url, now=SystemClock().now(), settings=settings

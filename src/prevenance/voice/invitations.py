@@ -12,8 +12,10 @@ log (template ``survey-invitation``) in one transaction. A crash between the sen
 sends it again on the next pass with the same ``Message-ID`` (derived from the invitation id).
 
 **Link.** The link carries the invitation id signed with ``PREVENANCE_SECRET_KEY`` and a timestamp
-(itsdangerous); it expires after ``survey_link_max_age_days``. It works once because the answer is
-unique per invitation (see ``service.submit_answer``).
+(itsdangerous); it expires after ``survey_link_max_age_days``. A link stamped more than
+``CLOCK_SKEW_SECONDS`` (5 minutes) in the future is refused as invalid: we never sign one, and it
+would otherwise outlive its days. It works once because the answer is unique per invitation (see
+``service.submit_answer``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ SENDER = "Prévenance <surveys@prevenance.example>"
 RELAY_SOURCE = "survey-relay"
 TEMPLATE = "survey-invitation"
 _SALT = "prevenance.survey"
+# A link stamped up to this far in the future is accepted (clocks of two API processes differ).
+CLOCK_SKEW_SECONDS = 300
 SUBJECT = {"fr": "Votre avis sur notre échange", "en": "How did we do?"}
 BODY = {
     "fr": (
@@ -121,6 +125,10 @@ def unsign(token: str, *, secret: str, max_age_days: int, now: datetime) -> str:
     except (BadSignature, UnicodeEncodeError, ValueError):
         raise SurveyLinkError("invalid")
     age = as_utc(now).timestamp() - as_utc(stamp).timestamp()
+    if age < -CLOCK_SKEW_SECONDS:
+        # Stamped in the future: not a link we sent (our clock is the one that signs), so never
+        # let it live longer than its days; a few minutes' skew between processes is tolerated.
+        raise SurveyLinkError("invalid")
     if age > max_age_days * 86_400:
         raise SurveyLinkError("expired")
     try:

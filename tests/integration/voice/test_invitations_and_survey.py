@@ -141,6 +141,25 @@ def test_forged_and_expired_links_get_a_clear_page_and_write_nothing(
     assert _count(engine, Answer) == 0
 
 
+def test_a_link_stamped_in_the_future_gets_the_invalid_page_and_writes_nothing(
+    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp
+) -> None:
+    """Signed with the server's key but stamped a year ahead: without the check it would never
+    expire. Refused like a forged link, answered or not."""
+    add_member(api, "M1", language="en")
+    log_contact(api, "C1", "M1")
+    run_once(engine, clock, smtp_url=smtp.url)
+    future = invitations.sign(
+        invitations.invitation_id_for("C1"),
+        secret=Settings().secret_key,
+        now=clock.now() + timedelta(days=365),
+    )
+    assert api.client.get(f"/survey/{future}").status_code == 404
+    posted = api.client.post(f"/survey/{future}", data={"recommend": "9"})
+    assert posted.status_code == 404 and "not valid" in posted.text
+    assert _count(engine, Answer) == 0
+
+
 def test_opted_out_members_are_never_asked(api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp) -> None:
     add_member(api, "M1")
     add_member(api, "M2")

@@ -83,3 +83,43 @@ def test_compose_file_is_valid_and_runs_real_commands() -> None:
     assert raw["services"]["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     with pytest.raises(ValueError):
         compose_spec.PyCompose.from_yaml(text.replace("    image: postgres:16", "    imge: postgres:16"))
+
+
+def _env_entries(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [entry for container in _containers(document) for entry in container.get("env", [])]
+
+
+def test_no_secret_is_shipped_and_the_pods_read_the_operators_secret_by_reference() -> None:
+    """A shipped Secret would be applied with its placeholder; the operator creates it instead
+    (`kubectl create secret generic prevenance ...`, docs/operations.md)."""
+    documents = [document for _, document in _documents()]
+    assert not [d for d in documents if d["kind"] == "Secret"]
+    for document in documents:
+        assert "PREVENANCE_SECRET_KEY" not in (document.get("data") or {}), document["metadata"]["name"]
+    for name in ("prevenance-api", "prevenance-stream-worker"):
+        deployment = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+        entry = next(e for e in _env_entries(deployment) if e["name"] == "PREVENANCE_SECRET_KEY")
+        assert "value" not in entry
+        reference = entry["valueFrom"]["secretKeyRef"]
+        assert reference["key"] == "PREVENANCE_SECRET_KEY" and not reference.get("optional", False)
+    assert "kubectl create secret generic prevenance" in (DEPLOY / "k8s" / "config.yaml").read_text()
+
+
+def test_compose_requires_the_secret_from_the_environment_with_no_default() -> None:
+    raw = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    for name in ("api", "stream-worker"):
+        value = raw["services"][name]["environment"]["PREVENANCE_SECRET_KEY"]
+        assert value.startswith("${PREVENANCE_SECRET_KEY:?"), value  # compose stops when it is unset
+
+
+def test_no_deploy_file_carries_a_literal_secret_key() -> None:
+    """Neither a placeholder (it would be used) nor a real one (it would be public)."""
+    for path in sorted(DEPLOY.rglob("*")):
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith("#") or "PREVENANCE_SECRET_KEY:" not in stripped:
+                continue
+            value = stripped.split("PREVENANCE_SECRET_KEY:", 1)[1].strip()
+            assert value.startswith("${PREVENANCE_SECRET_KEY:?"), (path, line)
