@@ -183,9 +183,16 @@ def test_a_failed_search_statement_is_logged_without_the_searched_words(
     assert "jean" not in logged.lower() and "dupont" not in logged.lower()
 
 
-def test_uvicorns_traceback_of_a_failed_search_holds_no_searched_word(
-    api: Api, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+def test_a_failed_search_served_by_uvicorn_logs_no_searched_word_anywhere(
+    api: Api,
+    caplog: pytest.LogCaptureFixture,
+    log_stream: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The application answers its own 500 (with the request id and security headers), so uvicorn
+    logs only the redacted access line; the application's traceback holds the statement, never the
+    words searched."""
+
     def broken(session: object, *, q: str, **_: object) -> list[object]:
         raise DataError("SELECT … WHERE lower(notes) LIKE :q", {"q": f"%{q.lower()}%"}, Exception("bad"))
 
@@ -196,9 +203,11 @@ def test_uvicorns_traceback_of_a_failed_search_holds_no_searched_word(
         serving(app, Settings()) as base,
         httpx.Client(base_url=base, headers=api.headers("concierge")) as client,
     ):
-        assert client.get("/v1/concierge-requests/search", params={"q": "Jean Dupont"}).status_code == 500
-    failures = [r for r in caplog.records if r.name == "uvicorn.error" and r.exc_info]
-    assert failures, "uvicorn logged no traceback"
-    text = caplog.text
+        response = client.get("/v1/concierge-requests/search", params={"q": "Jean Dupont"})
+        assert response.status_code == 500 and response.headers.get("x-request-id")
+    access = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert any("/v1/concierge-requests/search?[redacted]" in line for line in access), access
+    assert not [r for r in caplog.records if r.name == "uvicorn.error" and r.exc_info]
+    text = caplog.text + log_stream.getvalue()
     assert "DataError" in text and "[parameters:" in text
     assert "jean" not in text.lower() and "dupont" not in text.lower()
