@@ -253,7 +253,7 @@ KEPT: dict[str, dict[str, str]] = {
         "immutable postings also carry as their reference: kept with the ledger",
         "status": _CODE, "unit": _CODE, "rewarding_transaction_id": _ID},
     "ecodes": {"partner_code": _ID, "code": "a partner's voucher code, issued stock", "redemption_id": _ID},
-    "miles_exports": {"partner_code": _ID, "export_date": "a date"},
+    "miles_exports": {"partner_code": _ID, "export_date": "a date written as text"},
     "miles_export_lines": {},
     "catalogue_items": {"sku": _ID, "name": _CATALOGUE},
     "partners": {"code": _ID, "kind": _CODE, "name": _CATALOGUE},

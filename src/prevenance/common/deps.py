@@ -23,7 +23,9 @@ _KEY_CACHE_SECONDS = 10.0
 class _KeyCache:
     """Recently authenticated keys, so the hot path does not query ``api_keys`` on every call.
 
-    A revoked key stops working within ``_KEY_CACHE_SECONDS``.
+    A revoked key stops working within ``_KEY_CACHE_SECONDS``. Member keys are never cached: an
+    erasure revokes them and the member's ref may be given to someone else at once, so each call
+    of a member key looks its key up (one indexed read).
     """
 
     def __init__(self) -> None:
@@ -74,7 +76,8 @@ def current_principal(
             principal = authenticate(session, secret)
         if principal is None:
             raise Unauthenticated("unknown or revoked API key")
-        cache.put(secret, principal)
+        if principal.role is not Role.MEMBER:
+            cache.put(secret, principal)
     request.state.principal = principal  # read by the access-log middleware after the response
     ref = request.path_params.get("ref")
     if ref is not None and request.url.path.startswith("/v1/members/"):
