@@ -33,13 +33,13 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
-from sqlalchemy import JSON, ColumnElement, MetaData, String, Table, delete, false, or_, select, text, update
+from sqlalchemy import JSON, ColumnElement, MetaData, String, Table, delete, false, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from prevenance.common.auth import Principal, Role, revoke_member_keys
 from prevenance.common.deps import AppClock, DbEngine, ensure_member_scope, require
 from prevenance.common.problems import PROBLEM_JSON
-from prevenance.console.users import disable_member_users
+from prevenance.console.users import ERASED_PASSWORD, disable_member_users
 from prevenance.customers import service as customers
 from prevenance.customers.rules import ERASED_PREFIX
 from prevenance.customers.tables import Member
@@ -50,7 +50,7 @@ from prevenance.tables import metadata
 # --- export: every column of every exported table, exported or withheld with its reason ----------
 
 EXPORTED = "exported"
-STAFF_ID = "withheld: a staff member's identity (their own personal data)"
+STAFF_ID = "withheld: a staff member's identity, their own personal data"
 STAFF_NOTE = "withheld: written by staff for staff; released only by the data protection officer"
 CREDENTIAL = "withheld: a credential or its hash"
 DIGEST = "withheld: a digest used for deduplication, not data about the member"
@@ -84,12 +84,12 @@ EXPORT: dict[str, dict[str, str]] = {
     "console_users": {
         **_all("username", "role", "member_ref", "language", "created_at", "disabled"),
         "id": "withheld: internal row id of the sign-in",
-        "member_id": "withheld: internal row id (the member is named by member_ref)",
+        "member_id": "withheld: internal row id; member_ref names the member",
         "password_hash": CREDENTIAL,
     },
     "customer_access_log": {
         **_all("id", "member_id", "at", "actor_role", "action", "channel", "method", "route", "status"),
-        "actor": "withheld: a staff member's identity (their own personal data); actor_role names the recipient",
+        "actor": "withheld: a staff member's identity, their own personal data; actor_role names the recipient",
         "request_id": "withheld: internal correlation id of the server's logs",
     },
     "desk_cases": {
@@ -150,8 +150,8 @@ EXPORT: dict[str, dict[str, str]] = {
     "desk_member_tastes": {
         **_all("member_id", "updated_at"),
         "notes": STAFF_NOTE,
-        "likes": STAFF_NOTE + " (the concierge's file: staff-only, like GET /tastes)",
-        "dislikes": STAFF_NOTE + " (the concierge's file: staff-only, like GET /tastes)",
+        "likes": "withheld: the concierge's file, staff-only like GET /tastes",
+        "dislikes": "withheld: the concierge's file, staff-only like GET /tastes",
         "updated_by": STAFF_ID,
     },
     "offer_decisions": {
@@ -159,7 +159,7 @@ EXPORT: dict[str, dict[str, str]] = {
             "id", "offer_id", "member_id", "transaction_id", "decided_at", "expires_at", "status",
             "activated_at", "rewarded_at", "reward_points", "reward_transaction_id",
         ),
-        "arm": "withheld: the experiment's assignment (treatment or control) is internal",
+        "arm": "withheld: the experiment's assignment, treatment or control, is internal",
         "propensity": "withheld: marketing model internals; the logic is in docs/methods.md",
         "expected_value": "withheld: marketing model internals; the logic is in docs/methods.md",
         "model_version": "withheld: marketing model internals",
@@ -192,6 +192,18 @@ EXPORT: dict[str, dict[str, str]] = {
     },
 }
 
+# Rows of an exported table the member does not see, with the reason (the doc lists them).
+EXPORT_ROWS_WITHHELD = {
+    "offer_decisions": "the control group's rows (arm 'control'): they would tell the experiment's assignment",
+}
+
+
+def _export_filter(table: Table) -> ColumnElement[bool]:
+    if table.name == "offer_decisions":
+        return table.c.arm == "treatment"
+    return true()
+
+
 # --- erase: every text column of every table, erased, pseudonymised, deleted or kept -------------
 
 ERASED_NAME = "Erased customer"
@@ -200,8 +212,10 @@ SCRUBBED = "{scrubbed}"  # a JSON copy of the member's data: refs pseudonymised,
 # table -> column -> what it becomes on the member's rows ("" blank, None null, PSEUDONYM, SCRUBBED).
 # ``members`` itself is written by ``erase_member``; console users and API keys by their modules.
 PERSONAL: dict[str, dict[str, str | None]] = {
-    "members": {"ref": PSEUDONYM, "name": ERASED_NAME, "email": PSEUDONYM, "city": None, "phone": None},
-    "console_users": {"username": PSEUDONYM, "member_ref": PSEUDONYM, "password_hash": "!erased"},
+    "members": {
+        "ref": PSEUDONYM, "name": ERASED_NAME, "email": PSEUDONYM + "@erased.invalid", "city": None, "phone": None,
+    },
+    "console_users": {"username": PSEUDONYM + ".<id>", "member_ref": PSEUDONYM, "password_hash": ERASED_PASSWORD},
     "api_keys": {"member_ref": PSEUDONYM, "name": PSEUDONYM},
     "desk_contacts": {"notes": ""},
     "desk_card_replacements": {"address": "", "member_ref": PSEUDONYM},
@@ -456,7 +470,7 @@ def _export_rows(session: Session, table: Table, where: ColumnElement[bool]) -> 
     columns = [column for column in table.c if allowed.get(column.name) == EXPORTED]
     if not columns:
         return []
-    rows = session.execute(select(*columns).where(where)).mappings().all()
+    rows = session.execute(select(*columns).where(where, _export_filter(table))).mappings().all()
     return [{key: _jsonable(value) for key, value in row.items()} for row in rows]
 
 
@@ -546,7 +560,7 @@ def _cancel_pending_mail(session: Session, *, member_id: int) -> dict[str, int]:
 
 
 def _personal_values(columns: dict[str, str | None], alias: str) -> dict[str, str | None]:
-    return {column: alias if value == PSEUDONYM else value for column, value in columns.items()}
+    return {column: value.replace(PSEUDONYM, alias) if value else value for column, value in columns.items()}
 
 
 def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]:
@@ -580,8 +594,9 @@ def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]
         ids = session.scalars(select(requests.c.id).where(requests.c.member_id == member.id)).all()
         for request_id in ids:
             session.execute(text("DELETE FROM desk_concierge_fts WHERE request_id = :id"), {"id": request_id})
+    erased = _personal_values(PERSONAL["members"], alias)
     member.ref, member.name, member.city, member.phone = alias, ERASED_NAME, None, None
-    member.email = f"{alias}@erased.invalid"
+    member.email = str(erased["email"])
     member.updated_at = now
     session.flush()
     return {"member_ref": alias, "erased_at": now.isoformat(), "changed": changed}

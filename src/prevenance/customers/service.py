@@ -76,6 +76,9 @@ def get(session: Session, *, ref: str) -> Member | None:
     return repository.member_by_ref(session, ref)
 
 
+ERASED_PREFIX = rules.ERASED_PREFIX
+
+
 def is_erased(member: Member) -> bool:
     """Whether the member was erased (GDPR): kept for the ledger, never written to again."""
     return rules.is_erased_ref(member.ref)

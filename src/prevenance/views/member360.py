@@ -50,29 +50,7 @@ LAST = 10  # movements and contacts shown
 COMMUNICATIONS = 20
 
 
-class Member360Read(BaseModel):
-    """The staff view: everything the front line needs."""
-
-    view: Literal["staff"] = "staff"
-    profile: MemberRead
-    contact_preference: ContactPreferenceRead
-    balance: BalanceRead
-    last_movements: list[Movement]
-    open_cases: list[CaseRead]
-    last_contacts: list[ContactRead]
-    communications: list[CommunicationRead]
-    open_card_replacements: list[CardReplacementRead]
-    unused_benefits: list[MemberBenefitRead]
-    incidents: list[IncidentRead]
-    concierge_requests: list[ConciergeRequestRead] = Field(
-        description="latest concierge requests (premium cards only; empty otherwise)"
-    )
-    tastes: TastesRead | None = Field(description="what the concierge remembers (premium cards only)")
-    surveys: list[dict[str, Any]] = Field(description="surveys the member answered, newest first")
-    offers: list[dict[str, Any]] = Field(description="offers made to the member, newest first (FR/EN)")
-
-
-# --- the member's own view: an allow-list of what a member may see of themselves -------------------
+# --- the parts of the member's view: an allow-list of what a member may see of themselves ----------
 
 
 class MemberContactPreferenceRead(BaseModel):
@@ -157,6 +135,36 @@ class MemberSurveyRead(BaseModel):
     interaction: int | None
     comment: str | None
     suggestion: str | None
+
+
+class SurveyRead(MemberSurveyRead):
+    agent: str | None
+    source: str | None
+
+
+# --- the two views -------------------------------------------------------------------------------
+
+
+class Member360Read(BaseModel):
+    """The staff view: everything the front line needs."""
+
+    view: Literal["staff"] = "staff"
+    profile: MemberRead
+    contact_preference: ContactPreferenceRead
+    balance: BalanceRead
+    last_movements: list[Movement]
+    open_cases: list[CaseRead]
+    last_contacts: list[ContactRead]
+    communications: list[CommunicationRead]
+    open_card_replacements: list[CardReplacementRead]
+    unused_benefits: list[MemberBenefitRead]
+    incidents: list[IncidentRead]
+    concierge_requests: list[ConciergeRequestRead] = Field(
+        description="latest concierge requests (premium cards only; empty otherwise)"
+    )
+    tastes: TastesRead | None = Field(description="what the concierge remembers (premium cards only)")
+    surveys: list[SurveyRead] = Field(description="surveys the member answered, newest first")
+    offers: list[dict[str, Any]] = Field(description="offers made to the member, newest first (FR/EN)")
 
 
 class MemberSelf360Read(BaseModel):

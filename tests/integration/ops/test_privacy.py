@@ -337,4 +337,19 @@ def test_erasure_cancels_the_pending_survey_invitations_and_incident_notices_of_
     with running_smtp() as smtp:
         run_once(engine, clock, smtp_url=smtp.url)
         recipients = sorted(str(message["To"]) for message in smtp.inbox.take())
-    assert recipients == ["m2@example.org", "m2@example.org"]  # the notice and the invitation, M2's only
+        assert recipients == ["m2@example.org", "m2@example.org"]  # the notice and the invitation, M2's only
+
+        # Nor does anything queued after the erasure reach them: an update of the incident they were
+        # told of, a new incident matching their card, a contact logged before the erasure whose
+        # event is delivered after it.
+        log_contact(papi, "C3", "M2")
+        add_member(papi, "M3")
+        log_contact(papi, "C4", "M3")
+        assert papi.post("/v1/members/M3/erase").status_code == 200
+        update = {"id": "U1", "body_fr": "Toujours en cours.", "body_en": "Still ongoing."}
+        assert papi.post("/v1/incidents/INC1/updates", update, role="agent").status_code == 201
+        assert papi.post("/v1/incidents", incident("INC2"), role="agent").status_code == 201
+        run_once(engine, clock, smtp_url=smtp.url)
+        later = [str(message["To"]) for message in smtp.inbox.take()]
+    assert later and all(to == "m2@example.org" for to in later), later
+    assert papi.get("/v1/incidents/INC2", role="agent").json()["affected"] == 1
