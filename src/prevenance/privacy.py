@@ -33,7 +33,20 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
-from sqlalchemy import JSON, ColumnElement, MetaData, String, Table, delete, false, or_, select, text, true, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    MetaData,
+    String,
+    Table,
+    delete,
+    false,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from prevenance.common.auth import Principal, Role, revoke_member_keys
@@ -56,91 +69,77 @@ CREDENTIAL = "withheld: a credential or its hash"
 DIGEST = "withheld: a digest used for deduplication, not data about the member"
 
 
-def _all(*columns: str) -> dict[str, str]:
-    return dict.fromkeys(columns, EXPORTED)
+def _all(columns: str) -> dict[str, str]:
+    """Columns exported, named in one space-separated string."""
+    return dict.fromkeys(columns.split(), EXPORTED)
 
 
 EXPORT: dict[str, dict[str, str]] = {
-    "members": _all(
-        "id", "ref", "name", "email", "language", "country", "product", "city", "phone", "created_at", "updated_at"
-    ),
-    "accounts": _all("id", "code", "unit", "member_id", "tracks_balance", "balance"),
+    "members": _all("id ref name email language country product city phone created_at updated_at"),
+    "accounts": _all("id code unit member_id tracks_balance balance"),
     "postings": _all(
-        "id", "idempotency_key", "debit_account_id", "credit_account_id", "amount", "unit", "reason",
-        "reference", "member_id", "balance_after", "created_at",
+        "id idempotency_key debit_account_id credit_account_id amount unit reason reference "
+        "member_id balance_after created_at"
     ),
     "card_transactions": _all(
-        "id", "member_id", "amount_minor", "currency", "merchant", "category", "occurred_at", "fx_rate",
-        "amount_eur", "product", "unit", "units_per_euro", "minimum_earn", "units_earned", "units_current",
-        "refunded_minor", "created_at",
+        "id member_id amount_minor currency merchant category occurred_at fx_rate amount_eur "
+        "product unit units_per_euro minimum_earn units_earned units_current refunded_minor "
+        "created_at"
     ),
-    "redemptions": _all(
-        "id", "member_id", "kind", "status", "points", "details", "created_at", "expires_at", "resolved_at"
-    ),
+    "redemptions": _all("id member_id kind status points details created_at expires_at resolved_at"),
     "referrals": _all(
-        "id", "referrer_id", "referee_id", "status", "bonus", "unit", "created_at", "rewarded_at",
-        "rewarding_transaction_id",
+        "id referrer_id referee_id status bonus unit created_at rewarded_at rewarding_transaction_id"
     ),
     "console_users": {
-        **_all("username", "role", "member_ref", "language", "created_at", "disabled"),
+        **_all("username role member_ref language created_at disabled"),
         "id": "withheld: internal row id of the sign-in",
         "member_id": "withheld: internal row id; member_ref names the member",
         "password_hash": CREDENTIAL,
     },
     "customer_access_log": {
-        **_all("id", "member_id", "at", "actor_role", "action", "channel", "method", "route", "status"),
+        **_all("id member_id at actor_role action channel method route status"),
         "actor": "withheld: a staff member's identity, their own personal data; actor_role names the recipient",
         "request_id": "withheld: internal correlation id of the server's logs",
     },
     "desk_cases": {
         **_all(
-            "id", "member_id", "reason", "country", "status", "contact_count", "first_contact_id",
-            "opened_at", "resolved_at", "updated_at",
+            "id member_id reason country status contact_count first_contact_id opened_at resolved_at "
+            "updated_at"
         ),
         "owner": STAFF_ID,
     },
     "desk_contacts": {
-        **_all(
-            "id", "member_id", "case_id", "channel", "direction", "team", "reason", "started_at",
-            "ended_at", "outcome", "created_at",
-        ),
+        **_all("id member_id case_id channel direction team reason started_at ended_at outcome created_at"),
         "agent": STAFF_ID,
         "notes": STAFF_NOTE,
     },
     "desk_communications": {
-        **_all(
-            "id", "member_id", "kind", "template", "channel", "language", "subject", "summary", "sent_at",
-            "created_at",
-        ),
+        **_all("id member_id kind template channel language subject summary sent_at created_at"),
         "source": "withheld: the staff member or system that logged it",
     },
     "desk_contact_preferences": {
-        **_all("member_id", "mode", "preferred_channel", "updated_at"),
+        **_all("member_id mode preferred_channel updated_at"),
         "updated_by": STAFF_ID,
     },
     "desk_card_replacements": _all(
-        "id", "member_id", "member_ref", "city", "country", "address", "city_team", "promise_hours", "status",
-        "ordered_at", "due_at", "dispatched_at", "delivered_at",
+        "id member_id member_ref city country address city_team promise_hours status ordered_at "
+        "due_at dispatched_at delivered_at"
     ),
     "desk_callbacks": {
-        **_all(
-            "id", "member_id", "member_ref", "reason", "phone", "status", "scheduled_for", "booked_at",
-            "completed_at", "contact_id",
-        ),
+        **_all("id member_id member_ref reason phone status scheduled_for booked_at completed_at contact_id"),
         "booked_by": STAFF_ID,
     },
-    "desk_benefit_usages": _all("id", "member_id", "benefit", "used_at", "source", "created_at"),
+    "desk_benefit_usages": _all("id member_id benefit used_at source created_at"),
     "desk_benefit_explanations": {
-        **_all("contact_id", "benefit", "member_id", "explained_at", "created_at"),
+        **_all("contact_id benefit member_id explained_at created_at"),
         "agent": STAFF_ID,
     },
     "desk_incident_notices": _all(
-        "id", "incident_id", "member_id", "kind", "language", "subject", "body", "status", "created_at", "sent_at"
+        "id incident_id member_id kind language subject body status created_at sent_at"
     ),
     "desk_concierge_requests": {
         **_all(
-            "id", "member_id", "member_ref", "category", "title", "details", "city", "country", "due_at",
-            "status", "created_at", "updated_at",
+            "id member_id member_ref category title details city country due_at status created_at updated_at"
         ),
         "partner": "withheld: the concierge's partner network is internal",
         "cost": "withheld: what the service cost the issuer is internal",
@@ -148,7 +147,7 @@ EXPORT: dict[str, dict[str, str]] = {
         "requested_by": STAFF_ID,
     },
     "desk_member_tastes": {
-        **_all("member_id", "updated_at"),
+        **_all("member_id updated_at"),
         "notes": STAFF_NOTE,
         "likes": "withheld: the concierge's file, staff-only like GET /tastes",
         "dislikes": "withheld: the concierge's file, staff-only like GET /tastes",
@@ -156,8 +155,8 @@ EXPORT: dict[str, dict[str, str]] = {
     },
     "offer_decisions": {
         **_all(
-            "id", "offer_id", "member_id", "transaction_id", "decided_at", "expires_at", "status",
-            "activated_at", "rewarded_at", "reward_points", "reward_transaction_id",
+            "id offer_id member_id transaction_id decided_at expires_at status activated_at rewarded_at "
+            "reward_points reward_transaction_id"
         ),
         "arm": "withheld: the experiment's assignment, treatment or control, is internal",
         "propensity": "withheld: marketing model internals; the logic is in docs/methods.md",
@@ -166,28 +165,27 @@ EXPORT: dict[str, dict[str, str]] = {
     },
     "voice_invitations": {
         **_all(
-            "id", "contact_id", "member_id", "language", "team", "channel", "reason", "product", "country",
-            "contact_ended_at", "status", "skip_reason", "created_at", "sent_at", "answered_at",
+            "id contact_id member_id language team channel reason product country contact_ended_at "
+            "status skip_reason created_at sent_at answered_at"
         ),
         "agent": STAFF_ID,
     },
     "voice_answers": {
         **_all(
-            "id", "invitation_id", "contact_id", "member_id", "team", "channel", "reason", "product",
-            "country", "month", "answered_at", "recommend", "interaction", "comment", "suggestion",
-            "language", "source", "created_at",
+            "id invitation_id contact_id member_id team channel reason product country month "
+            "answered_at recommend interaction comment suggestion language source created_at"
         ),
         "agent": STAFF_ID,
         "fingerprint": DIGEST,
     },
     "voice_suggestions": {
-        **_all("id", "answer_id", "text", "language", "country", "month", "status", "created_at", "updated_at"),
+        **_all("id answer_id text language country month status created_at updated_at"),
         "link": "withheld: staff's link to an internal backlog",
         "note": STAFF_NOTE,
         "updated_by": STAFF_ID,
     },
     "voice_survey_consents": {
-        **_all("member_id", "opted_out", "updated_at"),
+        **_all("member_id opted_out updated_at"),
         "updated_by": STAFF_ID,
     },
 }
@@ -213,9 +211,17 @@ SCRUBBED = "{scrubbed}"  # a JSON copy of the member's data: refs pseudonymised,
 # ``members`` itself is written by ``erase_member``; console users and API keys by their modules.
 PERSONAL: dict[str, dict[str, str | None]] = {
     "members": {
-        "ref": PSEUDONYM, "name": ERASED_NAME, "email": PSEUDONYM + "@erased.invalid", "city": None, "phone": None,
+        "ref": PSEUDONYM,
+        "name": ERASED_NAME,
+        "email": PSEUDONYM + "@erased.invalid",
+        "city": None,
+        "phone": None,
     },
-    "console_users": {"username": PSEUDONYM + ".<id>", "member_ref": PSEUDONYM, "password_hash": ERASED_PASSWORD},
+    "console_users": {
+        "username": PSEUDONYM + ".<id>",
+        "member_ref": PSEUDONYM,
+        "password_hash": ERASED_PASSWORD,
+    },
     "api_keys": {"member_ref": PSEUDONYM, "name": PSEUDONYM},
     "desk_contacts": {"notes": ""},
     "desk_card_replacements": {"address": "", "member_ref": PSEUDONYM},
@@ -243,109 +249,219 @@ _ID = "an identifier minted by the system or the issuer, no free text"
 KEPT: dict[str, dict[str, str]] = {
     "members": {"language": _CODE, "country": _CODE, "product": _CODE},
     "api_keys": {
-        "id": _ID, "role": _CODE, "key_hash": "the digest of a revoked key, nothing about the person",
+        "id": _ID,
+        "role": _CODE,
+        "key_hash": "the digest of a revoked key, nothing about the person",
         "prefix": "ten characters of a revoked random key",
     },
     "console_users": {"role": _CODE, "language": _CODE},
     "accounts": {"code": _ID, "unit": _CODE},
     "postings": {
-        "idempotency_key": _ID, "unit": _CODE, "reason": _CODE,
+        "idempotency_key": _ID,
+        "unit": _CODE,
+        "reason": _CODE,
         "reference": "the business reference (transaction, redemption, referral id); postings are immutable",
     },
     "card_transactions": {
-        "id": _ID, "currency": _CODE, "category": _CODE, "product": _CODE, "unit": _CODE,
+        "id": _ID,
+        "currency": _CODE,
+        "category": _CODE,
+        "product": _CODE,
+        "unit": _CODE,
         "merchant": "the ledger's record of the purchase, kept exactly (no free text of the customer)",
-        "fx_rate": "a decimal amount", "amount_eur": "a decimal amount",
+        "fx_rate": "a decimal amount",
+        "amount_eur": "a decimal amount",
     },
     "refunds": {"id": _ID, "transaction_id": _ID},
     "redemptions": {
-        "id": _ID, "kind": _CODE, "status": _CODE,
+        "id": _ID,
+        "kind": _CODE,
+        "status": _CODE,
         "details": "what was redeemed (sku, partner, code, booking reference), part of the ledger's record",
     },
     "referrals": {
         "id": "the caller's key; without one it is 'referrer->referee' (their refs), which the ledger's "
         "immutable postings also carry as their reference: kept with the ledger",
-        "status": _CODE, "unit": _CODE, "rewarding_transaction_id": _ID},
+        "status": _CODE,
+        "unit": _CODE,
+        "rewarding_transaction_id": _ID,
+    },
     "ecodes": {"partner_code": _ID, "code": "a partner's voucher code, issued stock", "redemption_id": _ID},
     "miles_exports": {"partner_code": _ID, "export_date": "a date written as text"},
     "miles_export_lines": {},
     "catalogue_items": {"sku": _ID, "name": _CATALOGUE},
     "partners": {"code": _ID, "kind": _CODE, "name": _CATALOGUE},
     "products": {"code": _ID, "name": _CATALOGUE, "tier": _CODE},
-    "programme_versions": {"document": _CATALOGUE, "fingerprint": "a digest of the programme", "created_by": _STAFF},
+    "programme_versions": {
+        "document": _CATALOGUE,
+        "fingerprint": "a digest of the programme",
+        "created_by": _STAFF,
+    },
     "offers": {
-        "id": _ID, "partner_merchant": _CATALOGUE, "partner_category": _CODE, "reward_kind": _CODE,
-        "reward": _CATALOGUE, "eligibility": _CATALOGUE, "unit_cost_eur": "a decimal amount",
-        "margin_rate": "a decimal amount", "expected_spend_eur": "a decimal amount",
-        "holdout_share": "a decimal amount", "title_fr": _CATALOGUE, "title_en": _CATALOGUE,
-        "text_fr": _CATALOGUE, "text_en": _CATALOGUE, "status": _CODE, "fingerprint": "a digest of the offer",
+        "id": _ID,
+        "partner_merchant": _CATALOGUE,
+        "partner_category": _CODE,
+        "reward_kind": _CODE,
+        "reward": _CATALOGUE,
+        "eligibility": _CATALOGUE,
+        "unit_cost_eur": "a decimal amount",
+        "margin_rate": "a decimal amount",
+        "expected_spend_eur": "a decimal amount",
+        "holdout_share": "a decimal amount",
+        "title_fr": _CATALOGUE,
+        "title_en": _CATALOGUE,
+        "text_fr": _CATALOGUE,
+        "text_en": _CATALOGUE,
+        "status": _CODE,
+        "fingerprint": "a digest of the offer",
     },
     "offer_models": {"features": _CATALOGUE, "coefficients": _CATALOGUE, "metrics": _CATALOGUE},
     "offer_decisions": {
-        "id": _ID, "offer_id": _ID, "transaction_id": _ID, "arm": _CODE, "status": _CODE,
+        "id": _ID,
+        "offer_id": _ID,
+        "transaction_id": _ID,
+        "arm": _CODE,
+        "status": _CODE,
         "reward_transaction_id": _ID,
     },
     "customer_access_log": {
         "actor": "who read the record: kept to account for every access (the staff's identity)",
-        "actor_role": _CODE, "action": _CODE, "channel": _CODE, "method": _CODE, "route": "a route template",
+        "actor_role": _CODE,
+        "action": _CODE,
+        "channel": _CODE,
+        "method": _CODE,
+        "route": "a route template",
         "request_id": _ID,
     },
     "idempotency_keys": {
-        "scope": _CODE, "key": _ID,
+        "scope": _CODE,
+        "key": _ID,
         "fingerprint": "a digest of the request, so a retry is still recognised; no text can be read back",
     },
     "outbox_events": {"event_id": _ID, "type": _CODE},
-    "desk_cases": {"id": _ID, "reason": _CODE, "country": _CODE, "status": _CODE, "owner": _STAFF,
-                   "first_contact_id": _ID},
+    "desk_cases": {
+        "id": _ID,
+        "reason": _CODE,
+        "country": _CODE,
+        "status": _CODE,
+        "owner": _STAFF,
+        "first_contact_id": _ID,
+    },
     "desk_contacts": {
-        "id": _ID, "case_id": _ID, "channel": _CODE, "direction": _CODE, "agent": _STAFF, "team": _STAFF,
-        "reason": _CODE, "outcome": _CODE,
+        "id": _ID,
+        "case_id": _ID,
+        "channel": _CODE,
+        "direction": _CODE,
+        "agent": _STAFF,
+        "team": _STAFF,
+        "reason": _CODE,
+        "outcome": _CODE,
     },
     "desk_card_replacements": {
-        "id": _ID, "city": "the city served, kept for the promise statistics; the row is pseudonymous",
-        "country": _CODE, "status": _CODE,
+        "id": _ID,
+        "city": "the city served, kept for the promise statistics; the row is pseudonymous",
+        "country": _CODE,
+        "status": _CODE,
     },
     "desk_communications": {
-        "id": _ID, "kind": _CODE, "template": _CODE, "channel": _CODE, "language": _CODE, "source": _STAFF,
+        "id": _ID,
+        "kind": _CODE,
+        "template": _CODE,
+        "channel": _CODE,
+        "language": _CODE,
+        "source": _STAFF,
     },
     "desk_contact_preferences": {"mode": _CODE, "preferred_channel": _CODE, "updated_by": _STAFF},
     "desk_benefit_usages": {"id": _ID, "benefit": _CODE, "source": _STAFF},
     "desk_benefit_explanations": {"contact_id": _ID, "benefit": _CODE, "agent": _STAFF},
     "desk_callbacks": {"id": _ID, "reason": _CODE, "status": _CODE, "booked_by": _STAFF, "contact_id": _ID},
     "desk_incidents": {
-        "id": _ID, "title_fr": _STAFF_TEXT, "title_en": _STAFF_TEXT, "body_fr": _STAFF_TEXT,
-        "body_en": _STAFF_TEXT, "affects": _STAFF_TEXT, "status": _CODE, "declared_by": _STAFF,
+        "id": _ID,
+        "title_fr": _STAFF_TEXT,
+        "title_en": _STAFF_TEXT,
+        "body_fr": _STAFF_TEXT,
+        "body_en": _STAFF_TEXT,
+        "affects": _STAFF_TEXT,
+        "status": _CODE,
+        "declared_by": _STAFF,
     },
-    "desk_incident_notices": {"id": _ID, "incident_id": _ID, "kind": _CODE, "language": _CODE, "status": _CODE},
+    "desk_incident_notices": {
+        "id": _ID,
+        "incident_id": _ID,
+        "kind": _CODE,
+        "language": _CODE,
+        "status": _CODE,
+    },
     "desk_concierge_requests": {
-        "id": _ID, "category": _CODE, "country": _CODE, "status": _CODE, "partner": _ID,
+        "id": _ID,
+        "category": _CODE,
+        "country": _CODE,
+        "status": _CODE,
+        "partner": _ID,
         "city": "the city served, kept for the network's statistics; the row is pseudonymous",
         "requested_by": _STAFF,
     },
     "desk_concierge_partners": {
-        "code": _ID, "name": _CATALOGUE, "country": _CODE, "city": _CATALOGUE, "category": _CODE,
+        "code": _ID,
+        "name": _CATALOGUE,
+        "country": _CODE,
+        "city": _CATALOGUE,
+        "category": _CODE,
         "updated_by": _STAFF,
     },
     "voice_invitations": {
-        "id": _ID, "contact_id": _ID, "language": _CODE, "agent": _STAFF, "team": _STAFF, "channel": _CODE,
-        "reason": _CODE, "product": _CODE, "country": _CODE, "status": _CODE, "skip_reason": _CODE,
+        "id": _ID,
+        "contact_id": _ID,
+        "language": _CODE,
+        "agent": _STAFF,
+        "team": _STAFF,
+        "channel": _CODE,
+        "reason": _CODE,
+        "product": _CODE,
+        "country": _CODE,
+        "status": _CODE,
+        "skip_reason": _CODE,
     },
     "voice_answers": {
-        "id": _ID, "invitation_id": _ID, "contact_id": _ID, "agent": _STAFF, "team": _STAFF, "channel": _CODE,
-        "reason": _CODE, "product": _CODE, "country": _CODE, "month": _CODE, "language": _CODE, "source": _CODE,
+        "id": _ID,
+        "invitation_id": _ID,
+        "contact_id": _ID,
+        "agent": _STAFF,
+        "team": _STAFF,
+        "channel": _CODE,
+        "reason": _CODE,
+        "product": _CODE,
+        "country": _CODE,
+        "month": _CODE,
+        "language": _CODE,
+        "source": _CODE,
         "fingerprint": "a digest of the answer for deduplication; no text can be read back",
     },
     "voice_answer_topics": {"answer_id": _ID, "part": _CODE, "topic": _CODE, "month": _CODE},
     "voice_suggestions": {
-        "id": _ID, "answer_id": _ID, "language": _CODE, "country": _CODE, "month": _CODE, "status": _CODE,
-        "link": "staff's link to an internal backlog item", "updated_by": _STAFF,
+        "id": _ID,
+        "answer_id": _ID,
+        "language": _CODE,
+        "country": _CODE,
+        "month": _CODE,
+        "status": _CODE,
+        "link": "staff's link to an internal backlog item",
+        "updated_by": _STAFF,
     },
     "voice_survey_consents": {"updated_by": _STAFF},
     "voice_scorecard_versions": {
-        "month": _CODE, "fingerprint": "a digest of the grid", "grid": "published aggregates, about agents",
-        "published_by": _STAFF, "reason": _STAFF_TEXT,
+        "month": _CODE,
+        "fingerprint": "a digest of the grid",
+        "grid": "published aggregates, about agents",
+        "published_by": _STAFF,
+        "reason": _STAFF_TEXT,
     },
-    "voice_scorecard_rows": {"month": _CODE, "agent": _STAFF, "team": _STAFF, "data": "aggregates about an agent"},
+    "voice_scorecard_rows": {
+        "month": _CODE,
+        "agent": _STAFF,
+        "team": _STAFF,
+        "data": "aggregates about an agent",
+    },
     "voice_barometers": {"source": _CATALOGUE, "country": _CODE, "quarter": _CODE, "metric": _CODE},
 }
 
@@ -366,8 +482,22 @@ IDEMPOTENT_SCOPES = {
 # Keys of a JSON copy (a stored response, an event) whose values are personal free text.
 FREE_TEXT_KEYS = frozenset(
     {
-        "name", "email", "phone", "city", "address", "notes", "subject", "summary", "title", "details",
-        "solution", "comment", "suggestion", "text", "note", "body",
+        "name",
+        "email",
+        "phone",
+        "city",
+        "address",
+        "notes",
+        "subject",
+        "summary",
+        "title",
+        "details",
+        "solution",
+        "comment",
+        "suggestion",
+        "text",
+        "note",
+        "body",
     }
 )
 
@@ -586,7 +716,9 @@ def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]
         changed[table_name] = _count(session.execute(delete(table).where(table.c.member_id == member.id)))
     changed["api_keys"] = revoke_member_keys(session, member_ref=original, pseudonym=alias, now=now)
     changed["console_users"] = disable_member_users(session, member_id=member.id, pseudonym=alias)
-    changed["idempotency_keys"] = _scrub_idempotent_responses(session, member_id=member.id, ref=original, alias=alias)
+    changed["idempotency_keys"] = _scrub_idempotent_responses(
+        session, member_id=member.id, ref=original, alias=alias
+    )
     changed["outbox_events"] = _scrub_events(session, member_id=member.id, ref=original, alias=alias)
     changed.update(_cancel_pending_mail(session, member_id=member.id))
     if session.get_bind().dialect.name == "sqlite":  # the word index of solved concierge requests

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import String, select, update
+from sqlalchemy import String, Table, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -95,7 +95,7 @@ def revoke_member_keys(session: Session, *, member_ref: str, pseudonym: str, now
     """Revoke every key bound to an erased member and re-bind it to the member's pseudonym (its name
     too, which may name the person), so a member later created with the same ref is never reachable
     by them; returns how many keys were bound. Repeating it changes nothing."""
-    keys = ApiKey.__table__
+    keys: Table = ApiKey.__table__  # type: ignore[assignment]
     bound = session.execute(
         update(keys)
         .where(keys.c.member_ref.in_({member_ref, pseudonym}))

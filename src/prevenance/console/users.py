@@ -12,7 +12,7 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import String, cast, literal, select, update
+from sqlalchemy import String, Table, cast, literal, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common.auth import Role
@@ -99,7 +99,7 @@ def disable_member_users(session: Session, *, member_id: int, pseudonym: str) ->
     unusable marker. The user stays bound to the erased member row, so a member later created with
     the same ref is never theirs, and its session cookie dies with it (``get`` refuses a disabled
     user). Returns how many users were bound; repeating it changes nothing."""
-    users = ConsoleUser.__table__
+    users: Table = ConsoleUser.__table__  # type: ignore[assignment]
     result = session.execute(
         update(users)
         .where(users.c.member_id == member_id)

@@ -120,7 +120,10 @@ def test_a_member_key_sees_none_of_the_staff_only_fields_and_every_staff_role_se
     preference = {"mode": "has_time", "preferred_channel": "phone"}
     assert api.put("/v1/members/M1/contact-preference", preference, role="agent").status_code == 200
     note = "Sounded upset, VIP handling"
-    assert api.post("/v1/contacts", contact_body("C1", outcome="pending", notes=note), role="agent").status_code == 201
+    assert (
+        api.post("/v1/contacts", contact_body("C1", outcome="pending", notes=note), role="agent").status_code
+        == 201
+    )
     assert api.post("/v1/communications", communication("N1"), role="integrator").status_code == 201
     incident = {
         "id": "INC1",
@@ -138,9 +141,18 @@ def test_a_member_key_sees_none_of_the_staff_only_fields_and_every_staff_role_se
             session,
             rows=[
                 {
-                    "id": "S1", "member_ref": "M1", "answered_at": "2026-01-01T00:00:00Z", "channel": "phone",
-                    "agent": "alice", "team": "paris-1", "reason": "rewards.balance", "recommend": "9",
-                    "interaction": "5", "comment": "Très bien", "suggestion": "", "language": "fr",
+                    "id": "S1",
+                    "member_ref": "M1",
+                    "answered_at": "2026-01-01T00:00:00Z",
+                    "channel": "phone",
+                    "agent": "alice",
+                    "team": "paris-1",
+                    "reason": "rewards.balance",
+                    "recommend": "9",
+                    "interaction": "5",
+                    "comment": "Très bien",
+                    "suggestion": "",
+                    "language": "fr",
                 }
             ],
             now=clock.now(),

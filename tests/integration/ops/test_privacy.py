@@ -140,7 +140,12 @@ def test_erase_keeps_the_ledger_exactly_and_removes_personal_data(
 def _portal_user(engine: Engine, clock: FrozenClock, username: str, ref: str) -> None:
     with unit_of_work(engine) as session:
         users.create_user(
-            session, username=username, password=PASSWORD, role="member", language="fr", member_ref=ref,
+            session,
+            username=username,
+            password=PASSWORD,
+            role="member",
+            language="fr",
+            member_ref=ref,
             now=clock.now(),
         )
 
@@ -196,7 +201,9 @@ def test_every_column_of_every_exported_table_is_exported_or_withheld_with_a_rea
 # --- erasure: every text column classified; what the customer wrote goes ----------------------------
 
 
-def test_every_text_column_of_every_table_is_erased_pseudonymised_or_kept_with_a_reason(engine: Engine) -> None:
+def test_every_text_column_of_every_table_is_erased_pseudonymised_or_kept_with_a_reason(
+    engine: Engine,
+) -> None:
     assert privacy.unclassified_text_columns() == []
     assert all(len(reason) > 10 for columns in privacy.KEPT.values() for reason in columns.values())
     # The migrated database holds no text column the metadata (and so the classification) lacks.
@@ -234,19 +241,44 @@ def test_erasure_blanks_what_the_member_wrote_and_every_copy_of_it(
     papi: Api, engine: Engine, clock: FrozenClock
 ) -> None:
     _customer(papi)
-    papi.post("/v1/members/P1/callbacks", {"id": "CB1", "phone": "+33612345678", "reason": "rewards.balance",
-                                           "scheduled_for": "2026-01-01T12:00:00Z"}, role="agent")
+    papi.post(
+        "/v1/members/P1/callbacks",
+        {
+            "id": "CB1",
+            "phone": "+33612345678",
+            "reason": "rewards.balance",
+            "scheduled_for": "2026-01-01T12:00:00Z",
+        },
+        role="agent",
+    )
     written = {
-        "id": "S1", "member_ref": "P1", "answered_at": "2026-01-01T00:00:00Z", "channel": "phone",
-        "agent": "alice", "team": "paris-1", "reason": "rewards.balance", "recommend": "3",
-        "interaction": "2", "comment": "Mon conseiller Paul m'a raccroché au nez",
-        "suggestion": "Rappelez-moi au 06 12 34 56 78", "language": "fr",
+        "id": "S1",
+        "member_ref": "P1",
+        "answered_at": "2026-01-01T00:00:00Z",
+        "channel": "phone",
+        "agent": "alice",
+        "team": "paris-1",
+        "reason": "rewards.balance",
+        "recommend": "3",
+        "interaction": "2",
+        "comment": "Mon conseiller Paul m'a raccroché au nez",
+        "suggestion": "Rappelez-moi au 06 12 34 56 78",
+        "language": "fr",
     }
     with unit_of_work(engine) as session:
         voice.import_answers(session, rows=[written], now=clock.now())
     run_once(engine, clock)  # the outbox is delivered: its rows stay, holding copies of the bodies
-    words = ("raccroché", "06 12 34 56 78", "Lives at", "3 rue X", "Anniversary", "Camille", "camille@",
-             "+33612345678", "Bocuse")
+    words = (
+        "raccroché",
+        "06 12 34 56 78",
+        "Lives at",
+        "3 rue X",
+        "Anniversary",
+        "Camille",
+        "camille@",
+        "+33612345678",
+        "Bocuse",
+    )
     assert any(word in _dump(engine, "outbox_events") for word in words)  # the test sees the copies
     assert any(word in _dump(engine, "idempotency_keys") for word in words)
 
@@ -256,8 +288,16 @@ def test_erasure_blanks_what_the_member_wrote_and_every_copy_of_it(
         answer = session.execute(select(Answer.comment, Answer.suggestion)).one()
         assert tuple(answer) == ("", "")
         assert session.scalars(select(Suggestion.text)).all() == [""]
-    for table in ("voice_answers", "voice_suggestions", "outbox_events", "idempotency_keys", "desk_callbacks",
-                  "desk_contacts", "desk_card_replacements", "desk_concierge_requests"):
+    for table in (
+        "voice_answers",
+        "voice_suggestions",
+        "outbox_events",
+        "idempotency_keys",
+        "desk_callbacks",
+        "desk_contacts",
+        "desk_card_replacements",
+        "desk_concierge_requests",
+    ):
         dump = _dump(engine, table)
         for word in words:
             assert word not in dump, (table, word)
@@ -277,7 +317,9 @@ def test_after_erasure_a_reused_ref_is_reachable_by_no_old_cookie_key_or_passwor
     _customer(papi)
     _portal_user(engine, clock, "camille@example.fr", "P1")
     with unit_of_work(engine) as session:
-        member_key = create_key(session, role="member", name="Camille's phone", member_ref="P1", now=clock.now())[1]
+        member_key = create_key(
+            session, role="member", name="Camille's phone", member_ref="P1", now=clock.now()
+        )[1]
     portal = TestClient(papi.client.app, follow_redirects=False)
     assert sign_in(portal, "camille@example.fr", path="/portal/login").status_code == 303
     assert portal.get("/portal/").status_code == 200
@@ -286,7 +328,10 @@ def test_after_erasure_a_reused_ref_is_reachable_by_no_old_cookie_key_or_passwor
 
     alias = papi.post("/v1/members/P1/erase").json()["member_ref"]
     # The issuer gives the ref to a new customer, who earns points.
-    assert papi.put("/v1/members/P1", member_body(name="Nouveau Client", email="new@example.fr")).status_code == 201
+    assert (
+        papi.put("/v1/members/P1", member_body(name="Nouveau Client", email="new@example.fr")).status_code
+        == 201
+    )
     assert papi.post("/v1/transactions", tx_body("T9", "P1", "500.00"), role="integrator").status_code == 201
 
     old_cookie = portal.get("/portal/")
@@ -331,9 +376,14 @@ def test_erasure_cancels_the_pending_survey_invitations_and_incident_notices_of_
             select(Invitation.status, Invitation.skip_reason).where(Invitation.member_id == erased)
         ).one()
         assert tuple(invitation) == ("skipped", "erased")
-        assert session.scalars(
-            select(IncidentNotice.id).where(IncidentNotice.member_id == erased, IncidentNotice.status == "pending")
-        ).all() == []
+        assert (
+            session.scalars(
+                select(IncidentNotice.id).where(
+                    IncidentNotice.member_id == erased, IncidentNotice.status == "pending"
+                )
+            ).all()
+            == []
+        )
     with running_smtp() as smtp:
         run_once(engine, clock, smtp_url=smtp.url)
         recipients = sorted(str(message["To"]) for message in smtp.inbox.take())
