@@ -519,8 +519,8 @@ def pseudonym(ref: str) -> str:
 def exported_tables(md: MetaData = metadata) -> list[str]:
     """The tables an export reads: the member, every table with a ``member_id``, the referrals on
     either side and the suggestions drawn from the member's answers."""
-    named = [table.name for table in md.sorted_tables if "member_id" in table.c and table.name != "members"]
-    return ["members", *named, "referrals", "voice_suggestions"]
+    named = {table.name for table in md.sorted_tables if "member_id" in table.c and table.name != "members"}
+    return ["members", *sorted(named | {"referrals", "voice_suggestions"})]
 
 
 def unclassified_export_columns(md: MetaData = metadata) -> list[str]:
