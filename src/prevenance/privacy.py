@@ -479,6 +479,8 @@ IDEMPOTENT_SCOPES = {
     "redemption": "redemptions",
     "referral": "referrals",
 }
+# Keys of an event's payload that name a member by ref.
+REF_KEYS = ("member_ref", "referrer_ref", "referee_ref")
 # Keys of a JSON copy (a stored response, an event) whose values are personal free text.
 FREE_TEXT_KEYS = frozenset(
     {
@@ -659,7 +661,7 @@ def _scrub_events(session: Session, *, member_id: int, ref: str, alias: str) -> 
     rows = session.execute(
         select(events.c.id, payload).where(
             or_(
-                payload["member_ref"].as_string().in_({ref, alias}),
+                *(payload[key].as_string().in_({ref, alias}) for key in REF_KEYS),
                 payload["member_id"].as_integer() == member_id,
             )
         )

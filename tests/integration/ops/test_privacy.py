@@ -267,6 +267,8 @@ def test_erasure_blanks_what_the_member_wrote_and_every_copy_of_it(
     }
     with unit_of_work(engine) as session:
         voice.import_answers(session, rows=[written], now=clock.now())
+    referral = {"referrer_ref": "P1", "referee_ref": "P2"}
+    assert papi.post("/v1/referrals", referral, headers={"Idempotency-Key": "ref-1"}).status_code == 201
     run_once(engine, clock)  # the outbox is delivered: its rows stay, holding copies of the bodies
     words = (
         "raccroché",
