@@ -98,7 +98,7 @@ def fields_markdown() -> list[str]:
         "",
         'The line is "what the data subject is entitled to, and no secrets". Staff-only data (staff',
         "notes, the concierge's file, partners and costs, staff identities, credentials and digests)",
-        "is never shown to a member key, nor carried by the GDPR export, whoever asks for it. Staff",
+        "is never in a member key's 360, nor in the GDPR export, whoever asks for it. Staff",
         "notes about a member are arguably personal data too (GDPR Art. 15), but they also speak of",
         "staff and third parties: a subject access request that must include them is answered by the",
         "data protection officer with an admin key reading the staff routes, after review.",
