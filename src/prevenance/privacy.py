@@ -2,17 +2,26 @@
 
 A composition above the domains (like the 360): it reads every table through the one metadata.
 
-**Export** (`GET /v1/members/{ref}/export`): the member record and every row of every table that
-names the member (a ``member_id`` column, or a referral on either side), as JSON, plus the access
-log. Generic over the metadata, so a table added by a later loop is exported without a change here.
+**Export** (`GET /v1/members/{ref}/export`): the member record and the rows of every table that
+names the member (a ``member_id`` column, a referral on either side, the suggestions drawn from
+their survey answers), as JSON, column by column through an explicit allow-list, ``EXPORT``: each
+column is either exported or withheld with its reason. An export carries the member's personal
+data, never credentials, hashes or digests, nor what only staff see (their notes, costs, partners,
+staff identities): the same line as the member's own view of the 360 (``docs/authorization.md``).
+A column nobody has classified is never exported, and a test fails until someone classifies it.
 
 **Erase** (`POST /v1/members/{ref}/erase`): personal data is removed or pseudonymised in place,
 while the ledger (accounts, postings, card transactions) and the published scorecards stay exactly
 as they were — they hold amounts and internal ids, never names. The member's ``ref`` becomes
 ``erased-<digest>`` (a keyed hash: the same ref always gives the same pseudonym, which makes a
-repeated erase idempotent and lets the issuer match its own erasure request). ``PERSONAL`` lists,
-per table, the columns blanked or pseudonymised; a test checks every text column of every table
-with a ``member_id`` is either listed or declared not personal in ``NOT_PERSONAL``.
+repeated erase idempotent and lets the issuer match its own erasure request). Every text column of
+every table is classified once, here: ``PERSONAL`` (blanked or pseudonymised on the member's rows),
+``DELETED`` (the member's rows go) or ``KEPT`` (with the reason); a test walks the metadata and fails
+on a text column in none of them. Erasure also revokes the member's API keys and disables their
+portal sign-ins (both re-bound to the pseudonym, so a member later given the same ref is reachable
+by none of them), cancels the mail still owed to them (pending survey invitations become
+``skipped``/``erased``, pending incident notices are deleted), and scrubs the copies of their data
+kept by the idempotency store and the outbox.
 """
 
 from __future__ import annotations
@@ -24,22 +33,196 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
-from sqlalchemy import Table, delete, or_, select, text, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    MetaData,
+    String,
+    Table,
+    delete,
+    false,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from prevenance.common.auth import Principal, Role
+from prevenance.common.auth import Principal, Role, erase_member_keys
 from prevenance.common.deps import AppClock, DbEngine, ensure_member_scope, require
 from prevenance.common.problems import PROBLEM_JSON
+from prevenance.console.users import ERASED_PASSWORD, erase_member_users
 from prevenance.customers import service as customers
+from prevenance.customers.rules import ERASED_PREFIX
 from prevenance.customers.tables import Member
 from prevenance.db import read_session, run_in_transaction
 from prevenance.settings import get_settings
 from prevenance.tables import metadata
 
+# --- export: every column of every exported table, exported or withheld with its reason ----------
+
+EXPORTED = "exported"
+STAFF_ID = "withheld: a staff member's identity, their own personal data"
+STAFF_NOTE = "withheld: written by staff for staff; released only by the data protection officer"
+CREDENTIAL = "withheld: a credential or its hash"
+DIGEST = "withheld: a digest used for deduplication, not data about the member"
+
+
+def _all(columns: str) -> dict[str, str]:
+    """Columns exported, named in one space-separated string."""
+    return dict.fromkeys(columns.split(), EXPORTED)
+
+
+EXPORT: dict[str, dict[str, str]] = {
+    "members": _all("id ref name email language country product city phone created_at updated_at"),
+    "accounts": _all("id code unit member_id tracks_balance balance"),
+    "postings": _all(
+        "id idempotency_key debit_account_id credit_account_id amount unit reason reference "
+        "member_id balance_after created_at"
+    ),
+    "card_transactions": _all(
+        "id member_id amount_minor currency merchant category occurred_at fx_rate amount_eur "
+        "product unit units_per_euro minimum_earn units_earned units_current refunded_minor "
+        "created_at"
+    ),
+    "redemptions": _all("id member_id kind status points details created_at expires_at resolved_at"),
+    "referrals": _all(
+        "id referrer_id referee_id status bonus unit created_at rewarded_at rewarding_transaction_id"
+    ),
+    "console_users": {
+        **_all("username role member_ref language created_at disabled"),
+        "id": "withheld: internal row id of the sign-in",
+        "member_id": "withheld: internal row id; member_ref names the member",
+        "password_hash": CREDENTIAL,
+    },
+    "customer_access_log": {
+        **_all("id member_id at actor_role action channel method route status"),
+        "actor": "withheld: a staff member's identity, their own personal data; actor_role names the recipient",
+        "request_id": "withheld: internal correlation id of the server's logs",
+    },
+    "desk_cases": {
+        **_all(
+            "id member_id reason country status contact_count first_contact_id opened_at resolved_at "
+            "updated_at"
+        ),
+        "owner": STAFF_ID,
+    },
+    "desk_contacts": {
+        **_all("id member_id case_id channel direction team reason started_at ended_at outcome created_at"),
+        "agent": STAFF_ID,
+        "notes": STAFF_NOTE,
+    },
+    "desk_communications": {
+        **_all("id member_id kind template channel language subject summary sent_at created_at"),
+        "source": "withheld: the staff member or system that logged it",
+    },
+    "desk_contact_preferences": {
+        **_all("member_id mode preferred_channel updated_at"),
+        "updated_by": STAFF_ID,
+    },
+    "desk_card_replacements": _all(
+        "id member_id member_ref city country address city_team promise_hours status ordered_at "
+        "due_at dispatched_at delivered_at"
+    ),
+    "desk_callbacks": {
+        **_all("id member_id member_ref reason phone status scheduled_for booked_at completed_at contact_id"),
+        "booked_by": STAFF_ID,
+    },
+    "desk_benefit_usages": _all("id member_id benefit used_at source created_at"),
+    "desk_benefit_explanations": {
+        **_all("contact_id benefit member_id explained_at created_at"),
+        "agent": STAFF_ID,
+    },
+    "desk_incident_notices": _all(
+        "id incident_id member_id kind language subject body status created_at sent_at"
+    ),
+    "desk_concierge_requests": {
+        **_all(
+            "id member_id member_ref category title details city country due_at status created_at updated_at"
+        ),
+        "partner": "withheld: the concierge's partner network is internal",
+        "cost": "withheld: what the service cost the issuer is internal",
+        "solution": STAFF_NOTE,
+        "requested_by": STAFF_ID,
+    },
+    "desk_member_tastes": {
+        **_all("member_id updated_at"),
+        "notes": STAFF_NOTE,
+        "likes": "withheld: the concierge's file, staff-only like GET /tastes",
+        "dislikes": "withheld: the concierge's file, staff-only like GET /tastes",
+        "updated_by": STAFF_ID,
+    },
+    "offer_decisions": {
+        **_all(
+            "id offer_id member_id transaction_id decided_at expires_at status activated_at rewarded_at "
+            "reward_points reward_transaction_id"
+        ),
+        "arm": "withheld: the experiment's assignment, treatment or control, is internal",
+        "propensity": "withheld: marketing model internals; the logic is in docs/methods.md",
+        "expected_value": "withheld: marketing model internals; the logic is in docs/methods.md",
+        "model_version": "withheld: marketing model internals",
+    },
+    "voice_invitations": {
+        **_all(
+            "id contact_id member_id language team channel reason product country contact_ended_at "
+            "status skip_reason created_at sent_at answered_at"
+        ),
+        "agent": STAFF_ID,
+    },
+    "voice_answers": {
+        **_all(
+            "id invitation_id contact_id member_id team channel reason product country month "
+            "answered_at recommend interaction comment suggestion language source created_at"
+        ),
+        "agent": STAFF_ID,
+        "fingerprint": DIGEST,
+    },
+    "voice_suggestions": {
+        **_all("id answer_id text language country month status created_at updated_at"),
+        "link": "withheld: staff's link to an internal backlog",
+        "note": STAFF_NOTE,
+        "updated_by": STAFF_ID,
+    },
+    "voice_survey_consents": {
+        **_all("member_id opted_out updated_at"),
+        "updated_by": STAFF_ID,
+    },
+}
+
+# Rows of an exported table the member does not see, with the reason (the doc lists them).
+EXPORT_ROWS_WITHHELD = {
+    "offer_decisions": "the control group's rows (arm 'control'): they would tell the experiment's assignment",
+}
+
+
+def _export_filter(table: Table) -> ColumnElement[bool]:
+    if table.name == "offer_decisions":
+        return table.c.arm == "treatment"
+    return true()
+
+
+# --- erase: every text column of every table, erased, pseudonymised, deleted or kept -------------
+
 ERASED_NAME = "Erased customer"
 PSEUDONYM = "{pseudonym}"  # replaced by the member's pseudonymous ref
-# table -> column -> what it becomes ("" blank, None null, PSEUDONYM the pseudonymous ref).
+SCRUBBED = "{scrubbed}"  # a JSON copy of the member's data: refs pseudonymised, free text blanked
+# table -> column -> what it becomes on the member's rows ("" blank, None null, PSEUDONYM, SCRUBBED).
+# ``members`` itself is written by ``erase_member``; console users and API keys by their modules.
 PERSONAL: dict[str, dict[str, str | None]] = {
+    "members": {
+        "ref": PSEUDONYM,
+        "name": ERASED_NAME,
+        "email": PSEUDONYM + "@erased.invalid",
+        "city": None,
+        "phone": None,
+    },
+    "console_users": {
+        "username": PSEUDONYM + ".<id>",
+        "member_ref": PSEUDONYM,
+        "password_hash": ERASED_PASSWORD,
+    },
+    "api_keys": {"member_ref": PSEUDONYM, "name": PSEUDONYM},
     "desk_contacts": {"notes": ""},
     "desk_card_replacements": {"address": "", "member_ref": PSEUDONYM},
     "desk_communications": {"subject": "", "summary": ""},
@@ -47,12 +230,278 @@ PERSONAL: dict[str, dict[str, str | None]] = {
     "desk_callbacks": {"phone": "", "member_ref": PSEUDONYM},
     "desk_incident_notices": {"subject": "", "body": ""},
     "miles_export_lines": {"member_ref": PSEUDONYM},
-    "api_keys": {"member_ref": PSEUDONYM},
+    "voice_answers": {"comment": "", "suggestion": ""},
+    "voice_suggestions": {"text": "", "note": ""},
+    "idempotency_keys": {"response": SCRUBBED},
+    "outbox_events": {"payload": SCRUBBED},
 }
+# Written by their own functions (the rest of PERSONAL by the generic loop).
+_WRITTEN_APART = ("members", "console_users", "api_keys", "idempotency_keys", "outbox_events")
 # Tables whose rows about the member are deleted outright (preferences of a person, nothing counted).
 DELETED = ("desk_member_tastes",)
-# Text columns of member tables that hold no personal data (codes, statuses, agents' ids, amounts).
-NOT_PERSONAL: dict[str, set[str]] = {}
+
+_CODE = "a code or status from a fixed list, no free text"
+_STAFF = "a staff member's or system's identity, not the customer's data"
+_CATALOGUE = "reference data of the programme, about no customer"
+_STAFF_TEXT = "written by staff about many customers at once, never about one"
+_ID = "an identifier minted by the system or the issuer, no free text"
+# table -> text column -> why it is kept as it is on erasure.
+KEPT: dict[str, dict[str, str]] = {
+    "members": {"language": _CODE, "country": _CODE, "product": _CODE},
+    "api_keys": {
+        "id": _ID,
+        "role": _CODE,
+        "key_hash": "the digest of a revoked key, nothing about the person",
+        "prefix": "ten characters of a revoked random key",
+    },
+    "console_users": {"role": _CODE, "language": _CODE},
+    "accounts": {"code": _ID, "unit": _CODE},
+    "postings": {
+        "idempotency_key": _ID,
+        "unit": _CODE,
+        "reason": _CODE,
+        "reference": "the business reference (transaction, redemption, referral id); postings are immutable",
+    },
+    "card_transactions": {
+        "id": _ID,
+        "currency": _CODE,
+        "category": _CODE,
+        "product": _CODE,
+        "unit": _CODE,
+        "merchant": "the ledger's record of the purchase, kept exactly (no free text of the customer)",
+        "fx_rate": "a decimal amount",
+        "amount_eur": "a decimal amount",
+    },
+    "refunds": {"id": _ID, "transaction_id": _ID},
+    "redemptions": {
+        "id": _ID,
+        "kind": _CODE,
+        "status": _CODE,
+        "details": "what was redeemed (sku, partner, code, booking reference), part of the ledger's record",
+    },
+    "referrals": {
+        "id": "the caller's key; without one it is 'referrer->referee' (their refs), which the ledger's "
+        "immutable postings also carry as their reference: kept with the ledger",
+        "status": _CODE,
+        "unit": _CODE,
+        "rewarding_transaction_id": _ID,
+    },
+    "ecodes": {"partner_code": _ID, "code": "a partner's voucher code, issued stock", "redemption_id": _ID},
+    "miles_exports": {"partner_code": _ID, "export_date": "a date written as text"},
+    "miles_export_lines": {},
+    "catalogue_items": {"sku": _ID, "name": _CATALOGUE},
+    "partners": {"code": _ID, "kind": _CODE, "name": _CATALOGUE},
+    "products": {"code": _ID, "name": _CATALOGUE, "tier": _CODE},
+    "programme_versions": {
+        "document": _CATALOGUE,
+        "fingerprint": "a digest of the programme",
+        "created_by": _STAFF,
+    },
+    "offers": {
+        "id": _ID,
+        "partner_merchant": _CATALOGUE,
+        "partner_category": _CODE,
+        "reward_kind": _CODE,
+        "reward": _CATALOGUE,
+        "eligibility": _CATALOGUE,
+        "unit_cost_eur": "a decimal amount",
+        "margin_rate": "a decimal amount",
+        "expected_spend_eur": "a decimal amount",
+        "holdout_share": "a decimal amount",
+        "title_fr": _CATALOGUE,
+        "title_en": _CATALOGUE,
+        "text_fr": _CATALOGUE,
+        "text_en": _CATALOGUE,
+        "status": _CODE,
+        "fingerprint": "a digest of the offer",
+    },
+    "offer_models": {"features": _CATALOGUE, "coefficients": _CATALOGUE, "metrics": _CATALOGUE},
+    "offer_decisions": {
+        "id": _ID,
+        "offer_id": _ID,
+        "transaction_id": _ID,
+        "arm": _CODE,
+        "status": _CODE,
+        "reward_transaction_id": _ID,
+    },
+    "customer_access_log": {
+        "actor": "who read the record: kept to account for every access (the staff's identity)",
+        "actor_role": _CODE,
+        "action": _CODE,
+        "channel": _CODE,
+        "method": _CODE,
+        "route": "a route template",
+        "request_id": _ID,
+    },
+    "idempotency_keys": {
+        "scope": _CODE,
+        "key": _ID,
+        "fingerprint": "a digest of the request, so a retry is still recognised; no text can be read back",
+    },
+    "outbox_events": {"event_id": _ID, "type": _CODE},
+    "desk_cases": {
+        "id": _ID,
+        "reason": _CODE,
+        "country": _CODE,
+        "status": _CODE,
+        "owner": _STAFF,
+        "first_contact_id": _ID,
+    },
+    "desk_contacts": {
+        "id": _ID,
+        "case_id": _ID,
+        "channel": _CODE,
+        "direction": _CODE,
+        "agent": _STAFF,
+        "team": _STAFF,
+        "reason": _CODE,
+        "outcome": _CODE,
+    },
+    "desk_card_replacements": {
+        "id": _ID,
+        "city": "the city served, kept for the promise statistics; the row is pseudonymous",
+        "country": _CODE,
+        "status": _CODE,
+    },
+    "desk_communications": {
+        "id": _ID,
+        "kind": _CODE,
+        "template": _CODE,
+        "channel": _CODE,
+        "language": _CODE,
+        "source": _STAFF,
+    },
+    "desk_contact_preferences": {"mode": _CODE, "preferred_channel": _CODE, "updated_by": _STAFF},
+    "desk_benefit_usages": {"id": _ID, "benefit": _CODE, "source": _STAFF},
+    "desk_benefit_explanations": {"contact_id": _ID, "benefit": _CODE, "agent": _STAFF},
+    "desk_callbacks": {"id": _ID, "reason": _CODE, "status": _CODE, "booked_by": _STAFF, "contact_id": _ID},
+    "desk_incidents": {
+        "id": _ID,
+        "title_fr": _STAFF_TEXT,
+        "title_en": _STAFF_TEXT,
+        "body_fr": _STAFF_TEXT,
+        "body_en": _STAFF_TEXT,
+        "affects": _STAFF_TEXT,
+        "status": _CODE,
+        "declared_by": _STAFF,
+    },
+    "desk_incident_notices": {
+        "id": _ID,
+        "incident_id": _ID,
+        "kind": _CODE,
+        "language": _CODE,
+        "status": _CODE,
+    },
+    "desk_concierge_requests": {
+        "id": _ID,
+        "category": _CODE,
+        "country": _CODE,
+        "status": _CODE,
+        "partner": _ID,
+        "city": "the city served, kept for the network's statistics; the row is pseudonymous",
+        "requested_by": _STAFF,
+    },
+    "desk_concierge_partners": {
+        "code": _ID,
+        "name": _CATALOGUE,
+        "country": _CODE,
+        "city": _CATALOGUE,
+        "category": _CODE,
+        "updated_by": _STAFF,
+    },
+    "voice_invitations": {
+        "id": _ID,
+        "contact_id": _ID,
+        "language": _CODE,
+        "agent": _STAFF,
+        "team": _STAFF,
+        "channel": _CODE,
+        "reason": _CODE,
+        "product": _CODE,
+        "country": _CODE,
+        "status": _CODE,
+        "skip_reason": _CODE,
+    },
+    "voice_answers": {
+        "id": _ID,
+        "invitation_id": _ID,
+        "contact_id": _ID,
+        "agent": _STAFF,
+        "team": _STAFF,
+        "channel": _CODE,
+        "reason": _CODE,
+        "product": _CODE,
+        "country": _CODE,
+        "month": _CODE,
+        "language": _CODE,
+        "source": _CODE,
+        "fingerprint": "a digest of the answer for deduplication; no text can be read back",
+    },
+    "voice_answer_topics": {"answer_id": _ID, "part": _CODE, "topic": _CODE, "month": _CODE},
+    "voice_suggestions": {
+        "id": _ID,
+        "answer_id": _ID,
+        "language": _CODE,
+        "country": _CODE,
+        "month": _CODE,
+        "status": _CODE,
+        "link": "staff's link to an internal backlog item",
+        "updated_by": _STAFF,
+    },
+    "voice_survey_consents": {"updated_by": _STAFF},
+    "voice_scorecard_versions": {
+        "month": _CODE,
+        "fingerprint": "a digest of the grid",
+        "grid": "published aggregates, about agents",
+        "published_by": _STAFF,
+        "reason": _STAFF_TEXT,
+    },
+    "voice_scorecard_rows": {
+        "month": _CODE,
+        "agent": _STAFF,
+        "team": _STAFF,
+        "data": "aggregates about an agent",
+    },
+    "voice_barometers": {"source": _CATALOGUE, "country": _CODE, "quarter": _CODE, "metric": _CODE},
+}
+
+# Where a copy of the member's data waits in the idempotency store: scope -> the table whose ids are
+# the keys of that scope (the write's own resource id).
+IDEMPOTENT_SCOPES = {
+    "contact": "desk_contacts",
+    "card_replacement": "desk_card_replacements",
+    "communication": "desk_communications",
+    "callback": "desk_callbacks",
+    "concierge-request": "desk_concierge_requests",
+    "benefit_usage": "desk_benefit_usages",
+    "transaction": "card_transactions",
+    "refund": "refunds",
+    "redemption": "redemptions",
+    "referral": "referrals",
+}
+# Keys of an event's payload that name a member by ref.
+REF_KEYS = ("member_ref", "referrer_ref", "referee_ref")
+# Keys of a JSON copy (a stored response, an event) whose values are personal free text.
+FREE_TEXT_KEYS = frozenset(
+    {
+        "name",
+        "email",
+        "phone",
+        "city",
+        "address",
+        "notes",
+        "subject",
+        "summary",
+        "title",
+        "details",
+        "solution",
+        "comment",
+        "suggestion",
+        "text",
+        "note",
+        "body",
+    }
+)
 
 router = APIRouter(prefix="/v1", tags=["privacy"])
 Ref = Annotated[str, Path(min_length=1, max_length=64)]
@@ -66,11 +515,55 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 def pseudonym(ref: str) -> str:
     """The erased ref: a keyed hash of the original (stable, not reversible without the key)."""
     digest = hmac.new(get_settings().secret_key.encode(), ref.encode(), hashlib.sha256).hexdigest()
-    return f"erased-{digest[:24]}"
+    return f"{ERASED_PREFIX}{digest[:24]}"
 
 
-def _member_tables() -> list[Table]:
-    return [table for table in metadata.sorted_tables if "member_id" in table.c and table.name != "members"]
+def exported_tables(md: MetaData = metadata) -> list[str]:
+    """The tables an export reads: the member, every table with a ``member_id``, the referrals on
+    either side and the suggestions drawn from the member's answers."""
+    named = {table.name for table in md.sorted_tables if "member_id" in table.c and table.name != "members"}
+    return ["members", *sorted(named | {"referrals", "voice_suggestions"})]
+
+
+def unclassified_export_columns(md: MetaData = metadata) -> list[str]:
+    """``table.column`` of every exported column not in ``EXPORT`` (or classified with neither
+    ``EXPORTED`` nor a ``withheld:`` reason), and of every ``EXPORT`` entry naming no column."""
+    found = []
+    for name in exported_tables(md):
+        columns, classified = set(md.tables[name].c.keys()), EXPORT.get(name, {})
+        found += [f"{name}.{column}" for column in sorted(columns - set(classified))]
+        found += [f"{name}.{column} (no such column)" for column in sorted(set(classified) - columns)]
+        found += [
+            f"{name}.{column} ({verdict!r})"
+            for column, verdict in sorted(classified.items())
+            if verdict != EXPORTED and not verdict.startswith("withheld: ")
+        ]
+    return found
+
+
+def text_columns(md: MetaData = metadata) -> list[tuple[str, str]]:
+    """Every (table, column) of the metadata holding text: strings, long text and JSON."""
+    return [
+        (table.name, column.name)
+        for table in md.sorted_tables
+        for column in table.c
+        if isinstance(column.type, String | JSON)
+    ]
+
+
+def unclassified_text_columns(md: MetaData = metadata) -> list[str]:
+    """``table.column`` of every text column in none of ``PERSONAL``, ``DELETED`` and ``KEPT`` (or in
+    two of them), and of every classification naming no column."""
+    found = []
+    for table, column in text_columns(md):
+        verdicts = (column in PERSONAL.get(table, {})) + (column in KEPT.get(table, {})) + (table in DELETED)
+        if verdicts != 1:
+            found.append(f"{table}.{column}" + (" (classified twice)" if verdicts else ""))
+    for kind in (PERSONAL, KEPT):
+        for table, columns in kind.items():
+            known = md.tables[table].c.keys() if table in md.tables else []
+            found += [f"{table}.{column} (no such column)" for column in columns if column not in known]
+    return found
 
 
 def _jsonable(value: Any) -> Any:
@@ -85,29 +578,121 @@ def _count(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _of_member(table: Table, member_id: int, member_ref: str) -> ColumnElement[bool]:
+    """The rows of ``table`` about the member."""
+    if table.name == "referrals":
+        return or_(table.c.referrer_id == member_id, table.c.referee_id == member_id)
+    if table.name == "refunds":
+        transactions = metadata.tables["card_transactions"]
+        return table.c.transaction_id.in_(
+            select(transactions.c.id).where(transactions.c.member_id == member_id)
+        )
+    if table.name == "voice_suggestions":
+        answers = metadata.tables["voice_answers"]
+        return table.c.answer_id.in_(select(answers.c.id).where(answers.c.member_id == member_id))
+    if "member_id" in table.c:
+        return table.c.member_id == member_id
+    if "member_ref" in table.c:
+        return table.c.member_ref == member_ref
+    return false()
+
+
+def _export_rows(session: Session, table: Table, where: ColumnElement[bool]) -> list[dict[str, Any]]:
+    allowed = EXPORT.get(table.name, {})
+    columns = [column for column in table.c if allowed.get(column.name) == EXPORTED]
+    if not columns:
+        return []
+    rows = session.execute(select(*columns).where(where, _export_filter(table))).mappings().all()
+    return [{key: _jsonable(value) for key, value in row.items()} for row in rows]
+
+
 def export_member(session: Session, *, ref: str) -> dict[str, Any]:
-    """Everything held about the member, table by table."""
+    """Everything held about the member that is theirs to have, table by table (``EXPORT``)."""
     member = customers.get_or_raise(session, ref=ref)
     members: Table = Member.__table__  # type: ignore[assignment]
-    profile = session.execute(select(members).where(members.c.id == member.id)).mappings().one()
+    profile = _export_rows(session, members, members.c.id == member.id)[0]
     tables: dict[str, list[dict[str, Any]]] = {}
-    for table in _member_tables():
-        rows = session.execute(select(table).where(table.c.member_id == member.id)).mappings().all()
+    for name in exported_tables()[1:]:
+        table = metadata.tables[name]
+        rows = _export_rows(session, table, _of_member(table, member.id, member.ref))
         if rows:
-            tables[table.name] = [{k: _jsonable(v) for k, v in row.items()} for row in rows]
-    referrals: Table = metadata.tables["referrals"]
-    rows = (
-        session.execute(
-            select(referrals).where(
-                or_(referrals.c.referrer_id == member.id, referrals.c.referee_id == member.id)
+            tables[name] = rows
+    return {"member": profile, "tables": tables}
+
+
+def scrub(value: Any, *, ref: str, alias: str) -> Any:
+    """A JSON copy of the member's data with their ref pseudonymised and their free text blanked."""
+    if isinstance(value, dict):
+        return {
+            key: "" if key in FREE_TEXT_KEYS and isinstance(item, str) else scrub(item, ref=ref, alias=alias)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [scrub(item, ref=ref, alias=alias) for item in value]
+    if isinstance(value, str) and value == ref:
+        return alias
+    return value
+
+
+def _scrub_idempotent_responses(session: Session, *, member_id: int, ref: str, alias: str) -> int:
+    keys = metadata.tables["idempotency_keys"]
+    changed = 0
+    for scope, table_name in IDEMPOTENT_SCOPES.items():
+        table = metadata.tables[table_name]
+        ids = select(table.c.id).where(_of_member(table, member_id, ref))
+        rows = session.execute(
+            select(keys.c.key, keys.c.response).where(keys.c.scope == scope, keys.c.key.in_(ids))
+        ).all()
+        for key, response in rows:
+            cleaned = scrub(response, ref=ref, alias=alias)
+            if cleaned != response:
+                session.execute(
+                    update(keys).where(keys.c.scope == scope, keys.c.key == key).values(response=cleaned)
+                )
+                changed += 1
+    return changed
+
+
+def _scrub_events(session: Session, *, member_id: int, ref: str, alias: str) -> int:
+    """The outbox's copies of the member's data (delivered or not). One pass over the outbox, which
+    has no index by member: erasure is a rare, deliberate act."""
+    events = metadata.tables["outbox_events"]
+    payload = events.c.payload
+    rows = session.execute(
+        select(events.c.id, payload).where(
+            or_(
+                *(payload[key].as_string().in_({ref, alias}) for key in REF_KEYS),
+                payload["member_id"].as_integer() == member_id,
             )
         )
-        .mappings()
-        .all()
+    ).all()
+    changed = 0
+    for event_id, body in rows:
+        cleaned = scrub(body, ref=ref, alias=alias)
+        if cleaned != body:
+            session.execute(update(events).where(events.c.id == event_id).values(payload=cleaned))
+            changed += 1
+    return changed
+
+
+def _cancel_pending_mail(session: Session, *, member_id: int) -> dict[str, int]:
+    """No mail is ever sent to an erased member: pending survey invitations become ``skipped`` with
+    the reason ``erased``; pending incident notices (which hold no reason) are deleted."""
+    invitations = metadata.tables["voice_invitations"]
+    notices = metadata.tables["desk_incident_notices"]
+    skipped = session.execute(
+        update(invitations)
+        .where(invitations.c.member_id == member_id, invitations.c.status == "pending")
+        .values(status="skipped", skip_reason="erased")
     )
-    if rows:
-        tables["referrals"] = [{k: _jsonable(v) for k, v in row.items()} for row in rows]
-    return {"member": {k: _jsonable(v) for k, v in profile.items()}, "tables": tables}
+    deleted = session.execute(
+        delete(notices).where(notices.c.member_id == member_id, notices.c.status == "pending")
+    )
+    return {"invitations_cancelled": _count(skipped), "notices_cancelled": _count(deleted)}
+
+
+def _personal_values(columns: dict[str, str | None], alias: str) -> dict[str, str | None]:
+    return {column: value.replace(PSEUDONYM, alias) if value else value for column, value in columns.items()}
 
 
 def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]:
@@ -117,30 +702,35 @@ def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]
     if member is None:
         customers.get_or_raise(session, ref=ref)  # raises the 404
         raise AssertionError("unreachable")
-    alias = member.ref if member.ref.startswith("erased-") else pseudonym(ref)
+    alias = member.ref if customers.is_erased(member) else pseudonym(ref)
+    original = ref if member.ref == alias else member.ref
     changed: dict[str, int] = {}
     for table_name, columns in PERSONAL.items():
-        table = metadata.tables.get(table_name)
-        if table is None:
+        if table_name in _WRITTEN_APART:
             continue
-        values = {column: alias if value == PSEUDONYM else value for column, value in columns.items()}
-        where = table.c.member_id == member.id if "member_id" in table.c else table.c.member_ref == member.ref
-        changed[table_name] = _count(session.execute(update(table).where(where).values(**values)))
+        table = metadata.tables[table_name]
+        where = _of_member(table, member.id, member.ref)
+        changed[table_name] = _count(
+            session.execute(update(table).where(where).values(**_personal_values(columns, alias)))
+        )
     for table_name in DELETED:
         table = metadata.tables[table_name]
         changed[table_name] = _count(session.execute(delete(table).where(table.c.member_id == member.id)))
-    keys: Table = metadata.tables["api_keys"]
-    if "revoked_at" in keys.c:
-        session.execute(
-            update(keys).where(keys.c.member_ref == alias, keys.c.revoked_at.is_(None)).values(revoked_at=now)
-        )
+    changed["api_keys"] = erase_member_keys(session, member_ref=original, pseudonym=alias, now=now)
+    changed["console_users"] = erase_member_users(session, member_id=member.id, pseudonym=alias)
+    changed["idempotency_keys"] = _scrub_idempotent_responses(
+        session, member_id=member.id, ref=original, alias=alias
+    )
+    changed["outbox_events"] = _scrub_events(session, member_id=member.id, ref=original, alias=alias)
+    changed.update(_cancel_pending_mail(session, member_id=member.id))
     if session.get_bind().dialect.name == "sqlite":  # the word index of solved concierge requests
         requests = metadata.tables["desk_concierge_requests"]
         ids = session.scalars(select(requests.c.id).where(requests.c.member_id == member.id)).all()
         for request_id in ids:
             session.execute(text("DELETE FROM desk_concierge_fts WHERE request_id = :id"), {"id": request_id})
+    erased = _personal_values(PERSONAL["members"], alias)
     member.ref, member.name, member.city, member.phone = alias, ERASED_NAME, None, None
-    member.email = f"{alias}@erased.invalid"
+    member.email = str(erased["email"])
     member.updated_at = now
     session.flush()
     return {"member_ref": alias, "erased_at": now.isoformat(), "changed": changed}
@@ -148,8 +738,9 @@ def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]
 
 @router.get("/members/{ref}/export", responses=NOT_FOUND)
 def get_member_export(ref: Ref, engine: DbEngine, principal: Exporter) -> dict[str, Any]:
-    """Everything held about the customer (GDPR access and portability), as JSON. Supervisor and
-    admin keys, or the member's own key."""
+    """Everything held about the customer that is theirs to have (GDPR access and portability), as
+    JSON: never credentials, hashes or what only staff see. Supervisor and admin keys, or the
+    member's own key."""
     ensure_member_scope(principal, ref)
     with read_session(engine) as session:
         return export_member(session, ref=ref)
@@ -158,6 +749,7 @@ def get_member_export(ref: Ref, engine: DbEngine, principal: Exporter) -> dict[s
 @router.post("/members/{ref}/erase", responses=NOT_FOUND)
 def post_member_erase(ref: Ref, engine: DbEngine, clock: AppClock, _: Eraser) -> dict[str, Any]:
     """Erase the customer's personal data (GDPR erasure), keeping the ledger's sums and published
-    scorecards exactly as they were; the ref becomes a pseudonym. Admin only. Repeating it with the
-    original ref answers the same pseudonym."""
+    scorecards exactly as they were; the ref becomes a pseudonym, every key and portal sign-in of
+    the member is revoked, the mail still owed to them is cancelled. Admin only. Repeating it with
+    the original ref answers the same pseudonym."""
     return run_in_transaction(engine, lambda session: erase_member(session, ref=ref, now=clock.now()))

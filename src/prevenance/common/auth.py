@@ -1,7 +1,7 @@
 """API keys with roles. Keys are 256-bit random secrets, so a SHA-256 of the key is a safe and fast
 lookup value (a slow password hash is for the low-entropy passwords of console users).
 
-A key is revoked by stamping ``revoked_at`` (``revoke_key``, ``revoke_member_keys``); every request
+A key is revoked by stamping ``revoked_at`` (``revoke_key``, ``revoke_member_keys``, ``erase_member_keys``); every request
 reads the key's row (``authenticate``), so a revoked key is refused at once by every process.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import String, select, update
+from sqlalchemy import String, Table, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -129,3 +129,19 @@ def authenticate(session: Session, secret: str) -> Principal | None:
     if row is None or row.revoked_at is not None:
         return None
     return Principal(key_id=row.id, name=row.name, role=Role(row.role), member_ref=row.member_ref)
+
+
+def erase_member_keys(session: Session, *, member_ref: str, pseudonym: str, now: datetime) -> int:
+    """Revoke every key bound to an erased member and re-bind it to the member's pseudonym (its name
+    too, which may name the person), so a member later created with the same ref is never reachable
+    by them; returns how many keys were bound. Repeating it changes nothing."""
+    keys: Table = ApiKey.__table__  # type: ignore[assignment]
+    bound = session.execute(
+        update(keys)
+        .where(keys.c.member_ref.in_({member_ref, pseudonym}))
+        .values(member_ref=pseudonym, name=pseudonym)
+    )
+    session.execute(
+        update(keys).where(keys.c.member_ref == pseudonym, keys.c.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    return int(getattr(bound, "rowcount", 0) or 0)

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select, update
+from sqlalchemy import String, Table, cast, literal, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common.auth import Role
@@ -104,6 +104,30 @@ def create_user(
     session.add(row)
     session.flush()
     return _identity(row)
+
+
+ERASED_PASSWORD = "!erased"  # not an argon2 hash: no password ever verifies against it
+
+
+def erase_member_users(session: Session, *, member_id: int, pseudonym: str) -> int:
+    """Disable every portal user of an erased member and unlink it from the person: the username
+    (which may be their e-mail) and the member ref become the pseudonym, the password hash an
+    unusable marker. The user stays bound to the erased member row, so a member later created with
+    the same ref is never theirs, and its session cookie dies with it (``get`` refuses a disabled
+    user). Returns how many users were bound; repeating it changes nothing."""
+    users: Table = ConsoleUser.__table__  # type: ignore[assignment]
+    result = session.execute(
+        update(users)
+        .where(users.c.member_id == member_id)
+        .values(
+            disabled=True,
+            username=literal(f"{pseudonym}.") + cast(users.c.id, String),
+            member_ref=pseudonym,
+            password_hash=ERASED_PASSWORD,
+            session_generation=users.c.session_generation + 1,
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def authenticate(session: Session, *, username: str, password: str) -> ConsoleIdentity | None:

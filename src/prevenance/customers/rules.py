@@ -36,6 +36,14 @@ def is_valid_email(address: str) -> bool:
     return bool(_EMAIL.match(address)) and len(address) <= 254
 
 
+ERASED_PREFIX = "erased-"  # the ref of an erased member is this prefix and a keyed digest
+
+
+def is_erased_ref(ref: str) -> bool:
+    """True for the pseudonymous ref an erasure gives a member (nothing is ever sent to them)."""
+    return ref.startswith(ERASED_PREFIX)
+
+
 def is_valid_ref(ref: str) -> bool:
     """Member references are the issuer's own ids: 1–64 URL-safe characters."""
     return bool(_REF.match(ref))

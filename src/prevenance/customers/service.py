@@ -76,6 +76,14 @@ def get(session: Session, *, ref: str) -> Member | None:
     return repository.member_by_ref(session, ref)
 
 
+ERASED_PREFIX = rules.ERASED_PREFIX
+
+
+def is_erased(member: Member) -> bool:
+    """Whether the member was erased (GDPR): kept for the ledger, never written to again."""
+    return rules.is_erased_ref(member.ref)
+
+
 def get_or_raise(session: Session, *, ref: str, for_update: bool = False) -> Member:
     """The member with this reference; 404 when unknown (the reference was in the path)."""
     member = repository.member_by_ref(session, ref, for_update=for_update)

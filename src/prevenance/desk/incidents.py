@@ -36,6 +36,7 @@ from prevenance.desk.errors import IncidentResolved, UnknownIncident
 from prevenance.desk.tables import Communication, Incident, IncidentNotice
 
 SENDER = "Prévenance <notices@prevenance.example>"
+_ERASED = customers.ERASED_PREFIX + "%"  # an erased member is never told anything again
 RELAY_SOURCE = "incident-relay"
 _SUBJECT = {
     "initial": {"fr": "Incident : {title}", "en": "Incident: {title}"},
@@ -126,6 +127,7 @@ def _affected(session: Session, incident_id: str) -> list[tuple[int, str]]:
         select(Member.id, Member.language)
         .join(IncidentNotice, IncidentNotice.member_id == Member.id)
         .where(IncidentNotice.incident_id == incident_id, IncidentNotice.kind == "initial")
+        .where(Member.ref.not_like(_ERASED))
         .order_by(Member.id)
     )
     return [(row.id, row.language) for row in rows]
@@ -168,7 +170,9 @@ def _declare(
         chunk = member_ids[start : start + 1000]
         languages += [
             (row.id, row.language)
-            for row in session.execute(select(Member.id, Member.language).where(Member.id.in_(chunk)))
+            for row in session.execute(
+                select(Member.id, Member.language).where(Member.id.in_(chunk), Member.ref.not_like(_ERASED))
+            )
         ]
     row = Incident(
         id=data.id,

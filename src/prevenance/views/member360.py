@@ -3,11 +3,19 @@
 A composition above the domains (like ``app`` and ``console``): it reads the customer record, the
 rewards ledger and the desk through their services and adds nothing of its own. Surveys and
 offers are read through their services too.
+
+Two views, told apart by ``view``: staff keys get ``"staff"`` (everything); a member key gets
+``"member"``, what the member may see of themselves. The member view is an allow-list
+(:class:`MemberSelf360Read` and its ``Member…`` parts name every field it carries), so a field added to
+a staff schema never reaches a member: staff notes (contact notes, concierge tastes), costs and
+partners, staff identities (agent, owner, requested_by, updated_by…) and internal workflow figures
+stay out. ``docs/authorization.md`` lists what each role sees (written by the authorisation test).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -42,7 +50,105 @@ LAST = 10  # movements and contacts shown
 COMMUNICATIONS = 20
 
 
+# --- the parts of the member's view: an allow-list of what a member may see of themselves ----------
+
+
+class MemberContactPreferenceRead(BaseModel):
+    member_ref: str
+    mode: str | None
+    preferred_channel: str | None
+    may_send_marketing: bool
+    updated_at: datetime | None
+
+
+class MemberCaseRead(BaseModel):
+    id: str
+    member_ref: str
+    reason: str
+    status: Literal["open", "resolved"]
+    country: str
+    contact_count: int
+    first_contact_id: str
+    opened_at: datetime
+    resolved_at: datetime | None
+
+
+class MemberContactRead(BaseModel):
+    id: str
+    member_ref: str
+    case_id: str
+    channel: str
+    direction: str
+    team: str
+    reason: str
+    reason_label_fr: str
+    reason_label_en: str
+    started_at: datetime
+    ended_at: datetime
+    outcome: str
+
+
+class MemberCommunicationRead(BaseModel):
+    id: str
+    member_ref: str
+    kind: str
+    template: str
+    channel: str
+    language: str
+    sent_at: datetime
+    subject: str
+    summary: str
+
+
+class MemberIncidentRead(BaseModel):
+    id: str
+    title_fr: str
+    title_en: str
+    body_fr: str
+    body_en: str
+    since: datetime
+    status: Literal["active", "resolved"]
+    resolved_at: datetime | None
+
+
+class MemberConciergeRequestRead(BaseModel):
+    id: str
+    member_ref: str
+    category: str
+    title: str
+    details: str
+    city: str
+    country: str
+    due_at: datetime
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class MemberSurveyRead(BaseModel):
+    id: str
+    contact_id: str | None
+    answered_at: datetime | None
+    channel: str | None
+    reason: str | None
+    recommend: int | None
+    interaction: int | None
+    comment: str | None
+    suggestion: str | None
+
+
+class SurveyRead(MemberSurveyRead):
+    agent: str | None
+    source: str | None
+
+
+# --- the two views -------------------------------------------------------------------------------
+
+
 class Member360Read(BaseModel):
+    """The staff view: everything the front line needs."""
+
+    view: Literal["staff"] = "staff"
     profile: MemberRead
     contact_preference: ContactPreferenceRead
     balance: BalanceRead
@@ -57,13 +163,42 @@ class Member360Read(BaseModel):
         description="latest concierge requests (premium cards only; empty otherwise)"
     )
     tastes: TastesRead | None = Field(description="what the concierge remembers (premium cards only)")
-    surveys: list[dict[str, Any]] = Field(description="surveys the member answered, newest first")
+    surveys: list[SurveyRead] = Field(description="surveys the member answered, newest first")
     offers: list[dict[str, Any]] = Field(description="offers made to the member, newest first (FR/EN)")
+
+
+class MemberSelf360Read(BaseModel):
+    """The member's view of themselves: no staff notes, costs, partners or staff identities."""
+
+    view: Literal["member"] = "member"
+    profile: MemberRead
+    contact_preference: MemberContactPreferenceRead
+    balance: BalanceRead
+    last_movements: list[Movement]
+    open_cases: list[MemberCaseRead]
+    last_contacts: list[MemberContactRead]
+    communications: list[MemberCommunicationRead]
+    open_card_replacements: list[CardReplacementRead]
+    unused_benefits: list[MemberBenefitRead]
+    incidents: list[MemberIncidentRead]
+    concierge_requests: list[MemberConciergeRequestRead] = Field(
+        description="latest concierge requests (premium cards only; empty otherwise)"
+    )
+    surveys: list[MemberSurveyRead] = Field(description="surveys the member answered, newest first")
+    offers: list[dict[str, Any]] = Field(description="offers made to the member, newest first (FR/EN)")
+
+
+Any360Read = Annotated[Member360Read | MemberSelf360Read, Field(discriminator="view")]
+
+
+def member_view(staff: dict[str, Any]) -> dict[str, Any]:
+    """What a member may see of the staff 360: only the fields :class:`MemberSelf360Read` names."""
+    return MemberSelf360Read.model_validate({**staff, "view": "member"}).model_dump()
 
 
 @router.get(
     "/members/{ref}/360",
-    response_model=Member360Read,
+    response_model=Any360Read,
     responses={404: {"description": "Unknown member", "content": {PROBLEM_JSON: {}}}},
 )
 def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reader) -> dict[str, Any]:
@@ -73,7 +208,8 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
     affecting the member, and for premium cards the latest concierge requests and the member's tastes,
     in one read transaction.
 
-    A member key reads only its own 360, without the agents' notes on its contacts.
+    A member key reads only its own 360, in the member view (``"view": "member"``): without staff
+    notes, concierge tastes, partners and costs, staff identities or internal case figures.
     """
     ensure_member_scope(principal, ref)
     now = clock.now()
@@ -96,9 +232,8 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
             "updated_at": member.updated_at,
         }
         contacts = desk.list_member_contacts(session, member_ref=ref, limit=LAST)["items"]
-        if principal.role is Role.MEMBER:
-            contacts = [{**contact, "notes": ""} for contact in contacts]
-        return {
+        staff = {
+            "view": "staff",
             "profile": profile,
             "contact_preference": desk.get_contact_preference(session, member_ref=ref),
             "balance": loyalty.get_balance(session, member_ref=ref),
@@ -124,3 +259,4 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
             "surveys": voice.list_member_surveys(session, member_id=member.id, limit=LAST),
             "offers": offers.list_member_offers(session, member_id=member.id, limit=LAST),
         }
+    return member_view(staff) if principal.role is Role.MEMBER else staff

@@ -159,7 +159,7 @@ def on_contact_closed(session: Session, event: OutboxEvent) -> None:
         return
     config = service.current_config()
     member = customers.get(session, ref=str(payload["member_ref"]))
-    if member is None:  # pragma: no cover - the desk checked the member when it logged the contact
+    if member is None or customers.is_erased(member):  # erased since the contact: never surveyed
         return
     if config.sampling.cap_days is not None:
         # Serialise the decisions of one member so the cap holds under concurrent relays.

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from prevenance.app import create_app
@@ -21,6 +22,8 @@ from prevenance.common.clock import FrozenClock
 from prevenance.db import make_engine, unit_of_work
 from prevenance.loyalty import programme
 from prevenance.migrate import upgrade
+from prevenance.privacy import EXPORT, EXPORT_ROWS_WITHHELD, EXPORTED, exported_tables
+from prevenance.views.member360 import Member360Read, MemberSelf360Read
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "authorization.md"
 ALL_ROLES = tuple(role.value for role in Role)
@@ -75,7 +78,77 @@ def matrix_markdown(app: Any) -> str:
         roles = admitted_roles(route)
         cells = ["public" if roles is None else ("✓" if role in roles else "") for role in ALL_ROLES]
         lines.append(f"| {method} | `{path}` | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + fields_markdown()) + "\n"
+
+
+def _part_fields(annotation: Any) -> list[str] | None:
+    """The field names of a 360 part's schema (a model, a list of them, or an optional one)."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return list(candidate.model_fields)
+    return None
+
+
+def fields_markdown() -> list[str]:
+    """Which fields each role sees of a member: the 360's two views and the export's allow-list."""
+    staff_roles = ", ".join(role for role in ALL_ROLES if role != "member")
+    lines = [
+        "",
+        "## What each role sees of a member",
+        "",
+        'The line is "what the data subject is entitled to, and no secrets". Staff-only data (staff',
+        "notes, the concierge's file, partners and costs, staff identities, credentials and digests)",
+        "is never in a member key's 360, nor in the GDPR export, whoever asks for it. Staff",
+        "notes about a member are arguably personal data too (GDPR Art. 15), but they also speak of",
+        "staff and third parties: a subject access request that must include them is answered by the",
+        "data protection officer with an admin key reading the staff routes, after review.",
+        "",
+        "### `GET /v1/members/{ref}/360`",
+        "",
+        f'Staff roles ({staff_roles}) get `"view": "staff"`:',
+        'every field of every part. A member key gets `"view": "member"`: only the fields listed in',
+        "the member column (an allow-list); the staff-only column lists what it leaves out.",
+        "",
+        "| part | member sees | staff-only |",
+        "|---|---|---|",
+    ]
+    member_parts = MemberSelf360Read.model_fields
+    for part, field in Member360Read.model_fields.items():
+        if part == "view":
+            continue
+        if part not in member_parts:
+            lines.append(f"| `{part}` | — | the whole part |")
+            continue
+        staff_fields = _part_fields(field.annotation)
+        member_fields = _part_fields(member_parts[part].annotation)
+        if member_fields is None:
+            lines.append(f"| `{part}` | every field | — |")
+            continue
+        hidden = [name for name in staff_fields or [] if name not in member_fields]
+        shown = ", ".join(f"`{name}`" for name in member_fields)
+        lines.append(f"| `{part}` | {shown} | " + (", ".join(f"`{name}`" for name in hidden) or "—") + " |")
+    lines += [
+        "",
+        "### `GET /v1/members/{ref}/export`",
+        "",
+        "The same content for a supervisor, an admin and the member's own key: every column of every",
+        "table about the member is either exported or withheld with its reason (`privacy.EXPORT`).",
+        "",
+        "| table | exported | withheld (why) |",
+        "|---|---|---|",
+    ]
+    for table in exported_tables():
+        columns = EXPORT[table]
+        shown = ", ".join(f"`{name}`" for name, verdict in columns.items() if verdict == EXPORTED)
+        withheld = "; ".join(
+            f"`{name}` ({verdict.removeprefix('withheld: ')})"
+            for name, verdict in columns.items()
+            if verdict != EXPORTED
+        )
+        rows = EXPORT_ROWS_WITHHELD.get(table)
+        withheld = "; ".join(part for part in (withheld, f"rows: {rows}" if rows else "") if part)
+        lines.append(f"| `{table}` | {shown or '—'} | {withheld or '—'} |")
+    return lines
 
 
 @pytest.fixture(scope="module")
