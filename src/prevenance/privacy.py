@@ -95,6 +95,7 @@ EXPORT: dict[str, dict[str, str]] = {
         "id": "withheld: internal row id of the sign-in",
         "member_id": "withheld: internal row id; member_ref names the member",
         "password_hash": CREDENTIAL,
+        "session_generation": "withheld: a session-revocation counter, part of the credential",
     },
     "customer_access_log": {
         **_all("id member_id at actor_role action channel method route status"),
