@@ -45,9 +45,10 @@ PERSONAL: dict[str, dict[str, str | None]] = {
     "desk_communications": {"subject": "", "summary": ""},
     "desk_concierge_requests": {"title": "[erased]", "details": "", "solution": "", "member_ref": PSEUDONYM},
     "desk_callbacks": {"phone": "", "member_ref": PSEUDONYM},
-    "desk_incident_notices": {"subject": "", "body": ""},
+    "desk_incident_notices": {"subject": "", "body": "", "last_error": None},
     "miles_export_lines": {"member_ref": PSEUDONYM},
     "api_keys": {"member_ref": PSEUDONYM},
+    "voice_invitations": {"last_error": None},  # the relay's answer can quote the address
 }
 # Tables whose rows about the member are deleted outright (preferences of a person, nothing counted).
 DELETED = ("desk_member_tastes",)

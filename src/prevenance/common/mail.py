@@ -129,12 +129,16 @@ class Relay:
             if self._connection is None:
                 self._connection = smtplib.SMTP(self.host, self.port, timeout=TIMEOUT)
             self._connection.send_message(message)
-        except smtplib.SMTPRecipientsRefused as error:  # smtplib has reset the transaction
+        except smtplib.SMTPRecipientsRefused as error:  # smtplib has reset the transaction…
             code, text = next(iter(error.recipients.values()), (550, b"recipient refused"))
+            if code == 421:  # …or, for 421, closed the connection: the next message reconnects
+                self._drop()
             return Attempt.answered(code, text)
-        except (smtplib.SMTPConnectError, smtplib.SMTPHeloError) as error:
+        except (smtplib.SMTPConnectError, smtplib.SMTPHeloError) as error:  # the relay, not the message
             self._drop()
-            return Attempt("temporary", one_line(f"{error.smtp_code} {error.smtp_error!r}"), relay_down=True)
+            return Attempt(
+                "temporary", Attempt.answered(error.smtp_code, error.smtp_error).reason, relay_down=True
+            )
         except smtplib.SMTPResponseException as error:  # sender or data refused
             self._drop()
             return Attempt.answered(error.smtp_code, error.smtp_error)

@@ -254,7 +254,7 @@ class IncidentNotice(Base):
     __tablename__ = "desk_incident_notices"
     __table_args__ = (
         CheckConstraint("kind IN ('initial', 'update', 'resolution')", name="kind"),
-        CheckConstraint("status IN ('pending', 'sent', 'failed', 'cancelled')", name="status"),
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
         CheckConstraint("language IN ('fr', 'en')", name="language"),
         Index("ix_desk_incident_notices_status_created", "status", "created_at"),
         Index("ix_desk_incident_notices_member", "member_id", "incident_id"),

@@ -52,7 +52,7 @@ class Invitation(Base):
 
     __tablename__ = "voice_invitations"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'sent', 'skipped', 'failed', 'cancelled')", name="status"),
+        CheckConstraint("status IN ('pending', 'sent', 'skipped', 'failed')", name="status"),
         CheckConstraint("language IN ('fr', 'en')", name="language"),
         Index("ix_voice_invitations_status_created", "status", "created_at"),
         Index("ix_voice_invitations_member_created", "member_id", "created_at"),

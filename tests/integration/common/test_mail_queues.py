@@ -291,6 +291,21 @@ def test_a_temporary_refusal_is_retried_with_growing_back_off_without_holding_up
     assert sorted(logged) == sorted(incidents.dedup_key(n.id) for n in notices(engine).values())
 
 
+def test_a_relay_that_closes_the_connection_on_one_recipient_still_takes_the_next_ones(
+    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp
+) -> None:
+    add_members(api, "busy@example.fr", "m2@example.fr", "m3@example.fr")
+    assert declare(api).status_code == 201
+    smtp.inbox.refuse["busy@example.fr"] = "421 4.3.2 Service shutting down, closing channel"
+
+    assert incidents.send_pending_notices(engine, smtp_url=smtp.url, now=clock.now()) == 2
+
+    assert sorted(str(m["To"]) for m in smtp.inbox.take()) == ["m2@example.fr", "m3@example.fr"]
+    busy = notices(engine)["busy@example.fr"]
+    assert (busy.status, busy.attempts) == ("pending", 1)
+    assert (busy.last_error or "").startswith("421 4.3.2")
+
+
 def test_a_message_that_keeps_failing_temporarily_is_given_up_after_the_last_attempt(
     api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp
 ) -> None:
@@ -388,3 +403,24 @@ def test_metrics_expose_the_mail_counter_and_the_failed_mail_gauge(api: Api) -> 
     text = api.client.get("/metrics").text
     assert f"# TYPE {MAIL_MESSAGES}_total counter" in text
     assert "prevenance_mail_failed_messages 0.0" in text
+
+
+def test_erasing_a_member_clears_the_relay_answers_that_quote_their_address(
+    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp
+) -> None:
+    add_members(api, "gone@example.fr")
+    assert declare(api).status_code == 201
+    log_contact(api, "C1", "M1")
+    smtp.inbox.refuse["gone@example.fr"] = GONE
+    run_once(engine, clock, smtp_url=smtp.url)
+    assert invitation_of(engine, "C1").last_error == GONE
+    assert notices(engine)["gone@example.fr"].last_error == GONE
+
+    assert api.post("/v1/members/M1/erase").status_code == 200
+
+    with read_session(engine) as session:
+        left = [
+            *session.scalars(select(IncidentNotice.last_error)),
+            *session.scalars(select(Invitation.last_error)),
+        ]
+    assert left == [None, None]

@@ -2,7 +2,6 @@
 
 One message the relay refuses no longer blocks the queue: a temporary failure waits for
 ``next_attempt_at``, a permanent one (or the last retry) ends ``failed`` with the relay's answer.
-The status lists also admit 'cancelled' (a member's erasure cancels what is still owed to them).
 
 Revision ID: c0e7a1d2b3f4
 Revises: 0a1b2c3d4e5f
@@ -24,10 +23,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _QUEUES = {
-    "desk_incident_notices": ("('pending', 'sent')", "('pending', 'sent', 'failed', 'cancelled')"),
+    "desk_incident_notices": ("('pending', 'sent')", "('pending', 'sent', 'failed')"),
     "voice_invitations": (
         "('pending', 'sent', 'skipped')",
-        "('pending', 'sent', 'skipped', 'failed', 'cancelled')",
+        "('pending', 'sent', 'skipped', 'failed')",
     ),
 }
 
@@ -45,7 +44,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table, (statuses, _) in _QUEUES.items():
-        op.execute(sa.text(f"UPDATE {table} SET status = 'pending' WHERE status IN ('failed', 'cancelled')"))
+        op.execute(sa.text(f"UPDATE {table} SET status = 'pending' WHERE status = 'failed'"))
         with op.batch_alter_table(table, reflect_kwargs={"resolve_fks": False}) as batch:
             batch.drop_constraint(op.f(f"ck_{table}_status"), type_="check")
             batch.create_check_constraint(op.f(f"ck_{table}_status"), f"status IN {statuses}")
