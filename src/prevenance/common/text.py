@@ -51,6 +51,10 @@ def _header_safe(value: str) -> str:
     return value
 
 
-HeaderSafeText = Annotated[str, AfterValidator(_header_safe)]
+HEADER_SAFE = AfterValidator(_header_safe)
+"""The check, to place *after* a ``Field`` in an ``Annotated`` (``Annotated[str, Field(max_length=…),
+HEADER_SAFE]``) so length errors keep their own types and messages."""
+HeaderSafeText = Annotated[str, HEADER_SAFE]
 """A request field whose value may end up in a mail header (subject, name, address): refused with
-422 naming the field when it holds a line break or another control character."""
+422 naming the field when it holds a line break or another control character. Give its length as
+the field's default (``name: HeaderSafeText = Field(max_length=…)``) or use ``HEADER_SAFE``."""
