@@ -1,5 +1,9 @@
 """A real SMTP server (aiosmtpd) in the test process, collecting what it is sent, for every test that
-reads the mail a relay delivered (incident notices, survey invitations)."""
+reads the mail a relay delivered (incident notices, survey invitations).
+
+``Inbox.refuse`` makes it answer ``RCPT TO`` for a given address with a chosen reply (``550 …`` for a
+mailbox that is gone, ``451 …`` for a greylisting relay); ``Inbox.refuse_data`` does the same at the
+end of ``DATA`` for any message to that address."""
 
 from __future__ import annotations
 
@@ -20,8 +24,26 @@ class Inbox:
     """What the SMTP server received, parsed."""
 
     messages: list[EmailMessage] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # recipient → reply to its RCPT TO
+    refuse_data: dict[str, str] = field(default_factory=dict)  # recipient → reply to the DATA
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (recipient, reply) as answered
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        reply = self.refuse.get(address.lower())
+        if reply is not None:
+            self.refused.append((address, reply))
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for address in envelope.rcpt_tos:
+            reply = self.refuse_data.get(address.lower())
+            if reply is not None:
+                self.refused.append((address, reply))
+                return reply
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self.messages.append(message)

@@ -79,14 +79,21 @@ async def check_stream(nats_url: str | None) -> dict[str, Any]:
 
 
 def read_database_gauges(engine: Engine) -> dict[str, float]:
-    """Outbox backlog and lag, and the ledger's posting count (its highest id: an index read)."""
+    """Outbox backlog and lag, the ledger's posting count (its highest id: an index read), and the
+    mail the relays gave up on (whichever process ran them)."""
+    from prevenance.desk.tables import IncidentNotice
     from prevenance.loyalty.tables import Posting
+    from prevenance.voice.tables import Invitation
 
     with read_session(engine) as session:
         pending, oldest = session.execute(
             select(func.count(), func.min(OutboxEvent.occurred_at)).where(OutboxEvent.delivered_at.is_(None))
         ).one()
         postings = session.execute(select(func.max(Posting.id))).scalar_one()
+        failed_mail = sum(
+            session.execute(select(func.count()).where(queue.status == "failed")).scalar_one()
+            for queue in (IncidentNotice, Invitation)
+        )
         now = session.execute(select(func.current_timestamp())).scalar_one()
     lag = 0.0
     if oldest is not None and now is not None:
@@ -97,6 +104,7 @@ def read_database_gauges(engine: Engine) -> dict[str, float]:
         "prevenance_outbox_pending_events": float(pending),
         "prevenance_outbox_lag_seconds": lag,
         "prevenance_ledger_postings": float(postings or 0),
+        "prevenance_mail_failed_messages": float(failed_mail),
     }
 
 
@@ -125,7 +133,8 @@ def install(app: FastAPI, *, engine: Engine, settings: Settings) -> Metrics:
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def prometheus_metrics(request: Request) -> Response:
         """Prometheus exposition: request rate and latency per route, outbox lag, ledger postings,
-        stream consumer lag. Needs no key (expose it on the cluster network only)."""
+        stream consumer lag, mail relay outcomes and failed mail. Needs no key (expose it on the
+        cluster network only)."""
         try:
             gauges = await run_in_threadpool(read_database_gauges, engine)
         except Exception:

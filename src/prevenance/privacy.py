@@ -229,12 +229,13 @@ PERSONAL: dict[str, dict[str, str | None]] = {
     "desk_communications": {"subject": "", "summary": ""},
     "desk_concierge_requests": {"title": "[erased]", "details": "", "solution": "", "member_ref": PSEUDONYM},
     "desk_callbacks": {"phone": "", "member_ref": PSEUDONYM},
-    "desk_incident_notices": {"subject": "", "body": ""},
+    "desk_incident_notices": {"subject": "", "body": "", "last_error": None},
     "miles_export_lines": {"member_ref": PSEUDONYM},
     "voice_answers": {"comment": "", "suggestion": ""},
     "voice_suggestions": {"text": "", "note": ""},
     "idempotency_keys": {"response": SCRUBBED},
     "outbox_events": {"payload": SCRUBBED},
+    "voice_invitations": {"last_error": None},  # the relay's answer can quote the address
 }
 # Written by their own functions (the rest of PERSONAL by the generic loop).
 _WRITTEN_APART = ("members", "console_users", "api_keys", "idempotency_keys", "outbox_events")

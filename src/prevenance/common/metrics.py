@@ -1,5 +1,5 @@
-"""Prometheus metrics: request rate and latency per route, and gauges read at scrape time (outbox
-lag, ledger postings, stream consumer lag).
+"""Prometheus metrics: request rate and latency per route, mail relay outcomes, and gauges read at
+scrape time (outbox lag, ledger postings, stream consumer lag, failed mail).
 
 Each app has its own registry (tests build many apps in one process). Under several uvicorn
 workers, set ``PROMETHEUS_MULTIPROC_DIR`` to a shared empty directory: counters and histograms are
@@ -47,12 +47,29 @@ def _multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
+MAIL_MESSAGES = "prevenance_mail_messages"  # the mail relay counter (exported as ``…_total``)
+# The relays run outside any app (the maintenance thread, ``desk send-notices``): one counter per
+# process, registered in every app's registry (or, under several workers, in the shared files).
+_MAIL = Counter(
+    MAIL_MESSAGES,
+    "Mail relay attempts by queue (kind) and outcome: sent, retry (temporary failure), failed",
+    ["kind", "outcome"],
+    registry=None,
+)
+
+
+def count_mail(kind: str, outcome: str) -> None:
+    """Count one relay attempt of a mail queue (``sent``, ``retry`` or ``failed``)."""
+    _MAIL.labels(kind, outcome).inc()
+
+
 GAUGES = {
     "prevenance_outbox_pending_events": "Outbox events not yet delivered",
     "prevenance_outbox_lag_seconds": "Age of the oldest undelivered outbox event",
     "prevenance_ledger_postings": "Ledger postings written (highest posting id)",
     "prevenance_stream_consumer_pending": "Transactions waiting in the JetStream consumer (-1: no stream)",
     "prevenance_stream_consumer_ack_pending": "Transactions delivered to a worker and not yet acked",
+    "prevenance_mail_failed_messages": "Mail the relay gave up on (refused for good or out of retries)",
 }
 
 
@@ -76,6 +93,8 @@ def new_metrics() -> Metrics:
         registry=target,
     )
     gauges = {name: Gauge(name, help_text, registry=registry) for name, help_text in GAUGES.items()}
+    if not _multiprocess():
+        registry.register(_MAIL)
     return Metrics(registry, requests, latency, gauges)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from prevenance.common.text import is_mail_address
+
 LANGUAGES = ("fr", "en")
 # Babel's territory codes that are not officially assigned ISO 3166-1 alpha-2 codes.
 _NOT_ISO = {"AC", "CP", "CQ", "DG", "EA", "EU", "EZ", "IC", "QO", "TA", "UN", "XA", "XB", "XK", "ZZ"}
 # Exceptionally reserved code in common use for the United Kingdom; stored as GB.
 COUNTRY_ALIASES = {"UK": "GB"}
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
@@ -32,8 +33,9 @@ def normalise_country(code: str) -> str | None:
 
 
 def is_valid_email(address: str) -> bool:
-    """A pragmatic syntactic check (deliverability is the mail relay's business)."""
-    return bool(_EMAIL.match(address)) and len(address) <= 254
+    """A pragmatic syntactic check: one plain address, safe in a ``To:`` header (deliverability is
+    the mail relay's business)."""
+    return is_mail_address(address)
 
 
 ERASED_PREFIX = "erased-"  # the ref of an erased member is this prefix and a keyed digest

@@ -6,14 +6,17 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from prevenance.common.text import HeaderSafeText
+
 
 class MemberPut(BaseModel):
     """Body of ``PUT /v1/members/{ref}``: the whole record (PUT replaces)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    email: str = Field(min_length=3, max_length=254)
+    # Both reach mail headers or greetings: one line, no control characters.
+    name: HeaderSafeText = Field(min_length=1, max_length=200)
+    email: HeaderSafeText = Field(min_length=3, max_length=254)
     language: str = Field(description="fr or en")
     country: str = Field(description="ISO 3166-1 alpha-2")
     product: str = Field(min_length=1, max_length=40)

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from prevenance.common.problems import InvalidInput
+from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import repository, rules
 from prevenance.customers.errors import UnknownMember, UnknownMemberInBody, UnknownProduct
 from prevenance.customers.tables import Member, Product
@@ -37,6 +38,8 @@ def validate(data: MemberData, *, session: Session) -> MemberData:
         raise InvalidInput("email is not a valid address", field="email")
     if not data.name.strip():
         raise InvalidInput("name must not be blank", field="name")
+    if not is_header_safe(data.name):
+        raise InvalidInput(f"name {HEADER_UNSAFE_MESSAGE}", field="name")
     if repository.product(session, data.product) is None:
         raise UnknownProduct(f"unknown card product {data.product!r}", field="product")
     city = (data.city or "").strip() or None

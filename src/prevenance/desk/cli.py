@@ -140,7 +140,8 @@ def send_notices(
     limit: int = typer.Option(100_000, help="send at most this many notices"),
 ) -> None:
     """Send pending incident notices by email to PREVENANCE_SMTP_URL (at least once, one Message-ID
-    per notice so a resend after a crash is recognisable)."""
+    per notice so a resend after a crash is recognisable). A notice the relay refuses is retried
+    later (4xx, no connection) or marked failed (5xx); the others go on."""
     from prevenance.settings import get_settings
 
     smtp_url = get_settings().smtp_url
@@ -150,5 +151,5 @@ def send_notices(
     engine = _engine()
     sent = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=SystemClock().now(), limit=limit)
     with read_session(engine) as session:
-        pending = incidents.count_pending(session)
-    typer.echo(f"{sent} notice(s) sent; {pending} pending")
+        pending, failed = incidents.count_pending(session), incidents.count_failed(session)
+    typer.echo(f"{sent} notice(s) sent; {pending} pending; {failed} failed")

@@ -8,29 +8,29 @@ The relay gives **at-least-once delivery with a dedup key**: each notice is sent
 and logged in the communications log in one transaction. A crash between the send and the commit
 sends that one notice again on the next pass, with the same ``Message-ID`` (derived from the
 notice id), so the mail system or the reader recognises the repeat. Nothing is lost: an unsent
-notice stays ``pending``.
+notice stays ``pending``. A notice the relay refuses never blocks the others: it is retried with
+back-off (temporary failure) or marked ``failed`` with the relay's answer (``common.mail``). Titles
+go into the Subject header, so a title that would break a header is refused at declaration.
 """
 
 from __future__ import annotations
 
-import smtplib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import mail, outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
+from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import service as customers
 from prevenance.customers.tables import Member
-from prevenance.db import unit_of_work
 from prevenance.desk import config
 from prevenance.desk.errors import IncidentResolved, UnknownIncident
 from prevenance.desk.tables import Communication, Incident, IncidentNotice
@@ -160,6 +160,9 @@ def _declare(
     by: str,
     now: datetime,
 ) -> Outcome:
+    for name, title in (("title_fr", data.title_fr), ("title_en", data.title_en)):
+        if not is_header_safe(title):
+            raise InvalidInput(f"{name} {HEADER_UNSAFE_MESSAGE}", field=name)
     known = config.current().reasons
     unknown = [code for code in data.affects.get("reasons", []) if code not in known]
     if unknown:
@@ -347,68 +350,91 @@ def message_id(notice_id: str) -> str:
     return f"<{dedup_key(notice_id)}@prevenance.notices>"
 
 
-def send_pending_notices(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:
-    """Send pending notices, one transaction per notice; returns how many were sent.
+class _NoticeQueue:
+    """``desk_incident_notices`` as a mail queue for ``common.mail.deliver``."""
 
-    Each pending row is taken with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), so two relays never send
-    the same notice at once; on SQLite the write transaction (``BEGIN IMMEDIATE``) serialises them.
-    The row is marked sent and the communication logged in the transaction that holds the lock,
-    after the SMTP server accepted the message.
+    kind = "incident_notice"
+
+    def next_due(self, session: Session, now: datetime) -> IncidentNotice | None:
+        """The oldest pending notice whose attempt is due, locked (``SKIP LOCKED``: two relays never
+        take the same; on SQLite the write transaction serialises them)."""
+        return session.scalars(
+            select(IncidentNotice)
+            .where(
+                IncidentNotice.status == "pending",
+                or_(IncidentNotice.next_attempt_at.is_(None), IncidentNotice.next_attempt_at <= now),
+            )
+            .order_by(IncidentNotice.created_at, IncidentNotice.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+
+    def compose(self, session: Session, notice: IncidentNotice, now: datetime) -> EmailMessage:
+        """The notice to its member's address, in the language it was queued in."""
+        member = customers.get_by_id(session, member_id=notice.member_id)
+        if member is None:  # pragma: no cover - members are never deleted (erasure keeps the row)
+            raise mail.Unsendable("the member is gone")
+        return mail.compose(
+            sender=SENDER,
+            to=member.email,
+            subject=notice.subject,
+            message_id=message_id(notice.id),
+            date=now,
+            language=notice.language,
+            body=notice.body,
+        )
+
+    def mark_sent(self, session: Session, notice: IncidentNotice, now: datetime) -> bool:
+        """Pending → sent, and the communication logged, in the transaction holding the lock."""
+        marked = session.execute(
+            update(IncidentNotice)
+            .where(IncidentNotice.id == notice.id, IncidentNotice.status == "pending")
+            .values(status="sent", sent_at=now, attempts=IncidentNotice.attempts + 1, last_attempt_at=now)
+        ).rowcount  # type: ignore[attr-defined]
+        if marked != 1:
+            return False
+        session.add(
+            Communication(
+                id=dedup_key(notice.id),
+                member_id=notice.member_id,
+                kind="incident",
+                template=f"incident.{notice.kind}",
+                channel="email",
+                language=notice.language,
+                subject=notice.subject[:300],
+                summary=notice.body,
+                sent_at=now,
+                source=RELAY_SOURCE,
+                created_at=now,
+            )
+        )
+        return True
+
+    def mark_unsent(self, session: Session, notice: IncidentNotice, unsent: mail.Unsent) -> None:
+        """Record a refused attempt: retry later, or failed with the relay's answer."""
+        session.execute(
+            update(IncidentNotice)
+            .where(IncidentNotice.id == notice.id, IncidentNotice.status == "pending")
+            .values(
+                status=unsent.status,
+                attempts=unsent.attempts,
+                last_attempt_at=unsent.last_attempt_at,
+                next_attempt_at=unsent.next_attempt_at,
+                last_error=unsent.last_error,
+            )
+        )
+
+
+def send_pending_notices(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:
+    """Send the notices that are due, one transaction per notice; returns how many were sent.
+
+    A notice the relay refuses never holds up the ones behind it: it is retried later (temporary
+    failure) or marked ``failed`` with the relay's answer (see ``common.mail``). At most ``limit``
+    notices are tried per call.
     """
-    sent = 0
-    connection: smtplib.SMTP | None = None
-    try:
-        while sent < limit:
-            with unit_of_work(engine) as session:
-                notice = session.scalars(
-                    select(IncidentNotice)
-                    .where(IncidentNotice.status == "pending")
-                    .order_by(IncidentNotice.created_at, IncidentNotice.id)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                ).first()
-                if notice is None:
-                    break
-                member = customers.get_by_id(session, member_id=notice.member_id)
-                assert member is not None
-                moment = now
-                message = EmailMessage()
-                message["From"] = SENDER
-                message["To"] = member.email
-                message["Subject"] = notice.subject
-                message["Message-ID"] = message_id(notice.id)
-                message["Date"] = format_datetime(moment)
-                message["Content-Language"] = notice.language
-                message.set_content(notice.body)
-                if connection is None:
-                    connection = mail.connect(smtp_url)
-                connection.send_message(message)
-                marked = session.execute(
-                    update(IncidentNotice)
-                    .where(IncidentNotice.id == notice.id, IncidentNotice.status == "pending")
-                    .values(status="sent", sent_at=moment)
-                ).rowcount  # type: ignore[attr-defined]
-                if marked == 1:
-                    session.add(
-                        Communication(
-                            id=dedup_key(notice.id),
-                            member_id=member.id,
-                            kind="incident",
-                            template=f"incident.{notice.kind}",
-                            channel="email",
-                            language=notice.language,
-                            subject=notice.subject[:300],
-                            summary=notice.body,
-                            sent_at=moment,
-                            source=RELAY_SOURCE,
-                            created_at=moment,
-                        )
-                    )
-                    sent += 1
-    finally:
-        if connection is not None:
-            try:
-                connection.quit()
-            except smtplib.SMTPException:
-                connection.close()
-    return sent
+    return mail.deliver(engine, _NoticeQueue(), smtp_url=smtp_url, now=now, limit=limit).sent
+
+
+def count_failed(session: Session) -> int:
+    """Notices the relay gave up on."""
+    return session.scalar(select(func.count()).where(IncidentNotice.status == "failed")) or 0

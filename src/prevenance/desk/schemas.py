@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from prevenance.common.text import HEADER_SAFE
+
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 MemberRef = Annotated[str, Field(min_length=1, max_length=64)]
 Name = Annotated[str, Field(min_length=1, max_length=120)]
@@ -199,7 +201,7 @@ class CommunicationCreate(BaseModel):
     channel: CommunicationChannel
     language: Literal["fr", "en"]
     sent_at: datetime
-    subject: Annotated[str, Field(max_length=300)] = ""
+    subject: Annotated[str, Field(max_length=300), HEADER_SAFE] = ""
     summary: Annotated[str, Field(max_length=5000)] = ""
 
 
@@ -382,7 +384,7 @@ class CallbackRead(BaseModel):
 
 # --- proactive incidents ------------------------------------------------------------------------
 
-Title = Annotated[str, Field(min_length=1, max_length=300)]
+Title = Annotated[str, Field(min_length=1, max_length=300), HEADER_SAFE]  # the notices' Subject
 IncidentText = Annotated[str, Field(min_length=1, max_length=20_000)]
 
 

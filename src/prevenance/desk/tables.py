@@ -243,7 +243,9 @@ class IncidentNotice(Base):
     """One email owed to one member about one incident: this table is the mail outbox.
 
     Written in the transaction that declares, updates or resolves the incident; the relay sends
-    each ``pending`` row and marks it ``sent`` in the transaction that logs the communication.
+    each ``pending`` row and marks it ``sent`` in the transaction that logs the communication. A row
+    the relay refused is retried at ``next_attempt_at`` (temporary failure) or ends ``failed`` with
+    the relay's answer in ``last_error`` (see ``common.mail``).
     ``id`` is ``<incident>/<step>/<member id>`` (step: ``initial``, ``update:<update id>`` or
     ``resolution``), so a step can never be queued twice for a member, and the email's
     Message-ID is derived from it.
@@ -252,7 +254,7 @@ class IncidentNotice(Base):
     __tablename__ = "desk_incident_notices"
     __table_args__ = (
         CheckConstraint("kind IN ('initial', 'update', 'resolution')", name="kind"),
-        CheckConstraint("status IN ('pending', 'sent')", name="status"),
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
         CheckConstraint("language IN ('fr', 'en')", name="language"),
         Index("ix_desk_incident_notices_status_created", "status", "created_at"),
         Index("ix_desk_incident_notices_member", "member_id", "incident_id"),
@@ -269,6 +271,10 @@ class IncidentNotice(Base):
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class ConciergeRequest(Base):

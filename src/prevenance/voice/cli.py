@@ -83,10 +83,13 @@ def send_invitations() -> None:
         typer.echo(verdict.line, err=True)
     if verdict.refuse:
         raise typer.Exit(2)
+    engine = _engine()
     sent = invitations.send_pending_invitations(
-        _engine(), smtp_url=settings.smtp_url, now=SystemClock().now(), settings=settings
+        engine, smtp_url=settings.smtp_url, now=SystemClock().now(), settings=settings
     )
-    typer.echo(f"{sent} invitation(s) sent")
+    with read_session(engine) as session:
+        unsent = invitations.count_unsent(session)
+    typer.echo(f"{sent} invitation(s) sent; {unsent['pending']} pending; {unsent['failed']} failed")
 
 
 @app.command("import", help=IMPORT_HELP)

@@ -10,6 +10,8 @@ contacts of one member handled at once cannot both pass the cap.
 desk's incident relay: each mail is sent, then marked sent and logged in the desk's communications
 log (template ``survey-invitation``) in one transaction. A crash between the send and the commit
 sends it again on the next pass with the same ``Message-ID`` (derived from the invitation id).
+A mail the relay refuses never blocks the others: it is retried with back-off (temporary failure)
+or marked ``failed`` with the relay's answer (``common.mail``).
 
 **Link.** The link carries the invitation id signed with ``PREVENANCE_SECRET_KEY`` and a timestamp
 (itsdangerous); it expires after ``survey_link_max_age_days``. A link stamped more than
@@ -21,10 +23,8 @@ would otherwise outlive its days. It works once because the answer is unique per
 from __future__ import annotations
 
 import hashlib
-import smtplib
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -36,7 +36,6 @@ from prevenance.common import mail
 from prevenance.common.ids import as_utc
 from prevenance.common.outbox import OutboxEvent
 from prevenance.customers import service as customers
-from prevenance.db import unit_of_work
 from prevenance.desk import service as desk
 from prevenance.settings import Settings, get_settings
 from prevenance.voice import repository, rules
@@ -217,67 +216,85 @@ def compose(
 ) -> EmailMessage:
     """The invitation mail in the member's language."""
     language = invitation.language
-    message = EmailMessage()
-    message["From"] = SENDER
-    message["To"] = email
-    message["Subject"] = SUBJECT[language]
-    message["Message-ID"] = message_id(invitation.id)
-    message["Date"] = format_datetime(now)
-    message["Content-Language"] = language
     channel = CHANNEL_NAMES[language].get(invitation.channel, invitation.channel)
-    message.set_content(BODY[language].format(name=name, channel=channel, link=link, days=days))
-    return message
+    return mail.compose(
+        sender=SENDER,
+        to=email,
+        subject=SUBJECT[language],
+        message_id=message_id(invitation.id),
+        date=now,
+        language=language,
+        body=BODY[language].format(name=name, channel=channel, link=link, days=days),
+    )
+
+
+class _InvitationQueue:
+    """``voice_invitations`` (the pending ones) as a mail queue for ``common.mail.deliver``."""
+
+    kind = "survey_invitation"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def next_due(self, session: Session, now: datetime) -> Invitation | None:
+        """The oldest invitation whose attempt is due, locked."""
+        return repository.next_pending_invitation(session, now)
+
+    def compose(self, session: Session, invitation: Invitation, now: datetime) -> EmailMessage:
+        """The invitation with its signed link, to the member's address."""
+        member = customers.get_by_id(session, member_id=invitation.member_id)
+        if member is None:  # pragma: no cover - members are never deleted (erasure keeps the row)
+            raise mail.Unsendable("the member is gone")
+        return compose(
+            invitation,
+            name=member.name,
+            email=member.email,
+            link=survey_link(invitation.id, settings=self.settings, now=now),
+            days=self.settings.survey_link_max_age_days,
+            now=now,
+        )
+
+    def mark_sent(self, session: Session, invitation: Invitation, now: datetime) -> bool:
+        """Pending → sent, and the mail logged in the desk's communications log."""
+        if not repository.mark_invitation_sent(session, invitation.id, now):
+            return False
+        member = customers.get_by_id(session, member_id=invitation.member_id)
+        assert member is not None
+        desk.log_communication(
+            session,
+            communication=desk.CommunicationInput(
+                id=dedup_key(invitation.id),
+                member_ref=member.ref,
+                kind="survey",
+                template=TEMPLATE,
+                channel="email",
+                language=invitation.language,
+                sent_at=now,
+                subject=SUBJECT[invitation.language],
+                summary=f"contact {invitation.contact_id}",
+            ),
+            source=RELAY_SOURCE,
+            now=now,
+        )
+        return True
+
+    def mark_unsent(self, session: Session, invitation: Invitation, unsent: mail.Unsent) -> None:
+        """Record a refused attempt: retry later, or failed with the relay's answer."""
+        repository.record_invitation_attempt(session, invitation.id, unsent)
 
 
 def send_pending_invitations(
     engine: Engine, *, smtp_url: str, now: datetime, settings: Settings | None = None, limit: int = 1000
 ) -> int:
-    """Send pending invitations, one transaction per mail; returns how many were sent."""
-    settings = settings or get_settings()
-    sent = 0
-    connection: smtplib.SMTP | None = None
-    try:
-        while sent < limit:
-            with unit_of_work(engine) as session:
-                invitation = repository.next_pending_invitation(session)
-                if invitation is None:
-                    break
-                member = customers.get_by_id(session, member_id=invitation.member_id)
-                assert member is not None
-                link = survey_link(invitation.id, settings=settings, now=now)
-                message = compose(
-                    invitation,
-                    name=member.name,
-                    email=member.email,
-                    link=link,
-                    days=settings.survey_link_max_age_days,
-                    now=now,
-                )
-                if connection is None:
-                    connection = mail.connect(smtp_url)
-                connection.send_message(message)
-                if repository.mark_invitation_sent(session, invitation.id, now):
-                    desk.log_communication(
-                        session,
-                        communication=desk.CommunicationInput(
-                            id=dedup_key(invitation.id),
-                            member_ref=member.ref,
-                            kind="survey",
-                            template=TEMPLATE,
-                            channel="email",
-                            language=invitation.language,
-                            sent_at=now,
-                            subject=SUBJECT[invitation.language],
-                            summary=f"contact {invitation.contact_id}",
-                        ),
-                        source=RELAY_SOURCE,
-                        now=now,
-                    )
-                    sent += 1
-    finally:
-        if connection is not None:
-            try:
-                connection.quit()
-            except smtplib.SMTPException:
-                connection.close()
-    return sent
+    """Send the invitations that are due, one transaction per mail; returns how many were sent.
+
+    A mail the relay refuses never holds up the ones behind it: it is retried later (temporary
+    failure) or marked ``failed`` with the relay's answer (see ``common.mail``).
+    """
+    queue = _InvitationQueue(settings or get_settings())
+    return mail.deliver(engine, queue, smtp_url=smtp_url, now=now, limit=limit).sent
+
+
+def count_unsent(session: Session) -> dict[str, int]:
+    """Invitations still owed (``pending``, some waiting for a retry) and given up on (``failed``)."""
+    return {status: repository.count_invitations(session, status=status) for status in ("pending", "failed")}

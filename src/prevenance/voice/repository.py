@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.voice.tables import (
@@ -19,6 +19,9 @@ from prevenance.voice.tables import (
     Suggestion,
     SurveyConsent,
 )
+
+if TYPE_CHECKING:
+    from prevenance.common.mail import Unsent
 
 CHUNK = 1000  # ids per IN list, well under both backends' parameter limits
 
@@ -46,11 +49,15 @@ def last_invited_at(session: Session, member_id: int, before: datetime) -> datet
     )
 
 
-def next_pending_invitation(session: Session) -> Invitation | None:
-    """The oldest pending invitation, locked (``SKIP LOCKED``: two relays never take the same)."""
+def next_pending_invitation(session: Session, now: datetime) -> Invitation | None:
+    """The oldest pending invitation whose attempt is due (``next_attempt_at``), locked (``SKIP
+    LOCKED``: two relays never take the same)."""
     return session.scalars(
         select(Invitation)
-        .where(Invitation.status == "pending")
+        .where(
+            Invitation.status == "pending",
+            or_(Invitation.next_attempt_at.is_(None), Invitation.next_attempt_at <= now),
+        )
         .order_by(Invitation.created_at, Invitation.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -62,9 +69,29 @@ def mark_invitation_sent(session: Session, invitation_id: str, now: datetime) ->
     result = session.execute(
         update(Invitation)
         .where(Invitation.id == invitation_id, Invitation.status == "pending")
-        .values(status="sent", sent_at=now)
+        .values(status="sent", sent_at=now, attempts=Invitation.attempts + 1, last_attempt_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_invitation_attempt(session: Session, invitation_id: str, unsent: Unsent) -> None:
+    """A refused attempt on a pending invitation: retry at ``next_attempt_at``, or failed."""
+    session.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.status == "pending")
+        .values(
+            status=unsent.status,
+            attempts=unsent.attempts,
+            last_attempt_at=unsent.last_attempt_at,
+            next_attempt_at=unsent.next_attempt_at,
+            last_error=unsent.last_error,
+        )
+    )
+
+
+def count_invitations(session: Session, *, status: str) -> int:
+    """How many invitations are in ``status`` (the relay's ``pending`` and ``failed``)."""
+    return session.scalar(select(func.count()).where(Invitation.status == status)) or 0
 
 
 def claim_invitation_answer(session: Session, invitation_id: str, now: datetime) -> bool:

@@ -52,7 +52,7 @@ class Invitation(Base):
 
     __tablename__ = "voice_invitations"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'sent', 'skipped')", name="status"),
+        CheckConstraint("status IN ('pending', 'sent', 'skipped', 'failed')", name="status"),
         CheckConstraint("language IN ('fr', 'en')", name="language"),
         Index("ix_voice_invitations_status_created", "status", "created_at"),
         Index("ix_voice_invitations_member_created", "member_id", "created_at"),
@@ -74,6 +74,12 @@ class Invitation(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The relay's retries (see ``common.mail``): a refused mail waits for ``next_attempt_at`` or
+    # ends ``failed`` with the relay's answer.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class Answer(Base):

@@ -327,6 +327,16 @@ def test_a_bad_incident_is_refused_next_to_its_field_and_nothing_is_written(
     assert _incident_count(engine) == 0 and _notices(engine) == 0
 
 
+def test_an_incident_title_that_would_break_the_mail_subject_is_refused_next_to_its_field(
+    world: Api, engine: Engine
+) -> None:
+    client, html = _marketing(world)
+    form = _incident_form(html, title_en="Payments declined\r\nBcc: everyone@example.org")
+    refused = client.post("/console/marketing/incidents", data=form)
+    assert refused.status_code == 422 and error_near(refused.text, "title_en") == "Valeur refusée."
+    assert _incident_count(engine) == 0 and _notices(engine) == 0
+
+
 def test_an_incident_gets_updates_once_per_key_then_is_resolved(world: Api, engine: Engine) -> None:
     client, html = _marketing(world)
     form = _incident_form(html)

@@ -1,0 +1,60 @@
+"""Text that ends up in a mail header: one line, no control characters, and addresses that name
+exactly one mailbox.
+
+A subject, a display name or an address with a line break would either make the mail library
+refuse the whole message (so the queue would try it again on every pass) or, in a laxer library,
+add headers of the caller's choosing (``Bcc:``). So such values are refused where they enter —
+``HeaderSafeText`` in the request models, ``is_header_safe`` / ``is_mail_address`` in the services
+— and the mail builder (``common.mail``) still cleans what older rows hold.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+# Cc: C0/C1 controls (CR, LF, TAB, NUL, NEL, FS/GS/RS…); Zl/Zp: U+2028 and U+2029. Every character
+# ``str.splitlines`` breaks on is in one of these, and so is every byte that has no place in a header.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+HEADER_UNSAFE_MESSAGE = "must be one line without control characters (it is used in mail headers)"
+# One addr-spec: no whitespace, no control character, none of the specials that would start a
+# display name, a group, a comment, a route or a second address (``<>()[]\,;:"``).
+_ATOM = r"[^@\s<>()\[\]\\,;:\"\x00-\x1f\x7f]+"
+_ADDRESS = re.compile(rf"{_ATOM}@{_ATOM}\.{_ATOM}")
+
+
+def is_header_safe(value: str) -> bool:
+    """True when ``value`` can go into a mail header as it is: one line, no control character."""
+    return not any(unicodedata.category(character) in _UNSAFE_CATEGORIES for character in value)
+
+
+def one_line(value: str) -> str:
+    """``value`` with every line break and control character replaced by a space (the mail
+    builder's last defence for rows stored before the door refused them)."""
+    cleaned = "".join(
+        " " if unicodedata.category(character) in _UNSAFE_CATEGORIES else character for character in value
+    )
+    return " ".join(cleaned.split())
+
+
+def is_mail_address(value: str) -> bool:
+    """True when ``value`` is one plain address (``name@domain.tld``), safe in a ``To:`` header."""
+    return len(value) <= 254 and _ADDRESS.fullmatch(value) is not None and is_header_safe(value)
+
+
+def _header_safe(value: str) -> str:
+    if not is_header_safe(value):
+        raise ValueError(HEADER_UNSAFE_MESSAGE)
+    return value
+
+
+HEADER_SAFE = AfterValidator(_header_safe)
+"""The check, to place *after* a ``Field`` in an ``Annotated`` (``Annotated[str, Field(max_length=…),
+HEADER_SAFE]``) so length errors keep their own types and messages."""
+HeaderSafeText = Annotated[str, HEADER_SAFE]
+"""A request field whose value may end up in a mail header (subject, name, address): refused with
+422 naming the field when it holds a line break or another control character. Give its length as
+the field's default (``name: HeaderSafeText = Field(max_length=…)``) or use ``HEADER_SAFE``."""
