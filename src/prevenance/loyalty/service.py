@@ -396,16 +396,8 @@ def list_movements(session: Session, *, member_ref: str, limit: int, cursor: str
     rows = list(session.scalars(statement.order_by(Posting.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    member_accounts = (
-        {
-            a.id
-            for a in (
-                ledger.member_account(session, member_id=member.id, unit=u) for u in ("points", "miles")
-            )
-        }
-        if rows
-        else set()
-    )
+    # Read, never create: a unit the member has no account in has no postings either.
+    member_accounts = ledger.member_account_ids(session, member_id=member.id) if rows else set()
     items = [
         {
             "id": row.id,
