@@ -212,3 +212,6 @@ def test_a_read_session_refuses_to_write(engine: Engine) -> None:
     with unit_of_work(engine) as session:  # the same pooled connection writes again afterwards
         session.execute(insert)
     assert _accounts(engine) == accounts + 1
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA query_only").scalar() == 0
