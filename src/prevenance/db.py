@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Insert, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 T = TypeVar("T")
 
 _READ_ONLY = "prevenance_read_only"
+_QUERY_ONLY = "prevenance_query_only"  # set on a pooled SQLite connection while it is read-only
 # One writer lock per SQLite engine (see the module docstring).
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, tuple[threading.RLock, float]] = weakref.WeakKeyDictionary()
 
@@ -62,9 +63,18 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 20)
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             if conn.get_execution_options().get(_READ_ONLY):
+                # A read session cannot write: a write slipped into a read path fails at once
+                # instead of upgrading to the write lock (and answering "database is locked").
+                conn.connection.info[_QUERY_ONLY] = True
+                conn.exec_driver_sql("PRAGMA query_only=1")
                 conn.exec_driver_sql("BEGIN")
             else:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        @event.listens_for(engine, "checkin")
+        def _sqlite_checkin(dbapi_connection: Any, record: Any) -> None:
+            if record.info.pop(_QUERY_ONLY, False) and dbapi_connection is not None:
+                dbapi_connection.execute("PRAGMA query_only=0")  # the pool lends it to writers too
 
         _WRITE_LOCKS[engine] = (threading.RLock(), busy_timeout_ms / 1000)
         return engine
@@ -97,10 +107,23 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
 
 @contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
-    """A read-only transaction (plain ``BEGIN`` on SQLite, so readers never block writers)."""
-    bind = engine.execution_options(**{_READ_ONLY: True})
-    with Session(bind=bind, expire_on_commit=False) as session, session.begin():
+    """A read-only transaction (plain ``BEGIN`` on SQLite, so readers never block writers).
+
+    Read-only on the database itself (``BEGIN READ ONLY`` on PostgreSQL, ``PRAGMA query_only`` on
+    SQLite): a read never writes, so it never waits for the write lock nor fails because writers
+    are busy; a write slipped into a read path is refused in the first test that reaches it.
+    """
+    options: dict[str, Any] = {_READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True
+    with Session(bind=engine, expire_on_commit=False) as session, session.begin():
+        session.connection(execution_options=options)  # before the transaction begins
         yield session
+
+
+def in_read_session(connection: Connection) -> bool:
+    """True for a connection lent to ``read_session`` (a test counts what such a connection sends)."""
+    return bool(connection.get_execution_options().get(_READ_ONLY))
 
 
 def insert_ignoring_conflicts(table: Table) -> dict[str, Insert]:

@@ -109,8 +109,9 @@ def _field_of(loc: tuple[Any, ...] | list[Any], error_type: str | None = None) -
     return ".".join(parts) if parts else ".".join(str(p) for p in loc)
 
 
-# SQLite's OperationalError messages for a schema that does not match the code (not an outage).
-_SCHEMA_MISMATCH = ("no such table", "no such column", "table ")
+# SQLite's OperationalError messages for a schema that does not match the code, or for a write
+# attempted in a read session (a bug, not an outage).
+_SCHEMA_MISMATCH = ("no such table", "no such column", "table ", "attempt to write a readonly database")
 
 
 def install_problem_handlers(app: FastAPI) -> None:

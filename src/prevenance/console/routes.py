@@ -51,7 +51,7 @@ from prevenance.desk import rules as desk_rules
 from prevenance.desk import service as desk
 from prevenance.desk.schemas import CardReplacementCreate, ContactCreate, ContactPreferencePut
 from prevenance.loyalty import service as loyalty
-from prevenance.loyalty.schemas import RedemptionCreate, ReferralCreate
+from prevenance.loyalty.schemas import RedemptionCreate, ReferralCodeRedeem
 from prevenance.offers import service as offers
 from prevenance.views.member360 import get_member_360
 from prevenance.voice import rules as voice_rules
@@ -573,6 +573,7 @@ def _render_portal(
         partners = [x for x in loyalty.list_partners(session) if x.kind in ("airline", "hotel")]
         preference = desk.get_contact_preference(session, member_ref=ref)
         member_offers = offers.list_active_member_offers(session, member_ref=ref, language=p.lang, now=p.now)
+        referral_code = loyalty.get_referral_code(session, member_ref=ref, secret=p.settings.secret_key)
     values = _portal_defaults()
     values["preference"] = {
         "mode": preference["mode"] or "",
@@ -591,6 +592,7 @@ def _render_portal(
         catalogue=catalogue,
         partners=partners,
         offers=member_offers["items"],
+        referral_code=referral_code,
         values=values,
         errors=errors or {},
         done=done or p.request.query_params.get("done"),
@@ -665,31 +667,31 @@ def portal_travel(p: PageDep) -> Response:
 
 @router.post("/portal/referral")
 def portal_referral(p: PageDep) -> Response:
-    """Refer a friend who already has a card number (member reference) but no transaction yet."""
+    """The member was referred: they enter the referral code a friend gave them (their consent), as
+    ``POST /v1/members/{ref}/referral``."""
     user = p.require(*PORTAL)
     assert user.member_ref is not None
     ref, f = user.member_ref, p.form
-    rename = {"referee_ref": "friend"}
+    inputs = {"referral_code"}
     try:
-        body = ReferralCreate.model_validate(
-            {"referrer_ref": ref, "referee_ref": f.get("friend", "").strip()}
-        )
+        body = ReferralCodeRedeem.model_validate({"referral_code": f.get("referral_code", "").strip()})
         key = f.get("key", "") or None
         run_in_transaction(
             p.engine,
-            lambda s: loyalty.create_referral(
-                s, referrer_ref=ref, referee_ref=body.referee_ref, key=key, now=p.now
+            lambda s: loyalty.redeem_referral_code(
+                s,
+                referee_ref=ref,
+                code=body.referral_code,
+                key=key,
+                secret=p.settings.secret_key,
+                now=p.now,
             ),
         )
     except ValidationError as error:
-        return _render_portal(
-            p,
-            status=422,
-            forms={"referral": f},
-            errors={"referral": field_errors(p, error, rename, {"friend"})},
-        )
+        errors = field_errors(p, error, None, inputs)
+        return _render_portal(p, status=422, forms={"referral": f}, errors={"referral": errors})
     except PrevenanceError as error:
-        errors = problem_errors(p, error, rename, {"friend"})
+        errors = problem_errors(p, error, None, inputs)
         return _render_portal(p, status=error.status, forms={"referral": f}, errors={"referral": errors})
     return redirect(p, "/portal/?done=referral")
 

@@ -31,8 +31,11 @@ from prevenance.loyalty.schemas import (
     ProgrammeRead,
     RedemptionCreate,
     RedemptionRead,
+    ReferralCodeRead,
+    ReferralCodeRedeem,
     ReferralCreate,
     ReferralRead,
+    ReferredRead,
     RefundCreate,
     RefundRead,
     TransactionCreate,
@@ -45,7 +48,10 @@ Integrator = Annotated[Principal, Depends(require(Role.INTEGRATOR))]
 Marketing = Annotated[Principal, Depends(require(Role.MARKETING))]
 Redeemer = Annotated[Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.MEMBER, Role.INTEGRATOR))]
 HoldResolver = Annotated[Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.INTEGRATOR))]
-Referrer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.MEMBER, Role.INTEGRATOR))]
+# Staff and integrators record a referral between two refs; a member never names a referee (that
+# would need no consent and would tell whether a ref exists): it shares its referral code instead.
+Referrer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.INTEGRATOR))]
+CodeHolder = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.MEMBER, Role.INTEGRATOR))]
 Ref = Annotated[str, Path(min_length=1, max_length=200)]
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", "content": {PROBLEM_JSON: {}}}}
 INVALID: dict[int | str, dict[str, Any]] = {
@@ -288,16 +294,24 @@ def void_redemption(id: Ref, engine: DbEngine, clock: AppClock, _: HoldResolver)
     )
 
 
+def _secret(request: Request) -> str:
+    secret: str = request.app.state.settings.secret_key
+    return secret
+
+
+Secret = Annotated[str, Depends(_secret)]
+
+
 @router.post("/referrals", status_code=201, response_model=ReferralRead, responses=INVALID)
 def post_referral(
     body: ReferralCreate,
     engine: DbEngine,
     clock: AppClock,
-    principal: Referrer,
+    _: Referrer,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
-    """Record a referral; the referrer's bonus is credited at the referee's first transaction."""
-    ensure_member_scope(principal, body.referrer_ref)
+    """Record a referral between two members (staff and integrators; a member shares its referral
+    code instead); the referrer's bonus is credited at the referee's first transaction."""
     return _respond(
         run_in_transaction(
             engine,
@@ -306,6 +320,42 @@ def post_referral(
                 referrer_ref=body.referrer_ref,
                 referee_ref=body.referee_ref,
                 key=idempotency_key,
+                now=clock.now(),
+            ),
+        )
+    )
+
+
+@router.get("/members/{ref}/referral-code", response_model=ReferralCodeRead)
+def get_referral_code(ref: Ref, engine: DbEngine, principal: CodeHolder, secret: Secret) -> dict[str, Any]:
+    """The member's referral code: a new customer who enters it is referred by this member."""
+    ensure_member_scope(principal, ref)
+    with read_session(engine) as session:
+        return service.get_referral_code(session, member_ref=ref, secret=secret)
+
+
+@router.post("/members/{ref}/referral", status_code=201, response_model=ReferredRead, responses=INVALID)
+def post_member_referral(
+    ref: Ref,
+    body: ReferralCodeRedeem,
+    engine: DbEngine,
+    clock: AppClock,
+    principal: CodeHolder,
+    secret: Secret,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """The member (a new customer, or an integrator for them at onboarding) enters the referral code
+    a friend gave them; the friend's bonus is credited at the member's first transaction."""
+    ensure_member_scope(principal, ref)
+    return _respond(
+        run_in_transaction(
+            engine,
+            lambda s: service.redeem_referral_code(
+                s,
+                referee_ref=ref,
+                code=body.referral_code,
+                key=idempotency_key,
+                secret=secret,
                 now=clock.now(),
             ),
         )

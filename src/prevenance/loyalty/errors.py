@@ -60,6 +60,13 @@ class InvalidReferral(InvalidInput):
     title = "Referral not allowed"
 
 
+class InvalidReferralCode(InvalidReferral):
+    """A referral code refused, for whatever reason: the answer says no more (see the service)."""
+
+    type_slug = "invalid-referral-code"
+    title = "Referral code not accepted"
+
+
 class InvalidProgramme(InvalidInput):
     type_slug = "invalid-programme"
     title = "Invalid programme document"

@@ -6,6 +6,8 @@ Points never expire: nothing here, or anywhere, takes points away with time.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -225,3 +227,79 @@ def hold_expiry(created_at: datetime, *, hold_minutes: int) -> datetime:
 
 def is_expired(expires_at: datetime, now: datetime) -> bool:
     return now >= expires_at
+
+
+# --- referral codes ----------------------------------------------------------------------------
+#
+# A member's referral code is computed, not stored: its 60 bits are the member's internal id (40
+# bits) enciphered by a keyed Feistel permutation, followed by a 20-bit keyed tag of that id. So a
+# code names one member and reveals nothing about them (not even the id), a guessed code is
+# accepted about once in a million million tries (with a million members), and reading a code
+# writes nothing. The key comes from the deployment's secret: rotating the secret changes every
+# code (referrals already made are kept).
+
+REFERRAL_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud, typed by hand
+_ID_BITS, _TAG_BITS, _ROUNDS = 40, 20, 4
+_HALF = _ID_BITS // 2
+_CODE_LENGTH = (_ID_BITS + _TAG_BITS) // 5
+
+
+def _keyed(key: bytes, label: bytes, value: int) -> int:
+    digest = hmac.new(key, label + value.to_bytes(8, "big"), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _feistel(value: int, key: bytes, *, inverse: bool = False) -> int:
+    mask = (1 << _HALF) - 1
+    left, right = value >> _HALF, value & mask
+    rounds = range(_ROUNDS - 1, -1, -1) if inverse else range(_ROUNDS)
+    for i in rounds:
+        if inverse:
+            left, right = right ^ (_keyed(key, b"round%d" % i, left) & mask), left
+        else:
+            left, right = right, left ^ (_keyed(key, b"round%d" % i, right) & mask)
+    return (left << _HALF) | right
+
+
+def _tag(member_id: int, key: bytes) -> int:
+    return _keyed(key, b"tag", member_id) & ((1 << _TAG_BITS) - 1)
+
+
+def referral_code(member_id: int, *, key: bytes) -> str:
+    """The member's referral code, ``XXXX-XXXX-XXXX``: the same member and key always give the same."""
+    if not 0 < member_id < (1 << _ID_BITS):
+        raise ValueError(f"member id {member_id} is outside the referral code's range")
+    value = (_feistel(member_id, key) << _TAG_BITS) | _tag(member_id, key)
+    symbols = [REFERRAL_CODE_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(_CODE_LENGTH))]
+    text = "".join(symbols)
+    return "-".join(text[i : i + 4] for i in range(0, _CODE_LENGTH, 4))
+
+
+def normalise_referral_code(code: str) -> str | None:
+    """The code as issued (upper case, dashes in place) whatever spacing or case it was typed in;
+    None when it cannot be a code at all."""
+    text = "".join(code.split()).replace("-", "").upper()
+    if len(text) != _CODE_LENGTH or any(c not in REFERRAL_CODE_ALPHABET for c in text):
+        return None
+    return "-".join(text[i : i + 4] for i in range(0, _CODE_LENGTH, 4))
+
+
+def referral_code_owner(code: str, *, key: bytes) -> int | None:
+    """The internal id of the member whose code this is, or None for a code no member was given."""
+    text = normalise_referral_code(code)
+    if text is None:
+        return None
+    value = 0
+    for symbol in text.replace("-", ""):
+        value = (value << 5) | REFERRAL_CODE_ALPHABET.index(symbol)
+    member_id = _feistel(value >> _TAG_BITS, key, inverse=True)
+    if member_id == 0 or not hmac.compare_digest(
+        _tag(member_id, key).to_bytes(3, "big"), (value & ((1 << _TAG_BITS) - 1)).to_bytes(3, "big")
+    ):
+        return None
+    return member_id
+
+
+def referral_code_key(secret: str) -> bytes:
+    """The referral codes' own key, derived from the deployment's secret."""
+    return hmac.new(secret.encode(), b"prevenance.referral-code", hashlib.sha256).digest()

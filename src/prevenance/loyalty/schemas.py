@@ -180,6 +180,29 @@ class ReferralRead(BaseModel):
     unit: str
 
 
+class ReferralCodeRead(BaseModel):
+    member_ref: str
+    referral_code: str = Field(description="what the member gives a friend, XXXX-XXXX-XXXX")
+    bonus: int = Field(description="what the member earns at the friend's first transaction")
+    unit: str
+
+
+class ReferralCodeRedeem(BaseModel):
+    referral_code: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=40, description="the referrer's code, as given (case and dashes free)"
+        ),
+    ]
+
+
+class ReferredRead(BaseModel):
+    id: str
+    referee_ref: str
+    referral_code: str
+    status: str
+
+
 class FxRatePut(BaseModel):
     rate: DecimalString = Field(description="euros per one unit of the currency")
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import as_utc, fingerprint, fingerprint_of
+from prevenance.common.ids import as_utc, fingerprint, fingerprint_of, new_id
 from prevenance.common.money import AmountError, minor_units, parse_amount
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
@@ -24,6 +24,7 @@ from prevenance.loyalty import ledger, programme, rules
 from prevenance.loyalty.errors import (
     HoldNotPending,
     InvalidReferral,
+    InvalidReferralCode,
     NoCodesLeft,
     OutOfStock,
     RefundTooLarge,
@@ -396,16 +397,8 @@ def list_movements(session: Session, *, member_ref: str, limit: int, cursor: str
     rows = list(session.scalars(statement.order_by(Posting.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    member_accounts = (
-        {
-            a.id
-            for a in (
-                ledger.member_account(session, member_id=member.id, unit=u) for u in ("points", "miles")
-            )
-        }
-        if rows
-        else set()
-    )
+    # Read, never create: a unit the member has no account in has no postings either.
+    member_accounts = ledger.member_account_ids(session, member_id=member.id) if rows else set()
     items = [
         {
             "id": row.id,
@@ -881,20 +874,43 @@ def _refer(session: Session, *, referrer_ref: str, referee_ref: str, key: str, n
         raise InvalidReferral("a member cannot refer themselves", field="referee_ref")
     referrer = customers.get_for_body_or_raise(session, ref=referrer_ref, field="referrer_ref")
     referee = customers.get_for_body_or_raise(session, ref=referee_ref, field="referee_ref")
+    referral = _insert_referral(
+        session, referrer=referrer, referee=referee, referral_id=key, refusal=InvalidReferral, now=now
+    )
+    body = {
+        "id": referral.id,
+        "referrer_ref": referrer.ref,
+        "referee_ref": referee.ref,
+        "status": "pending",
+        "bonus": referral.bonus,
+        "unit": referral.unit,
+    }
+    return Outcome(201, body)
+
+
+def _insert_referral(
+    session: Session,
+    *,
+    referrer: Member,
+    referee: Member,
+    referral_id: str,
+    refusal: type[InvalidReferral],
+    now: datetime,
+) -> Referral:
+    """The pending referral, once the referee is known to be new (no referrer, no transaction)."""
+    field = "referral_code" if refusal is InvalidReferralCode else "referee_ref"
     # Lock the referee's accounts (which every earn updates) so that a first transaction cannot slip
     # in between the "not yet transacting" check and the insert.
     ledger.lock_member_accounts(session, member_id=referee.id)
     if session.scalars(select(Referral.id).where(Referral.referee_id == referee.id)).first() is not None:
-        raise InvalidReferral(f"{referee_ref} already has a referrer", field="referee_ref")
+        raise refusal(f"{referee.ref} already has a referrer", field=field)
     if session.scalars(
         select(CardTransaction.id).where(CardTransaction.member_id == referee.id).limit(1)
     ).first():
-        raise InvalidReferral(
-            f"{referee_ref} is already transacting; referral is for new customers", field="referee_ref"
-        )
+        raise refusal(f"{referee.ref} is already transacting; referral is for new customers", field=field)
     rule = _product_rule(programme.current(session), referrer)
     referral = Referral(
-        id=key,
+        id=referral_id,
         referrer_id=referrer.id,
         referee_id=referee.id,
         status="pending",
@@ -904,14 +920,62 @@ def _refer(session: Session, *, referrer_ref: str, referee_ref: str, key: str, n
     )
     session.add(referral)
     session.flush()
-    body = {
-        "id": referral.id,
-        "referrer_ref": referrer.ref,
-        "referee_ref": referee.ref,
-        "status": "pending",
-        "bonus": referral.bonus,
-        "unit": referral.unit,
-    }
+    return referral
+
+
+def get_referral_code(session: Session, *, member_ref: str, secret: str) -> dict[str, Any]:
+    """The code a member shares: a new customer who enters it chooses them as referrer (consent)."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    rule = _product_rule(programme.current(session), member)
+    code = rules.referral_code(member.id, key=rules.referral_code_key(secret))
+    return {"member_ref": member.ref, "referral_code": code, "bonus": rule.referral_bonus, "unit": rule.unit}
+
+
+def redeem_referral_code(
+    session: Session, *, referee_ref: str, code: str, key: str | None, secret: str, now: datetime
+) -> Outcome:
+    """Record that a new customer was referred by the owner of the code they entered.
+
+    The answer never names the referrer nor says anything about them: a code is accepted, or
+    refused (422 ``invalid-referral-code`` on ``referral_code``) because no member has it, or for
+    what it says about the customer themselves (their own code, a referrer already, transacting).
+    """
+    normalised = rules.normalise_referral_code(code)
+    # Keys live in the referee's own space (a caller cannot probe another member's requests), hashed
+    # to the key column's size whatever the lengths.
+    caller_key = fingerprint({"referee_ref": referee_ref, "key": key or normalised or code})
+    return run_idempotent(
+        session,
+        scope="referral-code",
+        key=caller_key,
+        fingerprint=fingerprint({"referee_ref": referee_ref, "referral_code": normalised or code}),
+        now=now,
+        produce=lambda: _refer_by_code(
+            session, referee_ref=referee_ref, code=normalised, secret=secret, now=now
+        ),
+    )
+
+
+def _refer_by_code(
+    session: Session, *, referee_ref: str, code: str | None, secret: str, now: datetime
+) -> Outcome:
+    referee = customers.get_or_raise(session, ref=referee_ref)
+    owner = None if code is None else rules.referral_code_owner(code, key=rules.referral_code_key(secret))
+    referrer = None if owner is None else customers.get_by_id(session, member_id=owner)
+    if referrer is None or referrer.ref.startswith("erased-"):  # an erased member refers no one
+        raise InvalidReferralCode("no member has this referral code", field="referral_code")
+    if referrer.id == referee.id:
+        raise InvalidReferralCode("this is your own referral code", field="referral_code")
+    # The id is the server's, never the caller's: a chosen id could probe other referrals' ids.
+    referral = _insert_referral(
+        session,
+        referrer=referrer,
+        referee=referee,
+        referral_id=new_id("rf"),
+        refusal=InvalidReferralCode,
+        now=now,
+    )
+    body = {"id": referral.id, "referee_ref": referee.ref, "referral_code": code, "status": "pending"}
     return Outcome(201, body)
 
 

@@ -3,6 +3,7 @@ roles, language, the agent's forms, the portal's redemptions and their errors.""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,13 +15,14 @@ from prevenance.console.web import SESSION_COOKIE
 from prevenance.db import read_session
 from prevenance.desk.tables import CardReplacement, Contact
 from prevenance.loyalty.tables import Redemption
-from tests.conftest import Api, member_body
+from tests.conftest import Api, member_body, tx_body
 from tests.integration.console.support import (
     PASSWORD,
     browser,
     csrf_of,
     error_near,
     key_of,
+    make_user,
     sign_in,
 )
 
@@ -427,7 +429,7 @@ def test_a_redemption_beyond_the_balance_is_refused_in_the_members_language(worl
     assert zero.status_code == 422 and error_near(zero.text, "quantity") == "Enter a number above zero."
 
 
-def test_transfer_travel_referral_and_preference_from_the_portal(world: Api) -> None:
+def test_transfer_travel_and_preference_from_the_portal(world: Api) -> None:
     client = browser(world)
     sign_in(client, "camille")
     page = client.get("/portal/")
@@ -452,14 +454,40 @@ def test_transfer_travel_referral_and_preference_from_the_portal(world: Api) -> 
     assert bad.status_code == 422 and error_near(bad.text, "amount")
     assert client.post("/portal/travel", data={**travel, "amount": "250,00"}).status_code == 303
     assert points_of(world, "M1") == 400
-    referral = {"csrf": csrf, "key": key_of(page.text, "/portal/referral"), "friend": "M2"}
-    refused = client.post("/portal/referral", data=referral)  # M2 already transacts
-    assert refused.status_code == 422 and "Parrainage impossible" in error_near(refused.text, "friend")
-    assert client.post("/portal/referral", data={**referral, "friend": "M3"}).status_code == 303
     assert client.post("/portal/preference", data={"csrf": csrf, "mode": "has_time"}).status_code == 303
     assert world.get("/v1/members/M1/contact-preference", role="agent").json()["mode"] == "has_time"
     history = client.get("/portal/").text
     assert "Transfert partenaire" in history and "Voyage (réservé)" in history
+
+
+def test_the_portal_shows_the_members_referral_code_and_a_new_customer_enters_it(
+    world: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    camille = browser(world)
+    sign_in(camille, "camille")
+    page = camille.get("/portal/").text
+    found = re.search(r'data-testid="referral-code">([A-Z2-9-]+)<', page)
+    assert found, "the portal shows no referral code"
+    code = found.group(1)
+    assert code == world.get("/v1/members/M1/referral-code", role="agent").json()["referral_code"]
+    assert "5 000 points" in page  # what camille earns per friend
+    form = {"csrf": csrf_of(page), "key": key_of(page, "/portal/referral"), "referral_code": code}
+    own = camille.post("/portal/referral", data=form)  # her own code (and she already transacts)
+    assert own.status_code == 422 and "Ce code ne peut pas être utilisé" in error_near(
+        own.text, "referral_code"
+    )
+    make_user(engine, clock, "zoe", "member", member_ref="M3")
+    zoe = browser(world)
+    sign_in(zoe, "zoe")
+    page = zoe.get("/portal/").text
+    form = {"csrf": csrf_of(page), "key": key_of(page, "/portal/referral"), "referral_code": "ABCD-EFGH-JKLM"}
+    wrong = zoe.post("/portal/referral", data=form)
+    assert wrong.status_code == 422 and error_near(wrong.text, "referral_code")
+    assert zoe.post("/portal/referral", data={**form, "referral_code": code.lower()}).status_code == 303
+    assert "Code enregistré" in zoe.get("/portal/?done=referral").text
+    before = points_of(world, "M1")
+    assert world.post("/v1/transactions", tx_body("T3", "M3", "10.00"), role="integrator").status_code == 201
+    assert points_of(world, "M1") == before + 5000
 
 
 def test_the_static_files_are_served_and_nothing_else(world: Api) -> None:

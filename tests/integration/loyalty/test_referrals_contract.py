@@ -161,13 +161,17 @@ def test_an_idempotency_key_header_names_the_referral(api: Api) -> None:
     assert reused.status_code == 409 and reused.headers["content-type"].startswith(PROBLEM)
 
 
-def test_a_member_key_refers_only_as_itself(api: Api, engine: Engine, clock: FrozenClock) -> None:
+def test_a_member_key_records_no_referral_it_shares_its_code_instead(
+    api: Api, engine: Engine, clock: FrozenClock
+) -> None:
     _members(api, A="gold", B="green", C="green")
     with unit_of_work(engine) as session:
         _, secret = create_key(session, role="member", member_ref="A", name="app-A", now=clock.now())
     headers = {"Authorization": f"Bearer {secret}"}
     own = api.client.post("/v1/referrals", json={"referrer_ref": "A", "referee_ref": "B"}, headers=headers)
-    assert own.status_code == 201, own.text
+    assert own.status_code == 403, own.text
     other = api.client.post("/v1/referrals", json={"referrer_ref": "C", "referee_ref": "B"}, headers=headers)
-    assert other.status_code == 403
+    assert (other.status_code, other.json()) == (own.status_code, own.json())
     assert _refer(api, "A", "C", role="supervisor").status_code == 403
+    api.post("/v1/transactions", tx_body("T1", "B", "10.00"), role="integrator")
+    assert _balance(api, "A")["points"] == 0
