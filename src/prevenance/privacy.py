@@ -136,7 +136,8 @@ EXPORT: dict[str, dict[str, str]] = {
         "agent": STAFF_ID,
     },
     "desk_incident_notices": _all(
-        "id incident_id member_id kind language subject body status created_at sent_at"
+        "id incident_id member_id kind language subject body status created_at sent_at attempts "
+        "last_attempt_at next_attempt_at last_error"
     ),
     "desk_concierge_requests": {
         **_all(
@@ -167,7 +168,7 @@ EXPORT: dict[str, dict[str, str]] = {
     "voice_invitations": {
         **_all(
             "id contact_id member_id language team channel reason product country contact_ended_at "
-            "status skip_reason created_at sent_at answered_at"
+            "status skip_reason created_at sent_at answered_at attempts last_attempt_at next_attempt_at last_error"
         ),
         "agent": STAFF_ID,
     },
