@@ -38,7 +38,7 @@ STRONG = secrets.token_urlsafe(48)
         "this-is-an-example-secret-key-for-the-docs-only",
         "s3cret",
         "a" * 31 + "b",
-        secrets.token_urlsafe(16),  # random but 22 characters
+        "Zq8vP3xKt7LmW2nRb5Yc0d",  # random-looking but 22 characters
         "x" * 64,
         "0123" * 16,
     ],
