@@ -35,7 +35,7 @@ from prevenance.offers import service as offers_service
 from prevenance.offers.api import router as offers_router
 from prevenance.offers.roi_api import router as offers_roi_router
 from prevenance.privacy import router as privacy_router
-from prevenance.request_guards import BodyGuard, InternalErrors
+from prevenance.request_guards import BodyGuard, InternalErrors, NulGuard
 from prevenance.security_headers import SecurityHeaders
 from prevenance.settings import Settings, get_settings
 from prevenance.views.benefit_usage import router as benefit_usage_router
@@ -167,6 +167,7 @@ def create_app(
     # refusal before the app sit inside the request id and the security headers.
     app.add_middleware(AccessAuditMiddleware, engine=engine, clock=clock)
     app.add_middleware(InternalErrors)
+    app.add_middleware(NulGuard)  # inside the body guard: the key and the size come first
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(SecurityHeaders)

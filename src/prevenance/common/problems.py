@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://prevenance.dev/problems/"
@@ -158,6 +158,23 @@ def install_problem_handlers(app: FastAPI) -> None:
         }
         return problem_response(body, dict(error.headers) if error.headers else None)
 
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, error: DataError) -> JSONResponse:
+        """The database refused a value. A NUL character is refused at the door
+        (``request_guards.NulGuard``); should one still reach PostgreSQL ("contains NUL", "0x00")
+        it is the caller's input, so 422 rather than 500."""
+        if not is_nul_error(error):
+            return await _unexpected(request, error)
+        body = {
+            "type": PROBLEM_BASE + "invalid-input",
+            "title": "Invalid input",
+            "status": 422,
+            "detail": "a value contains a NUL character (U+0000), which cannot be stored",
+            "instance": request.url.path,
+            "field": "body",
+        }
+        return problem_response(body)
+
     @app.exception_handler(OperationalError)
     async def _database_unavailable(request: Request, error: OperationalError) -> JSONResponse:
         """The database is down, restarting or busy: say so (503) so clients retry later; the
@@ -181,6 +198,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         return unexpected_error_response(request, error)
+
+
+def is_nul_error(error: BaseException) -> bool:
+    """Whether a database error is PostgreSQL refusing a NUL character in text."""
+    text = str(getattr(error, "orig", None) or error)
+    return "NUL" in text or "0x00" in text
 
 
 def unexpected_error_response(request: Request, error: Exception) -> JSONResponse:

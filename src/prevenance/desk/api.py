@@ -7,7 +7,6 @@ its own communications.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query
@@ -16,6 +15,7 @@ from fastapi.responses import JSONResponse
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_scope, require
 from prevenance.common.idempotency import Outcome
+from prevenance.common.inputs import Moment, Month, OptionalMonth
 from prevenance.common.problems import PROBLEM_JSON
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import service
@@ -61,7 +61,6 @@ PreferenceWriter = Annotated[
     Principal, Depends(require(Role.AGENT, Role.CONCIERGE, Role.SUPERVISOR, Role.INTEGRATOR, Role.MEMBER))
 ]
 Ref = Annotated[str, Path(min_length=1, max_length=200)]
-Month = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-01"])]
 Limit = Annotated[int, Query(ge=1, le=500)]
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", **_PROBLEM}}
@@ -148,7 +147,7 @@ def get_fcr(
     clock: AppClock,
     _: DeskStaff,
     by: Annotated[Literal["agent", "team", "channel", "reason", "country", "month"], Query()] = "agent",
-    month: Month = None,
+    month: OptionalMonth = None,
 ) -> dict[str, Any]:
     """First-contact resolution of the cases opened in ``month`` (or ever), with Wilson 95% intervals."""
     with read_session(engine) as session:
@@ -159,7 +158,7 @@ def get_fcr(
 def get_reason_report(
     engine: DbEngine,
     _: DeskStaff,
-    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-01"])],
+    month: Month,
 ) -> dict[str, Any]:
     """Contact reasons of a month: volume, repeat rate, growth against the previous month, avoidable share."""
     with read_session(engine) as session:
@@ -241,7 +240,7 @@ def get_card_replacement_report(
     engine: DbEngine,
     clock: AppClock,
     _: DeskStaff,
-    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-01"])],
+    month: Month,
 ) -> dict[str, Any]:
     """Share of the month's emergency cards delivered within their promise (Wilson 95% interval)."""
     with read_session(engine) as session:
@@ -356,7 +355,7 @@ def post_callback(
 def get_callbacks(
     engine: DbEngine,
     _: DeskStaff,
-    due_before: Annotated[datetime | None, Query()] = None,
+    due_before: Annotated[Moment | None, Query()] = None,
     status: Annotated[Literal["scheduled", "completed"], Query()] = "scheduled",
     limit: Limit = 500,
 ) -> list[dict[str, Any]]:
@@ -443,7 +442,7 @@ def get_benefit_attribution(
     engine: DbEngine,
     clock: AppClock,
     _: DeskStaff,
-    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-01"])],
+    month: Month,
 ) -> dict[str, Any]:
     """Benefits explained at the month's contacts, then used within the window: per agent and
     benefit, with Wilson 95% intervals."""

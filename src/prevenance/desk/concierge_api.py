@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, require
+from prevenance.common.inputs import Moment
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import concierge
 from prevenance.desk.api import CONFLICT, INVALID, NOT_FOUND, Limit, Ref, _respond
@@ -35,7 +36,7 @@ class ConciergeRequestCreate(BaseModel):
     details: Annotated[str, Field(max_length=10_000)] = ""
     city: Annotated[str, Field(min_length=1, max_length=120)]
     country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]
-    due_at: datetime
+    due_at: Moment
 
 
 class ConciergeStatusChange(BaseModel):
@@ -112,7 +113,7 @@ def get_concierge_requests(
     engine: DbEngine,
     _: ConciergeStaff,
     status: Annotated[Status | None, Query()] = None,
-    due_before: Annotated[datetime | None, Query()] = None,
+    due_before: Annotated[Moment | None, Query()] = None,
     limit: Limit = 500,
 ) -> list[dict[str, Any]]:
     """Requests by due time, soonest first."""

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from prevenance.common.inputs import Moment
 from prevenance.common.text import HEADER_SAFE
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
@@ -35,8 +36,8 @@ class ContactCreate(BaseModel):
     agent: Name
     team: Name
     reason: Annotated[str, Field(min_length=3, max_length=80, examples=["card.lost_stolen"])]
-    started_at: datetime
-    ended_at: datetime
+    started_at: Moment
+    ended_at: Moment
     notes: Annotated[str, Field(max_length=20_000)] = ""
     outcome: Outcome
     case_id: Id | None = None
@@ -200,7 +201,7 @@ class CommunicationCreate(BaseModel):
     template: Annotated[str, Field(min_length=1, max_length=120)]
     channel: CommunicationChannel
     language: Literal["fr", "en"]
-    sent_at: datetime
+    sent_at: Moment
     subject: Annotated[str, Field(max_length=300), HEADER_SAFE] = ""
     summary: Annotated[str, Field(max_length=5000)] = ""
 
@@ -258,7 +259,7 @@ class BenefitUsageCreate(BaseModel):
 
     id: Id
     benefit: BenefitCode
-    used_at: datetime
+    used_at: Moment
     source: Name | None = None
 
 
@@ -359,7 +360,7 @@ class CallbackCreate(BaseModel):
 
     id: Id
     reason: Annotated[str, Field(min_length=1, max_length=80, examples=["statement.question"])]
-    scheduled_for: datetime
+    scheduled_for: Moment
     phone: Annotated[str, Field(max_length=40)] = ""
 
 
@@ -402,8 +403,8 @@ class IncidentAffects(BaseModel):
     cities: Annotated[list[Annotated[str, Field(min_length=1, max_length=120)]], Field(max_length=250)] = []
     merchant: Annotated[str | None, Field(min_length=1, max_length=200)] = None
     reasons: Annotated[list[Annotated[str, Field(min_length=1, max_length=80)]], Field(max_length=100)] = []
-    window_start: datetime | None = None
-    window_end: datetime | None = None
+    window_start: Moment | None = None
+    window_end: Moment | None = None
 
     @model_validator(mode="after")
     def _has_a_criterion(self) -> IncidentAffects:
@@ -424,7 +425,7 @@ class IncidentCreate(BaseModel):
     title_en: Title
     body_fr: IncidentText
     body_en: IncidentText
-    since: datetime
+    since: Moment
     affects: IncidentAffects
 
 

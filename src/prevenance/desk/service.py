@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, fingerprint, fingerprint_of, new_id
+from prevenance.common.inputs import check_month
 from prevenance.common.problems import IdempotencyConflict, InvalidInput
 from prevenance.customers import service as customers
 from prevenance.customers.tables import Member
@@ -319,7 +320,7 @@ def fcr_report(session: Session, *, by: str, month: str | None, now: datetime) -
     ).join(Contact, Contact.id == Case.first_contact_id)
     if month is not None:
         try:
-            start, end = rules.month_bounds(month)
+            start, end = rules.month_bounds(check_month(month))
         except rules.RuleViolation as error:
             raise InvalidInput(str(error), field=error.field)
         statement = statement.where(Case.opened_at >= start, Case.opened_at < end)
@@ -388,7 +389,7 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
     a reason the incident explains, and had not yet been sent its notice.
     """
     try:
-        start, end = rules.month_bounds(month)
+        start, end = rules.month_bounds(check_month(month))
         previous = rules.previous_month(month)
     except rules.RuleViolation as error:
         raise InvalidInput(str(error), field=error.field)
@@ -688,7 +689,7 @@ def card_replacement_report(session: Session, *, month: str, now: datetime) -> d
     still within its promise is not known yet and is left out (reported as ``open_in_time``).
     """
     try:
-        start, end = rules.month_bounds(month)
+        start, end = rules.month_bounds(check_month(month))
     except rules.RuleViolation as error:
         raise InvalidInput(str(error), field=error.field)
     rows = session.scalars(
@@ -1088,7 +1089,7 @@ def benefit_attribution_report(session: Session, *, month: str, now: datetime) -
     window is still open is ``pending`` and left out of the rate.
     """
     try:
-        start, end = rules.month_bounds(month)
+        start, end = rules.month_bounds(check_month(month))
     except rules.RuleViolation as error:
         raise InvalidInput(str(error), field=error.field)
     policy = config.current().benefits

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from prevenance.common.inputs import Moment
+
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 DecimalString = Annotated[str, Field(min_length=1, max_length=40, examples=["42.50"])]
 # Upper bounds keep every value inside its column (BIGINT points, INTEGER stock and blocks), so an
@@ -26,7 +28,7 @@ class TransactionCreate(BaseModel):
     currency: Annotated[str, Field(min_length=3, max_length=3, examples=["EUR"])]
     merchant: Annotated[str, Field(min_length=1, max_length=200)]
     category: Annotated[str, Field(min_length=1, max_length=60, examples=["travel"])]
-    occurred_at: datetime
+    occurred_at: Moment
 
 
 class TransactionRead(BaseModel):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from prevenance.common.inputs import Moment
 
 
 class OfferPut(BaseModel):
@@ -27,8 +28,8 @@ class OfferPut(BaseModel):
     expected_spend_eur: str = Field(default="100", max_length=40)
     holdout_share: str = Field(default="0.10", max_length=40)
     decision_days: int = Field(default=30, ge=1, le=366)
-    valid_from: datetime
-    valid_until: datetime
+    valid_from: Moment
+    valid_until: Moment
     title_fr: str = Field(min_length=1, max_length=200)
     title_en: str = Field(min_length=1, max_length=200)
     text_fr: str = Field(min_length=1, max_length=2000)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from prevenance.common.auth import Principal, Role
 from prevenance.common.base import UtcDateTime
 from prevenance.common.deps import DbEngine, require
+from prevenance.common.inputs import Month, check_month
 from prevenance.common.problems import PROBLEM_JSON, InvalidInput, PrevenanceError
 from prevenance.db import read_session
 from prevenance.desk import config
@@ -202,6 +203,7 @@ def _users(
 
 
 def _parse_month(month: str) -> tuple[datetime, datetime]:
+    check_month(month)  # the accepted window (a 422 naming the month)
     try:
         return month_bounds(month)
     except RuleViolation as error:
@@ -344,7 +346,6 @@ router = APIRouter(prefix="/v1", tags=["benefits"])
 Analyst = Annotated[Principal, Depends(require(Role.MARKETING, Role.SUPERVISOR))]
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 RESPONSES: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid parameter", **_PROBLEM}}
-Month = Annotated[str, Query(description="YYYY-MM", min_length=7, max_length=7)]
 Country = Annotated[str | None, Query(description="ISO country code", min_length=2, max_length=2)]
 Alpha = Annotated[float, Query(gt=0, lt=0.5, description="one-sided significance level")]
 MinDrop = Annotated[float, Query(ge=0, lt=1, description="smallest absolute drop alerted")]

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse
 
+from prevenance.common import inputs
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, ensure_member_scope, require
 from prevenance.common.idempotency import Outcome
@@ -40,10 +41,10 @@ Analyst = Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.MARKETING))
 Publisher = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
 ConsentWriter = Annotated[Principal, Depends(require(Role.MEMBER, Role.AGENT))]
 Ref = Annotated[str, Path(min_length=1, max_length=200)]
-MonthQuery = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-01"])]
-MonthPath = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-01"])]
-OptionalMonth = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-01"])]
-Quarter = Annotated[str, Query(pattern=r"^\d{4}Q[1-4]$", examples=["2026Q3"])]
+MonthQuery = inputs.Month
+MonthPath = Annotated[str, Path(description=inputs.MONTH_TEXT, examples=["2026-01"]), inputs.MONTH_CHECK]
+OptionalMonth = inputs.OptionalMonth
+Quarter = inputs.Quarter
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input", **_PROBLEM}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_PROBLEM}}
@@ -134,7 +135,7 @@ def post_scorecard_publish(
 def get_barometers(
     engine: DbEngine,
     _: Analyst,
-    quarter: Annotated[str | None, Query(pattern=r"^\d{4}Q[1-4]$")] = None,
+    quarter: inputs.OptionalQuarter = None,
     country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
 ) -> list[dict[str, Any]]:
     """Competitor and market barometers, as imported."""

@@ -19,7 +19,7 @@ import polars as pl
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import inputs, outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
@@ -333,6 +333,7 @@ def load_answers(session: Session, *, months: Sequence[str]) -> pl.DataFrame:
 
 
 def _check_month(month: str) -> str:
+    inputs.check_month(month)  # the accepted window (a 422 naming the month)
     try:
         return rules.check_month(month)
     except FieldError as error:
@@ -564,6 +565,7 @@ def list_barometers(
 ) -> list[dict[str, Any]]:
     """Stored barometer figures, by quarter, country, source and metric."""
     if quarter is not None:
+        inputs.check_quarter(quarter)
         try:
             rules.check_quarter(quarter)
         except FieldError as error:
@@ -575,6 +577,7 @@ def country_comparison(session: Session, *, quarter: str) -> dict[str, Any]:
     """Raw and calibrated RTF per country for a quarter, with the barometers of that quarter beside."""
     from prevenance.voice import calibration
 
+    inputs.check_quarter(quarter)
     try:
         months = rules.quarter_months(quarter)
     except FieldError as error:
@@ -712,6 +715,7 @@ def list_member_surveys(session: Session, *, member_id: int, limit: int = 10) ->
 def report_data(session: Session, *, quarter: str, language: str, now: datetime) -> dict[str, Any]:
     """Everything ``report.build_quarterly_report`` needs for a quarter (and the quarters before it,
     for the trends): answers, FCR by month and country, top reasons, card promise kept, barometers."""
+    inputs.check_quarter(quarter)
     try:
         quarters = rules.previous_quarters(quarter, current_config().report_history_quarters)
     except FieldError as error:
