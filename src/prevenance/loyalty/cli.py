@@ -92,13 +92,14 @@ _REJECTS_HELP = "where refused rows go (default: <file>.rejects.csv beside the i
 
 def _ingest(kind: str, file: Path, run: Callable[[Callable[[ChunkStats], None]], Report]) -> None:
     """Run one bulk load behind a Rich progress bar; exit 1 when rows were refused, 2 when the
-    file cannot be read, 3 when the load stopped part-way (committed chunks stay)."""
+    file cannot be read (nothing written), 3 when the load stopped part-way (committed chunks stay,
+    and one line says exactly which rows landed)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from sqlalchemy.exc import SQLAlchemyError
 
     from prevenance.common.problems import PrevenanceError
-    from prevenance.loyalty.ingest import FileError, count_records, file_format
+    from prevenance.loyalty.ingest import FileError, LoadStopped, count_records, file_format
 
     try:
         file_format(file)
@@ -128,6 +129,13 @@ def _ingest(kind: str, file: Path, run: Callable[[Callable[[ChunkStats], None]],
     except FileError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2)
+    except LoadStopped as stopped:
+        typer.echo(f"error: the load stopped: {stopped.reason}", err=True)
+        typer.echo(f"{kind}: {stopped.summary()}")
+        typer.echo(
+            "run the same file again to finish: the committed rows are replayed, not doubled", err=True
+        )
+        raise typer.Exit(3)
     except (SQLAlchemyError, PrevenanceError) as error:
         typer.echo(f"error: the load stopped: {getattr(error, 'detail', error)}", err=True)
         typer.echo("chunks already committed stay; run the same file again to finish", err=True)

@@ -25,6 +25,7 @@ A refused row is written to the rejects file with its line number and why; the r
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import itertools
@@ -43,12 +44,13 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy import JSON, ColumnElement, Engine, Table, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from prevenance.common.base import UtcDateTime
 from prevenance.common.clock import Clock, SystemClock
 from prevenance.common.idempotency import IdempotencyKey
+from prevenance.common.inputs import NUL_MESSAGE, nul_field, printable
 from prevenance.common.money import minor_units
 from prevenance.common.outbox import OutboxEvent
 from prevenance.common.problems import IdempotencyConflict, InvalidInput, PrevenanceError
@@ -242,6 +244,34 @@ class FileError(Exception):
     """The file cannot be read as a member or settlement file (nothing was loaded)."""
 
 
+class LoadStopped(Exception):
+    """The load stopped part-way (a part of the file that cannot be read, a database that fails):
+    ``report`` says what the committed chunks did — rows ``1..report.rows`` of the file are done
+    (posted, replayed or in the rejects file), the rest are not. Running the same file again (once
+    it can be read) replays the done rows from their idempotency keys and loads the rest."""
+
+    def __init__(self, report: Report, reason: str, total: int | None = None) -> None:
+        super().__init__(reason)
+        self.report, self.reason, self.total = report, reason, total
+
+    def summary(self) -> str:
+        """One line saying exactly which rows landed and which did not."""
+        done = self.report.rows
+        counts = " ".join(f"{name}={value}" for name, value in self.report.counts.items())
+        rest = (
+            f"rows {done + 1}–{self.total}"
+            if self.total and self.total > done
+            else f"rows {done + 1} onwards"
+        )
+        if done == 0:
+            return f"no row committed; {rest} not loaded"
+        return f"rows 1–{done} committed ({counts} rejected={self.report.rejected}), {rest} not loaded"
+
+
+class _ReadFailure(Exception):
+    """A part of the file after the rows already handed out cannot be read."""
+
+
 class _Retry(Exception):
     """The state a chunk was planned on changed before its locks were taken: plan it again."""
 
@@ -258,7 +288,8 @@ class Reject:
     reason: str
 
     def as_row(self) -> list[str]:
-        return [str(self.line), self.key, str(self.status), self.problem, self.field or "", self.reason]
+        row = [str(self.line), self.key, str(self.status), self.problem, self.field or "", self.reason]
+        return [printable(value) for value in row]  # a NUL would make the rejects file unreadable
 
 
 @dataclass
@@ -318,9 +349,7 @@ def count_records(path: Path) -> int:
     """How many records the file holds (for a progress bar; CSV counts lines, quoted newlines
     included, so it may overestimate)."""
     if file_format(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return int(open_parquet(path).metadata.num_rows)
     lines = 0
     last = b"\n"
     with path.open("rb") as handle:
@@ -346,9 +375,32 @@ def read_chunks(
     return _csv_chunks(path, columns, chunk_size, optional)
 
 
+def check_utf8(path: Path) -> None:
+    """Refuse (``FileError``) a CSV file that is not UTF-8 throughout, naming the first bad line,
+    before anything is written: one pass decoding the bytes, much cheaper than the load itself."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as error:
+                line += block[: error.start].count(b"\n")
+                raise FileError(
+                    f"{path.name}: not UTF-8 text (line {line}: {error.reason}); nothing was loaded"
+                ) from None
+            if not block:
+                return
+            line += block.count(b"\n")
+
+
 def _csv_chunks(
     path: Path, columns: Sequence[str], chunk_size: int, optional: Sequence[str] = ()
 ) -> Iterator[list[Record]]:
+    check_utf8(path)
     with path.open("r", newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         try:
@@ -390,30 +442,84 @@ def _csv_chunks(
             yield chunk
 
 
-def _parquet_chunks(
-    path: Path, columns: Sequence[str], chunk_size: int, optional: Sequence[str] = ()
-) -> Iterator[list[Record]]:
+def open_parquet(path: Path) -> Any:
+    """The file's ``ParquetFile``, its footer and layout checked: a garbage, truncated or
+    inconsistent file is refused (``FileError``) here, before anything is written. Page checksums,
+    when the writer stored them, are verified as pages are read."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as error:
-        raise FileError(f"{path.name}: not a readable Parquet file: {error}")
+        parquet = pq.ParquetFile(path, page_checksum_verification=True)
+        metadata = parquet.metadata
+        parquet.schema_arrow  # noqa: B018 - decoding the schema is part of the check
+        _check_layout(metadata, path.stat().st_size)
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise FileError(f"{path.name}: not a readable Parquet file ({error}); nothing was loaded") from None
+    return parquet
+
+
+def _check_layout(metadata: Any, size: int) -> None:
+    """Every column chunk the footer describes lies inside the file, before the footer."""
+    end = size - 8 - int(metadata.serialized_size)  # data ends where the footer begins
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for index in range(row_group.num_columns):
+            chunk = row_group.column(index)
+            starts = [chunk.data_page_offset]
+            if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+                starts.append(chunk.dictionary_page_offset)
+            start = min(starts)
+            if start < 4 or start + chunk.total_compressed_size > end:
+                raise ValueError(
+                    f"row group {group + 1}, column {chunk.path_in_schema}: "
+                    f"bytes {start}–{start + chunk.total_compressed_size} lie outside the data ({end} bytes)"
+                )
+
+
+def _parquet_chunks(
+    path: Path, columns: Sequence[str], chunk_size: int, optional: Sequence[str] = ()
+) -> Iterator[list[Record]]:
+    import pyarrow as pa
+
+    parquet = open_parquet(path)
     names = parquet.schema_arrow.names
     missing = [c for c in columns if c not in names]
     if missing:
         raise FileError(f"{path.name}: missing column(s) {', '.join(missing)}")
     columns = [*columns, *(c for c in optional if c in names)]
     line = 0
-    for batch in parquet.iter_batches(batch_size=chunk_size, columns=list(columns)):
-        data = batch.to_pydict()
-        values = [[_parquet_value(v) for v in data[c]] for c in columns]
+    batches = parquet.iter_batches(batch_size=chunk_size, columns=list(columns))
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError, ValueError) as error:
+            raise _ReadFailure(f"{path.name}: rows from {line + 1} cannot be read ({error})") from None
+        if batch is None:
+            return
+        values = [_parquet_column(batch.column(c)) for c in columns]
         chunk: list[Record] = []
         for row in zip(*values, strict=True):
             line += 1
             chunk.append((line, dict(zip(columns, row, strict=True)), None))
         yield chunk
+
+
+def _parquet_column(column: Any) -> list[Any]:
+    """A column's values as Python objects. A timestamp Python cannot hold (beyond year 9999) is
+    passed on as text, so that row alone is refused naming its field, like any bad date."""
+    import pyarrow as pa
+
+    try:
+        return [_parquet_value(v) for v in column.to_pylist()]
+    except (ValueError, OverflowError, pa.ArrowException):
+        values = []
+        for index in range(len(column)):
+            try:
+                values.append(_parquet_value(column[index].as_py()))
+            except (ValueError, OverflowError, pa.ArrowException):
+                values.append(f"{column.cast(pa.int64())[index].as_py()} ({column.type}) is out of range")
+        return values
 
 
 def _parquet_value(value: Any) -> Any:
@@ -434,6 +540,14 @@ def _validation_reject(error: ValidationError, line: int, key: str) -> Reject:
     where = ".".join(location) or None
     message = str(first.get("msg", "invalid value"))
     return Reject(line, key, 422, "invalid-input", where, f"{where}: {message}" if where else message)
+
+
+def _nul_reject(values: dict[str, Any], line: int, key: str) -> Reject | None:
+    """A row with a NUL character in a field is refused naming it, as the API refuses the body."""
+    field = nul_field(values)
+    if field is None:
+        return None
+    return Reject(line, key, 422, "invalid-input", field, f"{field}: {NUL_MESSAGE}")
 
 
 def _text(value: Any) -> str:
@@ -510,8 +624,19 @@ def _run(
     with target.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(REJECT_COLUMNS)
-        for records in itertools.chain([first] if first else [], chunks):
-            stats = apply(records)
+        records_left = itertools.chain([first] if first else [], chunks)
+        while True:
+            try:
+                records = next(records_left, None)
+            except _ReadFailure as error:
+                raise _stopped(report, path, str(error), engine, tables) from None
+            if records is None:
+                break
+            try:
+                stats = apply(records)
+            except (SQLAlchemyError, PrevenanceError, RuntimeError) as error:
+                reason = getattr(error, "detail", None) or str(getattr(error, "orig", None) or error)
+                raise _stopped(report, path, reason, engine, tables) from error
             report.chunks += 1
             report.rows += stats.rows
             report.rejected += len(stats.rejects)
@@ -527,6 +652,21 @@ def _run(
         _refresh_statistics(engine, tables)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _stopped(report: Report, path: Path, reason: str, engine: Engine, tables: Sequence[Table]) -> LoadStopped:
+    """What to raise when a load stops part-way: the committed chunks' report and the row count."""
+    total: int | None = None
+    if file_format(path) == "parquet":
+        try:
+            total = count_records(path)
+        except FileError:
+            total = None
+    if report.rows > report.rejected:
+        # The database may be what failed: the statistics can then wait for autovacuum.
+        with contextlib.suppress(SQLAlchemyError):
+            _refresh_statistics(engine, tables)
+    return LoadStopped(report, reason, total)
 
 
 def _refresh_statistics(engine: Engine, tables: Sequence[Table]) -> None:
@@ -561,6 +701,9 @@ def _parse_member(record: Record) -> _MemberRow:
     if values is None:
         return _MemberRow(line, "", None, Reject(line, "", 422, "invalid-input", None, problem or ""))
     ref = _text(values.get("ref"))
+    nul = _nul_reject(values, line, ref)
+    if nul is not None:
+        return _MemberRow(line, ref, None, nul)
     if not (isinstance(values.get("ref"), str) and member_rules.is_valid_ref(ref)):
         reject = Reject(
             line, ref, 422, "invalid-input", "ref", "member ref must be 1-64 characters [A-Za-z0-9._:-]"
@@ -694,6 +837,9 @@ def parse_transaction(record: Record) -> _TxRow:
     if values is None:
         return _TxRow(line, "", None, "", Reject(line, "", 422, "invalid-input", None, problem or ""))
     key = _text(values.get("id"))
+    nul = _nul_reject(values, line, key)
+    if nul is not None:
+        return _TxRow(line, key, None, "", nul)
     try:
         body = TransactionCreate.model_validate(values)
     except ValidationError as error:

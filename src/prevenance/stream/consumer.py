@@ -49,6 +49,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from prevenance.common.clock import Clock
+from prevenance.common.inputs import NUL_MESSAGE, nul_path, printable
 from prevenance.common.problems import PROBLEM_BASE, PrevenanceError
 from prevenance.db import run_in_transaction
 from prevenance.loyalty import service
@@ -83,8 +84,32 @@ def _validation_problem(error: ValidationError) -> dict[str, Any]:
     return body
 
 
+def _nul_problem(data: bytes) -> dict[str, Any] | None:
+    """The problem of a message with a NUL character in a field (the API refuses it with 422)."""
+    if b"\\u0000" not in data and b"\x00" not in data:
+        return None  # one scan of the bytes: the usual message costs nothing more
+    try:
+        found = nul_path(orjson.loads(data))
+    except orjson.JSONDecodeError:
+        return None  # not JSON: the model's own refusal says so
+    if found is None:
+        return None
+    field = printable(".".join(found)) or "body"
+    return {
+        "type": PROBLEM_BASE + "invalid-input",
+        "title": "Invalid input",
+        "status": 422,
+        "detail": f"{field}: {NUL_MESSAGE}",
+        "field": field,
+    }
+
+
 def parse(data: bytes) -> service.TransactionInput | Result:
-    """The transaction a message carries, validated as the API validates its body, or a rejection."""
+    """The transaction a message carries, validated as the API validates its body, or a rejection
+    (a NUL character in a field included: PostgreSQL could not store it)."""
+    nul = _nul_problem(data)
+    if nul is not None:
+        return Result(REJECTED, nul)
     try:
         body = TransactionCreate.model_validate_json(data)
     except ValidationError as error:
