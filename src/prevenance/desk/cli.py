@@ -7,6 +7,7 @@ import json
 import typer
 
 from prevenance.common.clock import SystemClock
+from prevenance.common.inputs import cli_month
 from prevenance.common.problems import PrevenanceError
 from prevenance.db import read_session
 from prevenance.desk import incidents, service
@@ -27,7 +28,9 @@ def _pct(value: float | None) -> str:
 @app.command("fcr")
 def fcr(
     by: str = typer.Option("agent", help="agent, team, channel, reason, country or month"),
-    month: str | None = typer.Option(None, help="YYYY-MM: cases opened that month (default: all)"),
+    month: str | None = typer.Option(
+        None, help="YYYY-MM: cases opened that month (default: all)", callback=cli_month
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """First-contact resolution with Wilson 95% intervals (cases whose window is open are left out)."""
@@ -66,7 +69,7 @@ def card_replacements(
 
 @app.command("reasons")
 def reasons(
-    month: str = typer.Option(..., help="YYYY-MM"),
+    month: str = typer.Option(..., help="YYYY-MM", callback=cli_month),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Why customers contacted us in a month: volume, repeats, growth, avoidable contacts."""
@@ -105,7 +108,9 @@ def reasons(
 
 @app.command("benefits")
 def benefits(
-    month: str = typer.Option(..., help="YYYY-MM: benefits explained at contacts started that month"),
+    month: str = typer.Option(
+        ..., help="YYYY-MM: benefits explained at contacts started that month", callback=cli_month
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Benefits explained by agents and then used within the attribution window (Wilson 95% intervals)."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from prevenance.common.clock import SystemClock
+from prevenance.common.inputs import cli_day
 from prevenance.db import read_session, unit_of_work
 from prevenance.loyalty import ledger, service
 
@@ -59,7 +60,9 @@ def release_expired() -> None:
 
 @partners_app.command("export")
 def export(
-    export_date: str = typer.Option(..., "--date", help="YYYY-MM-DD: miles earned up to the end of this day"),
+    export_date: str = typer.Option(
+        ..., "--date", help="YYYY-MM-DD: miles earned up to the end of this day", callback=cli_day
+    ),
     out: Path = typer.Option(Path("exports"), help="folder for the partner files"),
 ) -> None:
     """Write the co-brand miles each airline is owed; exporting twice never sends a mile twice."""

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from prevenance.common.auth import Principal, Role
 from prevenance.common.base import UtcDateTime
 from prevenance.common.deps import DbEngine, require
-from prevenance.common.inputs import Month, check_month
+from prevenance.common.inputs import Month, check_month, cli_month
 from prevenance.common.problems import PROBLEM_JSON, InvalidInput, PrevenanceError
 from prevenance.db import read_session
 from prevenance.desk import config
@@ -410,7 +410,7 @@ def _policy(alpha: float, min_drop: float, min_entitled: int) -> AlertPolicy:
 
 @app.command("usage")
 def usage_command(
-    month: str = typer.Option(..., help="YYYY-MM"),
+    month: str = typer.Option(..., help="YYYY-MM", callback=cli_month),
     country: str | None = typer.Option(None, help="ISO country code"),
     alpha: float = typer.Option(DEFAULT_ALPHA, help="one-sided significance level of an alert"),
     min_drop: float = typer.Option(DEFAULT_MIN_DROP, help="smallest absolute drop alerted"),
@@ -444,7 +444,7 @@ def usage_command(
 
 @app.command("alerts")
 def alerts_command(
-    month: str = typer.Option(..., help="YYYY-MM"),
+    month: str = typer.Option(..., help="YYYY-MM", callback=cli_month),
     country: str | None = typer.Option(None, help="ISO country code"),
     alpha: float = typer.Option(DEFAULT_ALPHA, help="one-sided significance level of an alert"),
     min_drop: float = typer.Option(DEFAULT_MIN_DROP, help="smallest absolute drop alerted"),

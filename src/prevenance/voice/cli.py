@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from prevenance.common.clock import SystemClock
+from prevenance.common.inputs import cli_month, cli_quarter
 from prevenance.common.problems import PrevenanceError
 from prevenance.db import read_session, run_in_transaction
 from prevenance.voice import invitations, service
@@ -128,7 +129,7 @@ def _fmt(score: dict[str, Any] | None) -> tuple[str, str]:
 @app.command("scores")
 def scores(
     by: str = typer.Option("agent", help="agent, team, channel, reason, country, product or month"),
-    month: str = typer.Option(..., help="YYYY-MM"),
+    month: str = typer.Option(..., help="YYYY-MM", callback=cli_month),
     as_json: bool = typer.Option(False, "--json", help="print the scores as JSON"),
 ) -> None:
     """RTF and excellence rate for a month with n and 95% intervals (method: docs/methods.md)."""
@@ -182,7 +183,7 @@ def _write_scorecard(rows: list[dict[str, Any]], out: Path, month: str, version:
 
 @app.command("scorecards")
 def scorecards(
-    month: str = typer.Option(..., help="YYYY-MM"),
+    month: str = typer.Option(..., help="YYYY-MM", callback=cli_month),
     out: Path = typer.Option(Path("."), help="directory for the CSV and XLSX files"),
     publish: bool = typer.Option(False, "--publish", help="freeze this scorecard as a new published version"),
     by: str | None = typer.Option(None, "--by", help="who publishes (with --publish)"),
@@ -227,7 +228,7 @@ def scorecards(
 
 @app.command("report")
 def report(
-    quarter: str = typer.Option(..., help="e.g. 2026Q3"),
+    quarter: str = typer.Option(..., help="e.g. 2026Q3", callback=cli_quarter),
     lang: str = typer.Option("fr", "--lang", help="fr or en"),
     out: Path = typer.Option(Path("."), help="directory for the report"),
     pdf: bool = typer.Option(False, "--pdf", help="also print a PDF with headless chromium"),
