@@ -102,11 +102,20 @@ def _ingest(kind: str, file: Path, run: Callable[[Callable[[ChunkStats], None]],
     from sqlalchemy.exc import SQLAlchemyError
 
     from prevenance.common.problems import PrevenanceError
-    from prevenance.loyalty.ingest import FileError, LoadStopped, count_records, file_format
+    from prevenance.loyalty.ingest import (
+        MEMBER_COLUMNS,
+        TRANSACTION_COLUMNS,
+        FileError,
+        LoadStopped,
+        file_format,
+        verify_file,
+    )
 
     try:
         file_format(file)
-        total = count_records(file) if file.is_file() else None
+        # The whole file is checked before the progress bar and before any write: an unreadable
+        # file is one line and exit 2, with nothing loaded.
+        total = verify_file(file, MEMBER_COLUMNS if kind == "members" else TRANSACTION_COLUMNS)
     except FileError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2)

@@ -361,6 +361,29 @@ def count_records(path: Path) -> int:
     return max(lines - 1, 0)
 
 
+def verify_file(path: Path, columns: Sequence[str]) -> int:
+    """Check, before anything is written, that the whole file can be read as a load of
+    ``columns``: the format, the encoding (CSV: UTF-8 throughout), the header or the Parquet footer,
+    layout and schema. Returns how many records it holds (``count_records``); ``FileError`` else."""
+    if not path.is_file():
+        raise FileError(f"{path}: no such file")
+    if file_format(path) == "parquet":
+        names = open_parquet(path).schema_arrow.names
+    else:
+        check_utf8(path)
+        with path.open("r", newline="", encoding="utf-8-sig") as handle:
+            try:
+                names = [h.strip() for h in next(csv.reader(handle))]
+            except StopIteration:
+                raise FileError(f"{path.name}: empty file (a header line is expected)") from None
+            except csv.Error as error:
+                raise FileError(f"{path.name}: cannot read the header: {error}") from None
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise FileError(f"{path.name}: missing column(s) {', '.join(missing)} in the header")
+    return count_records(path)
+
+
 def read_chunks(
     path: Path, columns: Sequence[str], *, chunk_size: int, optional: Sequence[str] = ()
 ) -> Iterator[list[Record]]:

@@ -64,7 +64,8 @@ def test_a_transaction_dated_outside_the_window_is_422_naming_occurred_at(
 
 
 @pytest.mark.parametrize(
-    "moment", ["2000-01-01T00:00:00Z", "2099-12-31T23:59:59Z", "2099-12-31T18:59:59-05:00", "2026-01-01T10:00:00"]
+    "moment",
+    ["2000-01-01T00:00:00Z", "2099-12-31T23:59:59Z", "2099-12-31T18:59:59-05:00", "2026-01-01T10:00:00"],
 )
 def test_the_edges_of_the_window_and_a_naive_instant_are_accepted(api: Api, moment: str) -> None:
     api.put("/v1/members/M1", member_body())
@@ -139,7 +140,9 @@ def _unchecked_dates(annotation: Any, where: str, seen: set[Any]) -> list[str]:
         seen.add(annotation)
         found: list[str] = []
         for name, info in annotation.model_fields.items():
-            rebuilt = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            rebuilt = (
+                typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            )
             found += _unchecked_dates(rebuilt, f"{annotation.__name__}.{name}", seen)
         return found
     return [f for arg in typing.get_args(annotation) for f in _unchecked_dates(arg, where, seen)]
@@ -153,7 +156,9 @@ def test_every_date_the_api_accepts_is_checked_against_the_window(api: Api) -> N
     def params(route: Any, dependant: Any) -> None:
         for param in [*dependant.query_params, *dependant.path_params, *dependant.body_params]:
             info = param.field_info
-            annotation = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            annotation = (
+                typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            )
             unchecked.extend(_unchecked_dates(annotation, f"{route.path} {param.name}", seen))
         for sub in dependant.dependencies:
             params(route, sub)
