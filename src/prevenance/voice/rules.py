@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prevenance.common.inputs import OUT_OF_WINDOW, in_window
 from prevenance.common.rules import FieldError
 
 LANGUAGES = ("fr", "en")
@@ -263,6 +264,8 @@ def _parse_time(text: str, field_name: str) -> datetime:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise FieldError(f"{field_name} must be an ISO 8601 time, not {text!r}", field_name)
+    if not in_window(moment):  # before converting: a far instant would overflow
+        raise FieldError(f"{field_name} {OUT_OF_WINDOW}, not {text!r}", field_name)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 

@@ -108,6 +108,9 @@ def test_an_imported_line_is_read_or_refused_with_the_column_at_fault() -> None:
         ({"recommend": "", "interaction": ""}, "recommend"),
         ({"interaction": "6"}, "interaction"),
         ({"answered_at": "yesterday"}, "answered_at"),
+        ({"answered_at": "9999-12-31T23:59:59-05:00"}, "answered_at"),  # used to overflow
+        ({"answered_at": "0001-01-01T00:00:00+05:00"}, "answered_at"),
+        ({"answered_at": "1999-12-31T23:59:59Z"}, "answered_at"),
         ({"language": "de"}, "language"),
         ({"country": "GBR"}, "country"),
     ]:
