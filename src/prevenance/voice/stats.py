@@ -377,6 +377,12 @@ def shrink_normal(
             active = active[~done & (ra - la > 1e-9)]
         return x
 
+    # The team mean the agent is pulled toward, on the same footing (truncated to [lo, hi], mixed over tau).
+    sd_mu = np.sqrt(np.maximum(var_mu, 1e-12))
+    a_mu, b_mu = (lo - mu) / sd_mu, (hi - mu) / sd_mu
+    mass_mu = np.maximum(_phi_cdf(b_mu) - _phi_cdf(a_mu), 1e-300)
+    mu_trunc = np.clip(mu + sd_mu * (_phi_pdf(a_mu) - _phi_pdf(b_mu)) / mass_mu, lo, hi)
+    team_mean = (weight_tau * mu_trunc).sum(axis=1)
     low = np.minimum(quantile(0.025), post_mean)
     high = np.maximum(quantile(0.975), post_mean)
     above: FloatArray | None = None
@@ -388,7 +394,7 @@ def shrink_normal(
         ci_high=high * 100.0,
         sd=post_sd * 100.0,
         p_above_target=above,
-        prior_mean=(weight_tau * mu).sum(axis=1) * 100.0,
+        prior_mean=team_mean * 100.0,
         tau2=(post_tau @ tau2)[codes],
         weight=(weight_tau * keep).sum(axis=1),
         tau_source=source[codes],
