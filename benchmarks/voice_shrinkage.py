@@ -73,7 +73,9 @@ def report(teams: int, seed: int, per_country: int = 1, team_sd: float = 0.0) ->
         f"{teams} teams of {AGENTS} agents, 3..39 answers each"
         + (f"; countries of {per_country} teams, team means sd {team_sd} points" if per_country > 1 else "")
     )
-    print("| generator | scenario | target | coverage | stated >= 0.9 | truly above | stated <= 0.1 | truly below |")
+    print(
+        "| generator | scenario | target | coverage | stated >= 0.9 | truly above | stated <= 0.1 | truly below |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for generator in ("fixed", "latent"):
         for name, mean, sd in SCENARIOS:
@@ -98,7 +100,9 @@ def report(teams: int, seed: int, per_country: int = 1, team_sd: float = 0.0) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--teams", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pooled", action="store_true", help="also countries of 5 teams (three levels)")

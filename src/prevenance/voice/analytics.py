@@ -253,9 +253,13 @@ def agent_scorecards(
     )
     teams = counts["team"].fill_null("").to_numpy()
     countries = counts["country"].fill_null("").to_numpy()
-    shrunk = stats.shrink_rtf(promoters, detractors, n_rtf, teams=teams, target=target_value, countries=countries)
+    shrunk = stats.shrink_rtf(
+        promoters, detractors, n_rtf, teams=teams, target=target_value, countries=countries
+    )
     n_exc = counts["n_excellence"].to_numpy()
-    shrunk_exc = stats.shrink_excellence(counts["top_box"].to_numpy(), n_exc, teams=teams, countries=countries)
+    shrunk_exc = stats.shrink_excellence(
+        counts["top_box"].to_numpy(), n_exc, teams=teams, countries=countries
+    )
     agents = counts["agent"]
     if fcr is not None and fcr.height:
         fcr_agent = fcr.group_by("agent").agg(

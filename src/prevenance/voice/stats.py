@@ -272,7 +272,8 @@ def shrink_normal(
     flat = (codes[:, None] * k_tau + np.arange(k_tau)[None, :]).ravel()
 
     def by_group(values: FloatArray) -> FloatArray:
-        return np.bincount(flat, weights=values.ravel(), minlength=groups * k_tau).reshape(groups, k_tau)
+        summed = np.bincount(flat, weights=values.ravel(), minlength=groups * k_tau)
+        return np.asarray(summed, dtype=np.float64).reshape(groups, k_tau)
 
     sw = by_group(w)
     swy = by_group(w * y[:, None])
@@ -316,7 +317,9 @@ def shrink_normal(
     mu_at = mu_hat[rows, tau_index]
     var_at = 1.0 / safe_sw[rows, tau_index]
     prior_mean_g, team_prior_var = _between_team_prior(mu_at, var_at, team_country, sw[rows, tau_index] > 0)
-    prior_precision = np.where(np.isfinite(team_prior_var), 1.0 / np.where(np.isfinite(team_prior_var), team_prior_var, 1.0), 0.0)
+    prior_precision = np.where(
+        np.isfinite(team_prior_var), 1.0 / np.where(np.isfinite(team_prior_var), team_prior_var, 1.0), 0.0
+    )
     precision = sw + prior_precision[:, None]
     overall = float(y[has].mean()) if has.any() else 0.5 * (lo + hi)
     safe_precision = np.where(precision > 0, precision, 1.0)
@@ -438,7 +441,15 @@ def shrink_rtf(
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(total > 0, (p_count - d_count) / np.where(total > 0, total, 1.0), 0.0)
     return shrink_normal(
-        y, total, team_var[codes], teams, countries, target, bounds=(-1.0, 1.0), tau_max=0.6, min_group=min_group
+        y,
+        total,
+        team_var[codes],
+        teams,
+        countries,
+        target,
+        bounds=(-1.0, 1.0),
+        tau_max=0.6,
+        min_group=min_group,
     )
 
 
@@ -462,5 +473,13 @@ def shrink_excellence(
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(total > 0, k / np.where(total > 0, total, 1.0), 0.0)
     return shrink_normal(
-        y, total, team_var[codes], teams, countries, target, bounds=(0.0, 1.0), tau_max=0.4, min_group=min_group
+        y,
+        total,
+        team_var[codes],
+        teams,
+        countries,
+        target,
+        bounds=(0.0, 1.0),
+        tau_max=0.4,
+        min_group=min_group,
     )
