@@ -328,12 +328,17 @@ def shrink_normal(
     )
     var_mu_g = np.where(precision > 0, 1.0 / safe_precision, (hi - lo) ** 2)
 
-    mu = mu_g[codes]  # agents x tau
-    var_mu = var_mu_g[codes]
-    weight_tau = post_tau[codes]
-    keep = np.where(has[:, None], tau2[None, :] / (s2 + tau2[None, :]), 0.0)  # 1 - B
+    # Values of tau that no group finds credible (posterior < 1e-9 of the best) are dropped from the
+    # mixture: with many answers tau is well known and a handful of grid points carry it all.
+    credible = (post_tau >= 1e-9 * post_tau.max(axis=1, keepdims=True)).any(axis=0)
+    mixing = post_tau[:, credible] / post_tau[:, credible].sum(axis=1, keepdims=True)
+    tau2_c, s2_c = tau2[credible], s2[:, credible]
+    mu = mu_g[:, credible][codes]  # agents x credible tau
+    var_mu = var_mu_g[:, credible][codes]
+    weight_tau = mixing[codes]
+    keep = np.where(has[:, None], tau2_c[None, :] / (s2_c + tau2_c[None, :]), 0.0)  # 1 - B
     mean = mu + keep * (y[:, None] - mu)
-    var = np.where(has[:, None], keep * s2, tau2[None, :]) + (1.0 - keep) ** 2 * var_mu
+    var = np.where(has[:, None], keep * s2_c, tau2_c[None, :]) + (1.0 - keep) ** 2 * var_mu
     sd = np.sqrt(np.maximum(var, 1e-12))
     # The true score lies in [lo, hi]: each normal of the mixture is truncated there and weighs by
     # the posterior of its tau times the mass it keeps.
@@ -359,25 +364,33 @@ def shrink_normal(
         return np.asarray((omega[rows] * _phi_pdf(z) / (sd[rows] * mass[rows])).sum(axis=1), dtype=np.float64)
 
     def quantile(p: float) -> FloatArray:
-        """Newton on the mixture's distribution function from the normal approximation, falling back
-        to bisection inside the bracket; only the agents not yet converged are recomputed."""
-        left, right = np.full(size, lo), np.full(size, hi)
-        x = np.clip(post_mean + (Z95 if p > 0.5 else -Z95) * post_sd, lo, hi)
+        """Safeguarded Newton (Numerical Recipes' rtsafe) on the mixture's distribution function.
+
+        The bracket starts at mean -/+ 6.3 sd, which holds the 2.5% and 97.5% quantiles of any
+        distribution (Cantelli's inequality); a Newton step is taken only if it stays in the bracket
+        and the previous one at least halved the error, else the bracket is halved. Only the agents
+        not yet converged are recomputed.
+        """
+        reach = math.sqrt(1.0 / min(p, 1.0 - p) - 1.0) + 0.05
+        left = np.clip(post_mean - reach * post_sd, lo, hi)
+        right = np.clip(post_mean + reach * post_sd, lo, hi)
+        x = np.clip(post_mean + (Z95 if p > 0.5 else -Z95) * post_sd, left, right)
+        previous = np.full(size, np.inf)
         active = np.arange(size)
         for _ in range(60):
             if active.size == 0:
                 break
             xa = x[active]
             f = cdf(xa, active) - p
-            done = np.abs(f) < 1e-8
+            done = np.abs(f) < 1e-7  # the accuracy of the erf approximation itself
             la = np.where(f < 0, xa, left[active])
             ra = np.where(f < 0, right[active], xa)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 step = xa - f / density(xa, active)
-            newton = np.isfinite(step) & (step >= la) & (step <= ra)
-            x[active] = np.where(done, xa, np.where(newton, step, 0.5 * (la + ra)))
-            left[active], right[active] = la, ra
-            active = active[~done & (ra - la > 1e-9)]
+            newton = np.isfinite(step) & (step > la) & (step < ra) & (np.abs(f) <= 0.5 * previous[active])
+            moved = np.where(done, xa, np.where(newton, step, 0.5 * (la + ra)))
+            x[active], left[active], right[active], previous[active] = moved, la, ra, np.abs(f)
+            active = active[~done & (ra - la > 1e-7)]
         return x
 
     # The team mean the agent is pulled toward, on the same footing (truncated to [lo, hi], mixed over tau).
