@@ -54,10 +54,22 @@ SCORECARD_COLUMNS = (
     "fcr_n",
     "target_met",
     "payout_band",
+    "excellence_shrunk",
+    "excellence_shrunk_ci_low",
+    "excellence_shrunk_ci_high",
+    "evidence",
 )
+"""The published scorecard's columns. New columns are appended, never renamed: integrators read them."""
 
 INSUFFICIENT = "insufficient-data"
 NO_BAND = "none"
+EVIDENCE_SUFFICIENT = "sufficient"
+EVIDENCE_INCONCLUSIVE = "inconclusive"
+EVIDENCE_VALUES = (EVIDENCE_SUFFICIENT, EVIDENCE_INCONCLUSIVE, INSUFFICIENT)
+"""Whether an agent's month is enough to pay on: ``sufficient`` (enough answers, and the posterior
+says with at least ``grid.evidence_probability`` (0.9) whether the agent is above or below the target),
+``inconclusive`` (enough answers, but it could be either side), ``insufficient-data`` (too few answers)."""
+DEFAULT_EVIDENCE_PROBABILITY = 0.9
 
 
 def empty_answers() -> pl.DataFrame:
@@ -97,6 +109,9 @@ def _agent_counts(answers: pl.DataFrame) -> pl.DataFrame:
     interaction = pl.col("interaction")
     return answers.group_by("agent").agg(
         pl.col("team").get(pl.col("answered_at").arg_max()).alias("team"),
+        # The agent's country: the one most of its answers come from (ties: alphabetical), so that a
+        # small team borrows the between-agent spread of its own country's teams.
+        pl.col("country").drop_nulls().mode().sort().first().alias("country"),
         recommend.is_not_null().sum().alias("n_rtf"),
         (recommend >= 9).sum().alias("promoters"),
         (recommend <= 6).sum().alias("detractors"),
@@ -134,19 +149,29 @@ def scores_by(answers: pl.DataFrame, by: str, target_rtf: float | None = None) -
         for key, n, r, e in zip(keys, counts["answers"].to_list(), rtf, exc, strict=True)
     ]
     if by == "agent" and rows:
+        teams_array = counts["team"].fill_null("").to_numpy()
+        countries = counts["country"].fill_null("").to_numpy()
         shrunk = stats.shrink_rtf(
             counts["promoters"].to_numpy(),
             counts["detractors"].to_numpy(),
             n_rtf,
-            teams=counts["team"].fill_null("").to_numpy(),
+            teams=teams_array,
             target=target_rtf,
+            countries=countries,
+        )
+        shrunk_exc = stats.shrink_excellence(
+            counts["top_box"].to_numpy(), n_exc, teams=teams_array, countries=countries
         )
         shrunk_dicts = _score_dicts(shrunk.value, shrunk.ci_low, shrunk.ci_high, n_rtf, stats.SHRINK_METHOD)
+        exc_dicts = _score_dicts(
+            shrunk_exc.value, shrunk_exc.ci_low, shrunk_exc.ci_high, n_exc, stats.EXCELLENCE_SHRINK_METHOD
+        )
         teams = counts["team"].to_list()
         for i, row in enumerate(rows):
             row["team"] = teams[i]
             row["rtf_shrunk"] = shrunk_dicts[i]
             row["p_above_target"] = None if shrunk.p_above_target is None else float(shrunk.p_above_target[i])
+            row["excellence_shrunk"] = exc_dicts[i]
     return rows
 
 
@@ -156,8 +181,12 @@ def _bands(
     fcr_rate: np.ndarray,
     excellence: np.ndarray,
     p_above: np.ndarray,
+    shrunk_excellence: np.ndarray,
 ) -> np.ndarray:
-    """First band whose every stated minimum is met, in the grid's order (a missing FCR fails an FCR minimum)."""
+    """First band whose every stated minimum is met, in the grid's order (a missing FCR fails an FCR minimum).
+
+    ``min_excellence`` reads the raw excellence rate, ``min_shrunk_excellence`` the rate shrunk toward
+    the team (what the shipped grid uses: a small month's lucky top boxes do not pay)."""
     size = shrunk.size
     result = np.full(size, NO_BAND, dtype=object)
     unassigned = np.ones(size, dtype=bool)
@@ -165,6 +194,7 @@ def _bands(
         "min_shrunk_rtf": shrunk,
         "min_fcr": fcr_rate,
         "min_excellence": excellence,
+        "min_shrunk_excellence": shrunk_excellence,
         "min_p_above_target": p_above,
     }
     for band in grid.get("bands", []):
@@ -179,6 +209,24 @@ def _bands(
     return result
 
 
+def evidence(
+    n: np.ndarray, p_above: np.ndarray, min_answers: int, probability: float = DEFAULT_EVIDENCE_PROBABILITY
+) -> np.ndarray:
+    """Per agent, whether the month is enough to pay on (one of ``EVIDENCE_VALUES``).
+
+    ``sufficient`` needs ``min_answers`` answers and a posterior that puts the agent on one side of the
+    target with at least ``probability`` (P(above) >= p or <= 1 - p); without a target, the answers
+    alone decide. A NaN probability (no target) counts as decided.
+    """
+    size = n.size
+    result = np.full(size, EVIDENCE_INCONCLUSIVE, dtype=object)
+    with np.errstate(invalid="ignore"):
+        decided = np.isnan(p_above) | (p_above >= probability) | (p_above <= 1.0 - probability)
+    result[decided] = EVIDENCE_SUFFICIENT
+    result[n < min_answers] = INSUFFICIENT
+    return result
+
+
 def agent_scorecards(
     answers: pl.DataFrame, fcr: pl.DataFrame | None, grid: dict[str, Any], *, month: str | None = None
 ) -> pl.DataFrame:
@@ -187,6 +235,8 @@ def agent_scorecards(
     ``answers`` holds the month to score (or pass ``month`` to filter here). ``target_met`` compares
     the shrunk RTF with ``grid["target_rtf"]``; agents below ``grid["min_answers"]`` answers get the
     band ``insufficient-data`` and never meet the target, so nobody is paid or penalised on noise.
+    ``evidence`` says whether the month is enough to pay on (see ``evidence``); the excellence rate is
+    shrunk toward the team like the RTF (``excellence_shrunk``) and a band may require it.
     """
     if month is not None:
         answers = answers.filter(pl.col("month") == month)
@@ -201,8 +251,14 @@ def agent_scorecards(
     exc, exc_low, exc_high = stats.excellence_from_counts(
         counts["top_box"].to_numpy(), counts["n_excellence"].to_numpy()
     )
+    teams = counts["team"].fill_null("").to_numpy()
+    countries = counts["country"].fill_null("").to_numpy()
     shrunk = stats.shrink_rtf(
-        promoters, detractors, n_rtf, teams=counts["team"].fill_null("").to_numpy(), target=target_value
+        promoters, detractors, n_rtf, teams=teams, target=target_value, countries=countries
+    )
+    n_exc = counts["n_excellence"].to_numpy()
+    shrunk_exc = stats.shrink_excellence(
+        counts["top_box"].to_numpy(), n_exc, teams=teams, countries=countries
     )
     agents = counts["agent"]
     if fcr is not None and fcr.height:
@@ -225,8 +281,10 @@ def agent_scorecards(
         target_met = np.zeros(counts.height, dtype=bool)
     else:
         target_met = enough & (shrunk.value >= target_value)
-    bands = _bands(grid, shrunk.value, fcr_rate, exc, p_above)
+    bands = _bands(grid, shrunk.value, fcr_rate, exc, p_above, shrunk_exc.value)
     bands[~enough] = INSUFFICIENT
+    probability = float(grid.get("evidence_probability", DEFAULT_EVIDENCE_PROBABILITY))
+    enough_evidence = evidence(n_rtf, p_above, min_answers, probability)
     frame = pl.DataFrame(
         {
             "agent": agents,
@@ -246,6 +304,10 @@ def agent_scorecards(
             "fcr_n": pl.Series(fcr_n, dtype=pl.Int64),
             "target_met": pl.Series(target_met, dtype=pl.Boolean),
             "payout_band": pl.Series(bands.tolist(), dtype=pl.String),
+            "excellence_shrunk": shrunk_exc.value,
+            "excellence_shrunk_ci_low": shrunk_exc.ci_low,
+            "excellence_shrunk_ci_high": shrunk_exc.ci_high,
+            "evidence": pl.Series(enough_evidence.tolist(), dtype=pl.String),
         }
     )
     # NaN means "no value": make it a null so CSV/XLSX show an empty cell, not "NaN".

@@ -204,3 +204,25 @@ def test_sign_in_is_rate_limited_per_username_before_the_password_is_checked(wor
 @pytest.mark.parametrize("path", ["/console/login", "/portal/login"])
 def test_the_sign_in_form_shows_no_limit_error_at_first(world: Api, path: str) -> None:
     assert "Trop de tentatives" not in browser(world).get(path).text
+
+
+def test_the_voice_screen_shows_the_published_scorecard_with_each_agents_evidence(
+    world: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    answers(engine, clock)
+    with unit_of_work(engine) as session:
+        voice.publish_scorecard(session, month=MONTH, by="sup1", reason="monthly", now=clock.now())
+    with read_session(engine) as session:
+        card = voice.get_scorecard(session, month=MONTH)
+    client = browser(world)
+    sign_in(client, "sup1")
+    page = client.get(f"/console/voice?month={MONTH}")
+    assert page.status_code == 200
+    table = page.text[page.text.index('data-testid="scorecard"') :].split("</table>")[0]
+    for row in card["rows"]:
+        line = table[table.index(f'data-agent="{row["agent"]}"') :].split("</tr>")[0]
+        assert f'data-evidence="{row["evidence"]}"' in line
+        assert f"{row['rtf_shrunk']:.1f}" in line and f"{row['excellence_shrunk']:.1f}" in line
+    # 30 answers between two agents: neither has the grid's minimum, and the screen says so in words.
+    assert {row["evidence"] for row in card["rows"]} == {"insufficient-data"}
+    assert "trop peu de réponses" in table

@@ -135,6 +135,8 @@ def test_published_scorecards_are_frozen_versions_with_who_and_why(
     assert (row["agent"], row["n"], row["fcr_n"], row["fcr_rate"]) == ("alice", 10, 1, 1.0)
     assert row["rtf"] == pytest.approx(40.0) and row["payout_band"] == "insufficient-data"
     assert row["target_met"] is False  # 10 answers are below the grid's minimum: nobody is paid on noise
+    assert row["evidence"] == "insufficient-data"  # and the scorecard says so in its own column
+    assert row["excellence_shrunk_ci_low"] <= row["excellence_shrunk"] <= row["excellence_shrunk_ci_high"]
 
     # A late answer arrives: the published version does not move; a correction is a new version.
     load(engine, clock, [answer_row("LATE", "M1", 0, 1)])

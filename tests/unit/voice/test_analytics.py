@@ -232,3 +232,65 @@ def test_vectorised_scorecards_agree_with_the_per_answer_formulas() -> None:
         assert row["rtf"] == pytest.approx(expected.value)
         assert row["rtf_ci_low"] == pytest.approx(expected.ci_low)
         assert row["excellence"] == pytest.approx(stats.excellence(subset["interaction"].to_list()).value)
+
+
+def test_scorecard_says_for_each_agent_whether_the_evidence_is_enough_to_pay_on() -> None:
+    cards = analytics.agent_scorecards(scorecard_answers(), fcr_frame(), GRID, month="2026-07")
+    by_agent = {row["agent"]: row for row in cards.iter_rows(named=True)}
+    assert set(cards["evidence"].to_list()) <= set(analytics.EVIDENCE_VALUES)
+    assert by_agent["newbie"]["evidence"] == "insufficient-data"  # 4 answers < min_answers
+    for name in ("star", "solid", "weak"):
+        row = by_agent[name]
+        decided = row["p_above_target"] >= 0.9 or row["p_above_target"] <= 0.1
+        assert row["evidence"] == ("sufficient" if decided else "inconclusive")
+    # A stricter grid asks for more certainty: nobody gains evidence by it.
+    strict = analytics.agent_scorecards(
+        scorecard_answers(), fcr_frame(), GRID | {"evidence_probability": 0.999}, month="2026-07"
+    )
+    assert strict["evidence"].to_list().count("sufficient") <= cards["evidence"].to_list().count("sufficient")
+
+
+def test_a_band_can_require_the_shrunk_excellence_rate_as_well_as_the_rtf() -> None:
+    rows: list[dict[str, Any]] = []
+    # Same RTF (all promoters), different excellence: "polite" rates the interaction 4, "excellent" 5.
+    rows += [{"agent": "excellent", "recommend": 10, "interaction": 5}] * 40
+    rows += [{"agent": "polite", "recommend": 10, "interaction": 4}] * 40
+    rows += [{"agent": "third", "recommend": 10, "interaction": 5}] * 20
+    rows += [{"agent": "third", "recommend": 10, "interaction": 4}] * 20
+    grid = {
+        "target_rtf": 50,
+        "min_answers": 30,
+        "bands": [
+            {"name": "A", "min_shrunk_rtf": 50, "min_shrunk_excellence": 60},
+            {"name": "B", "min_shrunk_rtf": 50},
+        ],
+    }
+    cards = analytics.agent_scorecards(frame(rows), None, grid)
+    by_agent = {row["agent"]: row for row in cards.iter_rows(named=True)}
+    assert by_agent["excellent"]["payout_band"] == "A"
+    assert by_agent["polite"]["payout_band"] == "B"
+    for row in by_agent.values():
+        assert row["excellence_shrunk_ci_low"] <= row["excellence_shrunk"] <= row["excellence_shrunk_ci_high"]
+    # Shrunk toward the team: the 100% agent is pulled down, the 0% one up.
+    assert by_agent["excellent"]["excellence_shrunk"] < 100.0 < by_agent["excellent"]["excellence"] + 1e-9
+    assert by_agent["polite"]["excellence_shrunk"] > 0.0
+
+
+def test_the_shipped_grid_pays_on_both_the_rtf_and_the_excellence_rate() -> None:
+    import json
+    from pathlib import Path
+
+    from prevenance.voice import service
+
+    shipped = json.loads(Path(service.__file__).with_name("voice_config.json").read_text())
+    for band in shipped["payout_grid"]["bands"]:
+        assert band.get("min_shrunk_rtf") is not None
+        assert band.get("min_shrunk_excellence") is not None
+
+
+def test_scores_by_agent_carry_the_shrunk_excellence_rate() -> None:
+    rows = analytics.scores_by(synthetic(3000, 12, seed=9), "agent", target_rtf=40.0)
+    for row in rows:
+        exc = row["excellence_shrunk"]
+        assert set(exc) == {"value", "n", "ci_low", "ci_high", "method"}
+        assert exc["ci_low"] <= exc["value"] <= exc["ci_high"]

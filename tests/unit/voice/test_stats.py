@@ -186,12 +186,14 @@ def test_shrinkage_goes_toward_each_agents_own_team() -> None:
     assert shrunk.value[-2] > shrunk.value[-1] + 20  # same raw answers, different teams
 
 
-def test_identical_agents_have_no_between_agent_variance_and_all_get_the_team_mean() -> None:
+def test_identical_agents_show_little_between_agent_variance_and_all_get_the_team_mean() -> None:
     n = np.full(8, 100)
     shrunk = stats.shrink_rtf(np.full(8, 50), np.full(8, 20), n)
-    assert np.all(shrunk.tau2 == 0.0)
+    # tau^2 is a posterior mean: 8 identical agents make a large spread unlikely, not impossible.
+    assert np.all(shrunk.tau2 < 0.05**2)
     assert np.allclose(shrunk.value, 30.0)
     assert np.all(shrunk.ci_high - shrunk.ci_low > 0)
+    assert np.all(shrunk.weight < 0.2)
 
 
 def test_p_above_target_falls_as_the_target_rises_and_rises_with_the_agents_score() -> None:
@@ -214,7 +216,9 @@ def test_p_above_target_rises_as_an_agents_passives_become_promoters() -> None:
         assert shrunk.p_above_target is not None
         chances.append(float(shrunk.p_above_target[-1]))
     assert chances == sorted(chances)
-    assert chances[0] < 0.05 and chances[-1] > 0.95
+    # 40 passives and 5 detractors out of 45 (raw -11 against a team near 30): the sampling variance is
+    # the team's, not the agent's own small one, so the evidence against it is honest, not certain.
+    assert chances[0] < 0.25 and chances[-1] > 0.95
 
 
 def test_no_target_gives_no_probability() -> None:
@@ -240,7 +244,7 @@ def test_shrunk_estimates_are_closer_to_the_truth_than_raw_scores_for_small_agen
 def test_an_agent_without_recommend_answers_gets_the_team_prior() -> None:
     promoters, detractors, n = team_counts([100] * 6)
     shrunk = stats.shrink_rtf(np.append(promoters, 0), np.append(detractors, 0), np.append(n, 0), target=0.0)
-    assert shrunk.value[-1] == pytest.approx(shrunk.prior_mean[-1])
+    assert shrunk.value[-1] == pytest.approx(shrunk.prior_mean[-1], abs=0.5)
     assert not math.isnan(shrunk.ci_low[-1])
 
 
@@ -273,3 +277,173 @@ def test_a_shrunk_score_lies_between_the_agents_raw_score_and_the_team_mean(
     low = np.minimum(raw, shrunk.prior_mean) - 1e-9
     high = np.maximum(raw, shrunk.prior_mean) + 1e-9
     assert np.all((low <= shrunk.value) & (shrunk.value <= high))
+
+
+# --- shrinkage: the properties issue 15 asks for, checked by seeded simulation ----------------------
+
+
+def test_a_unanimous_small_agent_is_pulled_toward_the_team_at_least_as_much_as_a_mixed_one() -> None:
+    promoters, detractors, n = team_counts([25, 30, 18, 40, 12, 22, 35, 28], seed=5)
+    # 6 of 6 promoters (raw 100) and a mixed 6 (4 promoters, 1 passive, 1 detractor: raw 50).
+    shrunk = stats.shrink_rtf(
+        np.append(promoters, [6, 4]), np.append(detractors, [0, 1]), np.append(n, [6, 6])
+    )
+    unanimous, mixed = len(n), len(n) + 1
+    # ``weight`` is the share of its own deviation from the team an agent keeps (the issue's "keeps 43%
+    # of its raw score" under the old estimator): unanimity must not buy precision.
+    assert shrunk.weight[unanimous] <= shrunk.weight[mixed] + 1e-9
+    assert shrunk.weight[unanimous] < 0.25
+    # In points, the unanimous agent is pulled further (it is further from the team), and most of its
+    # distance to the team is removed.
+    team = shrunk.prior_mean[unanimous]
+    assert 100.0 - shrunk.value[unanimous] >= 50.0 - shrunk.value[mixed]
+    assert (100.0 - shrunk.value[unanimous]) / (100.0 - team) > 0.75
+    # Its interval is not the narrow one of a "precise" unanimous sample.
+    width = shrunk.ci_high - shrunk.ci_low
+    assert width[unanimous] >= 0.9 * width[mixed]
+
+
+def test_a_unanimous_small_agent_does_not_inflate_the_teams_between_agent_variance() -> None:
+    promoters, detractors, n = team_counts([25, 30, 18, 40, 12, 22, 35, 28], seed=5)
+    before = stats.shrink_rtf(promoters, detractors, n).tau2[0]
+    after = stats.shrink_rtf(np.append(promoters, 6), np.append(detractors, 0), np.append(n, 6)).tau2[0]
+    # Six answers carry the weight of six answers (the team's variance), not of a certainty.
+    assert after < before + 0.05**2
+
+
+def test_a_small_team_borrows_the_between_agent_variance_of_its_own_countrys_teams() -> None:
+    rng = np.random.default_rng(21)
+    promoters, detractors, n, teams, countries = [], [], [], [], []
+    for country, spread in (("FR", 0.0), ("GB", 0.30)):
+        for team in range(3):
+            for _ in range(8):
+                theta = float(np.clip(0.3 + spread * rng.standard_normal(), -0.7, 0.7))
+                counts = rng.multinomial(60, ((0.75 + theta) / 2, 0.25, (0.75 - theta) / 2))
+                promoters.append(counts[0])
+                detractors.append(counts[2])
+                n.append(60)
+                teams.append(f"{country}-{team}")
+                countries.append(country)
+        # One small team of 2 agents per country, with identical answers in both countries.
+        for p, d in ((30, 10), (20, 15)):
+            promoters.append(p)
+            detractors.append(d)
+            n.append(60)
+            teams.append(f"{country}-small")
+            countries.append(country)
+    shrunk = stats.shrink_rtf(promoters, detractors, n, teams=teams, countries=countries, target=60.0)
+    small_fr, small_gb = teams.index("FR-small"), teams.index("GB-small")
+    assert shrunk.tau_source is not None
+    assert shrunk.tau_source[small_fr] == shrunk.tau_source[small_gb] == "country"
+    assert shrunk.tau_source[0] == "team"
+    assert shrunk.tau2[small_gb] > 10 * shrunk.tau2[small_fr]
+    # The same answers are shrunk hard where agents do not differ, little where they do.
+    assert shrunk.weight[small_fr] < 0.3 < shrunk.weight[small_gb]
+
+
+def _team_world(
+    mean: float, sd: float, teams: int, seed: int, agents: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``teams`` independent teams of 8 agents with 3..39 answers each; true RTFs N(mean, sd) points.
+
+    Each true RTF theta is turned into promoter/passive/detractor shares with 25% passives (fewer when
+    |theta| > 75 points, so the shares stay valid). Drawn inside each test, never at collection time.
+    """
+    rng = np.random.default_rng(seed)
+    theta = np.clip(mean / 100 + sd / 100 * rng.standard_normal(teams * agents), -0.97, 0.97)
+    passives = np.minimum(0.25, 1 - np.abs(theta))
+    p, d = (1 - passives + theta) / 2, (1 - passives - theta) / 2
+    n = rng.integers(3, 40, teams * agents)
+    promoters = rng.binomial(n, p)
+    detractors = rng.binomial(n - promoters, np.clip(d / np.maximum(1 - p, 1e-12), 0, 1))
+    return promoters, detractors, n, theta * 100
+
+
+# 400 teams of 8 agents = 3,200 agents per scenario. Coverage of a 95% interval over 3,200 agents has a
+# binomial SE of 0.004 (0.006 allowing a design effect of 2 for agents of one team sharing its estimated
+# mean); the measured coverages are 0.95-0.99, so ">= 0.93" fails only on a real defect.
+COVERAGE_TEAMS = 400
+SCENARIOS = {
+    "no true spread": (30.0, 0.0),
+    "sd 10 points": (30.0, 10.0),
+    "mean 65 sd 10": (65.0, 10.0),
+}
+
+
+def _shrink_each_team_alone(
+    promoters: np.ndarray, detractors: np.ndarray, n: np.ndarray, target: float | None
+) -> stats.Shrunk:
+    """One call for all the simulated teams, each in its own country: exactly as if each team were
+    scored alone (no team borrows anything from another)."""
+    teams = np.repeat(np.arange(n.size // 8), 8)
+    return stats.shrink_rtf(promoters, detractors, n, teams=teams, countries=teams, target=target)
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_shrunk_intervals_cover_the_true_rtf_in_teams_of_8_agents(scenario: str) -> None:
+    mean, sd = SCENARIOS[scenario]
+    promoters, detractors, n, truth = _team_world(mean, sd, COVERAGE_TEAMS, seed=101)
+    shrunk = _shrink_each_team_alone(promoters, detractors, n, None)
+    covered = (shrunk.ci_low <= truth) & (truth <= shrunk.ci_high)
+    assert covered.mean() >= 0.93
+    raw, _, _ = stats.rtf_from_counts(promoters, detractors, n)
+    assert np.mean((shrunk.value - truth) ** 2) < np.mean((raw - truth) ** 2)
+
+
+# The pay target (60) and a target 10 points below the team mean. Among the agents stated
+# P(above) >= 0.9 the share truly above must be >= 0.85; with 150-3,000 agents stated, its binomial SE
+# is 0.005-0.03, and the measured shares are 0.90-1.00.
+CALIBRATION_CASES = [
+    ("no true spread", 60.0, 0),
+    ("no true spread", 20.0, 500),
+    ("sd 10 points", 60.0, 0),
+    ("sd 10 points", 20.0, 500),
+    ("mean 65 sd 10", 60.0, 500),
+    ("mean 65 sd 10", 55.0, 500),
+]
+
+
+@pytest.mark.parametrize(("scenario", "target", "min_stated"), CALIBRATION_CASES)
+def test_agents_stated_at_least_90_percent_likely_above_target_are_truly_above(
+    scenario: str, target: float, min_stated: int
+) -> None:
+    mean, sd = SCENARIOS[scenario]
+    promoters, detractors, n, truth = _team_world(mean, sd, COVERAGE_TEAMS, seed=202)
+    shrunk = _shrink_each_team_alone(promoters, detractors, n, target)
+    assert shrunk.p_above_target is not None
+    stated = shrunk.p_above_target >= 0.9
+    assert stated.sum() >= min_stated
+    if min_stated == 0:
+        # The target is far above every agent: nobody may be stated likely above it.
+        assert stated.sum() <= 2
+    else:
+        assert (truth[stated] > target).mean() >= 0.85
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "unattainable from one team's data: with the target 5 points above the true team mean, the "
+        "statements come from the months where the team's estimated mean (SE ~6 points for 8 agents x "
+        "~21 answers) overshoots; measured 0.67-0.72 truly above over 4 seeds (0.67 here, 69 agents stated); with the team mean and "
+        "tau known the same rule is right 100% of the time. See docs/methods.md#shrinkage."
+    ),
+)
+def test_stated_90_percent_above_a_target_just_above_the_team_mean_is_85_percent_right() -> None:
+    promoters, detractors, n, truth = _team_world(30.0, 10.0, COVERAGE_TEAMS, seed=303)
+    shrunk = _shrink_each_team_alone(promoters, detractors, n, 35.0)
+    assert shrunk.p_above_target is not None
+    stated = shrunk.p_above_target >= 0.9
+    assert stated.sum() >= 30
+    assert (truth[stated] > 35.0).mean() >= 0.85
+
+
+def test_excellence_is_shrunk_toward_the_team_like_the_rtf() -> None:
+    top = np.array([10, 12, 8, 11, 9, 10, 6, 0])
+    n = np.array([20, 25, 18, 22, 19, 21, 6, 6])
+    shrunk = stats.shrink_excellence(top, n, target=50.0)
+    raw = 100 * top / n
+    assert shrunk.p_above_target is not None
+    assert shrunk.value[6] < raw[6] and shrunk.value[7] > raw[7]  # 6/6 and 0/6 both pulled in
+    assert np.all((shrunk.ci_low >= 0) & (shrunk.ci_high <= 100))
+    assert np.all((shrunk.ci_low <= shrunk.value) & (shrunk.value <= shrunk.ci_high))
