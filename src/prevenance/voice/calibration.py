@@ -344,13 +344,16 @@ def _floor(value: float, histogram: FloatArray, per_score: FloatArray, scale: _S
 def _interval(
     value: float, draws: FloatArray, n: int, method: str, floor: float, bounds: tuple[float, float]
 ) -> stats.Score:
-    """Percentile interval of the bootstrap draws, at least ``floor`` wide on each side of the
-    estimate, clipped to the scale and always holding the estimate."""
+    """The widest of: the percentile interval of the bootstrap draws, the normal interval of their
+    spread (with the n/(n-1) correction a bootstrap of n answers omits) and ``floor`` on each side of
+    the estimate; clipped to the scale and always holding the estimate."""
     if math.isnan(value):
         return stats.Score(None, n, None, None, method)
     finite = draws[np.isfinite(draws)]
     low, high = (float(x) for x in np.percentile(finite, [2.5, 97.5])) if finite.size else (value, value)
-    low, high = min(low, value - floor), max(high, value + floor)
+    spread = float(finite.std(ddof=1)) * math.sqrt(n / max(n - 1, 1)) if finite.size > 1 else 0.0
+    half = max(floor, stats.Z95 * spread)
+    low, high = min(low, value - half), max(high, value + half)
     return stats.Score(value, n, max(bounds[0], low), min(bounds[1], high), method)
 
 
@@ -463,7 +466,7 @@ def country_scores(
     min_stratum: int = 5,
     min_comparable: int = MIN_COMPARABLE,
     min_answers: int = MIN_ANSWERS,
-    replicates: int = 400,
+    replicates: int = 1000,
     seed: int = 20260701,
     excellence_fallback: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:

@@ -159,7 +159,7 @@ if __name__ == "__main__":  # the large runs quoted in docs/methods.md
             if path == "estimated" and n_gb < 250:
                 continue
             found = simulate(
-                path=path, datasets=datasets, seed=101, n_gb=n_gb, n_fr=max(600, n_gb), replicates=400
+                path=path, datasets=datasets, seed=101, n_gb=n_gb, n_fr=max(600, n_gb), replicates=1000
             )
             print(
                 f"path={path} n_gb={n_gb} datasets={datasets} "
