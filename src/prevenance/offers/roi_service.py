@@ -269,9 +269,11 @@ def roi_report(
     ci: str = "welch",
     seed: int = 0,
     replicates: int = roi.DEFAULT_REPLICATES,
+    programme_holdout: bool = True,
 ) -> dict[str, Any]:
     """The campaign's difference in differences and ROI against its control group, overall (or for
-    one country) and cut by country; 404 for an unknown offer, 422 when a group is too small."""
+    one country) and cut by country, with the whole programme against its holdout beside it (unless
+    ``programme_holdout`` is False); 404 for an unknown offer, 422 when a group is too small."""
     offer = session.execute(
         select(
             _offers.c.id, _offers.c.unit_cost_eur, _offers.c.margin_rate, _offers.c.expected_spend_eur
