@@ -343,8 +343,27 @@ def roi_report(
             margin_rate=margin_rate,
             eur_per_point=liability["eur_per_point"],
             min_arm=min_arm,
-        ),
+        )
+        if programme_holdout
+        else None,
     }
+
+
+def programme_holdout_for(
+    session: Session, *, now: datetime, margin_rate: Decimal | None = None, min_arm: int = roi.DEFAULT_MIN_ARM
+) -> dict[str, Any] | None:
+    """The whole programme against its holdout on its own (``GET /v1/programme-holdout``, the
+    marketing screen): the margin rate is the mean of the offers' unless given."""
+    if margin_rate is None:
+        rates = [Decimal(r) for r in session.execute(select(_offers.c.margin_rate)).scalars()]
+        margin_rate = sum(rates, Decimal(0)) / len(rates) if rates else Decimal("0.02")
+    liability = loyalty.point_liability(session, now=now)
+    found = programme_holdout_report(
+        session, now=now, margin_rate=margin_rate, eur_per_point=liability["eur_per_point"], min_arm=min_arm
+    )
+    if found is not None and "refused" not in found:
+        found["margin_rate"] = str(margin_rate)
+    return found
 
 
 def programme_holdout_report(
