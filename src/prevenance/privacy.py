@@ -319,6 +319,11 @@ KEPT: dict[str, dict[str, str]] = {
         "fingerprint": "a digest of the offer",
     },
     "offer_models": {"features": _CATALOGUE, "coefficients": _CATALOGUE, "metrics": _CATALOGUE},
+    "offer_programme_holdouts": {
+        "salt": "a random salt of the holdout period: no member data",
+        "share": "a decimal amount",
+        "started_by": _STAFF,
+    },
     "offer_decisions": {
         "id": _ID,
         "offer_id": _ID,

@@ -104,13 +104,20 @@ def offer_rows(p: Page) -> list[dict[str, Any]]:
         for offer in offers.list_offers(session):
             try:
                 report: dict[str, Any] | None = roi_service.roi_report(
-                    session, offer_id=offer["id"], now=p.now
+                    session, offer_id=offer["id"], now=p.now, programme_holdout=False
                 )
                 refusal = None
             except PrevenanceError as error:
                 report, refusal = None, problem_errors(p, error, None, set())["form"]
             rows.append({"offer": offer, "roi": report, "refusal": refusal})
     return rows
+
+
+def programme_holdout(p: Page) -> dict[str, Any] | None:
+    """The whole programme against its holdout (the same figures the ROI API gives beside each
+    campaign), or None when no holdout period was ever started."""
+    with read_session(p.engine) as session:
+        return roi_service.programme_holdout_for(session, now=p.now)
 
 
 def _minute(moment: datetime) -> str:
@@ -186,6 +193,7 @@ def _render(
         usage=usage,
         alerts=alerts,
         offers=offer_rows(p),
+        programme_holdout=programme_holdout(p),
         can_edit_programme=p.user is not None and p.user.role is Role.ADMIN,
         values=values,
         errors={"usage": usage_errors, **(errors or {})},

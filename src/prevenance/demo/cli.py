@@ -12,9 +12,10 @@ def load(
     members: int = typer.Option(1000, help="how many members"),
     seed: int = typer.Option(7, help="random seed (same seed, same data)"),
     desk_scale: float = typer.Option(
-        0.004,
+        0.01,
         help="service-desk volume as a fraction of 5,000 contacts and 700 concierge requests a day "
-        "(0.004: 20 and 2.8 a day, about 8,000 contacts a year; 0 for none)",
+        "(0.01: 50 and 7 a day, about 20,000 contacts a year, enough answers a quarter for GB to be "
+        "calibrated by estimation; 0 for none)",
         min=0.0,
     ),
 ) -> None:

@@ -18,7 +18,10 @@ its audit hold); the first extra payment after an activation earns the reward (b
 multiplier's extra) through ``loyalty.service.award_bonus``, exactly as the live path pays it, and
 the campaign's ``spent_points`` follows. Control members get no extra payment, so
 difference-in-differences on spend should find about +8 % for treated members (and nothing for the
-fuel campaign). Deterministic in ``seed``; a rerun finds its decisions and adds nothing.
+fuel campaign). A **programme-wide holdout** of 5 % of the members (salt ``demo-<seed>``) opens 205
+days before ``now``, before the first campaign: its members receive no offer at all, so the ROI
+screen can set the whole programme against it. Deterministic in ``seed``; a rerun finds its
+decisions and adds nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from prevenance.offers.tables import Offer, OfferDecision
 
 Progress = Callable[[str, int, int], None]
 UPLIFT = Decimal("0.08")
+PROGRAMME_HOLDOUT = Decimal("0.05")
+HOLDOUT_DAYS_BEFORE_NOW = 205
 POST_DAYS = 60
 ACTIVATION_RATE = 0.4
 
@@ -190,6 +195,22 @@ def load_offers_demo(
                 offers.set_status(session, offer_id=offer_id, status="ended", now=definition["valid_until"])
         members = {m.id: m for m in session.scalars(select(Member).where(Member.ref.like(f"demo-{seed}-%")))}
         quiet = {mid for mid in members if not desk.may_send_marketing(session, member_id=mid)}
+        if not offers.programme_holdout_periods(session):
+            # The programme-wide holdout opens before the first campaign: its members get no offer.
+            offers.start_programme_holdout(
+                session,
+                share=str(PROGRAMME_HOLDOUT),
+                now=now - timedelta(days=HOLDOUT_DAYS_BEFORE_NOW),
+                by="demo",
+                salt=f"demo-{seed}",
+            )
+        period = offers.programme_holdout_in_force(session)
+        if period is not None:
+            quiet |= {
+                mid
+                for mid, m in members.items()
+                if rules.in_programme_holdout(m.ref, period.salt, period.share)
+            }
     for index, (offer_id, definition, planted) in enumerate(campaigns):
         start, end = definition["valid_from"], definition["valid_until"]
         if end > now:

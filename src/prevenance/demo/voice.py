@@ -1,5 +1,5 @@
-"""Demo voice-of-the-customer data: a survey invitation for every demo contact, answers from about a
-quarter of them, comments, suggestions (some adopted), and market barometers.
+"""Demo voice-of-the-customer data: a survey invitation for every demo contact, answers from 40 % of
+them (a realistic answer rate for a survey sent right after the contact), comments, suggestions (some adopted), and market barometers.
 
 Answers come from one latent experience per contact (the agent's skill plus noise) written on the
 French scale, then shifted by each country's answer style, planted so the calibration has something
@@ -28,7 +28,7 @@ from prevenance.voice import invitations, rules, service
 from prevenance.voice.tables import Answer, Invitation, Suggestion
 
 CHUNK = 1_000  # contacts per unit of work
-RESPONSE_RATE = 0.25
+RESPONSE_RATE = 0.40
 COUNTRY_STYLE = {"FR": 0.0, "GB": 1.5, "DE": -0.5, "IT": 0.5, "ES": 0.8}
 COMMENTS = {
     "fr": [

@@ -303,3 +303,100 @@ def referral_code_owner(code: str, *, key: bytes) -> int | None:
 def referral_code_key(secret: str) -> bytes:
     """The referral codes' own key, derived from the deployment's secret."""
     return hmac.new(secret.encode(), b"prevenance.referral-code", hashlib.sha256).digest()
+
+
+# --- what a point costs: the programme's liability ---------------------------------------------
+
+DEFAULT_LIABILITY: dict[str, Any] = {
+    "breakage": "0.12",
+    "catalogue_eur_per_point": "0.0065",
+    "catalogue_item_cost_eur": {},
+    "transfer_eur_per_point": {"default": "0.0080"},
+    "ecode_face_eur_per_point": "0.0100",
+    "window_days": 365,
+}
+
+
+@dataclass(frozen=True)
+class RedeemedLine:
+    """Points redeemed in one way over the window: kind, what (sku, partner) and the points."""
+
+    kind: str
+    key: str | None
+    points: int
+    quantity: int = 1
+
+
+def _rate(value: Any, path: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ProgrammeError(f"{path} must be a decimal string", path)
+    if not number.is_finite() or number < 0:
+        raise ProgrammeError(f"{path} must be zero or positive", path)
+    return number
+
+
+def point_cost(
+    lines: list[RedeemedLine], *, liability: Mapping[str, Any] | None, euro_per_point: Decimal
+) -> dict[str, Any]:
+    """What one point issued today costs the brand, from the redemption mix actually observed.
+
+    Each redeemed point costs what its use costs: a catalogue item its purchase cost (per item when
+    ``catalogue_item_cost_eur`` names its sku, else ``catalogue_eur_per_point``), a partner transfer
+    the partner's price (``transfer_eur_per_point``, per partner or ``default``), travel the
+    programme's ``euro_per_point`` (the euro value a point pays on the travel site), an e-code its face
+    value (``ecode_face_eur_per_point``). The mix-weighted mean is the cost of a redeemed point; a
+    share ``breakage`` of points is expected never to be redeemed (points never expire, but some
+    accounts never use them), so a point issued costs (1 - breakage) x that mean. With no
+    redemption observed yet, travel (the programme's own cash value of a point) is used.
+    """
+    doc = {**DEFAULT_LIABILITY, **dict(liability or {})}
+    breakage = _rate(doc.get("breakage"), "liability.breakage")
+    if breakage >= 1:
+        raise ProgrammeError("liability.breakage must be below 1", "liability.breakage")
+    catalogue_default = _rate(doc.get("catalogue_eur_per_point"), "liability.catalogue_eur_per_point")
+    items = {
+        str(k): _rate(v, f"liability.catalogue_item_cost_eur.{k}")
+        for k, v in dict(doc.get("catalogue_item_cost_eur") or {}).items()
+    }
+    transfers = {
+        str(k): _rate(v, f"liability.transfer_eur_per_point.{k}")
+        for k, v in dict(doc.get("transfer_eur_per_point") or {}).items()
+    }
+    ecode = _rate(doc.get("ecode_face_eur_per_point"), "liability.ecode_face_eur_per_point")
+    by_kind: dict[str, dict[str, Decimal]] = {}
+    for line in lines:
+        if line.points <= 0:
+            continue
+        if line.kind == "catalogue":
+            item_cost = items.get(line.key or "")
+            eur = item_cost * line.quantity if item_cost is not None else catalogue_default * line.points
+        elif line.kind == "transfer":
+            eur = transfers.get(line.key or "", transfers.get("default", catalogue_default)) * line.points
+        elif line.kind == "travel":
+            eur = euro_per_point * line.points
+        else:
+            eur = ecode * line.points
+        entry = by_kind.setdefault(line.kind, {"points": Decimal(0), "eur": Decimal(0)})
+        entry["points"] += line.points
+        entry["eur"] += eur
+    redeemed = sum((e["points"] for e in by_kind.values()), Decimal(0))
+    spent = sum((e["eur"] for e in by_kind.values()), Decimal(0))
+    per_redeemed = spent / redeemed if redeemed > 0 else euro_per_point
+    per_point = (1 - breakage) * per_redeemed
+    return {
+        "eur_per_point": float(per_point),
+        "eur_per_redeemed_point": float(per_redeemed),
+        "breakage": float(breakage),
+        "redeemed_points": int(redeemed),
+        "mix": {
+            kind: {
+                "share": float(e["points"] / redeemed) if redeemed > 0 else None,
+                "points": int(e["points"]),
+                "eur_per_point": float(e["eur"] / e["points"]),
+            }
+            for kind, e in sorted(by_kind.items())
+        },
+        "basis": "observed redemption mix" if redeemed > 0 else "no redemption yet: travel value of a point",
+    }

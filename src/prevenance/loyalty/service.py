@@ -1099,3 +1099,32 @@ def list_member_ids_at_merchant(
     if end is not None:
         statement = statement.where(CardTransaction.occurred_at < _utc(end))
     return list(session.scalars(statement.distinct()))
+
+
+def point_liability(session: Session, *, now: datetime) -> dict[str, Any]:
+    """What a point issued now costs the brand (``rules.point_cost``), from the redemptions of the
+    programme's liability window (default 365 days) that went through (completed or confirmed)."""
+    current = programme.current_document(session)
+    document = current[1] if current else programme.default_document()
+    liability = dict(document.get("liability") or {})
+    days = int(liability.get("window_days", rules.DEFAULT_LIABILITY["window_days"]))
+    rows = session.execute(
+        select(Redemption.kind, Redemption.points, Redemption.details).where(
+            Redemption.status.in_(("completed", "confirmed")),
+            Redemption.created_at >= now - timedelta(days=days),
+            Redemption.created_at < now,
+        )
+    ).all()
+    lines = [
+        rules.RedeemedLine(
+            kind=str(kind),
+            key=str((details or {}).get("sku") or (details or {}).get("partner") or "") or None,
+            points=int(points),
+            quantity=int((details or {}).get("quantity") or 1),
+        )
+        for kind, points, details in rows
+    ]
+    found = rules.point_cost(
+        lines, liability=liability, euro_per_point=programme.current(session).euro_per_point
+    )
+    return {**found, "window_days": days, "as_of": now.isoformat()}

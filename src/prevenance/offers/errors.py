@@ -30,3 +30,10 @@ class BudgetBelowSpent(Conflict):
 class NoTrainingData(Conflict):
     type_slug = "no-training-data"
     title = "Not enough history to train the propensity model"
+
+
+class HoldoutStillRunning(Conflict):
+    """A new programme holdout period may not start before the current one has run its minimum."""
+
+    type_slug = "holdout-still-running"
+    title = "The programme holdout period is still running"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, require
 from prevenance.common.problems import PROBLEM_JSON
-from prevenance.db import read_session
-from prevenance.offers import roi, roi_service
+from prevenance.db import read_session, run_in_transaction
+from prevenance.offers import roi, roi_service, service
 
 router = APIRouter(prefix="/v1", tags=["offers"])
 Analyst = Annotated[Principal, Depends(require(Role.MARKETING, Role.SUPERVISOR))]
@@ -54,3 +55,41 @@ def get_offer_roi(
             seed=seed,
             replicates=replicates,
         )
+
+
+Marketing = Annotated[Principal, Depends(require(Role.MARKETING))]
+
+
+class HoldoutStart(BaseModel):
+    """A new period of the programme-wide holdout."""
+
+    model_config = ConfigDict(extra="forbid")
+    share: str = Field(default="0.03", max_length=40, description="share of members held out, e.g. 0.03")
+    min_days: int = Field(default=150, ge=150, le=3650, description="days it runs at least")
+
+
+@router.get("/programme-holdout", responses=RESPONSES)
+def get_programme_holdout(engine: DbEngine, clock: AppClock, _: Analyst) -> dict[str, Any]:
+    """The periods of the programme-wide holdout and the whole programme's incremental value against
+    the open one, with its 95% interval (``docs/offers-methods.md#programme-holdout``). Read-only."""
+    with read_session(engine) as session:
+        return {
+            "periods": service.programme_holdout_periods(session),
+            "report": roi_service.programme_holdout_for(session, now=clock.now()),
+        }
+
+
+@router.post(
+    "/programme-holdout", status_code=201, responses={409: {"description": "still running", **_PROBLEM}}
+)
+def start_programme_holdout(
+    body: HoldoutStart, engine: DbEngine, clock: AppClock, principal: Marketing
+) -> dict[str, Any]:
+    """Start a new holdout period with a fresh salt; 409 while the open one has not run its minimum
+    (so repeating the request never reshuffles the members)."""
+    return run_in_transaction(
+        engine,
+        lambda s: service.start_programme_holdout(
+            s, share=body.share, min_days=body.min_days, now=clock.now(), by=principal.name
+        ),
+    )

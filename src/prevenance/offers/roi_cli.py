@@ -76,6 +76,13 @@ def roi_command(
     typer.echo(_line("margin EUR", report["incremental_margin_eur"]))
     typer.echo(f"{'cost EUR':<14} {report['cost_eur']:>12}   ({report['rewarded']} rewards posted)")
     typer.echo(_line("ROI", report["roi"], 3))
+    liability = report["liability"]
+    typer.echo(
+        f"liability      {liability['points']:>12,} points at {liability['eur_per_point'] or 0:.4f} EUR "
+        f"(cost {liability['cost_eur']} EUR; {liability['point_cost']['basis']})"
+    )
+    verdict = report["verdict"]
+    typer.echo(f"verdict        {verdict['label']}: {verdict['reason']}")
     for cut in report["by_country"]:
         if "refused" in cut:
             typer.echo(f"  {cut['country']}: {cut['refused']}")
@@ -83,9 +90,56 @@ def roi_command(
             typer.echo("  " + _line(cut["country"] + " ROI", cut["roi"], 3))
     if window["after_still_open"]:
         typer.echo(f"note: {window['after_still_open']} member(s) have an after window still open")
+    programme = report.get("programme_holdout")
+    if programme and "refused" not in programme:
+        typer.echo(
+            f"programme vs holdout ({programme['holdout']['n']} held out since "
+            f"{programme['period']['started_at'][:10]}): "
+            + _line("spend EUR", programme["spend"]).strip()
+            + f"  verdict {programme['verdict']['label']}"
+        )
+    elif programme:
+        typer.echo(f"programme vs holdout: {programme['refused']}")
     typer.echo(f"method: {report['method']}")
 
 
+holdout_app = typer.Typer(help="The programme-wide holdout: members who receive no marketing offer.")
+
+
+@holdout_app.command("start")
+def holdout_start(
+    share: str = typer.Option("0.03", help="share of members held out (at most 0.2)"),
+    min_days: int = typer.Option(150, min=150, help="days the period runs at least"),
+) -> None:
+    """Start a new holdout period with a fresh salt (refused while the open one is younger than its minimum)."""
+    from prevenance.db import unit_of_work
+    from prevenance.offers import service
+
+    try:
+        with unit_of_work(_engine()) as session:
+            period = service.start_programme_holdout(
+                session, share=share, min_days=min_days, now=SystemClock().now(), by="cli"
+            )
+    except PrevenanceError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(2 if error.status == 422 else 1)
+    typer.echo(json.dumps(period, indent=2))
+
+
+@holdout_app.command("show")
+def holdout_show() -> None:
+    """The holdout periods and the whole programme's value against the open one, as JSON."""
+    from prevenance.offers import service
+
+    with read_session(_engine()) as session:
+        body = {
+            "periods": service.programme_holdout_periods(session),
+            "report": roi_service.programme_holdout_for(session, now=SystemClock().now()),
+        }
+    typer.echo(json.dumps(body, indent=2))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``roi`` to a Typer app (the lead mounts it on ``prevenance offers``)."""
+    """Add ``roi`` and ``holdout`` to a Typer app (the lead mounts it on ``prevenance offers``)."""
     app.command("roi")(roi_command)
+    app.add_typer(holdout_app, name="holdout")

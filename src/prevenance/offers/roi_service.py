@@ -26,6 +26,7 @@ from sqlalchemy import (
     cast,
     column,
     func,
+    literal,
     select,
     table,
 )
@@ -35,10 +36,16 @@ from prevenance.common.base import UtcDateTime
 from prevenance.common.ids import as_utc
 from prevenance.common.problems import InvalidInput, NotFound
 from prevenance.common.rules import FieldError
-from prevenance.offers import roi
+from prevenance.loyalty import service as loyalty
+from prevenance.offers import roi, rules
+from prevenance.offers import service as offers
 
 _offers = table(
-    "offers", column("id", String), column("unit_cost_eur", String), column("margin_rate", String)
+    "offers",
+    column("id", String),
+    column("unit_cost_eur", String),
+    column("margin_rate", String),
+    column("expected_spend_eur", String),
 )
 _decisions = table(
     "offer_decisions",
@@ -47,8 +54,11 @@ _decisions = table(
     column("arm", String),
     column("status", String),
     column("decided_at", UtcDateTime()),
+    column("propensity", Float),
+    column("reward_points", BigInteger),
+    column("rewarded_at", UtcDateTime()),
 )
-_members = table("members", column("id", Integer), column("country", String))
+_members = table("members", column("id", Integer), column("country", String), column("ref", String))
 _transactions = table(
     "card_transactions",
     column("member_id", Integer),
@@ -119,10 +129,11 @@ def _anchors(session: Session, *, offer_id: str, country: str | None) -> list[An
     return list(first.values())
 
 
-def _rewarded(session: Session, *, offer_id: str, country: str | None) -> dict[int, int]:
-    """How many rewards each treated member actually received (decisions in ``rewarded``)."""
+def _rewarded(session: Session, *, offer_id: str, country: str | None) -> dict[int, tuple[int, int]]:
+    """How many rewards each treated member actually received (decisions in ``rewarded``) and the
+    points they were paid."""
     query = (
-        select(_decisions.c.member_id, func.count())
+        select(_decisions.c.member_id, func.count(), func.coalesce(func.sum(_decisions.c.reward_points), 0))
         .where(
             _decisions.c.offer_id == offer_id,
             _decisions.c.arm == "treatment",
@@ -134,7 +145,19 @@ def _rewarded(session: Session, *, offer_id: str, country: str | None) -> dict[i
         query = query.join(_members, _members.c.id == _decisions.c.member_id).where(
             _members.c.country == country
         )
-    return {int(member_id): int(count) for member_id, count in session.execute(query)}
+    return {int(member_id): (int(count), int(points)) for member_id, count, points in session.execute(query)}
+
+
+def _sized_effect(session: Session, *, offer_id: str, expected_spend: Decimal) -> float | None:
+    """The spend effect per treated member the campaign was sized for: each decision expected its
+    member to respond with the recorded propensity and then spend ``expected_spend_eur`` more, so
+    intent to treat expects mean(propensity) x expected spend."""
+    mean = session.execute(
+        select(func.avg(_decisions.c.propensity)).where(
+            _decisions.c.offer_id == offer_id, _decisions.c.arm == "treatment"
+        )
+    ).scalar_one_or_none()
+    return None if mean is None else float(mean) * float(expected_spend)
 
 
 def _seconds_between(
@@ -202,7 +225,7 @@ def _windows(
 
 
 def _members_of(
-    anchors: list[Anchor], totals: dict[int, list[float]], rewarded: dict[int, int]
+    anchors: list[Anchor], totals: dict[int, list[float]], rewarded: dict[int, tuple[int, int]]
 ) -> list[roi.MemberWindows]:
     members = []
     for anchor in anchors:
@@ -215,7 +238,8 @@ def _members_of(
                 spend_after=spend_after,
                 transactions_before=int(tx_before),
                 transactions_after=int(tx_after),
-                rewarded=rewarded.get(anchor.member_id, 0) if anchor.arm == "treatment" else 0,
+                rewarded=rewarded.get(anchor.member_id, (0, 0))[0] if anchor.arm == "treatment" else 0,
+                reward_points=rewarded.get(anchor.member_id, (0, 0))[1] if anchor.arm == "treatment" else 0,
             )
         )
     return members
@@ -245,11 +269,15 @@ def roi_report(
     ci: str = "welch",
     seed: int = 0,
     replicates: int = roi.DEFAULT_REPLICATES,
+    programme_holdout: bool = True,
 ) -> dict[str, Any]:
     """The campaign's difference in differences and ROI against its control group, overall (or for
-    one country) and cut by country; 404 for an unknown offer, 422 when a group is too small."""
+    one country) and cut by country, with the whole programme against its holdout beside it (unless
+    ``programme_holdout`` is False); 404 for an unknown offer, 422 when a group is too small."""
     offer = session.execute(
-        select(_offers.c.id, _offers.c.unit_cost_eur, _offers.c.margin_rate).where(_offers.c.id == offer_id)
+        select(
+            _offers.c.id, _offers.c.unit_cost_eur, _offers.c.margin_rate, _offers.c.expected_spend_eur
+        ).where(_offers.c.id == offer_id)
     ).first()
     if offer is None:
         raise UnknownOffer(f"no offer {offer_id!r}", field="offer_id")
@@ -265,7 +293,13 @@ def roi_report(
         session, offer_id=offer_id, country=country, anchors=anchors, before=before, after=after
     )
     members = _members_of(anchors, totals, _rewarded(session, offer_id=offer_id, country=country))
+    liability = loyalty.point_liability(session, now=now)
+    expected_spend = _decimal(offer.expected_spend_eur or "0", "expected_spend_eur")
+    sized = _sized_effect(session, offer_id=offer_id, expected_spend=expected_spend)
     params: dict[str, Any] = {
+        "eur_per_point": liability["eur_per_point"],
+        "sized_effect_eur": sized,
+        "sized_basis_text": "mean propensity of the treated decisions x expected_spend_eur",
         "before_days": before_days,
         "after_days": after_days,
         "unit_cost_eur": unit_cost,
@@ -295,6 +329,7 @@ def roi_report(
         by_country.append(cut)
     still_open = sum(1 for a in anchors if a.t0 + after > now)
     report["window"]["after_still_open"] = still_open
+    report["liability"]["point_cost"] = liability
     return {
         "offer_id": offer_id,
         "country": country,
@@ -302,4 +337,108 @@ def roi_report(
         "margin_rate": str(margin_rate),
         **report,
         "by_country": by_country,
+        "programme_holdout": programme_holdout_report(
+            session,
+            now=now,
+            margin_rate=margin_rate,
+            eur_per_point=liability["eur_per_point"],
+            min_arm=min_arm,
+        )
+        if programme_holdout
+        else None,
     }
+
+
+def programme_holdout_for(
+    session: Session, *, now: datetime, margin_rate: Decimal | None = None, min_arm: int = roi.DEFAULT_MIN_ARM
+) -> dict[str, Any] | None:
+    """The whole programme against its holdout on its own (``GET /v1/programme-holdout``, the
+    marketing screen): the margin rate is the mean of the offers' unless given."""
+    if margin_rate is None:
+        rates = [Decimal(r) for r in session.execute(select(_offers.c.margin_rate)).scalars()]
+        margin_rate = sum(rates, Decimal(0)) / len(rates) if rates else Decimal("0.02")
+    liability = loyalty.point_liability(session, now=now)
+    found = programme_holdout_report(
+        session, now=now, margin_rate=margin_rate, eur_per_point=liability["eur_per_point"], min_arm=min_arm
+    )
+    if found is not None and "refused" not in found:
+        found["margin_rate"] = str(margin_rate)
+    return found
+
+
+def programme_holdout_report(
+    session: Session,
+    *,
+    now: datetime,
+    margin_rate: Decimal,
+    eur_per_point: float,
+    min_arm: int = roi.DEFAULT_MIN_ARM,
+    max_days: int = 365,
+) -> dict[str, Any] | None:
+    """The whole programme's incremental value: every member outside the open holdout period against
+    those inside, from its start to now (at most ``max_days``) and over the same length before it;
+    None when no holdout period was ever started, a ``refused`` reason when an arm is too small."""
+    periods = offers.programme_holdout_periods(session)
+    period = offers.programme_holdout_in_force(session)
+    if period is None:
+        return None if not periods else {"refused": "no holdout period is open", "periods": periods}
+    start = period.started_at
+    days = max(1, min(max_days, int((now - start).total_seconds() // 86400)))
+    length = timedelta(days=days)
+    dt = _seconds_between(
+        _transactions.c.occurred_at, literal(start, UtcDateTime()), session.get_bind().dialect.name
+    )
+    net = (
+        cast(_transactions.c.amount_eur, Float)
+        * (_transactions.c.amount_minor - func.coalesce(_transactions.c.refunded_minor, 0))
+        / cast(_transactions.c.amount_minor, Float)
+    )
+    in_before = and_(dt >= -length.total_seconds(), dt < 0)
+    in_after = and_(dt >= 0, dt < length.total_seconds())
+    totals = {
+        int(member_id): (float(sb or 0.0), float(sa or 0.0), int(tb), int(ta))
+        for member_id, sb, sa, tb, ta in session.execute(
+            select(
+                _transactions.c.member_id,
+                func.sum(case((in_before, net), else_=0.0)),
+                func.sum(case((in_after, net), else_=0.0)),
+                func.count(case((in_before, 1))),
+                func.count(case((in_after, 1))),
+            )
+            .where(
+                _transactions.c.occurred_at >= start - length, _transactions.c.occurred_at < start + length
+            )
+            .group_by(_transactions.c.member_id)
+        )
+    }
+    members = []
+    for member_id, ref, member_country in session.execute(
+        select(_members.c.id, _members.c.ref, _members.c.country)
+    ):
+        sb, sa, tb, ta = totals.get(int(member_id), (0.0, 0.0, 0, 0))
+        held = rules.in_programme_holdout(str(ref), period.salt, period.share)
+        members.append(
+            roi.MemberWindows(
+                arm="holdout" if held else "exposed",
+                country=str(member_country),
+                spend_before=sb,
+                spend_after=sa,
+                transactions_before=tb,
+                transactions_after=ta,
+            )
+        )
+    points = session.execute(
+        select(func.coalesce(func.sum(_decisions.c.reward_points), 0)).where(
+            _decisions.c.status == "rewarded",
+            _decisions.c.rewarded_at >= start,
+            _decisions.c.rewarded_at < start + length,
+        )
+    ).scalar_one()
+    cost = (Decimal(str(eur_per_point)) * int(points)).quantize(Decimal("0.01"))
+    try:
+        found = roi.programme_effect(
+            members, window_days=days, margin_rate=margin_rate, cost_eur=cost, min_arm=min_arm
+        )
+    except roi.ArmTooSmall as error:
+        return {"period": period.body(), "refused": str(error)}
+    return {"period": period.body(), "reward_points": int(points), **found}

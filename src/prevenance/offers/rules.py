@@ -267,6 +267,22 @@ def arm_of(member_ref: str, offer_id: str, holdout_share: Decimal) -> str:
     return "control" if holdout_bucket(member_ref, offer_id) < float(holdout_share) else "treatment"
 
 
+PROGRAMME_HOLDOUT_MIN_DAYS = 150
+PROGRAMME_HOLDOUT_MAX_SHARE = Decimal("0.2")
+
+
+def programme_holdout_bucket(member_ref: str, salt: str) -> float:
+    """Where a member falls in [0, 1) for the programme-wide holdout of the period salted ``salt``:
+    independent of every campaign's own hash (which uses the campaign id, not the salt)."""
+    digest = hashlib.sha256(f"programme\x1f{salt}\x1f{member_ref}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def in_programme_holdout(member_ref: str, salt: str, share: Decimal) -> bool:
+    """True for the members the programme-wide holdout keeps away from every marketing offer."""
+    return programme_holdout_bucket(member_ref, salt) < float(share)
+
+
 def expected_value(propensity: float, offer: OfferSpec) -> float:
     """EUR the brand expects from making the offer: p × (incremental margin − reward cost).
 

@@ -115,3 +115,33 @@ class OfferModel(Base):
     features: Mapped[list[str]] = mapped_column(JSON)
     coefficients: Mapped[dict[str, Any]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ProgrammeHoldout(Base):
+    """A period of the programme-wide holdout: a few percent of members, chosen by a salted hash,
+    receive no marketing offer at all, so the whole programme's incremental value can be measured.
+
+    The salt changes only when the operator starts a new period (never for a running one), and a
+    period runs at least ``min_days`` (150 by default) before another may replace it. At most one
+    period is open (``ended_at`` null): a partial unique index says so on both databases.
+    """
+
+    __tablename__ = "offer_programme_holdouts"
+    __table_args__ = (
+        CheckConstraint("min_days >= 1", name="min_days_positive"),
+        Index(
+            "uq_offer_programme_holdouts_open",
+            "open_marker",
+            unique=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    share: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    min_days: Mapped[int] = mapped_column(Integer, default=150)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # 1 while the period is open, null once ended: the unique index allows one open period only.
+    open_marker: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    started_by: Mapped[str] = mapped_column(String(200))

@@ -2,9 +2,12 @@
 
 A happy British customer gives 9 where a satisfied French one gives 7. To compare countries we map
 each country's 0-10 scale onto the reference country's by equipercentile linking, estimated on
-comparable interactions (same reason x channel x product strata, weighted alike in both countries),
-then score every answer of the country on the reference scale. A configurable per-country offset
-table is the fallback when a country has too few comparable answers. Pure numpy/Polars, no I/O.
+comparable interactions (cells of the same reason x channel x product, coarsened to reason x channel
+and then reason where a cell is too thin, weighted alike in both countries), then score every answer
+of the country on the reference scale. A configurable per-country offset table is the fallback when a
+country has too few comparable answers; its top and bottom answers are open-ended. Intervals come from
+a bootstrap of the whole table of answers (every step redone). A country with fewer than
+``MIN_ANSWERS`` answers is flagged ``too_few`` and gets no calibrated figure. Pure numpy/Polars, no I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -24,29 +28,51 @@ SCALE = 11  # recommend 0..10
 PROMOTER = np.array([k >= 9 for k in range(SCALE)], dtype=np.float64)
 DETRACTOR = np.array([k <= 6 for k in range(SCALE)], dtype=np.float64)
 DEFAULT_STRATA = ("reason", "channel", "product")
+MIN_ANSWERS = 30
+"""Below this many answers a country is ``too_few``: no calibrated figure is shown (its raw score, with
+its own wide interval, still is)."""
+MIN_COMPARABLE = 200
+WEIGHT_COLUMN = "answers"
+"""An optional column of the answers frame: how many identical answers the row stands for (so the
+database can hand over counts instead of rows)."""
 
 METHOD_REFERENCE = "reference country: calibrated = raw"
 METHOD_ESTIMATED = (
-    "equipercentile linking on comparable interactions (reason x channel x product), bootstrap 95%"
+    "equipercentile linking on comparable interactions (reason x channel x product, thin cells coarsened), "
+    "whole-table bootstrap 95%"
 )
-METHOD_FALLBACK = "fallback offset table (too few comparable answers), bootstrap 95%"
+METHOD_FALLBACK = (
+    "fallback offset table, open-ended top and bottom answers (too few comparable answers), bootstrap 95%"
+)
 METHOD_NONE = "not calibrated: too few comparable answers and no fallback offset"
+METHOD_TOO_FEW = f"too few answers to calibrate (fewer than {MIN_ANSWERS})"
 # A stable code per method sentence, for readers that say it in another language.
 METHOD_CODES = {
     METHOD_REFERENCE: "reference",
     METHOD_ESTIMATED: "estimated",
     METHOD_FALLBACK: "fallback",
     METHOD_NONE: "none",
+    METHOD_TOO_FEW: "too_few",
 }
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+_ERF = np.vectorize(math.erf, otypes=[np.float64])
+_INV = np.vectorize(NormalDist().inv_cdf, otypes=[np.float64])
+
+
+def _phi(x: FloatArray) -> FloatArray:
+    """Standard normal distribution function, element-wise (infinities allowed)."""
+    return np.asarray(0.5 * (1.0 + _ERF(np.asarray(x, dtype=np.float64) / math.sqrt(2.0))), dtype=np.float64)
 
 
 def _edges(pmf: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Each score's percentile interval [F(k-1), F(k)] of a 0..10 distribution."""
-    upper = np.cumsum(pmf)
-    upper = upper / upper[-1] if upper[-1] > 0 else upper
-    lower = np.concatenate(([0.0], upper[:-1]))
+    """Each score's percentile interval [F(k-1), F(k)] of a 0..10 distribution (last axis)."""
+    upper = np.cumsum(pmf, axis=-1)
+    total = upper[..., -1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        upper = np.where(total > 0, upper / np.where(total > 0, total, 1.0), upper)
+    lower = np.concatenate((np.zeros_like(upper[..., :1]), upper[..., :-1]), axis=-1)
     return lower, upper
 
 
@@ -56,32 +82,105 @@ def linking_matrix(country_pmf: FloatArray, reference_pmf: FloatArray) -> FloatA
     The scale is made continuous (each score spread evenly over its percentile interval) and a
     country's percentile interval of score k is cut by the reference's intervals: equipercentile
     linking without rounding, so a country's 10 may become part 9 and part 10 of the reference.
+    Percentile ranks are open at both ends by nature, so the ceiling and the floor need no special case.
+    Leading axes are batches (one matrix per bootstrap copy).
     """
     c_low, c_high = _edges(country_pmf)
     r_low, r_high = _edges(reference_pmf)
     overlap = np.clip(
-        np.minimum(c_high[:, None], r_high[None, :]) - np.maximum(c_low[:, None], r_low[None, :]), 0.0, None
+        np.minimum(c_high[..., :, None], r_high[..., None, :])
+        - np.maximum(c_low[..., :, None], r_low[..., None, :]),
+        0.0,
+        None,
     )
-    width = (c_high - c_low)[:, None]
+    width = (c_high - c_low)[..., :, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         matrix = np.where(width > 0, overlap / width, 0.0)
     # A score the comparable answers never used: send it to the reference score at its percentile.
-    for k in np.flatnonzero(width[:, 0] <= 0):
-        j = int(np.searchsorted(r_high, c_low[k], side="left"))
-        matrix[k, min(j, matrix.shape[1] - 1)] = 1.0
+    unused = width[..., 0] <= 0
+    if unused.any():
+        size = matrix.shape[-1]
+        target = np.minimum((r_high[..., None, :] < c_low[..., :, None]).sum(axis=-1), size - 1)
+        one_hot = np.arange(size) == target[..., None]
+        matrix = np.where(unused[..., None], one_hot.astype(np.float64), matrix)
     return np.asarray(matrix, dtype=np.float64)
 
 
-def offset_matrix(offset: float, size: int = SCALE) -> FloatArray:
-    """M[k, j] for a fixed cultural offset: the country's k is the reference's k - offset (spread over a unit)."""
+def latent_normal(histogram: npt.ArrayLike, offset: float) -> FloatArray:
+    """(mean, sd) of a normal experience, on the reference scale, that fits a country's histogram whose
+    answer k covers [k - 0.5 - offset, k + 0.5 - offset]: weighted least squares of each cut point on
+    the normal quantile of its cumulative share (weights: the binomial information of that share).
+    Row-wise on a 2-D array of histograms. Only the open top and bottom answers use it."""
+    h = np.atleast_2d(np.asarray(histogram, dtype=np.float64))
+    size = h.shape[1]
+    n = h.sum(axis=1, keepdims=True)
+    cuts = np.arange(size - 1, dtype=np.float64) + 0.5 - offset
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.cumsum(h, axis=1)[:, :-1] / np.where(n > 0, n, 1.0)
+    usable = (share > 0) & (share < 1)
+    z = np.zeros_like(share)
+    z[usable] = _INV(share[usable])
+    weight = np.where(usable, np.exp(-(z**2)) / np.where(usable, share * (1 - share), 1.0), 0.0)
+    sw = weight.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mz = (weight * z).sum(axis=1) / sw
+        mc = (weight * cuts).sum(axis=1) / sw
+        sxx = (weight * (z - mz[:, None]) ** 2).sum(axis=1)
+        sxy = (weight * (z - mz[:, None]) * (cuts - mc[:, None])).sum(axis=1)
+        sd = sxy / sxx
+    mean = mc - sd * mz
+    # Fewer than two usable cut points (every answer on one or two neighbouring scores): the spread
+    # is not identified; take one scale point, the width of an answer, centred on the answers' mean.
+    weak = ~(np.isfinite(sd) & (sd > 0.05)) | (usable.sum(axis=1) < 2)
+    grades = np.arange(size, dtype=np.float64) - offset
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fallback_mean = (h @ grades) / n[:, 0]
+    mean = np.where(weak, fallback_mean, mean)
+    sd = np.where(weak, 1.0, sd)
+    return np.asarray(np.stack([mean, sd], axis=1), dtype=np.float64)
+
+
+def offset_matrix(offset: float, size: int = SCALE, latent: tuple[float, float] | None = None) -> FloatArray:
+    """M[k, j] for a fixed cultural offset: the country's k is the reference's k - offset.
+
+    An inner answer k covers [k - 0.5 - offset, k + 0.5 - offset] of the reference scale, spread evenly.
+    The top answer is open-ended ("at least size - 1.5 - offset": a British 10 at +1.5 means "8 or
+    more" on the French scale, not "8 or 9"), and so is the bottom one; how an open end divides among
+    the reference scores follows the tail of the country's ``latent`` normal (``latent_normal``). With
+    no ``latent``, a standard tail one scale point wide is assumed.
+    """
     k = np.arange(size, dtype=np.float64)
     low = k[:, None] - 0.5 - offset
     high = k[:, None] + 0.5 - offset
     ref_low = np.where(k == 0, -np.inf, k - 0.5)[None, :]
     ref_high = np.where(k == size - 1, np.inf, k + 0.5)[None, :]
-    return np.asarray(
-        np.clip(np.minimum(high, ref_high) - np.maximum(low, ref_low), 0.0, None), dtype=np.float64
-    )
+    matrix = np.clip(np.minimum(high, ref_high) - np.maximum(low, ref_low), 0.0, None)
+    mean, sd = latent if latent is not None else (size / 2.0 - offset, 1.0)
+    top, bottom = _open_ends(offset, size, np.array([mean]), np.array([sd]))
+    matrix[size - 1], matrix[0] = top[0], bottom[0]
+    return np.asarray(matrix, dtype=np.float64)
+
+
+def _open_ends(offset: float, size: int, mean: FloatArray, sd: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Rows of the offset matrix for the top answer ([size - 1.5 - offset, inf)) and the bottom one
+    ((-inf, 0.5 - offset]): the mass of each latent normal (one per row of ``mean``/``sd``) that falls
+    in each reference score, normalised; a tail holding nothing goes to the nearest reference score."""
+    k = np.arange(size, dtype=np.float64)
+    ref_low = np.where(k == 0, -np.inf, k - 0.5)
+    ref_high = np.where(k == size - 1, np.inf, k + 0.5)
+    rows = []
+    for lo, hi in ((size - 1.5 - offset, math.inf), (-math.inf, 0.5 - offset)):
+        edges_low = np.maximum(ref_low, lo)
+        edges_high = np.minimum(ref_high, hi)
+        z_high = (edges_high[None, :] - mean[:, None]) / sd[:, None]
+        z_low = (edges_low[None, :] - mean[:, None]) / sd[:, None]
+        mass = np.where(edges_high > edges_low, np.clip(_phi(z_high) - _phi(z_low), 0.0, None), 0.0)
+        total = mass.sum(axis=1, keepdims=True)
+        nearest = np.arange(size) == int(np.clip(round(lo if math.isfinite(lo) else hi), 0, size - 1))
+        rows.append(
+            np.where(total > 1e-12, mass / np.where(total > 0, total, 1.0), nearest.astype(np.float64))
+        )
+    return rows[0], rows[1]
 
 
 def _calibrated_value(histogram: FloatArray, matrix: FloatArray, points: FloatArray) -> float:
@@ -93,7 +192,7 @@ def _calibrated_value(histogram: FloatArray, matrix: FloatArray, points: FloatAr
 
 
 def _pooled(country_rows: FloatArray, reference_rows: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Both countries' distributions over the same strata with the same weights (the harmonic n)."""
+    """Both countries' distributions over the same cells with the same weights (the harmonic n)."""
     n_c = country_rows.sum(axis=-1)
     n_r = reference_rows.sum(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -103,12 +202,70 @@ def _pooled(country_rows: FloatArray, reference_rows: FloatArray) -> tuple[Float
     return (weight[..., None] * pmf_c).sum(axis=-2), (weight[..., None] * pmf_r).sum(axis=-2)
 
 
+def comparable_cells(
+    n_country: FloatArray, n_reference: FloatArray, levels: Sequence[IntArray], min_stratum: int
+) -> IntArray:
+    """The comparable cell of each fine stratum, or -1: a fine stratum with ``min_stratum`` answers in
+    both countries is a cell of its own; the others are pooled with their siblings at the next coarser
+    level (``levels[i][s]`` is stratum s's group at level i, finest first) and the pool becomes a cell
+    when it reaches ``min_stratum`` on both sides; what no level can pool is left out of the linking.
+    Leading axes of the counts are batches (one row per bootstrap copy)."""
+    n_c = np.atleast_2d(n_country)
+    n_r = np.atleast_2d(n_reference)
+    batch = n_c.shape[0]
+    cell = np.full(n_c.shape, -1, dtype=np.int64)
+    base = 0
+    offsets = np.arange(batch)[:, None]
+    for groups in levels:
+        free = cell < 0
+        size = int(groups.max()) + 1 if groups.size else 0
+        index = (offsets * size + groups[None, :])[free]
+        nc = np.bincount(index, weights=n_c[free], minlength=batch * size).reshape(batch, size)
+        nr = np.bincount(index, weights=n_r[free], minlength=batch * size).reshape(batch, size)
+        ok = (nc >= min_stratum) & (nr >= min_stratum)
+        take = free & np.take_along_axis(ok, np.broadcast_to(groups, n_c.shape), axis=1)
+        cell = np.where(take, base + groups[None, :], cell)
+        base += size
+    return cell.reshape(np.shape(n_country)) if np.ndim(n_country) == 1 else cell
+
+
+def _cells_total(levels: Sequence[IntArray]) -> int:
+    return sum(int(g.max()) + 1 if g.size else 0 for g in levels)
+
+
+def _linked_values(
+    rows_c: FloatArray, rows_r: FloatArray, levels: Sequence[IntArray], min_stratum: int, points: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Calibrated value of a country for each copy (leading axis) of its and the reference's
+    (stratum x score) tables, the comparable n and the two pooled distributions of each copy."""
+    batch, _, size = rows_c.shape
+    cell = comparable_cells(rows_c.sum(axis=2), rows_r.sum(axis=2), levels, min_stratum)
+    cells = _cells_total(levels)
+    kept = cell >= 0
+    index = ((np.arange(batch)[:, None] * cells + cell)[:, :, None] * size + np.arange(size))[kept]
+
+    def per_cell(rows: FloatArray) -> FloatArray:
+        flat = np.bincount(index.ravel(), weights=rows[kept].ravel(), minlength=batch * cells * size)
+        return flat.reshape(batch, cells, size)
+
+    pmf_c, pmf_r = _pooled(per_cell(rows_c), per_cell(rows_r))
+    per_score = linking_matrix(pmf_c, pmf_r) @ points
+    histogram = rows_c.sum(axis=1)
+    total = histogram.sum(axis=1)
+    comparable = (rows_c.sum(axis=2) * kept).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.where((total > 0) & (comparable > 0), (histogram * per_score).sum(axis=1) / total, np.nan)
+    return values, comparable, pmf_c, pmf_r
+
+
 def _resample(rows: FloatArray, replicates: int, rng: np.random.Generator) -> FloatArray:
-    """Parametric bootstrap of count rows: each row redrawn multinomially from its own distribution."""
-    n = rows.sum(axis=-1)
-    safe = np.where(n[:, None] > 0, rows / np.where(n[:, None] > 0, n[:, None], 1.0), 1.0 / rows.shape[-1])
-    drawn = rng.multinomial(n.astype(np.int64), safe, size=(replicates, rows.shape[0]))
-    return np.asarray(drawn, dtype=np.float64)
+    """``replicates`` bootstrap copies of a country's whole (stratum x score) table, stacked: its n
+    answers redrawn at once, so the strata sizes, and with them which cells are comparable, vary as
+    they would in another quarter."""
+    n = int(np.rint(rows.sum()))
+    flat = rows.ravel() / rows.sum() if n > 0 else np.full(rows.size, 1.0 / rows.size)
+    drawn = rng.multinomial(n, flat, size=replicates)
+    return np.asarray(drawn.reshape((replicates, *rows.shape)), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -120,6 +277,7 @@ class _Scale:
     size: int
     points: FloatArray
     raw: Callable[[FloatArray], stats.Score]
+    bounds: tuple[float, float]
 
 
 RTF_SCALE = _Scale(
@@ -128,6 +286,7 @@ RTF_SCALE = _Scale(
     SCALE,
     100.0 * (PROMOTER - DETRACTOR),
     lambda h: stats.rtf_score(int(h[9:].sum()), int(h[:7].sum()), int(h.sum())),
+    (-100.0, 100.0),
 )
 EXCELLENCE_SCALE = _Scale(
     "interaction",
@@ -135,14 +294,19 @@ EXCELLENCE_SCALE = _Scale(
     5,
     np.array([0.0, 0.0, 0.0, 0.0, 100.0]),
     lambda h: stats.excellence_score(int(h[4]), int(h.sum())),
+    (0.0, 100.0),
 )
 
 
-def _histograms(answers: pl.DataFrame, strata: Sequence[str], scale: _Scale) -> tuple[list[str], FloatArray]:
-    """counts[country, stratum, score] of the answers on one scale."""
+def _histograms(
+    answers: pl.DataFrame, strata: Sequence[str], scale: _Scale
+) -> tuple[list[str], FloatArray, list[IntArray]]:
+    """counts[country, stratum, score] of the answers on one scale, and each fine stratum's group at
+    every coarsening level (all strata, then dropping the last one, down to the first alone)."""
     rated = answers.filter(pl.col(scale.column).is_not_null() & pl.col("country").is_not_null())
     keys = list(strata)
-    grouped = rated.group_by(["country", *keys, scale.column]).len()
+    weight = pl.col(WEIGHT_COLUMN).sum() if WEIGHT_COLUMN in rated.columns else pl.len()
+    grouped = rated.group_by(["country", *keys, scale.column]).agg(weight.alias("count"))
     countries = sorted(grouped["country"].unique().to_list())
     strata_rows = grouped.select(keys).unique().sort(keys, nulls_last=True).rows() if keys else [()]
     country_index = {c: i for i, c in enumerate(countries)}
@@ -151,9 +315,46 @@ def _histograms(answers: pl.DataFrame, strata: Sequence[str], scale: _Scale) -> 
     for row in grouped.iter_rows(named=True):
         stratum = tuple(row[k] for k in keys)
         counts[country_index[row["country"]], stratum_index[stratum], int(row[scale.column]) - scale.low] += (
-            row["len"]
+            row["count"]
         )
-    return countries, counts
+    levels: list[IntArray] = []
+    for depth in range(len(keys), 0, -1):
+        prefixes: dict[tuple[Any, ...], int] = {}
+        levels.append(
+            np.array([prefixes.setdefault(row[:depth], len(prefixes)) for row in strata_rows], dtype=np.int64)
+        )
+    if not levels:
+        levels.append(np.zeros(len(strata_rows), dtype=np.int64))
+    return countries, counts, levels
+
+
+def _floor(value: float, histogram: FloatArray, per_score: FloatArray, scale: _Scale) -> float:
+    """Smallest honest half-width: the sampling error of the country's calibrated answers after one
+    pseudo-answer at each end of the scale (the "adjusted" idea of the raw intervals), so that a
+    country whose answers are all alike never gets an interval that claims certainty."""
+    low, high = scale.bounds
+    values = np.concatenate((per_score, [low, high]))
+    weights = np.concatenate((histogram, [1.0, 1.0]))
+    n = weights.sum()
+    mean = float(values @ weights / n)
+    variance = float(((values - mean) ** 2) @ weights / n)
+    return stats.Z95 * math.sqrt(variance / n)
+
+
+def _interval(
+    value: float, draws: FloatArray, n: int, method: str, floor: float, bounds: tuple[float, float]
+) -> stats.Score:
+    """The widest of: the percentile interval of the bootstrap draws, the normal interval of their
+    spread (with the n/(n-1) correction a bootstrap of n answers omits) and ``floor`` on each side of
+    the estimate; clipped to the scale and always holding the estimate."""
+    if math.isnan(value):
+        return stats.Score(None, n, None, None, method)
+    finite = draws[np.isfinite(draws)]
+    low, high = (float(x) for x in np.percentile(finite, [2.5, 97.5])) if finite.size else (value, value)
+    spread = float(finite.std(ddof=1)) * math.sqrt(n / max(n - 1, 1)) if finite.size > 1 else 0.0
+    half = max(floor, stats.Z95 * spread)
+    low, high = min(low, value - half), max(high, value + half)
+    return stats.Score(value, n, max(bounds[0], low), min(bounds[1], high), method)
 
 
 def _calibrate(
@@ -166,43 +367,62 @@ def _calibrate(
     min_comparable: int,
     replicates: int,
     rng: np.random.Generator,
+    min_answers: int = MIN_ANSWERS,
 ) -> dict[str, dict[str, Any]]:
     """Raw and calibrated score of every country on one scale (the steps of docs/methods.md#calibration)."""
-    countries, counts = _histograms(answers, strata, scale)
+    countries, counts, levels = _histograms(answers, strata, scale)
     ref_i = countries.index(reference) if reference in countries else None
     grades = np.arange(scale.size, dtype=np.float64)
+    boot_ref = None
     results: dict[str, dict[str, Any]] = {}
     for i, country in enumerate(countries):
         rows = counts[i]
         histogram = rows.sum(axis=0)
         n = int(histogram.sum())
         raw = scale.raw(histogram)
-        comparable = np.zeros(rows.shape[0], dtype=bool)
+        comparable_n = 0
         if ref_i is not None and i != ref_i:
-            comparable = (rows.sum(axis=1) >= min_stratum) & (counts[ref_i].sum(axis=1) >= min_stratum)
-        comparable_n = int(rows[comparable].sum())
+            cell = comparable_cells(rows.sum(axis=1), counts[ref_i].sum(axis=1), levels, min_stratum)
+            comparable_n = int(rows[cell >= 0].sum())
         offset: float | None
-        if ref_i == i:
+        if n < min_answers:
+            method, calibrated, offset = (
+                METHOD_TOO_FEW,
+                stats.Score(None, n, None, None, METHOD_TOO_FEW),
+                None,
+            )
+        elif ref_i == i:
             method, calibrated, offset = METHOD_REFERENCE, raw, 0.0
         elif ref_i is not None and comparable_n >= min_comparable:
             method = METHOD_ESTIMATED
-            pmf_c, pmf_r = _pooled(rows[comparable], counts[ref_i][comparable])
-            value = _calibrated_value(histogram, linking_matrix(pmf_c, pmf_r), scale.points)
+            values, _, pmf_cs, pmf_rs = _linked_values(
+                rows[None], counts[ref_i][None], levels, min_stratum, scale.points
+            )
+            value, pmf_c, pmf_r = float(values[0]), pmf_cs[0], pmf_rs[0]
             offset = float((pmf_c / pmf_c.sum()) @ grades - (pmf_r / pmf_r.sum()) @ grades)
+            if boot_ref is None:
+                boot_ref = _resample(counts[ref_i], replicates, rng)
             boot_rows = _resample(rows, replicates, rng)
-            boot_ref = _resample(counts[ref_i][comparable], replicates, rng)
-            draws = np.empty(replicates)
-            for b in range(replicates):
-                bc, br = _pooled(boot_rows[b][comparable], boot_ref[b])
-                draws[b] = _calibrated_value(boot_rows[b].sum(axis=0), linking_matrix(bc, br), scale.points)
-            calibrated = _bootstrap_score(value, draws, n, method)
+            draws = np.concatenate(
+                [
+                    _linked_values(
+                        boot_rows[k : k + 100], boot_ref[k : k + 100], levels, min_stratum, scale.points
+                    )[0]
+                    for k in range(0, replicates, 100)
+                ]
+            )
+            per_score = linking_matrix(pmf_c, pmf_r) @ scale.points
+            calibrated = _interval(
+                value, draws, n, method, _floor(value, histogram, per_score, scale), scale.bounds
+            )
         elif country in fallback:
             method, offset = METHOD_FALLBACK, fallback[country]
-            matrix = offset_matrix(offset, scale.size)
-            value = _calibrated_value(histogram, matrix, scale.points)
-            boot_hist = _resample(histogram[None, :], replicates, rng)[:, 0, :]
-            draws = np.array([_calibrated_value(h, matrix, scale.points) for h in boot_hist])
-            calibrated = _bootstrap_score(value, draws, n, method)
+            value, per_score = _offset_value(histogram, offset, scale)
+            boot_hist = _resample(histogram, replicates, rng)
+            draws = _offset_values(boot_hist, offset, scale)
+            calibrated = _interval(
+                value, draws, n, method, _floor(value, histogram, per_score, scale), scale.bounds
+            )
         else:
             method, calibrated, offset = METHOD_NONE, raw, None
         results[country] = {
@@ -210,10 +430,31 @@ def _calibrate(
             "raw": raw.as_dict(),
             "calibrated": calibrated.as_dict(),
             "method": method,
+            "method_code": METHOD_CODES[method],
+            "too_few": n < min_answers,
             "offset": None if offset is None else round(offset, 3),
             "comparable_n": comparable_n,
         }
     return results
+
+
+def _offset_value(histogram: FloatArray, offset: float, scale: _Scale) -> tuple[float, FloatArray]:
+    """Calibrated value of a histogram under a fixed offset, and the points each answer is worth."""
+    mean, sd = latent_normal(histogram, offset)[0]
+    per_score = offset_matrix(offset, scale.size, (float(mean), float(sd))) @ scale.points
+    return float(histogram @ per_score / histogram.sum()), per_score
+
+
+def _offset_values(histograms: FloatArray, offset: float, scale: _Scale) -> FloatArray:
+    """``_offset_value`` of many histograms: the inner answers' points are fixed, only the open ends
+    follow each histogram's fitted tail."""
+    fits = latent_normal(histograms, offset)
+    per_score = np.tile(offset_matrix(offset, scale.size) @ scale.points, (histograms.shape[0], 1))
+    top, bottom = _open_ends(offset, scale.size, fits[:, 0], fits[:, 1])
+    per_score[:, -1], per_score[:, 0] = top @ scale.points, bottom @ scale.points
+    total = histograms.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(total > 0, (histograms * per_score).sum(axis=1) / total, np.nan))
 
 
 def country_scores(
@@ -223,8 +464,9 @@ def country_scores(
     *,
     strata: Sequence[str] = DEFAULT_STRATA,
     min_stratum: int = 5,
-    min_comparable: int = 200,
-    replicates: int = 400,
+    min_comparable: int = MIN_COMPARABLE,
+    min_answers: int = MIN_ANSWERS,
+    replicates: int = 1000,
     seed: int = 20260701,
     excellence_fallback: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
@@ -232,21 +474,27 @@ def country_scores(
 
     ``fallback`` maps a country to its cultural offset in recommend-scale points (+1.5: its customers
     answer 1.5 higher than the reference's for the same experience), used when the country has fewer
-    than ``min_comparable`` answers in strata where both it and the reference have ``min_stratum``.
-    The excellence rate is calibrated the same way on the five-point scale (extra keys
+    than ``min_comparable`` answers in comparable cells (cells with ``min_stratum`` answers on both
+    sides). The excellence rate is calibrated the same way on the five-point scale (extra keys
     ``excellence_raw``, ``excellence_calibrated``, ``excellence_method``; its offsets, in five-point
-    scale steps, are ``excellence_fallback``). The bootstrap is seeded: same answers, same interval.
+    scale steps, are ``excellence_fallback``). A country with fewer than ``min_answers`` answers is
+    ``too_few``: its calibrated value and interval are null. The bootstrap is seeded: same answers,
+    same interval. ``answers`` may carry an ``answers`` column of counts (one row per distinct answer).
     """
+    common: dict[str, Any] = {
+        "strata": strata,
+        "min_stratum": min_stratum,
+        "min_comparable": min_comparable,
+        "replicates": replicates,
+        "min_answers": min_answers,
+    }
     rtf = _calibrate(
         answers,
         RTF_SCALE,
         reference,
         {k.upper(): float(v) for k, v in (fallback or {}).items()},
-        strata,
-        min_stratum,
-        min_comparable,
-        replicates,
-        np.random.default_rng(seed),
+        rng=np.random.default_rng(seed),
+        **common,
     )
     excellence = (
         _calibrate(
@@ -254,11 +502,8 @@ def country_scores(
             EXCELLENCE_SCALE,
             reference,
             {k.upper(): float(v) for k, v in (excellence_fallback or {}).items()},
-            strata,
-            min_stratum,
-            min_comparable,
-            replicates,
-            np.random.default_rng(seed + 1),
+            rng=np.random.default_rng(seed + 1),
+            **common,
         )
         if EXCELLENCE_SCALE.column in answers.columns
         else {}
@@ -270,8 +515,10 @@ def country_scores(
         entry |= rtf.get(country) or {
             "n": 0,
             "raw": stats.rtf_score(0, 0, 0).as_dict(),
-            "calibrated": stats.rtf_score(0, 0, 0).as_dict(),
-            "method": METHOD_NONE,
+            "calibrated": stats.Score(None, 0, None, None, METHOD_TOO_FEW).as_dict(),
+            "method": METHOD_TOO_FEW,
+            "method_code": "too_few",
+            "too_few": True,
             "offset": None,
             "comparable_n": 0,
         }
@@ -279,17 +526,11 @@ def country_scores(
         entry["excellence_raw"] = other["raw"] if other else empty
         entry["excellence_calibrated"] = other["calibrated"] if other else empty
         entry["excellence_method"] = other["method"] if other else METHOD_NONE
+        entry["excellence_method_code"] = other["method_code"] if other else "none"
+        entry["excellence_too_few"] = other["too_few"] if other else True
+        entry["min_answers"] = min_answers
         results.append(entry)
     return results
-
-
-def _bootstrap_score(value: float, draws: FloatArray, n: int, method: str) -> stats.Score:
-    """Percentile interval of the bootstrap draws, widened if needed to hold the point estimate."""
-    if math.isnan(value):
-        return stats.Score(None, n, None, None, method)
-    finite = draws[np.isfinite(draws)]
-    low, high = np.percentile(finite, [2.5, 97.5]) if finite.size else (value, value)
-    return stats.Score(value, n, float(min(low, value)), float(max(high, value)), method)
 
 
 def _our_figure(item: dict[str, Any], metric: str) -> tuple[float | None, int, float | None]:

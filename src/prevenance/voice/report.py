@@ -44,8 +44,12 @@ LABELS: dict[str, dict[str, str]] = {
         "countries_note": (
             "Les échelles de notation diffèrent selon les cultures : un client britannique satisfait donne 9 "
             "là où un client français donne 7. Le score calibré ramène chaque pays sur l'échelle du pays de "
-            "référence à partir d'interactions comparables."
+            "référence à partir d'interactions comparables. Attention : la calibration ne distingue pas une "
+            "culture de notation d'un service réellement meilleur dans les mêmes interactions ; un pays dont "
+            "les clients sont vraiment mieux servis est lui aussi ramené vers la référence. Un pays de moins "
+            "de 30 réponses n'a pas de chiffre calibré."
         ),
+        "too_few": "trop peu de réponses",
         "fcr_title": "Résolution au premier contact par pays",
         "reasons": "Principaux motifs de contact",
         "card_promise": "Promesse de carte d'urgence tenue",
@@ -79,7 +83,7 @@ LABELS: dict[str, dict[str, str]] = {
             "Chaque score est donné avec son nombre de réponses n et un intervalle de confiance à 95 %. "
             "RTF : % de notes 9–10 moins % de notes 0–6, intervalle de Wald ajusté pour une moyenne trinomiale ; "
             "excellence : % de « excellent » seulement, intervalle de Wilson ; calibration : liaison "
-            "équipercentile par strates motif × canal × produit, intervalle bootstrap. Détails : docs/methods.md."
+            "équipercentile par cellules motif × canal × produit (regroupées si trop minces), intervalle par bootstrap de toute la table. Détails : docs/methods.md."
         ),
         "generated": "Données arrêtées au",
     },
@@ -97,8 +101,11 @@ LABELS: dict[str, dict[str, str]] = {
         "countries_note": (
             "Rating scales differ across cultures: a happy British customer gives 9 where a satisfied French one "
             "gives 7. The calibrated score maps each country onto the reference country's scale using comparable "
-            "interactions."
+            "interactions. Caution: calibration cannot tell a rating culture from genuinely better service in the "
+            "same interactions; a country whose customers are truly better served is pulled back toward the "
+            "reference too. A country with fewer than 30 answers gets no calibrated figure."
         ),
+        "too_few": "too few answers",
         "fcr_title": "First-contact resolution by country",
         "reasons": "Top contact reasons",
         "card_promise": "Emergency-card promise kept",
@@ -131,8 +138,8 @@ LABELS: dict[str, dict[str, str]] = {
         "methods_note": (
             "Every score comes with its number of answers n and a 95% confidence interval. RTF: % of 9–10 "
             'minus % of 0–6, adjusted Wald interval for a trinomial mean; excellence: % "excellent" only, '
-            "Wilson interval; calibration: equipercentile linking within reason × channel × product strata, "
-            "bootstrap interval. Details: docs/methods.md."
+            "Wilson interval; calibration: equipercentile linking within reason × channel × product cells (coarsened "
+            "when thin), whole-table bootstrap interval. Details: docs/methods.md."
         ),
         "generated": "Data as of",
     },
@@ -143,9 +150,13 @@ METHOD_LABELS: dict[str, dict[str, str]] = {
     "fr": {
         calibration.METHOD_REFERENCE: "pays de référence : calibré = brut",
         calibration.METHOD_ESTIMATED: (
-            "liaison équipercentile sur interactions comparables (motif × canal × produit), bootstrap 95 %"
+            "liaison équipercentile sur interactions comparables (motif × canal × produit, cellules minces "
+            "regroupées), bootstrap de toute la table 95 %"
         ),
-        calibration.METHOD_FALLBACK: "table de décalages de repli (trop peu de réponses comparables), bootstrap 95 %",
+        calibration.METHOD_FALLBACK: (
+            "table de décalages de repli, notes extrêmes ouvertes (trop peu de réponses comparables), bootstrap 95 %"
+        ),
+        calibration.METHOD_TOO_FEW: "trop peu de réponses pour calibrer (moins de 30)",
         calibration.METHOD_NONE: "non calibré : trop peu de réponses comparables et pas de décalage de repli",
     },
     "en": {},
@@ -343,8 +354,15 @@ def build_context(data: dict[str, Any]) -> dict[str, Any]:
         "svg": _interval_chart(exc_trend, "quarter", labels["quarter"], "%") if exc_trend.height else None,
     }
     reference = str(data.get("reference_country", "FR"))
-    countries = calibration.country_scores(
-        current, reference=reference, fallback=data.get("calibration_fallback")
+    # The calibrated figures are the ones the API and the executive screen show (computed once by
+    # ``voice.service.calibrated_countries``); only a caller handing raw answers gets them computed here.
+    given = data.get("countries")
+    countries = (
+        list(given)
+        if given is not None
+        else calibration.country_scores(
+            current, reference=reference, fallback=data.get("calibration_fallback")
+        )
     )
     if countries:
         frame = pl.DataFrame(
@@ -358,7 +376,7 @@ def build_context(data: dict[str, Any]) -> dict[str, Any]:
                 }
                 for c in countries
                 for kind in ("raw", "calibrated")
-                if c[kind]["value"] is not None
+                if c[kind]["value"] is not None and not (kind == "calibrated" and c.get("too_few"))
             ]
         )
         countries_svg = (

@@ -573,8 +573,9 @@ def list_barometers(
     return [_barometer_body(row) for row in repository.barometers(session, quarter=quarter, country=country)]
 
 
-def country_comparison(session: Session, *, quarter: str) -> dict[str, Any]:
-    """Raw and calibrated RTF per country for a quarter, with the barometers of that quarter beside."""
+def calibrated_countries(session: Session, *, quarter: str) -> dict[str, Any]:
+    """The quarter's raw and calibrated scores per country, computed once with the shipped calibration
+    settings: the API, the executive screen and the quarterly report all show these figures."""
     from prevenance.voice import calibration
 
     inputs.check_quarter(quarter)
@@ -587,15 +588,24 @@ def country_comparison(session: Session, *, quarter: str) -> dict[str, Any]:
     countries = calibration.country_scores(
         answers, reference=config.calibration_reference, fallback=config.calibration_fallback or None
     )
-    outside = list_barometers(session, quarter=quarter)
-    for item in countries:
-        code = item.get("country") or item.get("key")
-        item["barometers"] = [b for b in outside if b["country"] == code]
     return {
         "quarter": quarter,
         "reference": config.calibration_reference,
         "n": answers.height,
+        "min_answers": calibration.MIN_ANSWERS,
         "countries": countries,
+    }
+
+
+def country_comparison(session: Session, *, quarter: str) -> dict[str, Any]:
+    """Raw and calibrated RTF per country for a quarter, with the barometers of that quarter beside."""
+    found = calibrated_countries(session, quarter=quarter)
+    outside = list_barometers(session, quarter=quarter)
+    for item in found["countries"]:
+        code = item.get("country") or item.get("key")
+        item["barometers"] = [b for b in outside if b["country"] == code]
+    return {
+        **found,
         "barometers": outside,
         "method": f"{METHODS}#culture-aware-country-comparison-calibration",
     }
@@ -761,10 +771,13 @@ def report_data(session: Session, *, quarter: str, language: str, now: datetime)
             "n": pl.Int64,
         },
     )
+    calibrated = calibrated_countries(session, quarter=quarter)
     return {
         "quarter": quarter,
         "language": language,
         "answers": load_answers(session, months=months),
+        "countries": calibrated["countries"],
+        "reference_country": calibrated["reference"],
         "fcr": pl.DataFrame(
             fcr_rows,
             schema={"month": pl.Utf8, "country": pl.Utf8, "fcr_resolved": pl.Int64, "fcr_n": pl.Int64},

@@ -195,8 +195,18 @@ def test_the_report_recovers_the_planted_uplift_and_prices_it(engine: Engine, ro
     assert report["transactions"]["did"] == 0 and report["attrition"]["did"] == 0
     rewards = planted.rewarded["FR"] + planted.rewarded["DE"]
     assert report["rewarded"] == rewards
-    cost = rewards * UNIT_COST
-    assert Decimal(report["cost_eur"]) == cost
+    # The cost is the points rewarded at what a point costs the programme (its liability), not a
+    # hand-typed unit cost: with no redemption yet, a point is worth its travel value (EUR 0.01),
+    # less the share expected never to be redeemed.
+    liability = report["liability"]
+    assert liability["point_cost"]["basis"].startswith("no redemption yet")
+    per_point = 0.01 * (1 - liability["point_cost"]["breakage"])
+    assert liability["eur_per_point"] == pytest.approx(per_point)
+    cost = (Decimal(str(per_point)) * liability["points"]).quantize(Decimal("0.01"))
+    assert liability["points"] > 0 and Decimal(report["cost_eur"]) == cost
+    # The spend effect states what it could detect and a verdict against the effect it was sized for.
+    assert spend["mde"] == pytest.approx(2.8016 * (spend["ci_high"] - spend["ci_low"]) / 3.92, rel=1e-3)
+    assert report["verdict"]["label"] in ("uplift", "inconclusive")
     margin = report["incremental_margin_eur"]
     assert margin["value"] == pytest.approx(spend["did"] * 66 * float(MARGIN))
     assert report["roi"]["value"] == pytest.approx((margin["value"] - float(cost)) / float(cost))

@@ -215,8 +215,10 @@ def test_barometers_beside_raw_and_calibrated_country_scores(
     countries = {c["country"]: c for c in body["countries"]}
     assert set(countries) == {"FR", "GB"} and body["reference"] == "FR"
     assert countries["GB"]["n"] == 5 and countries["GB"]["raw"]["value"] == pytest.approx(80.0)
-    # Too few comparable answers to estimate GB's offset: the configured table (+1.5) calibrates it down.
-    assert countries["GB"]["calibrated"]["value"] < countries["GB"]["raw"]["value"]
+    # Five answers: too few for any calibrated figure (no interval that would claim certainty).
+    gb = countries["GB"]
+    assert gb["too_few"] is True and gb["method_code"] == "too_few"
+    assert gb["calibrated"]["value"] is None and gb["calibrated"]["ci_low"] is None
     assert [b["source"] for b in countries["GB"]["barometers"]] == ["Kantar"]
     assert api.get("/v1/voice/countries", params={"quarter": "2026Q5"}, role="marketing").status_code == 422
 

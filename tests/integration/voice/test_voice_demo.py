@@ -13,7 +13,7 @@ from prevenance.customers import service as customers
 from prevenance.db import read_session, unit_of_work
 from prevenance.demo.voice import load_voice_demo
 from prevenance.desk import service as desk
-from prevenance.voice import service
+from prevenance.voice import report, service
 from prevenance.voice.tables import Answer, Barometer, Invitation
 from tests.conftest import member_body
 
@@ -52,7 +52,7 @@ def test_demo_answers_carry_the_planted_country_styles_and_reload_adds_nothing(
     seen: list[tuple[int, int]] = []
     counts = load_voice_demo(engine, seed=7, now=NOW, progress=lambda done, total: seen.append((done, total)))
     assert counts["invitations"] == 2000 and seen[-1] == (2000, 2000)
-    assert 400 < counts["answers"] < 600  # about a quarter answer
+    assert 700 < counts["answers"] < 900  # 40 % answer
     assert counts["barometers"] > 0
     with read_session(engine) as session:
         used = session.scalar(select(func.count()).where(Invitation.answered_at.is_not(None)))
@@ -62,12 +62,21 @@ def test_demo_answers_carry_the_planted_country_styles_and_reload_adds_nothing(
             session.execute(select(Answer.country, func.avg(Answer.recommend)).group_by(Answer.country)).all()
         )
         comparison = service.country_comparison(session, quarter="2026Q1")
+        data = service.report_data(session, quarter="2026Q1", language="en", now=NOW)
+    # One set of calibrated figures: the quarterly report shows exactly what the API (and the
+    # executive screen, which reads country_comparison) shows, with the method named.
+    built = report.build_context(data)
+    shown = {r["country"]: (r["calibrated"], r["method"]) for r in built["sections"]["countries"]["rows"]}
+    assert shown == {c["country"]: (c["calibrated"], c["method"]) for c in comparison["countries"]}
+    assert "equipercentile" in report.render_html(data)
     # Same agents, same experience: GB answers about 1.5 points higher than FR.
     assert 0.8 < float(means["GB"]) - float(means["FR"]) < 2.2
     countries = {c["country"]: c for c in comparison["countries"]}
     raw_gap = countries["GB"]["raw"]["value"] - countries["FR"]["raw"]["value"]
     calibrated_gap = countries["GB"]["calibrated"]["value"] - countries["FR"]["calibrated"]["value"]
     assert raw_gap > 15 and abs(calibrated_gap) < raw_gap / 2
+    # 1,000 contacts a country at a 40 % answer rate, one comparable stratum: GB is estimated.
+    assert countries["GB"]["method_code"] == "estimated" and countries["FR"]["method_code"] == "reference"
 
     again = load_voice_demo(engine, seed=7, now=NOW)
     assert again == {"invitations": 0, "answers": 0, "suggestions": 0, "barometers": 0}

@@ -103,12 +103,18 @@ def test_linking_rows_are_distributions_and_identical_scales_link_to_themselves(
     assert np.allclose(shifted.sum(axis=1), 1.0)
 
 
-def test_offset_matrix_moves_answers_down_the_scale_and_keeps_the_ends() -> None:
-    matrix = calibration.offset_matrix(1.5)
+def test_offset_matrix_moves_answers_down_the_scale_and_leaves_the_ends_open() -> None:
+    matrix = calibration.offset_matrix(1.5, latent=(7.4, 1.7))
     assert np.allclose(matrix.sum(axis=1), 1.0)
-    assert matrix[10, 8] == pytest.approx(0.5) and matrix[10, 9] == pytest.approx(0.5)
+    assert matrix[5, 3] == pytest.approx(0.5) and matrix[5, 4] == pytest.approx(0.5)
+    # The top answer means "8 or more" on the reference scale: split by the latent tail above 8.
+    assert matrix[10, :8].sum() == 0.0
+    # P(8 <= e < 8.5 | e >= 8) for e ~ N(7.4, 1.7): 0.285 of the 10s are passives on the reference scale.
+    assert matrix[10, 8] == pytest.approx(0.285, abs=0.005) and matrix[10, 9:].sum() == pytest.approx(
+        0.715, abs=0.005
+    )
     assert matrix[0, 0] == pytest.approx(1.0)
-    assert np.allclose(calibration.offset_matrix(0.0), np.eye(11))
+    assert np.allclose(calibration.offset_matrix(0.0, latent=(7.0, 2.0)), np.eye(11))
 
 
 # --- barometers -----------------------------------------------------------------------------------
