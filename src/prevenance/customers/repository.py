@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import any_, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from prevenance.customers.tables import AccessLogEntry, Member, Product
@@ -18,6 +19,22 @@ _SUMMARY_BY_REF = select(Member.id, Member.ref, Member.product, Member.country, 
 def member_by_ref(session: Session, ref: str, *, for_update: bool = False) -> Member | None:
     statement = _BY_REF_FOR_UPDATE if for_update else _BY_REF
     return session.scalars(statement, {"p_ref": ref}).first()
+
+
+def member_summaries_by_refs(session: Session, refs: list[str]) -> list[tuple[int, str, str, str, str]]:
+    """``member_summary_by_ref`` for many refs in one query (an array on PostgreSQL, ``IN`` lists of
+    at most 900 on SQLite); unknown refs are simply absent."""
+    if not refs:
+        return []
+    columns = (Member.id, Member.ref, Member.product, Member.country, Member.language)
+    if session.get_bind().dialect.name == "postgresql":
+        condition = Member.ref == any_(bindparam(None, refs, type_=ARRAY(Member.ref.type)))
+        return [tuple(row) for row in session.execute(select(*columns).where(condition))]  # type: ignore[misc]
+    found: list[tuple[int, str, str, str, str]] = []
+    for start in range(0, len(refs), 900):
+        rows = session.execute(select(*columns).where(Member.ref.in_(refs[start : start + 900])))
+        found.extend(tuple(row) for row in rows)  # type: ignore[misc]
+    return found
 
 
 def member_by_id(session: Session, member_id: int) -> Member | None:
