@@ -21,18 +21,24 @@ def member_by_ref(session: Session, ref: str, *, for_update: bool = False) -> Me
     return session.scalars(statement, {"p_ref": ref}).first()
 
 
+_SUMMARY_COLUMNS = (Member.id, Member.ref, Member.product, Member.country, Member.language)
+_SUMMARIES_IN = select(*_SUMMARY_COLUMNS).where(Member.ref.in_(bindparam("p_refs", expanding=True)))
+_SUMMARIES_ANY = select(*_SUMMARY_COLUMNS).where(
+    Member.ref == any_(bindparam("p_refs", type_=ARRAY(Member.ref.type)))
+)
+
+
 def member_summaries_by_refs(session: Session, refs: list[str]) -> list[tuple[int, str, str, str, str]]:
     """``member_summary_by_ref`` for many refs in one query (an array on PostgreSQL, ``IN`` lists of
     at most 900 on SQLite); unknown refs are simply absent."""
     if not refs:
         return []
-    columns = (Member.id, Member.ref, Member.product, Member.country, Member.language)
-    if session.get_bind().dialect.name == "postgresql":
-        condition = Member.ref == any_(bindparam(None, refs, type_=ARRAY(Member.ref.type)))
-        return [tuple(row) for row in session.execute(select(*columns).where(condition))]  # type: ignore[misc]
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return [tuple(row) for row in connection.execute(_SUMMARIES_ANY, {"p_refs": refs})]  # type: ignore[misc]
     found: list[tuple[int, str, str, str, str]] = []
     for start in range(0, len(refs), 900):
-        rows = session.execute(select(*columns).where(Member.ref.in_(refs[start : start + 900])))
+        rows = connection.execute(_SUMMARIES_IN, {"p_refs": refs[start : start + 900]})
         found.extend(tuple(row) for row in rows)  # type: ignore[misc]
     return found
 

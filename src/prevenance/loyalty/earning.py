@@ -219,6 +219,27 @@ def matching(session: Session, column: Any, values: Sequence[Any]) -> Iterator[C
         yield column.in_(values[start : start + IN_BATCH])
 
 
+class InQuery:
+    """A ``SELECT … WHERE column IN (values)`` built once per backend, so a batch's look-up costs
+    one cached statement: an array parameter (``= ANY``) on PostgreSQL, an expanding ``IN`` list of
+    at most ``IN_BATCH`` values on SQLite."""
+
+    def __init__(self, build: Callable[[ColumnElement[bool]], Any], column: Any) -> None:
+        self.sqlite = build(column.in_(bindparam("p_values", expanding=True)))
+        self.postgres = build(column == any_(bindparam("p_values", type_=ARRAY(column.type))))
+
+    def rows(self, session: Session, values: Sequence[Any], **params: Any) -> Iterator[Any]:
+        if not values:
+            return
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            yield from connection.execute(self.postgres, {"p_values": list(values), **params})
+            return
+        for start in range(0, len(values), IN_BATCH):
+            chunk = list(values[start : start + IN_BATCH])
+            yield from connection.execute(self.sqlite, {"p_values": chunk, **params})
+
+
 def event_id() -> str:
     """``common.ids.new_id("evt")``: a random (version 4) UUID, without ``uuid.UUID``'s checks."""
     raw = bytearray(os.urandom(16))
@@ -344,19 +365,35 @@ def _evaluate(
     return _Earn(index, request, member, product, amount_eur, card, product.unit, units)
 
 
+_R = REFERRALS.c
+_PENDING = select(_R.referee_id, _R.id, _R.referrer_id, _R.bonus, _R.unit).where(_R.status == "pending")
+_PENDING_REFERRALS = InQuery(_PENDING.where, _R.referee_id)
+_PENDING_REFERRALS_LOCKED = InQuery(
+    lambda condition: _PENDING.where(condition).order_by(_R.referee_id).with_for_update(), _R.referee_id
+)
+_A = ACCOUNTS.c
+_ACCOUNTS_BY_CODE = InQuery(select(_A.code, _A.id, _A.balance).where, _A.code)
+_ACCOUNTS_BY_CODE_LOCKED = InQuery(
+    lambda condition: select(_A.code, _A.id, _A.balance).where(condition).order_by(_A.id).with_for_update(),
+    _A.code,
+)
+_K = KEYS.c
+_STORED_KEYS = InQuery(
+    lambda condition: select(_K.key, _K.fingerprint, _K.status_code, _K.response).where(
+        _K.scope == SCOPE, condition
+    ),
+    _K.key,
+)
+
+
 def _pending_referrals(
     session: Session, referee_ids: list[int], *, lock: bool
 ) -> dict[int, _PendingReferral]:
-    found: dict[int, _PendingReferral] = {}
-    for condition in matching(session, Referral.referee_id, referee_ids):
-        statement = select(
-            Referral.referee_id, Referral.id, Referral.referrer_id, Referral.bonus, Referral.unit
-        ).where(condition, Referral.status == "pending")
-        if lock:
-            statement = statement.order_by(Referral.referee_id).with_for_update()
-        for referee_id, rid, referrer_id, bonus, unit in session.execute(statement):
-            found[referee_id] = _PendingReferral(rid, referrer_id, int(bonus), unit)
-    return found
+    query = _PENDING_REFERRALS_LOCKED if lock else _PENDING_REFERRALS
+    return {
+        referee_id: _PendingReferral(rid, referrer_id, int(bonus), unit)
+        for referee_id, rid, referrer_id, bonus, unit in query.rows(session, referee_ids)
+    }
 
 
 def _ensure_accounts(
@@ -365,10 +402,7 @@ def _ensure_accounts(
     """Create the accounts first used by this batch (in first-use order, as the service would),
     then lock every account the batch posts to and return ``code → (id, balance)``."""
     codes = list(needed)
-    known: dict[str, tuple[int, int]] = {}
-    for condition in matching(session, Account.code, codes):
-        rows = session.execute(select(Account.code, Account.id, Account.balance).where(condition))
-        known.update((code, (aid, int(balance))) for code, aid, balance in rows)
+    known = {code: (aid, int(balance)) for code, aid, balance in _ACCOUNTS_BY_CODE.rows(session, codes)}
     missing = [
         {
             "code": code,
@@ -387,20 +421,14 @@ def _ensure_accounts(
         return known  # SQLite: the write lock is already ours, what was read is what is there
     # Lock in id order (one order for every locker keeps deadlocks rare; PostgreSQL breaks the rest
     # and the batch is re-run). The balances read under the lock are the ones the batch builds on.
-    locked: dict[str, tuple[int, int]] = {}
     tracked = [c for c in codes if needed[c][1] is not None]
-    for condition in matching(session, Account.code, tracked):
-        rows = session.execute(
-            select(Account.code, Account.id, Account.balance)
-            .where(condition)
-            .order_by(Account.id)
-            .with_for_update()
-        )
-        locked.update((code, (aid, int(balance))) for code, aid, balance in rows)
+    locked = {
+        code: (aid, int(balance)) for code, aid, balance in _ACCOUNTS_BY_CODE_LOCKED.rows(session, tracked)
+    }
     untracked = [c for c in codes if needed[c][1] is None]
-    for condition in matching(session, Account.code, untracked):
-        rows = session.execute(select(Account.code, Account.id, Account.balance).where(condition))
-        locked.update((code, (aid, int(balance))) for code, aid, balance in rows)
+    locked.update(
+        (code, (aid, int(balance))) for code, aid, balance in _ACCOUNTS_BY_CODE.rows(session, untracked)
+    )
     return locked
 
 
@@ -415,17 +443,7 @@ def apply_earns(
         return []
     prog = programme.current(session)
     keys = list(dict.fromkeys(r.tx.id for r in requests))
-    stored: dict[str, tuple[str, int, Any]] = {}
-    for condition in matching(session, IdempotencyKey.key, keys):
-        found = session.execute(
-            select(
-                IdempotencyKey.key,
-                IdempotencyKey.fingerprint,
-                IdempotencyKey.status_code,
-                IdempotencyKey.response,
-            ).where(IdempotencyKey.scope == SCOPE, condition)
-        )
-        stored.update((k, (fp, status, response)) for k, fp, status, response in found)
+    stored = {k: (fp, status, response) for k, fp, status, response in _STORED_KEYS.rows(session, keys)}
     refs = list(dict.fromkeys(r.tx.member_ref for r in requests if r.tx.id not in stored))
     members = customers.list_summaries_by_refs(session, refs=refs)
 
@@ -508,9 +526,14 @@ def _apply_wave(
     # With the referees' accounts locked no referral can be created or rewarded for them any more
     # (both take these locks first); if one was since the plan was made, plan the batch again.
     wave_referees = list(dict.fromkeys(e.member.id for e in wave))
-    referrals = _pending_referrals(session, wave_referees, lock=True)
-    if referrals != {k: v for k, v in predicted.items() if k in set(wave_referees)}:
-        raise PlanChanged()
+    expected = {k: v for k, v in predicted.items() if k in set(wave_referees)}
+    if session.get_bind().dialect.name == "postgresql":
+        # On SQLite the prediction was already made under the write lock (``BEGIN IMMEDIATE``).
+        referrals = _pending_referrals(session, wave_referees, lock=True)
+        if referrals != expected:
+            raise PlanChanged()
+    else:
+        referrals = expected
 
     writer = Writer(session)
     at = writer.time(now)
