@@ -8,17 +8,17 @@ ledger ends exactly as after one clean run.
 
 Transactions obey the rules of ``POST /v1/transactions`` (``service.record_transaction``) exactly:
 the same body validation, the same points, postings, idempotency keys (scope ``transaction``, the
-body's fingerprint, the stored answer), the same outbox events and referral bonuses. Two paths do
-that work:
+body's fingerprint, the stored answer), the same outbox events and referral bonuses, and the same
+transaction hooks (offers) unless ``hooks`` is false (``--no-hooks``, for back-filling history).
+Two paths do that work:
 
 * ``rowwise``: the service function row by row, each row inside a SAVEPOINT so a refused row does
   not abort its chunk. The reference behaviour; slow.
-* ``batch`` (the default): one query per chunk loads the members, idempotency keys and pending
-  referrals it needs, the rules run in Python, and the rows are written with ``executemany``.
-  Balances are computed in file order from the locked account rows (``SELECT … FOR UPDATE`` on
-  PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers), so concurrent API writes
-  wait for the chunk instead of racing it. A test ingests the same file both ways and compares
-  the ledgers row for row.
+* ``batch`` (the default): the chunk goes through the earn engine every door uses
+  (``loyalty.earning.apply_earns``): one query per chunk for its members, idempotency keys and
+  pending referrals, the rules in Python, the rows written with ``executemany`` (``COPY`` on
+  PostgreSQL), balances computed in file order from the locked account rows. A test ingests the
+  same file both ways and compares the ledgers row for row.
 
 A refused row is written to the rejects file with its line number and why; the rest land.
 """
