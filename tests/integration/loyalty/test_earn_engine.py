@@ -403,3 +403,33 @@ def test_the_batcher_groups_concurrent_earns_and_answers_each(
     assert answers[30].replayed and answers[30].body == answers[0].body
     assert isinstance(answers[31], PrevenanceError) and answers[31].to_problem()["status"] == 422
     _audit_ok(engine)
+
+
+@pytest.mark.parametrize("run_hooks", [True, False], ids=["hooks", "no-hooks"])
+def test_a_settlement_file_runs_the_hooks_unless_told_not_to(
+    engine: Engine,
+    clock: FrozenClock,
+    hooks: Callable[[dict[str, Any]], None],
+    tmp_path: Any,
+    run_hooks: bool,
+) -> None:
+    from prevenance.loyalty import ingest
+
+    seen: list[str] = []
+
+    def record(session: Session, *, member_id: int, transaction: Any, now: datetime) -> dict[str, Any]:
+        seen.append(transaction.id)
+        return {"hooked": True}
+
+    hooks({"record": record})
+    _setup(engine, clock, "bat")
+    path = tmp_path / "settlement.csv"
+    lines = ["id,member_ref,amount,currency,merchant,category,occurred_at"]
+    lines += [f"bat-F{i},bat-M{1 + i % 2},10.00,EUR,Librairie,books,2026-01-01T10:00:00Z" for i in range(5)]
+    path.write_text("\n".join(lines) + "\n")
+    report = ingest.ingest_transactions(engine, path, clock=clock, hooks=run_hooks, chunk_size=3)
+    assert report.counts == {"posted": 5, "replayed": 0}
+    assert seen == ([f"bat-F{i}" for i in range(5)] if run_hooks else [])
+    with read_session(engine) as s:
+        stored = s.get(IdempotencyKey, ("transaction", "bat-F0"))
+        assert stored is not None and (stored.response or {}).get("hooked") is (True if run_hooks else None)
