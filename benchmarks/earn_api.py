@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _server import free_port, peak_rss_kb, stop, wait_ready
+from _server import cpu_seconds, free_port, peak_rss_kb, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -91,6 +91,7 @@ class Result:
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     peak_rss_kb: int = 0
+    cpu_seconds: float = 0.0  # the server's CPU time while driven
     wrk_summary: dict[str, float] | None = None
 
     @property
@@ -296,7 +297,9 @@ def run_prevenance(args: argparse.Namespace, tmp: Path) -> tuple[Result, Path]:
     result = Result("prevenance POST /v1/transactions")
     try:
         wait_ready(port, server)
+        cpu = cpu_seconds(server.pid)
         drive(port, token, "tx", args, result, tmp)
+        result.cpu_seconds = cpu_seconds(server.pid) - cpu
         result.peak_rss_kb = peak_rss_kb(server.pid)
     finally:
         stop(server)
@@ -322,7 +325,9 @@ def run_bare(args: argparse.Namespace, tmp: Path) -> Result:
     result = Result("bare async FastAPI, parse only")
     try:
         wait_ready(port, server)
+        cpu = cpu_seconds(server.pid)
         drive(port, "none", "bare", args, result, tmp)
+        result.cpu_seconds = cpu_seconds(server.pid) - cpu
         result.peak_rss_kb = peak_rss_kb(server.pid)
     finally:
         stop(server)
@@ -353,11 +358,15 @@ def verify_ledger(path: Path, accepted: int, exact: bool) -> bool:
 def report(results: list[Result], args: argparse.Namespace) -> bool:
     print()
     print(f"{args.clients} clients, {args.duration} s each, driver {args.driver}, one uvicorn worker")
-    print(f"{'':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'peak RSS':>10}")
+    print(
+        f"{'':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'peak RSS':>10}"
+        f" {'CPU µs/req':>11}"
+    )
     for r in results:
         print(
             f"{r.name:36} {r.rps:9.0f} {r.percentile_ms(0.5):8.1f} {r.percentile_ms(0.99):8.1f} "
             f"{r.max_ms:8.1f} {r.errors:7d} {r.peak_rss_kb / 1024:8.1f} MB"
+            f" {r.cpu_seconds / max(r.accepted, 1) * 1e6:11.0f}"
         )
         if any(code != 201 for code in r.statuses):
             print(f"{'':36} statuses: {dict(sorted(r.statuses.items()))}")
@@ -369,6 +378,9 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
         f"throughput ratio: {ratio:.2f}x bare (target >= {TARGET_RATIO}): {'met' if ratio_ok else 'MISSED'}"
     )
     print(f"p99 latency: {p99:.1f} ms (target <= {TARGET_P99_MS:.0f} ms): {'met' if p99_ok else 'MISSED'}")
+    if ours.cpu_seconds and bare.cpu_seconds:
+        cost = (bare.cpu_seconds / max(bare.accepted, 1)) / (ours.cpu_seconds / max(ours.accepted, 1))
+        print(f"CPU cost ratio (bare µs/req ÷ ours µs/req, insensitive to the machine's load): {cost:.2f}x")
     return ratio_ok and p99_ok and ours.errors == 0
 
 
