@@ -13,6 +13,7 @@ import sys
 from prevenance.app import create_app
 from prevenance.secret_key import SERVE_HOST_ENV, judge_server
 from prevenance.settings import get_settings
+from prevenance.stream.consumer import freeze_startup_heap
 
 _verdict = judge_server(get_settings().secret_key, os.environ.get(SERVE_HOST_ENV))
 if _verdict.refuse:
@@ -21,3 +22,6 @@ if _verdict.refuse:
 # A warning was already printed by `prevenance serve`, once rather than once per worker.
 
 app = create_app(background=True)
+# Everything alive now (modules, mappers, compiled statements) lives as long as the process: out of
+# the garbage collector's full passes, which otherwise stall every request in flight (see there).
+freeze_startup_heap()

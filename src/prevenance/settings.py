@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # The reverse proxies whose X-Forwarded-For / Forwarded / X-Real-IP / X-Forwarded-Proto headers
     # are believed (comma-separated IPs or CIDRs); empty: none, the TCP peer is the client.
     trusted_proxies: str = ""
+    # Group commit of POST /v1/transactions (loyalty.batcher): at most this many earns per database
+    # transaction, and how long a batch not yet full waits for more (milliseconds).
+    earn_batch_max: int = 64
+    earn_batch_linger_ms: float = 2.0
 
     @field_validator("trusted_proxies")
     @classmethod

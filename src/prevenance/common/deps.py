@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -20,12 +20,16 @@ from prevenance.db import read_session
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
 
 
-def get_engine(request: Request) -> Engine:
+# The dependencies below are ``async def``: FastAPI runs a plain ``def`` dependency in the thread
+# pool, a hop to a worker thread and back on every request for what is an attribute read.
+
+
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
@@ -76,7 +80,7 @@ async def authenticate_before_body(scope: Scope) -> Principal:
     return principal
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     engine: DbEngine,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -87,7 +91,7 @@ def current_principal(
     if principal is None:
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
             raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
-        principal = _lookup(engine, credentials.credentials)
+        principal = await run_in_threadpool(_lookup, engine, credentials.credentials)
         request.state.principal = principal  # read by the access-log middleware after the response
     _check_member_scope(principal, request.url.path, request.path_params)
     return principal
@@ -96,11 +100,11 @@ def current_principal(
 CurrentKey = Annotated[Principal, Depends(current_principal)]
 
 
-def require(*roles: Role) -> Callable[[Principal], Principal]:
+def require(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     """A dependency admitting the given roles (and admin); 403 for any other role."""
     admitted = {Role.ADMIN, *roles}
 
-    def _check(principal: CurrentKey) -> Principal:
+    async def _check(principal: CurrentKey) -> Principal:
         if principal.role not in admitted:
             raise Forbidden(
                 f"role {principal.role.value!r} may not do this; allowed: "

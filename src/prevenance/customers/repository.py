@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import any_, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from prevenance.customers.tables import AccessLogEntry, Member, Product
@@ -18,6 +19,28 @@ _SUMMARY_BY_REF = select(Member.id, Member.ref, Member.product, Member.country, 
 def member_by_ref(session: Session, ref: str, *, for_update: bool = False) -> Member | None:
     statement = _BY_REF_FOR_UPDATE if for_update else _BY_REF
     return session.scalars(statement, {"p_ref": ref}).first()
+
+
+_SUMMARY_COLUMNS = (Member.id, Member.ref, Member.product, Member.country, Member.language)
+_SUMMARIES_IN = select(*_SUMMARY_COLUMNS).where(Member.ref.in_(bindparam("p_refs", expanding=True)))
+_SUMMARIES_ANY = select(*_SUMMARY_COLUMNS).where(
+    Member.ref == any_(bindparam("p_refs", type_=ARRAY(Member.ref.type)))
+)
+
+
+def member_summaries_by_refs(session: Session, refs: list[str]) -> list[tuple[int, str, str, str, str]]:
+    """``member_summary_by_ref`` for many refs in one query (an array on PostgreSQL, ``IN`` lists of
+    at most 900 on SQLite); unknown refs are simply absent."""
+    if not refs:
+        return []
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return [tuple(row) for row in connection.execute(_SUMMARIES_ANY, {"p_refs": refs})]  # type: ignore[misc]
+    found: list[tuple[int, str, str, str, str]] = []
+    for start in range(0, len(refs), 900):
+        rows = connection.execute(_SUMMARIES_IN, {"p_refs": refs[start : start + 900]})
+        found.extend(tuple(row) for row in rows)  # type: ignore[misc]
+    return found
 
 
 def member_by_id(session: Session, member_id: int) -> Member | None:

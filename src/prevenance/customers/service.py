@@ -122,6 +122,12 @@ def get_summary_for_body_or_raise(session: Session, *, ref: str, field: str) -> 
     return MemberSummary(*row)
 
 
+def list_summaries_by_refs(session: Session, *, refs: list[str]) -> dict[str, MemberSummary]:
+    """``get_summary_for_body_or_raise`` for a batch of refs in one query: ref → summary, unknown
+    refs absent (the caller refuses them as that function would)."""
+    return {row[1]: MemberSummary(*row) for row in repository.member_summaries_by_refs(session, refs)}
+
+
 def get_by_id(session: Session, *, member_id: int) -> Member | None:
     """The member with this internal id, or None."""
     return repository.member_by_id(session, member_id)

@@ -15,7 +15,7 @@ from prevenance.common.deps import Admin, AppClock, DbEngine, Reader, ensure_mem
 from prevenance.common.idempotency import Outcome
 from prevenance.common.problems import PROBLEM_JSON, InvalidInput, NotFound
 from prevenance.db import read_session, run_in_transaction
-from prevenance.loyalty import ledger, programme, service
+from prevenance.loyalty import batcher, earning, ledger, programme, service
 from prevenance.loyalty.errors import LedgerBroken
 from prevenance.loyalty.schemas import (
     AuditRead,
@@ -68,14 +68,30 @@ def _respond(outcome: Outcome) -> JSONResponse:
 @router.post(
     "/transactions", status_code=201, response_model=TransactionRead, responses={**CONFLICT, **INVALID}
 )
-def post_transaction(
-    body: TransactionCreate, engine: DbEngine, clock: AppClock, _: Integrator
+async def post_transaction(
+    body: TransactionCreate, request: Request, engine: DbEngine, clock: AppClock, _: Integrator
 ) -> JSONResponse:
-    """Earn points for a card transaction. The same ``id`` and body replay the first answer."""
-    tx = service.TransactionInput(**body.model_dump())
-    return _respond(
-        run_in_transaction(engine, lambda s: service.record_transaction(s, tx=tx, now=clock.now()))
+    """Earn points for a card transaction. The same ``id`` and body replay the first answer.
+
+    The earn joins its process's batch (group commit, ``loyalty.batcher``); the answer is sent once
+    that batch has committed."""
+    tx = service.TransactionInput(
+        id=body.id,
+        member_ref=body.member_ref,
+        amount=body.amount,
+        currency=body.currency,
+        merchant=body.merchant,
+        category=body.category,
+        occurred_at=body.occurred_at,
     )
+    settings = request.app.state.settings
+    earns = batcher.batcher_for(
+        engine,
+        clock.now,
+        max_batch=settings.earn_batch_max,
+        linger=settings.earn_batch_linger_ms / 1000,
+    )
+    return _respond(await earns.submit(earning.EarnRequest.of(tx)))
 
 
 @router.post(

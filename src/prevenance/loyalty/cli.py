@@ -195,11 +195,21 @@ def ingest_transactions(
     row_by_row: bool = typer.Option(
         False, "--row-by-row", hidden=True, help="the service function per row (reference path, slow)"
     ),
+    no_hooks: bool = typer.Option(
+        False,
+        "--no-hooks",
+        help="do not run the transaction hooks (offer decisions): for back-filling history only",
+    ),
 ) -> None:
-    """Earn points for a settlement file, with the rules and idempotency of POST /v1/transactions."""
+    """Earn points for a settlement file, with the rules, idempotency and hooks (offers) of
+    POST /v1/transactions."""
     from prevenance.loyalty import ingest
 
     engine = _engine()
+    if not no_hooks:
+        from prevenance.app import install_offer_hook  # the composition root (offers + desk)
+
+        install_offer_hook()
     _ingest(
         "transactions",
         file,
@@ -210,5 +220,6 @@ def ingest_transactions(
             rejects_path=rejects,
             method="rowwise" if row_by_row else "batch",
             on_chunk=on_chunk,
+            hooks=not no_hooks,
         ),
     )

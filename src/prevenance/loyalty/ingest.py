@@ -8,17 +8,17 @@ ledger ends exactly as after one clean run.
 
 Transactions obey the rules of ``POST /v1/transactions`` (``service.record_transaction``) exactly:
 the same body validation, the same points, postings, idempotency keys (scope ``transaction``, the
-body's fingerprint, the stored answer), the same outbox events and referral bonuses. Two paths do
-that work:
+body's fingerprint, the stored answer), the same outbox events and referral bonuses, and the same
+transaction hooks (offers) unless ``hooks`` is false (``--no-hooks``, for back-filling history).
+Two paths do that work:
 
 * ``rowwise``: the service function row by row, each row inside a SAVEPOINT so a refused row does
   not abort its chunk. The reference behaviour; slow.
-* ``batch`` (the default): one query per chunk loads the members, idempotency keys and pending
-  referrals it needs, the rules run in Python, and the rows are written with ``executemany``.
-  Balances are computed in file order from the locked account rows (``SELECT … FOR UPDATE`` on
-  PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers), so concurrent API writes
-  wait for the chunk instead of racing it. A test ingests the same file both ways and compares
-  the ledgers row for row.
+* ``batch`` (the default): the chunk goes through the earn engine every door uses
+  (``loyalty.earning.apply_earns``): one query per chunk for its members, idempotency keys and
+  pending referrals, the rules in Python, the rows written with ``executemany`` (``COPY`` on
+  PostgreSQL), balances computed in file order from the locked account rows. A test ingests the
+  same file both ways and compares the ledgers row for row.
 
 A refused row is written to the rejects file with its line number and why; the rest land.
 """
@@ -27,42 +27,31 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import itertools
-import json
 import operator
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-import orjson
 from pydantic import ValidationError
-from sqlalchemy import JSON, ColumnElement, Engine, Table, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Engine, Table, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from prevenance.common.base import UtcDateTime
 from prevenance.common.clock import Clock, SystemClock
-from prevenance.common.idempotency import IdempotencyKey
 from prevenance.common.inputs import NUL_MESSAGE, nul_field, printable
-from prevenance.common.money import minor_units
-from prevenance.common.outbox import OutboxEvent
-from prevenance.common.problems import IdempotencyConflict, InvalidInput, PrevenanceError
+from prevenance.common.problems import PrevenanceError
 from prevenance.customers import rules as member_rules
 from prevenance.customers import service as customers
-from prevenance.customers.errors import UnknownMemberInBody
 from prevenance.customers.schemas import MemberPut
 from prevenance.customers.tables import Member
-from prevenance.db import _is_retryable, ignoring_conflicts, unit_of_work
-from prevenance.loyalty import ledger, programme, rules, service
+from prevenance.db import _is_retryable, unit_of_work
+from prevenance.loyalty import earning, service
 from prevenance.loyalty.schemas import TransactionCreate
-from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
 
 MEMBER_COLUMNS = ("ref", "name", "email", "language", "country", "product")
 # Read when the file has them; a file without the column leaves the stored value as it is.
@@ -72,172 +61,17 @@ REJECT_COLUMNS = ("line", "key", "status", "problem", "field", "reason")
 DEFAULT_CHUNK_SIZE = 10_000
 Method = Literal["batch", "rowwise"]
 
-# Bound parameters per IN list: below SQLite's historical limit of 999 variables.
-_IN_BATCH = 900
 _ATTEMPTS = 8
 _SQLITE_CACHE_KIB = 256 * 1024
 
 T = TypeVar("T")
 
-
-def _table(model: Any) -> Table:
-    return cast(Table, model.__table__)
-
-
-_MEMBERS = _table(Member)
-_ACCOUNTS = _table(Account)
-_CARD_TRANSACTIONS = _table(CardTransaction)
-_POSTINGS = _table(Posting)
-_REFERRALS = _table(Referral)
-_KEYS = _table(IdempotencyKey)
-_EVENTS = _table(OutboxEvent)
-
-CARD_COLUMNS = (
-    "id",
-    "member_id",
-    "amount_minor",
-    "currency",
-    "merchant",
-    "category",
-    "occurred_at",
-    "fx_rate",
-    "amount_eur",
-    "product",
-    "unit",
-    "units_per_euro",
-    "minimum_earn",
-    "units_earned",
-    "units_current",
-    "refunded_minor",
-    "created_at",
-)
-POSTING_COLUMNS = (
-    "idempotency_key",
-    "debit_account_id",
-    "credit_account_id",
-    "amount",
-    "unit",
-    "reason",
-    "reference",
-    "member_id",
-    "balance_after",
-    "created_at",
-)
-KEY_COLUMNS = ("scope", "key", "fingerprint", "status_code", "response", "created_at")
-EVENT_COLUMNS = ("event_id", "type", "payload", "occurred_at")
-
-_encode_string = json.encoder.encode_basestring_ascii
-
-
-def json_text(value: dict[str, Any]) -> str:
-    """``json.dumps(value)`` for a flat object of strings and integers, without its generic walk
-    (a unit test holds the two equal; anything else goes to ``json.dumps``)."""
-    parts = []
-    for key, item in value.items():
-        if isinstance(item, str):
-            text = _encode_string(item)
-        elif type(item) is int:
-            text = str(item)
-        else:
-            return json.dumps(value)
-        parts.append(f"{_encode_string(key)}: {text}")
-    return "{" + ", ".join(parts) + "}"
-
-
-class _Writer:
-    """Rows handed straight to the driver: ``executemany`` on SQLite, ``COPY`` on PostgreSQL.
-
-    SQLAlchemy's per-row parameter processing costs more than the database's own work at this
-    volume, so values are converted here with the bind processors the ORM would apply (the stored
-    bytes are the same: a test compares them) and each statement is rendered once per chunk.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self.connection = session.connection()
-        self.dialect = dialect = self.connection.dialect
-        self.postgres = dialect.name == "postgresql"
-        self.placeholder = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
-        self.quote = dialect.identifier_preparer.quote
-        self.time: Callable[[datetime], Any] = (
-            UtcDateTime().dialect_impl(dialect).bind_processor(dialect) or _same
-        )
-        # Both dialects store ``json.dumps(value)`` unless the engine was given another serializer.
-        self.plain_json = getattr(dialect, "_json_serializer", None) in (None, json.dumps)
-        if self.plain_json:
-            self.json: Callable[[dict[str, Any]], Any] = json_text
-        else:
-            self.json = JSON().dialect_impl(dialect).bind_processor(dialect) or _same
-
-    def earned(self, earn: _Earn, balance: int, occurred_at: str) -> tuple[Any, Any]:
-        """The stored answer of an earn and its ``points.earned`` payload (which extends it),
-        as ``service._earn`` builds them; rendered as text directly when that is what is stored."""
-        tx = earn.tx
-        if not self.plain_json:
-            body = {"id": tx.id, "member_ref": earn.member_ref, "points_earned": earn.units}
-            body.update(unit=earn.unit, balance=balance)
-            payload = {**body, "category": tx.category, "merchant": tx.merchant, "occurred_at": occurred_at}
-            return self.json(body), self.json(payload)
-        head = (
-            f'{{"id": {_encode_string(tx.id)}, "member_ref": {_encode_string(earn.member_ref)}, '
-            f'"points_earned": {earn.units}, "unit": {_encode_string(earn.unit)}, "balance": {balance}'
-        )
-        tail = (
-            f', "category": {_encode_string(tx.category)}, "merchant": {_encode_string(tx.merchant)}, '
-            f'"occurred_at": {_encode_string(occurred_at)}}}'
-        )
-        return head + "}", head + tail
-
-    def insert(self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        names = ", ".join(self.quote(c) for c in columns)
-        if self.postgres:
-            driver = self.connection.connection.driver_connection
-            assert driver is not None
-            sql = f"COPY {self.quote(table.name)} ({names}) FROM STDIN"
-            try:
-                with driver.cursor() as cursor, cursor.copy(sql) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            except self.dialect.loaded_dbapi.Error as error:
-                # Raised by the driver itself: give it SQLAlchemy's shape (IntegrityError…) so the
-                # chunk's retry and the command's error handling see what they see elsewhere.
-                raise DBAPIError.instance(sql, None, error, self.dialect.loaded_dbapi.Error) from error
-            return
-        marks = ", ".join([self.placeholder] * len(columns))
-        sql = f"INSERT INTO {self.quote(table.name)} ({names}) VALUES ({marks})"
-        self.connection.exec_driver_sql(sql, rows)
-
-    def update(
-        self, table: Table, columns: Sequence[str], where: Sequence[str], rows: list[tuple[Any, ...]]
-    ) -> None:
-        """``UPDATE table SET columns… WHERE where…``; each row gives the new values, then the keys.
-
-        On PostgreSQL the rows travel as one array per column (``unnest``): one statement, not one
-        round trip per row."""
-        if not rows:
-            return
-        name = self.quote(table.name)
-        if self.postgres:
-            names = [*columns, *where]
-            arrays = ", ".join(
-                f"unnest(%s::{table.c[c].type.compile(dialect=self.dialect)}[]) AS v{i}"
-                for i, c in enumerate(names)
-            )
-            sets = ", ".join(f"{self.quote(c)} = v.v{i}" for i, c in enumerate(columns))
-            keys = " AND ".join(
-                f"{name}.{self.quote(c)} = v.v{i}" for i, c in enumerate(where, start=len(columns))
-            )
-            sql = f"UPDATE {name} SET {sets} FROM (SELECT {arrays}) AS v WHERE {keys}"
-            self.connection.exec_driver_sql(sql, tuple(list(values) for values in zip(*rows, strict=True)))
-            return
-        sets = ", ".join(f"{self.quote(c)} = {self.placeholder}" for c in columns)
-        keys = " AND ".join(f"{self.quote(c)} = {self.placeholder}" for c in where)
-        self.connection.exec_driver_sql(f"UPDATE {name} SET {sets} WHERE {keys}", rows)
-
-
-def _same(value: Any) -> Any:
-    return value
+_MEMBERS = cast(Table, Member.__table__)
+# Shared with the earn engine (the bulk writer, its JSON text and the body fingerprint).
+_Writer = earning.Writer
+_matching = earning.matching
+json_text = earning.json_text
+transaction_fingerprint = earning.transaction_fingerprint
 
 
 class FileError(Exception):
@@ -580,18 +414,6 @@ def _text(value: Any) -> str:
 # --- running a file chunk by chunk -------------------------------------------------------------
 
 
-def _matching(session: Session, column: Any, values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
-    """``column IN values`` as few statements as the backend allows: one array parameter on
-    PostgreSQL, batches below SQLite's historical limit of 999 variables elsewhere."""
-    if not values:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-        return
-    for start in range(0, len(values), _IN_BATCH):
-        yield column.in_(values[start : start + _IN_BATCH])
-
-
 def _tune(session: Session) -> None:
     """Give SQLite a page cache the size of a load's working set.
 
@@ -613,7 +435,7 @@ def _with_retries(engine: Engine, work: Callable[[Session], T]) -> tuple[T, int]
             with unit_of_work(engine) as session:
                 _tune(session)
                 return work(session), attempt - 1
-        except _Retry:
+        except earning.PlanChanged:
             if attempt == _ATTEMPTS:
                 raise RuntimeError("the chunk's members kept changing under it; try again later")
         except DBAPIError as error:
@@ -838,22 +660,6 @@ class _TxRow:
     reject: Reject | None
 
 
-def transaction_fingerprint(tx: service.TransactionInput) -> str:
-    """``TransactionInput.fingerprint()`` without ``dataclasses.asdict`` (a unit test holds them equal)."""
-    moment = tx.occurred_at
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    body = {
-        "id": tx.id,
-        "member_ref": tx.member_ref,
-        "amount": tx.amount,
-        "currency": tx.currency,
-        "merchant": tx.merchant,
-        "category": tx.category,
-        "occurred_at": moment.isoformat(),
-    }
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
-
-
 def parse_transaction(record: Record) -> _TxRow:
     """Validate a record as the API validates the body of ``POST /v1/transactions``."""
     line, values, problem = record
@@ -903,289 +709,44 @@ def _apply_transactions_rowwise(
     return {"posted": posted, "replayed": replayed}, rejects
 
 
-@dataclass(slots=True)
-class _Earn:
-    row: _TxRow
-    tx: service.TransactionInput
-    member_id: int
-    member_ref: str
-    card: tuple[Any, ...]  # CARD_COLUMNS but created_at
-    unit: str
-    units: int
-
-
-@dataclass(frozen=True)
-class _PendingReferral:
-    id: str
-    referrer_id: int
-    bonus: int
-    unit: str
-
-
-def _member_code(member_id: int, unit: str) -> str:
-    return f"member:{member_id}:{unit}"
-
-
-def _issuance_code(unit: str) -> str:
-    return f"system:issuance:{unit}"
-
-
-def _evaluate(
-    row: _TxRow, tx: service.TransactionInput, member: tuple[int, str, str] | None, prog: rules.Programme
-) -> _Earn | PrevenanceError:
-    """``service._earn`` without its writes: the same checks, in the same order, same errors."""
-    if member is None:
-        return UnknownMemberInBody(f"no member with ref {tx.member_ref!r}", field="member_ref")
-    try:
-        service._check_currency(tx.currency, prog)
-        amount = service._parse_amount(tx.amount, tx.currency)
-    except PrevenanceError as error:
-        return error
-    if not tx.merchant.strip():
-        return InvalidInput("merchant must not be blank", field="merchant")
-    member_id, member_ref, product_code = member
-    product = prog.products.get(product_code)
-    if product is None:
-        return InvalidInput(
-            f"card product {product_code!r} has no earn rule in the programme", field="member_ref"
-        )
-    amount_eur, rate = rules.to_euros(amount, tx.currency, prog.fx_rates)
-    units_per_euro = product.units_per_euro(tx.category)
-    units = rules.earn_units(amount_eur, units_per_euro=units_per_euro, minimum=prog.minimum_earn)
-    card = (
-        tx.id,
-        member_id,
-        rules.to_minor(amount, minor_units(tx.currency)),
-        tx.currency,
-        tx.merchant,
-        tx.category,
-        service._utc(tx.occurred_at),
-        str(rate),
-        str(amount_eur),
-        product.code,
-        product.unit,
-        units_per_euro,
-        prog.minimum_earn,
-        units,
-        units,
-        0,
-    )
-    return _Earn(row, tx, member_id, member_ref, card, product.unit, units)
-
-
-def _pending_referrals(
-    session: Session, referee_ids: list[int], *, lock: bool
-) -> dict[int, _PendingReferral]:
-    found: dict[int, _PendingReferral] = {}
-    for condition in _matching(session, Referral.referee_id, referee_ids):
-        statement = select(
-            Referral.referee_id, Referral.id, Referral.referrer_id, Referral.bonus, Referral.unit
-        ).where(condition, Referral.status == "pending")
-        if lock:
-            statement = statement.order_by(Referral.referee_id).with_for_update()
-        for referee_id, rid, referrer_id, bonus, unit in session.execute(statement):
-            found[referee_id] = _PendingReferral(rid, referrer_id, int(bonus), unit)
-    return found
-
-
-def _ensure_accounts(
-    session: Session, needed: dict[str, tuple[str, int | None]]
-) -> dict[str, tuple[int, int]]:
-    """Create the accounts first used by this chunk (in first-use order, as the service would),
-    then lock every account the chunk posts to and return ``code → (id, balance)``."""
-    codes = list(needed)
-    known: dict[str, tuple[int, int]] = {}
-    for condition in _matching(session, Account.code, codes):
-        rows = session.execute(select(Account.code, Account.id, Account.balance).where(condition))
-        known.update((code, (aid, int(balance))) for code, aid, balance in rows)
-    missing = [
-        {
-            "code": code,
-            "unit": unit,
-            "member_id": member_id,
-            "tracks_balance": member_id is not None,
-            "balance": 0,
-        }
-        for code, (unit, member_id) in needed.items()
-        if code not in known
-    ]
-    if missing:
-        # Concurrent creators race on the unique code; the loser's insert is a no-op.
-        session.execute(ignoring_conflicts(session, ledger.INSERT_ACCOUNT_IF_NEW), missing)
-    # Lock in id order (one order for every locker keeps deadlocks rare; PostgreSQL breaks the rest
-    # and the chunk is re-run). The balances read under the lock are the ones the chunk builds on.
-    locked: dict[str, tuple[int, int]] = {}
-    tracked = [c for c in codes if needed[c][1] is not None]
-    for condition in _matching(session, Account.code, tracked):
-        rows = session.execute(
-            select(Account.code, Account.id, Account.balance)
-            .where(condition)
-            .order_by(Account.id)
-            .with_for_update()
-        )
-        locked.update((code, (aid, int(balance))) for code, aid, balance in rows)
-    untracked = [c for c in codes if needed[c][1] is None]
-    for condition in _matching(session, Account.code, untracked):
-        rows = session.execute(select(Account.code, Account.id, Account.balance).where(condition))
-        locked.update((code, (aid, int(balance))) for code, aid, balance in rows)
-    return locked
-
-
 def _apply_transactions_batch(
-    session: Session, rows: list[_TxRow], now: datetime
+    session: Session,
+    rows: list[_TxRow],
+    now: datetime,
+    *,
+    hooks: bool = True,
+    refused: dict[int, PrevenanceError] | None = None,
 ) -> tuple[dict[str, int], list[Reject]]:
-    """``service.record_transaction`` for a whole chunk: the same rows, written in bulk."""
-    prog = programme.current(session)
+    """The chunk through the earn engine (``earning.apply_earns``): the rows of
+    ``service.record_transaction``, written in bulk. ``refused`` holds the rows a hook refused in
+    an earlier attempt (answered with that refusal, left out of the batch)."""
+    refused = refused or {}
     rejects: list[Reject] = []
-    candidates = [r for r in rows if r.reject is None]
-    keys = list(dict.fromkeys(r.key for r in candidates))
-    stored: dict[str, str] = {}
-    for condition in _matching(session, IdempotencyKey.key, keys):
-        found = session.execute(
-            select(IdempotencyKey.key, IdempotencyKey.fingerprint).where(
-                IdempotencyKey.scope == "transaction", condition
-            )
-        )
-        stored.update((k, fp) for k, fp in found)
-    refs = list(dict.fromkeys(r.tx.member_ref for r in candidates if r.tx is not None))
-    members: dict[str, tuple[int, str, str]] = {}
-    for condition in _matching(session, Member.ref, refs):
-        statement = select(Member.id, Member.ref, Member.product).where(condition)
-        members.update((ref, (mid, ref, product)) for mid, ref, product in session.execute(statement))
-
-    # Pass 1: what each row does, in file order, as the service would decide it.
-    earns: list[_Earn] = []
-    replayed = 0
-    for row in rows:
+    requests: list[earning.EarnRequest] = []
+    owners: list[int] = []
+    for position, row in enumerate(rows):
         if row.reject is not None:
             rejects.append(row.reject)
-            continue
-        tx = row.tx
-        assert tx is not None
-        known = stored.get(tx.id)
-        if known is not None:
-            if known != row.fingerprint:
-                conflict = IdempotencyConflict(
-                    f"transaction key {tx.id!r} was already used with a different body", field="id"
-                )
-                rejects.append(_problem(conflict, row.line, row.key))
-            else:
-                replayed += 1
-            continue
-        outcome = _evaluate(row, tx, members.get(tx.member_ref), prog)
-        if isinstance(outcome, PrevenanceError):
-            rejects.append(_problem(outcome, row.line, row.key))
-            continue
-        earns.append(outcome)
-        stored[tx.id] = row.fingerprint
-    if not earns:
-        return {"posted": 0, "replayed": replayed}, rejects
-
-    def plan(
-        referrals: dict[int, _PendingReferral],
-    ) -> tuple[dict[str, tuple[str, int | None]], dict[int, str]]:
-        needed: dict[str, tuple[str, int | None]] = {}
-        winners: dict[int, str] = {}  # referee id → the transaction that rewards the referral
-        for earn in earns:
-            needed.setdefault(_member_code(earn.member_id, earn.unit), (earn.unit, earn.member_id))
-            if earn.units > 0:
-                needed.setdefault(_issuance_code(earn.unit), (earn.unit, None))
-            referral = referrals.get(earn.member_id)
-            if referral is not None and earn.member_id not in winners:
-                winners[earn.member_id] = earn.tx.id
-                if referral.bonus > 0:
-                    needed.setdefault(_issuance_code(referral.unit), (referral.unit, None))
-                    code = _member_code(referral.referrer_id, referral.unit)
-                    needed.setdefault(code, (referral.unit, referral.referrer_id))
-        return needed, winners
-
-    referee_ids = list(dict.fromkeys(e.member_id for e in earns))
-    predicted = _pending_referrals(session, referee_ids, lock=False)
-    needed, winners = plan(predicted)
-    accounts = _ensure_accounts(session, needed)
-    # With the referees' accounts locked no referral can be created or rewarded for them any more
-    # (both take these locks first); if one was since the plan was made, plan the chunk again.
-    referrals = _pending_referrals(session, referee_ids, lock=True)
-    if referrals != predicted:
-        raise _Retry()
-
-    # Pass 2: postings with balances computed in file order from the locked balances.
-    writer = _Writer(session)
-    at = writer.time(now)
-    balances = {code: balance for code, (_, balance) in accounts.items()}
-    cards: list[tuple[Any, ...]] = []
-    postings: list[tuple[Any, ...]] = []
-    key_rows: list[tuple[Any, ...]] = []
-    events: list[tuple[Any, ...]] = []
-    rewarded: list[tuple[Any, ...]] = []
-    for earn in earns:
-        tx = earn.tx
-        occurred_at = earn.card[6]
-        cards.append((*earn.card[:6], writer.time(occurred_at), *earn.card[7:], at))
-        code = _member_code(earn.member_id, earn.unit)
-        if earn.units > 0:
-            balances[code] += earn.units
-            postings.append(
-                (
-                    f"earn:{tx.id}",
-                    accounts[_issuance_code(earn.unit)][0],
-                    accounts[code][0],
-                    earn.units,
-                    earn.unit,
-                    "earn",
-                    tx.id,
-                    earn.member_id,
-                    balances[code],
-                    at,
-                )
-            )
-        balance = balances[code]
-        if winners.get(earn.member_id) == tx.id:
-            referral = referrals[earn.member_id]
-            rewarded.append(("rewarded", at, tx.id, referral.id, "pending"))
-            if referral.bonus > 0:
-                referrer = _member_code(referral.referrer_id, referral.unit)
-                balances[referrer] += referral.bonus
-                postings.append(
-                    (
-                        f"referral:{referral.id}",
-                        accounts[_issuance_code(referral.unit)][0],
-                        accounts[referrer][0],
-                        referral.bonus,
-                        referral.unit,
-                        "referral",
-                        referral.id,
-                        referral.referrer_id,
-                        balances[referrer],
-                        at,
-                    )
-                )
-            rewarded_payload: dict[str, Any] = {"id": referral.id, "referee_ref": earn.member_ref}
-            rewarded_payload.update(bonus=referral.bonus, unit=referral.unit)
-            events.append((_event_id(), "referral.rewarded", writer.json(rewarded_payload), at))
-        answer, payload = writer.earned(earn, balance, occurred_at.isoformat())
-        key_rows.append(("transaction", tx.id, earn.row.fingerprint, 201, answer, at))
-        events.append((_event_id(), "points.earned", payload, at))
-
-    # Written in the order the service writes them, so ids (postings, events) follow the file.
-    writer.insert(_KEYS, KEY_COLUMNS, key_rows)
-    writer.insert(_CARD_TRANSACTIONS, CARD_COLUMNS, cards)
-    writer.insert(_POSTINGS, POSTING_COLUMNS, postings)
-    changed = [(value, accounts[code][0]) for code, value in balances.items() if value != accounts[code][1]]
-    writer.update(_ACCOUNTS, ("balance",), ("id",), changed)
-    writer.update(
-        _REFERRALS, ("status", "rewarded_at", "rewarding_transaction_id"), ("id", "status"), rewarded
-    )
-    writer.insert(_EVENTS, EVENT_COLUMNS, events)
-    return {"posted": len(earns), "replayed": replayed}, rejects
-
-
-def _event_id() -> str:
-    """``common.ids.new_id("evt")``: a random (version 4) UUID, without ``uuid.UUID``'s checks."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return f"evt_{raw.hex()}"
+        elif position in refused:
+            rejects.append(_problem(refused[position], row.line, row.key))
+        else:
+            assert row.tx is not None
+            requests.append(earning.EarnRequest(row.tx, row.fingerprint))
+            owners.append(position)
+    try:
+        results = earning.apply_earns(session, requests, now=now, hooks=hooks)
+    except earning.HookRefused as refusal:
+        raise earning.HookRefused(owners[refusal.index], refusal.error) from refusal
+    posted = replayed = 0
+    for position, result in zip(owners, results, strict=True):
+        if isinstance(result, PrevenanceError):
+            row = rows[position]
+            rejects.append(_problem(result, row.line, row.key))
+        elif result.replayed:
+            replayed += 1
+        else:
+            posted += 1
+    return {"posted": posted, "replayed": replayed}, rejects
 
 
 def ingest_transactions(
@@ -1197,15 +758,36 @@ def ingest_transactions(
     clock: Clock | None = None,
     method: Method = "batch",
     on_chunk: Callable[[ChunkStats], None] | None = None,
+    hooks: bool = True,
 ) -> Report:
-    """Earn points for every transaction of a settlement file, exactly as the API would."""
+    """Earn points for every transaction of a settlement file, exactly as the API would: the same
+    rows and, unless ``hooks`` is false (back-filling history), the same transaction hooks (offers)."""
     clock = clock or SystemClock()
-    chunk_apply = _apply_transactions_batch if method == "batch" else _apply_transactions_rowwise
 
     def apply(records: list[Record]) -> ChunkStats:
         started = time.perf_counter()
         parsed = [parse_transaction(r) for r in records]
-        (counts, rejects), retries = _with_retries(engine, lambda s: chunk_apply(s, parsed, clock.now()))
+        refused: dict[int, PrevenanceError] = {}
+        retries = 0
+        while True:
+            try:
+                if method == "batch":
+                    (counts, rejects), tried = _with_retries(
+                        engine,
+                        lambda s: _apply_transactions_batch(
+                            s, parsed, clock.now(), hooks=hooks, refused=refused
+                        ),
+                    )
+                else:
+                    (counts, rejects), tried = _with_retries(
+                        engine, lambda s: _apply_transactions_rowwise(s, parsed, clock.now())
+                    )
+            except earning.HookRefused as refusal:  # run the chunk again without that row
+                refused[refusal.index] = refusal.error
+                retries += 1
+                continue
+            retries += tried
+            break
         rejects.sort(key=lambda r: r.line)
         return ChunkStats(len(records), time.perf_counter() - started, counts, rejects, retries)
 
@@ -1218,5 +800,5 @@ def ingest_transactions(
         apply=apply,
         on_chunk=on_chunk,
         engine=engine,
-        tables=(_CARD_TRANSACTIONS, _POSTINGS, _ACCOUNTS, _KEYS, _EVENTS),
+        tables=(earning.CARD_TRANSACTIONS, earning.POSTINGS, earning.ACCOUNTS, earning.KEYS, earning.EVENTS),
     )

@@ -72,7 +72,11 @@ class EarnedTransaction:
 
 class TransactionHook(Protocol):
     """Called inside the earn's transaction, after its postings; what it returns is merged into the
-    response body (so an idempotent replay returns it too). It must not commit."""
+    response body (so an idempotent replay returns it too). It must not commit.
+
+    A hook may carry an ``idle(session) -> bool`` attribute: true when it would answer None and
+    write nothing for any earn right now (no live offer); the earn engine then skips it.
+    """
 
     def __call__(
         self, session: Session, *, member_id: int, transaction: EarnedTransaction, now: datetime
@@ -94,6 +98,11 @@ def register_transaction_hook(hook: TransactionHook, *, name: str) -> None:
 def unregister_transaction_hook(name: str) -> None:
     """Stop running the hook of that name (no-op when absent)."""
     _TRANSACTION_HOOKS.pop(name, None)
+
+
+def transaction_hooks() -> list[TransactionHook]:
+    """The hooks every earn runs, in the order they were registered."""
+    return list(_TRANSACTION_HOOKS.values())
 
 
 def award_bonus(
@@ -142,7 +151,7 @@ _utc = as_utc  # kept under this name: the ingest uses it
 MAX_AMOUNT = Decimal(10) ** 12
 
 
-def _parse_amount(text: str, currency: str, field: str = "amount") -> Decimal:
+def parse_amount_field(text: str, currency: str, field: str = "amount") -> Decimal:
     try:
         value = parse_amount(text, currency)
     except AmountError as error:
@@ -152,14 +161,14 @@ def _parse_amount(text: str, currency: str, field: str = "amount") -> Decimal:
     return value
 
 
-def _check_currency(currency: str, prog: rules.Programme) -> None:
+def check_currency(currency: str, prog: rules.Programme) -> None:
     if not (len(currency) == 3 and currency.isalpha() and currency.isupper()):
         raise InvalidInput("currency must be an ISO 4217 code such as EUR", field="currency")
     if currency not in prog.fx_rates:
         raise InvalidInput(f"no exchange rate configured for {currency}", field="currency")
 
 
-def _product_rule(prog: rules.Programme, member: Member | MemberSummary) -> rules.ProductRule:
+def product_rule(prog: rules.Programme, member: Member | MemberSummary) -> rules.ProductRule:
     rule = prog.products.get(member.product)
     if rule is None:
         raise InvalidInput(
@@ -195,11 +204,11 @@ def record_transaction(session: Session, *, tx: TransactionInput, now: datetime)
 def _earn(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
     prog = programme.current(session)
     member = customers.get_summary_for_body_or_raise(session, ref=tx.member_ref, field="member_ref")
-    _check_currency(tx.currency, prog)
-    amount = _parse_amount(tx.amount, tx.currency)
+    check_currency(tx.currency, prog)
+    amount = parse_amount_field(tx.amount, tx.currency)
     if not tx.merchant.strip():
         raise InvalidInput("merchant must not be blank", field="merchant")
-    product = _product_rule(prog, member)
+    product = product_rule(prog, member)
     amount_eur, rate = rules.to_euros(amount, tx.currency, prog.fx_rates)
     units_per_euro = product.units_per_euro(tx.category)
     units = rules.earn_units(amount_eur, units_per_euro=units_per_euro, minimum=prog.minimum_earn)
@@ -306,7 +315,7 @@ def _refund(session: Session, *, transaction_id: str, refund_id: str, amount: st
     ).first()
     if tx is None:
         raise UnknownTransaction(f"no transaction {transaction_id!r}", field="transaction_id")
-    value = _parse_amount(amount, tx.currency)
+    value = parse_amount_field(amount, tx.currency)
     digits = minor_units(tx.currency)
     refund_minor = rules.to_minor(value, digits)
     if tx.refunded_minor + refund_minor > tx.amount_minor:
@@ -716,7 +725,7 @@ def _redeem_travel(
     session: Session, *, member: Member, request: dict[str, Any], now: datetime
 ) -> tuple[Redemption, int, dict[str, Any]]:
     prog = programme.current(session)
-    amount = _parse_amount(str(request["amount"]), "EUR")
+    amount = parse_amount_field(str(request["amount"]), "EUR")
     try:
         split = rules.travel_split(
             amount, points_offered=int(request["points"]), euro_per_point=prog.euro_per_point
@@ -908,7 +917,7 @@ def _insert_referral(
         select(CardTransaction.id).where(CardTransaction.member_id == referee.id).limit(1)
     ).first():
         raise refusal(f"{referee.ref} is already transacting; referral is for new customers", field=field)
-    rule = _product_rule(programme.current(session), referrer)
+    rule = product_rule(programme.current(session), referrer)
     referral = Referral(
         id=referral_id,
         referrer_id=referrer.id,
@@ -926,7 +935,7 @@ def _insert_referral(
 def get_referral_code(session: Session, *, member_ref: str, secret: str) -> dict[str, Any]:
     """The code a member shares: a new customer who enters it chooses them as referrer (consent)."""
     member = customers.get_or_raise(session, ref=member_ref)
-    rule = _product_rule(programme.current(session), member)
+    rule = product_rule(programme.current(session), member)
     code = rules.referral_code(member.id, key=rules.referral_code_key(secret))
     return {"member_ref": member.ref, "referral_code": code, "bonus": rule.referral_bonus, "unit": rule.unit}
 

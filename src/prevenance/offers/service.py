@@ -635,6 +635,9 @@ def make_transaction_hook(
             benefits=benefits,
         )
 
+    # No live offer: the hook would answer None and write nothing for any earn (the earn engine
+    # then skips it for the whole batch).
+    hook.idle = lambda session: not live_offers(session)  # type: ignore[attr-defined]
     return hook
 
 

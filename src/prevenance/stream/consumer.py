@@ -1,8 +1,8 @@
 """The card-transaction consumer: a durable JetStream pull consumer feeding the earn use case.
 
-Each message is applied through exactly the use case behind ``POST /v1/transactions``
-(``loyalty.service.record_transaction`` in ``run_in_transaction``) and acknowledged only after that
-transaction has committed. Three outcomes:
+Each fetched batch is applied through the earn engine behind ``POST /v1/transactions``
+(``loyalty.earning.run_earns``: one transaction, set-based statements) and each message is
+acknowledged only after that transaction has committed. Three outcomes:
 
 - **accepted** (or replayed: the transaction id was already recorded) → ack;
 - **rejected**: the body can never be accepted (not JSON, a field missing or malformed, a domain
@@ -12,14 +12,12 @@ transaction has committed. Three outcomes:
 - **transient failure** (database unreachable, a lock timeout, anything unexpected) → nak with a
   delay; JetStream redelivers it later and the consumer goes on with the rest of the batch.
 
-Why transactions of up to ``commit_every`` (20) messages: the earn use case costs about a
-millisecond of CPU and the transaction around it (begin, commit, session) almost as much again, so
-grouping roughly halves the cost per message. A refused message must not roll back its neighbours:
-the batch runs again with a savepoint per message when one is refused (see ``apply_batch``). A
-larger group would hold SQLite's single write lock (and delay every ack of the group) for longer
-than the API's writers should wait. When a
-group's transaction fails, its messages are retried one per transaction so that only the message
-at fault is nakked. Messages are pulled up to ``batch`` at a time (see ``Consumer._fetch``).
+Why transactions of up to ``commit_every`` messages: the engine writes a batch with one statement
+per table, so the cost per message falls with the batch; a refused message writes nothing and never
+rolls back its neighbours. A much larger group would hold SQLite's single write lock (and delay
+every ack of the group) for longer than the API's writers should wait. When a group's transaction
+fails, its messages are retried one per transaction so that only the message at fault is nakked.
+Messages are pulled up to ``batch`` at a time (see ``Consumer._fetch``).
 
 Why nothing is lost or counted twice: a message is acked only after its commit, so a crash before
 the ack (a SIGKILL in the middle of a batch) leaves it unacknowledged and JetStream redelivers it
@@ -46,13 +44,11 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from prevenance.common.clock import Clock
 from prevenance.common.inputs import NUL_MESSAGE, nul_path, printable
 from prevenance.common.problems import PROBLEM_BASE, PrevenanceError
-from prevenance.db import run_in_transaction
-from prevenance.loyalty import service
+from prevenance.loyalty import earning, service
 from prevenance.loyalty.schemas import TransactionCreate
 from prevenance.stream.names import Names
 
@@ -117,47 +113,32 @@ def parse(data: bytes) -> service.TransactionInput | Result:
     return service.TransactionInput(**body.model_dump())
 
 
-class _Refused(Exception):
-    """A message of an optimistic batch was refused: redo the batch with one savepoint each."""
-
-
 def apply_batch(engine: Engine, clock: Clock, messages: Sequence[bytes]) -> list[Result]:
-    """Parse and apply messages in one transaction (blocking).
+    """Parse and apply messages in one transaction through the earn engine (blocking).
 
-    A domain refusal must roll back only its own message, which takes a savepoint per message; a
-    savepoint and its release cost about as much as a tenth of the earn itself, and refusals are
-    rare. So the batch first runs without savepoints; at the first refusal that transaction is
-    rolled back and the batch runs again with a savepoint per message, so its neighbours commit.
-    Any other error rolls back the whole transaction and is raised (nothing committed).
+    A refused message (invalid body, unknown member, id reused with another body) writes nothing
+    and is answered with its problem; its neighbours commit in the same transaction (the engine
+    decides refusals before writing, so no savepoint is needed). A hook refusing an earn sends the
+    batch round once more without it. Any other error rolls back the whole transaction and is
+    raised (nothing committed).
     """
     parsed = [parse(data) for data in messages]
-
-    def use_case(session: Session, *, savepoints: bool) -> list[tuple[str, dict[str, Any]]]:
-        answers: list[tuple[str, dict[str, Any]]] = []
-        for item in parsed:
-            if isinstance(item, Result):
-                answers.append((item.status, item.body))
-                continue
-            try:
-                with session.begin_nested() if savepoints else contextlib.nullcontext():
-                    outcome = service.record_transaction(session, tx=item, now=clock.now())
-            except PrevenanceError as error:
-                if not savepoints:
-                    raise _Refused from error
-                answers.append((REJECTED, error.to_problem()))
-                continue
-            if outcome.status_code >= 400:
-                answers.append((REJECTED, outcome.body))
-            else:
-                answers.append((REPLAYED if outcome.replayed else ACCEPTED, outcome.body))
-        return answers
-
-    try:
-        answers = run_in_transaction(engine, lambda session: use_case(session, savepoints=False))
-    except _Refused:
-        answers = run_in_transaction(engine, lambda session: use_case(session, savepoints=True))
+    requests = [earning.EarnRequest.of(item) for item in parsed if not isinstance(item, Result)]
+    results = iter(earning.run_earns(engine, requests, now=clock.now))
     committed = time.time_ns()
-    return [Result(status, body, committed) for status, body in answers]
+    answers: list[Result] = []
+    for item in parsed:
+        if isinstance(item, Result):
+            answers.append(Result(item.status, item.body, committed))
+            continue
+        outcome = next(results)
+        if isinstance(outcome, PrevenanceError):
+            answers.append(Result(REJECTED, outcome.to_problem(), committed))
+        elif outcome.status_code >= 400:
+            answers.append(Result(REJECTED, outcome.body, committed))
+        else:
+            answers.append(Result(REPLAYED if outcome.replayed else ACCEPTED, outcome.body, committed))
+    return answers
 
 
 def apply_message(engine: Engine, clock: Clock, data: bytes) -> Result:
@@ -206,7 +187,7 @@ class Consumer:
         js: JetStreamContext,
         names: Names,
         batch: int = 100,
-        commit_every: int = 20,
+        commit_every: int = 100,
         linger: float = 0.01,
         ack_wait: float = 30.0,
         nak_delay: float = 2.0,

@@ -2,8 +2,8 @@
 transaction) and the database must show nothing of it, byte for byte; retrying the same request
 afterwards must succeed exactly once.
 
-Three ways to die: an exception raised from inside a step (``ledger.post``, ``ledger.credit_member``
-or ``outbox.emit`` patched to fail on their n-th call), the process killed with SIGKILL in the middle of the
+Three ways to die: an exception raised from inside a step (``ledger.post``, ``ledger.credit_member``,
+``outbox.emit`` or the earn engine's bulk writes patched to fail on their n-th call), the process killed with SIGKILL in the middle of the
 transaction (no Python clean-up at all), and a crash after the commit but before the answer reached
 the caller (the retry must replay, not post again).
 """
@@ -33,7 +33,7 @@ from prevenance.common.idempotency import Outcome
 from prevenance.customers import service as customers
 from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import api as loyalty_api
-from prevenance.loyalty import ledger, service
+from prevenance.loyalty import earning, ledger, service
 from prevenance.loyalty.tables import CardTransaction, Posting
 from prevenance.tables import metadata
 from tests.conftest import Api, member_body, tx_body
@@ -289,7 +289,8 @@ def test_a_request_that_crashes_answers_500_writes_nothing_and_its_retry_posts_o
     assert api.put("/v1/members/M1", member_body()).status_code == 201
     before = snapshot(engine)
     with monkeypatch.context() as patch:
-        crash_on(patch, outbox, "emit", call=1, after=False)
+        # The earn engine's third bulk write (outbox events), after the card transaction and postings.
+        crash_on(patch, earning.Writer, "insert", call=3, after=False)
         crashed = api.post("/v1/transactions", tx_body("T1", "M1", "75.00"), role="integrator")
     assert crashed.status_code == 500
     assert snapshot(engine) == before

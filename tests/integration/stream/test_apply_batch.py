@@ -1,6 +1,7 @@
-"""``apply_batch`` without a NATS server: a batch runs without savepoints, and the first refused
-message sends it round again with one savepoint per message, so that only the refused one is left
-out; the reference data memoised per transaction (programme, system accounts) never outlives it."""
+"""``apply_batch`` without a NATS server: a batch runs through the earn engine in one transaction
+without savepoints, and a refused message is decided before anything is written, so it is left out
+while its neighbours commit in that same transaction; the reference data memoised per transaction
+(programme, system accounts) never outlives it."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_a_clean_batch_takes_no_savepoint(engine: Engine, clock: FrozenClock) ->
     assert _stored(engine) == {"T1", "T2"}
 
 
-def test_a_refusal_reruns_the_batch_with_savepoints_and_keeps_its_neighbours(
+def test_a_refusal_writes_nothing_and_keeps_its_neighbours_in_the_same_transaction(
     engine: Engine, clock: FrozenClock
 ) -> None:
     add_members(engine, clock, ["M1"])
@@ -68,7 +69,7 @@ def test_a_refusal_reruns_the_batch_with_savepoints_and_keeps_its_neighbours(
     results, savepoints = _savepoints_during(engine, lambda: apply_batch(engine, clock, batch))
     assert [r.status for r in results] == [ACCEPTED, REJECTED, ACCEPTED, REJECTED, ACCEPTED]
     assert [r.body.get("field") for r in results if r.status == REJECTED] == ["member_ref", "id"]
-    assert savepoints == len(batch)  # the second round, one per message; the first round took none
+    assert savepoints == 0  # refusals are decided before the batch's statements: nothing to undo
     assert _stored(engine) == {"T1", "T3", "T4"}
     with read_session(engine) as session:
         report = ledger.audit(session)

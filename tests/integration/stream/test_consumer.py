@@ -217,14 +217,14 @@ def test_a_message_that_keeps_failing_is_retried_alone_without_holding_back_the_
     from prevenance.loyalty import service
 
     add_members(engine, clock, ["M1"])
-    real = service.record_transaction
 
-    def broken_for_t2(session: Any, *, tx: Any, now: Any) -> Any:
-        if tx.id == "T2":
+    def broken_for_t2(session: Any, *, member_id: int, transaction: Any, now: Any) -> Any:
+        if transaction.id == "T2":
             raise RuntimeError("a bug that only this message meets")
-        return real(session, tx=tx, now=now)
+        return None
 
-    monkeypatch.setattr(service, "record_transaction", broken_for_t2)
+    # A transaction hook (run inside the earn's transaction) that fails for T2 alone.
+    monkeypatch.setattr(service, "_TRANSACTION_HOOKS", {"broken": broken_for_t2})
 
     async def scenario() -> Consumer:
         nc = await nats.connect(nats_url)

@@ -1,0 +1,691 @@
+"""The earn engine: a batch of card transactions applied in one database transaction with
+set-based statements. Every door uses it: ``POST /v1/transactions`` (through the process's
+batcher, ``loyalty.batcher``), the JetStream consumer (each fetched batch) and the settlement
+ingest (each chunk).
+
+Per earn the result is exactly what ``service.record_transaction`` (the one-at-a-time reference
+path) gives: the same checks in the same order and the same refusals, the same card transaction,
+postings (keys, amounts, ``balance_after``), balances, idempotency record (scope ``transaction``,
+the body's fingerprint, the stored answer), outbox events and referral bonus, and the transaction
+hooks (offers) run after the earn's postings with their answer merged into the body. A test
+applies the same earns both ways and compares every row.
+
+How a batch runs (``apply_earns``):
+
+1. one query each for the batch's idempotency keys, its members and their pending referrals;
+2. the rules in Python, in batch order: a key already stored replays its answer (or 409 for another
+   body), an earlier earn of the batch with the same key is replayed the same way, a refused earn
+   is answered with its problem and writes nothing;
+3. the touched accounts are created if new and locked in one stable order (account id; ``SELECT …
+   FOR UPDATE`` on PostgreSQL, SQLite's ``BEGIN IMMEDIATE`` already serialises writers), and the
+   balances are computed in batch order from the locked rows;
+4. one multi-row statement per table (``executemany`` on SQLite, ``COPY`` on PostgreSQL): card
+   transactions, postings, one balance update per touched account, rewarded referrals, outbox
+   events; then the hooks, earn by earn; then the idempotency records with the final answers.
+
+When hooks are installed an earn's hook must see the ledger as one-at-a-time would have left it
+(an offer reward changes the member's balance, a decision reads the member's history), so the
+batch is cut into *waves* in which no account is touched twice; each wave is step 3 and 4.
+
+A hook refusing an earn (a ``PrevenanceError``) raises ``HookRefused``: the caller rolls the
+transaction back and runs the batch again without that earn (``run_earns``), so one refused earn
+never fails the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import JSON, ColumnElement, Engine, Table, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from prevenance.common.base import UtcDateTime
+from prevenance.common.idempotency import IdempotencyKey, Outcome
+from prevenance.common.ids import as_utc
+from prevenance.common.money import minor_units
+from prevenance.common.outbox import OutboxEvent
+from prevenance.common.problems import IdempotencyConflict, InvalidInput, PrevenanceError
+from prevenance.customers import service as customers
+from prevenance.customers.errors import UnknownMemberInBody
+from prevenance.customers.service import MemberSummary
+from prevenance.db import ignoring_conflicts, run_in_transaction
+from prevenance.loyalty import ledger, programme, rules, service
+from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
+
+# Bound parameters per IN list: below SQLite's historical limit of 999 variables.
+IN_BATCH = 900
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+ACCOUNTS = _table(Account)
+CARD_TRANSACTIONS = _table(CardTransaction)
+POSTINGS = _table(Posting)
+REFERRALS = _table(Referral)
+KEYS = _table(IdempotencyKey)
+EVENTS = _table(OutboxEvent)
+
+CARD_COLUMNS = (
+    "id",
+    "member_id",
+    "amount_minor",
+    "currency",
+    "merchant",
+    "category",
+    "occurred_at",
+    "fx_rate",
+    "amount_eur",
+    "product",
+    "unit",
+    "units_per_euro",
+    "minimum_earn",
+    "units_earned",
+    "units_current",
+    "refunded_minor",
+    "created_at",
+)
+POSTING_COLUMNS = (
+    "idempotency_key",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "unit",
+    "reason",
+    "reference",
+    "member_id",
+    "balance_after",
+    "created_at",
+)
+KEY_COLUMNS = ("scope", "key", "fingerprint", "status_code", "response", "created_at")
+EVENT_COLUMNS = ("event_id", "type", "payload", "occurred_at")
+SCOPE = "transaction"
+
+_encode_string = json.encoder.encode_basestring_ascii
+
+
+def json_text(value: dict[str, Any]) -> str:
+    """``json.dumps(value)`` for a flat object of strings and integers, without its generic walk
+    (a unit test holds the two equal; anything else goes to ``json.dumps``)."""
+    parts = []
+    for key, item in value.items():
+        if isinstance(item, str):
+            text = _encode_string(item)
+        elif type(item) is int:
+            text = str(item)
+        else:
+            return json.dumps(value)
+        parts.append(f"{_encode_string(key)}: {text}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+class Writer:
+    """Rows handed straight to the driver: ``executemany`` on SQLite, ``COPY`` on PostgreSQL.
+
+    SQLAlchemy's per-row parameter processing costs more than the database's own work at this
+    volume, so values are converted here with the bind processors the ORM would apply (the stored
+    bytes are the same: a test compares them) and each statement is rendered once per batch.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.connection = session.connection()
+        self.dialect = dialect = self.connection.dialect
+        self.postgres = dialect.name == "postgresql"
+        self.placeholder = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+        self.quote = dialect.identifier_preparer.quote
+        self.time: Callable[[datetime], Any] = (
+            UtcDateTime().dialect_impl(dialect).bind_processor(dialect) or _same
+        )
+        # Both dialects store ``json.dumps(value)`` unless the engine was given another serializer.
+        self.plain_json = getattr(dialect, "_json_serializer", None) in (None, json.dumps)
+        if self.plain_json:
+            self.json: Callable[[dict[str, Any]], Any] = json_text
+        else:
+            self.json = JSON().dialect_impl(dialect).bind_processor(dialect) or _same
+
+    def insert(self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        names = ", ".join(self.quote(c) for c in columns)
+        if self.postgres:
+            driver = self.connection.connection.driver_connection
+            assert driver is not None
+            sql = f"COPY {self.quote(table.name)} ({names}) FROM STDIN"
+            try:
+                with driver.cursor() as cursor, cursor.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except self.dialect.loaded_dbapi.Error as error:
+                # Raised by the driver itself: give it SQLAlchemy's shape (IntegrityError…) so the
+                # batch's retry and the callers' error handling see what they see elsewhere.
+                raise DBAPIError.instance(sql, None, error, self.dialect.loaded_dbapi.Error) from error
+            return
+        marks = ", ".join([self.placeholder] * len(columns))
+        sql = f"INSERT INTO {self.quote(table.name)} ({names}) VALUES ({marks})"
+        self.connection.exec_driver_sql(sql, rows)
+
+    def update(
+        self, table: Table, columns: Sequence[str], where: Sequence[str], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """``UPDATE table SET columns… WHERE where…``; each row gives the new values, then the keys.
+
+        On PostgreSQL the rows travel as one array per column (``unnest``): one statement, not one
+        round trip per row."""
+        if not rows:
+            return
+        name = self.quote(table.name)
+        if self.postgres:
+            names = [*columns, *where]
+            arrays = ", ".join(
+                f"unnest(%s::{table.c[c].type.compile(dialect=self.dialect)}[]) AS v{i}"
+                for i, c in enumerate(names)
+            )
+            sets = ", ".join(f"{self.quote(c)} = v.v{i}" for i, c in enumerate(columns))
+            keys = " AND ".join(
+                f"{name}.{self.quote(c)} = v.v{i}" for i, c in enumerate(where, start=len(columns))
+            )
+            sql = f"UPDATE {name} SET {sets} FROM (SELECT {arrays}) AS v WHERE {keys}"
+            self.connection.exec_driver_sql(sql, tuple(list(values) for values in zip(*rows, strict=True)))
+            return
+        sets = ", ".join(f"{self.quote(c)} = {self.placeholder}" for c in columns)
+        keys = " AND ".join(f"{self.quote(c)} = {self.placeholder}" for c in where)
+        self.connection.exec_driver_sql(f"UPDATE {name} SET {sets} WHERE {keys}", rows)
+
+
+def matching(session: Session, column: Any, values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
+    """``column IN values`` as few statements as the backend allows: one array parameter on
+    PostgreSQL, batches below SQLite's historical limit of 999 variables elsewhere."""
+    if not values:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        return
+    for start in range(0, len(values), IN_BATCH):
+        yield column.in_(values[start : start + IN_BATCH])
+
+
+class InQuery:
+    """A ``SELECT … WHERE column IN (values)`` built once per backend, so a batch's look-up costs
+    one cached statement: an array parameter (``= ANY``) on PostgreSQL, an expanding ``IN`` list of
+    at most ``IN_BATCH`` values on SQLite."""
+
+    def __init__(self, build: Callable[[ColumnElement[bool]], Any], column: Any) -> None:
+        self.sqlite = build(column.in_(bindparam("p_values", expanding=True)))
+        self.postgres = build(column == any_(bindparam("p_values", type_=ARRAY(column.type))))
+
+    def rows(self, session: Session, values: Sequence[Any], **params: Any) -> Iterator[Any]:
+        if not values:
+            return
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            yield from connection.execute(self.postgres, {"p_values": list(values), **params})
+            return
+        for start in range(0, len(values), IN_BATCH):
+            chunk = list(values[start : start + IN_BATCH])
+            yield from connection.execute(self.sqlite, {"p_values": chunk, **params})
+
+
+def event_id() -> str:
+    """``common.ids.new_id("evt")``: a random (version 4) UUID, without ``uuid.UUID``'s checks."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return f"evt_{raw.hex()}"
+
+
+def transaction_fingerprint(tx: service.TransactionInput) -> str:
+    """``TransactionInput.fingerprint()`` without ``dataclasses.asdict`` (a unit test holds them equal)."""
+    moment = tx.occurred_at
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    body = {
+        "id": tx.id,
+        "member_ref": tx.member_ref,
+        "amount": tx.amount,
+        "currency": tx.currency,
+        "merchant": tx.merchant,
+        "category": tx.category,
+        "occurred_at": moment.isoformat(),
+    }
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class EarnRequest:
+    """One earn handed to the engine: the transaction and its body's fingerprint."""
+
+    tx: service.TransactionInput
+    fingerprint: str
+
+    @classmethod
+    def of(cls, tx: service.TransactionInput) -> EarnRequest:
+        return cls(tx, transaction_fingerprint(tx))
+
+
+# What the engine answers per earn: the outcome (new or replayed), or the refusal as raised by the
+# one-at-a-time path (its problem is what the API answers).
+EarnResult = Outcome | PrevenanceError
+
+
+class HookRefused(Exception):
+    """A transaction hook refused the earn at ``index``: roll back and run the batch without it."""
+
+    def __init__(self, index: int, error: PrevenanceError) -> None:
+        super().__init__(f"earn {index} refused by a transaction hook: {error}")
+        self.index, self.error = index, error
+
+
+class PlanChanged(Exception):
+    """A referral changed between the batch's plan and its locks: plan the batch again."""
+
+
+@dataclass(slots=True)
+class _Earn:
+    index: int
+    request: EarnRequest
+    member: MemberSummary
+    product: rules.ProductRule
+    amount_eur: Any
+    card: tuple[Any, ...]  # CARD_COLUMNS but created_at
+    unit: str
+    units: int
+    body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _PendingReferral:
+    id: str
+    referrer_id: int
+    bonus: int
+    unit: str
+
+
+def member_code(member_id: int, unit: str) -> str:
+    return f"member:{member_id}:{unit}"
+
+
+def issuance_code(unit: str) -> str:
+    return f"system:issuance:{unit}"
+
+
+def _evaluate(
+    index: int, request: EarnRequest, member: MemberSummary | None, prog: rules.Programme
+) -> _Earn | PrevenanceError:
+    """``service._earn`` without its writes: the same checks, in the same order, same errors."""
+    tx = request.tx
+    if member is None:
+        return UnknownMemberInBody(f"no member with ref {tx.member_ref!r}", field="member_ref")
+    try:
+        service.check_currency(tx.currency, prog)
+        amount = service.parse_amount_field(tx.amount, tx.currency)
+    except PrevenanceError as error:
+        return error
+    if not tx.merchant.strip():
+        return InvalidInput("merchant must not be blank", field="merchant")
+    product = prog.products.get(member.product)
+    if product is None:
+        return InvalidInput(
+            f"card product {member.product!r} has no earn rule in the programme", field="member_ref"
+        )
+    amount_eur, rate = rules.to_euros(amount, tx.currency, prog.fx_rates)
+    units_per_euro = product.units_per_euro(tx.category)
+    units = rules.earn_units(amount_eur, units_per_euro=units_per_euro, minimum=prog.minimum_earn)
+    card = (
+        tx.id,
+        member.id,
+        rules.to_minor(amount, minor_units(tx.currency)),
+        tx.currency,
+        tx.merchant,
+        tx.category,
+        as_utc(tx.occurred_at),
+        str(rate),
+        str(amount_eur),
+        product.code,
+        product.unit,
+        units_per_euro,
+        prog.minimum_earn,
+        units,
+        units,
+        0,
+    )
+    return _Earn(index, request, member, product, amount_eur, card, product.unit, units)
+
+
+_R = REFERRALS.c
+_PENDING = select(_R.referee_id, _R.id, _R.referrer_id, _R.bonus, _R.unit).where(_R.status == "pending")
+_PENDING_REFERRALS = InQuery(_PENDING.where, _R.referee_id)
+_PENDING_REFERRALS_LOCKED = InQuery(
+    lambda condition: _PENDING.where(condition).order_by(_R.referee_id).with_for_update(), _R.referee_id
+)
+_A = ACCOUNTS.c
+_ACCOUNTS_BY_CODE = InQuery(select(_A.code, _A.id, _A.balance).where, _A.code)
+_ACCOUNTS_BY_CODE_LOCKED = InQuery(
+    lambda condition: select(_A.code, _A.id, _A.balance).where(condition).order_by(_A.id).with_for_update(),
+    _A.code,
+)
+_K = KEYS.c
+_STORED_KEYS = InQuery(
+    lambda condition: select(_K.key, _K.fingerprint, _K.status_code, _K.response).where(
+        _K.scope == SCOPE, condition
+    ),
+    _K.key,
+)
+
+
+def _pending_referrals(
+    session: Session, referee_ids: list[int], *, lock: bool
+) -> dict[int, _PendingReferral]:
+    query = _PENDING_REFERRALS_LOCKED if lock else _PENDING_REFERRALS
+    return {
+        referee_id: _PendingReferral(rid, referrer_id, int(bonus), unit)
+        for referee_id, rid, referrer_id, bonus, unit in query.rows(session, referee_ids)
+    }
+
+
+def _ensure_accounts(
+    session: Session, needed: dict[str, tuple[str, int | None]]
+) -> dict[str, tuple[int, int]]:
+    """Create the accounts first used by this batch (in first-use order, as the service would),
+    then lock every account the batch posts to and return ``code → (id, balance)``."""
+    codes = list(needed)
+    known = {code: (aid, int(balance)) for code, aid, balance in _ACCOUNTS_BY_CODE.rows(session, codes)}
+    missing = [
+        {
+            "code": code,
+            "unit": unit,
+            "member_id": member_id,
+            "tracks_balance": member_id is not None,
+            "balance": 0,
+        }
+        for code, (unit, member_id) in needed.items()
+        if code not in known
+    ]
+    if missing:
+        # Concurrent creators race on the unique code; the loser's insert is a no-op.
+        session.execute(ignoring_conflicts(session, ledger.INSERT_ACCOUNT_IF_NEW), missing)
+    if not missing and session.get_bind().dialect.name != "postgresql":
+        return known  # SQLite: the write lock is already ours, what was read is what is there
+    # Lock in id order (one order for every locker keeps deadlocks rare; PostgreSQL breaks the rest
+    # and the batch is re-run). The balances read under the lock are the ones the batch builds on.
+    tracked = [c for c in codes if needed[c][1] is not None]
+    locked = {
+        code: (aid, int(balance)) for code, aid, balance in _ACCOUNTS_BY_CODE_LOCKED.rows(session, tracked)
+    }
+    untracked = [c for c in codes if needed[c][1] is None]
+    locked.update(
+        (code, (aid, int(balance))) for code, aid, balance in _ACCOUNTS_BY_CODE.rows(session, untracked)
+    )
+    return locked
+
+
+def apply_earns(
+    session: Session, requests: Sequence[EarnRequest], *, now: datetime, hooks: bool = True
+) -> list[EarnResult]:
+    """Apply a batch of earns in the caller's transaction (never commits); one result per request,
+    in order. Raises ``HookRefused`` when a hook refuses an earn (roll back, run again without it)
+    and ``PlanChanged`` when a referral changed under the batch (roll back, run again)."""
+    results: list[EarnResult | None] = [None] * len(requests)
+    if not requests:
+        return []
+    prog = programme.current(session)
+    keys = list(dict.fromkeys(r.tx.id for r in requests))
+    stored = {k: (fp, status, response) for k, fp, status, response in _STORED_KEYS.rows(session, keys)}
+    refs = list(dict.fromkeys(r.tx.member_ref for r in requests if r.tx.id not in stored))
+    members = customers.list_summaries_by_refs(session, refs=refs)
+
+    # Pass 1: what each earn does, in batch order, as the one-at-a-time path would decide it.
+    earns: list[_Earn] = []
+    claimed: dict[str, int] = {}  # key → the index of the batch's earn that claims it
+    replays: list[tuple[int, int]] = []  # (index, index of the earlier earn it replays)
+    for index, request in enumerate(requests):
+        tx = request.tx
+        known = stored.get(tx.id)
+        first = claimed.get(tx.id)
+        fingerprint = (
+            known[0] if known is not None else (None if first is None else requests[first].fingerprint)
+        )
+        if fingerprint is not None and fingerprint != request.fingerprint:
+            results[index] = IdempotencyConflict(
+                f"{SCOPE} key {tx.id!r} was already used with a different body", field="id"
+            )
+            continue
+        if known is not None:
+            results[index] = Outcome(known[1], dict(known[2] or {}), replayed=True)
+            continue
+        if first is not None:
+            replays.append((index, first))
+            continue
+        outcome = _evaluate(index, request, members.get(tx.member_ref), prog)
+        if isinstance(outcome, PrevenanceError):
+            results[index] = outcome
+            continue
+        earns.append(outcome)
+        claimed[tx.id] = index
+
+    hook_list = service.transaction_hooks() if hooks else []
+    if all(getattr(hook, "idle", _busy)(session) for hook in hook_list):
+        hook_list = []  # each would answer None and write nothing: one wave, no hook call
+    start = 0
+    while start < len(earns):
+        start += _apply_wave(session, earns[start:], now=now, hooks=hook_list)
+    for earn in earns:
+        assert earn.body is not None
+        results[earn.index] = Outcome(201, earn.body)
+    for index, first in replays:
+        answer = results[first]
+        assert isinstance(answer, Outcome)
+        results[index] = Outcome(answer.status_code, dict(answer.body), replayed=True)
+    return [cast(EarnResult, r) for r in results]
+
+
+def _apply_wave(
+    session: Session, earns: list[_Earn], *, now: datetime, hooks: list[service.TransactionHook]
+) -> int:
+    """Write the longest prefix of ``earns`` in which (when hooks run) no account is touched twice;
+    returns how many earns it wrote."""
+    referee_ids = list(dict.fromkeys(e.member.id for e in earns))
+    predicted = _pending_referrals(session, referee_ids, lock=False)
+    needed: dict[str, tuple[str, int | None]] = {}
+    winners: dict[int, str] = {}  # referee id → the transaction that rewards the referral
+    touched: set[str] = set()
+    count = 0
+    for earn in earns:
+        codes = [member_code(earn.member.id, earn.unit)]
+        referral = predicted.get(earn.member.id)
+        wins = referral is not None and earn.member.id not in winners
+        if wins and referral is not None and referral.bonus > 0:
+            codes.append(member_code(referral.referrer_id, referral.unit))
+        if hooks and count and (touched.intersection(codes) or earn.member.id in winners):
+            break
+        touched.update(codes)
+        count += 1
+        needed.setdefault(codes[0], (earn.unit, earn.member.id))
+        if earn.units > 0:
+            needed.setdefault(issuance_code(earn.unit), (earn.unit, None))
+        if wins and referral is not None:
+            winners[earn.member.id] = earn.request.tx.id
+            if referral.bonus > 0:
+                needed.setdefault(issuance_code(referral.unit), (referral.unit, None))
+                needed.setdefault(codes[1], (referral.unit, referral.referrer_id))
+    wave = earns[:count]
+    accounts = _ensure_accounts(session, needed)
+    # With the referees' accounts locked no referral can be created or rewarded for them any more
+    # (both take these locks first); if one was since the plan was made, plan the batch again.
+    wave_referees = list(dict.fromkeys(e.member.id for e in wave))
+    expected = {k: v for k, v in predicted.items() if k in set(wave_referees)}
+    if session.get_bind().dialect.name == "postgresql":
+        # On SQLite the prediction was already made under the write lock (``BEGIN IMMEDIATE``).
+        referrals = _pending_referrals(session, wave_referees, lock=True)
+        if referrals != expected:
+            raise PlanChanged()
+    else:
+        referrals = expected
+
+    writer = Writer(session)
+    at = writer.time(now)
+    balances = {code: balance for code, (_, balance) in accounts.items()}
+    cards: list[tuple[Any, ...]] = []
+    postings: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    rewarded: list[tuple[Any, ...]] = []
+    for earn in wave:
+        tx = earn.request.tx
+        member_id = earn.member.id
+        occurred_at = earn.card[6]
+        cards.append((*earn.card[:6], writer.time(occurred_at), *earn.card[7:], at))
+        code = member_code(member_id, earn.unit)
+        if earn.units > 0:
+            balances[code] += earn.units
+            postings.append(
+                (
+                    f"earn:{tx.id}",
+                    accounts[issuance_code(earn.unit)][0],
+                    accounts[code][0],
+                    earn.units,
+                    earn.unit,
+                    "earn",
+                    tx.id,
+                    member_id,
+                    balances[code],
+                    at,
+                )
+            )
+        balance = balances[code]
+        if winners.get(member_id) == tx.id:
+            referral = referrals[member_id]
+            rewarded.append(("rewarded", at, tx.id, referral.id, "pending"))
+            if referral.bonus > 0:
+                referrer = member_code(referral.referrer_id, referral.unit)
+                balances[referrer] += referral.bonus
+                postings.append(
+                    (
+                        f"referral:{referral.id}",
+                        accounts[issuance_code(referral.unit)][0],
+                        accounts[referrer][0],
+                        referral.bonus,
+                        referral.unit,
+                        "referral",
+                        referral.id,
+                        referral.referrer_id,
+                        balances[referrer],
+                        at,
+                    )
+                )
+            rewarded_payload: dict[str, Any] = {"id": referral.id, "referee_ref": earn.member.ref}
+            rewarded_payload.update(bonus=referral.bonus, unit=referral.unit)
+            events.append((event_id(), "referral.rewarded", writer.json(rewarded_payload), at))
+        body: dict[str, Any] = {"id": tx.id, "member_ref": earn.member.ref, "points_earned": earn.units}
+        body.update(unit=earn.unit, balance=balance)
+        earn.body = body
+        payload = {**body, "category": tx.category, "merchant": tx.merchant}
+        payload["occurred_at"] = occurred_at.isoformat()
+        events.append((event_id(), "points.earned", writer.json(payload), at))
+
+    # Written in the order the one-at-a-time path writes them, so ids (postings, events) follow
+    # the batch.
+    writer.insert(CARD_TRANSACTIONS, CARD_COLUMNS, cards)
+    writer.insert(POSTINGS, POSTING_COLUMNS, postings)
+    changed = [(value, accounts[code][0]) for code, value in balances.items() if value != accounts[code][1]]
+    writer.update(ACCOUNTS, ("balance",), ("id",), changed)
+    writer.update(
+        REFERRALS, ("status", "rewarded_at", "rewarding_transaction_id"), ("id", "status"), rewarded
+    )
+    writer.insert(EVENTS, EVENT_COLUMNS, events)
+    if hooks:
+        _run_hooks(session, wave, hooks, now=now)
+    writer.insert(
+        KEYS,
+        KEY_COLUMNS,
+        [(SCOPE, e.request.tx.id, e.request.fingerprint, 201, writer.json(e.body or {}), at) for e in wave],
+    )
+    return count
+
+
+def _run_hooks(
+    session: Session, wave: list[_Earn], hooks: list[service.TransactionHook], *, now: datetime
+) -> None:
+    """Each earn's hooks, in batch order, after the wave's postings (as ``service._earn`` runs them
+    after its own); what they answer is merged into the earn's body before it is stored."""
+    for earn in wave:
+        tx, member = earn.request.tx, earn.member
+        assert earn.body is not None
+        earned = service.EarnedTransaction(
+            id=tx.id,
+            member_id=member.id,
+            member_ref=member.ref,
+            product=earn.product.code,
+            merchant=tx.merchant,
+            category=tx.category,
+            amount_eur=earn.amount_eur,
+            points_earned=earn.units,
+            unit=earn.unit,
+            occurred_at=as_utc(tx.occurred_at),
+            member_country=member.country,
+            member_language=member.language,
+            tier=earn.product.tier,
+        )
+        for hook in hooks:
+            try:
+                extra = hook(session, member_id=member.id, transaction=earned, now=now)
+            except PrevenanceError as error:
+                raise HookRefused(earn.index, error) from error
+            if extra:
+                earn.body.update(extra)
+
+
+_PLAN_ATTEMPTS = 8
+
+
+def _busy(_session: Session) -> bool:
+    return False
+
+
+def run_earns(
+    engine: Engine,
+    requests: Sequence[EarnRequest],
+    *,
+    now: Callable[[], datetime],
+    hooks: bool = True,
+    transact: Callable[[Engine, Callable[[Session], list[EarnResult]]], list[EarnResult]] | None = None,
+) -> list[EarnResult]:
+    """Apply a batch in one committed transaction (``run_in_transaction``: re-run when a concurrent
+    writer won a race); an earn a hook refuses is answered with its refusal and the batch runs
+    again without it. Any other error is raised: nothing of the batch was committed."""
+    transact = transact or run_in_transaction
+    pending = list(range(len(requests)))
+    refused: dict[int, EarnResult] = {}
+    attempts = 0
+    while True:
+        batch = [requests[i] for i in pending]
+        try:
+            partial = transact(engine, lambda s, b=batch: apply_earns(s, b, now=now(), hooks=hooks))  # type: ignore[misc]
+        except HookRefused as refusal:
+            refused[pending.pop(refusal.index)] = refusal.error
+            continue
+        except PlanChanged:
+            attempts += 1
+            if attempts >= _PLAN_ATTEMPTS:
+                raise RuntimeError("the batch's referrals kept changing under it; try again later")
+            time.sleep(0.005 * attempts)
+            continue
+        break
+    answers: list[EarnResult | None] = [None] * len(requests)
+    for i, result in zip(pending, partial, strict=True):
+        answers[i] = result
+    for i, result in refused.items():
+        answers[i] = result
+    return [cast(EarnResult, a) for a in answers]
