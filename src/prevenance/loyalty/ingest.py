@@ -106,10 +106,6 @@ class _ReadFailure(Exception):
     """A part of the file after the rows already handed out cannot be read."""
 
 
-class _Retry(Exception):
-    """The state a chunk was planned on changed before its locks were taken: plan it again."""
-
-
 @dataclass(frozen=True)
 class Reject:
     """A row that was refused: where it is, which key it carried, and why (as the API would say)."""
