@@ -219,7 +219,7 @@ def _header_nul(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 
 def _body_nul(content_type: str, body: bytes) -> str | None:
-    """The field of a body that holds a NUL: a JSON string (``\u0000``) or a form field (``%00``)."""
+    """The field of a body that holds a NUL: a JSON string (``\\u0000``) or a form field (``%00``)."""
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
         return _query_nul(body)

@@ -77,15 +77,6 @@ Moment = Annotated[
 """A request field holding an instant: refused with 422 naming the field outside the window."""
 
 
-def parse_moment(text: str, field: str) -> datetime:
-    """An ISO 8601 instant from text (``Z`` accepted), inside the window; ``InvalidInput`` else."""
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        return moment(value)
-    except (ValueError, TypeError, AttributeError, PydanticCustomError):
-        raise InvalidInput(f"{field} {OUT_OF_WINDOW} (ISO 8601)", field=field) from None
-
-
 # --- months, quarters and days -------------------------------------------------------------------
 
 

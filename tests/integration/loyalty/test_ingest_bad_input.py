@@ -143,11 +143,12 @@ def test_parquet_timestamps_beyond_what_python_holds_are_rejected_alone(
 def test_a_member_row_with_a_nul_is_rejected_and_the_rest_land(
     engine: Engine, clock: FrozenClock, tmp_path: Path
 ) -> None:
-    rows = member_rows(3)
-    rows[1]["name"] = "Membre\x00 1"
-    report = ingest.ingest_members(engine, write_csv(tmp_path / "m.csv", MEMBER_HEADER, rows), clock=clock)
+    rows = [{**row, "city": "Lyon"} for row in member_rows(3)]
+    rows[1]["city"] = "Ly\x00on"  # a free-text column no other check looks at
+    path = write_csv(tmp_path / "m.csv", [*MEMBER_HEADER, "city"], rows)
+    report = ingest.ingest_members(engine, path, clock=clock)
     assert report.counts["created"] == 2 and report.rejected == 1
-    assert [(r["key"], r["field"]) for r in read_rejects(tmp_path / "m.rejects.csv")] == [("M001", "name")]
+    assert [(r["key"], r["field"]) for r in read_rejects(tmp_path / "m.rejects.csv")] == [("M001", "city")]
     assert count(engine, Member) == 2
 
 
