@@ -372,6 +372,7 @@ def analyse(
     spend_block["mde"] = mde_of_interval(spend.ci_low, spend.ci_high)
     transactions_block = transactions.as_dict()
     transactions_block["mde"] = mde_of_interval(transactions.ci_low, transactions.ci_high)
+    sized: float | None
     if sized_effect_eur is None and cost > 0 and margin > 0:
         sized, sized_basis = float(cost) / (n_t * margin), "break-even: the spend effect that pays the cost"
     else:

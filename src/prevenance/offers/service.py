@@ -842,7 +842,7 @@ def programme_holdout_in_force(session: Session) -> HoldoutPeriod | None:
     engine = _engine_of(session)
     found, value = _HOLDOUT.get(engine)
     if found:
-        return value  # type: ignore[no-any-return]
+        return value
     row = session.scalars(select(ProgrammeHoldout).where(ProgrammeHoldout.ended_at.is_(None))).first()
     period = (
         None

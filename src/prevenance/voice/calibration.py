@@ -246,7 +246,7 @@ def _linked_values(
 
     def per_cell(rows: FloatArray) -> FloatArray:
         flat = np.bincount(index.ravel(), weights=rows[kept].ravel(), minlength=batch * cells * size)
-        return flat.reshape(batch, cells, size)
+        return np.asarray(flat.reshape(batch, cells, size), dtype=np.float64)
 
     pmf_c, pmf_r = _pooled(per_cell(rows_c), per_cell(rows_r))
     per_score = linking_matrix(pmf_c, pmf_r) @ points
