@@ -6,12 +6,14 @@ from typing import Any
 
 import typer
 
+from prevenance import wiring
 from prevenance.common.auth import create_key, list_keys, revoke_key
 from prevenance.common.clock import SystemClock
 from prevenance.common.proxies import parse_networks
 from prevenance.console.cli import app as console_app
-from prevenance.db import make_engine, unit_of_work
+from prevenance.db import engine_from_settings, unit_of_work
 from prevenance.demo.cli import app as demo_app
+from prevenance.demo.cli import demo_users
 from prevenance.desk.cli import app as desk_app
 from prevenance.loyalty.cli import ingest_app, ledger_app, partners_app
 from prevenance.offers.cli import app as offers_app
@@ -37,11 +39,14 @@ app.add_typer(voice_app, name="voice")
 app.add_typer(offers_app, name="offers")
 app.add_typer(benefits_app, name="benefits")
 app.add_typer(console_app, name="console")
+# Demo sign-ins belong to the demo data, yet `make demo` prints them as a console command.
+console_app.command("demo-users")(demo_users)
 
 
-def engine_from_settings():  # type: ignore[no-untyped-def]
-    settings = get_settings()
-    return make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+@app.callback()
+def wire() -> None:
+    """Prévenance: rewards, service, voice of the customer and offers."""
+    wiring.install_offer_hook()  # offers decided on earns (and trained) know the desk's side
 
 
 @db_app.command("upgrade")

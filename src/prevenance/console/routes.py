@@ -22,7 +22,6 @@ from prevenance.common.auth import Principal, Role
 from prevenance.common.ids import new_id
 from prevenance.common.problems import PrevenanceError, RateLimited
 from prevenance.console import charts, i18n, pages_executive, pages_marketing, pages_voice, users
-from prevenance.console.search import search_members
 from prevenance.console.web import (
     CONCIERGE,
     DASHBOARD,
@@ -45,6 +44,7 @@ from prevenance.console.web import (
     write_session,
 )
 from prevenance.customers import service as customers
+from prevenance.customers.service import search_members
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import concierge
 from prevenance.desk import rules as desk_rules

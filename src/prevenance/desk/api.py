@@ -69,7 +69,8 @@ INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input"
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_PROBLEM}}
 
 
-def _respond(outcome: Outcome) -> JSONResponse:
+def respond(outcome: Outcome) -> JSONResponse:
+    """The stored answer of a use case: its status, a problem body for a refusal, and the replay mark."""
     media = PROBLEM_JSON if outcome.status_code >= 400 else "application/json"
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     return JSONResponse(outcome.body, status_code=outcome.status_code, media_type=media, headers=headers)
@@ -88,7 +89,7 @@ def get_reasons(_: DeskStaff) -> list[dict[str, str]]:
 def post_contact(body: ContactCreate, engine: DbEngine, clock: AppClock, _: DeskStaff) -> JSONResponse:
     """Log a contact; it opens a case, or joins ``case_id``. The same ``id`` and body replay the answer."""
     contact = service.ContactInput(**body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(engine, lambda s: service.log_contact(s, contact=contact, now=clock.now()))
     )
 
@@ -180,7 +181,7 @@ def post_card_replacement(
 ) -> JSONResponse:
     """Order an emergency card: 2 hours where the city has a city team, 48 hours elsewhere."""
     order = service.CardReplacementInput(member_ref=ref, **body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(engine, lambda s: service.order_card_replacement(s, order=order, now=clock.now()))
     )
 
@@ -259,7 +260,7 @@ def post_communication(
 ) -> JSONResponse:
     """Log something sent to a member (statement, marketing, notice, survey); idempotent by ``id``."""
     communication = service.CommunicationInput(**body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(
             engine,
             lambda s: service.log_communication(
@@ -345,7 +346,7 @@ def post_callback(
 ) -> JSONResponse:
     """Book a call-back (``scheduled_for`` in the future); ``id`` is the idempotency key."""
     callback = service.CallbackInput(member_ref=ref, **body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(
             engine, lambda s: service.book_callback(s, callback=callback, by=principal.name, now=clock.now())
         )
@@ -407,7 +408,7 @@ def post_benefit_usage(
 ) -> JSONResponse:
     """Record a benefit the member used (their card must be entitled to it); idempotent by ``id``."""
     usage = service.BenefitUsageInput(member_ref=ref, **body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(
             engine,
             lambda s: service.record_benefit_usage(s, usage=usage, by=principal.name, now=clock.now()),

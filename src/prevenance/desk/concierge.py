@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, func, literal_column, select, text
 from sqlalchemy.orm import Session
@@ -24,9 +24,11 @@ from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
-from prevenance.customers.tables import Member
 from prevenance.desk.errors import ConciergeNotEntitled, ConciergeStatusConflict, UnknownConciergeRequest
 from prevenance.desk.tables import ConciergePartner, ConciergeRequest, MemberTastes
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 CATEGORIES = ("restaurant", "flowers", "tickets", "travel", "gifts", "events", "other")
 STATUSES = ("open", "in_progress", "solved", "cancelled")

@@ -30,13 +30,11 @@ from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
 from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import service as customers
-from prevenance.customers.tables import Member
 from prevenance.desk import config
 from prevenance.desk.errors import IncidentResolved, UnknownIncident
 from prevenance.desk.tables import Communication, Incident, IncidentNotice
 
 SENDER = "Prévenance <notices@prevenance.example>"
-_ERASED = customers.ERASED_PREFIX + "%"  # an erased member is never told anything again
 RELAY_SOURCE = "incident-relay"
 _SUBJECT = {
     "initial": {"fr": "Incident : {title}", "en": "Incident: {title}"},
@@ -123,14 +121,12 @@ def _queue(
 
 def _affected(session: Session, incident_id: str) -> list[tuple[int, str]]:
     """The members told at declaration, with their language now."""
-    rows = session.execute(
-        select(Member.id, Member.language)
-        .join(IncidentNotice, IncidentNotice.member_id == Member.id)
-        .where(IncidentNotice.incident_id == incident_id, IncidentNotice.kind == "initial")
-        .where(Member.ref.not_like(_ERASED))
-        .order_by(Member.id)
+    told = session.scalars(
+        select(IncidentNotice.member_id).where(
+            IncidentNotice.incident_id == incident_id, IncidentNotice.kind == "initial"
+        )
     )
-    return [(row.id, row.language) for row in rows]
+    return customers.languages_of(session, member_ids=list(told))
 
 
 def declare(
@@ -168,15 +164,7 @@ def _declare(
     if unknown:
         raise InvalidInput(f"unknown contact reason {unknown[0]!r}", field="affects.reasons")
     member_ids = sorted(set(affected(session)))
-    languages: list[tuple[int, str]] = []
-    for start in range(0, len(member_ids), 1000):
-        chunk = member_ids[start : start + 1000]
-        languages += [
-            (row.id, row.language)
-            for row in session.execute(
-                select(Member.id, Member.language).where(Member.id.in_(chunk), Member.ref.not_like(_ERASED))
-            )
-        ]
+    languages = customers.languages_of(session, member_ids=member_ids)
     row = Incident(
         id=data.id,
         title_fr=data.title_fr,

@@ -7,9 +7,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Subquery, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
@@ -17,7 +17,6 @@ from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, fingerprint, fingerprint_of, new_id
 from prevenance.common.problems import IdempotencyConflict, InvalidInput
 from prevenance.customers import service as customers
-from prevenance.customers.tables import Member
 from prevenance.desk import config, rules
 from prevenance.desk.errors import (
     BenefitNotEntitled,
@@ -46,6 +45,9 @@ from prevenance.desk.tables import (
     Incident,
     IncidentNotice,
 )
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 _CHUNK = 1000  # members per IN list: well under SQLite's and PostgreSQL's parameter limits
 
@@ -1069,6 +1071,14 @@ def benefit_usage_events(session: Session, *, since: datetime, until: datetime) 
         )
     )
     return [(int(member_id), used_at) for member_id, used_at in rows]
+
+
+def benefit_usages() -> Subquery:
+    """A selectable of every benefit usage's ``member_id``, ``benefit`` and ``used_at``, for reports
+    above the desk that count usages in SQL."""
+    return select(BenefitUsage.member_id, BenefitUsage.benefit, BenefitUsage.used_at).subquery(
+        "benefit_usages"
+    )
 
 
 def list_unused_benefits(session: Session, *, member_ref: str, now: datetime) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ ingest_app = typer.Typer(help="Bulk loads: members and settlement files.", no_ar
 
 
 def _engine():  # type: ignore[no-untyped-def]
-    from prevenance.cli import engine_from_settings
+    from prevenance.db import engine_from_settings
 
     return engine_from_settings()
 

@@ -29,7 +29,7 @@ class RuleViolation(ValueError):
         self.field = field
 
 
-def _decimal(value: Any, *, field: str, low: Decimal, high: Decimal | None = None) -> Decimal:
+def parse_decimal(value: Any, *, field: str, low: Decimal, high: Decimal | None = None) -> Decimal:
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError):
@@ -96,7 +96,7 @@ def parse_eligibility(raw: Mapping[str, Any]) -> Eligibility:
         countries=_words(raw.get("countries"), field="eligibility.countries"),
         segments=segments,
         categories=_words(raw.get("categories"), field="eligibility.categories"),
-        min_spend_eur=_decimal(
+        min_spend_eur=parse_decimal(
             raw.get("min_spend_eur", "0"), field="eligibility.min_spend_eur", low=Decimal(0)
         ),
     )
@@ -143,7 +143,7 @@ def parse_reward(kind: str, raw: Mapping[str, Any]) -> Reward:
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise RuleViolation(f"unknown key {unknown[0]!r} for a {kind} reward", field=f"reward.{unknown[0]}")
-    min_spend = _decimal(raw.get("min_spend_eur", "0"), field="reward.min_spend_eur", low=Decimal(0))
+    min_spend = parse_decimal(raw.get("min_spend_eur", "0"), field="reward.min_spend_eur", low=Decimal(0))
     if kind == "bonus_points":
         return Reward(
             kind, points=_int(raw.get("points"), field="reward.points", low=1), min_spend_eur=min_spend
@@ -152,7 +152,7 @@ def parse_reward(kind: str, raw: Mapping[str, Any]) -> Reward:
         category = raw.get("category")
         if not isinstance(category, str) or not category.strip():
             raise RuleViolation("a multiplier names its merchant category", field="reward.category")
-        multiplier = _decimal(
+        multiplier = parse_decimal(
             raw.get("multiplier"), field="reward.multiplier", low=Decimal(1), high=Decimal(20)
         )
         if multiplier == 1:

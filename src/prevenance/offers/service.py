@@ -3,7 +3,7 @@ holdout), activation, the reward exactly once, and training the propensity model
 
 Never commits: the request, CLI command, consumer or earn transaction around it does. Offers may
 not import the desk (contact preferences, communications log, benefits): the composition layer
-(``app.install_offer_hook``) passes those in as callables to ``make_transaction_hook``.
+(``wiring.install_offer_hook``) passes those in as callables to ``make_transaction_hook``.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def _validated(offer_id: str, data: dict[str, Any]) -> dict[str, Any]:
         reward = rules.parse_reward(str(data.get("reward_kind")), data.get("reward") or {})
         eligibility = rules.parse_eligibility(data.get("eligibility") or {})
         numbers = {
-            name: rules._decimal(data.get(name, default), field=name, low=Decimal(0), high=high)
+            name: rules.parse_decimal(data.get(name, default), field=name, low=Decimal(0), high=high)
             for name, default, high in (
                 ("unit_cost_eur", None, None),
                 ("margin_rate", None, Decimal(1)),
@@ -395,7 +395,7 @@ def decide(
     if not offers:
         return None
     by_id = {o.id: o for o in offers}
-    repo.lock_member(session, member_id)
+    customers.lock_shared(session, member_id=member_id)  # caps: one decision at a time per member
     decisions = repo.member_decisions(session, member_id)
     if any(
         status in ("made", "activated") and expires_at <= now for _, _, status, expires_at, _ in decisions

@@ -3,7 +3,8 @@ benefit, with a Wilson 95% interval, the trend over the three months before, and
 rate drops significantly. The method is in ``docs/offers-methods.md#benefit-usage``.
 
 A view above the domains: the catalogue (which product is entitled to what) is the desk's, the
-members are the customer record's, usages are the desk's ``desk_benefit_usages``. It only reads.
+members are the customer record's, usages are the desk's; each is read through its domain's service
+(as selectables, so the counts stay in SQL). It only reads.
 The statistics (``assess``, ``drop_test``) are pure functions, tested without a database.
 """
 
@@ -20,15 +21,16 @@ from typing import Annotated, Any
 
 import typer
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import ColumnElement, Engine, Integer, String, column, func, select, table
+from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session
 
 from prevenance.common.auth import Principal, Role
-from prevenance.common.base import UtcDateTime
 from prevenance.common.deps import DbEngine, require
 from prevenance.common.problems import PROBLEM_JSON, InvalidInput, PrevenanceError
+from prevenance.customers import service as customers
 from prevenance.db import read_session
 from prevenance.desk import config
+from prevenance.desk import service as desk
 from prevenance.desk.rules import Benefit, RuleViolation, month_bounds, previous_month, wilson
 
 BASELINE_MONTHS = 3
@@ -37,19 +39,8 @@ DEFAULT_MIN_DROP = 0.02
 DEFAULT_MIN_ENTITLED = 30
 METHOD_ANCHOR = "docs/offers-methods.md#benefit-usage"
 
-_members = table(
-    "members",
-    column("id", Integer),
-    column("country", String),
-    column("product", String),
-    column("created_at", UtcDateTime()),
-)
-_usages = table(
-    "desk_benefit_usages",
-    column("member_id", Integer),
-    column("benefit", String),
-    column("used_at", UtcDateTime()),
-)
+_members = customers.member_segments()  # id, product, country, created_at
+_usages = desk.benefit_usages()  # member_id, benefit, used_at
 
 
 # --- statistics (pure) ---------------------------------------------------------------------------
@@ -393,7 +384,7 @@ app = typer.Typer(help="Benefit usage monitoring.", no_args_is_help=True)
 
 
 def _engine() -> Engine:
-    from prevenance.cli import engine_from_settings
+    from prevenance.db import engine_from_settings
 
     engine: Engine = engine_from_settings()
     return engine

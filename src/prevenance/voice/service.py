@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from sqlalchemy import insert
@@ -25,7 +25,6 @@ from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
 from prevenance.common.rules import FieldError
 from prevenance.customers import service as customers
-from prevenance.customers.tables import Member
 from prevenance.desk import service as desk
 from prevenance.voice import repository, rules
 from prevenance.voice.errors import (
@@ -44,6 +43,9 @@ from prevenance.voice.tables import (
     Suggestion,
     SurveyConsent,
 )
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 METHODS = "docs/methods.md"
 ANSWER_SCHEMA: dict[str, Any] = {
