@@ -61,7 +61,7 @@ bench: $(STAMP)
 
 # A PNG of each console screen in docs/screens/ (Debian chromium, a temporary database).
 screens: $(STAMP)
-	$(BIN)/python -m prevenance.console.screens docs/screens
+	$(BIN)/python -m tools.screens docs/screens
 
 # Known vulnerabilities in the installed (locked) dependencies: pip-audit, the registry's advisory data.
 audit: $(STAMP)
