@@ -34,7 +34,7 @@ from prevenance.privacy import router as privacy_router
 from prevenance.request_guards import BodyGuard, InternalErrors
 from prevenance.security_headers import SecurityHeaders
 from prevenance.settings import Settings, get_settings
-from prevenance.views.benefit_usage import router as benefit_usage_router
+from prevenance.views.benefit_usage_api import router as benefit_usage_router
 from prevenance.views.incidents import router as incidents_router
 from prevenance.views.member360 import router as member360_router
 from prevenance.voice.api import router as voice_router

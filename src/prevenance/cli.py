@@ -19,7 +19,7 @@ from prevenance.loyalty.cli import ingest_app, ledger_app, partners_app
 from prevenance.offers.cli import app as offers_app
 from prevenance.settings import Settings, get_settings
 from prevenance.stream.cli import app as stream_app
-from prevenance.views.benefit_usage import app as benefits_app
+from prevenance.views.benefit_usage_cli import app as benefits_app
 from prevenance.voice.cli import app as voice_app
 
 app = typer.Typer(
