@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_scope, require
-from prevenance.common.idempotency import Outcome
 from prevenance.common.problems import PROBLEM_JSON
+from prevenance.common.responses import respond
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import service
 from prevenance.desk.schemas import (
@@ -67,13 +67,6 @@ _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", **_PROBLEM}}
 INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input", **_PROBLEM}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_PROBLEM}}
-
-
-def respond(outcome: Outcome) -> JSONResponse:
-    """The stored answer of a use case: its status, a problem body for a refusal, and the replay mark."""
-    media = PROBLEM_JSON if outcome.status_code >= 400 else "application/json"
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    return JSONResponse(outcome.body, status_code=outcome.status_code, media_type=media, headers=headers)
 
 
 # --- contacts and cases -------------------------------------------------------------------------

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, require
+from prevenance.common.responses import respond
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import concierge
-from prevenance.desk.api import CONFLICT, INVALID, NOT_FOUND, Limit, Ref, respond
+from prevenance.desk.api import CONFLICT, INVALID, NOT_FOUND, Limit, Ref
 
 router = APIRouter(prefix="/v1", tags=["concierge"])
 

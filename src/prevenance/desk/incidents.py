@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import mail, outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import fingerprint
+from prevenance.common.ids import fingerprint, iso_z
 from prevenance.common.problems import InvalidInput
 from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import service as customers
@@ -47,10 +47,6 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else _utc(moment).isoformat()
-
-
 @dataclass(frozen=True)
 class IncidentInput:
     """An incident as the operator declares it; ``affects`` is the targeting rule, kept as given."""
@@ -65,7 +61,7 @@ class IncidentInput:
 
     def fingerprint(self) -> str:
         body = asdict(self)
-        body["since"] = _iso(_utc(self.since))
+        body["since"] = _utc(self.since).isoformat()  # as first stored: replays must keep matching
         return fingerprint(body)
 
 
@@ -76,13 +72,13 @@ def _incident_body(row: Incident) -> dict[str, Any]:
         "title_en": row.title_en,
         "body_fr": row.body_fr,
         "body_en": row.body_en,
-        "since": _iso(row.since),
+        "since": iso_z(row.since),
         "affects": row.affects,
         "status": row.status,
         "affected": row.affected_count,
         "declared_by": row.declared_by,
-        "declared_at": _iso(row.declared_at),
-        "resolved_at": _iso(row.resolved_at),
+        "declared_at": iso_z(row.declared_at),
+        "resolved_at": iso_z(row.resolved_at),
     }
 
 
@@ -240,7 +236,7 @@ def _add_update(
         body_en=body_en,
         now=now,
     )
-    body = {"incident_id": incident_id, "id": update_id, "notices": queued, "created_at": _iso(now)}
+    body = {"incident_id": incident_id, "id": update_id, "notices": queued, "created_at": iso_z(now)}
     outbox.emit(session, type="incident.updated", payload=body, now=now)
     return Outcome(201, body)
 
