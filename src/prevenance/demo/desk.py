@@ -1,7 +1,7 @@
 """Demo desk data: a year of contacts, cases, emergency cards, communications and contact
-preferences, at the issue's rates scaled by ``scale``, written through ``prevenance.desk.service``.
+preferences, at the desk's target volume scaled by ``scale``, written through ``prevenance.desk.service``.
 
-Rates (issue 4, "Scale and demo"): 5,000 contacts a day and 700 concierge requests a day, times
+Rates: 5,000 contacts a day and 700 concierge requests a day, times
 ``scale`` (0.01 → 50 contacts and 7 concierge contacts a day). The contacts are spread over the
 demo's members in all its countries. Concierge matters come from premium members (platinum,
 centurion) to the concierge team: each is a contact on ``concierge.request`` and a concierge request
