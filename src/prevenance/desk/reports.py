@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from prevenance.common.ids import as_utc
-from prevenance.common.problems import InvalidInput
+from prevenance.common.problems import InvalidInput, as_invalid_input
 from prevenance.desk import config, rules
 from prevenance.desk.tables import (
     BenefitExplanation,
@@ -56,10 +56,8 @@ def fcr_report(session: Session, *, by: str, month: str | None, now: datetime) -
         Contact.started_at,
     ).join(Contact, Contact.id == Case.first_contact_id)
     if month is not None:
-        try:
+        with as_invalid_input():
             start, end = rules.month_bounds(month)
-        except rules.RuleViolation as error:
-            raise InvalidInput(str(error), field=error.field)
         statement = statement.where(Case.opened_at >= start, Case.opened_at < end)
     cases = list(session.execute(statement))
     repeats = same_reason_contacts(session, cases, window=window)
@@ -103,11 +101,9 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
     notice would have prevented it: the member was affected by an incident active at the time, on
     a reason the incident explains, and had not yet been sent its notice.
     """
-    try:
+    with as_invalid_input():
         start, end = rules.month_bounds(month)
         previous = rules.previous_month(month)
-    except rules.RuleViolation as error:
-        raise InvalidInput(str(error), field=error.field)
     previous_start, _ = rules.month_bounds(previous)
     settings = config.current()
     window = settings.fcr_window
@@ -258,10 +254,8 @@ def card_replacement_report(session: Session, *, month: str, now: datetime) -> d
     An order delivered late or still undelivered past its due time is a miss; an undelivered order
     still within its promise is not known yet and is left out (reported as ``open_in_time``).
     """
-    try:
+    with as_invalid_input():
         start, end = rules.month_bounds(month)
-    except rules.RuleViolation as error:
-        raise InvalidInput(str(error), field=error.field)
     rows = session.scalars(
         select(CardReplacement).where(CardReplacement.ordered_at >= start, CardReplacement.ordered_at < end)
     ).all()
@@ -291,10 +285,8 @@ def benefit_attribution_report(session: Session, *, month: str, now: datetime) -
     used when at least one usage is credited to it. An explanation with nothing credited whose
     window is still open is ``pending`` and left out of the rate.
     """
-    try:
+    with as_invalid_input():
         start, end = rules.month_bounds(month)
-    except rules.RuleViolation as error:
-        raise InvalidInput(str(error), field=error.field)
     policy = config.current().benefits
     window = policy.attribution_window
     explained = session.execute(

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.ids import as_utc, fingerprint
-from prevenance.common.problems import InvalidInput
+from prevenance.common.problems import InvalidInput, as_invalid_input
 from prevenance.offers import repository as repo
 from prevenance.offers import rules
 from prevenance.offers.cache import invalidate_caches
@@ -35,7 +35,7 @@ def _validated(offer_id: str, data: dict[str, Any]) -> dict[str, Any]:
     """Check an offer definition; every refusal names its field (422, nothing written)."""
     if not offer_id or len(offer_id) > 200:
         raise InvalidInput("offer id must be 1-200 characters", field="id")
-    try:
+    with as_invalid_input():
         reward = rules.parse_reward(str(data.get("reward_kind")), data.get("reward") or {})
         eligibility = rules.parse_eligibility(data.get("eligibility") or {})
         numbers = {
@@ -47,8 +47,6 @@ def _validated(offer_id: str, data: dict[str, Any]) -> dict[str, Any]:
                 ("holdout_share", "0.10", Decimal("0.9")),
             )
         }
-    except rules.RuleViolation as error:
-        raise InvalidInput(str(error), field=error.field)
     valid_from, valid_until = as_utc(data["valid_from"]), as_utc(data["valid_until"])
     if valid_until <= valid_from:
         raise InvalidInput("valid_until must be after valid_from", field="valid_until")

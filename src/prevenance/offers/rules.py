@@ -11,6 +11,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from prevenance.common.rules import FieldError
+
 REWARD_KINDS = ("bonus_points", "category_multiplier", "ecode")
 SEGMENTS = ("new", "active", "lapsing")
 STATUSES = ("active", "paused", "ended")
@@ -21,12 +23,8 @@ NEW_FOR_DAYS = 90
 MAX_POINTS = 10**9
 
 
-class RuleViolation(ValueError):
+class RuleViolation(FieldError):
     """A definition that cannot be accepted; ``field`` names the culprit (dotted path)."""
-
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def parse_decimal(value: Any, *, field: str, low: Decimal, high: Decimal | None = None) -> Decimal:

@@ -19,11 +19,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from prevenance.common.problems import InvalidInput
+from prevenance.common.problems import InvalidInput, as_invalid_input
 from prevenance.customers import service as customers
 from prevenance.desk import config
 from prevenance.desk import service as desk
-from prevenance.desk.rules import Benefit, RuleViolation, month_bounds
+from prevenance.desk.rules import Benefit, month_bounds
 from prevenance.views.benefit_stats import (
     BASELINE_MONTHS,
     DEFAULT_ALPHA,
@@ -85,10 +85,8 @@ def _users(
 
 
 def _parse_month(month: str) -> tuple[datetime, datetime]:
-    try:
+    with as_invalid_input(field="month"):
         return month_bounds(month)
-    except RuleViolation as error:
-        raise InvalidInput(str(error), field="month")
 
 
 def _parse_country(country: str | None) -> str | None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint
-from prevenance.common.problems import InvalidInput
+from prevenance.common.problems import InvalidInput, as_invalid_input
 from prevenance.common.rules import FieldError
 from prevenance.customers import service as customers
 from prevenance.desk import service as desk
@@ -68,10 +68,6 @@ ANSWER_SCHEMA: dict[str, Any] = {
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment is not None else None
-
-
-def _invalid(error: FieldError) -> InvalidInput:
-    return InvalidInput(str(error), field=error.field)
 
 
 @lru_cache(maxsize=1)
@@ -335,10 +331,8 @@ def load_answers(session: Session, *, months: Sequence[str]) -> pl.DataFrame:
 
 
 def _check_month(month: str) -> str:
-    try:
+    with as_invalid_input():
         return rules.check_month(month)
-    except FieldError as error:
-        raise _invalid(error)
 
 
 def scores(session: Session, *, by: str, month: str) -> dict[str, Any]:
@@ -566,10 +560,8 @@ def list_barometers(
 ) -> list[dict[str, Any]]:
     """Stored barometer figures, by quarter, country, source and metric."""
     if quarter is not None:
-        try:
+        with as_invalid_input():
             rules.check_quarter(quarter)
-        except FieldError as error:
-            raise _invalid(error)
     return [_barometer_body(row) for row in repository.barometers(session, quarter=quarter, country=country)]
 
 
@@ -577,10 +569,8 @@ def country_comparison(session: Session, *, quarter: str) -> dict[str, Any]:
     """Raw and calibrated RTF per country for a quarter, with the barometers of that quarter beside."""
     from prevenance.voice import calibration
 
-    try:
+    with as_invalid_input():
         months = rules.quarter_months(quarter)
-    except FieldError as error:
-        raise _invalid(error)
     config = current_config()
     answers = load_answers(session, months=months)
     countries = calibration.country_scores(
@@ -714,10 +704,8 @@ def list_member_surveys(session: Session, *, member_id: int, limit: int = 10) ->
 def report_data(session: Session, *, quarter: str, language: str, now: datetime) -> dict[str, Any]:
     """Everything ``report.build_quarterly_report`` needs for a quarter (and the quarters before it,
     for the trends): answers, FCR by month and country, top reasons, card promise kept, barometers."""
-    try:
+    with as_invalid_input():
         quarters = rules.previous_quarters(quarter, current_config().report_history_quarters)
-    except FieldError as error:
-        raise _invalid(error)
     if language not in rules.LANGUAGES:
         raise InvalidInput("language must be fr or en", field="language")
     months = [month for q in quarters for month in rules.quarter_months(q)]
