@@ -123,14 +123,14 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """What ``serve`` tells uvicorn about proxies and its access log: it believes forwarded headers
     from the same proxies as the application (none unless ``PREVENANCE_TRUSTED_PROXIES`` names them;
     uvicorn's own default would trust 127.0.0.1 and ``FORWARDED_ALLOW_IPS``), and its access log goes
-    through the redaction filter (survey tokens, search terms)."""
+    through the redaction filter (survey tokens, search terms), as JSON when ``PREVENANCE_LOG_JSON`` is set."""
     from prevenance.logging import uvicorn_log_config
 
     proxies = ",".join(str(network) for network in parse_networks(settings.trusted_proxies))
     return {
         "proxy_headers": bool(proxies),
         "forwarded_allow_ips": proxies,
-        "log_config": uvicorn_log_config(),
+        "log_config": uvicorn_log_config(json=settings.log_json),
     }
 
 
