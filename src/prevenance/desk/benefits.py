@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Subquery, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -27,9 +27,6 @@ from prevenance.desk.tables import (
     BenefitUsage,
     Contact,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def benefit_labels(code: str) -> tuple[str, str]:

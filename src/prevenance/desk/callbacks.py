@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,9 +26,6 @@ from prevenance.desk.tables import (
     Callback,
     Contact,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,9 +22,6 @@ from prevenance.desk.errors import (
 from prevenance.desk.tables import (
     CardReplacement,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,9 +28,6 @@ from prevenance.desk.tables import (
     Case,
     Contact,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def list_reasons() -> list[dict[str, str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from prevenance.common.ids import as_utc
 from prevenance.common.problems import InvalidInput, as_invalid_input
 from prevenance.desk import config, rules
+from prevenance.desk.benefits import benefit_labels
+from prevenance.desk.repository import chunks, same_reason_contacts
 from prevenance.desk.tables import (
     BenefitExplanation,
     BenefitUsage,
@@ -23,11 +25,6 @@ from prevenance.desk.tables import (
     Incident,
     IncidentNotice,
 )
-
-if TYPE_CHECKING:
-    pass
-from prevenance.desk.benefits import benefit_labels
-from prevenance.desk.repository import chunks, same_reason_contacts
 
 
 def fcr_report(session: Session, *, by: str, month: str | None, now: datetime) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,10 +13,6 @@ from sqlalchemy.orm import Session
 from prevenance.desk.tables import (
     Contact,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 CHUNK = 1000  # members per IN list: well under SQLite's and PostgreSQL's parameter limits
 

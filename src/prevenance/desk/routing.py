@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,16 +14,13 @@ from prevenance.desk import config, rules
 from prevenance.desk.errors import (
     UnknownReason,
 )
+from prevenance.desk.reports import rate_row
+from prevenance.desk.repository import same_reason_contacts
 from prevenance.desk.tables import (
     Case,
     Contact,
     ContactPreference,
 )
-
-if TYPE_CHECKING:
-    pass
-from prevenance.desk.reports import rate_row
-from prevenance.desk.repository import same_reason_contacts
 
 
 def channel_recommendation(
