@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import fingerprint, iso_z
+from prevenance.common.ids import fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
 from prevenance.desk import config, rules
@@ -68,7 +68,7 @@ def order_card_replacement(session: Session, *, order: CardReplacementInput, now
         session,
         scope="card_replacement",
         key=order.id,
-        fingerprint=fingerprint(asdict(order)),
+        fingerprint=fingerprint_of(order),
         now=now,
         produce=lambda: _order(session, data=order, now=now),
     )

@@ -11,7 +11,7 @@ and solution (the migration adds the matching GIN expression index).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import fingerprint, iso_z
+from prevenance.common.ids import fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
 from prevenance.desk.errors import ConciergeNotEntitled, ConciergeStatusConflict, UnknownConciergeRequest
@@ -131,13 +131,11 @@ class ConciergeRequestInput:
 
 def create_request(session: Session, *, request: ConciergeRequestInput, by: str, now: datetime) -> Outcome:
     """Record a premium member's request, once per id; the answer carries the member's tastes."""
-    data = asdict(request)
-    data["due_at"] = _utc(request.due_at).isoformat()  # as first stored: replays must keep matching
     return run_idempotent(
         session,
         scope="concierge-request",
         key=request.id,
-        fingerprint=fingerprint(data),
+        fingerprint=fingerprint_of(request),
         now=now,
         produce=lambda: _create_request(session, data=request, by=by, now=now),
     )

@@ -16,7 +16,7 @@ go into the Subject header, so a title that would break a header is refused at d
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import mail, outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import fingerprint, iso_z
+from prevenance.common.ids import fingerprint, fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
 from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import service as customers
@@ -60,9 +60,7 @@ class IncidentInput:
     affects: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        body = asdict(self)
-        body["since"] = _utc(self.since).isoformat()  # as first stored: replays must keep matching
-        return fingerprint(body)
+        return fingerprint_of(self)
 
 
 def _incident_body(row: Incident) -> dict[str, Any]:
