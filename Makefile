@@ -7,7 +7,7 @@ DEMO_DB ?= sqlite:///./prevenance.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test install lint typecheck serve clean bench screens audit lock
+.PHONY: demo test install lint layers typecheck serve clean bench screens audit lock
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -39,15 +39,20 @@ demo: $(STAMP)
 	@echo "Serving on http://$(HOST):$(PORT)  (OpenAPI UI: http://$(HOST):$(PORT)/docs)"
 	PREVENANCE_DATABASE_URL=$(DEMO_DB) $(BIN)/prevenance serve --host $(HOST) --port $(PORT)
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+# The layering of DESIGN.md (.importlinter), private names and table declarations (tools/check_names.py).
+layers: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python tools/check_names.py
+
+lint: layers
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+test: layers
+	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)
@@ -56,7 +61,7 @@ bench: $(STAMP)
 
 # A PNG of each console screen in docs/screens/ (Debian chromium, a temporary database).
 screens: $(STAMP)
-	$(BIN)/python -m prevenance.console.screens docs/screens
+	$(BIN)/python -m tools.screens docs/screens
 
 # Known vulnerabilities in the installed (locked) dependencies: pip-audit, the registry's advisory data.
 audit: $(STAMP)
@@ -71,4 +76,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) prevenance.db prevenance.db-wal prevenance.db-shm .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) prevenance.db prevenance.db-wal prevenance.db-shm .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

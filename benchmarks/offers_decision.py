@@ -23,7 +23,6 @@ from typing import Any
 
 from _offers import bench_offer
 
-from prevenance.app import install_offer_hook
 from prevenance.customers import service as customers
 from prevenance.db import make_engine, run_in_transaction, unit_of_work
 from prevenance.loyalty import programme
@@ -31,6 +30,7 @@ from prevenance.loyalty import service as loyalty
 from prevenance.migrate import upgrade
 from prevenance.offers import features, service
 from prevenance.offers.service import HOOK_NAME
+from prevenance.wiring import offer_hook
 
 MERCHANTS = [("Librairie", "books"), ("Deliveroo", "dining"), ("Shell", "fuel"), ("Zara", "fashion")]
 
@@ -117,8 +117,7 @@ def main() -> None:
     print(f"(2) features (1 query) + scoring  {_pct(feature_samples)}")
 
     hook_samples: list[float] = []
-    install_offer_hook()
-    inner = loyalty._TRANSACTION_HOOKS[HOOK_NAME]
+    inner = offer_hook()
 
     def timed(session: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()

@@ -5,16 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 
 import structlog
 from fastapi import FastAPI
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prevenance import __version__, observability
+from prevenance import __version__, observability, wiring
 from prevenance.access_audit import AccessAuditMiddleware
 from prevenance.common import openapi
 from prevenance.common.clock import Clock, SystemClock
@@ -25,20 +23,18 @@ from prevenance.common.ratelimit import RateLimiter
 from prevenance.console.routes import router as console_router
 from prevenance.customers.api import router as members_router
 from prevenance.db import make_engine
-from prevenance.desk import service as desk_service
 from prevenance.desk.api import router as desk_router
 from prevenance.desk.concierge_api import router as concierge_router
 from prevenance.logging import RedactRequestSecrets, install_uvicorn_redaction
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
-from prevenance.offers import service as offers_service
 from prevenance.offers.api import router as offers_router
 from prevenance.offers.roi_api import router as offers_roi_router
 from prevenance.privacy import router as privacy_router
 from prevenance.request_guards import BodyGuard, InternalErrors, NulGuard
 from prevenance.security_headers import SecurityHeaders
 from prevenance.settings import Settings, get_settings
-from prevenance.views.benefit_usage import router as benefit_usage_router
+from prevenance.views.benefit_usage_api import router as benefit_usage_router
 from prevenance.views.incidents import router as incidents_router
 from prevenance.views.member360 import router as member360_router
 from prevenance.voice.api import router as voice_router
@@ -73,44 +69,6 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.clear_contextvars()
-
-
-def install_offer_hook() -> None:
-    """Decide offers on every earning transaction, composed with the desk: no offer for a member
-    who asked to be left alone, and each offer made is written in the communications log (offers
-    may not import the desk, so the composition happens here). Installing again replaces it."""
-
-    def may_contact(session: Session, member_id: int) -> bool:
-        return desk_service.may_send_marketing(session, member_id=member_id)
-
-    def record_note(session: Session, note: offers_service.OfferNote) -> None:
-        communication = desk_service.CommunicationInput(
-            id=note.id,
-            member_ref=note.member_ref,
-            kind=note.kind,
-            template=note.template,
-            channel=note.channel,
-            language=note.language,
-            sent_at=note.sent_at,
-            subject=note.subject[:300],
-            summary=note.summary,
-        )
-        desk_service.record_communication(
-            session, member_id=note.member_id, communication=communication, source="offers", now=note.sent_at
-        )
-
-    def benefits_used(session: Session, member_id: int, since: datetime) -> int:
-        return desk_service.count_benefit_usages(session, member_id=member_id, since=since)
-
-    def benefit_events(session: Session, since: datetime, until: datetime) -> list[tuple[int, datetime]]:
-        return desk_service.benefit_usage_events(session, since=since, until=until)
-
-    offers_service.install(
-        may_contact=may_contact,
-        record_note=record_note,
-        benefits=benefits_used,
-        benefit_events=benefit_events,
-    )
 
 
 def create_app(
@@ -160,7 +118,7 @@ def create_app(
     app.state.clock = clock
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit_storage)
-    install_offer_hook()
+    wiring.install_offer_hook()
     install_problem_handlers(app)
 
     # Innermost first: the last added is the outermost. The size limit, the 500 answer and every

@@ -6,18 +6,20 @@ from typing import Any
 
 import typer
 
+from prevenance import wiring
 from prevenance.common.auth import create_key, list_keys, revoke_key
 from prevenance.common.clock import SystemClock
 from prevenance.common.proxies import parse_networks
 from prevenance.console.cli import app as console_app
-from prevenance.db import make_engine, unit_of_work
+from prevenance.db import engine_from_settings, unit_of_work
 from prevenance.demo.cli import app as demo_app
+from prevenance.demo.cli import demo_users
 from prevenance.desk.cli import app as desk_app
 from prevenance.loyalty.cli import ingest_app, ledger_app, partners_app
 from prevenance.offers.cli import app as offers_app
 from prevenance.settings import Settings, get_settings
 from prevenance.stream.cli import app as stream_app
-from prevenance.views.benefit_usage import app as benefits_app
+from prevenance.views.benefit_usage_cli import app as benefits_app
 from prevenance.voice.cli import app as voice_app
 
 app = typer.Typer(
@@ -37,11 +39,14 @@ app.add_typer(voice_app, name="voice")
 app.add_typer(offers_app, name="offers")
 app.add_typer(benefits_app, name="benefits")
 app.add_typer(console_app, name="console")
+# Demo sign-ins belong to the demo data, yet `make demo` prints them as a console command.
+console_app.command("demo-users")(demo_users)
 
 
-def engine_from_settings():  # type: ignore[no-untyped-def]
-    settings = get_settings()
-    return make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+@app.callback()
+def wire() -> None:
+    """Prévenance: rewards, service, voice of the customer and offers."""
+    wiring.install_offer_hook()  # offers decided on earns (and trained) know the desk's side
 
 
 @db_app.command("upgrade")
@@ -118,14 +123,14 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """What ``serve`` tells uvicorn about proxies and its access log: it believes forwarded headers
     from the same proxies as the application (none unless ``PREVENANCE_TRUSTED_PROXIES`` names them;
     uvicorn's own default would trust 127.0.0.1 and ``FORWARDED_ALLOW_IPS``), and its access log goes
-    through the redaction filter (survey tokens, search terms)."""
+    through the redaction filter (survey tokens, search terms), as JSON when ``PREVENANCE_LOG_JSON`` is set."""
     from prevenance.logging import uvicorn_log_config
 
     proxies = ",".join(str(network) for network in parse_networks(settings.trusted_proxies))
     return {
         "proxy_headers": bool(proxies),
         "forwarded_allow_ips": proxies,
-        "log_config": uvicorn_log_config(),
+        "log_config": uvicorn_log_config(json=settings.log_json),
     }
 
 

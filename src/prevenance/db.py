@@ -81,6 +81,14 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 20)
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+def engine_from_settings() -> Engine:
+    """The engine of the configured database (``PREVENANCE_DATABASE_URL``), as every command uses it."""
+    from prevenance.settings import get_settings
+
+    settings = get_settings()
+    return make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that never expire loaded objects on commit (responses are built after it)."""
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
@@ -170,13 +178,19 @@ def forget(session: Session, key: str) -> None:
     values.pop(key, None)
 
 
-def _is_retryable(error: DBAPIError) -> bool:
+def is_retryable(error: DBAPIError) -> bool:
+    """Whether re-running the transaction may succeed: a lost race (unique violation, serialisation
+    failure, deadlock) or SQLite's busy lock."""
     if isinstance(error, IntegrityError):
         return True
     code = getattr(getattr(error, "orig", None), "sqlstate", None)
     if code in {"40001", "40P01"}:  # serialization_failure, deadlock_detected
         return True
     return isinstance(error, OperationalError) and "database is locked" in str(error)
+
+
+# The settlement ingest still imports the old name; it goes when the ingest uses ``run_in_transaction``.
+_is_retryable = is_retryable
 
 
 def run_in_transaction(engine: Engine, use_case: Callable[[Session], T], *, attempts: int = 5) -> T:
@@ -190,7 +204,7 @@ def run_in_transaction(engine: Engine, use_case: Callable[[Session], T], *, atte
             with unit_of_work(engine) as session:
                 return use_case(session)
         except DBAPIError as error:
-            if attempt == attempts or not _is_retryable(error):
+            if attempt == attempts or not is_retryable(error):
                 raise
             time.sleep(0.005 * attempt)
     raise AssertionError("unreachable")

@@ -147,15 +147,31 @@ def install_uvicorn_redaction() -> None:
             logger.addFilter(RedactingFilter())
 
 
-def uvicorn_log_config() -> dict[str, Any]:
+def uvicorn_log_config(*, json: bool = False) -> dict[str, Any]:
     """uvicorn's default logging configuration with the redacting filter on its handlers (``serve``
-    passes it, so every worker process configures it before the first request)."""
+    passes it, so every worker process configures it before the first request). With ``json``
+    (``PREVENANCE_LOG_JSON``) uvicorn's own lines, access log included, are JSON objects like every
+    other line: ``event`` (the message), ``level``, ``logger`` and a UTC ``timestamp``."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["redact"] = {"()": "prevenance.logging.RedactingFilter"}
     for handler in config.get("handlers", {}).values():
         handler.setdefault("filters", []).append("redact")
+    if json:
+        formatter = {
+            "()": "structlog.stdlib.ProcessorFormatter",
+            "processors": [
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(),
+            ],
+            "foreign_pre_chain": [
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+        }
+        config["formatters"] = {name: dict(formatter) for name in config.get("formatters", {})}
     return config
 
 

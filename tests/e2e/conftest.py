@@ -1,5 +1,5 @@
 """Browser tests: a real uvicorn server over a temporary SQLite database (migrated and filled by
-``console.showcase``) driven by Debian's chromium through Playwright. One server and one browser per
+``demo.showcase``) driven by Debian's chromium through Playwright. One server and one browser per
 module; each test gets a fresh browser context (its own cookies).
 
 Without ``/usr/bin/chromium`` the tests are skipped, except with ``CI=true`` where they fail.
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from tools.screens import CHROMIUM, Server, launch, start_server
 
-from prevenance.console.screens import CHROMIUM, Server, launch, start_server
 from prevenance.db import make_engine
 from tests.conftest import missing_server
 

@@ -43,3 +43,9 @@ def fingerprint_of(record: Any) -> str:
         if isinstance(value, datetime):
             body[spec.name] = as_utc(value).isoformat()
     return fingerprint(body)
+
+
+def iso_z(moment: datetime | None) -> str | None:
+    """A moment in UTC as every answer writes it (``2026-01-31T09:00:00Z``), so a POST's raw answer
+    and a GET of the same resource agree; None stays None."""
+    return as_utc(moment).isoformat().replace("+00:00", "Z") if moment is not None else None

@@ -6,6 +6,8 @@ status and, when one field is to blame, its name. The API and the console share 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -13,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from prevenance.common.rules import FieldError
 
 PROBLEM_BASE = "https://prevenance.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
@@ -221,3 +225,13 @@ def unexpected_error_response(request: Request, error: Exception) -> JSONRespons
     }
     structlog.get_logger().exception("unhandled_error", path=request.url.path)
     return problem_response(body)
+
+
+@contextmanager
+def as_invalid_input(field: str | None = None) -> Iterator[None]:
+    """Turn a pure rule's refusal (``FieldError``) inside the block into the 422 ``InvalidInput``
+    pointing at its field, or at ``field`` when the caller names the input better."""
+    try:
+        yield
+    except FieldError as error:
+        raise InvalidInput(str(error), field=field or error.field)

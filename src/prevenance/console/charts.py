@@ -99,7 +99,7 @@ def reasons_pareto(report: dict[str, Any], lang: str) -> dict[str, Any]:
         .properties(
             width=_WIDTH,
             description=translate(lang, "dash.reasons"),
-            padding={"left": _pareto_left_padding(order), "top": 5, "right": 5, "bottom": 5},
+            padding={"left": pareto_left_padding(order), "top": 5, "right": 5, "bottom": 5},
         )
     )
     spec: dict[str, Any] = chart.to_dict()
@@ -110,7 +110,7 @@ PARETO_LABEL_ANGLE = 30  # degrees
 PARETO_LABEL_LIMIT = 150  # px: a longer reason ends in "…" (the tooltip has it whole)
 
 
-def _pareto_left_padding(labels: list[str]) -> int:
+def pareto_left_padding(labels: list[str]) -> int:
     """Left padding so the first slanted label fits: its estimated width (vega's 10px labels, about
     5.5px a character, cut at the label limit) along the x axis, less the ~50px the y axis and half
     a bar already give it."""

@@ -23,11 +23,10 @@ def create_user(
     ),
 ) -> None:
     """Create a console user; its password is stored as an argon2 hash only."""
-    from prevenance.cli import engine_from_settings
     from prevenance.common.clock import SystemClock
     from prevenance.common.problems import PrevenanceError
     from prevenance.console import users
-    from prevenance.db import unit_of_work
+    from prevenance.db import engine_from_settings, unit_of_work
 
     try:
         with unit_of_work(engine_from_settings()) as session:
@@ -49,10 +48,9 @@ def create_user(
 @app.command("disable-user")
 def disable_user(username: str = typer.Argument(..., help="the user's sign-in name")) -> None:
     """Disable a console or portal user: its sign-in is refused and its open sessions end now."""
-    from prevenance.cli import engine_from_settings
     from prevenance.common.problems import PrevenanceError
     from prevenance.console import users
-    from prevenance.db import unit_of_work
+    from prevenance.db import engine_from_settings, unit_of_work
 
     try:
         with unit_of_work(engine_from_settings()) as session:
@@ -61,16 +59,6 @@ def disable_user(username: str = typer.Argument(..., help="the user's sign-in na
         typer.echo(f"error: {error.detail}", err=True)
         raise typer.Exit(2)
     typer.echo(f"disabled console user {user.username} ({user.role.value}); its sessions have ended")
-
-
-@app.command("demo-users")
-def demo_users() -> None:
-    """Create or reset the demo users and print their sign-ins (for ``make demo``)."""
-    from prevenance.cli import engine_from_settings
-    from prevenance.console.demo_users import create_demo_users
-
-    for username, password, role in create_demo_users(engine_from_settings()):
-        typer.echo(f"  {role:<11} {username:<16} {password}")
 
 
 if __name__ == "__main__":

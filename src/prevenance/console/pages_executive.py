@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from prevenance.common.problems import InvalidInput, PrevenanceError
+from prevenance.common.problems import PrevenanceError, as_invalid_input
 from prevenance.console import charts
 from prevenance.console.web import (
     EXECUTIVE,
@@ -169,10 +169,8 @@ def quarterly_report(p: PageDep, quarter: Annotated[str, Query(max_length=6)], l
     as a download; the directory goes once the file is sent."""
     p.require(*EXECUTIVE)
     language = lang if lang in ("fr", "en") else p.lang
-    try:
+    with as_invalid_input(field="quarter"):
         voice_rules.check_quarter(quarter)
-    except voice_rules.FieldError as error:
-        raise InvalidInput(str(error), field="quarter")
     with read_session(p.engine) as session:
         data = voice.report_data(session, quarter=quarter, language=language, now=p.now)
     directory = Path(tempfile.mkdtemp(prefix="prevenance-report-"))

@@ -1,15 +1,13 @@
-"""Tables of the console: its users (staff and members of the portal), and the prefix indexes that
-make the agent's customer search an index range scan instead of a full read of ``members``."""
+"""Tables of the console: its users (staff and members of the portal)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, func
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
-from prevenance.customers.tables import Member
 
 ROLES = ("agent", "concierge", "supervisor", "marketing", "admin", "member")
 
@@ -43,15 +41,3 @@ class ConsoleUser(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-
-
-# Prefix search of members (name, e-mail, ref), lower-cased. On PostgreSQL ``text_pattern_ops`` lets
-# ``LIKE 'abc%'`` use the index whatever the database collation; on SQLite the search is written as a
-# range (``>= 'abc' AND < 'abd'``), which the plain expression index serves.
-_members = Member.__table__
-for _column in ("name", "email", "ref"):
-    Index(
-        f"ix_console_members_{_column}_prefix",
-        func.lower(_members.c[_column]).label(_column),
-        postgresql_ops={_column: "text_pattern_ops"},
-    )

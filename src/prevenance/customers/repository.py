@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import any_, bindparam, func, insert, select
+from sqlalchemy import Subquery, any_, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -11,6 +11,10 @@ from prevenance.customers.tables import AccessLogEntry, Member, Product
 # Built once: every earn looks its member up by reference.
 _BY_REF = select(Member).where(Member.ref == bindparam("p_ref"))
 _BY_REF_FOR_UPDATE = _BY_REF.with_for_update()
+# FOR NO KEY UPDATE: it serialises the decisions of one member, yet does not conflict with the FOR KEY
+# SHARE lock every insert referencing the member takes (the earn inserts its card transaction before
+# its hooks run); a plain FOR UPDATE deadlocks against a concurrent earn.
+_LOCK_SHARED = select(Member.id).where(Member.id == bindparam("p_member")).with_for_update(key_share=True)
 _SUMMARY_BY_REF = select(Member.id, Member.ref, Member.product, Member.country, Member.language).where(
     Member.ref == bindparam("p_ref")
 )
@@ -45,6 +49,25 @@ def member_summaries_by_refs(session: Session, refs: list[str]) -> list[tuple[in
 
 def member_by_id(session: Session, member_id: int) -> Member | None:
     return session.get(Member, member_id)
+
+
+def languages_of(session: Session, member_ids: list[int], *, erased_like: str) -> list[tuple[int, str]]:
+    rows: list[tuple[int, str]] = []
+    for start in range(0, len(member_ids), 1000):  # bounded IN lists
+        chunk = member_ids[start : start + 1000]
+        statement = select(Member.id, Member.language).where(
+            Member.id.in_(chunk), Member.ref.not_like(erased_like)
+        )
+        rows += [(row.id, row.language) for row in session.execute(statement.order_by(Member.id))]
+    return rows
+
+
+def lock_shared(session: Session, member_id: int) -> None:
+    session.execute(_LOCK_SHARED, {"p_member": member_id}).first()
+
+
+def segments() -> Subquery:
+    return select(Member.id, Member.product, Member.country, Member.created_at).subquery("member_segments")
 
 
 def product(session: Session, code: str) -> Product | None:

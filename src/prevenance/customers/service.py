@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import Subquery
 from sqlalchemy.orm import Session
 
 from prevenance.common.problems import InvalidInput
 from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import repository, rules
 from prevenance.customers.errors import UnknownMember, UnknownMemberInBody, UnknownProduct
+from prevenance.customers.search import search_members as search_members
 from prevenance.customers.tables import Member, Product
 
 
@@ -141,6 +143,25 @@ def list_member_ids(
     return repository.member_ids_matching(
         session, products=products, countries=countries, cities=cities or []
     )
+
+
+def languages_of(session: Session, *, member_ids: list[int]) -> list[tuple[int, str]]:
+    """(id, language) of each of these members not erased, by id (an erased member is told nothing)."""
+    return repository.languages_of(session, sorted(member_ids), erased_like=rules.ERASED_PREFIX + "%")
+
+
+def lock_shared(session: Session, *, member_id: int) -> None:
+    """Serialise one member's decisions taken above the ledger (offer caps) on PostgreSQL, without
+    blocking a concurrent earn. On SQLite every write transaction already holds the database's one
+    write lock: nothing to send."""
+    if session.get_bind().dialect.name != "sqlite":
+        repository.lock_shared(session, member_id)
+
+
+def member_segments() -> Subquery:
+    """A selectable of every member's ``id``, ``product``, ``country`` and ``created_at``, for reports
+    above the customer record that count members by segment in SQL."""
+    return repository.segments()
 
 
 def product_of(session: Session, *, code: str) -> Product | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -67,3 +67,15 @@ class AccessLogEntry(Base):
     route: Mapped[str] = mapped_column(String(200))
     status: Mapped[int] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+# Prefix search of members (name, e-mail, ref; ``customers.search``), lower-cased. On PostgreSQL ``text_pattern_ops`` lets
+# ``LIKE 'abc%'`` use the index whatever the database collation; on SQLite the search is written as a
+# range (``>= 'abc' AND < 'abd'``), which the plain expression index serves.
+_members = Member.__table__
+for _column in ("name", "email", "ref"):
+    Index(
+        f"ix_console_members_{_column}_prefix",
+        func.lower(_members.c[_column]).label(_column),
+        postgresql_ops={_column: "text_pattern_ops"},
+    )

@@ -21,7 +21,7 @@ def load(
 ) -> None:
     """Load members across FR, GB, DE, IT, ES with a year of transactions, redemptions, referrals
     and service-desk contacts, card replacements, communications and contact preferences."""
-    from prevenance.cli import engine_from_settings
+    from prevenance.db import engine_from_settings
     from prevenance.demo.generator import DemoMismatch, load_demo
 
     try:
@@ -30,3 +30,12 @@ def load(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2)
     typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+def demo_users() -> None:
+    """Create or reset the demo users and print their sign-ins (for ``make demo``)."""
+    from prevenance.db import engine_from_settings
+    from prevenance.demo.users import create_demo_users
+
+    for username, password, role in create_demo_users(engine_from_settings()):
+        typer.echo(f"  {role:<11} {username:<16} {password}")

@@ -1,7 +1,7 @@
 """Demo desk data: a year of contacts, cases, emergency cards, communications and contact
-preferences, at the issue's rates scaled by ``scale``, written through ``prevenance.desk.service``.
+preferences, at the desk's target volume scaled by ``scale``, written through ``prevenance.desk.service``.
 
-Rates (issue 4, "Scale and demo"): 5,000 contacts a day and 700 concierge requests a day, times
+Rates: 5,000 contacts a day and 700 concierge requests a day, times
 ``scale`` (0.01 → 50 contacts and 7 concierge contacts a day). The contacts are spread over the
 demo's members in all its countries. Concierge matters come from premium members (platinum,
 centurion) to the concierge team: each is a contact on ``concierge.request`` and a concierge request
@@ -49,6 +49,7 @@ from prevenance.common.problems import PrevenanceError
 from prevenance.customers import service as customers
 from prevenance.db import read_session, unit_of_work
 from prevenance.desk import concierge as concierge_desk
+from prevenance.desk import config as desk_config
 from prevenance.desk import incidents as incident_desk
 from prevenance.desk import service as desk
 from prevenance.desk.tables import Contact
@@ -234,10 +235,10 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
     reasons = [r["code"] for r in desk.list_reasons() if r["code"] != CONCIERGE_REASON]
     base_weights = {code: float(REASON_WEIGHTS.get(code, 1)) for code in reasons}
     known_reasons = {r["code"] for r in desk.list_reasons()}
-    catalogue = desk.config.current().benefits.catalogue
+    catalogue = desk_config.current().benefits.catalogue
     benefit_products = {code: set(b.products) for code, b in catalogue.items()}
     city_teams: dict[str, list[str]] = {}
-    for team in desk.config.current().card.city_teams:
+    for team in desk_config.current().card.city_teams:
         city_teams.setdefault(team.country, []).append(team.city)
     premium = [i for i, p in enumerate(people) if p.product in PREMIUM]
     events: list[DeskEvent] = []
@@ -380,10 +381,10 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
         country = people[member].country
         teams = city_teams.get(country, [])
         if teams and rng.random() < 0.5:
-            city, promise = rng.choice(teams), desk.config.current().card.city_team_hours * 3_600.0
+            city, promise = rng.choice(teams), desk_config.current().card.city_team_hours * 3_600.0
         else:
             city = rng.choice(OTHER_CITIES.get(country, ["Elsewhere"]))
-            promise = desk.config.current().card.elsewhere_hours * 3_600.0
+            promise = desk_config.current().card.elsewhere_hours * 3_600.0
         rid = new_id("cr")
         add(before, "order", id=rid, member=member, city=city, country=country)
         late = rng.random() < 0.1

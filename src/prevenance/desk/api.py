@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_scope, require
-from prevenance.common.idempotency import Outcome
 from prevenance.common.inputs import Moment, Month, OptionalMonth
 from prevenance.common.problems import PROBLEM_JSON
+from prevenance.common.responses import respond
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import service
 from prevenance.desk.schemas import (
@@ -68,12 +68,6 @@ INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input"
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_PROBLEM}}
 
 
-def _respond(outcome: Outcome) -> JSONResponse:
-    media = PROBLEM_JSON if outcome.status_code >= 400 else "application/json"
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    return JSONResponse(outcome.body, status_code=outcome.status_code, media_type=media, headers=headers)
-
-
 # --- contacts and cases -------------------------------------------------------------------------
 
 
@@ -87,7 +81,7 @@ def get_reasons(_: DeskStaff) -> list[dict[str, str]]:
 def post_contact(body: ContactCreate, engine: DbEngine, clock: AppClock, _: DeskStaff) -> JSONResponse:
     """Log a contact; it opens a case, or joins ``case_id``. The same ``id`` and body replay the answer."""
     contact = service.ContactInput(**body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(engine, lambda s: service.log_contact(s, contact=contact, now=clock.now()))
     )
 
@@ -179,7 +173,7 @@ def post_card_replacement(
 ) -> JSONResponse:
     """Order an emergency card: 2 hours where the city has a city team, 48 hours elsewhere."""
     order = service.CardReplacementInput(member_ref=ref, **body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(engine, lambda s: service.order_card_replacement(s, order=order, now=clock.now()))
     )
 
@@ -258,7 +252,7 @@ def post_communication(
 ) -> JSONResponse:
     """Log something sent to a member (statement, marketing, notice, survey); idempotent by ``id``."""
     communication = service.CommunicationInput(**body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(
             engine,
             lambda s: service.log_communication(
@@ -344,7 +338,7 @@ def post_callback(
 ) -> JSONResponse:
     """Book a call-back (``scheduled_for`` in the future); ``id`` is the idempotency key."""
     callback = service.CallbackInput(member_ref=ref, **body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(
             engine, lambda s: service.book_callback(s, callback=callback, by=principal.name, now=clock.now())
         )
@@ -406,7 +400,7 @@ def post_benefit_usage(
 ) -> JSONResponse:
     """Record a benefit the member used (their card must be entitled to it); idempotent by ``id``."""
     usage = service.BenefitUsageInput(member_ref=ref, **body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(
             engine,
             lambda s: service.record_benefit_usage(s, usage=usage, by=principal.name, now=clock.now()),

@@ -16,7 +16,7 @@ app = typer.Typer(help="The service desk: contacts, cases, emergency cards.", no
 
 
 def _engine():  # type: ignore[no-untyped-def]
-    from prevenance.cli import engine_from_settings
+    from prevenance.db import engine_from_settings
 
     return engine_from_settings()
 

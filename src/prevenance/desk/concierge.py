@@ -11,22 +11,24 @@ and solution (the migration adds the matching GIN expression index).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import fingerprint
+from prevenance.common.ids import fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
-from prevenance.customers.tables import Member
 from prevenance.desk.errors import ConciergeNotEntitled, ConciergeStatusConflict, UnknownConciergeRequest
 from prevenance.desk.tables import ConciergePartner, ConciergeRequest, MemberTastes
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 CATEGORIES = ("restaurant", "flowers", "tickets", "travel", "gifts", "events", "other")
 STATUSES = ("open", "in_progress", "solved", "cancelled")
@@ -37,10 +39,6 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else _utc(moment).isoformat()
-
-
 def _tastes_body(row: MemberTastes | None) -> dict[str, Any]:
     if row is None:
         return {"notes": "", "likes": [], "dislikes": [], "updated_at": None, "updated_by": None}
@@ -48,7 +46,7 @@ def _tastes_body(row: MemberTastes | None) -> dict[str, Any]:
         "notes": row.notes,
         "likes": list(row.likes),
         "dislikes": list(row.dislikes),
-        "updated_at": _iso(row.updated_at),
+        "updated_at": iso_z(row.updated_at),
         "updated_by": row.updated_by,
     }
 
@@ -62,14 +60,14 @@ def _request_body(row: ConciergeRequest, tastes: dict[str, Any] | None = None) -
         "details": row.details,
         "city": row.city,
         "country": row.country,
-        "due_at": _iso(row.due_at),
+        "due_at": iso_z(row.due_at),
         "status": row.status,
         "partner": row.partner,
         "cost": None if row.cost is None else f"{row.cost:.2f}",
         "solution": row.solution,
         "requested_by": row.requested_by,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
+        "created_at": iso_z(row.created_at),
+        "updated_at": iso_z(row.updated_at),
     }
     if tastes is not None:
         body["tastes"] = tastes
@@ -133,13 +131,11 @@ class ConciergeRequestInput:
 
 def create_request(session: Session, *, request: ConciergeRequestInput, by: str, now: datetime) -> Outcome:
     """Record a premium member's request, once per id; the answer carries the member's tastes."""
-    data = asdict(request)
-    data["due_at"] = _iso(_utc(request.due_at))
     return run_idempotent(
         session,
         scope="concierge-request",
         key=request.id,
-        fingerprint=fingerprint(data),
+        fingerprint=fingerprint_of(request),
         now=now,
         produce=lambda: _create_request(session, data=request, by=by, now=now),
     )
@@ -320,7 +316,7 @@ def _partner_body(row: ConciergePartner) -> dict[str, Any]:
         "city": row.city,
         "category": row.category,
         "rating": row.rating,
-        "updated_at": _iso(row.updated_at),
+        "updated_at": iso_z(row.updated_at),
         "updated_by": row.updated_by,
     }
 

@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, require
 from prevenance.common.inputs import Moment
+from prevenance.common.responses import respond
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import concierge
-from prevenance.desk.api import CONFLICT, INVALID, NOT_FOUND, Limit, Ref, _respond
+from prevenance.desk.api import CONFLICT, INVALID, NOT_FOUND, Limit, Ref
 
 router = APIRouter(prefix="/v1", tags=["concierge"])
 
@@ -101,7 +102,7 @@ def post_concierge_request(
 ) -> Any:
     """Record a premium member's request; the answer shows the member's tastes."""
     request = concierge.ConciergeRequestInput(member_ref=ref, **body.model_dump())
-    return _respond(
+    return respond(
         run_in_transaction(
             engine, lambda s: concierge.create_request(s, request=request, by=principal.name, now=clock.now())
         )

@@ -16,7 +16,7 @@ go into the Subject header, so a title that would break a header is refused at d
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -26,17 +26,15 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import mail, outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import fingerprint
+from prevenance.common.ids import fingerprint, fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
 from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import service as customers
-from prevenance.customers.tables import Member
 from prevenance.desk import config
 from prevenance.desk.errors import IncidentResolved, UnknownIncident
 from prevenance.desk.tables import Communication, Incident, IncidentNotice
 
 SENDER = "Prévenance <notices@prevenance.example>"
-_ERASED = customers.ERASED_PREFIX + "%"  # an erased member is never told anything again
 RELAY_SOURCE = "incident-relay"
 _SUBJECT = {
     "initial": {"fr": "Incident : {title}", "en": "Incident: {title}"},
@@ -47,10 +45,6 @@ _SUBJECT = {
 
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else _utc(moment).isoformat()
 
 
 @dataclass(frozen=True)
@@ -66,9 +60,7 @@ class IncidentInput:
     affects: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        body = asdict(self)
-        body["since"] = _iso(_utc(self.since))
-        return fingerprint(body)
+        return fingerprint_of(self)
 
 
 def _incident_body(row: Incident) -> dict[str, Any]:
@@ -78,13 +70,13 @@ def _incident_body(row: Incident) -> dict[str, Any]:
         "title_en": row.title_en,
         "body_fr": row.body_fr,
         "body_en": row.body_en,
-        "since": _iso(row.since),
+        "since": iso_z(row.since),
         "affects": row.affects,
         "status": row.status,
         "affected": row.affected_count,
         "declared_by": row.declared_by,
-        "declared_at": _iso(row.declared_at),
-        "resolved_at": _iso(row.resolved_at),
+        "declared_at": iso_z(row.declared_at),
+        "resolved_at": iso_z(row.resolved_at),
     }
 
 
@@ -123,14 +115,12 @@ def _queue(
 
 def _affected(session: Session, incident_id: str) -> list[tuple[int, str]]:
     """The members told at declaration, with their language now."""
-    rows = session.execute(
-        select(Member.id, Member.language)
-        .join(IncidentNotice, IncidentNotice.member_id == Member.id)
-        .where(IncidentNotice.incident_id == incident_id, IncidentNotice.kind == "initial")
-        .where(Member.ref.not_like(_ERASED))
-        .order_by(Member.id)
+    told = session.scalars(
+        select(IncidentNotice.member_id).where(
+            IncidentNotice.incident_id == incident_id, IncidentNotice.kind == "initial"
+        )
     )
-    return [(row.id, row.language) for row in rows]
+    return customers.languages_of(session, member_ids=list(told))
 
 
 def declare(
@@ -168,15 +158,7 @@ def _declare(
     if unknown:
         raise InvalidInput(f"unknown contact reason {unknown[0]!r}", field="affects.reasons")
     member_ids = sorted(set(affected(session)))
-    languages: list[tuple[int, str]] = []
-    for start in range(0, len(member_ids), 1000):
-        chunk = member_ids[start : start + 1000]
-        languages += [
-            (row.id, row.language)
-            for row in session.execute(
-                select(Member.id, Member.language).where(Member.id.in_(chunk), Member.ref.not_like(_ERASED))
-            )
-        ]
+    languages = customers.languages_of(session, member_ids=member_ids)
     row = Incident(
         id=data.id,
         title_fr=data.title_fr,
@@ -252,7 +234,7 @@ def _add_update(
         body_en=body_en,
         now=now,
     )
-    body = {"incident_id": incident_id, "id": update_id, "notices": queued, "created_at": _iso(now)}
+    body = {"incident_id": incident_id, "id": update_id, "notices": queued, "created_at": iso_z(now)}
     outbox.emit(session, type="incident.updated", payload=body, now=now)
     return Outcome(201, body)
 

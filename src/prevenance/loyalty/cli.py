@@ -25,7 +25,7 @@ ingest_app = typer.Typer(help="Bulk loads: members and settlement files.", no_ar
 
 
 def _engine():  # type: ignore[no-untyped-def]
-    from prevenance.cli import engine_from_settings
+    from prevenance.db import engine_from_settings
 
     return engine_from_settings()
 
@@ -206,10 +206,6 @@ def ingest_transactions(
     from prevenance.loyalty import ingest
 
     engine = _engine()
-    if not no_hooks:
-        from prevenance.app import install_offer_hook  # the composition root (offers + desk)
-
-        install_offer_hook()
     _ingest(
         "transactions",
         file,

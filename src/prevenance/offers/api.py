@@ -27,7 +27,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _language(accept_language: str | None) -> str | None:
+def preferred_language(accept_language: str | None) -> str | None:
     """The first of fr/en named in ``Accept-Language`` (quality order), or None."""
     if not accept_language:
         return None
@@ -112,7 +112,7 @@ def get_member_offers(
     ensure_member_scope(principal, ref)
     with read_session(engine) as session:
         return service.list_active_member_offers(
-            session, member_ref=ref, language=_language(accept_language), now=clock.now()
+            session, member_ref=ref, language=preferred_language(accept_language), now=clock.now()
         )
 
 

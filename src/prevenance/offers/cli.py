@@ -18,7 +18,7 @@ roi_cli.register(app)
 
 
 def _engine():  # type: ignore[no-untyped-def]
-    from prevenance.cli import engine_from_settings
+    from prevenance.db import engine_from_settings
 
     return engine_from_settings()
 
@@ -29,9 +29,6 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="print the stored model as JSON"),
 ) -> None:
     """Fit the propensity model on the history and store it as the next version (used at once)."""
-    from prevenance.app import install_offer_hook  # the composition root: benefit usage is desk data
-
-    install_offer_hook()
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),

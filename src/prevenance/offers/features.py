@@ -4,8 +4,8 @@ at the offer's partner, in its category) and benefits used.
 One aggregate query per member on the decision path (``load_history``, on the card-transaction
 index ``(member_id, occurred_at)``); the training set computes the same numbers for every member
 at once with Polars (``history_frame``). ``feature_vector`` is the one place both meet, so the model
-is trained on exactly what it is scored on. Card transactions are loyalty's table, read here and
-never written (offers may depend on loyalty, not the other way round).
+is trained on exactly what it is scored on. Card transactions are loyalty's, read through
+``loyalty.history`` (offers may depend on loyalty, not the other way round).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Float, bindparam, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from prevenance.loyalty.tables import CardTransaction
+from prevenance.loyalty import history
 
 FEATURES = (
     "log_recency_days",
@@ -96,29 +95,6 @@ class MemberHistory:
         )
 
 
-_T = CardTransaction
-_RECENT = _T.occurred_at >= bindparam("p_window_start")
-# Built once (on the decision path of every earning payment): building and keying the statement
-# cost as much as running it.
-_HISTORY = (
-    select(
-        _T.category,
-        func.lower(_T.merchant),
-        func.sum(case((_RECENT, 1), else_=0)),
-        func.sum(case((_RECENT, cast(_T.amount_eur, Float)), else_=0.0)),
-        func.min(_T.occurred_at),
-        func.max(_T.occurred_at),
-    )
-    .where(
-        _T.member_id == bindparam("p_member"),
-        _T.occurred_at >= bindparam("p_history_start"),
-        _T.occurred_at <= bindparam("p_as_of"),
-        _T.id != bindparam("p_exclude"),
-    )
-    .group_by(_T.category, func.lower(_T.merchant))
-)
-
-
 def load_history(
     session: Session,
     *,
@@ -129,15 +105,13 @@ def load_history(
 ) -> MemberHistory:
     """The member's history before ``as_of`` in one grouped query (the current payment left out)."""
     window_start = as_of - timedelta(days=WINDOW_DAYS)
-    rows = session.execute(
-        _HISTORY,
-        {
-            "p_member": member_id,
-            "p_window_start": window_start,
-            "p_history_start": as_of - timedelta(days=HISTORY_DAYS),
-            "p_as_of": as_of,
-            "p_exclude": exclude_transaction or "",  # no transaction id is empty
-        },
+    rows = history.member_spend_by_merchant(
+        session,
+        member_id=member_id,
+        history_start=as_of - timedelta(days=HISTORY_DAYS),
+        window_start=window_start,
+        as_of=as_of,
+        exclude_transaction=exclude_transaction,
     )
     first: datetime | None = None
     last: datetime | None = None

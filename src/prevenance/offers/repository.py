@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from prevenance.customers.tables import Member
 from prevenance.offers.tables import Offer, OfferDecision, OfferModel
 
 OPEN = ("made", "activated", "would_have_received")
@@ -24,10 +23,6 @@ _MEMBER_DECISIONS = select(
     _DECISIONS.c.expires_at,
     _DECISIONS.c.activated_at,
 ).where(_DECISIONS.c.member_id == bindparam("p_member"))
-# FOR NO KEY UPDATE: it serialises the offer decisions of one member, yet does not conflict with
-# the FOR KEY SHARE lock every insert referencing the member takes (the earn inserts its card
-# transaction before its hooks run); a plain FOR UPDATE deadlocks against a concurrent earn.
-_LOCK_MEMBER = select(Member.id).where(Member.id == bindparam("p_member")).with_for_update(key_share=True)
 _CLAIM_REWARD = (
     update(_DECISIONS)
     .where(_DECISIONS.c.id == bindparam("p_id"), _DECISIONS.c.status == "activated")
@@ -72,13 +67,6 @@ def live_offers(session: Session) -> list[Offer]:
 def spent_points(session: Session, offer_ids: Sequence[str]) -> dict[str, int]:
     rows = session.execute(select(Offer.id, Offer.spent_points).where(Offer.id.in_(offer_ids)))
     return {r[0]: int(r[1]) for r in rows}
-
-
-def lock_member(session: Session, member_id: int) -> None:
-    """Serialise decisions for one member (caps), as the earn already does for its balance. On
-    SQLite every write transaction already holds the database's one write lock: nothing to send."""
-    if session.get_bind().dialect.name != "sqlite":
-        session.execute(_LOCK_MEMBER, {"p_member": member_id}).first()
 
 
 def member_decisions(session: Session, member_id: int) -> list[Any]:

@@ -15,7 +15,7 @@ from prevenance.offers import roi, roi_service
 
 
 def _engine() -> Engine:
-    from prevenance.cli import engine_from_settings
+    from prevenance.db import engine_from_settings
 
     engine: Engine = engine_from_settings()
     return engine

@@ -11,6 +11,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from prevenance.common.rules import FieldError
+
 REWARD_KINDS = ("bonus_points", "category_multiplier", "ecode")
 SEGMENTS = ("new", "active", "lapsing")
 STATUSES = ("active", "paused", "ended")
@@ -21,15 +23,11 @@ NEW_FOR_DAYS = 90
 MAX_POINTS = 10**9
 
 
-class RuleViolation(ValueError):
+class RuleViolation(FieldError):
     """A definition that cannot be accepted; ``field`` names the culprit (dotted path)."""
 
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
-
-def _decimal(value: Any, *, field: str, low: Decimal, high: Decimal | None = None) -> Decimal:
+def parse_decimal(value: Any, *, field: str, low: Decimal, high: Decimal | None = None) -> Decimal:
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError):
@@ -96,7 +94,7 @@ def parse_eligibility(raw: Mapping[str, Any]) -> Eligibility:
         countries=_words(raw.get("countries"), field="eligibility.countries"),
         segments=segments,
         categories=_words(raw.get("categories"), field="eligibility.categories"),
-        min_spend_eur=_decimal(
+        min_spend_eur=parse_decimal(
             raw.get("min_spend_eur", "0"), field="eligibility.min_spend_eur", low=Decimal(0)
         ),
     )
@@ -143,7 +141,7 @@ def parse_reward(kind: str, raw: Mapping[str, Any]) -> Reward:
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise RuleViolation(f"unknown key {unknown[0]!r} for a {kind} reward", field=f"reward.{unknown[0]}")
-    min_spend = _decimal(raw.get("min_spend_eur", "0"), field="reward.min_spend_eur", low=Decimal(0))
+    min_spend = parse_decimal(raw.get("min_spend_eur", "0"), field="reward.min_spend_eur", low=Decimal(0))
     if kind == "bonus_points":
         return Reward(
             kind, points=_int(raw.get("points"), field="reward.points", low=1), min_spend_eur=min_spend
@@ -152,7 +150,7 @@ def parse_reward(kind: str, raw: Mapping[str, Any]) -> Reward:
         category = raw.get("category")
         if not isinstance(category, str) or not category.strip():
             raise RuleViolation("a multiplier names its merchant category", field="reward.category")
-        multiplier = _decimal(
+        multiplier = parse_decimal(
             raw.get("multiplier"), field="reward.multiplier", low=Decimal(1), high=Decimal(20)
         )
         if multiplier == 1:

@@ -39,10 +39,6 @@ def _nats_url() -> str:
 
 
 async def _run(*, url: str, names: Names, batch: int, ack_wait: float, consume: bool, relay: bool) -> None:
-    # Import every domain, as ``prevenance serve`` does, so their in-process outbox handlers are
-    # registered in ``prevenance.worker.HANDLERS`` before the relay runs them.
-    import prevenance.app  # noqa: F401
-
     settings = get_settings()
     engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     clock = SystemClock()

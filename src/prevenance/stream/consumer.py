@@ -193,9 +193,9 @@ class Consumer:
         nak_delay: float = 2.0,
         on_result: OnResult | None = None,
     ) -> None:
-        from prevenance.app import install_offer_hook  # the composition root (offers + desk)
+        from prevenance import wiring
 
-        install_offer_hook()
+        wiring.install_offer_hook()
         self.engine, self.clock, self.js, self.names = engine, clock, js, names
         self.batch, self.commit_every = batch, commit_every
         self.linger, self._caught_up = linger, True

@@ -21,6 +21,7 @@ from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, require
 from prevenance.common.idempotency import Outcome
 from prevenance.common.problems import PROBLEM_JSON
+from prevenance.common.responses import respond
 from prevenance.customers import service as customers
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import incidents
@@ -92,19 +93,13 @@ def declare(engine: Engine, body: IncidentCreate, *, by: str, now: datetime) -> 
     )
 
 
-def _respond(outcome: Outcome) -> JSONResponse:
-    media = PROBLEM_JSON if outcome.status_code >= 400 else "application/json"
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    return JSONResponse(outcome.body, status_code=outcome.status_code, media_type=media, headers=headers)
-
-
 @router.post("/incidents", status_code=201, response_model=IncidentRead, responses=RESPONSES)
 def post_incident(
     body: IncidentCreate, engine: DbEngine, clock: AppClock, principal: IncidentWriter
 ) -> JSONResponse:
     """Declare an incident; every affected member gets an email notice in their language.
     ``id`` is the idempotency key."""
-    return _respond(declare(engine, body, by=principal.name, now=clock.now()))
+    return respond(declare(engine, body, by=principal.name, now=clock.now()))
 
 
 @router.get("/incidents/{id}", response_model=IncidentRead, responses=RESPONSES)
@@ -121,7 +116,7 @@ def post_incident_update(
     id: Id, body: IncidentUpdateCreate, engine: DbEngine, clock: AppClock, _: IncidentWriter
 ) -> JSONResponse:
     """Tell every affected member how things stand; the update's ``id`` is the idempotency key."""
-    return _respond(
+    return respond(
         run_in_transaction(
             engine,
             lambda s: incidents.add_update(
@@ -141,7 +136,7 @@ def post_incident_resolve(
     id: Id, body: IncidentResolve, engine: DbEngine, clock: AppClock, _: IncidentWriter
 ) -> JSONResponse:
     """Resolve the incident and tell every affected member (once: the same body replays)."""
-    return _respond(
+    return respond(
         run_in_transaction(
             engine,
             lambda s: incidents.resolve(

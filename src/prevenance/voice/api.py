@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 from prevenance.common import inputs
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, ensure_member_scope, require
-from prevenance.common.idempotency import Outcome
 from prevenance.common.problems import PROBLEM_JSON
+from prevenance.common.responses import respond
 from prevenance.db import read_session, run_in_transaction
 from prevenance.voice import service, survey_page
 from prevenance.voice.schemas import (
@@ -49,11 +49,6 @@ _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input", **_PROBLEM}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_PROBLEM}}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", **_PROBLEM}}
-
-
-def _respond(outcome: Outcome) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
 
 
 @router.put(
@@ -121,7 +116,7 @@ def post_scorecard_publish(
 ) -> JSONResponse:
     """Freeze the month's scorecard as a new version (201); the same content again answers the latest
     version (200). With ``Idempotency-Key`` the first answer of that key is replayed."""
-    return _respond(
+    return respond(
         run_in_transaction(
             engine,
             lambda s: service.publish_scorecard(

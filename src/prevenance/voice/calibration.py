@@ -417,7 +417,7 @@ def _calibrate(
             )
         elif country in fallback:
             method, offset = METHOD_FALLBACK, fallback[country]
-            value, per_score = _offset_value(histogram, offset, scale)
+            value, per_score = offset_value(histogram, offset, scale)
             boot_hist = _resample(histogram, replicates, rng)
             draws = _offset_values(boot_hist, offset, scale)
             calibrated = _interval(
@@ -438,7 +438,7 @@ def _calibrate(
     return results
 
 
-def _offset_value(histogram: FloatArray, offset: float, scale: _Scale) -> tuple[float, FloatArray]:
+def offset_value(histogram: FloatArray, offset: float, scale: _Scale) -> tuple[float, FloatArray]:
     """Calibrated value of a histogram under a fixed offset, and the points each answer is worth."""
     mean, sd = latent_normal(histogram, offset)[0]
     per_score = offset_matrix(offset, scale.size, (float(mean), float(sd))) @ scale.points
@@ -446,7 +446,7 @@ def _offset_value(histogram: FloatArray, offset: float, scale: _Scale) -> tuple[
 
 
 def _offset_values(histograms: FloatArray, offset: float, scale: _Scale) -> FloatArray:
-    """``_offset_value`` of many histograms: the inner answers' points are fixed, only the open ends
+    """``offset_value`` of many histograms: the inner answers' points are fixed, only the open ends
     follow each histogram's fitted tail."""
     fits = latent_normal(histograms, offset)
     per_score = np.tile(offset_matrix(offset, scale.size) @ scale.points, (histograms.shape[0], 1))

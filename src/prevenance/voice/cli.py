@@ -46,7 +46,7 @@ All lines or none: a faulty line rejects the file, listing each line and its rea
 
 
 def _engine():  # type: ignore[no-untyped-def]
-    from prevenance.cli import engine_from_settings
+    from prevenance.db import engine_from_settings
 
     return engine_from_settings()
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from sqlalchemy import insert
@@ -22,10 +22,9 @@ from sqlalchemy.orm import Session
 from prevenance.common import inputs, outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint
-from prevenance.common.problems import InvalidInput
+from prevenance.common.problems import InvalidInput, as_invalid_input
 from prevenance.common.rules import FieldError
 from prevenance.customers import service as customers
-from prevenance.customers.tables import Member
 from prevenance.desk import service as desk
 from prevenance.voice import repository, rules
 from prevenance.voice.errors import (
@@ -44,6 +43,9 @@ from prevenance.voice.tables import (
     Suggestion,
     SurveyConsent,
 )
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 METHODS = "docs/methods.md"
 ANSWER_SCHEMA: dict[str, Any] = {
@@ -66,10 +68,6 @@ ANSWER_SCHEMA: dict[str, Any] = {
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment is not None else None
-
-
-def _invalid(error: FieldError) -> InvalidInput:
-    return InvalidInput(str(error), field=error.field)
 
 
 @lru_cache(maxsize=1)
@@ -334,10 +332,8 @@ def load_answers(session: Session, *, months: Sequence[str]) -> pl.DataFrame:
 
 def _check_month(month: str) -> str:
     inputs.check_month(month)  # the accepted window (a 422 naming the month)
-    try:
+    with as_invalid_input():
         return rules.check_month(month)
-    except FieldError as error:
-        raise _invalid(error)
 
 
 def scores(session: Session, *, by: str, month: str) -> dict[str, Any]:
@@ -566,10 +562,8 @@ def list_barometers(
     """Stored barometer figures, by quarter, country, source and metric."""
     if quarter is not None:
         inputs.check_quarter(quarter)
-        try:
+        with as_invalid_input():
             rules.check_quarter(quarter)
-        except FieldError as error:
-            raise _invalid(error)
     return [_barometer_body(row) for row in repository.barometers(session, quarter=quarter, country=country)]
 
 
@@ -579,10 +573,8 @@ def calibrated_countries(session: Session, *, quarter: str) -> dict[str, Any]:
     from prevenance.voice import calibration
 
     inputs.check_quarter(quarter)
-    try:
+    with as_invalid_input():
         months = rules.quarter_months(quarter)
-    except FieldError as error:
-        raise _invalid(error)
     config = current_config()
     answers = load_answers(session, months=months)
     countries = calibration.country_scores(
@@ -726,10 +718,8 @@ def report_data(session: Session, *, quarter: str, language: str, now: datetime)
     """Everything ``report.build_quarterly_report`` needs for a quarter (and the quarters before it,
     for the trends): answers, FCR by month and country, top reasons, card promise kept, barometers."""
     inputs.check_quarter(quarter)
-    try:
+    with as_invalid_input():
         quarters = rules.previous_quarters(quarter, current_config().report_history_quarters)
-    except FieldError as error:
-        raise _invalid(error)
     if language not in rules.LANGUAGES:
         raise InvalidInput("language must be fr or en", field="language")
     months = [month for q in quarters for month in rules.quarter_months(q)]

@@ -97,7 +97,7 @@ def test_a_single_series_trend_draws_no_legend_and_several_draw_solid_symbols() 
     )
     for encoding in encodings(two):
         assert encoding["color"]["legend"]["symbolOpacity"] == 1
-    assert charts._pareto_left_padding(["Question sur le relevé"]) > charts._pareto_left_padding(["Code"])
+    assert charts.pareto_left_padding(["Question sur le relevé"]) > charts.pareto_left_padding(["Code"])
 
 
 def test_suggestion_topics_show_as_words_in_the_pages_language(

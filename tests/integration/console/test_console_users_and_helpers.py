@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 from prevenance.common.clock import FrozenClock
 from prevenance.console import i18n, users
 from prevenance.console.cli import app as console_cli
-from prevenance.console.demo_users import create_demo_users
-from prevenance.console.search import _successor, search_members
 from prevenance.console.tables import ConsoleUser
 from prevenance.console.web import safe_next
 from prevenance.customers import service as customers
+from prevenance.customers.search import prefix_successor, search_members
 from prevenance.db import read_session, unit_of_work
+from prevenance.demo.users import create_demo_users
 
 LOCALES = Path(i18n.__file__).parent / "locales"
 
@@ -100,7 +100,7 @@ def test_a_username_is_taken_once_and_a_member_user_takes_its_members_language(
 
 
 def test_the_cli_creates_a_user(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("prevenance.cli.engine_from_settings", lambda: engine)
+    monkeypatch.setattr("prevenance.db.engine_from_settings", lambda: engine)
     runner = CliRunner()
     args = ["create-user", "--username", "sup", "--role", "supervisor", "--language", "en"]
     result = runner.invoke(console_cli, args, env={"PREVENANCE_CONSOLE_PASSWORD": "long enough pw"})
@@ -202,6 +202,6 @@ def test_redirects_stay_on_this_site(target: str | None, expected: str) -> None:
 
 
 def test_the_prefix_range_ends_just_after_every_string_with_the_prefix() -> None:
-    assert _successor("abc") == "abd"
-    assert "abc" <= "abczzz" < _successor("abc")
-    assert not (_successor("abc") > "abd")
+    assert prefix_successor("abc") == "abd"
+    assert "abc" <= "abczzz" < prefix_successor("abc")
+    assert not (prefix_successor("abc") > "abd")

@@ -1,4 +1,4 @@
-"""The second pass of the console on SQLite and PostgreSQL: the supervisor's voice screen (scores with
+"""The console on SQLite and PostgreSQL: the supervisor's voice screen (scores with
 intervals, scorecard download, suggestions), the security headers and the sign-in rate limit."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, select
 
-from prevenance.console.search import search_members
+from prevenance.customers.service import search_members
 from prevenance.customers.tables import Member
 from prevenance.db import read_session
 from tests.conftest import Api, member_body

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from prevenance.app import install_offer_hook
 from prevenance.common.clock import FrozenClock
 from prevenance.common.idempotency import Outcome
 from prevenance.db import read_session, run_in_transaction
@@ -18,6 +17,7 @@ from prevenance.loyalty import ledger, service
 from prevenance.loyalty.tables import Posting
 from prevenance.offers import service as offers
 from prevenance.offers.tables import Offer, OfferDecision
+from prevenance.wiring import install_offer_hook
 from tests.conftest import Api
 from tests.integration.offers.conftest import add_member, offer_def, pay
 from tests.races import race

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from prevenance.app import install_offer_hook
 from prevenance.common.clock import FrozenClock
 from prevenance.db import run_in_transaction
 from prevenance.loyalty import service
 from prevenance.offers import service as offers
+from prevenance.wiring import install_offer_hook
 from tests.conftest import Api
 from tests.integration.offers.conftest import add_member, offer_def
 

@@ -98,7 +98,7 @@ def test_the_training_set_counts_each_members_benefit_usages_in_the_window(
     api: Api, engine: Engine, clock: FrozenClock
 ) -> None:
     """Training and decision see the same feature: usages in the 90 days before each reference date."""
-    from prevenance.offers import model
+    from prevenance.offers import propensity as model
     from prevenance.offers.features import FEATURES
 
     _history(engine, clock, members=4)

@@ -20,7 +20,7 @@ from prevenance.customers import service as customers
 from prevenance.db import unit_of_work
 from prevenance.desk import service as desk
 from prevenance.settings import get_settings
-from prevenance.views import benefit_usage
+from prevenance.views import benefit_usage_api, benefit_usage_cli
 from tests.conftest import ROLES, Api, member_body
 
 PROBLEM = "application/problem+json"
@@ -66,7 +66,7 @@ def usage_api(engine: Engine) -> Iterator[Api]:
         for role in ROLES:
             _, keys[role] = create_key(session, role=role, name=f"test-{role}", now=NOW)
     app = create_app(engine=engine, clock=FrozenClock(NOW))
-    app.include_router(benefit_usage.router)
+    app.include_router(benefit_usage_api.router)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Api(client=client, keys=keys)
 
@@ -140,17 +140,17 @@ def test_the_cli_reports_and_exits_1_on_an_alert(engine: Engine, monkeypatch: py
     get_settings.cache_clear()
     try:
         runner = CliRunner()
-        table = runner.invoke(benefit_usage.app, ["usage", "--month", "2026-04", "--country", "FR"])
+        table = runner.invoke(benefit_usage_cli.app, ["usage", "--month", "2026-04", "--country", "FR"])
         assert table.exit_code == 0, table.output
         lounge = next(line for line in table.output.splitlines() if line.startswith("lounge_access"))
         assert "platinum" in lounge and "ALERT" in lounge and "9.8" in lounge
-        as_json = runner.invoke(benefit_usage.app, ["usage", "--month", "2026-04", "--json"])
+        as_json = runner.invoke(benefit_usage_cli.app, ["usage", "--month", "2026-04", "--json"])
         assert row_of(json.loads(as_json.output), "lounge_access", "platinum", "FR")["users"] == 6
-        alerts = runner.invoke(benefit_usage.app, ["alerts", "--month", "2026-04", "--language", "fr"])
+        alerts = runner.invoke(benefit_usage_cli.app, ["alerts", "--month", "2026-04", "--language", "fr"])
         assert alerts.exit_code == 1 and "Accès aux salons d'aéroport (platinum / FR)" in alerts.output
-        calm = runner.invoke(benefit_usage.app, ["alerts", "--month", "2026-04", "--country", "DE"])
+        calm = runner.invoke(benefit_usage_cli.app, ["alerts", "--month", "2026-04", "--country", "DE"])
         assert calm.exit_code == 0 and "no alert" in calm.output
-        bad = runner.invoke(benefit_usage.app, ["usage", "--month", "2026-4x"])
+        bad = runner.invoke(benefit_usage_cli.app, ["usage", "--month", "2026-4x"])
         assert bad.exit_code == 2 and "YYYY-MM" in bad.output
     finally:
         get_settings.cache_clear()

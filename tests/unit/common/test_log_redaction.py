@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -71,6 +72,45 @@ def test_serve_configures_the_filter_on_every_uvicorn_handler() -> None:
     config = uvicorn_log_config()
     assert config["filters"]["redact"]["()"] == "prevenance.logging.RedactingFilter"
     assert config["handlers"] and all("redact" in h["filters"] for h in config["handlers"].values())
+
+
+def test_uvicorn_lines_are_json_when_the_logs_are() -> None:
+    config = uvicorn_log_config(json=True)
+
+    def written(formatter_name: str, record: logging.LogRecord) -> dict[str, Any]:
+        spec = dict(config["formatters"][formatter_name])
+        assert spec.pop("()") == "structlog.stdlib.ProcessorFormatter"
+        assert RedactingFilter().filter(record)
+        line: dict[str, Any] = json.loads(structlog.stdlib.ProcessorFormatter(**spec).format(record))
+        return line
+
+    access = written(
+        "access",
+        logging.LogRecord(
+            "uvicorn.access",
+            logging.INFO,
+            __file__,
+            1,
+            '%s - "%s %s HTTP/%s" %d',
+            ("198.51.100.7:0", "GET", f"/survey/{TOKEN}", "1.1", 200),
+            None,
+        ),
+    )
+    assert (access["logger"], access["level"]) == ("uvicorn.access", "info")
+    assert access["timestamp"].endswith("Z")
+    assert "/survey/[redacted]" in access["event"] and TOKEN not in json.dumps(access)
+    startup = written(
+        "default",
+        logging.LogRecord(
+            "uvicorn.error", logging.INFO, __file__, 1, "Application startup complete.", (), None
+        ),
+    )
+    assert startup["event"] == "Application startup complete." and startup["logger"] == "uvicorn.error"
+
+
+def test_uvicorn_lines_stay_plain_text_without_json() -> None:
+    config = uvicorn_log_config()
+    assert all(f["()"].startswith("uvicorn.") for f in config["formatters"].values())
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prevenance.offers.api import _language
+from prevenance.offers.api import preferred_language
 
 
 @pytest.mark.parametrize(
@@ -20,4 +20,4 @@ from prevenance.offers.api import _language
     ],
 )
 def test_the_preferred_supported_language_wins(header: str | None, expected: str | None) -> None:
-    assert _language(header) == expected
+    assert preferred_language(header) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prevenance.offers import model
+from prevenance.offers import propensity as model
 from prevenance.offers.features import FEATURES, feature_vector
 from prevenance.offers.rules import LogisticModel
 

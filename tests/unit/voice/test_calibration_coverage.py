@@ -124,7 +124,7 @@ def test_the_open_ended_top_answer_keeps_the_promoters() -> None:
     rng = np.random.default_rng(5)
     gb = country("GB", 20_000, OFFSET, rng)
     histogram = np.bincount(gb["recommend"].to_numpy(), minlength=11).astype(float)
-    value, _ = calibration._offset_value(histogram, OFFSET, calibration.RTF_SCALE)
+    value, _ = calibration.offset_value(histogram, OFFSET, calibration.RTF_SCALE)
     assert abs(value - truth()) < 1.0
     mean, sd = calibration.latent_normal(histogram, OFFSET)[0]
     matrix = calibration.offset_matrix(OFFSET, latent=(mean, sd))

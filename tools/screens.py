@@ -1,6 +1,6 @@
 """``make screens``: a PNG of each console screen in ``docs/screens/``, taken by Debian's chromium.
 
-Starts a real server (uvicorn) over a temporary SQLite database filled by ``console.showcase`` plus
+Starts a real server (uvicorn) over a temporary SQLite database filled by ``demo.showcase`` plus
 six months of survey answers and market barometers (``add_voice_history``, so the voice and executive
 screens have something to draw), signs in as each role and photographs its screens; the member portal
 and the survey page at a phone's size. The browser tests start their server the same way
@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from prevenance.common import outbox
-from prevenance.console import showcase
 from prevenance.db import make_engine, unit_of_work
+from prevenance.demo import showcase
 from prevenance.voice import invitations
 from prevenance.voice import rules as voice_rules
 from prevenance.voice import service as voice

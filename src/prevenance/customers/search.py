@@ -4,7 +4,7 @@ case-insensitive, 20 rows.
 Phone numbers are stored in E.164; what the agent types is read as international (``+44 7…``,
 ``0044 7…``) or national in each of the brand's countries (``06 12…`` → ``+33612…``, ``+44612…``),
 each an indexed range of ``members.phone``. Each other prefix query reads one range of a
-lower-cased index (``console.tables``): PostgreSQL runs ``lower(col) LIKE 'abc%'`` on a
+lower-cased index (``customers.tables``): PostgreSQL runs ``lower(col) LIKE 'abc%'`` on a
 ``text_pattern_ops`` index; SQLite, whose LIKE would not use an expression index, runs the same
 search as the range ``'abc' <= lower(col) < 'abd'``.
 """
@@ -33,7 +33,7 @@ _COLUMNS = (
 )
 
 
-def _successor(prefix: str) -> str:
+def prefix_successor(prefix: str) -> str:
     """The smallest string greater than every string starting with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
@@ -46,7 +46,7 @@ def _prefix(column: Any, prefix: str, postgres: bool) -> ColumnElement[bool]:
     lowered = func.lower(column)
     if postgres:
         return lowered.like(_escape_like(prefix) + "%", escape="\\")
-    return (lowered >= prefix) & (lowered < _successor(prefix))
+    return (lowered >= prefix) & (lowered < prefix_successor(prefix))
 
 
 def _sqlite_forms(prefix: str) -> list[str]:
@@ -77,7 +77,7 @@ def search_members(session: Session, *, q: str, limit: int = LIMIT) -> list[dict
     for phone in customer_rules.phone_search_prefixes(typed, countries=COUNTRIES):
         statement = (
             select(*_COLUMNS)
-            .where(Member.phone >= phone, Member.phone < _successor(phone))
+            .where(Member.phone >= phone, Member.phone < prefix_successor(phone))
             .order_by(Member.phone)
             .limit(limit)
         )

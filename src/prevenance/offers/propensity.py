@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
-from sqlalchemy import Float, cast, select
 from sqlalchemy.orm import Session
 
-from prevenance.loyalty.tables import CardTransaction
+from prevenance.loyalty import history
 from prevenance.offers.features import (
     FEATURES,
     HISTORY_DAYS,
@@ -108,12 +107,7 @@ def auc_with_ci(scores: NDArray[np.float64], labels: NDArray[np.float64]) -> dic
 
 
 def _transactions(session: Session, start: datetime, end: datetime) -> pl.DataFrame:
-    t = CardTransaction
-    rows = session.execute(
-        select(t.member_id, t.merchant, t.category, cast(t.amount_eur, Float), t.occurred_at).where(
-            t.occurred_at >= start, t.occurred_at < end
-        )
-    ).all()
+    rows = history.list_payments(session, start=start, end=end)
     return pl.DataFrame(
         {
             "member": [r[0] for r in rows],
@@ -134,12 +128,7 @@ def _transactions(session: Session, start: datetime, end: datetime) -> pl.DataFr
 
 def history_bounds(session: Session) -> tuple[datetime, datetime] | None:
     """First and last payment date in the database."""
-    from sqlalchemy import func
-
-    low, high = session.execute(
-        select(func.min(CardTransaction.occurred_at), func.max(CardTransaction.occurred_at))
-    ).one()
-    return (low, high) if low is not None else None
+    return history.payment_bounds(session)
 
 
 def busiest_targets(frame: pl.DataFrame, k: int = 5) -> list[Target]:

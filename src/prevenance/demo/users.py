@@ -1,4 +1,5 @@
-"""Demo sign-ins: one console user per staff role and one portal user, printed by ``make demo``.
+"""Demo sign-ins: one console user per staff role and one portal user, printed by ``make demo``
+(``prevenance console demo-users``).
 
 Passwords are drawn afresh on every call (and reset for users that already exist), so the printed
 ones always work and none is written in the source.

@@ -1,0 +1,70 @@
+"""The supervisor's dashboard: the month's contacts, first-contact resolution and card replacements."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from prevenance.common.problems import PrevenanceError
+from prevenance.console import charts
+from prevenance.console.web import (
+    DASHBOARD,
+    ConsoleRoute,
+    Page,
+    page,
+    problem_errors,
+    render,
+    screens_for,
+    script_json,
+)
+from prevenance.db import read_session
+from prevenance.desk import service as desk
+
+router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
+PageDep = Annotated[Page, Depends(page)]
+
+
+@router.get("/console/dashboard")
+def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Response:
+    """First-contact resolution by team, contact reasons (Pareto), emergency cards within promise."""
+    p.require(*DASHBOARD)
+    month = month or p.now.strftime("%Y-%m")
+    try:
+        with read_session(p.engine) as session:
+            fcr = desk.fcr_report(session, by="team", month=month, now=p.now)
+            reasons = desk.reason_report(session, month=month)
+            cards = desk.card_replacement_report(session, month=month, now=p.now)
+    except PrevenanceError as error:
+        return render(
+            p,
+            "dashboard.html",
+            422,
+            screens=screens_for(p),
+            month=month,
+            errors=problem_errors(p, error, {"month": "month"}),
+            specs={},
+            fcr=None,
+            reasons=None,
+            cards=None,
+        )
+    specs = {
+        "fcr": charts.fcr_by_team(fcr, p.lang),
+        "reasons": charts.reasons_pareto(reasons, p.lang),
+        "cards": charts.card_promise(cards, p.lang),
+    }
+    return render(
+        p,
+        "dashboard.html",
+        screens=screens_for(p),
+        month=month,
+        errors={},
+        specs={name: _script_json(spec) for name, spec in specs.items()},
+        fcr=fcr,
+        reasons=reasons,
+        cards=cards,
+    )
+
+
+_script_json = script_json

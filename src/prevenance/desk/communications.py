@@ -1,0 +1,187 @@
+"""The communications log (what was sent to a member, by whom) and the member's contact
+preference, which every marketing sender asks first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy.orm import Session
+
+from prevenance.common import outbox
+from prevenance.common.idempotency import Outcome, run_idempotent
+from prevenance.common.ids import as_utc, fingerprint_of, iso_z
+from prevenance.common.problems import IdempotencyConflict, InvalidInput
+from prevenance.customers import service as customers
+from prevenance.desk import rules
+from prevenance.desk.tables import (
+    Communication,
+    ContactPreference,
+)
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
+
+
+@dataclass(frozen=True)
+class CommunicationInput:
+    id: str
+    member_ref: str
+    kind: str
+    template: str
+    channel: str
+    language: str
+    sent_at: datetime
+    subject: str
+    summary: str
+
+    def fingerprint(self) -> str:
+        return fingerprint_of(self)
+
+
+def _communication_body(row: Communication, member_ref: str) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "member_ref": member_ref,
+        "kind": row.kind,
+        "template": row.template,
+        "channel": row.channel,
+        "language": row.language,
+        "sent_at": iso_z(row.sent_at),
+        "subject": row.subject,
+        "summary": row.summary,
+        "source": row.source,
+    }
+
+
+def log_communication(
+    session: Session, *, communication: CommunicationInput, source: str, now: datetime
+) -> Outcome:
+    """Record something the brand sent a member, once per id, so the front line sees it."""
+    return run_idempotent(
+        session,
+        scope="communication",
+        key=communication.id,
+        fingerprint=communication.fingerprint(),
+        now=now,
+        produce=lambda: _log_communication(session, data=communication, source=source, now=now),
+    )
+
+
+_COMMUNICATIONS: Table = Communication.__table__  # type: ignore[assignment]
+_INSERT_COMMUNICATION = insert(_COMMUNICATIONS)  # Core: cheaper than the ORM-enabled insert
+
+
+def record_communication(
+    session: Session, *, member_id: int, communication: CommunicationInput, source: str, now: datetime
+) -> None:
+    """Record a message the platform itself sends, inside the use case that sends it.
+
+    For callers that hold the member's id and whose own write is already idempotent (an offer made
+    during an earn is replayed with the earn): one ``INSERT``, no member lookup and no key of its
+    own. The id is deterministic, so the row can never be written twice.
+    """
+    session.execute(
+        _INSERT_COMMUNICATION,
+        {
+            "id": communication.id,
+            "member_id": member_id,
+            "kind": communication.kind,
+            "template": communication.template,
+            "channel": communication.channel,
+            "language": communication.language,
+            "sent_at": as_utc(communication.sent_at),
+            "subject": communication.subject,
+            "summary": communication.summary,
+            "source": source,
+            "created_at": now,
+        },
+    )
+
+
+def _log_communication(session: Session, *, data: CommunicationInput, source: str, now: datetime) -> Outcome:
+    member = customers.get_for_body_or_raise(session, ref=data.member_ref, field="member_ref")
+    if session.get(Communication, data.id) is not None:  # written by the platform itself, keyless
+        raise IdempotencyConflict(f"communication {data.id!r} is already recorded", field="id")
+    row = Communication(
+        id=data.id,
+        member_id=member.id,
+        kind=data.kind,
+        template=data.template,
+        channel=data.channel,
+        language=data.language,
+        sent_at=as_utc(data.sent_at),
+        subject=data.subject,
+        summary=data.summary,
+        source=source,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return Outcome(201, _communication_body(row, member.ref))
+
+
+def list_member_communications(session: Session, *, member_ref: str, limit: int = 50) -> dict[str, Any]:
+    """What was sent to a member, newest first."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    rows = session.scalars(
+        select(Communication)
+        .where(Communication.member_id == member.id)
+        .order_by(Communication.sent_at.desc(), Communication.id.desc())
+        .limit(limit)
+    )
+    return {"member_ref": member.ref, "items": [_communication_body(row, member.ref) for row in rows]}
+
+
+def _preference_body(member: Member, row: ContactPreference | None) -> dict[str, Any]:
+    mode = row.mode if row else None
+    return {
+        "member_ref": member.ref,
+        "mode": mode,
+        "preferred_channel": row.preferred_channel if row else None,
+        "may_send_marketing": rules.may_send_marketing(mode),
+        "updated_at": iso_z(row.updated_at) if row else None,
+        "updated_by": row.updated_by if row else None,
+    }
+
+
+def set_contact_preference(
+    session: Session, *, member_ref: str, mode: str, preferred_channel: str | None, by: str, now: datetime
+) -> dict[str, Any]:
+    """Set how a member wants to be approached (PUT: idempotent by nature)."""
+    if mode not in rules.PREFERENCE_MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(rules.PREFERENCE_MODES)}", field="mode")
+    member = customers.get_or_raise(session, ref=member_ref)
+    row = session.get(ContactPreference, member.id, with_for_update=True)
+    changed = row is None or (row.mode, row.preferred_channel) != (mode, preferred_channel)
+    if row is None:
+        row = ContactPreference(member_id=member.id)
+        session.add(row)
+    if changed:
+        row.mode, row.preferred_channel, row.updated_at, row.updated_by = mode, preferred_channel, now, by
+        session.flush()
+        outbox.emit(
+            session,
+            type="contact_preference.changed",
+            payload={"member_ref": member.ref, "mode": mode, "preferred_channel": preferred_channel},
+            now=now,
+        )
+    return _preference_body(member, row)
+
+
+def get_contact_preference(session: Session, *, member_ref: str) -> dict[str, Any]:
+    """How a member wants to be approached (``mode`` None when never stated)."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    return _preference_body(member, session.get(ContactPreference, member.id))
+
+
+_PREFERENCE_MODE = select(ContactPreference.mode).where(ContactPreference.member_id == bindparam("p_member"))
+
+
+def may_send_marketing(session: Session, *, member_id: int) -> bool:
+    """Whether outbound marketing may reach this member (never one who asked to be left alone).
+    Asked on the decision of every earning payment while offers are live: one prepared query."""
+    mode = session.execute(_PREFERENCE_MODE, {"p_member": member_id}).scalar_one_or_none()
+    return rules.may_send_marketing(mode)

@@ -1,0 +1,371 @@
+"""The desk's monthly reports: first-contact resolution, contact reasons, emergency card
+replacements, benefit explanations' attribution. Rates carry a Wilson 95% interval."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from prevenance.common.ids import as_utc
+from prevenance.common.inputs import check_month
+from prevenance.common.problems import InvalidInput, as_invalid_input
+from prevenance.desk import config, rules
+from prevenance.desk.benefits import benefit_labels
+from prevenance.desk.repository import chunks, same_reason_contacts
+from prevenance.desk.tables import (
+    BenefitExplanation,
+    BenefitUsage,
+    CardReplacement,
+    Case,
+    Contact,
+    Incident,
+    IncidentNotice,
+)
+
+
+def fcr_report(session: Session, *, by: str, month: str | None, now: datetime) -> dict[str, Any]:
+    """First-contact resolution of the cases opened in ``month`` (or ever), grouped by ``by``.
+
+    Cases are grouped by their first contact's agent, team, channel and reason, the member's
+    country when the case opened, or the month it opened. A case whose repeat window is still open
+    is reported as undetermined, not counted either way.
+    """
+    if by not in rules.FCR_DIMENSIONS:
+        raise InvalidInput(f"by must be one of {', '.join(rules.FCR_DIMENSIONS)}", field="by")
+    window = config.current().fcr_window
+    # Plain columns, not ORM objects: a month at desk volumes is some 100,000 cases.
+    statement = select(
+        Case.id,
+        Case.member_id,
+        Case.status,
+        Case.contact_count,
+        Case.resolved_at,
+        Case.country,
+        Contact.agent,
+        Contact.team,
+        Contact.channel,
+        Contact.reason,
+        Contact.outcome,
+        Contact.started_at,
+    ).join(Contact, Contact.id == Case.first_contact_id)
+    if month is not None:
+        with as_invalid_input():
+            start, end = rules.month_bounds(check_month(month))
+        statement = statement.where(Case.opened_at >= start, Case.opened_at < end)
+    cases = list(session.execute(statement))
+    repeats = same_reason_contacts(session, cases, window=window)
+    successes: dict[str, int] = defaultdict(int)
+    counted: dict[str, int] = defaultdict(int)
+    undetermined = 0
+    for case in cases:
+        facts = rules.CaseFacts(
+            status=case.status,
+            contacts=case.contact_count,
+            first_outcome=case.outcome,
+            first_started_at=case.started_at,
+            resolved_at=case.resolved_at,
+        )
+        others = [at for at, case_id in repeats.get((case.member_id, case.reason), ()) if case_id != case.id]
+        verdict = rules.first_contact_resolved(facts, same_reason_contacts=others, window=window, now=now)
+        if verdict is None:
+            undetermined += 1
+            continue
+        key = case.started_at.strftime("%Y-%m") if by == "month" else str(getattr(case, by))
+        counted[key] += 1
+        successes[key] += int(verdict)
+    rows = [rate_row(key, successes[key], counted[key]) for key in sorted(counted)]
+    return {
+        "by": by,
+        "month": month,
+        "window_days": window.days,
+        "undetermined": undetermined,
+        "overall": rate_row("all", sum(successes.values()), sum(counted.values())),
+        "rows": rows,
+    }
+
+
+def reason_report(session: Session, *, month: str) -> dict[str, Any]:
+    """Why customers contact us in ``month``: volume by reason, channel and country, against the
+    previous month, with the repeat-contact rate, the reasons that grow and the avoidable share.
+
+    A contact is a repeat when the member contacted again on the same reason within the FCR
+    window (looked for up to a window past the month's end). A contact is avoidable when its
+    reason's answer is available in self-care (``self_care`` in the taxonomy), or when a proactive
+    notice would have prevented it: the member was affected by an incident active at the time, on
+    a reason the incident explains, and had not yet been sent its notice.
+    """
+    with as_invalid_input():
+        start, end = rules.month_bounds(check_month(month))
+        previous = rules.previous_month(month)
+    previous_start, _ = rules.month_bounds(previous)
+    settings = config.current()
+    window = settings.fcr_window
+    rows = session.execute(
+        select(Contact.member_id, Contact.reason, Contact.channel, Contact.started_at, Case.country)
+        .join(Case, Case.id == Contact.case_id)
+        .where(Contact.started_at >= previous_start, Contact.started_at < end + window)
+        .order_by(Contact.member_id, Contact.reason, Contact.started_at)
+    ).all()
+    by_member_reason: dict[tuple[int, str], list[datetime]] = defaultdict(list)
+    for row in rows:
+        by_member_reason[(row.member_id, row.reason)].append(row.started_at)
+    repeats: set[tuple[int, str, datetime]] = set()
+    for (member_id, reason), starts in by_member_reason.items():
+        for started, again in zip(starts, rules.repeated(starts, window=window), strict=True):
+            if again:
+                repeats.add((member_id, reason, started))
+    current = [row for row in rows if start <= row.started_at < end]
+    unwarned = _unwarned_incident_contacts(session, current, start=start, end=end)
+    before: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if row.started_at < start:
+            before[row.reason] += 1
+    days, previous_days = (end - start).days, (start - previous_start).days
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    for row in current:
+        grouped[row.reason].append(row)
+    reasons: list[dict[str, Any]] = []
+    for code, items in grouped.items():
+        taxon = settings.reasons.get(code)
+        repeated_n = sum((r.member_id, r.reason, r.started_at) in repeats for r in items)
+        self_care = bool(taxon and taxon.self_care)
+        proactive_n = sum((r.member_id, r.reason, r.started_at) in unwarned for r in items)
+        reasons.append(
+            {
+                "reason": code,
+                "label_fr": taxon.label_fr if taxon else code,
+                "label_en": taxon.label_en if taxon else code,
+                "contacts": len(items),
+                "previous": before.get(code, 0),
+                "growth_z": round(
+                    rules.growth_z(
+                        len(items), before.get(code, 0), current_days=days, previous_days=previous_days
+                    ),
+                    3,
+                ),
+                "growing": rules.is_growing(
+                    len(items), before.get(code, 0), current_days=days, previous_days=previous_days
+                ),
+                "avoidable": self_care,
+                "avoidable_contacts": len(items) if self_care else proactive_n,
+                "avoidable_by_notice": proactive_n,
+                "repeat": rate_row(code, repeated_n, len(items)),
+                "channels": dict(sorted(_count(r.channel for r in items).items())),
+                "countries": dict(sorted(_count(r.country for r in items).items())),
+            }
+        )
+    reasons.sort(key=lambda r: (-r["contacts"], r["reason"]))
+    self_care_n = sum(r["contacts"] for r in reasons if r["avoidable"])
+    avoidable = sum(r["avoidable_contacts"] for r in reasons)
+    by_notice = sum(r["avoidable_by_notice"] for r in reasons)
+    all_repeats = sum(r["repeat"]["successes"] for r in reasons)
+    return {
+        "month": month,
+        "previous_month": previous,
+        "window_days": window.days,
+        "contacts": len(current),
+        "previous_contacts": sum(before.values()),
+        "repeat": rate_row("all", all_repeats, len(current)),
+        "avoidable": rate_row("all", avoidable, len(current)),
+        "avoidable_self_care": rate_row("self_care", self_care_n, len(current)),
+        "avoidable_by_notice": rate_row("proactive_notice", by_notice, len(current)),
+        "by_channel": dict(sorted(_count(r.channel for r in current).items())),
+        "by_country": dict(sorted(_count(r.country for r in current).items())),
+        "growing": [r["reason"] for r in reasons if r["growing"]],
+        "reasons": reasons,
+    }
+
+
+def _unwarned_incident_contacts(
+    session: Session, contacts: Sequence[Any], *, start: datetime, end: datetime
+) -> set[tuple[int, str, datetime]]:
+    """The contacts (member, reason, start) a proactive notice would have prevented: made while an
+    incident affecting the member was active, on a reason it explains (none listed: any), before
+    the member's initial notice was sent (or when it never was)."""
+    incidents = session.execute(
+        select(Incident.id, Incident.since, Incident.resolved_at, Incident.affects).where(
+            Incident.since < end, (Incident.resolved_at.is_(None)) | (Incident.resolved_at >= start)
+        )
+    ).all()
+    if not incidents or not contacts:
+        return set()
+    member_ids = sorted({row.member_id for row in contacts})
+    notices: dict[tuple[str, int], datetime | None] = {}
+    for chunk in chunks(member_ids):
+        for notice in session.execute(
+            select(IncidentNotice.incident_id, IncidentNotice.member_id, IncidentNotice.sent_at).where(
+                IncidentNotice.kind == "initial",
+                IncidentNotice.incident_id.in_([incident.id for incident in incidents]),
+                IncidentNotice.member_id.in_(chunk),
+            )
+        ):
+            notices[(notice.incident_id, notice.member_id)] = notice.sent_at
+    windows = [
+        rules.IncidentWindow(
+            incident.id,
+            incident.since,
+            incident.resolved_at,
+            frozenset((incident.affects or {}).get("reasons", [])),
+        )
+        for incident in incidents
+    ]
+    found: set[tuple[int, str, datetime]] = set()
+    for row in contacts:
+        for window in windows:
+            key = (window.incident_id, row.member_id)
+            if key in notices and rules.notice_would_have_prevented(
+                window, reason=row.reason, contact_at=row.started_at, notice_sent_at=notices[key]
+            ):
+                found.add((row.member_id, row.reason, row.started_at))
+                break
+    return found
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for value in values:
+        counts[value] += 1
+    return counts
+
+
+def rate_row(key: str, successes: int, n: int) -> dict[str, Any]:
+    """One row of a rate report: ``successes`` out of ``n`` with its Wilson 95% interval."""
+    rate = rules.wilson(successes, n)
+    return {
+        "key": key,
+        "value": rate.value,
+        "n": rate.n,
+        "successes": successes,
+        "ci_low": rate.ci_low,
+        "ci_high": rate.ci_high,
+    }
+
+
+def card_replacement_report(session: Session, *, month: str, now: datetime) -> dict[str, Any]:
+    """Share of the orders placed in ``month`` delivered within their promise.
+
+    An order delivered late or still undelivered past its due time is a miss; an undelivered order
+    still within its promise is not known yet and is left out (reported as ``open_in_time``).
+    """
+    with as_invalid_input():
+        start, end = rules.month_bounds(check_month(month))
+    rows = session.scalars(
+        select(CardReplacement).where(CardReplacement.ordered_at >= start, CardReplacement.ordered_at < end)
+    ).all()
+    policy = config.current().card
+    states = [
+        rules.replacement_state(
+            ordered_at=o.ordered_at, due_at=o.due_at, delivered_at=o.delivered_at, now=now, policy=policy
+        )
+        for o in rows
+    ]
+    on_time = states.count("delivered_on_time")
+    missed = states.count("delivered_late") + states.count("breached")
+    return {
+        "month": month,
+        "ordered": len(rows),
+        "open_in_time": len(rows) - on_time - missed,
+        "within_promise": rate_row(month, on_time, on_time + missed),
+    }
+
+
+def benefit_attribution_report(session: Session, *, month: str, now: datetime) -> dict[str, Any]:
+    """Of the benefits explained at contacts started in ``month``, per agent and benefit: how many
+    the member then used within the attribution window, with a Wilson 95% interval.
+
+    A usage is credited to the latest explanation of that benefit to that member at or before it
+    and no older than the window (last touch, ``rules.attribute_usage``); an explanation counts as
+    used when at least one usage is credited to it. An explanation with nothing credited whose
+    window is still open is ``pending`` and left out of the rate.
+    """
+    with as_invalid_input():
+        start, end = rules.month_bounds(check_month(month))
+    policy = config.current().benefits
+    window = policy.attribution_window
+    explained = session.execute(
+        select(
+            BenefitExplanation.contact_id,
+            BenefitExplanation.benefit,
+            BenefitExplanation.member_id,
+            BenefitExplanation.agent,
+            BenefitExplanation.explained_at,
+        ).where(BenefitExplanation.explained_at >= start, BenefitExplanation.explained_at < end)
+    ).all()
+    # Later explanations (up to a window past the month) may take the credit of a usage.
+    touches: dict[tuple[int, str], list[rules.Explanation]] = defaultdict(list)
+    usages: dict[tuple[int, str], list[datetime]] = defaultdict(list)
+    member_ids = sorted({row.member_id for row in explained})
+    for chunk in chunks(member_ids):
+        for touch in session.execute(
+            select(
+                BenefitExplanation.member_id,
+                BenefitExplanation.benefit,
+                BenefitExplanation.contact_id,
+                BenefitExplanation.agent,
+                BenefitExplanation.explained_at,
+            ).where(
+                BenefitExplanation.member_id.in_(chunk),
+                BenefitExplanation.explained_at >= start,
+                BenefitExplanation.explained_at < end + window,
+            )
+        ):
+            touches[(touch.member_id, touch.benefit)].append(
+                rules.Explanation(touch.contact_id, touch.agent, as_utc(touch.explained_at))
+            )
+        for member_id, benefit, used_at in session.execute(
+            select(BenefitUsage.member_id, BenefitUsage.benefit, BenefitUsage.used_at).where(
+                BenefitUsage.member_id.in_(chunk),
+                BenefitUsage.used_at >= start,
+                BenefitUsage.used_at <= end + window,
+            )
+        ):
+            usages[(member_id, benefit)].append(as_utc(used_at))
+    credited: set[tuple[str, str]] = set()
+    for key, times in usages.items():
+        for used_at in times:
+            winner = rules.attribute_usage(used_at, touches.get(key, ()), window=window)
+            if winner is not None:
+                credited.add((winner.contact_id, key[1]))
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # explained, used, pending
+    for row in explained:
+        outcome = rules.explanation_outcome(
+            rules.Explanation(row.contact_id, row.agent, as_utc(row.explained_at)),
+            credited=(row.contact_id, row.benefit) in credited,
+            window=window,
+            now=now,
+        )
+        tally = counts[(row.agent, row.benefit)]
+        tally[0] += 1
+        tally[1] += int(outcome is True)
+        tally[2] += int(outcome is None)
+    rows: list[dict[str, Any]] = []
+    for (agent, benefit), (n_explained, n_used, n_pending) in sorted(counts.items()):
+        label_fr, label_en = benefit_labels(benefit)
+        rows.append(
+            {
+                "agent": agent,
+                "benefit": benefit,
+                "label_fr": label_fr,
+                "label_en": label_en,
+                "explained": n_explained,
+                "used": n_used,
+                "pending": n_pending,
+                "rate": rate_row(f"{agent}/{benefit}", n_used, n_explained - n_pending),
+            }
+        )
+    used_all = sum(r["used"] for r in rows)
+    pending_all = sum(r["pending"] for r in rows)
+    return {
+        "month": month,
+        "window_days": window.days,
+        "explained": len(explained),
+        "used": used_all,
+        "pending": pending_all,
+        "overall": rate_row("all", used_all, len(explained) - pending_all),
+        "rows": rows,
+    }

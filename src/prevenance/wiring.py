@@ -1,0 +1,69 @@
+"""The composition of domains that may not import each other, installed by every entry point.
+
+Offers sit above loyalty and the desk beside it: an offer decided on an earning transaction must
+respect the desk's contact preferences, be written in the desk's communications log and read its
+benefit usage, yet offers may not import the desk. The API (``create_app``), the CLI and the stream
+worker call :func:`install_offer_hook` here, so that composition lives in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from prevenance.desk import service as desk_service
+from prevenance.loyalty.service import TransactionHook
+from prevenance.offers import service as offers_service
+
+
+def may_contact(session: Session, member_id: int) -> bool:
+    """Whether the member accepts marketing (no offer for a member who asked to be left alone)."""
+    return desk_service.may_send_marketing(session, member_id=member_id)
+
+
+def record_note(session: Session, note: offers_service.OfferNote) -> None:
+    """Write an offer made in the member's communications log."""
+    communication = desk_service.CommunicationInput(
+        id=note.id,
+        member_ref=note.member_ref,
+        kind=note.kind,
+        template=note.template,
+        channel=note.channel,
+        language=note.language,
+        sent_at=note.sent_at,
+        subject=note.subject[:300],
+        summary=note.summary,
+    )
+    desk_service.record_communication(
+        session, member_id=note.member_id, communication=communication, source="offers", now=note.sent_at
+    )
+
+
+def benefits_used(session: Session, member_id: int, since: datetime) -> int:
+    """How many benefits the member used since then (a feature of the offer decision)."""
+    return desk_service.count_benefit_usages(session, member_id=member_id, since=since)
+
+
+def benefit_events(session: Session, since: datetime, until: datetime) -> list[tuple[int, datetime]]:
+    """Every benefit usage in the window (the training set's benefit feature)."""
+    return desk_service.benefit_usage_events(session, since=since, until=until)
+
+
+def offer_hook() -> TransactionHook:
+    """The offers hook composed with the desk, as :func:`install_offer_hook` registers it."""
+    return offers_service.make_transaction_hook(
+        may_contact=may_contact, record_note=record_note, benefits=benefits_used
+    )
+
+
+def install_offer_hook() -> None:
+    """Decide offers on every earning transaction, composed with the desk: no offer for a member
+    who asked to be left alone, and each offer made is written in the communications log.
+    Installing again replaces it."""
+    offers_service.install(
+        may_contact=may_contact,
+        record_note=record_note,
+        benefits=benefits_used,
+        benefit_events=benefit_events,
+    )
