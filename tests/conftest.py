@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Connection, Engine, Table, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -23,6 +24,10 @@ from prevenance.db import make_engine, unit_of_work
 from prevenance.loyalty import programme
 from prevenance.migrate import upgrade
 from prevenance.tables import metadata
+
+# Property tests never fail for being slow: the machines running the suite are shared and busy.
+hypothesis_settings.register_profile("prevenance", deadline=None)
+hypothesis_settings.load_profile("prevenance")
 
 POSTGRES_URL = os.environ.get("PREVENANCE_TEST_POSTGRES_URL")
 IN_CI = os.environ.get("CI", "").lower() == "true"

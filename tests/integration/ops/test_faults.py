@@ -65,8 +65,9 @@ def _start(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    # Wait for the server's answer (or its exit), not for a time: a busy machine starts it slowly.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code in (200, 503):
                 return server
@@ -223,7 +224,7 @@ def test_api_workers_killed_mid_load_apply_every_request_exactly_once(
         thread.start()
     try:
         planned = sum(len(_requests(c)) for c in range(CLIENTS))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while len(book.answers) < 20 and time.monotonic() < deadline:
             time.sleep(0.05)  # wait until the load is flowing
         _kill(server)
@@ -312,7 +313,7 @@ def test_a_database_outage_answers_503_then_recovers_by_itself(
         assert down.json()["type"].endswith("database-unavailable") and down.headers["Retry-After"]
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 503
         proxy.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         answer = earn("DOWN-1")  # the same key, retried after the outage
         while answer.status_code == 503 and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -349,7 +350,7 @@ def test_a_database_outage_in_the_middle_of_a_load_loses_nothing_and_doubles_not
         for thread in threads:
             thread.start()
         planned = sum(len(_requests(c)) for c in range(CLIENTS))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while len(book.answers) < 20 and time.monotonic() < deadline:
             time.sleep(0.05)  # wait until the load is flowing
         proxy.stop()
