@@ -110,9 +110,7 @@ _BATCHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, EarnBa
 )
 
 
-def batcher_for(
-    engine: Engine, now: Callable[[], datetime], *, max_batch: int, linger: float
-) -> EarnBatcher:
+def batcher_for(engine: Engine, now: Callable[[], datetime], *, max_batch: int, linger: float) -> EarnBatcher:
     """The running loop's batcher for ``engine`` (created on first use)."""
     per_loop = _BATCHERS.setdefault(asyncio.get_running_loop(), {})
     found = per_loop.get(id(engine))
