@@ -433,3 +433,74 @@ def test_a_settlement_file_runs_the_hooks_unless_told_not_to(
     with read_session(engine) as s:
         stored = s.get(IdempotencyKey, ("transaction", "bat-F0"))
         assert stored is not None and (stored.response or {}).get("hooked") is (True if run_hooks else None)
+
+
+BATCH_KILLER = """
+import os, signal, sys
+from datetime import datetime
+from prevenance.db import make_engine
+from prevenance.loyalty import earning, service
+
+url, now, step = sys.argv[1], datetime.fromisoformat(sys.argv[2]), int(sys.argv[3])
+original = earning.Writer.insert
+calls = {"n": 0}
+
+def insert(self, table, columns, rows):
+    original(self, table, columns, rows)
+    calls["n"] += 1
+    if calls["n"] == step:  # 1 card transactions, 2 postings, 3 outbox events, 4 idempotency records
+        print("written, dying", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+earning.Writer.insert = insert
+engine = make_engine(url)
+txs = [
+    service.TransactionInput(
+        id=f"bat-K{i}", member_ref=f"bat-M{1 + i % 3}", amount="10.00", currency="EUR",
+        merchant="Librairie", category="books", occurred_at=now,
+    )
+    for i in range(6)
+]
+earning.run_earns(engine, [earning.EarnRequest.of(tx) for tx in txs], now=lambda: now)
+print("survived", flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", [1, 2, 3, 4])
+def test_sigkill_at_each_step_of_a_batch_leaves_nothing_and_the_retry_posts_once(
+    engine: Engine, clock: FrozenClock, tmp_path: Any, step: int
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.loyalty.test_crash_safety import snapshot
+
+    _setup(engine, clock, "bat")
+    before = snapshot(engine)
+    script = tmp_path / "die.py"
+    script.write_text(BATCH_KILLER)
+    url = engine.url.render_as_string(hide_password=False)
+    child = subprocess.run(
+        [sys.executable, str(script), url, clock.now().isoformat(), str(step)],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert "written, dying" in child.stdout and "survived" not in child.stdout
+    assert snapshot(engine) == before, "a killed batch left something behind"
+    at = clock.now()
+    txs = [_tx("bat", f"K{i}", f"M{1 + i % 3}", "10.00", "EUR", "books", "Librairie", at) for i in range(6)]
+    first = earning.run_earns(engine, [earning.EarnRequest.of(tx) for tx in txs], now=clock.now)
+    assert all(isinstance(r, Outcome) and not r.replayed for r in first)
+    again = earning.run_earns(engine, [earning.EarnRequest.of(tx) for tx in txs], now=clock.now)
+    assert [r.body for r in again if isinstance(r, Outcome) and r.replayed] == [
+        r.body for r in first if isinstance(r, Outcome)
+    ]
+    with read_session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Posting).where(Posting.reason == "earn")) == 6
+    _audit_ok(engine)
