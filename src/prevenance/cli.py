@@ -134,6 +134,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
@@ -158,7 +161,17 @@ def serve(
     os.environ[SERVE_HOST_ENV] = host
     configure(json=get_settings().log_json)
     options = uvicorn_options(get_settings())  # trusted proxies, redacted access log
-    uvicorn.run("prevenance.asgi:app", host=host, port=port, workers=workers, log_level="info", **options)
+    # A worker busy importing the app on a loaded machine cannot answer the supervisor's health
+    # ping at once; uvicorn's 5-s default kills such workers before they ever serve.
+    uvicorn.run(
+        "prevenance.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        **options,
+    )
 
 
 def main() -> None:
