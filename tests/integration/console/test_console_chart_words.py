@@ -41,6 +41,7 @@ def test_every_calibration_method_has_words_in_both_languages() -> None:
         calibration.METHOD_ESTIMATED,
         calibration.METHOD_FALLBACK,
         calibration.METHOD_NONE,
+        calibration.METHOD_TOO_FEW,
     )
     assert set(METHOD_CODES) == set(methods)
     for lang in i18n.LANGUAGES:
