@@ -59,7 +59,8 @@ from prevenance.customers import service as customers
 from prevenance.customers.errors import UnknownMemberInBody
 from prevenance.customers.service import MemberSummary
 from prevenance.db import ignoring_conflicts, run_in_transaction
-from prevenance.loyalty import ledger, programme, rules, service
+from prevenance.loyalty import hooks as earn_hooks
+from prevenance.loyalty import ledger, programme, rules, transactions
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
 
 # Bound parameters per IN list: below SQLite's historical limit of 999 variables.
@@ -248,7 +249,7 @@ def event_id() -> str:
     return f"evt_{raw.hex()}"
 
 
-def transaction_fingerprint(tx: service.TransactionInput) -> str:
+def transaction_fingerprint(tx: transactions.TransactionInput) -> str:
     """``TransactionInput.fingerprint()`` without ``dataclasses.asdict`` (a unit test holds them equal)."""
     moment = tx.occurred_at
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -268,11 +269,11 @@ def transaction_fingerprint(tx: service.TransactionInput) -> str:
 class EarnRequest:
     """One earn handed to the engine: the transaction and its body's fingerprint."""
 
-    tx: service.TransactionInput
+    tx: transactions.TransactionInput
     fingerprint: str
 
     @classmethod
-    def of(cls, tx: service.TransactionInput) -> EarnRequest:
+    def of(cls, tx: transactions.TransactionInput) -> EarnRequest:
         return cls(tx, transaction_fingerprint(tx))
 
 
@@ -325,13 +326,13 @@ def issuance_code(unit: str) -> str:
 def _evaluate(
     index: int, request: EarnRequest, member: MemberSummary | None, prog: rules.Programme
 ) -> _Earn | PrevenanceError:
-    """``service._earn`` without its writes: the same checks, in the same order, same errors."""
+    """``transactions.record_transaction`` without its writes: the same checks, in the same order, same errors."""
     tx = request.tx
     if member is None:
         return UnknownMemberInBody(f"no member with ref {tx.member_ref!r}", field="member_ref")
     try:
-        service.check_currency(tx.currency, prog)
-        amount = service.parse_amount_field(tx.amount, tx.currency)
+        rules.check_currency(tx.currency, prog)
+        amount = rules.parse_amount_field(tx.amount, tx.currency)
     except PrevenanceError as error:
         return error
     if not tx.merchant.strip():
@@ -476,7 +477,7 @@ def apply_earns(
         earns.append(outcome)
         claimed[tx.id] = index
 
-    hook_list = service.transaction_hooks() if hooks else []
+    hook_list = earn_hooks.transaction_hooks() if hooks else []
     if all(getattr(hook, "idle", _busy)(session) for hook in hook_list):
         hook_list = []  # each would answer None and write nothing: one wave, no hook call
     start = 0
@@ -493,7 +494,7 @@ def apply_earns(
 
 
 def _apply_wave(
-    session: Session, earns: list[_Earn], *, now: datetime, hooks: list[service.TransactionHook]
+    session: Session, earns: list[_Earn], *, now: datetime, hooks: list[earn_hooks.TransactionHook]
 ) -> int:
     """Write the longest prefix of ``earns`` in which (when hooks run) no account is touched twice;
     returns how many earns it wrote."""
@@ -616,14 +617,14 @@ def _apply_wave(
 
 
 def _run_hooks(
-    session: Session, wave: list[_Earn], hooks: list[service.TransactionHook], *, now: datetime
+    session: Session, wave: list[_Earn], hooks: list[earn_hooks.TransactionHook], *, now: datetime
 ) -> None:
-    """Each earn's hooks, in batch order, after the wave's postings (as ``service._earn`` runs them
+    """Each earn's hooks, in batch order, after the wave's postings (as ``record_transaction`` runs them
     after its own); what they answer is merged into the earn's body before it is stored."""
     for earn in wave:
         tx, member = earn.request.tx, earn.member
         assert earn.body is not None
-        earned = service.EarnedTransaction(
+        earned = earn_hooks.EarnedTransaction(
             id=tx.id,
             member_id=member.id,
             member_ref=member.ref,

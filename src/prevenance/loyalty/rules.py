@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
+from prevenance.common.money import AmountError, parse_amount
+from prevenance.common.problems import InvalidInput
 from prevenance.common.rules import FieldError
 
 UNITS = ("points", "miles")
@@ -400,3 +402,40 @@ def point_cost(
         },
         "basis": "observed redemption mix" if redeemed > 0 else "no redemption yet: travel value of a point",
     }
+
+
+# --- checks of an earn's input (raise the API's 422) -------------------------------------------
+
+
+class HasProduct(Protocol):
+    product: str
+
+
+# Above this an amount is a typing error, and its minor units or points would overflow a 64-bit column.
+MAX_AMOUNT = Decimal(10) ** 12
+
+
+def parse_amount_field(text: str, currency: str, field: str = "amount") -> Decimal:
+    try:
+        value = parse_amount(text, currency)
+    except AmountError as error:
+        raise InvalidInput(str(error), field=field)
+    if value >= MAX_AMOUNT:
+        raise InvalidInput(f"amount must be below {MAX_AMOUNT:,} {currency}", field=field)
+    return value
+
+
+def check_currency(currency: str, prog: Programme) -> None:
+    if not (len(currency) == 3 and currency.isalpha() and currency.isupper()):
+        raise InvalidInput("currency must be an ISO 4217 code such as EUR", field="currency")
+    if currency not in prog.fx_rates:
+        raise InvalidInput(f"no exchange rate configured for {currency}", field="currency")
+
+
+def product_rule(prog: Programme, member: HasProduct) -> ProductRule:
+    rule = prog.products.get(member.product)
+    if rule is None:
+        raise InvalidInput(
+            f"card product {member.product!r} has no earn rule in the programme", field="member_ref"
+        )
+    return rule

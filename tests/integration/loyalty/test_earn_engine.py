@@ -32,6 +32,7 @@ from prevenance.customers import service as customers
 from prevenance.customers.tables import Member
 from prevenance.db import read_session, run_in_transaction, unit_of_work
 from prevenance.loyalty import batcher, earning, ledger, service
+from prevenance.loyalty import hooks as loyalty_hooks
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
 
 SIDES = ("one", "bat")
@@ -225,7 +226,7 @@ def hooks(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, Any]], None]:
     """Replace the installed transaction hooks for the test."""
 
     def install(registry: dict[str, Any]) -> None:
-        monkeypatch.setattr(service, "_TRANSACTION_HOOKS", dict(registry))
+        monkeypatch.setattr(loyalty_hooks, "_TRANSACTION_HOOKS", dict(registry))
 
     install({})
     return install

@@ -214,7 +214,7 @@ def test_a_transient_failure_is_retried_not_lost(
 def test_a_message_that_keeps_failing_is_retried_alone_without_holding_back_the_batch(
     engine: Engine, clock: FrozenClock, names: Names, nats_url: str, monkeypatch: Any
 ) -> None:
-    from prevenance.loyalty import service
+    from prevenance.loyalty import hooks as loyalty_hooks
 
     add_members(engine, clock, ["M1"])
 
@@ -224,7 +224,7 @@ def test_a_message_that_keeps_failing_is_retried_alone_without_holding_back_the_
         return None
 
     # A transaction hook (run inside the earn's transaction) that fails for T2 alone.
-    monkeypatch.setattr(service, "_TRANSACTION_HOOKS", {"broken": broken_for_t2})
+    monkeypatch.setattr(loyalty_hooks, "_TRANSACTION_HOOKS", {"broken": broken_for_t2})
 
     async def scenario() -> Consumer:
         nc = await nats.connect(nats_url)

@@ -1,0 +1,71 @@
+"""A member's balances and movements (read side of the ledger)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from prevenance.common.problems import InvalidInput
+from prevenance.customers import service as customers
+from prevenance.loyalty import ledger
+from prevenance.loyalty.tables import (
+    Posting,
+)
+
+
+def get_balance(session: Session, *, member_ref: str) -> dict[str, Any]:
+    """A member's points and miles."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    return {
+        "member_ref": member.ref,
+        "points": ledger.balance_of(session, member_id=member.id, unit="points"),
+        "miles": ledger.balance_of(session, member_id=member.id, unit="miles"),
+    }
+
+
+def _encode_cursor(posting_id: int) -> str:
+    return base64.urlsafe_b64encode(f"p:{posting_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "p":
+            raise ValueError
+        return int(number)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this API gave out", field="cursor")
+
+
+def list_movements(session: Session, *, member_ref: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """The member's postings, newest first, cursor-paginated; each says why and for what."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    statement = select(Posting).where(Posting.member_id == member.id)
+    if cursor:
+        statement = statement.where(Posting.id < _decode_cursor(cursor))
+    rows = list(session.scalars(statement.order_by(Posting.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    # Read, never create: a unit the member has no account in has no postings either.
+    member_accounts = ledger.member_account_ids(session, member_id=member.id) if rows else set()
+    items = [
+        {
+            "id": row.id,
+            "at": row.created_at.isoformat(),
+            "reason": row.reason,
+            "reference": row.reference,
+            "unit": row.unit,
+            "amount": row.amount if row.credit_account_id in member_accounts else -row.amount,
+            "balance_after": row.balance_after,
+        }
+        for row in rows
+    ]
+    return {
+        "member_ref": member.ref,
+        "items": items,
+        "next_cursor": _encode_cursor(rows[-1].id) if more else None,
+    }
