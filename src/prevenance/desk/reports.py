@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common.ids import as_utc
 from prevenance.common.inputs import check_month
+from prevenance.common.periods import month_bounds, previous_month
 from prevenance.common.problems import InvalidInput, as_invalid_input
 from prevenance.desk import config, rules
 from prevenance.desk.benefits import benefit_labels
@@ -55,7 +56,7 @@ def fcr_report(session: Session, *, by: str, month: str | None, now: datetime) -
     ).join(Contact, Contact.id == Case.first_contact_id)
     if month is not None:
         with as_invalid_input():
-            start, end = rules.month_bounds(check_month(month))
+            start, end = month_bounds(check_month(month))
         statement = statement.where(Case.opened_at >= start, Case.opened_at < end)
     cases = list(session.execute(statement))
     repeats = same_reason_contacts(session, cases, window=window)
@@ -100,9 +101,9 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
     a reason the incident explains, and had not yet been sent its notice.
     """
     with as_invalid_input():
-        start, end = rules.month_bounds(check_month(month))
-        previous = rules.previous_month(month)
-    previous_start, _ = rules.month_bounds(previous)
+        start, end = month_bounds(check_month(month))
+        previous = previous_month(month)
+    previous_start, _ = month_bounds(previous)
     settings = config.current()
     window = settings.fcr_window
     rows = session.execute(
@@ -253,7 +254,7 @@ def card_replacement_report(session: Session, *, month: str, now: datetime) -> d
     still within its promise is not known yet and is left out (reported as ``open_in_time``).
     """
     with as_invalid_input():
-        start, end = rules.month_bounds(check_month(month))
+        start, end = month_bounds(check_month(month))
     rows = session.scalars(
         select(CardReplacement).where(CardReplacement.ordered_at >= start, CardReplacement.ordered_at < end)
     ).all()
@@ -284,7 +285,7 @@ def benefit_attribution_report(session: Session, *, month: str, now: datetime) -
     window is still open is ``pending`` and left out of the rate.
     """
     with as_invalid_input():
-        start, end = rules.month_bounds(check_month(month))
+        start, end = month_bounds(check_month(month))
     policy = config.current().benefits
     window = policy.attribution_window
     explained = session.execute(

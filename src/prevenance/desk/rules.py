@@ -12,11 +12,12 @@ import statistics
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
 from prevenance.common.rules import FieldError
+from prevenance.common.stats import Z_95, wilson_bounds
 
 CHANNELS = ("phone", "email", "chat", "social", "web", "letter")
 DIRECTIONS = ("inbound", "outbound")
@@ -32,7 +33,6 @@ REPLACEMENT_STATUSES = ("ordered", "dispatched", "delivered")
 REPLACEMENT_STATES = ("on_track", "at_risk", "breached", "delivered_on_time", "delivered_late")
 # Where a case can be routed: a call-back is a phone contact the desk makes (outbound).
 ROUTING_CHANNELS = ("chat", "callback", "phone", "web", "email", "letter", "social")
-Z_95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
 
 
 class ConfigError(FieldError):
@@ -295,31 +295,8 @@ def wilson(successes: int, n: int, *, z: float = Z_95) -> Rate:
         raise ValueError("need 0 <= successes <= n")
     if n == 0:
         return Rate(None, 0, None, None)
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return Rate(p, n, max(0.0, centre - half), min(1.0, centre + half))
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """The UTC start (inclusive) and end (exclusive) of a ``YYYY-MM`` month."""
-    try:
-        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
-    except ValueError:
-        raise RuleViolation("month must be YYYY-MM", "month")
-    end = (
-        start.replace(year=start.year + 1, month=1)
-        if start.month == 12
-        else start.replace(month=start.month + 1)
-    )
-    return start, end
-
-
-def previous_month(month: str) -> str:
-    """The ``YYYY-MM`` month before ``month``."""
-    start, _ = month_bounds(month)
-    return (start - timedelta(days=1)).strftime("%Y-%m")
+    low, high = wilson_bounds(successes, n, z=z)
+    return Rate(successes / n, n, low, high)
 
 
 # --- contact-reason analysis --------------------------------------------------------------------

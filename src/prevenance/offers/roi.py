@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from prevenance.common.rules import FieldError
+from prevenance.common.stats import wilson_bounds, z_for
 
 LEVEL = 0.95
 POWER = 0.80
@@ -128,12 +129,7 @@ def wilson_interval(events: int, n: int, *, level: float = LEVEL) -> tuple[float
     """Wilson score interval of a proportion (never zero-width, stays inside [0, 1])."""
     if n <= 0:
         return 0.0, 1.0
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    p = events / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return wilson_bounds(events, n, z=z_for(level))
 
 
 def newcombe_difference(

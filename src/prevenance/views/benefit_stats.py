@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-from prevenance.desk.rules import previous_month, wilson
+from prevenance.common.periods import previous_month
+from prevenance.desk.rules import wilson
 
 BASELINE_MONTHS = 3
 DEFAULT_ALPHA = 0.01

@@ -20,11 +20,12 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from prevenance.common.inputs import check_month
+from prevenance.common.periods import month_bounds
 from prevenance.common.problems import InvalidInput, as_invalid_input
 from prevenance.customers import service as customers
 from prevenance.desk import config
 from prevenance.desk import service as desk
-from prevenance.desk.rules import Benefit, month_bounds
+from prevenance.desk.rules import Benefit
 from prevenance.views.benefit_stats import (
     BASELINE_MONTHS,
     DEFAULT_ALPHA,

@@ -126,20 +126,9 @@ def month_of(moment: datetime) -> str:
 
 def check_month(month: str, field_name: str = "month") -> str:
     """``YYYY-MM`` or a FieldError."""
-    if not _MONTH.match(month or ""):
+    if not _MONTH.fullmatch(month or ""):
         raise FieldError(f"{field_name} must look like YYYY-MM, not {month!r}", field_name)
     return month
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """The UTC instants where a month starts and the next begins."""
-    match = _MONTH.match(month or "")
-    if not match:
-        raise FieldError(f"month must look like YYYY-MM, not {month!r}", "month")
-    year, number = int(match.group(1)), int(match.group(2))
-    start = datetime(year, number, 1, tzinfo=UTC)
-    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
-    return start, end
 
 
 def check_quarter(quarter: str, field_name: str = "quarter") -> str:

@@ -163,15 +163,6 @@ def test_wilson_interval_always_contains_the_share_and_stays_in_bounds(pair: tup
     assert 0.0 <= rate.ci_low <= rate.value + 1e-12 and rate.value - 1e-12 <= rate.ci_high <= 1.0
 
 
-def test_month_bounds() -> None:
-    assert rules.month_bounds("2026-12") == (
-        datetime(2026, 12, 1, tzinfo=UTC),
-        datetime(2027, 1, 1, tzinfo=UTC),
-    )
-    with pytest.raises(rules.RuleViolation):
-        rules.month_bounds("2026-13")
-
-
 # --- emergency card replacement -----------------------------------------------------------------
 
 
@@ -255,10 +246,6 @@ def test_self_care_reasons_are_flagged_in_the_shipped_taxonomy() -> None:
     config = shipped()
     assert config.reasons["rewards.balance"].self_care
     assert not config.reasons["card.lost_stolen"].self_care
-
-
-def test_previous_month_crosses_the_year() -> None:
-    assert rules.previous_month("2026-01") == "2025-12"
 
 
 def test_a_notice_prevents_only_contacts_inside_the_incident_before_it_was_sent() -> None:

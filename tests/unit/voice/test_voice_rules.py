@@ -60,10 +60,6 @@ def test_months_and_quarters() -> None:
     assert rules.quarter_months("2026Q3") == ["2026-07", "2026-08", "2026-09"]
     assert rules.quarter_of("2026-12") == "2026Q4"
     assert rules.previous_quarters("2026Q1", 3) == ["2025Q3", "2025Q4", "2026Q1"]
-    assert rules.month_bounds("2026-12") == (
-        datetime(2026, 12, 1, tzinfo=UTC),
-        datetime(2027, 1, 1, tzinfo=UTC),
-    )
     for bad in ("2026-13", "2026-1", "26-01", ""):
         with pytest.raises(FieldError):
             rules.check_month(bad)
