@@ -189,22 +189,37 @@ def is_retryable(error: DBAPIError) -> bool:
     return isinstance(error, OperationalError) and "database is locked" in str(error)
 
 
-# The settlement ingest still imports the old name; it goes when the ingest uses ``run_in_transaction``.
-_is_retryable = is_retryable
+def lost_race(error: BaseException) -> bool:
+    """A database error that re-running the transaction may cure (see ``is_retryable``)."""
+    return isinstance(error, DBAPIError) and is_retryable(error)
 
 
-def run_in_transaction(engine: Engine, use_case: Callable[[Session], T], *, attempts: int = 5) -> T:
-    """Run a use case in one transaction; re-run it when a concurrent writer won a race.
+def run_in_transaction(
+    engine: Engine,
+    use_case: Callable[[Session], T],
+    *,
+    attempts: int = 5,
+    retry_when: Callable[[BaseException], bool] = lost_race,
+    prepare: Callable[[Session], None] | None = None,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """Run a use case in one transaction; re-run it when a concurrent writer won a race (or when
+    ``retry_when`` says another failure is worth a re-run), at most ``attempts`` times.
 
     A use case starts by claiming its idempotency key, so the re-run finds the winner's committed
-    result and replays it rather than writing a second time.
+    result and replays it rather than writing a second time. ``prepare`` runs first in each
+    transaction (session settings); ``on_retry`` is told of each failure that led to a re-run.
     """
     for attempt in range(1, attempts + 1):
         try:
             with unit_of_work(engine) as session:
+                if prepare is not None:
+                    prepare(session)
                 return use_case(session)
-        except DBAPIError as error:
-            if attempt == attempts or not is_retryable(error):
+        except Exception as error:
+            if attempt == attempts or not retry_when(error):
                 raise
+            if on_retry is not None:
+                on_retry(error)
             time.sleep(0.005 * attempt)
     raise AssertionError("unreachable")

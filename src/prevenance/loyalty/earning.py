@@ -478,7 +478,7 @@ def apply_earns(
         claimed[tx.id] = index
 
     hook_list = earn_hooks.transaction_hooks() if hooks else []
-    if all(getattr(hook, "idle", _busy)(session) for hook in hook_list):
+    if all(getattr(hook, "idle", _never_idle)(session) for hook in hook_list):
         hook_list = []  # each would answer None and write nothing: one wave, no hook call
     start = 0
     while start < len(earns):
@@ -651,7 +651,8 @@ def _run_hooks(
 _PLAN_ATTEMPTS = 8
 
 
-def _busy(_session: Session) -> bool:
+def _never_idle(_session: Session) -> bool:
+    """A hook that cannot say it has nothing to do is assumed to have work."""
     return False
 
 

@@ -39,7 +39,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, Table, select
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from prevenance.common.clock import Clock, SystemClock
@@ -49,7 +49,7 @@ from prevenance.customers import rules as member_rules
 from prevenance.customers import service as customers
 from prevenance.customers.schemas import MemberPut
 from prevenance.customers.tables import Member
-from prevenance.db import _is_retryable, unit_of_work
+from prevenance.db import lost_race, run_in_transaction
 from prevenance.loyalty import earning, service
 from prevenance.loyalty.schemas import TransactionCreate
 
@@ -422,23 +422,28 @@ def _tune(session: Session) -> None:
         session.connection().exec_driver_sql(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
 
 
+def _chunk_may_rerun(error: BaseException) -> bool:
+    """A chunk re-runs when a concurrent writer won a race (a unique key the API claimed first, a
+    deadlock, a serialisation failure, a busy SQLite file) or changed the chunk's members."""
+    return isinstance(error, earning.PlanChanged) or lost_race(error)
+
+
 def _with_retries(engine: Engine, work: Callable[[Session], T]) -> tuple[T, int]:
-    """Run a chunk in one unit of work; re-run it when a concurrent writer won a race (a unique
-    key the API claimed first, a deadlock, a serialisation failure, a busy SQLite file). Returns
-    the chunk's result and how many times it was re-run."""
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            with unit_of_work(engine) as session:
-                _tune(session)
-                return work(session), attempt - 1
-        except earning.PlanChanged:
-            if attempt == _ATTEMPTS:
-                raise RuntimeError("the chunk's members kept changing under it; try again later")
-        except DBAPIError as error:
-            if attempt == _ATTEMPTS or not _is_retryable(error):
-                raise
-        time.sleep(0.01 * attempt)
-    raise AssertionError("unreachable")
+    """Run a chunk in one unit of work (``run_in_transaction``); returns the chunk's result and how
+    many times it was re-run."""
+    reruns: list[BaseException] = []
+    try:
+        result = run_in_transaction(
+            engine,
+            work,
+            attempts=_ATTEMPTS,
+            retry_when=_chunk_may_rerun,
+            prepare=_tune,
+            on_retry=reruns.append,
+        )
+    except earning.PlanChanged:
+        raise RuntimeError("the chunk's members kept changing under it; try again later")
+    return result, len(reruns)
 
 
 def _run(

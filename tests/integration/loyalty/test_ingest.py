@@ -676,7 +676,7 @@ def test_api_writes_during_an_ingest_are_neither_lost_nor_doubled(
 
 
 def test_an_id_the_api_claims_during_a_chunk_is_replayed_not_doubled(
-    engine: Engine, clock: FrozenClock, tmp_path: Path
+    engine: Engine, clock: FrozenClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The API posts one of the chunk's ids while the chunk waits for its locks: on PostgreSQL the
     chunk's insert then meets the API's key, is rolled back and re-run, and replays that row; on
@@ -685,13 +685,22 @@ def test_an_id_the_api_claims_during_a_chunk_is_replayed_not_doubled(
     rows = [tx_row(f"T{i}", "M002", f"{i}.00") for i in range(1, 6)]
     path = write_csv(tmp_path / "s.csv", TX_HEADER, rows)
     reports: list[ingest.Report] = []
+    loader_begins = threading.Event()
+    tune = ingest._tune
+
+    def tune_noting_the_begin(session: Session) -> None:
+        loader_begins.set()
+        tune(session)  # its first statement begins the chunk's transaction
+
+    monkeypatch.setattr(ingest, "_tune", tune_noting_the_begin)
     with Session(engine) as session, session.begin():
         tx = service.TransactionInput(
             **{**rows[2], "occurred_at": datetime.fromisoformat(rows[2]["occurred_at"])}
         )
         service.record_transaction(session, tx=tx, now=clock.now())  # holds M002's account row
         loader = threading.Thread(
-            target=lambda: reports.append(ingest.ingest_transactions(engine, path, clock=clock))
+            target=lambda: reports.append(ingest.ingest_transactions(engine, path, clock=clock)),
+            name="ingest-loader",
         )
         loader.start()
         if engine.dialect.name == "postgresql":
@@ -712,7 +721,9 @@ def test_an_id_the_api_claims_during_a_chunk_is_replayed_not_doubled(
                 time.sleep(0.01)
             assert waiting, "the chunk never waited for the API's lock"
         else:
-            time.sleep(0.2)
+            # The chunk's transaction begins while the API's is open: its BEGIN IMMEDIATE can only
+            # return once the API has committed, so the chunk then finds the API's key.
+            assert loader_begins.wait(timeout=120), "the chunk never began its transaction"
     loader.join(timeout=120)
     [report] = reports
     assert report.ok and report.counts == {"posted": 4, "replayed": 1}
