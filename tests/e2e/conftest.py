@@ -13,7 +13,6 @@ so the allowance is removed with the fix.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tools.screens import CHROMIUM, Server, launch, start_server
 
 from prevenance.db import make_engine
 from tests.conftest import missing_server
+from tests.factories import wait_until
 
 
 def chromium_or_skip() -> Path:
@@ -109,16 +109,9 @@ def collect_errors(page: Any, *, allow: tuple[str, ...] = ()) -> list[str]:
 
 
 def eventually(check: Callable[[], Any], *, what: str, timeout: float = 90.0) -> Any:
-    """Poll ``check`` until it returns something truthy (for work the server does in the background,
-    like its maintenance pass); fails after ``timeout`` seconds, generous for a slow shared machine."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.25)
+    """``wait_until`` at a browser's pace (work the server does in the background, like its
+    maintenance pass)."""
+    return wait_until(check, what=what, timeout=timeout, interval=0.25)
 
 
 def sign_in(page: Any, server: Server, username: str, path: str = "/console/login") -> None:

@@ -19,10 +19,10 @@ from prevenance.console import i18n, users
 from prevenance.console.cli import app as console_cli
 from prevenance.console.tables import ConsoleUser
 from prevenance.console.web import safe_next
-from prevenance.customers import service as customers
 from prevenance.customers.search import prefix_successor, search_members
 from prevenance.db import read_session, unit_of_work
 from prevenance.demo.users import create_demo_users
+from tests.factories import store_member
 
 LOCALES = Path(i18n.__file__).parent / "locales"
 
@@ -30,10 +30,7 @@ LOCALES = Path(i18n.__file__).parent / "locales"
 def add_member(
     engine: Engine, clock: FrozenClock, ref: str, name: str, email: str, language: str = "fr"
 ) -> None:
-    with unit_of_work(engine) as session:
-        customers.upsert(
-            session, ref=ref, data=customers.MemberData(name, email, language, "FR", "gold"), now=clock.now()
-        )
+    store_member(engine, clock, ref, name=name, email=email, language=language)
 
 
 def test_a_user_is_stored_with_an_argon2_hash_and_signs_in_with_its_password_only(

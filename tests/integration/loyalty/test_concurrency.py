@@ -28,7 +28,6 @@ from prevenance.app import create_app
 from prevenance.common.clock import FrozenClock
 from prevenance.common.idempotency import IdempotencyKey, Outcome
 from prevenance.common.problems import IdempotencyConflict, PrevenanceError
-from prevenance.customers import service as customers
 from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import ledger, rules, service
 from prevenance.loyalty.errors import (
@@ -51,6 +50,7 @@ from prevenance.loyalty.tables import (
     Refund,
 )
 from tests.conftest import Api, member_body, tx_body
+from tests.factories import store_member
 from tests.races import race
 
 pytestmark = pytest.mark.slow
@@ -73,11 +73,7 @@ def only(refused: list[BaseException], *kinds: type[PrevenanceError]) -> None:
 
 
 def member(engine: Engine, clock: FrozenClock, ref: str, product: str = "gold") -> int:
-    data = customers.MemberData(
-        name="Marie Curie", email="marie@example.fr", language="fr", country="FR", product=product
-    )
-    row, _ = run_in_transaction(engine, lambda s: customers.upsert(s, ref=ref, data=data, now=clock.now()))
-    return row.id
+    return store_member(engine, clock, ref, product=product)
 
 
 def earn(

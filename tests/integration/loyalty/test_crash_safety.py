@@ -30,13 +30,13 @@ from sqlalchemy.orm import Session
 from prevenance.common import outbox
 from prevenance.common.clock import FrozenClock
 from prevenance.common.idempotency import Outcome
-from prevenance.customers import service as customers
 from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import api as loyalty_api
 from prevenance.loyalty import earning, ledger, service
 from prevenance.loyalty.tables import CardTransaction, Posting
 from prevenance.tables import metadata
 from tests.conftest import Api, member_body, tx_body
+from tests.factories import store_member
 
 
 class Crash(RuntimeError):
@@ -98,10 +98,7 @@ def audit_ok(engine: Engine) -> None:
 
 
 def member(engine: Engine, clock: FrozenClock, ref: str, product: str = "gold") -> None:
-    data = customers.MemberData(
-        name="Simone Veil", email="simone@example.fr", language="fr", country="FR", product=product
-    )
-    run_in_transaction(engine, lambda s: customers.upsert(s, ref=ref, data=data, now=clock.now()))
+    store_member(engine, clock, ref, name="Simone Veil", email="simone@example.fr", product=product)
 
 
 def earn_input(tx_id: str, ref: str, amount: str, clock: FrozenClock) -> service.TransactionInput:

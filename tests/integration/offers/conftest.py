@@ -11,7 +11,8 @@ from prevenance.common.auth import create_key
 from prevenance.common.clock import FrozenClock
 from prevenance.db import unit_of_work
 from prevenance.offers import rules
-from tests.conftest import Api, member_body, tx_body
+from tests.conftest import Api, tx_body
+from tests.factories import put_member
 
 
 def offer_def(**overrides: Any) -> dict[str, Any]:
@@ -50,9 +51,7 @@ def refs_in_arm(offer_id: str, arm: str, count: int, prefix: str = "M", share: s
     return found
 
 
-def add_member(api: Api, ref: str, **overrides: Any) -> None:
-    response = api.put(f"/v1/members/{ref}", member_body(**overrides))
-    assert response.status_code in (200, 201), response.text
+add_member = put_member
 
 
 def pay(api: Api, tx_id: str, ref: str, **overrides: Any) -> Any:

@@ -23,7 +23,8 @@ from prevenance.loyalty import ledger
 from prevenance.loyalty.tables import CardTransaction
 from prevenance.stream.names import Names
 from tests.conftest import tx_body
-from tests.integration.stream.conftest import add_members, wait_until
+from tests.factories import wait_until
+from tests.integration.stream.conftest import add_members
 
 TOTAL = 1500
 MEMBERS = 10

@@ -23,8 +23,9 @@ from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import service
 from prevenance.stream.names import Names
 from tests.conftest import tx_body
+from tests.factories import wait_until
 from tests.integration.ops.netproxy import NetProxy
-from tests.integration.stream.conftest import add_members, wait_until
+from tests.integration.stream.conftest import add_members
 
 BIN = Path(sys.executable).parent / "prevenance"
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, member_body
+from tests.conftest import Api
+from tests.factories import put_member
 from tests.smtp_server import Smtp, running_smtp
 
 
@@ -22,8 +23,7 @@ def smtp() -> Iterator[Smtp]:
 
 
 def add_member(api: Api, ref: str, **overrides: Any) -> None:
-    response = api.put(f"/v1/members/{ref}", member_body(email=f"{ref.lower()}@example.org", **overrides))
-    assert response.status_code in (200, 201), response.text
+    put_member(api, ref, **{"email": f"{ref.lower()}@example.org", **overrides})
 
 
 def log_contact(
