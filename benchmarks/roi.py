@@ -5,7 +5,7 @@ members across five countries, ``--per-member`` card transactions each (default 
 six months around the campaign, and one decision per member (10% held out as control). Rows are
 written with bulk Core inserts straight into the tables: this measures the report, not the ledger,
 so the points columns are filled but no posting is made. Then it times
-``offers.roi_service.roi_report`` (Welch intervals, and with ``--bootstrap`` the bootstrap too),
+``offers.roi.service.roi_report`` (Welch intervals, and with ``--bootstrap`` the bootstrap too),
 and prints the peak Python allocation during one report (``tracemalloc``, a separate run because
 tracing slows it) and the process's peak resident memory (``ru_maxrss``, which includes the seeding).
 
@@ -32,7 +32,7 @@ from prevenance.db import make_engine, read_session, unit_of_work
 from prevenance.loyalty import programme
 from prevenance.loyalty.tables import CardTransaction
 from prevenance.migrate import upgrade
-from prevenance.offers import roi_service
+from prevenance.offers.roi import service as roi_service
 from prevenance.offers.tables import Offer, OfferDecision
 
 COUNTRIES = ("FR", "GB", "DE", "IT", "ES")

@@ -29,7 +29,7 @@ from prevenance.logging import RedactRequestSecrets, install_uvicorn_redaction
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
 from prevenance.offers.api import router as offers_router
-from prevenance.offers.roi_api import router as offers_roi_router
+from prevenance.offers.roi.api import router as offers_roi_router
 from prevenance.privacy import router as privacy_router
 from prevenance.request_guards import BodyGuard, InternalErrors, NulGuard
 from prevenance.security_headers import SecurityHeaders

@@ -43,9 +43,9 @@ from prevenance.desk.schemas import IncidentCreate, IncidentResolve, IncidentUpd
 from prevenance.loyalty import programme
 from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.schemas import CatalogueItemPut, PartnerPut
-from prevenance.offers import roi_service
 from prevenance.offers import rules as offer_rules
 from prevenance.offers import service as offers
+from prevenance.offers.roi import service as roi_service
 from prevenance.offers.schemas import OfferPut
 from prevenance.views import benefit_usage
 from prevenance.views import incidents as incident_views

@@ -410,7 +410,7 @@ def _text(value: Any) -> str:
 # --- running a file chunk by chunk -------------------------------------------------------------
 
 
-def _tune(session: Session) -> None:
+def tune_for_bulk(session: Session) -> None:
     """Give SQLite a page cache the size of a load's working set.
 
     The default (2 MiB) holds a sliver of the indexes a load appends to at random places (a
@@ -438,7 +438,7 @@ def _with_retries(engine: Engine, work: Callable[[Session], T]) -> tuple[T, int]
             work,
             attempts=_ATTEMPTS,
             retry_when=_chunk_may_rerun,
-            prepare=_tune,
+            prepare=tune_for_bulk,
             on_retry=reruns.append,
         )
     except earning.PlanChanged:

@@ -11,7 +11,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from prevenance.common.clock import SystemClock
 from prevenance.common.problems import PrevenanceError
 from prevenance.db import read_session, unit_of_work
-from prevenance.offers import roi_cli, service
+from prevenance.offers import service
+from prevenance.offers.roi import cli as roi_cli
 
 app = typer.Typer(help="The offers domain.", no_args_is_help=True)
 roi_cli.register(app)

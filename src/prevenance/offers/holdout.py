@@ -1,5 +1,5 @@
 """The programme-wide holdout: a salted share of members who get no marketing offer for a period,
-so the whole programme's incremental value can be measured against them (``roi_service``)."""
+so the whole programme's incremental value can be measured against them (``roi.service``)."""
 
 from __future__ import annotations
 

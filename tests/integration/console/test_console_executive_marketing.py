@@ -148,7 +148,7 @@ def test_an_offer_with_enough_members_shows_its_roi_and_interval(
 ) -> None:
     """Forty members per arm, the treated spending 20 € more after the decision: the page shows the
     ROI the offers loop computes, with its interval."""
-    from prevenance.offers import roi_service
+    from prevenance.offers.roi import service as roi_service
 
     at = datetime(2025, 11, 1, tzinfo=UTC)
     with unit_of_work(engine) as session:

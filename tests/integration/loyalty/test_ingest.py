@@ -686,13 +686,13 @@ def test_an_id_the_api_claims_during_a_chunk_is_replayed_not_doubled(
     path = write_csv(tmp_path / "s.csv", TX_HEADER, rows)
     reports: list[ingest.Report] = []
     loader_begins = threading.Event()
-    tune = ingest._tune
+    tune = ingest.tune_for_bulk
 
     def tune_noting_the_begin(session: Session) -> None:
         loader_begins.set()
         tune(session)  # its first statement begins the chunk's transaction
 
-    monkeypatch.setattr(ingest, "_tune", tune_noting_the_begin)
+    monkeypatch.setattr(ingest, "tune_for_bulk", tune_noting_the_begin)
     with Session(engine) as session, session.begin():
         tx = service.TransactionInput(
             **{**rows[2], "occurred_at": datetime.fromisoformat(rows[2]["occurred_at"])}

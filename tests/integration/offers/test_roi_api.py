@@ -23,7 +23,8 @@ from prevenance.common.clock import FrozenClock
 from prevenance.customers import service as customers
 from prevenance.db import unit_of_work
 from prevenance.loyalty import service as loyalty
-from prevenance.offers import roi_api, roi_cli
+from prevenance.offers.roi import api as roi_api
+from prevenance.offers.roi import cli as roi_cli
 from prevenance.offers.tables import Offer, OfferDecision
 from prevenance.settings import get_settings
 from tests.conftest import ROLES, Api, member_body

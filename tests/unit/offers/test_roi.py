@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prevenance.offers import roi
-from prevenance.offers.roi import ArmTooSmall, MemberWindows
+from prevenance.offers.roi import rules as roi
+from prevenance.offers.roi.rules import ArmTooSmall, MemberWindows
 
 
 def campaign(

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from prevenance.loyalty import rules as loyalty_rules
-from prevenance.offers import roi
 from prevenance.offers import rules as offer_rules
+from prevenance.offers.roi import rules as roi
 
 
 def test_newcombe_is_never_zero_width_and_matches_the_published_example() -> None:

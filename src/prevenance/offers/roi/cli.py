@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 from prevenance.common.clock import SystemClock
 from prevenance.common.problems import PrevenanceError
 from prevenance.db import read_session
-from prevenance.offers import roi, roi_service
+from prevenance.offers.roi import rules as roi
+from prevenance.offers.roi import service as roi_service
 
 
 def _engine() -> Engine:

@@ -37,8 +37,9 @@ from prevenance.common.ids import as_utc
 from prevenance.common.problems import InvalidInput, NotFound
 from prevenance.common.rules import FieldError
 from prevenance.loyalty import service as loyalty
-from prevenance.offers import roi, rules
+from prevenance.offers import rules
 from prevenance.offers import service as offers
+from prevenance.offers.roi import rules as roi
 
 _offers = table(
     "offers",

@@ -11,7 +11,9 @@ from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, require
 from prevenance.common.problems import PROBLEM_JSON
 from prevenance.db import read_session, run_in_transaction
-from prevenance.offers import roi, roi_service, service
+from prevenance.offers import service
+from prevenance.offers.roi import rules as roi
+from prevenance.offers.roi import service as roi_service
 
 router = APIRouter(prefix="/v1", tags=["offers"])
 Analyst = Annotated[Principal, Depends(require(Role.MARKETING, Role.SUPERVISOR))]
