@@ -408,7 +408,10 @@ def point_cost(
 
 
 class HasProduct(Protocol):
-    product: str
+    """A member as the earn rules see it: only its card product."""
+
+    @property
+    def product(self) -> str: ...
 
 
 # Above this an amount is a typing error, and its minor units or points would overflow a 64-bit column.

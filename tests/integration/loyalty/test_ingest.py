@@ -37,6 +37,7 @@ from prevenance.common.outbox import OutboxEvent
 from prevenance.customers.tables import Member
 from prevenance.db import read_session, run_in_transaction, unit_of_work
 from prevenance.loyalty import ingest, ledger, programme, service
+from prevenance.loyalty.ingest import runner as ingest_runner
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
 from prevenance.settings import get_settings
 from prevenance.tables import metadata
@@ -692,7 +693,7 @@ def test_an_id_the_api_claims_during_a_chunk_is_replayed_not_doubled(
         loader_begins.set()
         tune(session)  # its first statement begins the chunk's transaction
 
-    monkeypatch.setattr(ingest, "tune_for_bulk", tune_noting_the_begin)
+    monkeypatch.setattr(ingest_runner, "tune_for_bulk", tune_noting_the_begin)
     with Session(engine) as session, session.begin():
         tx = service.TransactionInput(
             **{**rows[2], "occurred_at": datetime.fromisoformat(rows[2]["occurred_at"])}
