@@ -46,6 +46,21 @@ def emit(session: Session, *, type: str, payload: dict[str, Any], now: datetime)
     return event_id
 
 
+def emit_many(session: Session, *, type: str, payloads: list[dict[str, Any]], now: datetime) -> list[str]:
+    """``emit`` for a batch of events of one type, in one multi-row ``INSERT`` (a bulk import)."""
+    if not payloads:
+        return []
+    ids = [new_id("evt") for _ in payloads]
+    session.execute(
+        _INSERT,
+        [
+            {"event_id": event_id, "type": type, "payload": payload, "occurred_at": now}
+            for event_id, payload in zip(ids, payloads, strict=True)
+        ],
+    )
+    return ids
+
+
 def deliver_pending(
     session: Session, *, handlers: dict[str, list[Handler]], now: datetime, limit: int = 500
 ) -> int:
