@@ -167,7 +167,7 @@ def test_calibration_from_stratum_counts_equals_calibration_from_rows(loaded: En
     expected = calibration.country_scores(rows, **settings)
     assert counted == expected
     methods = {item["country"]: item["method_code"] for item in counted}
-    assert methods == {"FR": "reference", "GB": "estimated", "DE": "estimated", "IT": "too_few"}
+    assert methods == {"FR": "reference", "GB": "estimated", "DE": "estimated", "IT": "fallback"}
 
 
 def test_quarterly_report_from_counts_equals_report_from_rows(loaded: Engine) -> None:
