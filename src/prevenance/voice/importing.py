@@ -122,11 +122,13 @@ def _write(
                     "updated_at": now,
                 }
             )
-    session.execute(insert(Answer), answers)
+    # Core statements on the tables (not the ORM's bulk path): one driver ``executemany`` each.
+    connection = session.connection()
+    connection.execute(insert(Answer.__table__), answers)
     if topic_rows:
-        session.execute(insert(AnswerTopic), topic_rows)
+        connection.execute(insert(AnswerTopic.__table__), topic_rows)
     if suggestions:
-        session.execute(insert(Suggestion), suggestions)
+        connection.execute(insert(Suggestion.__table__), suggestions)
     outbox.emit_many(session, type="survey.answered", payloads=[body for body, _, _ in bodies], now=now)
 
 
