@@ -37,7 +37,7 @@ that memory does not depend on the file."""
 MAX_ERRORS = 1000
 
 
-class _SeenIds:
+class SeenIds:
     """The ids met so far in the file, as 64-bit digests with their line, sorted: 12 bytes a line.
 
     Two different ids sharing a digest (odds about n²/2^65, 3 in a million for 10 million lines)
@@ -148,7 +148,7 @@ def import_answers(
     imported with the same values is skipped, with other values it is a faulty line: a re-run of the
     file adds nothing. ``rows`` is read once, ``chunk`` lines at a time.
     """
-    seen = _SeenIds()
+    seen = SeenIds()
     errors: list[dict[str, Any]] = []
     faults = imported = unchanged = lines = 0
     source = iter(rows)
@@ -172,7 +172,7 @@ def import_answers(
             if item.member_ref not in members
         ]
         ids = [f"csv:{item.id}" for _, item in known]
-        digests = np.fromiter((_SeenIds.digest(i) for i in ids), dtype=np.uint64, count=len(ids))
+        digests = np.fromiter((SeenIds.digest(i) for i in ids), dtype=np.uint64, count=len(ids))
         earlier = seen.first_line(digests)
         existing = repository.answer_fingerprints(session, ids)
         in_chunk: dict[str, int] = {}
@@ -201,7 +201,7 @@ def import_answers(
                 continue
             fresh.append((body, item, print_))
         seen.add(
-            np.fromiter((_SeenIds.digest(i) for i in in_chunk), dtype=np.uint64, count=len(in_chunk)),
+            np.fromiter((SeenIds.digest(i) for i in in_chunk), dtype=np.uint64, count=len(in_chunk)),
             np.fromiter(in_chunk.values(), dtype=np.int64, count=len(in_chunk)),
         )
         faults += len(chunk_errors)
