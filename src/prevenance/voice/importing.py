@@ -19,7 +19,7 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
@@ -35,6 +35,9 @@ CHUNK = 5000
 """Lines checked and written together: large enough for multi-row statements to pay, small enough
 that memory does not depend on the file."""
 MAX_ERRORS = 1000
+_ANSWERS: Table = Answer.__table__  # type: ignore[assignment]
+_TOPICS: Table = AnswerTopic.__table__  # type: ignore[assignment]
+_SUGGESTIONS: Table = Suggestion.__table__  # type: ignore[assignment]
 
 
 class SeenIds:
@@ -124,11 +127,11 @@ def _write(
             )
     # Core statements on the tables (not the ORM's bulk path): one driver ``executemany`` each.
     connection = session.connection()
-    connection.execute(insert(Answer.__table__), answers)
+    connection.execute(insert(_ANSWERS), answers)
     if topic_rows:
-        connection.execute(insert(AnswerTopic.__table__), topic_rows)
+        connection.execute(insert(_TOPICS), topic_rows)
     if suggestions:
-        connection.execute(insert(Suggestion.__table__), suggestions)
+        connection.execute(insert(_SUGGESTIONS), suggestions)
     outbox.emit_many(session, type="survey.answered", payloads=[body for body, _, _ in bodies], now=now)
 
 
