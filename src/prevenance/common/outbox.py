@@ -14,6 +14,7 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, insert, 
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
+from prevenance.common.bulk import insert_many
 from prevenance.common.ids import new_id
 
 Handler = Callable[[Session, "OutboxEvent"], None]
@@ -51,8 +52,9 @@ def emit_many(session: Session, *, type: str, payloads: list[dict[str, Any]], no
     if not payloads:
         return []
     ids = [new_id("evt") for _ in payloads]
-    session.execute(
-        _INSERT,
+    insert_many(
+        session.connection(),
+        _EVENTS,
         [
             {"event_id": event_id, "type": type, "payload": payload, "occurred_at": now}
             for event_id, payload in zip(ids, payloads, strict=True)

@@ -19,10 +19,11 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
+from prevenance.common.bulk import insert_many
 from prevenance.common.ids import fingerprint
 from prevenance.common.rules import FieldError
 from prevenance.customers import service as customers
@@ -125,13 +126,10 @@ def _write(
                     "updated_at": now,
                 }
             )
-    # Core statements on the tables (not the ORM's bulk path): one driver ``executemany`` each.
     connection = session.connection()
-    connection.execute(insert(_ANSWERS), answers)
-    if topic_rows:
-        connection.execute(insert(_TOPICS), topic_rows)
-    if suggestions:
-        connection.execute(insert(_SUGGESTIONS), suggestions)
+    insert_many(connection, _ANSWERS, answers)
+    insert_many(connection, _TOPICS, topic_rows)
+    insert_many(connection, _SUGGESTIONS, suggestions)
     outbox.emit_many(session, type="survey.answered", payloads=[body for body, _, _ in bodies], now=now)
 
 
