@@ -151,3 +151,27 @@ def test_seen_ids_find_each_first_line_and_nothing_else() -> None:
     probe = [importing.SeenIds.digest(i) for i in ("csv:0", "csv:999", "csv:1000", "csv:x")]
     assert seen.first_line(np.array(probe, dtype=np.uint64)).tolist() == [2, 1001, 0, 0]
     assert seen.digests.nbytes + seen.lines.nbytes == 16 * 1000
+
+
+@pytest.mark.usefixtures("members")
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("comment", "bien\x00reçu"),
+        ("agent", "ali\x00ce"),
+        ("id", "S\x00"),
+        ("comment", "x" * 100_000),
+        ("id", "I" * 300),
+        ("agent", "a" * 121),
+        ("reason", "r" * 81),
+    ],
+)
+def test_a_hostile_line_is_a_faulty_line_not_a_crash(
+    engine: Engine, clock: FrozenClock, field: str, value: str
+) -> None:
+    rows = [row(i) for i in range(12)]
+    rows[9][field] = value
+    with pytest.raises(InvalidImport) as caught:
+        run(engine, clock, rows)
+    assert [(e["line"], e["field"]) for e in caught.value.extra["errors"]] == [(11, field)]
+    assert counts(engine) == (0, 0, 0, 0)
