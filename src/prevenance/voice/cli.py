@@ -107,11 +107,15 @@ def import_answers(file: Path = typer.Argument(..., help="CSV file of answers"))
     ):
         task = progress.add_task("lines", total=None)
 
+        reader: csv.DictReader[str] | None = None
+
         def run(session: Any) -> dict[str, int]:
+            nonlocal reader
             handle.seek(0)  # a retried transaction reads the file again from the start
+            reader = csv.DictReader(handle)
             return service.import_answers(
                 session,
-                rows=csv.DictReader(handle),
+                rows=reader,
                 now=SystemClock().now(),
                 progress=lambda done: progress.update(task, completed=done),
             )
@@ -121,6 +125,13 @@ def import_answers(file: Path = typer.Argument(..., help="CSV file of answers"))
         except PrevenanceError as error:
             progress.stop()
             _fail(error)
+        except (csv.Error, UnicodeDecodeError) as error:
+            # Not a CSV line at all (a field over the csv module's limit, bytes that are not UTF-8):
+            # the transaction is rolled back like for a faulty line, nothing is written.
+            progress.stop()
+            line = reader.line_num + 1 if reader is not None else 1
+            typer.echo(f"error: {file}: unreadable CSV near line {line}: {error}", err=True)
+            raise typer.Exit(2) from None
     typer.echo(f"{result['imported']} answer(s) imported, {result['unchanged']} already there")
 
 
