@@ -1,118 +1,199 @@
-"""Benchmark: the monthly per-agent scorecard on 10 million survey answers.
+"""Benchmark: the voice figures end to end, from a database holding ``--answers`` answers in one month.
 
-Generates ``--answers`` synthetic answers (default 10,000,000) for ``--agents`` agents (default 5,000)
-in ``--teams`` teams over ``--months`` months (default 1: every answer falls in the month scored, the
-heaviest case), with numpy (seeded) then Polars. In the same run it times, ``--repeats`` times each
-(best and median quoted):
+Builds (once, kept at ``--db``) an SQLite database migrated to head with ``--answers`` synthetic
+answers (default 10,000,000) for ``--agents`` agents (default 5,000) in ``--teams`` teams, all in the
+month scored (the heaviest case), written with the driver's ``executemany`` in chunks; it prints how
+long that took. Then, in a fresh child process (so its peak memory is the figures' own, not the
+generator's), it times ``--repeats`` times each (best and median quoted):
 
-- ``prevenance.voice.analytics.agent_scorecards`` for the month (filter, sufficient statistics,
-  CIs, empirical Bayes shrinkage, FCR join, payout bands);
-- a bare Polars group-by computing the same raw RTF per agent for the same month.
+- a raw SQL ``GROUP BY agent`` computing the same counts (answers, promoters, detractors, interaction
+  answers, top boxes): the floor;
+- ``voice scores --by agent`` (``scorecards.scores``: the database's counts, then intervals and the
+  empirical Bayes shrinkage), the month's scorecard (``scorecards.compute_scorecard``: with the desk's
+  FCR and the payout bands) and the quarter's country comparison (``quarterly.calibrated_countries``:
+  counts by country x stratum x score, then equipercentile linking and a 1,000-copy bootstrap);
 
-It prints both times, their ratio (target <= 2x), answers per second and this process's peak
-resident memory (``ru_maxrss``, which includes the generated frame).
+and prints each ratio to the floor (target <= 2x) and the child's peak resident memory (target <= 500 MB).
 
-    python benchmarks/voice.py [--answers 10000000] [--agents 5000] [--months 1] [--repeats 3]
-    python benchmarks/voice.py --answers 1000000        # a quick run
+    python benchmarks/voice.py [--answers 10000000] [--agents 5000] [--repeats 3] [--db /tmp/voice-bench.db]
+    python benchmarks/voice.py --answers 1000000        # a quicker run
     python benchmarks/voice.py --coverage               # the coverage tables of docs/methods.md (~1 min)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from prevenance.voice import analytics
+MONTH = "2026-01"
+QUARTER = "2026Q1"
+COLUMNS = (
+    "id, member_id, agent, team, channel, reason, product, country, month, answered_at, recommend, "
+    "interaction, language, source, fingerprint, created_at"
+)
+RAW_SQL = (
+    "SELECT agent, count(recommend), sum(recommend >= 9), sum(recommend <= 6), count(interaction), "
+    "sum(interaction = 5), count(*) FROM voice_answers WHERE month = ? GROUP BY agent"
+)
+RAW_STRATA_SQL = (
+    "SELECT country, reason, channel, product, recommend, interaction, count(*) FROM voice_answers "
+    "WHERE month IN ('2026-01', '2026-02', '2026-03') "
+    "GROUP BY country, reason, channel, product, recommend, interaction"
+)
 
-GRID: dict[str, Any] = {
-    "target_rtf": 40,
-    "min_answers": 30,
-    "bands": [
-        {"name": "A", "min_shrunk_rtf": 55, "min_fcr": 0.8},
-        {"name": "B", "min_shrunk_rtf": 40, "min_fcr": 0.7},
-        {"name": "C", "min_shrunk_rtf": 20},
-    ],
-}
 
+def build(path: Path, answers: int, agents: int, teams: int, seed: int, chunk: int = 200_000) -> float:
+    """Migrate a fresh SQLite file and write the synthetic answers; the seconds it took."""
+    from prevenance.db import make_engine
+    from prevenance.migrate import upgrade
 
-def generate(
-    answers: int, agents: int, teams: int, months: int, seed: int
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Answers whose agents differ in quality (so shrinkage has something to do) and per-agent FCR counts."""
+    began = time.perf_counter()
+    path.unlink(missing_ok=True)
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
     rng = np.random.default_rng(seed)
-    agent_quality = rng.normal(0.0, 0.6, agents)
-    agent_of = rng.integers(0, agents, answers)
-    month_of = rng.integers(0, months, answers)
-    latent = 7.6 + agent_quality[agent_of] + rng.normal(0.0, 1.9, answers)
-    recommend = np.clip(np.rint(latent), 0, 10).astype(np.int8)
-    interaction = np.clip(np.rint((latent - 2.0) / 1.6), 1, 5).astype(np.int8)
-    missing = rng.random(answers) < 0.03
-    names = np.array([f"agent-{i:05d}" for i in range(agents)])
-    team_names = np.array([f"team-{i % teams:03d}" for i in range(agents)])
-    month_names = np.array([f"2026-{m + 1:02d}" for m in range(months)])
-    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
-    stamps = (
-        start
-        + month_of.astype(np.int64) * 30 * 86_400_000_000
-        + rng.integers(0, 86_400_000_000 * 28, answers)
+    quality = rng.normal(0.0, 0.6, agents)
+    names = [f"agent-{i:05d}" for i in range(agents)]
+    team_names = [f"team-{i % teams:03d}" for i in range(agents)]
+    channels, reasons = (
+        ["phone", "email", "chat"],
+        ["cards.lost", "rewards.balance", "travel.booking", "statement"],
     )
-    frame = pl.DataFrame(
-        {
-            "answer_id": pl.int_range(0, answers, eager=True).cast(pl.String),
-            "contact_id": pl.int_range(0, answers, eager=True).cast(pl.String),
-            "member_id": rng.integers(1, 2_000_000, answers),
-            "agent": pl.Series(names).gather(agent_of),
-            "team": pl.Series(team_names).gather(agent_of),
-            "channel": pl.Series(np.array(["phone", "email", "chat"])).gather(rng.integers(0, 3, answers)),
-            "reason": pl.Series(np.array(["lost_card", "statement", "points", "travel"])).gather(
-                rng.integers(0, 4, answers)
-            ),
-            "product": pl.Series(np.array(["green", "gold", "platinum"])).gather(rng.integers(0, 3, answers)),
-            "country": pl.Series(np.array(["FR", "GB", "DE"])).gather(rng.integers(0, 3, answers)),
-            "month": pl.Series(month_names).gather(month_of),
-            "answered_at": pl.Series(stamps).cast(pl.Datetime("us", "UTC")),
-            "recommend": pl.Series(recommend).set(pl.Series(missing), None),
-            "interaction": pl.Series(interaction),
-            "language": "fr",
-        }
-    ).cast(analytics.ANSWER_SCHEMA)  # type: ignore[arg-type]
-    fcr = pl.DataFrame({"agent": names, "fcr_n": rng.integers(50, 400, agents)}).with_columns(
-        (pl.col("fcr_n") * rng.uniform(0.6, 0.95, agents)).cast(pl.Int64).alias("fcr_resolved")
-    )
-    return frame, fcr
-
-
-def bare(answers: pl.DataFrame, month: str) -> pl.DataFrame:
-    """The floor: the raw RTF per agent for the month, one Polars group-by, nothing else."""
-    rec = pl.col("recommend")
-    return (
-        answers.filter(pl.col("month") == month)
-        .group_by("agent")
-        .agg(
-            (((rec >= 9).sum().cast(pl.Int64) - (rec <= 6).sum()) * 100.0 / rec.is_not_null().sum()).alias(
-                "rtf"
+    products, countries = ["gold", "platinum", "green"], ["FR", "GB", "DE"]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    created = "2026-02-01 00:00:00.000000"
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode=OFF")
+    connection.execute("PRAGMA synchronous=OFF")
+    indexes = connection.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'voice_answers' AND sql IS NOT NULL"
+    ).fetchall()
+    for name, _ in indexes:  # rebuilt once at the end: faster than kept up row by row
+        connection.execute(f"DROP INDEX {name}")
+    sql = f"INSERT INTO voice_answers ({COLUMNS}) VALUES ({', '.join('?' * 16)})"
+    for first in range(0, answers, chunk):
+        size = min(chunk, answers - first)
+        agent = rng.integers(0, agents, size)
+        latent = 7.6 + quality[agent] + rng.normal(0.0, 1.9, size)
+        recommend = np.clip(np.rint(latent), 0, 10).astype(int).tolist()
+        interaction = np.clip(np.rint((latent - 2.0) / 1.6), 1, 5).astype(int).tolist()
+        missing = (rng.random(size) < 0.03).tolist()
+        seconds = rng.integers(0, 86_400 * 28, size).tolist()
+        picks = [rng.integers(0, len(x), size).tolist() for x in (channels, reasons, products, countries)]
+        rows = [
+            (
+                f"csv:{first + i:09d}",
+                1 + i % 1000,
+                names[a],
+                team_names[a],
+                channels[picks[0][i]],
+                reasons[picks[1][i]],
+                products[picks[2][i]],
+                countries[picks[3][i]],
+                MONTH,
+                (start + timedelta(seconds=seconds[i])).strftime("%Y-%m-%d %H:%M:%S.000000"),
+                None if missing[i] else recommend[i],
+                interaction[i],
+                "fr",
+                "import",
+                "",
+                created,
             )
-        )
-    )
+            for i, a in enumerate(agent.tolist())
+        ]
+        connection.executemany(sql, rows)
+        connection.commit()
+    for _, create in indexes:
+        connection.execute(create)
+    connection.execute("ANALYZE")
+    connection.commit()
+    connection.close()
+    return time.perf_counter() - began
 
 
-def timed(fn: Callable[[], pl.DataFrame], repeats: int) -> tuple[list[float], pl.DataFrame]:
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
     times: list[float] = []
-    result = pl.DataFrame()
+    result = None
     for _ in range(repeats):
         began = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - began)
     return times, result
+
+
+def measure(path: Path, repeats: int) -> dict[str, Any]:
+    """In this (fresh) process: the floor and the real figures, timed; peak memory."""
+    from prevenance.db import make_engine, read_session
+    from prevenance.voice import quarterly, scorecards
+
+    engine = make_engine(f"sqlite:///{path}")
+    now = datetime(2026, 2, 1, tzinfo=UTC)
+    with engine.connect() as connection:
+        raw_times, raw = timed(lambda: connection.exec_driver_sql(RAW_SQL, (MONTH,)).fetchall(), repeats)
+        strata_times, strata = timed(lambda: connection.exec_driver_sql(RAW_STRATA_SQL).fetchall(), repeats)
+    with read_session(engine) as session:
+        score_times, scores = timed(lambda: scorecards.scores(session, by="agent", month=MONTH), repeats)
+        card_times, cards = timed(
+            lambda: scorecards.compute_scorecard(session, month=MONTH, now=now), repeats
+        )
+        country_times, countries = timed(
+            lambda: quarterly.calibrated_countries(session, quarter=QUARTER), repeats
+        )
+    floor = {row[0]: row[1:] for row in raw}
+    for item in scores["items"]:  # the figures rest on exactly the floor's counts
+        n_rtf, promoters, detractors, *_ = floor[item["key"]]
+        assert item["rtf"]["n"] == n_rtf, item
+        assert abs(item["rtf"]["value"] - 100.0 * (promoters - detractors) / n_rtf) < 1e-9, item
+    assert len(cards) == len(floor) and countries["n"] == scores["n"]
+    return {
+        "answers": scores["n"],
+        "agents": len(floor),
+        "cells": len(strata),
+        "raw": raw_times,
+        "raw_strata": strata_times,
+        "scores": score_times,
+        "scorecard": card_times,
+        "countries": country_times,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    best = {key: min(result[key]) for key in ("raw", "raw_strata", "scores", "scorecard", "countries")}
+    print(
+        f"{result['answers']:,} answers in {MONTH}, {result['agents']:,} agents, {result['cells']:,} strata cells"
+    )
+    for key, label in (
+        ("raw", "raw SQL GROUP BY agent"),
+        ("scores", "voice scores --by agent"),
+        ("scorecard", "monthly scorecard"),
+        ("raw_strata", "raw SQL GROUP BY strata"),
+        ("countries", "country comparison"),
+    ):
+        print(f"{label:<26}: best {best[key]:.3f} s  median {statistics.median(result[key]):.3f} s")
+    for key, floor in (("scores", "raw"), ("scorecard", "raw"), ("countries", "raw_strata")):
+        ratio = best[key] / best[floor]
+        print(
+            f"ratio {key} / {floor:<11}: {ratio:.2f}x (target <= 2x: {'met' if ratio <= 2.0 else 'NOT met'})"
+        )
+    peak = result["peak_mb"]
+    print(
+        f"peak resident memory      : {peak:,.0f} MB (target <= 500 MB: {'met' if peak <= 500 else 'NOT met'})"
+    )
 
 
 # --- the coverage figures of docs/methods.md -----------------------------------------------------------
@@ -240,9 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--answers", type=int, default=10_000_000)
     parser.add_argument("--agents", type=int, default=5_000)
     parser.add_argument("--teams", type=int, default=250)
-    parser.add_argument("--months", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20260701)
+    parser.add_argument("--db", type=Path, default=Path("/tmp/voice-bench.db"))
+    parser.add_argument("--reuse", action="store_true", help="measure the database at --db as it is")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--coverage",
         action="store_true",
@@ -252,40 +335,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.coverage:
         coverage(args.seed)
         return 0
-
-    began = time.perf_counter()
-    answers, fcr = generate(args.answers, args.agents, args.teams, args.months, args.seed)
-    month = "2026-01"
-    in_month = answers.filter(pl.col("month") == month).height
-    print(
-        f"generated {answers.height:,} answers ({in_month:,} in {month}) for {args.agents:,} agents "
-        f"in {time.perf_counter() - began:.1f} s (polars {pl.__version__}, {pl.thread_pool_size()} threads)"
+    if args.measure:
+        print(json.dumps(measure(args.db, args.repeats)))
+        return 0
+    if not args.reuse:
+        seconds = build(args.db, args.answers, args.agents, args.teams, args.seed)
+        print(
+            f"built {args.db} with {args.answers:,} answers in {seconds:.1f} s ({args.answers / seconds:,.0f}/s)"
+        )
+    child = subprocess.run(
+        [sys.executable, __file__, "--measure", "--db", str(args.db), "--repeats", str(args.repeats)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-
-    bare_times, bare_result = timed(lambda: bare(answers, month), args.repeats)
-    card_times, cards = timed(
-        lambda: analytics.agent_scorecards(answers, fcr, GRID, month=month), args.repeats
-    )
-
-    check = cards.select("agent", "rtf").join(bare_result, on="agent", suffix="_bare")
-    worst = float(np.nanmax(np.abs(check["rtf"].to_numpy() - check["rtf_bare"].to_numpy()), initial=0.0))
-    if check.height != bare_result.height or worst > 1e-9:
-        print(f"MISMATCH: scorecards and bare group-by disagree (max |diff| {worst})", file=sys.stderr)
+    if child.returncode != 0:
+        print(child.stdout, child.stderr, file=sys.stderr)
         return 1
-
-    best_bare, best_card = min(bare_times), min(card_times)
-    ratio = best_card / best_bare
-    print(f"bare polars group-by RTF : best {best_bare:.3f} s  median {statistics.median(bare_times):.3f} s")
-    print(f"agent_scorecards         : best {best_card:.3f} s  median {statistics.median(card_times):.3f} s")
-    print(f"ratio scorecards / bare  : {ratio:.2f}x (target <= 2x: {'met' if ratio <= 2.0 else 'NOT met'})")
-    print(
-        f"throughput               : {in_month / best_card:,.0f} answers/s scored "
-        f"({in_month / best_bare:,.0f} answers/s bare)"
-    )
-    bands = cards.group_by("payout_band").len().sort("payout_band")
-    print("payout bands             : " + ", ".join(f"{b}={n}" for b, n in bands.iter_rows()))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory     : {peak_mb:,.0f} MB (ru_maxrss, includes the generated frame)")
+    report(json.loads(child.stdout.strip().splitlines()[-1]))
     return 0
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, insert, 
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
+from prevenance.common.bulk import insert_many
 from prevenance.common.ids import new_id
 
 Handler = Callable[[Session, "OutboxEvent"], None]
@@ -44,6 +45,22 @@ def emit(session: Session, *, type: str, payload: dict[str, Any], now: datetime)
     event_id = new_id("evt")
     session.execute(_INSERT, {"event_id": event_id, "type": type, "payload": payload, "occurred_at": now})
     return event_id
+
+
+def emit_many(session: Session, *, type: str, payloads: list[dict[str, Any]], now: datetime) -> list[str]:
+    """``emit`` for a batch of events of one type, in one multi-row ``INSERT`` (a bulk import)."""
+    if not payloads:
+        return []
+    ids = [new_id("evt") for _ in payloads]
+    insert_many(
+        session.connection(),
+        _EVENTS,
+        [
+            {"event_id": event_id, "type": type, "payload": payload, "occurred_at": now}
+            for event_id, payload in zip(ids, payloads, strict=True)
+        ],
+    )
+    return ids
 
 
 def deliver_pending(

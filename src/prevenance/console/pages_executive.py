@@ -4,7 +4,7 @@ self-contained HTML report to download.
 
 The comparison is ``voice.service.country_comparison`` (``voice.calibration.country_scores``: ordinal
 linking to the reference country's answer scale, bootstrap intervals); the trend is
-``voice.analytics.scores_by`` over each quarter's answers. The page computes nothing of its own.
+``voice.service.scores_over`` each quarter (counted by the database). The page computes nothing of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from prevenance.console.web import (
     script_json,
 )
 from prevenance.db import read_session
-from prevenance.voice import analytics, calibration, report
+from prevenance.voice import calibration, report
 from prevenance.voice import rules as voice_rules
 from prevenance.voice import service as voice
 
@@ -59,8 +59,8 @@ def country_trend(p: Page, quarter: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     with read_session(p.engine) as session:
         for q in voice_rules.previous_quarters(quarter, TREND_QUARTERS):
-            answers = voice.load_answers(session, months=voice_rules.quarter_months(q))
-            found += [{**item, "quarter": q} for item in analytics.scores_by(answers, "country")]
+            items = voice.scores_over(session, by="country", months=voice_rules.quarter_months(q))
+            found += [{**item, "quarter": q} for item in items]
     return found
 
 

@@ -77,10 +77,27 @@ def empty_answers() -> pl.DataFrame:
     return pl.DataFrame(schema=ANSWER_SCHEMA)
 
 
+WEIGHT_COLUMN = "answers"
+"""An optional column of the answers frame: how many identical answers the row stands for (the
+database hands over counts, see ``voice.aggregates``)."""
+
+
 def sufficient_statistics(answers: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
-    """Per group: answers with a recommend score, promoters, detractors, interaction answers, top boxes."""
+    """Per group: answers with a recommend score, promoters, detractors, interaction answers, top boxes.
+
+    A frame with a ``WEIGHT_COLUMN`` is a frame of counts: each row counts that many times."""
     recommend = pl.col("recommend")
     interaction = pl.col("interaction")
+    if WEIGHT_COLUMN in answers.columns:
+        weight = pl.col(WEIGHT_COLUMN)
+        return answers.group_by(list(keys)).agg(
+            weight.filter(recommend.is_not_null()).sum().alias("n_rtf"),
+            weight.filter(recommend >= 9).sum().alias("promoters"),
+            weight.filter(recommend <= 6).sum().alias("detractors"),
+            weight.filter(interaction.is_not_null()).sum().alias("n_excellence"),
+            weight.filter(interaction == 5).sum().alias("top_box"),
+            weight.sum().alias("answers"),
+        )
     return answers.group_by(list(keys)).agg(
         recommend.is_not_null().sum().alias("n_rtf"),
         (recommend >= 9).sum().alias("promoters"),
@@ -129,10 +146,18 @@ def scores_by(answers: pl.DataFrame, by: str, target_rtf: float | None = None) -
     """
     if by not in DIMENSIONS:
         raise ValueError(f"unknown dimension {by!r}; expected one of {', '.join(DIMENSIONS)}")
-    if by == "agent":
-        counts = _agent_counts(answers).sort("agent")
-    else:
-        counts = sufficient_statistics(answers, [by]).sort(by)
+    counts = _agent_counts(answers) if by == "agent" else sufficient_statistics(answers, [by])
+    return scores_from_counts(counts, by, target_rtf)
+
+
+def scores_from_counts(
+    counts: pl.DataFrame, by: str, target_rtf: float | None = None
+) -> list[dict[str, Any]]:
+    """``scores_by`` from the per-group sufficient statistics (for agents also ``team`` and ``country``),
+    however they were counted: by Polars from rows, or by the database."""
+    if by not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {by!r}; expected one of {', '.join(DIMENSIONS)}")
+    counts = counts.sort(by)
     keys = counts[by].to_list()
     n_rtf = counts["n_rtf"].to_numpy()
     n_exc = counts["n_excellence"].to_numpy()
@@ -240,10 +265,18 @@ def agent_scorecards(
     """
     if month is not None:
         answers = answers.filter(pl.col("month") == month)
+    return scorecards_from_counts(_agent_counts(answers), fcr, grid)
+
+
+def scorecards_from_counts(
+    counts: pl.DataFrame, fcr: pl.DataFrame | None, grid: dict[str, Any]
+) -> pl.DataFrame:
+    """``agent_scorecards`` from the per-agent sufficient statistics (``agent``, ``team``, ``country``
+    and the counts), however they were counted."""
     target = grid.get("target_rtf")
     target_value = float(target) if target is not None else None
     min_answers = int(grid.get("min_answers", 0))
-    counts = _agent_counts(answers).sort("agent")
+    counts = counts.sort("agent")
     promoters = counts["promoters"].to_numpy()
     detractors = counts["detractors"].to_numpy()
     n_rtf = counts["n_rtf"].to_numpy()

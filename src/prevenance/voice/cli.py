@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from prevenance.common.clock import SystemClock
@@ -95,26 +95,43 @@ def send_invitations() -> None:
 
 @app.command("import", help=IMPORT_HELP)
 def import_answers(file: Path = typer.Argument(..., help="CSV file of answers")) -> None:
-    rows = _read_csv(file)
+    if not file.exists():
+        typer.echo(f"error: no file {file}", err=True)
+        raise typer.Exit(2)
     engine = _engine()
-    with Progress(
-        TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as progress:
-        task = progress.add_task("answers", total=len(rows))
-        try:
-            result = run_in_transaction(
-                engine,
-                lambda s: service.import_answers(
-                    s,
-                    rows=rows,
-                    now=SystemClock().now(),
-                    progress=lambda done: progress.update(task, completed=done),
-                ),
+    with (
+        file.open(newline="", encoding="utf-8-sig") as handle,
+        Progress(
+            TextColumn("[bold]importing"), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress,
+    ):
+        task = progress.add_task("lines", total=None)
+
+        reader: csv.DictReader[str] | None = None
+
+        def run(session: Any) -> dict[str, int]:
+            nonlocal reader
+            handle.seek(0)  # a retried transaction reads the file again from the start
+            reader = csv.DictReader(handle)
+            return service.import_answers(
+                session,
+                rows=reader,
+                now=SystemClock().now(),
+                progress=lambda done: progress.update(task, completed=done),
             )
+
+        try:
+            result = run_in_transaction(engine, run)
         except PrevenanceError as error:
             progress.stop()
             _fail(error)
-        progress.update(task, completed=len(rows))
+        except (csv.Error, UnicodeDecodeError) as error:
+            # Not a CSV line at all (a field over the csv module's limit, bytes that are not UTF-8):
+            # the transaction is rolled back like for a faulty line, nothing is written.
+            progress.stop()
+            line = reader.line_num + 1 if reader is not None else 1
+            typer.echo(f"error: {file}: unreadable CSV near line {line}: {error}", err=True)
+            raise typer.Exit(2) from None
     typer.echo(f"{result['imported']} answer(s) imported, {result['unchanged']} already there")
 
 

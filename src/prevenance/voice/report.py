@@ -222,6 +222,20 @@ def _trend(answers: pl.DataFrame, quarters: list[str], kind: str) -> pl.DataFram
     ).filter(pl.col("n") > 0)
 
 
+def _headline(current: pl.DataFrame) -> tuple[stats.Score, stats.Score]:
+    """The quarter's RTF and excellence over all answers, from rows or from a frame of counts."""
+    if analytics.WEIGHT_COLUMN not in current.columns:
+        return stats.rtf(current["recommend"].to_list()), stats.excellence(current["interaction"].to_list())
+    counts = analytics.sufficient_statistics(current.with_columns(pl.lit(1).alias("_all")), ["_all"])
+    if not counts.height:
+        return stats.rtf_score(0, 0, 0), stats.excellence_score(0, 0)
+    row = counts.row(0, named=True)
+    return (
+        stats.rtf_score(int(row["promoters"]), int(row["detractors"]), int(row["n_rtf"])),
+        stats.excellence_score(int(row["top_box"]), int(row["n_excellence"])),
+    )
+
+
 def _interval_chart(
     frame: pl.DataFrame,
     x: str,
@@ -332,8 +346,7 @@ def build_context(data: dict[str, Any]) -> dict[str, Any]:
     quarters = sorted(earlier)
     current = answers.filter(pl.col("quarter") == quarter)
 
-    headline_rtf = stats.rtf(current["recommend"].to_list())
-    headline_exc = stats.excellence(current["interaction"].to_list())
+    headline_rtf, headline_exc = _headline(current)
     fcr_frame: pl.DataFrame = data.get("fcr", pl.DataFrame())
     fcr_q = fcr_frame.filter(pl.col("month").is_in(months)) if fcr_frame.height else fcr_frame
     if fcr_q.height:

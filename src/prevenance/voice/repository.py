@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -121,28 +121,14 @@ def answers_by_id(session: Session, ids: Sequence[str]) -> dict[str, Answer]:
     return found
 
 
-ANSWER_COLUMNS = (
-    Answer.id,
-    Answer.contact_id,
-    Answer.member_id,
-    Answer.agent,
-    Answer.team,
-    Answer.channel,
-    Answer.reason,
-    Answer.product,
-    Answer.country,
-    Answer.month,
-    Answer.answered_at,
-    Answer.recommend,
-    Answer.interaction,
-    Answer.language,
-)
-
-
-def answer_rows(session: Session, months: Iterable[str]) -> list[Any]:
-    """The scored columns of the answers of the given months (plain rows, not ORM objects)."""
-    wanted = sorted(set(months))
-    return list(session.execute(select(*ANSWER_COLUMNS).where(Answer.month.in_(wanted)).order_by(Answer.id)))
+def answer_fingerprints(session: Session, ids: Sequence[str]) -> dict[str, str]:
+    """id → fingerprint of the answers among ``ids`` already stored (an import's re-run check)."""
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), CHUNK):
+        chunk = list(ids[start : start + CHUNK])
+        statement = select(Answer.id, Answer.fingerprint).where(Answer.id.in_(chunk))
+        found.update((answer_id, value) for answer_id, value in session.execute(statement))
+    return found
 
 
 def member_answers(session: Session, member_id: int, limit: int) -> list[Answer]:

@@ -270,12 +270,22 @@ def _score(text: str | None, field_name: str, low: int, high: int) -> int | None
     return value
 
 
+IMPORT_LENGTHS = {"agent": 120, "team": 120, "reason": 80, "contact_id": 200, "product": 40}
+"""The stored width of each attribution column: a longer value is a faulty line, not a database error."""
+
+
 def parse_import_row(row: Mapping[str, str | None]) -> ImportedAnswer:
     """Check one CSV line; raises FieldError naming the column at fault."""
     for name in IMPORT_REQUIRED:
         if not (row.get(name) or "").strip():
             raise FieldError(f"{name} is required", name)
+    for name, raw in row.items():
+        if isinstance(raw, str) and "\x00" in raw:
+            raise FieldError(f"{name} must not contain a NUL character", str(name))
     values = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+    for name, limit in IMPORT_LENGTHS.items():
+        if len(values.get(name) or "") > limit:
+            raise FieldError(f"{name} is longer than {limit} characters", name)
     channel = str(values["channel"])
     if channel not in CHANNELS:
         raise FieldError(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}", "channel")

@@ -194,3 +194,27 @@ def test_send_invitations(sqlite_url: str, smtp: Smtp, monkeypatch: pytest.Monke
     with read_session(engine) as session:
         assert service.get_survey_consent(session, member_ref="M2")["opted_out"] is False
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("id,member_ref\nP1,M1\nP2," + "x" * 200_000 + "\n", "unreadable CSV near line 3"),
+        (b"id,member_ref,comment\nP1,M1,caf\xe9\n", "unreadable CSV"),
+    ],
+)
+def test_an_unreadable_file_is_refused_with_exit_2_and_nothing_written(
+    sqlite_url: str, tmp_path: Path, content: str | bytes, says: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["voice", "import", str(path)])
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    engine = make_engine(sqlite_url)
+    with read_session(engine) as session:
+        assert service.scores(session, by="team", month="2026-01")["n"] == 0
+    engine.dispose()
