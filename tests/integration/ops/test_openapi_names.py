@@ -59,3 +59,20 @@ def test_no_two_component_schemas_share_a_title(document: dict[str, Any]) -> Non
     titles = Counter(schema.get("title", name) for name, schema in schemas.items())
     assert [title for title, count in titles.items() if count > 1] == []
     assert [name for name in schemas if "__" in name] == []  # FastAPI's module-qualified fallback
+
+
+def test_the_rules_the_api_enforces_are_stated_in_the_schema(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    transaction = schemas["TransactionCreate"]["properties"]
+    assert (
+        transaction["amount"]["pattern"].startswith("^")
+        and transaction["currency"]["pattern"] == "^[A-Z]{3}$"
+    )
+    assert schemas["RefundCreate"]["properties"]["amount"]["pattern"] == transaction["amount"]["pattern"]
+    member = schemas["MemberPut"]["properties"]
+    assert member["email"]["format"] == "email"
+    assert member["language"]["enum"] == ["fr", "en"]
+    assert member["country"]["pattern"] == "^[A-Za-z]{2}$"
+    put_member = document["paths"]["/v1/members/{ref}"]["put"]
+    (ref,) = [p for p in put_member["parameters"] if p["name"] == "ref"]
+    assert ref["schema"]["pattern"].startswith("^[A-Za-z0-9]")
