@@ -109,7 +109,8 @@ def create_app(
             worker.join(timeout=5)
 
     app = FastAPI(
-        title="Prévenance",
+        title="Prevenance",  # ASCII: client generators derive a package name from it
+        generate_unique_id_function=openapi.operation_id,
         version=__version__,
         description="Rewards ledger, service desk, voice of the customer and offers on one customer record.",
         lifespan=lifespan,

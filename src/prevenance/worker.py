@@ -58,8 +58,37 @@ def run_once(
     }
 
 
+def drain(
+    engine: Engine,
+    clock: Clock,
+    *,
+    deliver_events: bool = True,
+    smtp_url: str | None = None,
+    settings: Settings | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, int]:
+    """Maintenance passes until no full outbox batch is left (or ``stop`` is set); the work done,
+    summed, with the number of ``passes``. One run of the worker, and one line of its log: a backlog
+    of thousands of events is one summary, not a line per batch."""
+    totals: dict[str, int] = {}
+    passes = 0
+    while True:
+        done = run_once(engine, clock, deliver_events=deliver_events, smtp_url=smtp_url, settings=settings)
+        passes += 1
+        for name, count in done.items():
+            totals[name] = totals.get(name, 0) + count
+        if done.get("events_delivered", 0) < OUTBOX_BATCH or (stop is not None and stop.is_set()):
+            return {**totals, "passes": passes}
+
+
+def did_work(done: dict[str, int]) -> bool:
+    """True when a run changed something (the pass count alone is no work)."""
+    return any(count for name, count in done.items() if name != "passes")
+
+
 class Maintenance(threading.Thread):
-    """A daemon thread running ``run_once`` every ``interval`` seconds until stopped."""
+    """A daemon thread draining the maintenance work every ``interval`` seconds until stopped;
+    one log line per run that did something."""
 
     def __init__(
         self,
@@ -77,20 +106,23 @@ class Maintenance(threading.Thread):
         self.deliver_events, self.smtp_url, self.settings = deliver_events, smtp_url, settings
 
     def run(self) -> None:
-        backlog = False
-        # After a full batch there is probably more: go again at once instead of sleeping.
-        while not self.stop.wait(0 if backlog else self.interval):
-            backlog = False
-            try:
-                done = run_once(
-                    self.engine,
-                    self.clock,
-                    deliver_events=self.deliver_events,
-                    smtp_url=self.smtp_url,
-                    settings=self.settings,
-                )
-                if any(done.values()):
-                    log.info("maintenance", **done)
-                backlog = done.get("events_delivered", 0) >= OUTBOX_BATCH
-            except Exception:
-                log.exception("maintenance_failed")
+        while not self.stop.wait(self.interval):
+            self.run_once_logged()
+
+    def run_once_logged(self) -> dict[str, int] | None:
+        """One run (drain), logged as one summary line when it did work; failures are logged."""
+        try:
+            done = drain(
+                self.engine,
+                self.clock,
+                deliver_events=self.deliver_events,
+                smtp_url=self.smtp_url,
+                settings=self.settings,
+                stop=self.stop,
+            )
+        except Exception:
+            log.exception("maintenance_failed")
+            return None
+        if did_work(done):
+            log.info("maintenance", **done)
+        return done

@@ -112,3 +112,37 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
 
     with pytest.raises(DemoMismatch):  # another scale would add a second, different year on top
         load_demo(engine, members=MEMBERS, seed=SEED, desk_scale=SCALE * 2)
+
+
+def test_the_demo_channels_behave_as_the_sources_describe() -> None:
+    """Chat, the phone and call-backs settle an urgent matter faster than e-mail, which settles
+    fewer matters at the first contact: the routing then learns what the product's sources say."""
+    from statistics import median
+
+    people = plan(members=200, seed=SEED).people
+    matters: dict[str, list[dict[str, object]]] = {}
+    for event in plan_desk(people, seed=SEED, scale=0.01):
+        if event.kind == "contact" and event.data["reason"] in {"card.lost_stolen", "card.declined"}:
+            matters.setdefault(str(event.data["matter"]), []).append(event.data)
+    hours: dict[str, list[float]] = {}
+    first_resolved: dict[str, list[bool]] = {}
+    for contacts in matters.values():
+        contacts.sort(key=lambda c: -float(c["started"]))  # seconds before the anchor: oldest first
+        first, last = contacts[0], contacts[-1]
+        channel = str(first["channel"])
+        first_resolved.setdefault(channel, []).append(first["outcome"] == "resolved")
+        if last["outcome"] == "resolved":
+            took = (float(first["started"]) - float(last["ended"])) / 3_600
+            hours.setdefault(channel, []).append(took)
+            if any(c["direction"] == "outbound" for c in contacts):
+                hours.setdefault("callback", []).append(took)
+    assert min(len(hours[c]) for c in ("chat", "phone", "email", "callback")) >= 10, {
+        c: len(v) for c, v in hours.items()
+    }
+    assert median(hours["chat"]) < median(hours["email"])
+    assert median(hours["phone"]) < median(hours["email"])
+    assert median(hours["callback"]) < median(
+        [h for h in hours["email"] if h > 1]
+    )  # e-mails not settled at once
+    share = {c: sum(v) / len(v) for c, v in first_resolved.items()}
+    assert share["chat"] > share["email"] and share["phone"] > share["email"]

@@ -33,6 +33,13 @@ MINOR_UNITS: dict[str, int] = {
 _PLAIN_DECIMAL = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$", re.ASCII)
 
 
+# What ``parse_amount`` and the 10^12 ceiling accept, written for the OpenAPI document so a client
+# learns the rule from the schema: a positive plain decimal below 10^12 with at most three decimal
+# digits (the most any currency allows; the currency's own limit is checked at parse time).
+AMOUNT_PATTERN = r"^\+?(0*[1-9][0-9]{0,11}(\.[0-9]{1,3})?|0+\.([1-9][0-9]{0,2}|0[1-9][0-9]?|00[1-9]))$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+
 class AmountError(ValueError):
     """The amount cannot be accepted; the message says why."""
 

@@ -20,6 +20,7 @@ from prevenance.console.web import (
     script_json,
 )
 from prevenance.db import read_session
+from prevenance.desk import rules as desk_rules
 from prevenance.desk import service as desk
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -30,7 +31,8 @@ PageDep = Annotated[Page, Depends(page)]
 def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Response:
     """First-contact resolution by team, contact reasons (Pareto), emergency cards within promise."""
     p.require(*DASHBOARD)
-    month = month or p.now.strftime("%Y-%m")
+    # Without a month, the last complete one: the current month's contacts are mostly undetermined.
+    month = month or desk_rules.previous_month(p.now.strftime("%Y-%m"))
     try:
         with read_session(p.engine) as session:
             fcr = desk.fcr_report(session, by="team", month=month, now=p.now)

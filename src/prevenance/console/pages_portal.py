@@ -61,7 +61,7 @@ def _render_portal(
     with read_session(p.engine) as session:
         member = customers.get_or_raise(session, ref=ref)
         balance = loyalty.get_balance(session, member_ref=ref)
-        movements = loyalty.list_movements(session, member_ref=ref, limit=20, cursor=None)["items"]
+        movements = loyalty.list_latest_movements(session, member_ref=ref, limit=20)
         catalogue = [c for c in loyalty.list_catalogue(session) if c.stock > 0]
         partners = [x for x in loyalty.list_partners(session) if x.kind in ("airline", "hotel")]
         preference = desk.get_contact_preference(session, member_ref=ref)

@@ -10,14 +10,17 @@ from pydantic import BaseModel
 
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_scope, require
-from prevenance.customers import service
+from prevenance.customers import rules, service
 from prevenance.customers.schemas import MemberPut, MemberRead
 from prevenance.customers.tables import Member
 from prevenance.db import read_session, run_in_transaction
 
 router = APIRouter(prefix="/v1", tags=["members"])
 MemberWriter = Annotated[Principal, Depends(require(Role.AGENT, Role.INTEGRATOR))]
-MemberRef = Annotated[str, Path(min_length=1, max_length=64)]
+# The pattern is stated for clients; the service checks it (is_valid_ref) with its own 422.
+MemberRef = Annotated[
+    str, Path(min_length=1, max_length=64, json_schema_extra={"pattern": rules.REF_PATTERN})
+]
 
 
 def to_read(member: Member, *, tier: str, premium: bool) -> MemberRead:

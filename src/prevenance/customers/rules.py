@@ -12,7 +12,8 @@ LANGUAGES = ("fr", "en")
 _NOT_ISO = {"AC", "CP", "CQ", "DG", "EA", "EU", "EZ", "IC", "QO", "TA", "UN", "XA", "XB", "XK", "ZZ"}
 # Exceptionally reserved code in common use for the United Kingdom; stored as GB.
 COUNTRY_ALIASES = {"UK": "GB"}
-_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+_REF = re.compile(REF_PATTERN)
 
 
 @lru_cache(maxsize=1)

@@ -16,9 +16,14 @@ class MemberPut(BaseModel):
 
     # Both reach mail headers or greetings: one line, no control characters.
     name: HeaderSafeText = Field(min_length=1, max_length=200)
-    email: HeaderSafeText = Field(min_length=3, max_length=254)
-    language: str = Field(description="fr or en")
-    country: str = Field(description="ISO 3166-1 alpha-2")
+    # Formats stated for clients; the service checks them itself and answers a 422 naming the field.
+    email: HeaderSafeText = Field(min_length=3, max_length=254, json_schema_extra={"format": "email"})
+    language: str = Field(description="fr or en", json_schema_extra={"enum": ["fr", "en"]})
+    country: str = Field(
+        description="ISO 3166-1 alpha-2 (UK is read as GB)",
+        examples=["FR"],
+        json_schema_extra={"pattern": "^[A-Za-z]{2}$"},
+    )
     product: str = Field(min_length=1, max_length=40)
     city: str | None = Field(default=None, max_length=120, description="home city (optional)")
     phone: str | None = Field(

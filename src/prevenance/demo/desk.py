@@ -20,7 +20,8 @@ the monthly usage monitoring has an alert to raise.
 Contacts come as *matters*: most are resolved on the first contact, the others take one or two
 follow-ups in the same case (call-backs, transfers, escalations), and a few first-contact
 resolutions are followed by a new contact on the same reason within the FCR window, so the
-computed first-contact resolution lands near 70-80 %. Lost or stolen cards order an emergency
+computed first-contact resolution lands near 70-80 %. Channels behave as the sources describe
+(``CHANNEL_BEHAVIOUR``): chat and call-backs settle a matter faster than e-mail. Lost or stolen cards order an emergency
 replacement (half of them in a city-team city; a tenth delivered late). Over the last
 ``COMMUNICATION_MONTHS`` months every member receives a monthly statement and a monthly marketing
 mail (never a ``leave_me_alone`` member); some resolved contacts are followed by a survey
@@ -89,8 +90,22 @@ REASON_WEIGHTS = {
 }
 CONCIERGE_REASON = "concierge.request"
 GROWING_REASON = "card.declined"  # rises over the last two months, so the analysis sees a trend
-FIRST_RESOLVED = 0.80  # matters resolved at the first contact
+FIRST_RESOLVED = 0.80  # matters resolved at the first contact (phone; other channels below)
 REPEAT_AFTER_RESOLVED = 0.08  # of those, the member calls again on the reason within the window
+# How each channel behaves, as the practices the product cites describe it (chat or a call-back
+# rather than e-mail when it is urgent): chat and the phone settle most matters at once and follow
+# up within hours; an e-mail waits for its reply, settles fewer matters and brings more members
+# back. channel -> (resolved at the first contact, repeat after a resolution, follow-up delay in
+# hours (low, high), reply or handling time in minutes (median)).
+CHANNEL_BEHAVIOUR: dict[str, tuple[float, float, tuple[float, float], float]] = {
+    "phone": (FIRST_RESOLVED, REPEAT_AFTER_RESOLVED, (0.5, 24.0), 7.0),
+    "chat": (0.85, 0.06, (0.2, 4.0), 12.0),
+    "email": (0.62, 0.20, (8.0, 72.0), 240.0),
+    "social": (0.70, 0.12, (2.0, 48.0), 60.0),
+    "web": (0.70, 0.12, (4.0, 48.0), 180.0),
+    "letter": (0.60, 0.15, (48.0, 120.0), 2_880.0),
+}
+CALLBACK_DELAY_HOURS = (0.25, 3.0)  # an agent calls back within hours
 # Cities without a city team, per country (the city teams come from the desk configuration).
 OTHER_CITIES = {
     "FR": ["Bordeaux", "Nantes", "Lille"],
@@ -220,7 +235,8 @@ def _agent(rng: random.Random, country: str, *, concierge: bool = False) -> tupl
 
 
 def _duration(rng: random.Random, channel: str) -> float:
-    minutes = {"phone": 7.0, "chat": 12.0, "email": 6.0, "social": 4.0, "web": 5.0, "letter": 10.0}[channel]
+    """Seconds from the contact's start to its end: the call or chat, or the wait for a reply."""
+    minutes = CHANNEL_BEHAVIOUR[channel][3]
     return max(45.0, minutes * 60 * rng.lognormvariate(0, 0.5))
 
 
@@ -274,7 +290,7 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
     ) -> float:
         """Add one contact starting ``before`` the anchor; returns when it ended (before the anchor)."""
         agent, team = _agent(rng, people[member].country, concierge=concierge)
-        ended = before - _duration(rng, channel)
+        ended = before - min(_duration(rng, channel), before * 0.9)  # never past the anchor
         add(
             ended - rng.uniform(5, 120),  # logged when it ends
             "contact",
@@ -297,9 +313,10 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
     def matter(before: float, member: int, reason: str, *, concierge: bool) -> None:
         channel = "phone" if concierge and rng.random() < 0.7 else _weighted(rng, CHANNELS)
         key = new_id("m")
-        if rng.random() < FIRST_RESOLVED:
+        first_resolved, repeat_after, (wait_low, wait_high), _ = CHANNEL_BEHAVIOUR[channel]
+        if rng.random() < first_resolved:
             ended = contact(before, member, reason, channel, "resolved", key, concierge=concierge)
-            if rng.random() < REPEAT_AFTER_RESOLVED:  # it came back: a new case on the same reason
+            if rng.random() < repeat_after:  # it came back: a new case on the same reason
                 again = ended - rng.uniform(3_600, 6.5 * DAY)
                 if again > 0:
                     repeat_channel = _weighted(rng, CHANNELS)
@@ -317,12 +334,14 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
         ended = contact(before, member, reason, channel, first, key, concierge=concierge)
         follow_ups = 1 if rng.random() < 0.75 else 2
         for step in range(follow_ups):
-            later = ended - rng.uniform(1_800, 3 * DAY)
+            callback = first == "callback_scheduled" and step == 0
+            low, high = CALLBACK_DELAY_HOURS if callback else (wait_low, wait_high)
+            later = ended - rng.uniform(low, high) * 3_600
             if later <= 0:
                 return  # still open at the anchor
             last = step == follow_ups - 1
             outcome = "resolved" if last and rng.random() < 0.95 else "pending"
-            if first == "callback_scheduled" and step == 0:  # the agent calls back
+            if callback:  # the agent calls back
                 ended = contact(
                     later, member, reason, "phone", outcome, key, concierge=concierge, direction="outbound"
                 )

@@ -176,7 +176,7 @@ def get_tastes(ref: Ref, engine: DbEngine, _: ConciergeStaff) -> dict[str, Any]:
         return concierge.get_tastes(session, member_ref=ref)
 
 
-class PartnerPut(BaseModel):
+class ConciergePartnerPut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -186,7 +186,7 @@ class PartnerPut(BaseModel):
     rating: Annotated[int, Field(ge=1, le=5)]
 
 
-class PartnerRead(BaseModel):
+class ConciergePartnerRead(BaseModel):
     code: str
     name: str
     country: str
@@ -199,12 +199,12 @@ class PartnerRead(BaseModel):
 
 @router.put(
     "/concierge-partners/{code}",
-    response_model=PartnerRead,
-    responses={**INVALID, 201: {"model": PartnerRead, "description": "Created"}},
+    response_model=ConciergePartnerRead,
+    responses={**INVALID, 201: {"model": ConciergePartnerRead, "description": "Created"}},
 )
-def put_partner(
+def put_concierge_partner(
     code: Annotated[str, Path(min_length=1, max_length=120)],
-    body: PartnerPut,
+    body: ConciergePartnerPut,
     response: Response,
     engine: DbEngine,
     clock: AppClock,
@@ -221,8 +221,8 @@ def put_partner(
     return partner
 
 
-@router.get("/concierge-partners", response_model=list[PartnerRead])
-def get_partners(
+@router.get("/concierge-partners", response_model=list[ConciergePartnerRead])
+def get_concierge_partners(
     engine: DbEngine,
     _: ConciergeStaff,
     country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,

@@ -16,11 +16,28 @@ from prevenance.desk.errors import (
 )
 from prevenance.desk.reports import rate_row
 from prevenance.desk.repository import same_reason_contacts
+from prevenance.desk.resolution import time_to_resolution
 from prevenance.desk.tables import (
     Case,
     Contact,
     ContactPreference,
 )
+
+
+def _case_resolutions(
+    session: Session, cases: list[Any], repeats: dict[tuple[int, str], list[tuple[datetime, str]]]
+) -> dict[str, datetime | None]:
+    """When each case the routing reads was resolved (None while open), repeats' cases included."""
+    ends: dict[str, datetime | None] = {
+        case.id: case.resolved_at if case.status == "resolved" else None for case in cases
+    }
+    missing = sorted({case_id for found in repeats.values() for _, case_id in found} - ends.keys())
+    for start in range(0, len(missing), 500):
+        rows = session.execute(
+            select(Case.id, Case.status, Case.resolved_at).where(Case.id.in_(missing[start : start + 500]))
+        )
+        ends.update({row.id: row.resolved_at if row.status == "resolved" else None for row in rows})
+    return ends
 
 
 def channel_recommendation(
@@ -30,8 +47,10 @@ def channel_recommendation(
 
     The cases of that reason whose first contact started in the routing window are grouped by the
     routing channel of their first contact (an outbound phone call is a call-back). A channel's
-    time is the median hours from the first contact's start to the case's resolution over its
-    resolved cases; its FCR share is computed as in the FCR report (undetermined cases left out).
+    time is the median hours from the first contact's start to the end of the matter, repeat
+    contacts on the same reason included (a quick answer that brings the member back is not quick),
+    over its resolved matters; its FCR share is computed as in the FCR report (undetermined cases
+    left out).
     """
     if reason not in config.current().reasons:
         raise UnknownReason(f"unknown contact reason {reason!r}; see GET /v1/contact-reasons", field="reason")
@@ -59,13 +78,24 @@ def channel_recommendation(
         )
     )
     repeats = same_reason_contacts(session, cases, window=window)
+    ends = _case_resolutions(session, cases, repeats)
     durations: dict[str, list[timedelta]] = defaultdict(list)
     successes: dict[str, int] = defaultdict(int)
     counted: dict[str, int] = defaultdict(int)
     for case in cases:
         channel = rules.routing_channel(case.channel, case.direction)
-        if case.status == "resolved" and case.resolved_at is not None:
-            durations[channel].append(case.resolved_at - case.started_at)
+        took = time_to_resolution(
+            first_started_at=case.started_at,
+            resolved_at=case.resolved_at if case.status == "resolved" else None,
+            repeats=[
+                (at, ends.get(case_id))
+                for at, case_id in repeats.get((case.member_id, case.reason), ())
+                if case_id != case.id
+            ],
+            window=window,
+        )
+        if took is not None:
+            durations[channel].append(took)
         facts = rules.CaseFacts(
             status=case.status,
             contacts=case.contact_count,

@@ -50,9 +50,33 @@ def list_movements(session: Session, *, member_ref: str, limit: int, cursor: str
     rows = list(session.scalars(statement.order_by(Posting.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
+    return {
+        "member_ref": member.ref,
+        "items": _movement_items(session, member.id, rows),
+        "next_cursor": _encode_cursor(rows[-1].id) if more else None,
+    }
+
+
+def list_latest_movements(session: Session, *, member_ref: str, limit: int) -> list[dict[str, Any]]:
+    """The member's last postings by when they were made, newest first (what a member reads).
+
+    Posting ids follow insertion, not time: a backfill or a settlement file posts an older
+    purchase after newer ones, so the portal orders by the posting's instant.
+    """
+    member = customers.get_or_raise(session, ref=member_ref)
+    statement = (
+        select(Posting)
+        .where(Posting.member_id == member.id)
+        .order_by(Posting.created_at.desc(), Posting.id.desc())
+        .limit(limit)
+    )
+    return _movement_items(session, member.id, list(session.scalars(statement)))
+
+
+def _movement_items(session: Session, member_id: int, rows: list[Posting]) -> list[dict[str, Any]]:
     # Read, never create: a unit the member has no account in has no postings either.
-    member_accounts = ledger.member_account_ids(session, member_id=member.id) if rows else set()
-    items = [
+    member_accounts = ledger.member_account_ids(session, member_id=member_id) if rows else set()
+    return [
         {
             "id": row.id,
             "at": row.created_at.isoformat(),
@@ -64,8 +88,3 @@ def list_movements(session: Session, *, member_ref: str, limit: int, cursor: str
         }
         for row in rows
     ]
-    return {
-        "member_ref": member.ref,
-        "items": items,
-        "next_cursor": _encode_cursor(rows[-1].id) if more else None,
-    }

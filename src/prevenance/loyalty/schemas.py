@@ -8,9 +8,33 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from prevenance.common.inputs import Moment
+from prevenance.common.money import AMOUNT_PATTERN, CURRENCY_PATTERN
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 DecimalString = Annotated[str, Field(min_length=1, max_length=40, examples=["42.50"])]
+# The pattern is stated for clients; the API checks the same rule itself (with the currency's own
+# number of decimal digits) and answers a 422 naming the field.
+Amount = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=40,
+        examples=["42.50"],
+        description="a positive decimal string below 10^12, with no more decimal digits than the"
+        " currency allows (EUR 2, JPY 0, KWD 3)",
+        json_schema_extra={"pattern": AMOUNT_PATTERN},
+    ),
+]
+Currency = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=3,
+        examples=["EUR"],
+        description="ISO 4217 code of a currency the programme has a rate for",
+        json_schema_extra={"pattern": CURRENCY_PATTERN},
+    ),
+]
 # Upper bounds keep every value inside its column (BIGINT points, INTEGER stock and blocks), so an
 # absurd number is a 422 naming the field rather than a database overflow (500). A trillion points
 # times the largest quantity (1,000) still fits a signed 64-bit integer.
@@ -24,8 +48,8 @@ class TransactionCreate(BaseModel):
 
     id: Id
     member_ref: Annotated[str, Field(min_length=1, max_length=64)]
-    amount: DecimalString
-    currency: Annotated[str, Field(min_length=3, max_length=3, examples=["EUR"])]
+    amount: Amount
+    currency: Currency
     merchant: Annotated[str, Field(min_length=1, max_length=200)]
     category: Annotated[str, Field(min_length=1, max_length=60, examples=["travel"])]
     occurred_at: Moment
@@ -49,7 +73,7 @@ class RefundCreate(BaseModel):
     """A refund; ``id`` is the idempotency key."""
 
     id: Id
-    amount: DecimalString
+    amount: Amount
 
 
 class RefundRead(BaseModel):
@@ -146,7 +170,7 @@ class TravelRedemption(BaseModel):
     id: Id
     kind: Literal["travel"]
     booking_ref: Annotated[str, Field(min_length=1, max_length=120)]
-    amount: DecimalString
+    amount: Amount
     points: Points
 
 

@@ -8,7 +8,7 @@ idempotency key first (see ``common.idempotency``)."""
 
 from __future__ import annotations
 
-from prevenance.loyalty.balances import get_balance, list_movements
+from prevenance.loyalty.balances import get_balance, list_latest_movements, list_movements
 from prevenance.loyalty.catalogue import (
     get_catalogue_item,
     list_catalogue,
@@ -47,6 +47,7 @@ __all__ = [
     "get_redemption",
     "get_referral_code",
     "list_catalogue",
+    "list_latest_movements",
     "list_member_ids_at_merchant",
     "list_movements",
     "list_partners",

@@ -84,7 +84,13 @@ def get_offer(id: Id, engine: DbEngine, _: StaffReader) -> dict[str, Any]:
 
 
 def _status_route(target: str, summary: str) -> None:
-    @router.post(f"/offers/{{id}}/{target}", response_model=OfferRead, responses=PROBLEMS, summary=summary)
+    @router.post(
+        f"/offers/{{id}}/{target}",
+        response_model=OfferRead,
+        responses=PROBLEMS,
+        summary=summary,
+        name=f"{target}_offer",
+    )
     def change(id: Id, engine: DbEngine, clock: AppClock, _: Marketing) -> dict[str, Any]:
         status = {"pause": "paused", "resume": "active", "end": "ended"}[target]
         return run_in_transaction(

@@ -192,3 +192,25 @@ def test_unknown_reason_or_member_and_roles(api: Api) -> None:
     assert nobody.status_code == 404
     marketing = api.get("/v1/members/M1/channel-recommendation?reason=card.damaged", role="marketing")
     assert marketing.status_code == 403
+
+
+def test_a_quick_answer_that_brings_the_member_back_is_not_quick(api: Api, few_cases: None) -> None:
+    """E-mails answered in six minutes, each followed two days later by a call on the same reason
+    (resolved an hour later): e-mail's time to resolution is some 49 hours, not 0.1, and the member
+    in a hurry who prefers chat (resolved in a quarter of an hour, no repeat) is sent to chat."""
+    for i in range(4):
+        member = f"Y{i}"
+        api.put(f"/v1/members/{member}", member_body())
+        case_resolved_after(api, f"fast-mail{i}", member, "email", "statement.question", i, 0.1)
+        case_resolved_after(api, f"back{i}", member, "phone", "statement.question", i + 2, 1.0)
+        case_resolved_after(api, f"chat{i}", member, "chat", "statement.question", i + 20, 0.25)
+    api.put("/v1/members/M1", member_body())
+    api.put(
+        "/v1/members/M1/contact-preference", {"mode": "in_a_hurry", "preferred_channel": "chat"}, role="agent"
+    )
+    body = recommend(api, "M1")
+    assert (body["recommended"], body["mode"]) == ("chat", "in_a_hurry"), body["channels"]
+    channels = {row["channel"]: row for row in body["channels"]}
+    assert channels["email"]["median_hours"] == 49.0 and channels["email"]["resolved"] == 4
+    assert channels["chat"]["median_hours"] == 0.25
+    assert channels["email"]["fcr"]["value"] == 0.0  # each came back within the window
