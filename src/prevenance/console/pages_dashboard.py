@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
+from prevenance.common.periods import month_of, previous_month
 from prevenance.common.problems import PrevenanceError
 from prevenance.console import charts
 from prevenance.console.web import (
@@ -20,7 +21,6 @@ from prevenance.console.web import (
     script_json,
 )
 from prevenance.db import read_session
-from prevenance.desk import rules as desk_rules
 from prevenance.desk import service as desk
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -32,7 +32,7 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
     """First-contact resolution by team, contact reasons (Pareto), emergency cards within promise."""
     p.require(*DASHBOARD)
     # Without a month, the last complete one: the current month's contacts are mostly undetermined.
-    month = month or desk_rules.previous_month(p.now.strftime("%Y-%m"))
+    month = month or previous_month(month_of(p.now))
     try:
         with read_session(p.engine) as session:
             fcr = desk.fcr_report(session, by="team", month=month, now=p.now)
