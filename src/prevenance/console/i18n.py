@@ -1,57 +1,15 @@
-"""French and English for every word the console shows: two JSON catalogues with the same keys.
-
-The language of a page is, in order: the switcher's cookie, the signed-in user's language (a member's
-own language in the portal), the browser's ``Accept-Language``, then French.
-"""
+"""The console's languages: the one catalogue mechanism of ``prevenance.common.i18n``."""
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
-from typing import Any
+from prevenance.common.i18n import (
+    DEFAULT,
+    LANGUAGES,
+    catalogue,
+    choose,
+    from_accept_language,
+    section,
+    translate,
+)
 
-LANGUAGES = ("fr", "en")
-DEFAULT = "fr"
-_DIR = Path(__file__).parent / "locales"
-
-
-@cache
-def catalogue(language: str) -> dict[str, str]:
-    """The messages of one language (read once)."""
-    data: dict[str, str] = json.loads((_DIR / f"{language}.json").read_text(encoding="utf-8"))
-    return data
-
-
-def translate(language: str, key: str, **values: Any) -> str:
-    """The message ``key`` in ``language`` (falling back to French, then to the key itself)."""
-    text = catalogue(language).get(key) or catalogue(DEFAULT).get(key) or key
-    return text.format(**values) if values else text
-
-
-def from_accept_language(header: str | None) -> str | None:
-    """The first of our languages in an ``Accept-Language`` header, by its q weight."""
-    if not header:
-        return None
-    weighted: list[tuple[float, int, str]] = []
-    for position, part in enumerate(header.split(",")):
-        tag, _, params = part.strip().partition(";")
-        q = 1.0
-        if params.strip().startswith("q="):
-            try:
-                q = float(params.strip()[2:])
-            except ValueError:
-                q = 0.0
-        weighted.append((-q, position, tag.strip().lower()[:2]))
-    for _, _, tag in sorted(weighted):
-        if tag in LANGUAGES:
-            return tag
-    return None
-
-
-def choose(*, cookie: str | None, user_language: str | None, accept_language: str | None) -> str:
-    """The language of a page (see the module docstring)."""
-    for candidate in (cookie, user_language, from_accept_language(accept_language)):
-        if candidate in LANGUAGES:
-            return str(candidate)
-    return DEFAULT
+__all__ = ["DEFAULT", "LANGUAGES", "catalogue", "choose", "from_accept_language", "section", "translate"]

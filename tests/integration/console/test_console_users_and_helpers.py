@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
+from prevenance.common import i18n as common_i18n
 from prevenance.common.clock import FrozenClock
 from prevenance.console import i18n, users
 from prevenance.console.cli import app as console_cli
@@ -24,7 +25,7 @@ from prevenance.db import read_session, unit_of_work
 from prevenance.demo.users import create_demo_users
 from tests.factories import store_member
 
-LOCALES = Path(i18n.__file__).parent / "locales"
+LOCALES = Path(common_i18n.__file__).parent / "locales"
 
 
 def add_member(

@@ -1,0 +1,67 @@
+"""French and English for every word the product shows or sends — console pages, the survey page,
+mails to members, the quarterly report: two JSON catalogues (``locales/fr.json``, ``locales/en.json``)
+with the same keys, namespaced by where they are used (``mail.incident.*``, ``voice.report.*``, …).
+
+The language of a page is, in order: the switcher's cookie, the signed-in user's language (a member's
+own language in the portal), the browser's ``Accept-Language``, then French.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+LANGUAGES = ("fr", "en")
+DEFAULT = "fr"
+_DIR = Path(__file__).parent / "locales"
+
+
+@cache
+def catalogue(language: str) -> dict[str, str]:
+    """The messages of one language (read once)."""
+    data: dict[str, str] = json.loads((_DIR / f"{language}.json").read_text(encoding="utf-8"))
+    return data
+
+
+def translate(language: str, key: str, **values: Any) -> str:
+    """The message ``key`` in ``language`` (falling back to French, then to the key itself)."""
+    text = catalogue(language).get(key) or catalogue(DEFAULT).get(key) or key
+    return text.format(**values) if values else text
+
+
+def section(language: str, prefix: str) -> dict[str, str]:
+    """Every message under ``prefix`` (``"voice.report."``) keyed by the rest of its key, for a
+    template that reads them by name; French fills what the language lacks."""
+    merged = {k: v for k, v in catalogue(DEFAULT).items() if k.startswith(prefix)}
+    merged.update({k: v for k, v in catalogue(language).items() if k.startswith(prefix) and v})
+    return {k[len(prefix) :]: v for k, v in merged.items()}
+
+
+def from_accept_language(header: str | None) -> str | None:
+    """The first of our languages in an ``Accept-Language`` header, by its q weight."""
+    if not header:
+        return None
+    weighted: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        weighted.append((-q, position, tag.strip().lower()[:2]))
+    for _, _, tag in sorted(weighted):
+        if tag in LANGUAGES:
+            return tag
+    return None
+
+
+def choose(*, cookie: str | None, user_language: str | None, accept_language: str | None) -> str:
+    """The language of a page (see the module docstring)."""
+    for candidate in (cookie, user_language, from_accept_language(accept_language)):
+        if candidate in LANGUAGES:
+            return str(candidate)
+    return DEFAULT
