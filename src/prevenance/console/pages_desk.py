@@ -91,7 +91,6 @@ EXCERPT = 120  # characters of a survey comment shown on the 360 (the whole comm
 
 def _survey_rows(p: Page, surveys: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The member's answered surveys for the 360: the interaction point in words, the comment cut short."""
-    labels = voice_rules.INTERACTION_LABELS[p.lang]
     rows = []
     for survey in surveys:
         point = survey.get("interaction")
@@ -100,7 +99,9 @@ def _survey_rows(p: Page, surveys: list[dict[str, Any]]) -> list[dict[str, Any]]
         rows.append(
             {
                 **survey,
-                "interaction_label": labels[point - 1] if point and 1 <= point <= len(labels) else None,
+                "interaction_label": p.t(f"voice.interaction.{point}")
+                if point in voice_rules.INTERACTION_POINTS
+                else None,
                 "excerpt": excerpt,
             }
         )

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import mail, outbox
+from prevenance.common.i18n import translate
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint, fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
@@ -36,11 +37,6 @@ from prevenance.desk.tables import Communication, Incident, IncidentNotice
 
 SENDER = "Prévenance <notices@prevenance.example>"
 RELAY_SOURCE = "incident-relay"
-_SUBJECT = {
-    "initial": {"fr": "Incident : {title}", "en": "Incident: {title}"},
-    "update": {"fr": "Mise à jour : {title}", "en": "Update: {title}"},
-    "resolution": {"fr": "Résolu : {title}", "en": "Resolved: {title}"},
-}
 
 
 def _utc(moment: datetime) -> datetime:
@@ -100,7 +96,7 @@ def _queue(
             "member_id": member_id,
             "kind": kind,
             "language": language,
-            "subject": _SUBJECT[kind][language].format(title=titles[language]),
+            "subject": translate(language, f"mail.incident.subject.{kind}", title=titles[language]),
             "body": bodies[language],
             "status": "pending",
             "created_at": now,

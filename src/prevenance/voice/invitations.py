@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from prevenance.common import mail
+from prevenance.common.i18n import translate
 from prevenance.common.ids import as_utc
 from prevenance.common.outbox import OutboxEvent
 from prevenance.customers import service as customers
@@ -48,45 +49,6 @@ TEMPLATE = "survey-invitation"
 _SALT = "prevenance.survey"
 # A link stamped up to this far in the future is accepted (clocks of two API processes differ).
 CLOCK_SKEW_SECONDS = 300
-SUBJECT = {"fr": "Votre avis sur notre échange", "en": "How did we do?"}
-BODY = {
-    "fr": (
-        "Bonjour {name},\n\n"
-        "Vous avez récemment échangé avec notre service ({channel}). Votre avis nous aide à mieux vous "
-        "servir : deux questions, une minute.\n\n"
-        "{link}\n\n"
-        "Ce lien personnel est valable {days} jours et ne sert qu'une fois.\n"
-        "Pour ne plus recevoir ces questionnaires, dites-le à votre conseiller ou dans votre espace.\n\n"
-        "Prévenance"
-    ),
-    "en": (
-        "Hello {name},\n\n"
-        "You recently contacted our service ({channel}). Your opinion helps us serve you better: two "
-        "questions, one minute.\n\n"
-        "{link}\n\n"
-        "This personal link is valid for {days} days and works once.\n"
-        "To stop receiving these surveys, tell your adviser or change it in your account.\n\n"
-        "Prévenance"
-    ),
-}
-CHANNEL_NAMES = {
-    "fr": {
-        "phone": "téléphone",
-        "email": "e-mail",
-        "chat": "chat",
-        "social": "réseaux sociaux",
-        "web": "site web",
-        "letter": "courrier",
-    },
-    "en": {
-        "phone": "phone",
-        "email": "email",
-        "chat": "chat",
-        "social": "social media",
-        "web": "website",
-        "letter": "letter",
-    },
-}
 
 
 def invitation_id_for(contact_id: str) -> str:
@@ -216,15 +178,15 @@ def compose(
 ) -> EmailMessage:
     """The invitation mail in the member's language."""
     language = invitation.language
-    channel = CHANNEL_NAMES[language].get(invitation.channel, invitation.channel)
+    channel = translate(language, f"mail.survey.channel.{invitation.channel}")
     return mail.compose(
         sender=SENDER,
         to=email,
-        subject=SUBJECT[language],
+        subject=translate(language, "mail.survey.subject"),
         message_id=message_id(invitation.id),
         date=now,
         language=language,
-        body=BODY[language].format(name=name, channel=channel, link=link, days=days),
+        body=translate(language, "mail.survey.body", name=name, channel=channel, link=link, days=days),
     )
 
 
@@ -270,7 +232,7 @@ class _InvitationQueue:
                 channel="email",
                 language=invitation.language,
                 sent_at=now,
-                subject=SUBJECT[invitation.language],
+                subject=translate(invitation.language, "mail.survey.subject"),
                 summary=f"contact {invitation.contact_id}",
             ),
             source=RELAY_SOURCE,

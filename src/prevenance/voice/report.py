@@ -23,144 +23,23 @@ import numpy as np
 import polars as pl
 import vl_convert
 
+from prevenance.common.i18n import LANGUAGES, section, translate
 from prevenance.voice import analytics, calibration, stats
 
 CHROMIUM = "/usr/bin/chromium"
 TREND_QUARTERS = 6
 QUARTER_RE = re.compile(r"^(\d{4})Q([1-4])$")
 
-LABELS: dict[str, dict[str, str]] = {
-    "fr": {
-        "title": "Voix du client — rapport trimestriel",
-        "subtitle": "Trimestre",
-        "headline": "Chiffres clés du trimestre",
-        "rtf": "Recommandation à un ami (RTF)",
-        "excellence": "Taux d'excellence",
-        "fcr": "Résolution au premier contact",
-        "answers": "réponses",
-        "rtf_trend": "Évolution du RTF par pays",
-        "excellence_trend": "Évolution du taux d'excellence par pays",
-        "countries": "Comparaison des pays : brut et calibré",
-        "countries_note": (
-            "Les échelles de notation diffèrent selon les cultures : un client britannique satisfait donne 9 "
-            "là où un client français donne 7. Le score calibré ramène chaque pays sur l'échelle du pays de "
-            "référence à partir d'interactions comparables. Attention : la calibration ne distingue pas une "
-            "culture de notation d'un service réellement meilleur dans les mêmes interactions ; un pays dont "
-            "les clients sont vraiment mieux servis est lui aussi ramené vers la référence. Un pays de moins "
-            "de 30 réponses n'a pas de chiffre calibré."
-        ),
-        "too_few": "trop peu de réponses",
-        "fcr_title": "Résolution au premier contact par pays",
-        "reasons": "Principaux motifs de contact",
-        "card_promise": "Promesse de carte d'urgence tenue",
-        "barometers": "Comparaison avec les baromètres du marché",
-        "country": "Pays",
-        "quarter": "Trimestre",
-        "month": "Mois",
-        "value": "Valeur",
-        "n": "n",
-        "ci": "IC 95 %",
-        "raw": "Brut",
-        "calibrated": "Calibré",
-        "method": "Méthode",
-        "offset": "Décalage estimé (points d'échelle)",
-        "reason": "Motif",
-        "count": "Contacts",
-        "share_within_promise": "Part dans le délai promis",
-        "source": "Source",
-        "metric": "Indicateur",
-        "ours": "Nous",
-        "theirs": "Baromètre",
-        "difference": "Écart (nous − baromètre)",
-        "flag": "Remarque",
-        "n_unknown": "n inconnu : écart sans intervalle",
-        "no_figure": "pas de chiffre comparable",
-        "significant": "significatif",
-        "not_significant": "non significatif",
-        "no_data": "Aucune donnée pour cette section.",
-        "methods": "Méthodes",
-        "methods_note": (
-            "Chaque score est donné avec son nombre de réponses n et un intervalle de confiance à 95 %. "
-            "RTF : % de notes 9–10 moins % de notes 0–6, intervalle de Wald ajusté pour une moyenne trinomiale ; "
-            "excellence : % de « excellent » seulement, intervalle de Wilson ; calibration : liaison "
-            "équipercentile par cellules motif × canal × produit (regroupées si trop minces), intervalle par bootstrap de toute la table. Détails : docs/methods.md."
-        ),
-        "generated": "Données arrêtées au",
-    },
-    "en": {
-        "title": "Voice of the customer — quarterly report",
-        "subtitle": "Quarter",
-        "headline": "Key figures of the quarter",
-        "rtf": "Recommend to a friend (RTF)",
-        "excellence": "Excellence rate",
-        "fcr": "First-contact resolution",
-        "answers": "answers",
-        "rtf_trend": "RTF trend by country",
-        "excellence_trend": "Excellence rate trend by country",
-        "countries": "Country comparison: raw and calibrated",
-        "countries_note": (
-            "Rating scales differ across cultures: a happy British customer gives 9 where a satisfied French one "
-            "gives 7. The calibrated score maps each country onto the reference country's scale using comparable "
-            "interactions. Caution: calibration cannot tell a rating culture from genuinely better service in the "
-            "same interactions; a country whose customers are truly better served is pulled back toward the "
-            "reference too. A country with fewer than 30 answers gets no calibrated figure."
-        ),
-        "too_few": "too few answers",
-        "fcr_title": "First-contact resolution by country",
-        "reasons": "Top contact reasons",
-        "card_promise": "Emergency-card promise kept",
-        "barometers": "Comparison with market barometers",
-        "country": "Country",
-        "quarter": "Quarter",
-        "month": "Month",
-        "value": "Value",
-        "n": "n",
-        "ci": "95% CI",
-        "raw": "Raw",
-        "calibrated": "Calibrated",
-        "method": "Method",
-        "offset": "Estimated offset (scale points)",
-        "reason": "Reason",
-        "count": "Contacts",
-        "share_within_promise": "Share within the promise",
-        "source": "Source",
-        "metric": "Metric",
-        "ours": "Ours",
-        "theirs": "Barometer",
-        "difference": "Difference (ours − barometer)",
-        "flag": "Note",
-        "n_unknown": "n unknown: difference without interval",
-        "no_figure": "no comparable figure",
-        "significant": "significant",
-        "not_significant": "not significant",
-        "no_data": "No data for this section.",
-        "methods": "Methods",
-        "methods_note": (
-            "Every score comes with its number of answers n and a 95% confidence interval. RTF: % of 9–10 "
-            'minus % of 0–6, adjusted Wald interval for a trinomial mean; excellence: % "excellent" only, '
-            "Wilson interval; calibration: equipercentile linking within reason × channel × product cells (coarsened "
-            "when thin), whole-table bootstrap interval. Details: docs/methods.md."
-        ),
-        "generated": "Data as of",
-    },
-}
+
+def _labels(language: str) -> dict[str, str]:
+    """The report's words in ``language`` (the ``voice.report.*`` keys of the one catalogue)."""
+    return section(language, "voice.report.")
 
 
-METHOD_LABELS: dict[str, dict[str, str]] = {
-    "fr": {
-        calibration.METHOD_REFERENCE: "pays de référence : calibré = brut",
-        calibration.METHOD_ESTIMATED: (
-            "liaison équipercentile sur interactions comparables (motif × canal × produit, cellules minces "
-            "regroupées), bootstrap de toute la table 95 %"
-        ),
-        calibration.METHOD_FALLBACK: (
-            "table de décalages de repli, notes extrêmes ouvertes (trop peu de réponses comparables), bootstrap 95 %"
-        ),
-        calibration.METHOD_TOO_FEW: "trop peu de réponses pour calibrer (moins de 30)",
-        calibration.METHOD_NONE: "non calibré : trop peu de réponses comparables et pas de décalage de repli",
-    },
-    "en": {},
-}
+def _method_label(language: str, method: str) -> str:
+    """A calibration method's description in ``language`` (unknown text shown as it is)."""
+    code = calibration.METHOD_CODES.get(method)
+    return translate(language, f"voice.method.{code}") if code else method
 
 
 def parse_quarter(quarter: str) -> tuple[int, int]:
@@ -280,8 +159,8 @@ def _fcr_section(fcr: pl.DataFrame, months: list[str], language: str) -> dict[st
         {"country": r["country"], "value": v, "ci_low": lo, "ci_high": hi, "n": int(r["fcr_n"])}
         for r, v, lo, hi in zip(quarter_rows, value, low, high, strict=True)
     ]
-    frame = pl.DataFrame(rows).with_columns(pl.lit(LABELS[language]["quarter"]).alias("period"))
-    svg = _interval_chart(frame, "country", LABELS[language]["country"], "%", color=None)
+    frame = pl.DataFrame(rows).with_columns(pl.lit(_labels(language)["quarter"]).alias("period"))
+    svg = _interval_chart(frame, "country", _labels(language)["country"], "%", color=None)
     return {"rows": rows, "svg": svg}
 
 
@@ -298,7 +177,7 @@ def _reasons_section(reasons: list[dict[str, Any]], language: str) -> dict[str, 
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("count:Q", title=LABELS[language]["count"]),
+            x=alt.X("count:Q", title=_labels(language)["count"]),
             y=alt.Y("label:N", sort="-x", title=None),
         )
         .properties(width=480, height=22 * len(top))
@@ -327,7 +206,7 @@ def _card_section(card: list[dict[str, Any]], language: str) -> dict[str, Any]:
         {"month": r["month"], "value": v, "ci_low": lo, "ci_high": hi, "n": int(k)}
         for r, v, lo, hi, k in zip(kept, value, low, high, n, strict=True)
     ]
-    svg = _interval_chart(pl.DataFrame(rows), "month", LABELS[language]["month"], "%", color=None)
+    svg = _interval_chart(pl.DataFrame(rows), "month", _labels(language)["month"], "%", color=None)
     return {"rows": rows, "svg": svg}
 
 
@@ -335,9 +214,9 @@ def build_context(data: dict[str, Any]) -> dict[str, Any]:
     """Every figure of the report, computed once (the template only lays them out)."""
     quarter = str(data["quarter"]).upper()
     language = str(data.get("language", "fr")).lower()
-    if language not in LABELS:
+    if language not in LANGUAGES:
         raise ValueError(f"language must be fr or en, got {language!r}")
-    labels = LABELS[language]
+    labels = _labels(language)
     year, q = parse_quarter(quarter)
     months = quarter_months(quarter)
     answers: pl.DataFrame = data.get("answers", analytics.empty_answers())
@@ -450,7 +329,7 @@ def _environment(language: str) -> jinja2.Environment:
     )
     fmt: Callable[..., str] = lambda value, digits=1: _fmt(value, language, digits)  # noqa: E731
     env.filters["num"] = fmt
-    env.filters["method"] = lambda text: METHOD_LABELS.get(language, {}).get(text, text)
+    env.filters["method"] = lambda text: _method_label(language, text)
     return env
 
 

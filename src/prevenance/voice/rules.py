@@ -18,11 +18,9 @@ SCORE_DIMENSIONS = ("agent", "team", "channel", "reason", "country", "product", 
 API_DIMENSIONS = ("agent", "team", "channel", "reason", "country")
 SUGGESTION_STATUSES = ("new", "under_review", "adopted", "declined")
 CHANNELS = ("phone", "email", "chat", "social", "web", "letter")
-# The five points of the interaction question, 1 (poor) to 5 (excellent): only 5 counts as excellent.
-INTERACTION_LABELS: dict[str, tuple[str, ...]] = {
-    "fr": ("Médiocre", "Passable", "Bien", "Très bien", "Excellent"),
-    "en": ("Poor", "Fair", "Good", "Very good", "Excellent"),
-}
+# The five points of the interaction question, 1 (poor) to 5 (excellent): only 5 counts as excellent
+# (their words are the ``voice.interaction.<point>`` keys of the catalogue).
+INTERACTION_POINTS = (1, 2, 3, 4, 5)
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")

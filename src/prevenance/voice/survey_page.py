@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from prevenance.common.deps import AppClock, DbEngine
+from prevenance.common.i18n import section, translate
 from prevenance.common.problems import RateLimited
 from prevenance.common.ratelimit import client_address, enforce
 from prevenance.db import read_session, run_in_transaction
@@ -31,57 +32,6 @@ _ENV = Environment(
 LINK_STATUS = {"invalid": 404, "expired": 410, "used": 409}
 STYLESHEET = Path(__file__).parent / "templates" / "survey.css"
 
-TEXT: dict[str, dict[str, str]] = {
-    "fr": {
-        "title": "Votre avis — Prévenance",
-        "language": "Langue",
-        "heading": "Comment s'est passé votre échange avec nous ?",
-        "recommend": "Recommanderiez-vous Prévenance à un ami ?",
-        "not_likely": "pas du tout",
-        "very_likely": "certainement",
-        "interaction": "Comment jugez-vous cet échange ?",
-        "comment": "Un commentaire ? (facultatif)",
-        "suggestion": "Une idée pour mieux vous servir ? (facultatif)",
-        "submit": "Envoyer mon avis",
-        "fix_errors": "Merci de corriger ce qui est signalé ci-dessous.",
-        "error_required": "Choisissez une note de 0 à 10.",
-        "error_range": "Cette valeur n'est pas permise.",
-        "error_too_long": "Ce texte est trop long (4 000 caractères au plus).",
-        "thanks_heading": "Merci !",
-        "thanks": "Votre avis est bien enregistré. Il nous aide à mieux vous servir.",
-        "invalid_heading": "Lien non valable",
-        "invalid": "Ce lien de questionnaire n'est pas valable. Vérifiez qu'il est complet, tel que reçu par e-mail.",
-        "expired_heading": "Lien expiré",
-        "expired": "Ce lien de questionnaire a expiré. Merci de l'attention que vous nous portez.",
-        "used_heading": "Déjà répondu",
-        "used": "Vous avez déjà répondu à ce questionnaire. Merci !",
-    },
-    "en": {
-        "title": "Your opinion — Prévenance",
-        "language": "Language",
-        "heading": "How was your contact with us?",
-        "recommend": "How likely are you to recommend Prévenance to a friend?",
-        "not_likely": "not at all likely",
-        "very_likely": "extremely likely",
-        "interaction": "How would you rate this interaction?",
-        "comment": "Any comment? (optional)",
-        "suggestion": "An idea to serve you better? (optional)",
-        "submit": "Send my answer",
-        "fix_errors": "Please correct what is marked below.",
-        "error_required": "Choose a score from 0 to 10.",
-        "error_range": "This value is not allowed.",
-        "error_too_long": "This text is too long (4,000 characters at most).",
-        "thanks_heading": "Thank you!",
-        "thanks": "Your answer has been recorded. It helps us serve you better.",
-        "invalid_heading": "Invalid link",
-        "invalid": "This survey link is not valid. Check that it is complete, as received by email.",
-        "expired_heading": "Link expired",
-        "expired": "This survey link has expired. Thank you for your interest.",
-        "used_heading": "Already answered",
-        "used": "You have already answered this survey. Thank you!",
-    },
-}
-
 
 def _language(requested: str | None, fallback: str) -> str:
     if requested in rules.LANGUAGES:
@@ -90,7 +40,7 @@ def _language(requested: str | None, fallback: str) -> str:
 
 
 def _page(template: str, status: int, lang: str, **context: Any) -> HTMLResponse:
-    html = _ENV.get_template(template).render(lang=lang, t=TEXT[lang], **context)
+    html = _ENV.get_template(template).render(lang=lang, t=section(lang, "survey."), **context)
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 
@@ -98,8 +48,8 @@ def _link_error(kind: str, requested: str | None) -> HTMLResponse:
     """The page of an unusable link: in the requested language, else in French and English (a
     forged link names no member whose language we could use)."""
     lang = _language(requested, "fr")
-    text = TEXT[lang]
-    other = None if requested in rules.LANGUAGES else TEXT["en"]
+    text = section(lang, "survey.")
+    other = None if requested in rules.LANGUAGES else section("en", "survey.")
     return _page(
         "survey_message.html",
         LINK_STATUS[kind],
@@ -118,7 +68,7 @@ def _form(lang: str, status: int, values: dict[str, str | None], errors: dict[st
         lang,
         values=values,
         errors=errors,
-        points=rules.INTERACTION_LABELS[lang],
+        points=tuple(translate(lang, f"voice.interaction.{point}") for point in rules.INTERACTION_POINTS),
     )
 
 
@@ -130,13 +80,10 @@ def _throttled(request: Request, requested: str | None) -> HTMLResponse | None:
         enforce(request, scope="survey", rule=settings.rate_limit_survey, key=client_address(request))
     except RateLimited as error:
         wait = str(error.extra.get("retry_after", 60))
-        text = {
-            "fr": f"Trop de demandes. Merci de réessayer dans {wait} secondes.",
-            "en": f"Too many requests. Please try again in {wait} seconds.",
-        }
         lang = _language(requested, "fr")
         other = "en" if lang == "fr" else "fr"
-        body = f"<!doctype html><html lang={lang}><meta charset=utf-8><title>429</title><p>{text[lang]}</p><p>{text[other]}</p></html>"
+        first, second = (translate(language, "survey.too_many", wait=wait) for language in (lang, other))
+        body = f"<!doctype html><html lang={lang}><meta charset=utf-8><title>429</title><p>{first}</p><p>{second}</p></html>"
         return HTMLResponse(body, status_code=429, headers={"Retry-After": wait, "Cache-Control": "no-store"})
     return None
 
@@ -221,7 +168,7 @@ def survey_submit(
         )
     except SurveyLinkError as error:
         return _link_error(error.kind, language)
-    text = TEXT[language]
+    text = section(language, "survey.")
     return _page(
         "survey_message.html",
         200,
