@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select
 
 from prevenance.customers.tables import Member
 from prevenance.db import read_session
-from prevenance.demo.desk import plan_desk
+from prevenance.demo.desk_plan import plan_desk
 from prevenance.demo.generator import DemoMismatch, load_demo, plan
 from prevenance.desk import service as desk
 from prevenance.desk.tables import (
