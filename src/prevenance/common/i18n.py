@@ -1,6 +1,9 @@
 """French and English for every word the product shows or sends — console pages, the survey page,
-mails to members, the quarterly report: two JSON catalogues (``locales/fr.json``, ``locales/en.json``)
-with the same keys, namespaced by where they are used (``mail.incident.*``, ``voice.report.*``, …).
+mails to members, the quarterly report: one catalogue per language, read from ``locales/fr.json`` and
+``locales/en.json`` plus any ``locales/<area>.fr.json`` / ``locales/<area>.en.json`` that a feature
+brings (so features add their words without touching one shared file). Keys are namespaced by where
+they are used (``mail.incident.*``, ``voice.report.*``, …); the same key in two files of one language
+is an error, and both languages have the same keys (tested).
 
 The language of a page is, in order: the switcher's cookie, the signed-in user's language (a member's
 own language in the portal), the browser's ``Accept-Language``, then French.
@@ -18,10 +21,21 @@ DEFAULT = "fr"
 _DIR = Path(__file__).parent / "locales"
 
 
+def catalogue_files(language: str) -> list[Path]:
+    """The files that make up one language's catalogue: the main one first, then each area's."""
+    return [_DIR / f"{language}.json", *sorted(_DIR.glob(f"*.{language}.json"))]
+
+
 @cache
 def catalogue(language: str) -> dict[str, str]:
-    """The messages of one language (read once)."""
-    data: dict[str, str] = json.loads((_DIR / f"{language}.json").read_text(encoding="utf-8"))
+    """The messages of one language (read once); a key defined twice is refused."""
+    data: dict[str, str] = {}
+    for path in catalogue_files(language):
+        part: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        twice = sorted(data.keys() & part.keys())
+        if twice:
+            raise ValueError(f"{path.name} defines keys already defined: {', '.join(twice[:5])}")
+        data.update(part)
     return data
 
 

@@ -6,7 +6,6 @@ this package's owner (see the closing note)."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -159,9 +158,11 @@ def test_search_finds_accented_small_letters_typed_either_way(engine: Engine, cl
 
 
 def test_both_catalogues_have_the_same_keys_and_placeholders() -> None:
-    fr = json.loads((LOCALES / "fr.json").read_text(encoding="utf-8"))
-    en = json.loads((LOCALES / "en.json").read_text(encoding="utf-8"))
+    fr, en = common_i18n.catalogue("fr"), common_i18n.catalogue("en")
     assert fr.keys() == en.keys()
+    areas = {p.name.split(".")[0] for p in LOCALES.glob("*.*.json")}
+    for area in areas:  # each area's file exists in both languages
+        assert (LOCALES / f"{area}.fr.json").exists() and (LOCALES / f"{area}.en.json").exists(), area
     for key in fr:
         assert sorted(re.findall(r"{(\w+)}", fr[key])) == sorted(re.findall(r"{(\w+)}", en[key])), key
 
