@@ -22,8 +22,8 @@ from prevenance.common.auth import create_key
 from prevenance.common.clock import FrozenClock
 from prevenance.db import make_engine, unit_of_work
 from prevenance.loyalty import programme
+from prevenance.metadata import metadata
 from prevenance.migrate import upgrade
-from prevenance.tables import metadata
 
 # Property tests never fail for being slow: the machines running the suite are shared and busy.
 hypothesis_settings.register_profile("prevenance", deadline=None)

@@ -26,10 +26,22 @@ KNOWN: dict[tuple[str, str], str] = {
     ("src/prevenance/loyalty/ingest.py", "prevenance.loyalty.service._parse_amount"): "ingest rework",
     ("src/prevenance/loyalty/ingest.py", "prevenance.loyalty.service._utc"): "ingest rework",
     ("benchmarks/ingest.py", "prevenance.loyalty.ingest._Writer"): "times the ingest's writer",
-    ("src/prevenance/offers/roi/service.py", "table:offers"): "ROI windows: one set-based query over every member of a campaign",
-    ("src/prevenance/offers/roi/service.py", "table:offer_decisions"): "ROI windows: one set-based query over every member of a campaign",
-    ("src/prevenance/offers/roi/service.py", "table:members"): "ROI windows: one set-based query over every member of a campaign",
-    ("src/prevenance/offers/roi/service.py", "table:card_transactions"): "ROI windows: one set-based query over every member of a campaign",
+    (
+        "src/prevenance/offers/roi/service.py",
+        "table:offers",
+    ): "ROI windows: one set-based query over every member of a campaign",
+    (
+        "src/prevenance/offers/roi/service.py",
+        "table:offer_decisions",
+    ): "ROI windows: one set-based query over every member of a campaign",
+    (
+        "src/prevenance/offers/roi/service.py",
+        "table:members",
+    ): "ROI windows: one set-based query over every member of a campaign",
+    (
+        "src/prevenance/offers/roi/service.py",
+        "table:card_transactions",
+    ): "ROI windows: one set-based query over every member of a campaign",
 }
 
 

@@ -127,7 +127,7 @@ def add_voice_history(engine: Engine, *, now: datetime) -> None:
 def deliver_events(engine: Engine, *, now: datetime) -> None:
     """Hand the world's pending events to the in-process handlers (each closed contact gets its survey
     invitation) before the server starts, so screens and tests do not wait for its maintenance pass."""
-    from prevenance.worker import HANDLERS
+    from prevenance.maintenance import HANDLERS
 
     with unit_of_work(engine) as session:
         while outbox.deliver_pending(session, handlers=HANDLERS, now=now, limit=1000):

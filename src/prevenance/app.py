@@ -28,6 +28,7 @@ from prevenance.desk.concierge_api import router as concierge_router
 from prevenance.logging import RedactRequestSecrets, install_uvicorn_redaction
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
+from prevenance.maintenance import Maintenance
 from prevenance.offers.api import router as offers_router
 from prevenance.offers.roi.api import router as offers_roi_router
 from prevenance.privacy import router as privacy_router
@@ -38,7 +39,6 @@ from prevenance.views.benefit_usage_api import router as benefit_usage_router
 from prevenance.views.incidents import router as incidents_router
 from prevenance.views.member360 import router as member360_router
 from prevenance.voice.api import router as voice_router
-from prevenance.worker import Maintenance
 
 log = structlog.get_logger()
 

@@ -57,6 +57,7 @@ from prevenance.customers import service as customers
 from prevenance.customers.rules import ERASED_PREFIX
 from prevenance.customers.tables import Member
 from prevenance.db import read_session, run_in_transaction
+from prevenance.metadata import metadata
 from prevenance.privacy_columns import (  # noqa: F401 - the classification, re-exported
     CREDENTIAL,
     DELETED,
@@ -77,7 +78,6 @@ from prevenance.privacy_columns import (  # noqa: F401 - the classification, re-
     WRITTEN_APART,
 )
 from prevenance.settings import get_settings
-from prevenance.tables import metadata
 
 
 def _export_filter(table: Table) -> ColumnElement[bool]:

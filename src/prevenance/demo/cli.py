@@ -39,8 +39,8 @@ def deliver_demo_events(engine: Engine) -> int:
     """Hand the outbox events the load wrote to their handlers now, as the server's worker would
     (unless a NATS relay owns the outbox): the server then starts with nothing to catch up on."""
     from prevenance.common.clock import SystemClock
+    from prevenance.maintenance import drain
     from prevenance.settings import get_settings
-    from prevenance.worker import drain
 
     if get_settings().nats_url is not None:
         return 0

@@ -133,7 +133,7 @@ class Relay:
         publish_timeout: float = 5.0,
     ) -> None:
         if handlers is None:
-            from prevenance.worker import HANDLERS
+            from prevenance.maintenance import HANDLERS
 
             handlers = HANDLERS
         self.engine, self.clock, self.js, self.names = engine, clock, js, names

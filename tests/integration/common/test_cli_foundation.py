@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from prevenance.app import create_app
 from prevenance.cli import app as cli
 from prevenance.db import make_engine
+from prevenance.metadata import include_name, metadata
 from prevenance.settings import get_settings
-from prevenance.tables import include_name, metadata
 
 
 @pytest.fixture

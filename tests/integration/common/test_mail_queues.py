@@ -21,9 +21,9 @@ from prevenance.customers.tables import Member
 from prevenance.db import read_session, unit_of_work
 from prevenance.desk import incidents
 from prevenance.desk.tables import Communication, IncidentNotice
+from prevenance.maintenance import run_once
 from prevenance.voice import invitations
 from prevenance.voice.tables import Invitation
-from prevenance.worker import run_once
 from tests.conftest import Api, member_body
 from tests.integration.voice.conftest import log_contact
 from tests.smtp_server import Smtp, running_smtp

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine, func, select
 
-from prevenance import worker
+from prevenance import maintenance
 from prevenance.common import outbox
 from prevenance.common.clock import FrozenClock
 from prevenance.db import read_session, unit_of_work
@@ -36,8 +36,8 @@ def _pending(engine: Engine) -> int:
         )
 
 
-def _maintenance(engine: Engine, clock: FrozenClock) -> worker.Maintenance:
-    return worker.Maintenance(engine=engine, clock=clock, stop=threading.Event(), deliver_events=True)
+def _maintenance(engine: Engine, clock: FrozenClock) -> maintenance.Maintenance:
+    return maintenance.Maintenance(engine=engine, clock=clock, stop=threading.Event(), deliver_events=True)
 
 
 def _lines(captured: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,11 +45,11 @@ def _lines(captured: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_a_backlog_is_one_summary_line_and_an_idle_run_is_silent(engine: Engine, clock: FrozenClock) -> None:
-    batches = 2 * worker.OUTBOX_BATCH + 201
+    batches = 2 * maintenance.OUTBOX_BATCH + 201
     _emit(engine, clock, batches)
-    maintenance = _maintenance(engine, clock)
+    runner = _maintenance(engine, clock)
     with structlog.testing.capture_logs() as captured:
-        done = maintenance.run_once_logged()
+        done = runner.run_once_logged()
     assert done is not None and done["events_delivered"] == batches and done["passes"] == 3
     lines = _lines(captured)
     assert len(lines) == 1, lines
@@ -57,7 +57,7 @@ def test_a_backlog_is_one_summary_line_and_an_idle_run_is_silent(engine: Engine,
     assert lines[0]["passes"] == 3 and lines[0]["log_level"] == "info"
     assert _pending(engine) == 0
     with structlog.testing.capture_logs() as idle:
-        assert maintenance.run_once_logged() == {
+        assert runner.run_once_logged() == {
             "holds_released": 0,
             "events_delivered": 0,
             "notices_sent": 0,
@@ -73,7 +73,7 @@ def test_a_failing_run_is_logged_once_as_a_failure(
     def broken(*_: Any, **__: Any) -> dict[str, int]:
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr(worker, "run_once", broken)
+    monkeypatch.setattr(maintenance, "run_once", broken)
     with structlog.testing.capture_logs() as captured:
         assert _maintenance(engine, clock).run_once_logged() is None
     assert [line["event"] for line in _lines(captured)] == ["maintenance_failed"]
@@ -81,8 +81,8 @@ def test_a_failing_run_is_logged_once_as_a_failure(
 
 def test_demo_load_delivers_the_events_it_wrote(engine: Engine, clock: FrozenClock, monkeypatch: Any) -> None:
     monkeypatch.delenv("PREVENANCE_NATS_URL", raising=False)
-    _emit(engine, clock, worker.OUTBOX_BATCH + 3)
-    assert deliver_demo_events(engine) == worker.OUTBOX_BATCH + 3
+    _emit(engine, clock, maintenance.OUTBOX_BATCH + 3)
+    assert deliver_demo_events(engine) == maintenance.OUTBOX_BATCH + 3
     assert _pending(engine) == 0
     with structlog.testing.capture_logs() as captured:
         _maintenance(engine, clock).run_once_logged()

@@ -18,8 +18,8 @@ from prevenance.common.clock import FrozenClock
 from prevenance.customers import service as customers
 from prevenance.db import make_engine, unit_of_work
 from prevenance.desk import incidents
+from prevenance.maintenance import run_once
 from prevenance.settings import get_settings
-from prevenance.worker import run_once
 from tests.conftest import Api, member_body, tx_body
 from tests.smtp_server import Smtp, running_smtp
 

@@ -34,7 +34,7 @@ from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import api as loyalty_api
 from prevenance.loyalty import earning, ledger, service
 from prevenance.loyalty.tables import CardTransaction, Posting
-from prevenance.tables import metadata
+from prevenance.metadata import metadata
 from tests.conftest import Api, member_body, tx_body
 from tests.factories import store_member
 

@@ -39,8 +39,8 @@ from prevenance.db import read_session, run_in_transaction, unit_of_work
 from prevenance.loyalty import ingest, ledger, programme, service
 from prevenance.loyalty.ingest import runner as ingest_runner
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
+from prevenance.metadata import metadata
 from prevenance.settings import get_settings
-from prevenance.tables import metadata
 from tests.conftest import Api, empty_tables, member_body, tx_body
 
 MEMBER_HEADER = list(ingest.MEMBER_COLUMNS)

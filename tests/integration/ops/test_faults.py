@@ -38,10 +38,10 @@ from prevenance.desk import service as desk
 from prevenance.loyalty import ledger
 from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.tables import CardTransaction, Redemption, Refund
+from prevenance.maintenance import HANDLERS
 from prevenance.settings import Settings
 from prevenance.voice import invitations
 from prevenance.voice.tables import Answer
-from prevenance.worker import HANDLERS
 from tests.conftest import member_body
 from tests.integration.ops.netproxy import NetProxy
 

@@ -21,11 +21,11 @@ from prevenance.customers.tables import Member
 from prevenance.db import read_session, unit_of_work
 from prevenance.desk.tables import Contact, IncidentNotice
 from prevenance.loyalty import ledger
+from prevenance.maintenance import run_once
+from prevenance.metadata import UNMODELLED_PREFIX, metadata
 from prevenance.privacy import router as privacy_router
-from prevenance.tables import UNMODELLED_PREFIX, metadata
 from prevenance.voice import service as voice
 from prevenance.voice.tables import Answer, Invitation, Suggestion
-from prevenance.worker import run_once
 from tests.conftest import ROLES, Api, member_body, tx_body
 from tests.integration.console.support import PASSWORD, sign_in
 from tests.integration.desk.test_contacts_contract import contact_body

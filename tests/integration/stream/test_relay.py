@@ -17,9 +17,9 @@ from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
 from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import service
+from prevenance.maintenance import run_once
 from prevenance.stream.names import Names
 from prevenance.stream.relay import Relay, read_pending
-from prevenance.worker import run_once
 from tests.conftest import tx_body
 from tests.integration.stream.conftest import add_members
 

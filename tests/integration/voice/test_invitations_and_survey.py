@@ -12,10 +12,10 @@ from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
 from prevenance.db import read_session, unit_of_work
 from prevenance.desk.tables import Communication
+from prevenance.maintenance import run_once
 from prevenance.settings import Settings
 from prevenance.voice import invitations, rules, service
 from prevenance.voice.tables import Answer, Invitation, Suggestion
-from prevenance.worker import run_once
 from tests.conftest import Api
 from tests.integration.voice.conftest import Smtp, add_member, link_path, log_contact
 

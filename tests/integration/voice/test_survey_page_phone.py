@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from prevenance.common.clock import FrozenClock
-from prevenance.worker import run_once
+from prevenance.maintenance import run_once
 from tests.conftest import Api, missing_server
 from tests.integration.voice.conftest import Smtp, add_member, link_path, log_contact
 

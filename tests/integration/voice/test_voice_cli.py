@@ -18,9 +18,9 @@ from prevenance.common.clock import FrozenClock
 from prevenance.customers import service as customers
 from prevenance.db import make_engine, read_session, unit_of_work
 from prevenance.desk import service as desk
+from prevenance.maintenance import run_once
 from prevenance.settings import get_settings
 from prevenance.voice import service
-from prevenance.worker import run_once
 from tests.conftest import member_body
 from tests.integration.voice.conftest import Smtp
 

@@ -12,10 +12,10 @@ from sqlalchemy import Engine, func, select
 from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
 from prevenance.db import read_session, run_in_transaction, unit_of_work
+from prevenance.maintenance import HANDLERS
 from prevenance.voice import invitations, rules, service
 from prevenance.voice.errors import SurveyLinkError
 from prevenance.voice.tables import Answer, Invitation, ScorecardVersion
-from prevenance.worker import HANDLERS
 from tests.conftest import Api
 from tests.integration.voice.conftest import add_member, log_contact
 from tests.races import race as shared_race

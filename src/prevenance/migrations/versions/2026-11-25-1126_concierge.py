@@ -93,7 +93,7 @@ def upgrade() -> None:
         )
 
     # ### end Alembic commands ###
-    # Word search over solved requests, outside the models (see prevenance.tables.include_name).
+    # Word search over solved requests, outside the models (see prevenance.metadata.include_name).
     if op.get_bind().dialect.name == "sqlite":
         op.execute(
             "CREATE VIRTUAL TABLE desk_concierge_fts USING fts5("
