@@ -31,13 +31,13 @@ from prevenance.loyalty.api import router as loyalty_router
 from prevenance.maintenance import Maintenance
 from prevenance.offers.api import router as offers_router
 from prevenance.offers.roi.api import router as offers_roi_router
-from prevenance.privacy import router as privacy_router
 from prevenance.request_guards import BodyGuard, InternalErrors, NulGuard
 from prevenance.security_headers import SecurityHeaders
 from prevenance.settings import Settings, get_settings
 from prevenance.views.benefit_usage_api import router as benefit_usage_router
 from prevenance.views.incidents import router as incidents_router
 from prevenance.views.member360 import router as member360_router
+from prevenance.views.privacy import router as privacy_router
 from prevenance.voice.api import router as voice_router
 
 log = structlog.get_logger()
@@ -119,7 +119,7 @@ def create_app(
     app.state.clock = clock
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit_storage)
-    wiring.install_offer_hook()
+    wiring.install()
     install_problem_handlers(app)
 
     # Innermost first: the last added is the outermost. The size limit, the 500 answer and every

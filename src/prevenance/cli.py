@@ -46,7 +46,7 @@ console_app.command("demo-users")(demo_users)
 @app.callback()
 def wire() -> None:
     """Prévenance: rewards, service, voice of the customer and offers."""
-    wiring.install_offer_hook()  # offers decided on earns (and trained) know the desk's side
+    wiring.install()  # offers decided on earns (and trained) know the desk's side
 
 
 @db_app.command("upgrade")

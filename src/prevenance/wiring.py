@@ -3,7 +3,8 @@
 Offers sit above loyalty and the desk beside it: an offer decided on an earning transaction must
 respect the desk's contact preferences, be written in the desk's communications log and read its
 benefit usage, yet offers may not import the desk. The API (``create_app``), the CLI and the stream
-worker call :func:`install_offer_hook` here, so that composition lives in one place.
+worker call :func:`install` here (the offers hook, and the console's eraser that a member's erasure
+needs), so that composition lives in one place.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from prevenance.console import users as console_users
 from prevenance.desk import service as desk_service
 from prevenance.loyalty.service import TransactionHook
 from prevenance.offers import service as offers_service
+from prevenance.views import privacy
 
 
 def may_contact(session: Session, member_id: int) -> bool:
@@ -67,3 +70,19 @@ def install_offer_hook() -> None:
         benefits=benefits_used,
         benefit_events=benefit_events,
     )
+
+
+def erase_console_users(session: Session, member_id: int, alias: str) -> int:
+    """Erasing a member disables and unlinks their portal sign-ins."""
+    return console_users.erase_member_users(session, member_id=member_id, pseudonym=alias)
+
+
+def install_erasers() -> None:
+    """Erasure (a view) reaches the console's sign-ins, which live in the layer above it."""
+    privacy.register_eraser("console_users", erase_console_users)
+
+
+def install() -> None:
+    """Everything an entry point composes: the offers hook and the erasers."""
+    install_offer_hook()
+    install_erasers()

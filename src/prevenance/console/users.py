@@ -26,6 +26,7 @@ from prevenance.common.auth import Role
 from prevenance.common.problems import Conflict, InvalidInput, NotFound
 from prevenance.console.tables import ROLES, ConsoleUser
 from prevenance.customers import service as customers
+from prevenance.views.privacy_columns import ERASED_PASSWORD
 
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("prevenance-no-such-user")
@@ -104,9 +105,6 @@ def create_user(
     session.add(row)
     session.flush()
     return _identity(row)
-
-
-ERASED_PASSWORD = "!erased"  # not an argon2 hash: no password ever verifies against it
 
 
 def erase_member_users(session: Session, *, member_id: int, pseudonym: str) -> int:

@@ -195,7 +195,7 @@ class Consumer:
     ) -> None:
         from prevenance import wiring
 
-        wiring.install_offer_hook()
+        wiring.install()
         self.engine, self.clock, self.js, self.names = engine, clock, js, names
         self.batch, self.commit_every = batch, commit_every
         self.linger, self._caught_up = linger, True

@@ -22,8 +22,8 @@ from prevenance.common.clock import FrozenClock
 from prevenance.db import make_engine, unit_of_work
 from prevenance.loyalty import programme
 from prevenance.migrate import upgrade
-from prevenance.privacy import EXPORT, EXPORT_ROWS_WITHHELD, EXPORTED, exported_tables
 from prevenance.views.member360 import Member360Read, MemberSelf360Read
+from prevenance.views.privacy import EXPORT, EXPORT_ROWS_WITHHELD, EXPORTED, exported_tables
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "authorization.md"
 ALL_ROLES = tuple(role.value for role in Role)

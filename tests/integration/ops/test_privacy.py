@@ -11,7 +11,6 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import JSON, Column, Engine, Integer, MetaData, String, Table, Text, func, inspect, select
 
-from prevenance import privacy
 from prevenance.app import create_app
 from prevenance.common.auth import ApiKey, create_key
 from prevenance.common.clock import FrozenClock
@@ -23,7 +22,8 @@ from prevenance.desk.tables import Contact, IncidentNotice
 from prevenance.loyalty import ledger
 from prevenance.maintenance import run_once
 from prevenance.metadata import UNMODELLED_PREFIX, metadata
-from prevenance.privacy import router as privacy_router
+from prevenance.views import privacy
+from prevenance.views.privacy import router as privacy_router
 from prevenance.voice import service as voice
 from prevenance.voice.tables import Answer, Invitation, Suggestion
 from tests.conftest import ROLES, Api, member_body, tx_body
@@ -405,3 +405,15 @@ def test_erasure_cancels_the_pending_survey_invitations_and_incident_notices_of_
         later = [str(message["To"]) for message in smtp.inbox.take()]
     assert later and all(to == "m2@example.org" for to in later), later
     assert papi.get("/v1/incidents/INC2", role="agent").json()["affected"] == 1
+
+
+def test_an_erasure_without_the_consoles_eraser_registered_refuses_and_changes_nothing(
+    papi: Api, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _customer(papi)
+    monkeypatch.setattr(privacy, "_ERASERS", {})  # an entry point that forgot the wiring
+    assert papi.post("/v1/members/P1/erase").status_code == 500
+    with read_session(engine) as session:
+        assert session.scalars(select(Member.ref).where(Member.ref == "P1")).one() == "P1"
+    monkeypatch.undo()
+    assert papi.post("/v1/members/P1/erase").status_code == 200

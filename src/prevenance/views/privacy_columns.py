@@ -5,7 +5,7 @@ refused until someone classifies it here."""
 
 from __future__ import annotations
 
-from prevenance.console.users import ERASED_PASSWORD
+ERASED_PASSWORD = "!erased"  # not an argon2 hash: no password ever verifies against it
 
 # --- export: every column of every exported table, exported or withheld with its reason ----------
 

@@ -22,12 +22,17 @@ portal sign-ins (both re-bound to the pseudonym, so a member later given the sam
 by none of them), cancels the mail still owed to them (pending survey invitations become
 ``skipped``/``erased``, pending incident notices are deleted), and scrubs the copies of their data
 kept by the idempotency store and the outbox.
+
+The console's sign-ins live in a layer above this one: the console's eraser is registered here by
+``prevenance.wiring`` (``register_eraser``), and an erasure refuses to run while a table written apart
+has no eraser, so no entry point can forget it silently.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -52,13 +57,12 @@ from sqlalchemy.orm import Session
 from prevenance.common.auth import Principal, Role, erase_member_keys
 from prevenance.common.deps import AppClock, DbEngine, ensure_member_scope, require
 from prevenance.common.problems import PROBLEM_JSON
-from prevenance.console.users import erase_member_users
 from prevenance.customers import service as customers
 from prevenance.customers.rules import ERASED_PREFIX
-from prevenance.customers.tables import Member
 from prevenance.db import read_session, run_in_transaction
 from prevenance.metadata import metadata
-from prevenance.privacy_columns import (  # noqa: F401 - the classification, re-exported
+from prevenance.settings import get_settings
+from prevenance.views.privacy_columns import (  # noqa: F401 - the classification, re-exported
     CREDENTIAL,
     DELETED,
     DIGEST,
@@ -77,7 +81,6 @@ from prevenance.privacy_columns import (  # noqa: F401 - the classification, re-
     STAFF_NOTE,
     WRITTEN_APART,
 )
-from prevenance.settings import get_settings
 
 
 def _export_filter(table: Table) -> ColumnElement[bool]:
@@ -93,6 +96,25 @@ Eraser = Annotated[Principal, Depends(require())]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown member", "content": {PROBLEM_JSON: {}}}
 }
+
+
+MemberEraser = Callable[[Session, int, str], int]
+"""Erases one member's rows of a table kept by a layer above (session, member id, pseudonym) and
+answers how many rows changed."""
+_ERASERS: dict[str, MemberEraser] = {}
+ERASED_ABOVE = ("console_users",)
+
+
+def register_eraser(table_name: str, eraser: MemberEraser) -> None:
+    """Let a layer above the views erase its own rows of a member (installed by the wiring)."""
+    _ERASERS[table_name] = eraser
+
+
+def _eraser(table_name: str) -> MemberEraser:
+    eraser = _ERASERS.get(table_name)
+    if eraser is None:
+        raise RuntimeError(f"no eraser registered for {table_name}: call prevenance.wiring.install_erasers()")
+    return eraser
 
 
 def pseudonym(ref: str) -> str:
@@ -192,7 +214,7 @@ def _export_rows(session: Session, table: Table, where: ColumnElement[bool]) -> 
 def export_member(session: Session, *, ref: str) -> dict[str, Any]:
     """Everything held about the member that is theirs to have, table by table (``EXPORT``)."""
     member = customers.get_or_raise(session, ref=ref)
-    members: Table = Member.__table__  # type: ignore[assignment]
+    members = metadata.tables["members"]
     profile = _export_rows(session, members, members.c.id == member.id)[0]
     tables: dict[str, list[dict[str, Any]]] = {}
     for name in exported_tables()[1:]:
@@ -300,7 +322,8 @@ def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]
         table = metadata.tables[table_name]
         changed[table_name] = _count(session.execute(delete(table).where(table.c.member_id == member.id)))
     changed["api_keys"] = erase_member_keys(session, member_ref=original, pseudonym=alias, now=now)
-    changed["console_users"] = erase_member_users(session, member_id=member.id, pseudonym=alias)
+    for table_name in ERASED_ABOVE:
+        changed[table_name] = _eraser(table_name)(session, member.id, alias)
     changed["idempotency_keys"] = _scrub_idempotent_responses(
         session, member_id=member.id, ref=original, alias=alias
     )
