@@ -77,7 +77,7 @@ def keys_create(
         with unit_of_work(engine) as session:
             if member_ref:
                 # A key for a ref nobody holds yet would act for whoever is given that ref later.
-                customers.get_for_body_or_raise(session, ref=member_ref, field="member_ref")
+                customers.get_member_for_body(session, ref=member_ref, field="member_ref")
             row, secret = create_key(
                 session, role=role, name=name, member_ref=member_ref, now=SystemClock().now()
             )

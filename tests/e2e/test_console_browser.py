@@ -200,7 +200,7 @@ def test_a_member_answers_a_survey_from_the_signed_link(
 
     def answers() -> list[dict[str, Any]]:
         with read_session(engine) as session:
-            member = customers.get_or_raise(session, ref=server.world.member_ref)
+            member = customers.get_member(session, ref=server.world.member_ref)
             found = voice.list_member_surveys(session, member_id=member.id, limit=10_000)
         return [answer for answer in found if answer["contact_id"] == contact_id]
 

@@ -53,7 +53,7 @@ def concierge_board(
             category=category if category in concierge.CATEGORIES else None,
         )
         if member.strip():
-            if customers.get(session, ref=member.strip()) is None:
+            if customers.find_member(session, ref=member.strip()) is None:
                 errors["member"] = p.t("err.unknown-member")
             else:
                 tastes = concierge.get_tastes(session, member_ref=member.strip())

@@ -59,7 +59,7 @@ def _render_portal(
     assert user.member_ref is not None
     ref = user.member_ref
     with read_session(p.engine) as session:
-        member = customers.get_or_raise(session, ref=ref)
+        member = customers.get_member(session, ref=ref)
         balance = loyalty.get_balance(session, member_ref=ref)
         movements = loyalty.list_latest_movements(session, member_ref=ref, limit=20)
         catalogue = [c for c in loyalty.list_catalogue(session) if c.stock > 0]

@@ -17,7 +17,7 @@ class ConsoleUser(Base):
 
     Only an argon2 hash of the password is kept. A member user is bound to one member, so the portal
     can never show another member's record. ``session_generation`` moves on when the user signs out or
-    is disabled: a session cookie carrying an older value is refused (``users.get_signed_in``).
+    is disabled: a session cookie carrying an older value is refused (``users.find_signed_in``).
     """
 
     __tablename__ = "console_users"

@@ -85,7 +85,7 @@ def create_user(
     if role == Role.MEMBER.value:
         if not member_ref:
             raise InvalidInput("a member user needs the member it signs in as", field="member_ref")
-        member = customers.get_for_body_or_raise(session, ref=member_ref, field="member_ref")
+        member = customers.get_member_for_body(session, ref=member_ref, field="member_ref")
         member_id, language = member.id, member.language
     elif member_ref:
         raise InvalidInput("only a member user is bound to a member", field="member_ref")
@@ -140,7 +140,7 @@ def authenticate(session: Session, *, username: str, password: str) -> ConsoleId
     return _identity(row)
 
 
-def get(session: Session, *, user_id: int) -> ConsoleIdentity | None:
+def find_user(session: Session, *, user_id: int) -> ConsoleIdentity | None:
     """An enabled user by id, or None. A member user speaks its member's language as the customer
     record holds it now (it may have changed since the user was made)."""
     row = session.get(ConsoleUser, user_id)
@@ -149,7 +149,7 @@ def get(session: Session, *, user_id: int) -> ConsoleIdentity | None:
     return _current_identity(session, row)
 
 
-def get_signed_in(session: Session, *, user_id: int, generation: object) -> ConsoleIdentity | None:
+def find_signed_in(session: Session, *, user_id: int, generation: object) -> ConsoleIdentity | None:
     """The user a session cookie names, or None when the user is gone or disabled or the session was
     ended since (signed out, disabled): one primary-key read, the one every request makes anyway."""
     row = session.get(ConsoleUser, user_id)
@@ -161,7 +161,7 @@ def get_signed_in(session: Session, *, user_id: int, generation: object) -> Cons
 def _current_identity(session: Session, row: ConsoleUser) -> ConsoleIdentity:
     identity = _identity(row)
     if row.member_id is not None:
-        member = customers.get_by_id(session, member_id=row.member_id)
+        member = customers.find_member_by_id(session, member_id=row.member_id)
         if member is not None and member.language != identity.language:
             identity = ConsoleIdentity(
                 row.id, row.username, identity.role, member.language, row.member_ref, row.session_generation

@@ -140,7 +140,7 @@ def _signed_in(engine: Engine, data: dict[str, Any]) -> ConsoleIdentity | None:
     if not isinstance(data.get("u"), int):
         return None
     with read_session(engine) as session:
-        return users.get_signed_in(session, user_id=data["u"], generation=data.get("g"))
+        return users.find_signed_in(session, user_id=data["u"], generation=data.get("g"))
 
 
 def session_payload(user: ConsoleIdentity | None) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def get_member(ref: MemberRef, engine: DbEngine, principal: Reader) -> MemberRea
     """The member's record."""
     ensure_member_scope(principal, ref)
     with read_session(engine) as session:
-        member = service.get_or_raise(session, ref=ref)
+        member = service.get_member(session, ref=ref)
         product = service.product_of(session, code=member.product)
         assert product is not None
         return to_read(member, tier=product.tier, premium=product.premium)

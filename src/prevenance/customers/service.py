@@ -76,7 +76,7 @@ def upsert(session: Session, *, ref: str, data: MemberData, now: datetime) -> tu
     return member, created
 
 
-def get(session: Session, *, ref: str) -> Member | None:
+def find_member(session: Session, *, ref: str) -> Member | None:
     """The member with this reference, or None."""
     return repository.member_by_ref(session, ref)
 
@@ -89,7 +89,7 @@ def is_erased(member: Member) -> bool:
     return rules.is_erased_ref(member.ref)
 
 
-def get_or_raise(session: Session, *, ref: str, for_update: bool = False) -> Member:
+def get_member(session: Session, *, ref: str, for_update: bool = False) -> Member:
     """The member with this reference; 404 when unknown (the reference was in the path)."""
     member = repository.member_by_ref(session, ref, for_update=for_update)
     if member is None:
@@ -97,7 +97,7 @@ def get_or_raise(session: Session, *, ref: str, for_update: bool = False) -> Mem
     return member
 
 
-def get_for_body_or_raise(session: Session, *, ref: str, field: str) -> Member:
+def get_member_for_body(session: Session, *, ref: str, field: str) -> Member:
     """The member a request body names; 422 when unknown (the body cannot be accepted)."""
     member = repository.member_by_ref(session, ref)
     if member is None:
@@ -116,7 +116,7 @@ class MemberSummary:
     language: str
 
 
-def get_summary_for_body_or_raise(session: Session, *, ref: str, field: str) -> MemberSummary:
+def get_member_summary_for_body(session: Session, *, ref: str, field: str) -> MemberSummary:
     """Id, ref, product, country and language of the member a body names; 422 when unknown."""
     row = repository.member_summary_by_ref(session, ref)
     if row is None:
@@ -125,12 +125,12 @@ def get_summary_for_body_or_raise(session: Session, *, ref: str, field: str) -> 
 
 
 def list_summaries_by_refs(session: Session, *, refs: list[str]) -> dict[str, MemberSummary]:
-    """``get_summary_for_body_or_raise`` for a batch of refs in one query: ref → summary, unknown
+    """``get_member_summary_for_body`` for a batch of refs in one query: ref → summary, unknown
     refs absent (the caller refuses them as that function would)."""
     return {row[1]: MemberSummary(*row) for row in repository.member_summaries_by_refs(session, refs)}
 
 
-def get_by_id(session: Session, *, member_id: int) -> Member | None:
+def find_member_by_id(session: Session, *, member_id: int) -> Member | None:
     """The member with this internal id, or None."""
     return repository.member_by_id(session, member_id)
 
@@ -222,7 +222,7 @@ def list_access(
     session: Session, *, member_ref: str, limit: int, before_id: int | None
 ) -> list[dict[str, object]]:
     """The member's access log, newest first (``before_id`` pages back)."""
-    member = get_or_raise(session, ref=member_ref)
+    member = get_member(session, ref=member_ref)
     return [
         {
             "id": row.id,

@@ -421,7 +421,7 @@ def _chunks(events: list[Event], size: int) -> Iterator[list[Event]]:
 def _anchor(engine: Engine, people: list[Person]) -> datetime:
     """The load moment of the first load (so a rerun replays identical bodies), else now."""
     with read_session(engine) as session:
-        first = customers.get(session, ref=people[0].ref)
+        first = customers.find_member(session, ref=people[0].ref)
         if first is not None:
             return first.created_at + people[0].joined_before
     return datetime.now(UTC).replace(second=0, microsecond=0)

@@ -224,9 +224,7 @@ def load_offers_demo(
             decide_by = start + (end - start) * 2 / 3
             window = _payments(session, start, decide_by)
             after = _payments(session, start, decide_by + timedelta(days=POST_DAYS))
-            spec = replace(
-                offers.spec_of(offers.get_offer_or_raise(session, offer_id=offer_id)), status="active"
-            )
+            spec = replace(offers.spec_of(offers.get_offer_row(session, offer_id=offer_id)), status="active")
             model = offers.current_model(session)
         for member_id, payments in sorted(window.items()):
             member = members.get(member_id)

@@ -95,7 +95,7 @@ def record_benefit_usage(session: Session, *, usage: BenefitUsageInput, by: str,
 
 
 def _record_benefit_usage(session: Session, *, data: BenefitUsageInput, by: str, now: datetime) -> Outcome:
-    member = customers.get_or_raise(session, ref=data.member_ref)
+    member = customers.get_member(session, ref=data.member_ref)
     _entitled_or_raise(member.product, data.benefit, field="benefit")
     used_at = as_utc(data.used_at)
     if used_at > now:
@@ -126,7 +126,7 @@ def explain_benefits(
     contact = session.get(Contact, contact_id, with_for_update=True)
     if contact is None:
         raise UnknownContact(f"no contact {contact_id!r}", field="id")
-    member = customers.get_by_id(session, member_id=contact.member_id)
+    member = customers.find_member_by_id(session, member_id=contact.member_id)
     assert member is not None
     wanted = list(dict.fromkeys(benefits))
     for code in wanted:
@@ -162,7 +162,7 @@ def explain_benefits(
 def list_member_benefits(session: Session, *, member_ref: str, now: datetime) -> dict[str, Any]:
     """The benefits the member's card is entitled to, when each was last used and last explained,
     and whether it went unused for the last twelve months (so the agent can tell the customer)."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     last_used: dict[str, datetime] = {
         benefit: moment
         for benefit, moment in session.execute(

@@ -74,7 +74,7 @@ def _book_callback(session: Session, *, data: CallbackInput, by: str, now: datet
     scheduled_for = as_utc(data.scheduled_for)
     if scheduled_for <= now:
         raise InvalidInput("scheduled_for must be in the future", field="scheduled_for")
-    member = customers.get_or_raise(session, ref=data.member_ref)
+    member = customers.get_member(session, ref=data.member_ref)
     row = Callback(
         id=data.id,
         member_id=member.id,

@@ -75,7 +75,7 @@ def order_card_replacement(session: Session, *, order: CardReplacementInput, now
 
 
 def _order(session: Session, *, data: CardReplacementInput, now: datetime) -> Outcome:
-    member = customers.get_or_raise(session, ref=data.member_ref)
+    member = customers.get_member(session, ref=data.member_ref)
     country = data.country.strip().upper()
     if not (len(country) == 2 and country.isascii() and country.isalpha()):
         raise InvalidInput("country must be an ISO 3166-1 alpha-2 code", field="country")
@@ -159,7 +159,7 @@ def list_member_card_replacements(
     session: Session, *, member_ref: str, now: datetime, open_only: bool = False
 ) -> list[dict[str, Any]]:
     """A member's emergency card orders, newest first."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     statement = select(CardReplacement).where(CardReplacement.member_id == member.id)
     if open_only:
         statement = statement.where(CardReplacement.status != "delivered")

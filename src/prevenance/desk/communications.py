@@ -102,7 +102,7 @@ def record_communication(
 
 
 def _log_communication(session: Session, *, data: CommunicationInput, source: str, now: datetime) -> Outcome:
-    member = customers.get_for_body_or_raise(session, ref=data.member_ref, field="member_ref")
+    member = customers.get_member_for_body(session, ref=data.member_ref, field="member_ref")
     if session.get(Communication, data.id) is not None:  # written by the platform itself, keyless
         raise IdempotencyConflict(f"communication {data.id!r} is already recorded", field="id")
     row = Communication(
@@ -125,7 +125,7 @@ def _log_communication(session: Session, *, data: CommunicationInput, source: st
 
 def list_member_communications(session: Session, *, member_ref: str, limit: int = 50) -> dict[str, Any]:
     """What was sent to a member, newest first."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     rows = session.scalars(
         select(Communication)
         .where(Communication.member_id == member.id)
@@ -153,7 +153,7 @@ def set_contact_preference(
     """Set how a member wants to be approached (PUT: idempotent by nature)."""
     if mode not in rules.PREFERENCE_MODES:
         raise InvalidInput(f"mode must be one of {', '.join(rules.PREFERENCE_MODES)}", field="mode")
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     row = session.get(ContactPreference, member.id, with_for_update=True)
     changed = row is None or (row.mode, row.preferred_channel) != (mode, preferred_channel)
     if row is None:
@@ -173,7 +173,7 @@ def set_contact_preference(
 
 def get_contact_preference(session: Session, *, member_ref: str) -> dict[str, Any]:
     """How a member wants to be approached (``mode`` None when never stated)."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     return _preference_body(member, session.get(ContactPreference, member.id))
 
 

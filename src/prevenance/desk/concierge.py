@@ -75,7 +75,7 @@ def _request_body(row: ConciergeRequest, tastes: dict[str, Any] | None = None) -
 
 
 def _entitled_member(session: Session, *, ref: str) -> Member:
-    member = customers.get_or_raise(session, ref=ref)
+    member = customers.get_member(session, ref=ref)
     product = customers.product_of(session, code=member.product)
     if product is None or not product.premium:
         raise ConciergeNotEntitled(
@@ -110,7 +110,7 @@ def set_tastes(
 
 
 def get_tastes(session: Session, *, member_ref: str) -> dict[str, Any]:
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     return {"member_ref": member.ref, **_tastes_body(session.get(MemberTastes, member.id))}
 
 

@@ -118,7 +118,7 @@ def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outc
     started, ended = as_utc(data.started_at), as_utc(data.ended_at)
     if ended < started:
         raise InvalidInput("ended_at must not be before started_at", field="ended_at")
-    member = customers.get_for_body_or_raise(session, ref=data.member_ref, field="member_ref")
+    member = customers.get_member_for_body(session, ref=data.member_ref, field="member_ref")
     if data.case_id is not None:
         # Locked: two contacts filed in one case at once must both count.
         case = session.get(Case, data.case_id, with_for_update=True)
@@ -179,14 +179,14 @@ def get_contact(session: Session, *, contact_id: str) -> dict[str, Any]:
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise UnknownContact(f"no contact {contact_id!r}", field="id")
-    member = customers.get_by_id(session, member_id=contact.member_id)
+    member = customers.find_member_by_id(session, member_id=contact.member_id)
     assert member is not None
     return _contact_body(contact, member.ref)
 
 
 def list_member_contacts(session: Session, *, member_ref: str, limit: int = 50) -> dict[str, Any]:
     """A member's contacts, newest first."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     rows = session.scalars(
         select(Contact)
         .where(Contact.member_id == member.id)
@@ -209,7 +209,7 @@ def get_case(session: Session, *, case_id: str) -> dict[str, Any]:
     case = session.get(Case, case_id)
     if case is None:
         raise UnknownCase(f"no case {case_id!r}", field="id")
-    member = customers.get_by_id(session, member_id=case.member_id)
+    member = customers.find_member_by_id(session, member_id=case.member_id)
     assert member is not None
     return _case_body(case, member.ref, _case_contacts(session, case.id))
 
@@ -223,7 +223,7 @@ def resolve_case(session: Session, *, case_id: str, owner: str | None, now: date
     case = session.get(Case, case_id, with_for_update=True)
     if case is None:
         raise UnknownCase(f"no case {case_id!r}", field="id")
-    member = customers.get_by_id(session, member_id=case.member_id)
+    member = customers.find_member_by_id(session, member_id=case.member_id)
     assert member is not None
     if case.status != "resolved":
         case.status, case.resolved_at, case.updated_at = "resolved", now, now
@@ -243,7 +243,7 @@ def list_member_cases(
     session: Session, *, member_ref: str, status: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
     """A member's cases, newest first (without their contacts)."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     statement = select(Case).where(Case.member_id == member.id)
     if status is not None:
         statement = statement.where(Case.status == status)

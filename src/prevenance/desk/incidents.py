@@ -296,7 +296,7 @@ def list_incidents(session: Session, *, status: str = "active", limit: int = 50)
 
 def list_member_incidents(session: Session, *, member_ref: str) -> list[dict[str, Any]]:
     """The active incidents affecting a member, newest first."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     rows = session.scalars(
         select(Incident)
         .join(IncidentNotice, IncidentNotice.incident_id == Incident.id)
@@ -349,7 +349,7 @@ class _NoticeQueue:
 
     def compose(self, session: Session, notice: IncidentNotice, now: datetime) -> EmailMessage:
         """The notice to its member's address, in the language it was queued in."""
-        member = customers.get_by_id(session, member_id=notice.member_id)
+        member = customers.find_member_by_id(session, member_id=notice.member_id)
         if member is None:  # pragma: no cover - members are never deleted (erasure keeps the row)
             raise mail.Unsendable("the member is gone")
         return mail.compose(

@@ -54,7 +54,7 @@ def channel_recommendation(
     """
     if reason not in config.current().reasons:
         raise UnknownReason(f"unknown contact reason {reason!r}; see GET /v1/contact-reasons", field="reason")
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     preference = session.get(ContactPreference, member.id)
     desk = config.current()
     policy, window = desk.routing, desk.fcr_window

@@ -168,10 +168,10 @@ def get_catalogue(engine: DbEngine, _: Reader) -> list[CatalogueItemRead]:
     response_model=CatalogueItemRead,
     responses={404: {"description": "Unknown SKU", "content": {PROBLEM_JSON: {}}}},
 )
-def get_catalogue_item(sku: Ref, engine: DbEngine, _: Reader) -> CatalogueItemRead:
+def find_catalogue_item(sku: Ref, engine: DbEngine, _: Reader) -> CatalogueItemRead:
     """One catalogue item with its price in points and its stock."""
     with read_session(engine) as session:
-        item = service.get_catalogue_item(session, sku=sku)
+        item = service.find_catalogue_item(session, sku=sku)
         if item is None:
             raise NotFound(f"no catalogue item {sku!r}", field="sku")
         return CatalogueItemRead(sku=item.sku, name=item.name, points=item.points, stock=item.stock)

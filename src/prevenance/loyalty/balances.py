@@ -18,7 +18,7 @@ from prevenance.loyalty.tables import (
 
 def get_balance(session: Session, *, member_ref: str) -> dict[str, Any]:
     """A member's points and miles."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     return {
         "member_ref": member.ref,
         "points": ledger.balance_of(session, member_id=member.id, unit="points"),
@@ -43,7 +43,7 @@ def _decode_cursor(cursor: str) -> int:
 
 def list_movements(session: Session, *, member_ref: str, limit: int, cursor: str | None) -> dict[str, Any]:
     """The member's postings, newest first, cursor-paginated; each says why and for what."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     statement = select(Posting).where(Posting.member_id == member.id)
     if cursor:
         statement = statement.where(Posting.id < _decode_cursor(cursor))
@@ -63,7 +63,7 @@ def list_latest_movements(session: Session, *, member_ref: str, limit: int) -> l
     Posting ids follow insertion, not time: a backfill or a settlement file posts an older
     purchase after newer ones, so the portal orders by the posting's instant.
     """
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     statement = (
         select(Posting)
         .where(Posting.member_id == member.id)

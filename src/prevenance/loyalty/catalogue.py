@@ -37,7 +37,7 @@ def list_catalogue(session: Session) -> list[CatalogueItem]:
     return list(session.scalars(select(CatalogueItem).order_by(CatalogueItem.sku)))
 
 
-def get_catalogue_item(session: Session, *, sku: str) -> CatalogueItem | None:
+def find_catalogue_item(session: Session, *, sku: str) -> CatalogueItem | None:
     """The catalogue item with this SKU, or None."""
     return session.get(CatalogueItem, sku)
 

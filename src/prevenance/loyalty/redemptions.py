@@ -49,7 +49,7 @@ def redeem(session: Session, *, member_ref: str, request: dict[str, Any], now: d
 
 
 def _redeem(session: Session, *, member_ref: str, request: dict[str, Any], now: datetime) -> Outcome:
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     release_expired_holds(session, now=now, member_id=member.id)
     kind = request["kind"]
     handler = {
@@ -307,7 +307,7 @@ def get_redemption(session: Session, *, redemption_id: str) -> dict[str, Any]:
     redemption = session.get(Redemption, redemption_id)
     if redemption is None:
         raise UnknownRedemption(f"no redemption {redemption_id!r}", field="id")
-    member = customers.get_by_id(session, member_id=redemption.member_id)
+    member = customers.find_member_by_id(session, member_id=redemption.member_id)
     assert member is not None
     return _redemption_body(session, redemption, member)
 
@@ -336,7 +336,7 @@ def resolve_hold(session: Session, *, redemption_id: str, action: str, now: date
     redemption = session.get(Redemption, redemption_id, with_for_update=True)
     if redemption is None or redemption.kind != "travel":
         raise UnknownRedemption(f"no travel redemption {redemption_id!r}", field="id")
-    member = customers.get_by_id(session, member_id=redemption.member_id)
+    member = customers.find_member_by_id(session, member_id=redemption.member_id)
     assert member is not None
     target = {"confirm": "confirmed", "void": "voided"}[action]
     if redemption.status == "held" and redemption.expires_at and rules.is_expired(redemption.expires_at, now):

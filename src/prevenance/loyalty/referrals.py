@@ -50,8 +50,8 @@ def create_referral(
 def _refer(session: Session, *, referrer_ref: str, referee_ref: str, key: str, now: datetime) -> Outcome:
     if referrer_ref == referee_ref:
         raise InvalidReferral("a member cannot refer themselves", field="referee_ref")
-    referrer = customers.get_for_body_or_raise(session, ref=referrer_ref, field="referrer_ref")
-    referee = customers.get_for_body_or_raise(session, ref=referee_ref, field="referee_ref")
+    referrer = customers.get_member_for_body(session, ref=referrer_ref, field="referrer_ref")
+    referee = customers.get_member_for_body(session, ref=referee_ref, field="referee_ref")
     referral = _insert_referral(
         session, referrer=referrer, referee=referee, referral_id=key, refusal=InvalidReferral, now=now
     )
@@ -103,7 +103,7 @@ def _insert_referral(
 
 def get_referral_code(session: Session, *, member_ref: str, secret: str) -> dict[str, Any]:
     """The code a member shares: a new customer who enters it chooses them as referrer (consent)."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     rule = product_rule(programme.current(session), member)
     code = rules.referral_code(member.id, key=rules.referral_code_key(secret))
     return {"member_ref": member.ref, "referral_code": code, "bonus": rule.referral_bonus, "unit": rule.unit}
@@ -137,9 +137,9 @@ def redeem_referral_code(
 def _refer_by_code(
     session: Session, *, referee_ref: str, code: str | None, secret: str, now: datetime
 ) -> Outcome:
-    referee = customers.get_or_raise(session, ref=referee_ref)
+    referee = customers.get_member(session, ref=referee_ref)
     owner = None if code is None else rules.referral_code_owner(code, key=rules.referral_code_key(secret))
-    referrer = None if owner is None else customers.get_by_id(session, member_id=owner)
+    referrer = None if owner is None else customers.find_member_by_id(session, member_id=owner)
     if referrer is None or referrer.ref.startswith("erased-"):  # an erased member refers no one
         raise InvalidReferralCode("no member has this referral code", field="referral_code")
     if referrer.id == referee.id:

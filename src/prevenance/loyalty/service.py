@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prevenance.loyalty.balances import get_balance, list_latest_movements, list_movements
 from prevenance.loyalty.catalogue import (
-    get_catalogue_item,
+    find_catalogue_item,
     list_catalogue,
     list_partners,
     load_ecodes,
@@ -42,8 +42,8 @@ __all__ = [
     "check_currency",
     "create_referral",
     "export_miles",
+    "find_catalogue_item",
     "get_balance",
-    "get_catalogue_item",
     "get_redemption",
     "get_referral_code",
     "list_catalogue",

@@ -65,7 +65,7 @@ def record_transaction(session: Session, *, tx: TransactionInput, now: datetime)
 
 def _earn(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
     prog = programme.current(session)
-    member = customers.get_summary_for_body_or_raise(session, ref=tx.member_ref, field="member_ref")
+    member = customers.get_member_summary_for_body(session, ref=tx.member_ref, field="member_ref")
     check_currency(tx.currency, prog)
     amount = parse_amount_field(tx.amount, tx.currency)
     if not tx.merchant.strip():

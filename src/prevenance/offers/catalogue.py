@@ -147,7 +147,7 @@ def put_offer(
     return offer_body(row), 201 if created else 200
 
 
-def get_offer_or_raise(session: Session, *, offer_id: str) -> Offer:
+def get_offer_row(session: Session, *, offer_id: str) -> Offer:
     """The offer with this id; 404 when unknown."""
     row = repo.offer(session, offer_id)
     if row is None:
@@ -157,7 +157,7 @@ def get_offer_or_raise(session: Session, *, offer_id: str) -> Offer:
 
 def get_offer(session: Session, *, offer_id: str) -> dict[str, Any]:
     """An offer with how many decisions each arm holds."""
-    row = get_offer_or_raise(session, offer_id=offer_id)
+    row = get_offer_row(session, offer_id=offer_id)
     return {**offer_body(row), "decisions": repo.decision_counts(session, offer_id)}
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from prevenance.common import outbox
 from prevenance.customers import service as customers
 from prevenance.offers import repository as repo
-from prevenance.offers.catalogue import get_offer_or_raise
+from prevenance.offers.catalogue import get_offer_row
 from prevenance.offers.errors import (
     OfferNotAvailable,
 )
@@ -44,7 +44,7 @@ def list_active_member_offers(
     session: Session, *, member_ref: str, language: str | None, now: datetime, limit: int = 20
 ) -> dict[str, Any]:
     """The offers a member can still use, in the language asked (else the member's)."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     lang = language if language in ("fr", "en") else member.language
     rows = repo.member_offers(session, member_id=member.id, now=now, limit=limit)
     return {
@@ -86,8 +86,8 @@ def activate(
     409 when the offer was never made to the member (or only held back as control), has expired,
     was already used, or the campaign has ended.
     """
-    member = customers.get_or_raise(session, ref=member_ref)
-    offer = get_offer_or_raise(session, offer_id=offer_id)
+    member = customers.get_member(session, ref=member_ref)
+    offer = get_offer_row(session, offer_id=offer_id)
     decision = repo.latest_treatment(session, member_id=member.id, offer_id=offer_id)
     if decision is None:
         raise OfferNotAvailable(f"offer {offer_id!r} was not made to {member_ref}", field="offer_id")

@@ -22,7 +22,7 @@ from prevenance.offers.cache import (
 )
 from prevenance.offers.catalogue import (
     get_offer,
-    get_offer_or_raise,
+    get_offer_row,
     list_offers,
     offer_body,
     put_offer,
@@ -66,7 +66,7 @@ __all__ = [
     "current_model",
     "decide",
     "get_offer",
-    "get_offer_or_raise",
+    "get_offer_row",
     "install",
     "invalidate_caches",
     "list_active_member_offers",

@@ -213,7 +213,7 @@ def _export_rows(session: Session, table: Table, where: ColumnElement[bool]) -> 
 
 def export_member(session: Session, *, ref: str) -> dict[str, Any]:
     """Everything held about the member that is theirs to have, table by table (``EXPORT``)."""
-    member = customers.get_or_raise(session, ref=ref)
+    member = customers.get_member(session, ref=ref)
     members = metadata.tables["members"]
     profile = _export_rows(session, members, members.c.id == member.id)[0]
     tables: dict[str, list[dict[str, Any]]] = {}
@@ -303,9 +303,9 @@ def _personal_values(columns: dict[str, str | None], alias: str) -> dict[str, st
 def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]:
     """Remove or pseudonymise the member's personal data; the ledger's sums are untouched. An
     already erased member (its ref is a pseudonym) answers the same result again."""
-    member = customers.get(session, ref=ref) or customers.get(session, ref=pseudonym(ref))
+    member = customers.find_member(session, ref=ref) or customers.find_member(session, ref=pseudonym(ref))
     if member is None:
-        customers.get_or_raise(session, ref=ref)  # raises the 404
+        customers.get_member(session, ref=ref)  # raises the 404
         raise AssertionError("unreachable")
     alias = member.ref if customers.is_erased(member) else pseudonym(ref)
     original = ref if member.ref == alias else member.ref

@@ -119,12 +119,12 @@ def on_contact_closed(session: Session, event: OutboxEvent) -> None:
     if repository.invitation_of_contact(session, contact_id) is not None:
         return
     config = service.current_config()
-    member = customers.get(session, ref=str(payload["member_ref"]))
+    member = customers.find_member(session, ref=str(payload["member_ref"]))
     if member is None or customers.is_erased(member):  # erased since the contact: never surveyed
         return
     if config.sampling.cap_days is not None:
         # Serialise the decisions of one member so the cap holds under concurrent relays.
-        member = customers.get_or_raise(session, ref=member.ref, for_update=True)
+        member = customers.get_member(session, ref=member.ref, for_update=True)
         if repository.invitation_of_contact(session, contact_id) is not None:
             return
     ended = as_utc(datetime.fromisoformat(str(payload["ended_at"]).replace("Z", "+00:00")))
@@ -204,7 +204,7 @@ class _InvitationQueue:
 
     def compose(self, session: Session, invitation: Invitation, now: datetime) -> EmailMessage:
         """The invitation with its signed link, to the member's address."""
-        member = customers.get_by_id(session, member_id=invitation.member_id)
+        member = customers.find_member_by_id(session, member_id=invitation.member_id)
         if member is None:  # pragma: no cover - members are never deleted (erasure keeps the row)
             raise mail.Unsendable("the member is gone")
         return compose(
@@ -220,7 +220,7 @@ class _InvitationQueue:
         """Pending → sent, and the mail logged in the desk's communications log."""
         if not repository.mark_invitation_sent(session, invitation.id, now):
             return False
-        member = customers.get_by_id(session, member_id=invitation.member_id)
+        member = customers.find_member_by_id(session, member_id=invitation.member_id)
         assert member is not None
         desk.log_communication(
             session,

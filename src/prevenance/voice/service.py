@@ -45,7 +45,7 @@ def set_survey_consent(
     session: Session, *, member_ref: str, opted_out: bool, by: str, now: datetime
 ) -> dict[str, Any]:
     """Record whether a member wants surveys; setting the same value again changes nothing."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     row = session.get(SurveyConsent, member.id, with_for_update=True)
     if row is None:
         row = SurveyConsent(member_id=member.id, opted_out=opted_out, updated_at=now, updated_by=by)
@@ -58,7 +58,7 @@ def set_survey_consent(
 
 def get_survey_consent(session: Session, *, member_ref: str) -> dict[str, Any]:
     """A member's survey choice (default: not opted out)."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     row = repository.consent(session, member.id)
     return {
         "member_ref": member.ref,

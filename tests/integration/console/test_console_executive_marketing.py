@@ -116,7 +116,7 @@ def test_an_offer_whose_groups_are_too_small_shows_the_refusal_not_a_number(
         session.add(_offer("OF-SMALL", at))
         session.flush()
         for n, ref in enumerate(("M1", "M2")):
-            member = customers.get_or_raise(session, ref=ref)
+            member = customers.get_member(session, ref=ref)
             session.add(
                 OfferDecision(
                     id=f"D{n}",
@@ -182,7 +182,7 @@ def test_an_offer_with_enough_members_shows_its_roi_and_interval(
                     ),
                     now=when,
                 )
-            member = customers.get_or_raise(session, ref=ref)
+            member = customers.get_member(session, ref=ref)
             session.add(
                 OfferDecision(
                     id=f"B{n}",
@@ -229,15 +229,15 @@ def test_marketing_creates_then_replaces_a_catalogue_item_and_bad_input_writes_n
     assert client.post("/console/marketing/catalogue", data=form).status_code == 303
     assert client.post("/console/marketing/catalogue", data={**form, "stock": "9"}).status_code == 303
     with read_session(engine) as session:
-        item = loyalty.get_catalogue_item(session, sku="SCARF")
+        item = loyalty.find_catalogue_item(session, sku="SCARF")
         assert item is not None and (item.name, item.points, item.stock) == ("Carré de soie", 1200, 9)
     refused = client.post("/console/marketing/catalogue", data={**form, "sku": "BAD SKU", "points": "12"})
     assert refused.status_code == 422 and error_near(refused.text, "sku")
     negative = client.post("/console/marketing/catalogue", data={**form, "sku": "NEW", "points": "-5"})
     assert negative.status_code == 422 and error_near(negative.text, "points")
     with read_session(engine) as session:
-        assert loyalty.get_catalogue_item(session, sku="NEW") is None
-        assert loyalty.get_catalogue_item(session, sku="SCARF").points == 1200  # type: ignore[union-attr]
+        assert loyalty.find_catalogue_item(session, sku="NEW") is None
+        assert loyalty.find_catalogue_item(session, sku="SCARF").points == 1200  # type: ignore[union-attr]
 
 
 def test_only_an_administrator_changes_an_fx_rate_and_it_makes_a_new_programme_version(

@@ -391,7 +391,7 @@ def _make_offer_to(engine: Engine, clock: FrozenClock, ref: str, offer_id: str, 
     with unit_of_work(engine) as session:
         session.add(_offer(offer_id, at))
         session.flush()
-        member = customers.get_or_raise(session, ref=ref)
+        member = customers.get_member(session, ref=ref)
         session.add(
             OfferDecision(
                 id=f"D-{offer_id}",

@@ -271,5 +271,5 @@ def test_a_password_still_signs_in_after_the_user_signed_out(engine: Engine, clo
     with read_session(engine) as session:
         after = users.authenticate(session, username="agent1", password=PASSWORD)
         assert after is not None and after.session_generation == user.session_generation + 1
-        assert users.get_signed_in(session, user_id=user.id, generation=user.session_generation) is None
-        assert users.get_signed_in(session, user_id=user.id, generation=after.session_generation) is not None
+        assert users.find_signed_in(session, user_id=user.id, generation=user.session_generation) is None
+        assert users.find_signed_in(session, user_id=user.id, generation=after.session_generation) is not None

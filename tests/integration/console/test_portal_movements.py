@@ -35,7 +35,7 @@ def test_every_posting_reason_has_words_in_both_languages(language: str) -> None
 def _backdated_offer_reward(engine: Engine, clock: FrozenClock, ref: str, days: int) -> None:
     """An offer reward posted now but dated before the member's purchase (as a backfill would)."""
     with unit_of_work(engine) as session:
-        member = customers.get_or_raise(session, ref=ref)
+        member = customers.get_member(session, ref=ref)
         ledger.post(
             session,
             debit=ledger.system_account(session, name="issuance", unit="points"),

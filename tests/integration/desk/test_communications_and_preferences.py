@@ -63,7 +63,7 @@ def test_an_id_the_platform_already_used_is_a_conflict_not_a_second_row(
     the idempotent write): another system posting that id gets 409, and the row stays as it was."""
     api.put("/v1/members/M1", member_body())
     with unit_of_work(engine) as session:
-        member_id = customers.get_or_raise(session, ref="M1").id
+        member_id = customers.get_member(session, ref="M1").id
         data = service.CommunicationInput(**{**communication("offer-made:X"), "sent_at": clock.now()})
         service.record_communication(
             session, member_id=member_id, communication=data, source="offers", now=clock.now()

@@ -77,8 +77,8 @@ def test_training_stores_a_new_version_with_its_held_out_auc_and_the_decision_us
     with read_session(engine) as session:
         decisions = {d.member_id: d for d in session.scalars(select(OfferDecision))}
         assert {d.model_version for d in decisions.values()} == {2}
-        reader = customers.get(session, ref="H0")
-        other = customers.get(session, ref="H1")
+        reader = customers.find_member(session, ref="H0")
+        other = customers.find_member(session, ref="H1")
         assert reader is not None and other is not None
         assert decisions[reader.id].propensity > decisions[other.id].propensity
 
@@ -103,7 +103,7 @@ def test_the_training_set_counts_each_members_benefit_usages_in_the_window(
 
     _history(engine, clock, members=4)
     with read_session(engine) as session:
-        ids = {ref: customers.get_or_raise(session, ref=ref).id for ref in ("H0", "H1")}
+        ids = {ref: customers.get_member(session, ref=ref).id for ref in ("H0", "H1")}
     seen: list[tuple[object, object]] = []
 
     def events(session: object, since: object, until: object) -> list[tuple[int, object]]:

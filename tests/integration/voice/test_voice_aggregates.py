@@ -104,7 +104,7 @@ def _answers(member_id: int, seed: int = 7, size: int = 4000) -> list[dict[str, 
 def loaded(api: Api, engine: Engine) -> Engine:
     add_member(api, "M1")
     with unit_of_work(engine) as session:
-        member = customers.get(session, ref="M1")
+        member = customers.find_member(session, ref="M1")
         assert member is not None
         session.execute(insert(Answer), _answers(member.id))
     return engine
