@@ -617,7 +617,7 @@ def load_demo(
     """Load (or complete, or re-check) the demo; returns counts and ``ok`` = 1 when the audit holds.
 
     With ``desk_scale`` > 0 it also plays a year of service-desk data at that fraction of the
-    issue's rates (``prevenance.demo.desk``)."""
+    rates the sources give (``prevenance.demo.desk``)."""
     if members < 1:
         raise ValueError("members must be at least 1")
     started = time.perf_counter()

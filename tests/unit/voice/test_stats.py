@@ -289,7 +289,7 @@ def test_a_shrunk_score_lies_between_the_agents_raw_score_and_the_team_mean(
     assert np.all((low <= shrunk.value[rated]) & (shrunk.value[rated] <= high))
 
 
-# --- shrinkage: the properties issue 15 asks for, checked by seeded simulation ----------------------
+# --- shrinkage: what the published scorecard promises, checked by seeded simulation -----------------
 
 
 def test_a_unanimous_small_agent_is_pulled_toward_the_team_at_least_as_much_as_a_mixed_one() -> None:
