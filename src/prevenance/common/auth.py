@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import String, Table, select, update
+from sqlalchemy import Engine, String, Table, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -129,6 +129,28 @@ def authenticate(session: Session, secret: str) -> Principal | None:
     if row is None or row.revoked_at is not None:
         return None
     return Principal(key_id=row.id, name=row.name, role=Role(row.role), member_ref=row.member_ref)
+
+
+_KEY_BY_HASH = "SELECT id, name, role, member_ref, revoked_at FROM api_keys WHERE key_hash = {marker}"
+_MARKERS = {"sqlite": "?", "postgresql": "%s"}
+
+
+def lookup_principal(engine: Engine, secret: str) -> Principal | None:
+    """What :func:`authenticate` answers, read the way every request can afford: one statement on
+    the driver's own connection, without an ORM session or a transaction of ours (a lone SELECT
+    is its own snapshot and never writes; the pool rolls back whatever the driver began). Read
+    from the database each time, so a revoked key is refused at once by every worker process."""
+    statement = _KEY_BY_HASH.format(marker=_MARKERS.get(engine.dialect.name, "%s"))
+    with engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(statement, (hash_key(secret),))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    if row is None or row[4] is not None:
+        return None
+    return Principal(key_id=row[0], name=row[1], role=Role(row[2]), member_ref=row[3])
 
 
 def erase_member_keys(session: Session, *, member_ref: str, pseudonym: str, now: datetime) -> int:

@@ -12,10 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-from prevenance.common.auth import Principal, Role, authenticate
+from prevenance.common.auth import Principal, Role, lookup_principal
 from prevenance.common.clock import Clock
 from prevenance.common.problems import Forbidden, Unauthenticated
-from prevenance.db import read_session
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
 
@@ -54,8 +53,7 @@ def _lookup(engine: Engine, secret: str) -> Principal:
     from a per-process cache: a key revoked by ``prevenance keys revoke`` (or by an erasure) is
     refused at once by every worker process, which a cache in each of them could not promise.
     """
-    with read_session(engine) as session:
-        principal = authenticate(session, secret)
+    principal = lookup_principal(engine, secret)
     if principal is None:
         raise Unauthenticated("unknown or revoked API key")
     return principal
