@@ -8,6 +8,9 @@ reads the key's row (``authenticate``), so a revoked key is refused at once by e
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -137,20 +140,48 @@ _MARKERS = {"sqlite": "?", "postgresql": "%s"}
 
 def lookup_principal(engine: Engine, secret: str) -> Principal | None:
     """What :func:`authenticate` answers, read the way every request can afford: one statement on
-    the driver's own connection, without an ORM session or a transaction of ours (a lone SELECT
-    is its own snapshot and never writes; the pool rolls back whatever the driver began). Read
-    from the database each time, so a revoked key is refused at once by every worker process."""
-    statement = _KEY_BY_HASH.format(marker=_MARKERS.get(engine.dialect.name, "%s"))
-    with engine.connect() as connection:
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(statement, (hash_key(secret),))
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
+    a driver connection, without an ORM session or a transaction of ours (a lone SELECT is its own
+    snapshot and never writes). A SQLite file is read through a query-only connection kept by the
+    calling thread (no pool checkout at all); a server database through the pool, which rolls back
+    whatever the driver began. Read from the database each time, so a revoked key is refused at
+    once by every worker process."""
+    reader = sqlite_key_reader(engine)
+    if reader is not None:
+        row = reader.execute(_KEY_BY_HASH.format(marker="?"), (hash_key(secret),)).fetchone()
+    else:
+        statement = _KEY_BY_HASH.format(marker=_MARKERS.get(engine.dialect.name, "%s"))
+        with engine.connect() as connection:
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(statement, (hash_key(secret),))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
     if row is None or row[4] is not None:
         return None
     return Principal(key_id=row[0], name=row[1], role=Role(row[2]), member_ref=row[3])
+
+
+_READERS = threading.local()
+
+
+def sqlite_key_reader(engine: Engine) -> sqlite3.Connection | None:
+    """This thread's query-only connection to the engine's SQLite file (None for other databases
+    and for in-memory ones, which another connection cannot see)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    readers: weakref.WeakKeyDictionary[Engine, sqlite3.Connection] | None = getattr(
+        _READERS, "by_engine", None
+    )
+    if readers is None:
+        readers = _READERS.by_engine = weakref.WeakKeyDictionary()
+    reader = readers.get(engine)
+    if reader is None:
+        reader = sqlite3.connect(database, isolation_level=None)
+        reader.execute("PRAGMA query_only=1")  # it can never write, whatever it is asked
+        readers[engine] = reader
+    return reader
 
 
 def erase_member_keys(session: Session, *, member_ref: str, pseudonym: str, now: datetime) -> int:

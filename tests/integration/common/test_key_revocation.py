@@ -165,3 +165,17 @@ def test_the_per_request_lookup_answers_what_the_session_read_answers(
     assert lookup_principal(engine, staff) is not None and lookup_principal(engine, revoked) is None
     with unit_of_work(engine) as session:  # the pool lent no connection left inside a transaction
         assert session.scalar(select(func.count()).select_from(ApiKey)) == 2
+
+
+def test_the_sqlite_key_reader_can_never_write(engine: Engine, clock: FrozenClock) -> None:
+    import sqlite3
+
+    from prevenance.common.auth import sqlite_key_reader
+
+    reader = sqlite_key_reader(engine)
+    if engine.dialect.name != "sqlite":
+        assert reader is None
+        return
+    assert reader is not None
+    with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
+        reader.execute("DELETE FROM api_keys")
