@@ -177,5 +177,5 @@ def test_the_sqlite_key_reader_can_never_write(engine: Engine, clock: FrozenCloc
         assert reader is None
         return
     assert reader is not None
-    with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
+    with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only|query_only"):
         reader.execute("DELETE FROM api_keys")
