@@ -58,6 +58,49 @@ def release_expired() -> None:
     typer.echo(f"released {count} expired hold(s)")
 
 
+@ledger_app.command("expire")
+def expire(
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="YYYY-MM-DD: expire what is due by the end of this day (default today)",
+        callback=cli_day,
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the run's report as JSON"),
+) -> None:
+    """Run the programme's points expiry policy: expire the lots due, queue the warnings owed.
+
+    Running it again for the same day changes nothing; with the default policy (none) nothing expires."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from prevenance.common.problems import PrevenanceError
+    from prevenance.loyalty import expiry
+
+    now = SystemClock().now()
+    day = date.fromisoformat(as_of) if as_of else now.date()
+    columns = (TextColumn("[bold]members[/bold]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task("expire", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = expiry.expire(_engine(), as_of=day, now=now, on_progress=on_progress)
+    except PrevenanceError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"expiry as of {report.as_of} (policy {report.policy}): members={report.members} "
+        f"expired={report.members_expired} points={report.points_expired} warnings={report.warnings} "
+        f"already_run={report.skipped_already_run}"
+    )
+
+
 @partners_app.command("export")
 def export(
     export_date: str = typer.Option(

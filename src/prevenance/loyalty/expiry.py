@@ -34,7 +34,11 @@ UNIT = "points"  # miles are the airline's: exported to the partner, whose own r
 CHUNK = 200  # members per transaction
 SENDER = "Prévenance <rewards@prevenance.example>"
 _WARNINGS: Table = ExpiryWarning.__table__  # type: ignore[assignment]
-_INSERT_WARNING = insert_ignoring_conflicts(_WARNINGS)
+# RETURNING says whether the row was new (psycopg gives no rowcount for ON CONFLICT DO NOTHING).
+_INSERT_WARNING = {
+    name: statement.returning(_WARNINGS.c.id)
+    for name, statement in insert_ignoring_conflicts(_WARNINGS).items()
+}
 
 
 @dataclass
@@ -201,8 +205,8 @@ def _queue_warnings(
                 "attempts": 0,
                 "created_at": now,
             },
-        ).rowcount  # type: ignore[attr-defined]
-        if inserted:
+        ).first()
+        if inserted is not None:
             new.append(item)
     if new:
         outbox.emit(

@@ -17,6 +17,7 @@ from prevenance.loyalty.catalogue import (
     put_catalogue_item,
     put_partner,
 )
+from prevenance.loyalty.expiry import expire, send_pending_warnings
 from prevenance.loyalty.hooks import (
     OFFER_REWARD,
     EarnedTransaction,
@@ -41,6 +42,7 @@ __all__ = [
     "award_bonus",
     "check_currency",
     "create_referral",
+    "expire",
     "export_miles",
     "get_balance",
     "get_catalogue_item",
@@ -64,6 +66,7 @@ __all__ = [
     "register_transaction_hook",
     "release_expired_holds",
     "resolve_hold",
+    "send_pending_warnings",
     "transaction_hooks",
     "unregister_transaction_hook",
 ]
