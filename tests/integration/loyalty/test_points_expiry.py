@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import expiry, ledger, service
 from prevenance.loyalty.tables import ExpiredLot, ExpiryWarning, Posting
 from prevenance.settings import get_settings
-from prevenance.worker import run_once
+from prevenance.worker import Maintenance, run_once
 from tests.conftest import Api
 from tests.factories import store_member
 from tests.races import race
@@ -390,3 +391,19 @@ def test_the_command_expires_as_of_a_day(
     assert cli("ledger", "expire", "--as-of", "2026-13-01").exit_code == 2
     future = cli("ledger", "expire", "--as-of", "2099-01-01")
     assert future.exit_code == 2 and "after today" in future.output
+
+
+def test_the_worker_runs_the_policy_once_a_day(api: Api, engine: Engine, clock: FrozenClock) -> None:
+    set_policy(api, {"kind": "after_earn", "months": 12})
+    store_member(engine, clock, "D1")
+    start = clock.now().date()
+    earn(engine, clock, "T1", "D1", 100)
+    months_later(clock, start, 12)
+    maintenance = Maintenance(engine=engine, clock=clock, stop=threading.Event())
+    done = maintenance.expire_daily()
+    assert done is not None and done["points_expired"] == 100
+    assert maintenance.expire_daily() is None  # already run today
+    clock.advance(timedelta(days=1))
+    again = maintenance.expire_daily()
+    assert again is not None and again["points_expired"] == 0
+    assert expiry_postings(engine) == [100]
