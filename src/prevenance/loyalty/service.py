@@ -29,7 +29,14 @@ from prevenance.loyalty.hooks import (
 )
 from prevenance.loyalty.miles_export import export_miles, list_member_ids_at_merchant, point_liability
 from prevenance.loyalty.redemptions import get_redemption, redeem, release_expired_holds, resolve_hold
-from prevenance.loyalty.referrals import create_referral, get_referral_code, redeem_referral_code
+from prevenance.loyalty.referrals import (
+    create_referral,
+    get_referral_code,
+    list_member_referrals,
+    list_referrals,
+    redeem_referral_code,
+)
+from prevenance.loyalty.referrals import monthly_report as referral_report
 from prevenance.loyalty.rules import MAX_AMOUNT, check_currency, parse_amount_field, product_rule
 from prevenance.loyalty.transactions import TransactionInput, record_transaction, refund_transaction
 
@@ -51,8 +58,10 @@ __all__ = [
     "list_catalogue",
     "list_latest_movements",
     "list_member_ids_at_merchant",
+    "list_member_referrals",
     "list_movements",
     "list_partners",
+    "list_referrals",
     "load_ecodes",
     "parse_amount_field",
     "point_liability",
@@ -62,6 +71,7 @@ __all__ = [
     "record_transaction",
     "redeem",
     "redeem_referral_code",
+    "referral_report",
     "refund_transaction",
     "register_transaction_hook",
     "release_expired_holds",
