@@ -25,7 +25,7 @@ from prevenance.common import mail, outbox
 from prevenance.common.i18n import translate
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
-from prevenance.db import ignoring_conflicts, insert_ignoring_conflicts, unit_of_work
+from prevenance.db import insert_ignoring_conflicts, unit_of_work
 from prevenance.loyalty import expiry_rules, ledger, programme
 from prevenance.loyalty.expiry_rules import ExpiryPolicy, Movement
 from prevenance.loyalty.tables import Account, ExpiredLot, ExpiryWarning, Posting
@@ -189,7 +189,7 @@ def _queue_warnings(
     member = customers.get_by_id(session, member_id=member_id)
     if member is None or customers.is_erased(member):
         return
-    statement = ignoring_conflicts(session, _INSERT_WARNING)
+    statement = _INSERT_WARNING[session.get_bind().dialect.name]
     new: list[expiry_rules.Due] = []
     for item in owed:
         inserted = session.execute(
@@ -236,7 +236,7 @@ def candidates(session: Session, *, after: int, limit: int) -> list[tuple[int, i
         .order_by(Account.id)
         .limit(limit)
     ).all()
-    return [(int(r[0]), int(r[1])) for r in rows]
+    return [(int(r[0]), int(r[1] or 0)) for r in rows]
 
 
 def expire(
