@@ -18,7 +18,7 @@ from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, or_, select, update
+from sqlalchemy import Engine, Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import mail, outbox
@@ -34,6 +34,8 @@ UNIT = "points"  # miles are the airline's: exported to the partner, whose own r
 CHUNK = 200  # members per transaction
 SENDER = "Prévenance <rewards@prevenance.example>"
 _WARNINGS: Table = ExpiryWarning.__table__  # type: ignore[assignment]
+_LOTS: Table = ExpiredLot.__table__  # type: ignore[assignment]
+_INSERT_LOTS = insert(_LOTS)
 # RETURNING says whether the row was new (psycopg gives no rowcount for ON CONFLICT DO NOTHING).
 _INSERT_WARNING = {
     name: statement.returning(_WARNINGS.c.id)
@@ -115,80 +117,137 @@ def lots_of(session: Session, *, member_id: int) -> expiry_rules.LotState:
     )
 
 
-def expire_member(
-    session: Session, *, member_id: int, policy: ExpiryPolicy, as_of: date, now: datetime, report: RunReport
-) -> None:
-    """Expire what is due for one member and queue the warnings owed; a no-op when this member was
-    already run for ``as_of``."""
-    account = ledger.member_account(session, member_id=member_id, unit=UNIT)
-    # The lock an earn or a redemption takes on the account (no-op on SQLite, whose write
-    # transaction already excludes them); chunks lock in account-id order, as the earn engine does.
-    session.execute(select(Account.id).where(Account.id == account.id).with_for_update()).all()
-    key = f"expiry:{member_id}:{as_of.isoformat()}"
-    if session.scalar(select(Posting.id).where(Posting.idempotency_key == key)) is not None:
-        report.skipped_already_run += 1
-        return
-    state = expiry_rules.replay(
-        movements(session, account_id=account.id), recorded_expiries(session, member_id=member_id)
+def _movements_of(session: Session, account_ids: list[int]) -> dict[int, list[Movement]]:
+    """The postings of several member accounts at once (credits and debits read apart, so each
+    side uses its index), by account, in posting order."""
+    found: dict[int, list[Movement]] = {account_id: [] for account_id in account_ids}
+    columns = (Posting.id, Posting.reason, Posting.reference, Posting.amount, Posting.created_at)
+    for side, sign in ((Posting.credit_account_id, 1), (Posting.debit_account_id, -1)):
+        for row in session.execute(select(*columns, side).where(side.in_(account_ids))):
+            found[row[5]].append(Movement(row[0], row[1], row[2], sign * row[3], row[4]))
+    for movements_ in found.values():
+        movements_.sort(key=lambda m: m.posting_id)
+    return found
+
+
+def _recorded_of(session: Session, member_ids: list[int]) -> dict[int, dict[int, list[tuple[int, int]]]]:
+    found: dict[int, dict[int, list[tuple[int, int]]]] = {}
+    rows = session.execute(
+        select(
+            ExpiredLot.member_id, ExpiredLot.expiry_posting_id, ExpiredLot.earn_posting_id, ExpiredLot.points
+        )
+        .where(ExpiredLot.member_id.in_(member_ids))
+        .order_by(ExpiredLot.expiry_posting_id, ExpiredLot.earn_posting_id)
     )
-    items = expiry_rules.due(state, policy, as_of)
-    total = sum(item.points for item in items)
-    if total > 0:
-        posted = ledger.post(
-            session,
-            debit=account,
-            credit=ledger.system_account(session, name="expiry", unit=UNIT),
-            amount=total,
-            reason="expiry",
-            reference=f"expiry:{as_of.isoformat()}",
-            key=key,
-            now=now,
-            require_funds=True,
-        )
-        session.add_all(
-            ExpiredLot(
-                expiry_posting_id=posted.posting_id,
-                earn_posting_id=item.posting_id,
-                member_id=member_id,
-                points=item.points,
-                expired_on=as_of,
+    for member_id, expiry_id, earn_id, points in rows:
+        found.setdefault(member_id, {}).setdefault(expiry_id, []).append((earn_id, points))
+    return found
+
+
+def expire_chunk(
+    session: Session,
+    *,
+    accounts: list[tuple[int, int]],
+    policy: ExpiryPolicy,
+    as_of: date,
+    now: datetime,
+    report: RunReport,
+) -> None:
+    """Expire what is due for these members ((points account id, member id), by account id) and
+    queue the warnings owed; a member already run for ``as_of`` is left alone."""
+    if not accounts:
+        return
+    # The locks an earn or a redemption takes on the accounts, in account-id order as the earn
+    # engine takes them (no-op on SQLite, whose write transaction already excludes them).
+    session.execute(
+        select(Account.id)
+        .where(Account.id.in_([a for a, _ in accounts]))
+        .order_by(Account.id)
+        .with_for_update()
+    ).all()
+    keys = {member_id: f"expiry:{member_id}:{as_of.isoformat()}" for _, member_id in accounts}
+    done = set(
+        session.scalars(select(Posting.idempotency_key).where(Posting.idempotency_key.in_(keys.values())))
+    )
+    todo = [(a, m) for a, m in accounts if keys[m] not in done]
+    report.skipped_already_run += len(accounts) - len(todo)
+    if not todo:
+        return
+    member_ids = [m for _, m in todo]
+    by_account = _movements_of(session, [a for a, _ in todo])
+    recorded = _recorded_of(session, member_ids)
+    refs = customers.refs_of(session, member_ids=member_ids)
+    languages = dict(customers.languages_of(session, member_ids=member_ids))  # erased members left out
+    expiry_account = ledger.system_account(session, name="expiry", unit=UNIT)
+    lots: list[dict[str, Any]] = []
+    for account_id, member_id in todo:
+        state = expiry_rules.replay(by_account[account_id], recorded.get(member_id))
+        items = expiry_rules.due(state, policy, as_of)
+        total = sum(item.points for item in items)
+        if total > 0:
+            posted = ledger.post(
+                session,
+                debit=ledger.AccountRef(id=account_id, unit=UNIT, member_id=member_id, tracks_balance=True),
+                credit=expiry_account,
+                amount=total,
+                reason="expiry",
+                reference=f"expiry:{as_of.isoformat()}",
+                key=keys[member_id],
+                now=now,
+                require_funds=True,
             )
-            for item in items
-        )
-        session.flush()
-        member = customers.get_by_id(session, member_id=member_id)
-        outbox.emit(
-            session,
-            type="points.expired",
-            payload={
-                "member_ref": member.ref if member else None,
-                "points": total,
-                "as_of": as_of.isoformat(),
-                "posting_id": posted.posting_id,
-                "lots": [[item.posting_id, item.points] for item in items],
-                "balance": posted.balance_after,
-            },
-            now=now,
-        )
-        report.members_expired += 1
-        report.points_expired += total
-    owed = expiry_rules.warnings(state, policy, as_of)
-    if owed:
-        _queue_warnings(session, member_id=member_id, policy=policy, owed=owed, now=now, report=report)
+            lots += [
+                {
+                    "expiry_posting_id": posted.posting_id,
+                    "earn_posting_id": item.posting_id,
+                    "member_id": member_id,
+                    "points": item.points,
+                    "expired_on": as_of,
+                }
+                for item in items
+            ]
+            outbox.emit(
+                session,
+                type="points.expired",
+                payload={
+                    "member_ref": refs.get(member_id),
+                    "points": total,
+                    "as_of": as_of.isoformat(),
+                    "posting_id": posted.posting_id,
+                    "lots": [[item.posting_id, item.points] for item in items],
+                    "balance": posted.balance_after,
+                },
+                now=now,
+            )
+            report.members_expired += 1
+            report.points_expired += total
+        owed = expiry_rules.warnings(state, policy, as_of)
+        if owed and member_id in languages:
+            _queue_warnings(
+                session,
+                member_id=member_id,
+                ref=refs[member_id],
+                language=languages[member_id],
+                policy=policy,
+                owed=owed,
+                now=now,
+                report=report,
+            )
+    if lots:
+        session.execute(_INSERT_LOTS, lots)
 
 
 def _queue_warnings(
     session: Session,
     *,
     member_id: int,
+    ref: str,
+    language: str,
     policy: ExpiryPolicy,
     owed: list[expiry_rules.Due],
     now: datetime,
     report: RunReport,
 ) -> None:
-    member = customers.get_by_id(session, member_id=member_id)
-    if member is None or customers.is_erased(member):
-        return
     statement = _INSERT_WARNING[session.get_bind().dialect.name]
     new: list[expiry_rules.Due] = []
     for item in owed:
@@ -200,7 +259,7 @@ def _queue_warnings(
                 "earn_posting_id": item.posting_id,
                 "points": item.points,
                 "expires_on": item.expires_on,
-                "language": member.language,
+                "language": language,
                 "status": "pending",
                 "attempts": 0,
                 "created_at": now,
@@ -213,7 +272,7 @@ def _queue_warnings(
             session,
             type="points.expiry_warning",
             payload={
-                "member_ref": member.ref,
+                "member_ref": ref,
                 "points": sum(item.points for item in new),
                 "expires_on": min(item.expires_on for item in new).isoformat(),
             },
@@ -266,10 +325,7 @@ def expire(
     while True:
         with unit_of_work(engine) as session:
             ids = candidates(session, after=after, limit=chunk)
-            for _, member_id in ids:
-                expire_member(
-                    session, member_id=member_id, policy=policy, as_of=as_of, now=now, report=report
-                )
+            expire_chunk(session, accounts=ids, policy=policy, as_of=as_of, now=now, report=report)
         if not ids:
             break
         after = ids[-1][0]
@@ -289,8 +345,7 @@ def expire_in_session(session: Session, *, as_of: date, now: datetime) -> RunRep
     ledger.system_account(session, name="expiry", unit=UNIT)
     after = 0
     while ids := candidates(session, after=after, limit=CHUNK):
-        for _, member_id in ids:
-            expire_member(session, member_id=member_id, policy=policy, as_of=as_of, now=now, report=report)
+        expire_chunk(session, accounts=ids, policy=policy, as_of=as_of, now=now, report=report)
         report.members += len(ids)
         after = ids[-1][0]
     return report
