@@ -15,7 +15,7 @@ from prevenance.db import engine_from_settings, unit_of_work
 from prevenance.demo.cli import app as demo_app
 from prevenance.demo.cli import demo_users
 from prevenance.desk.cli import app as desk_app
-from prevenance.loyalty.cli import ingest_app, ledger_app, partners_app
+from prevenance.loyalty.cli import ingest_app, ledger_app, loyalty_app, partners_app
 from prevenance.offers.cli import app as offers_app
 from prevenance.settings import Settings, get_settings
 from prevenance.stream.cli import app as stream_app
@@ -32,6 +32,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(partners_app, name="partners")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(loyalty_app, name="loyalty")
 app.add_typer(demo_app, name="demo")
 app.add_typer(desk_app, name="desk")
 app.add_typer(stream_app, name="stream")

@@ -1,11 +1,13 @@
 """Background maintenance inside ``prevenance serve``: release expired travel holds, deliver
 outbox events to in-process handlers (a closed contact becomes a survey invitation) and, with
-``PREVENANCE_SMTP_URL`` set, send pending incident notices and survey invitations. Each pass is one
+``PREVENANCE_SMTP_URL`` set, send pending incident notices, survey invitations and points expiry
+warnings; once a day, run the points expiry policy (``loyalty.expiry``). Each pass is one
 short transaction; a crash loses nothing because the work is re-found on the next pass."""
 
 from __future__ import annotations
 
 import threading
+from datetime import date
 
 import structlog
 from sqlalchemy import Engine
@@ -43,8 +45,9 @@ def run_once(
             delivered = outbox.deliver_pending(
                 session, handlers=HANDLERS, now=clock.now(), limit=OUTBOX_BATCH
             )
-    notices = invitations = 0
+    notices = invitations = warnings = 0
     if smtp_url:
+        warnings = loyalty.send_pending_warnings(engine, smtp_url=smtp_url, now=clock.now())
         notices = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=clock.now())
         # Survey links are signed with the settings' secret key: the same settings as the survey page.
         invitations = voice_invitations.send_pending_invitations(
@@ -55,6 +58,7 @@ def run_once(
         "events_delivered": delivered,
         "notices_sent": notices,
         "invitations_sent": invitations,
+        "expiry_warnings_sent": warnings,
     }
 
 
@@ -109,8 +113,28 @@ class Maintenance(threading.Thread):
         while not self.stop.wait(self.interval):
             self.run_once_logged()
 
+    expired_on: date | None = None
+
+    def expire_daily(self) -> dict[str, int] | None:
+        """The points expiry policy, once a day (at the first run of the day; a re-run for a day
+        already done is a no-op anyway), logged as one line when it expired or warned."""
+        today = self.clock.now().date()
+        if self.expired_on == today:
+            return None
+        try:
+            report = loyalty.expire(self.engine, as_of=today, now=self.clock.now())
+        except Exception:
+            log.exception("expiry_failed")
+            return None
+        self.expired_on = today
+        done = report.as_dict()
+        if report.points_expired or report.warnings:
+            log.info("expiry", **done)
+        return done
+
     def run_once_logged(self) -> dict[str, int] | None:
         """One run (drain), logged as one summary line when it did work; failures are logged."""
+        self.expire_daily()
         try:
             done = drain(
                 self.engine,

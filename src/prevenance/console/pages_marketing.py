@@ -125,6 +125,12 @@ def _minute(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M")
 
 
+def _referrals(session: Any, month: str) -> dict[str, Any]:
+    """The month's referral report and the referrals made that month (newest first, at most 20)."""
+    listed = loyalty.list_referrals(session, status=None, month=month, limit=20)
+    return {"report": loyalty.referral_report(session, month=month), **listed}
+
+
 def _defaults(p: Page) -> dict[str, dict[str, str]]:
     """Fresh forms: each write form gets its idempotency key (or resource id) when rendered."""
     today = p.now.date()
@@ -164,6 +170,7 @@ def _render(
             usage: dict[str, Any] | None = benefit_usage.usage_report(session, month=month)
         except PrevenanceError as error:
             usage, usage_errors = None, problem_errors(p, error, None, {"month"})
+        referrals = _referrals(session, month) if usage is not None else None
     alerts = benefit_usage.alerts_of(usage) if usage else []
     document = found[1] if found else {}
     values = _defaults(p)
@@ -191,6 +198,7 @@ def _render(
         reasons=[(r["code"], r[f"label_{p.lang}"]) for r in desk.list_reasons()],
         incidents=active_incidents,
         usage=usage,
+        referrals=referrals,
         alerts=alerts,
         offers=offer_rows(p),
         programme_holdout=programme_holdout(p),

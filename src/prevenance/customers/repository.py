@@ -51,6 +51,15 @@ def member_by_id(session: Session, member_id: int) -> Member | None:
     return session.get(Member, member_id)
 
 
+def refs_of(session: Session, member_ids: list[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for start in range(0, len(member_ids), 1000):  # bounded IN lists
+        chunk = member_ids[start : start + 1000]
+        for row in session.execute(select(Member.id, Member.ref).where(Member.id.in_(chunk))):
+            found[row.id] = row.ref
+    return found
+
+
 def languages_of(session: Session, member_ids: list[int], *, erased_like: str) -> list[tuple[int, str]]:
     rows: list[tuple[int, str]] = []
     for start in range(0, len(member_ids), 1000):  # bounded IN lists

@@ -145,6 +145,11 @@ def list_member_ids(
     )
 
 
+def refs_of(session: Session, *, member_ids: list[int]) -> dict[int, str]:
+    """id → ref of these members (an erased member's ref is its ``erased-…`` placeholder)."""
+    return repository.refs_of(session, sorted(set(member_ids)))
+
+
 def languages_of(session: Session, *, member_ids: list[int]) -> list[tuple[int, str]]:
     """(id, language) of each of these members not erased, by id (an erased member is told nothing)."""
     return repository.languages_of(session, sorted(member_ids), erased_like=rules.ERASED_PREFIX + "%")

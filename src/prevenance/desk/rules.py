@@ -33,6 +33,9 @@ REPLACEMENT_STATUSES = ("ordered", "dispatched", "delivered")
 REPLACEMENT_STATES = ("on_track", "at_risk", "breached", "delivered_on_time", "delivered_late")
 # Where a case can be routed: a call-back is a phone contact the desk makes (outbound).
 ROUTING_CHANNELS = ("chat", "callback", "phone", "web", "email", "letter", "social")
+# Channels that answer while the member waits: what a member in a hurry is offered when one of them
+# is measured (an e-mail or a letter waits for its reply, however quickly past matters were closed).
+LIVE_CHANNELS = ("chat", "callback", "phone")
 
 
 class ConfigError(FieldError):
@@ -500,8 +503,9 @@ def recommend_channel(
 
     Only channels with at least ``min_cases`` resolved cases are compared; ties go to the default
     order. Without any, the first channel of the default order. A preferred channel wins when its
-    median is at most ``tolerance`` slower than the best, unless the member is ``in_a_hurry`` (then
-    strictly the fastest). ``leave_me_alone`` still gets an answer: the customer contacted us.
+    median is at most ``tolerance`` slower than the best, unless the member is ``in_a_hurry``: then
+    strictly the fastest of the live channels (chat, call-back, phone) when one is measured, never
+    an e-mail. ``leave_me_alone`` still gets an answer: the customer contacted us.
     """
     rank = {channel: index for index, channel in enumerate(policy.default_order)}
     measured = sorted(
@@ -518,6 +522,16 @@ def recommend_channel(
             "default_order",
             f"fewer than {policy.min_cases} resolved cases on every channel: default order",
         )
+    if mode == "in_a_hurry":
+        live = [item for item in measured if item[2].channel in LIVE_CHANNELS]
+        if live:
+            hours, _, fastest = live[0]
+            return Recommendation(
+                fastest.channel,
+                "measured",
+                f"the member is in a hurry: the fastest live channel, {hours:.1f} h median to "
+                f"resolution over {fastest.resolved} cases",
+            )
     best_hours, _, best = measured[0]
     if preferred is not None and mode != "in_a_hurry":
         liked = next((item for item in measured if _matches(preferred, item[2].channel)), None)

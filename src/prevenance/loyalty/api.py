@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import Admin, AppClock, DbEngine, Reader, ensure_member_scope, require
 from prevenance.common.idempotency import Outcome
+from prevenance.common.inputs import Month, OptionalMonth
 from prevenance.common.problems import PROBLEM_JSON, InvalidInput, NotFound
 from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import batcher, earning, ledger, programme, service
@@ -25,6 +26,7 @@ from prevenance.loyalty.schemas import (
     ECodesLoad,
     ECodesLoaded,
     FxRatePut,
+    MemberReferralsRead,
     MovementsPage,
     PartnerPut,
     PartnerRead,
@@ -35,6 +37,8 @@ from prevenance.loyalty.schemas import (
     ReferralCodeRedeem,
     ReferralCreate,
     ReferralRead,
+    ReferralReportRead,
+    ReferralsPage,
     ReferredRead,
     RefundCreate,
     RefundRead,
@@ -51,6 +55,8 @@ HoldResolver = Annotated[Principal, Depends(require(Role.AGENT, Role.CONCIERGE, 
 # Staff and integrators record a referral between two refs; a member never names a referee (that
 # would need no consent and would tell whether a ref exists): it shares its referral code instead.
 Referrer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.INTEGRATOR))]
+# Following referrals across members (both refs shown) is for the desk and marketing.
+ReferralViewer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.SUPERVISOR))]
 CodeHolder = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.MEMBER, Role.INTEGRATOR))]
 Ref = Annotated[str, Path(min_length=1, max_length=200)]
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", "content": {PROBLEM_JSON: {}}}}
@@ -340,6 +346,37 @@ def post_referral(
             ),
         )
     )
+
+
+@router.get("/members/{ref}/referrals", response_model=MemberReferralsRead)
+def get_member_referrals(ref: Ref, engine: DbEngine, principal: Reader) -> dict[str, Any]:
+    """The member's referrals, as referrer and as referee. A member key sees its own side only:
+    the other party's ref is null (the referee consented to the referrer by entering a code, not to
+    being shown to them)."""
+    ensure_member_scope(principal, ref)
+    with read_session(engine) as session:
+        return service.list_member_referrals(session, member_ref=ref, staff=principal.role is not Role.MEMBER)
+
+
+@router.get("/referrals", response_model=ReferralsPage, responses=INVALID)
+def get_referrals(
+    engine: DbEngine,
+    _: ReferralViewer,
+    month: OptionalMonth = None,
+    status: Annotated[Literal["pending", "rewarded"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Referrals made, newest first, filtered by status and by the month they were made in."""
+    with read_session(engine) as session:
+        return service.list_referrals(session, status=status, month=month, limit=limit)
+
+
+@router.get("/referrals/report", response_model=ReferralReportRead, responses=INVALID)
+def get_referrals_report(month: Month, engine: DbEngine, _: ReferralViewer) -> dict[str, Any]:
+    """The month's referrals: made, converted, conversion rate with its 95 % Wilson interval, and the
+    bonuses paid."""
+    with read_session(engine) as session:
+        return service.referral_report(session, month=month)
 
 
 @router.get("/members/{ref}/referral-code", response_model=ReferralCodeRead)

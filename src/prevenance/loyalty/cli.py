@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from prevenance.common.clock import SystemClock
-from prevenance.common.inputs import cli_day
+from prevenance.common.inputs import cli_day, cli_month
 from prevenance.db import read_session, unit_of_work
 from prevenance.loyalty import ledger, service
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
 partners_app = typer.Typer(help="Partners (airlines, hotels, merchants).", no_args_is_help=True)
 ingest_app = typer.Typer(help="Bulk loads: members and settlement files.", no_args_is_help=True)
+loyalty_app = typer.Typer(help="The rewards programme's loops: referrals.", no_args_is_help=True)
+referrals_app = typer.Typer(help="Member-gets-member referrals.", no_args_is_help=True)
+loyalty_app.add_typer(referrals_app, name="referrals")
 
 
 def _engine():  # type: ignore[no-untyped-def]
@@ -56,6 +59,76 @@ def release_expired() -> None:
     with unit_of_work(_engine()) as session:
         count = service.release_expired_holds(session, now=SystemClock().now())
     typer.echo(f"released {count} expired hold(s)")
+
+
+@ledger_app.command("expire")
+def expire(
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="YYYY-MM-DD: expire what is due by the end of this day (default today)",
+        callback=cli_day,
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the run's report as JSON"),
+) -> None:
+    """Run the programme's points expiry policy: expire the lots due, queue the warnings owed.
+
+    Running it again for the same day changes nothing; with the default policy (none) nothing expires."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from prevenance.common.problems import PrevenanceError
+    from prevenance.loyalty import expiry
+
+    now = SystemClock().now()
+    day = date.fromisoformat(as_of) if as_of else now.date()
+    columns = (TextColumn("[bold]members[/bold]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task("expire", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = expiry.expire(_engine(), as_of=day, now=now, on_progress=on_progress)
+    except PrevenanceError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"expiry as of {report.as_of} (policy {report.policy}): members={report.members} "
+        f"expired={report.members_expired} points={report.points_expired} warnings={report.warnings} "
+        f"already_run={report.skipped_already_run}"
+    )
+
+
+@referrals_app.command("report")
+def referrals_report(
+    month: str = typer.Option(
+        ..., "--month", help="YYYY-MM: referrals made in this month", callback=cli_month
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """The month's referrals: made, converted, conversion rate with its 95 % Wilson interval, bonuses paid."""
+    with read_session(_engine()) as session:
+        report = service.referral_report(session, month=month)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    rate = report["conversion_rate"]
+    interval = report["conversion_interval"]
+    shown = (
+        f"{rate:.1%} (95% CI {interval['low']:.1%}–{interval['high']:.1%})"
+        if rate is not None and interval is not None
+        else "n/a (no referral made)"
+    )
+    typer.echo(
+        f"referrals {report['month']}: made={report['made']} converted={report['converted']} "
+        f"conversion={shown} rewarded_in_month={report['rewarded_in_month']} "
+        f"points_paid={report['points_paid']} miles_paid={report['miles_paid']}"
+    )
 
 
 @partners_app.command("export")

@@ -31,6 +31,7 @@ REASONS = (
     "travel_void",
     "travel_hold_expired",
     "offer_reward",
+    "expiry",
 )
 SPENDING_REASONS = ("redemption_catalogue", "redemption_ecode", "redemption_transfer", "travel_hold")
 
@@ -127,7 +128,8 @@ def lock_member_accounts(session: Session, *, member_id: int) -> None:
 
 
 def system_account(session: Session, *, name: str, unit: str) -> AccountRef:
-    """A programme account: ``issuance``, ``catalogue``, ``ecode``, ``travel``, ``travel-escrow``.
+    """A programme account: ``issuance``, ``catalogue``, ``ecode``, ``travel``, ``travel-escrow``,
+    ``expiry`` (points the expiry policy took back).
 
     Looked up once per transaction: every earn of a batch credits from the same issuance account.
     """
@@ -137,7 +139,7 @@ def system_account(session: Session, *, name: str, unit: str) -> AccountRef:
 
 SYSTEM_ACCOUNTS = (
     ("issuance", "points"), ("catalogue", "points"), ("ecode", "points"), ("travel", "points"),
-    ("travel-escrow", "points"), ("issuance", "miles"),
+    ("travel-escrow", "points"), ("issuance", "miles"), ("expiry", "points"),
 )  # fmt: skip
 
 

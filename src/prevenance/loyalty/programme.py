@@ -60,7 +60,7 @@ def _current(session: Session) -> Programme:
         return cached
     found = current_document(session)
     assert found is not None
-    parsed = parse_programme(found[1])
+    parsed = parse_programme(found[1], strict=False)
     with _lock:
         _parsed[found[2]] = parsed
     return parsed

@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint, new_id
+from prevenance.common.periods import month_bounds
+from prevenance.common.stats import wilson_bounds
 from prevenance.customers import service as customers
 from prevenance.customers.service import MemberSummary
 from prevenance.loyalty import ledger, programme, rules
@@ -197,3 +199,106 @@ def reward_referral_if_pending(
         payload={"id": referral_id, "referee_ref": referee.ref, "bonus": bonus, "unit": unit},
         now=now,
     )
+
+
+# --- following referrals ----------------------------------------------------------------------------
+#
+# What a member sees of a referral is what they are entitled to: that they referred someone (or were
+# referred), when, its status and the bonus, but never who the other party is. The referee chose the
+# referrer by entering a code (that is the consent), not the other way round, and a referral recorded
+# by staff carries no consent of either party to be shown to the other. Staff roles see both refs;
+# an erased member appears only as its ``erased-…`` placeholder.
+
+
+def _referral_row(referral: Referral, refs: dict[int, str], *, counterpart: bool) -> dict[str, Any]:
+    return {
+        "id": referral.id,
+        "referrer_ref": refs.get(referral.referrer_id) if counterpart else None,
+        "referee_ref": refs.get(referral.referee_id) if counterpart else None,
+        "status": referral.status,
+        "bonus": referral.bonus,
+        "unit": referral.unit,
+        "created_at": referral.created_at,
+        "rewarded_at": referral.rewarded_at,
+    }
+
+
+def list_member_referrals(session: Session, *, member_ref: str, staff: bool) -> dict[str, Any]:
+    """The member's referrals as referrer (newest first) and as referee (at most one). A member key
+    (``staff`` False) sees its own side only: the other party's ref is left out."""
+    member = customers.get_or_raise(session, ref=member_ref)
+    made = list(
+        session.scalars(
+            select(Referral)
+            .where(Referral.referrer_id == member.id)
+            .order_by(Referral.created_at.desc(), Referral.id)
+        )
+    )
+    received = session.scalars(select(Referral).where(Referral.referee_id == member.id)).first()
+    everyone = [r.referee_id for r in made] + ([received.referrer_id] if received else [])
+    refs = {**customers.refs_of(session, member_ids=everyone), member.id: member.ref} if staff else {}
+    as_referrer = [_referral_row(r, refs, counterpart=staff) for r in made]
+    if not staff:
+        for row in as_referrer:
+            row["referrer_ref"] = member.ref
+    as_referee = None
+    if received is not None:
+        as_referee = _referral_row(received, refs, counterpart=staff)
+        as_referee["referee_ref"] = member.ref
+    return {
+        "member_ref": member.ref,
+        "as_referrer": as_referrer,
+        "as_referee": as_referee,
+        "points_earned": sum(r.bonus for r in made if r.status == "rewarded" and r.unit == "points"),
+    }
+
+
+REFERRAL_STATUSES = ("pending", "rewarded")
+
+
+def list_referrals(session: Session, *, status: str | None, month: str | None, limit: int) -> dict[str, Any]:
+    """Referrals made, newest first, by status and by the month they were made in (staff)."""
+    statement = select(Referral)
+    if status is not None:
+        statement = statement.where(Referral.status == status)
+    if month is not None:
+        start, end = month_bounds(month)
+        statement = statement.where(Referral.created_at >= start, Referral.created_at < end)
+    rows = list(session.scalars(statement.order_by(Referral.created_at.desc(), Referral.id).limit(limit + 1)))
+    refs = customers.refs_of(session, member_ids=[r.referrer_id for r in rows] + [r.referee_id for r in rows])
+    return {
+        "referrals": [_referral_row(r, refs, counterpart=True) for r in rows[:limit]],
+        "truncated": len(rows) > limit,
+    }
+
+
+def monthly_report(session: Session, *, month: str) -> dict[str, Any]:
+    """The month's referrals: made, converted (of those made that month, how many referees have
+    transacted since: a cohort, so the latest months are still filling), the conversion rate with
+    its 95 % Wilson interval, and the bonuses paid that month (whatever month the referral was made)."""
+    start, end = month_bounds(month)
+    made_rows = session.execute(
+        select(Referral.status).where(Referral.created_at >= start, Referral.created_at < end)
+    ).all()
+    made = len(made_rows)
+    converted = sum(1 for (status,) in made_rows if status == "rewarded")
+    paid = session.execute(
+        select(Referral.unit, func.count(), func.coalesce(func.sum(Referral.bonus), 0))
+        .where(Referral.rewarded_at >= start, Referral.rewarded_at < end)
+        .group_by(Referral.unit)
+    ).all()
+    by_unit = {unit: (int(count), int(total)) for unit, count, total in paid}
+    interval = None
+    if made:
+        low, high = wilson_bounds(converted, made)
+        interval = {"low": round(low, 4), "high": round(high, 4), "level": 0.95, "method": "wilson"}
+    return {
+        "month": month,
+        "made": made,
+        "converted": converted,
+        "conversion_rate": round(converted / made, 4) if made else None,
+        "conversion_interval": interval,
+        "rewarded_in_month": sum(count for count, _ in by_unit.values()),
+        "points_paid": by_unit.get("points", (0, 0))[1],
+        "miles_paid": by_unit.get("miles", (0, 0))[1],
+    }

@@ -1,7 +1,7 @@
 """The rules of the rewards programme, as plain functions over frozen values. No I/O.
 
 The programme is data (a JSON document an admin can replace); these functions read it.
-Points never expire: nothing here, or anywhere, takes points away with time.
+Points never expire unless the programme's ``points_expiry`` policy says so (``expiry_rules``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,22 @@ from typing import Any, Protocol
 from prevenance.common.money import AmountError, parse_amount
 from prevenance.common.problems import InvalidInput
 from prevenance.common.rules import FieldError
+from prevenance.loyalty.expiry_rules import NO_EXPIRY, ExpiryPolicy, ExpiryPolicyError, parse_policy
 
 UNITS = ("points", "miles")
 PARTNER_KINDS = ("airline", "hotel", "merchant")
+# Every key a programme document may hold: anything else is refused (422 naming the key) rather
+# than stored and silently ignored. ``goodwill`` is the service-recovery section (its content is
+# checked by the desk's goodwill rules).
+PROGRAMME_KEYS = (
+    "name", "base_currency", "minimum_earn", "products", "fx_rates", "travel", "liability",
+    "points_expiry", "goodwill",
+)  # fmt: skip
+PRODUCT_KEYS = (
+    "name", "tier", "premium", "unit", "earn_per_euro", "category_multipliers", "referral_bonus",
+    "miles_partner",
+)  # fmt: skip
+TRAVEL_KEYS = ("euro_per_point", "hold_minutes")
 
 
 class ProgrammeError(FieldError):
@@ -60,6 +73,7 @@ class Programme:
     euro_per_point: Decimal
     hold_minutes: int
     minimum_earn: int
+    points_expiry: ExpiryPolicy = NO_EXPIRY
 
 
 def _positive_int(value: Any, path: str, *, allow_zero: bool = False) -> int:
@@ -78,10 +92,28 @@ def _positive_decimal(value: Any, path: str) -> Decimal:
     return number
 
 
-def parse_programme(document: Mapping[str, Any]) -> Programme:
-    """Validate a programme document and return its frozen form."""
+def _known_keys(section: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
+    for key in section:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            raise ProgrammeError(
+                f"unknown programme key {where!r} (allowed{' in ' + path if path else ''}: "
+                f"{', '.join(allowed)})",
+                where,
+            )
+
+
+def parse_programme(document: Mapping[str, Any], *, strict: bool = True) -> Programme:
+    """Validate a programme document and return its frozen form.
+
+    ``strict`` (every new version) refuses unknown keys. A version stored before keys were checked
+    is read with ``strict=False``: unknown keys ignored, and a ``points_expiry`` that is not a valid
+    policy read as no expiry (it never did anything), so the programme in force keeps working.
+    """
     if not isinstance(document, Mapping):
         raise ProgrammeError("programme must be an object", "")
+    if strict:
+        _known_keys(document, PROGRAMME_KEYS, "")
     products_doc = document.get("products")
     if not isinstance(products_doc, Mapping) or not products_doc:
         raise ProgrammeError("products must be a non-empty object", "products")
@@ -90,6 +122,8 @@ def parse_programme(document: Mapping[str, Any]) -> Programme:
         path = f"products.{code}"
         if not isinstance(spec, Mapping):
             raise ProgrammeError(f"{path} must be an object", path)
+        if strict:
+            _known_keys(spec, PRODUCT_KEYS, path)
         unit = spec.get("unit", "points")
         if unit not in UNITS:
             raise ProgrammeError(f"{path}.unit must be points or miles", f"{path}.unit")
@@ -137,6 +171,17 @@ def parse_programme(document: Mapping[str, Any]) -> Programme:
     travel = document.get("travel", {}) or {}
     if not isinstance(travel, Mapping):
         raise ProgrammeError("travel must be an object", "travel")
+    if strict:
+        _known_keys(travel, TRAVEL_KEYS, "travel")
+    goodwill = document.get("goodwill")
+    if goodwill is not None and not isinstance(goodwill, Mapping):
+        raise ProgrammeError("goodwill must be an object", "goodwill")
+    try:
+        expiry = parse_policy(document.get("points_expiry"))
+    except ExpiryPolicyError as error:
+        if strict:
+            raise ProgrammeError(str(error), error.field)
+        expiry = NO_EXPIRY
     return Programme(
         name=str(document.get("name", "Rewards")),
         products=MappingProxyType(products),
@@ -144,6 +189,7 @@ def parse_programme(document: Mapping[str, Any]) -> Programme:
         euro_per_point=_positive_decimal(travel.get("euro_per_point", "0.01"), "travel.euro_per_point"),
         hold_minutes=_positive_int(travel.get("hold_minutes", 30), "travel.hold_minutes"),
         minimum_earn=_positive_int(document.get("minimum_earn", 1), "minimum_earn", allow_zero=True),
+        points_expiry=expiry,
     )
 
 

@@ -206,6 +206,51 @@ class ReferralRead(BaseModel):
     unit: str
 
 
+class ReferralListed(BaseModel):
+    id: str
+    referrer_ref: str | None = Field(
+        description="left out (null) for a member key: the other party is not theirs to see"
+    )
+    referee_ref: str | None = Field(
+        description="left out (null) for a member key: the other party is not theirs to see"
+    )
+    status: str = Field(description="pending until the referee's first transaction, then rewarded")
+    bonus: int
+    unit: str
+    created_at: datetime
+    rewarded_at: datetime | None
+
+
+class MemberReferralsRead(BaseModel):
+    member_ref: str
+    as_referrer: list[ReferralListed]
+    as_referee: ReferralListed | None
+    points_earned: int = Field(description="referral bonuses credited to the member, in points")
+
+
+class ReferralsPage(BaseModel):
+    referrals: list[ReferralListed]
+    truncated: bool = Field(description="more referrals match than the limit returned")
+
+
+class ReferralInterval(BaseModel):
+    low: float
+    high: float
+    level: float
+    method: str
+
+
+class ReferralReportRead(BaseModel):
+    month: str
+    made: int = Field(description="referrals made in the month")
+    converted: int = Field(description="of those, how many referees have transacted since")
+    conversion_rate: float | None = Field(description="converted / made; null when none was made")
+    conversion_interval: ReferralInterval | None = Field(description="95 % Wilson interval of the rate")
+    rewarded_in_month: int = Field(description="bonuses paid in the month, whenever the referral was made")
+    points_paid: int
+    miles_paid: int
+
+
 class ReferralCodeRead(BaseModel):
     member_ref: str
     referral_code: str = Field(description="what the member gives a friend, XXXX-XXXX-XXXX")

@@ -17,6 +17,7 @@ from prevenance.loyalty.catalogue import (
     put_catalogue_item,
     put_partner,
 )
+from prevenance.loyalty.expiry import expire, send_pending_warnings
 from prevenance.loyalty.hooks import (
     OFFER_REWARD,
     EarnedTransaction,
@@ -28,7 +29,14 @@ from prevenance.loyalty.hooks import (
 )
 from prevenance.loyalty.miles_export import export_miles, list_member_ids_at_merchant, point_liability
 from prevenance.loyalty.redemptions import get_redemption, redeem, release_expired_holds, resolve_hold
-from prevenance.loyalty.referrals import create_referral, get_referral_code, redeem_referral_code
+from prevenance.loyalty.referrals import (
+    create_referral,
+    get_referral_code,
+    list_member_referrals,
+    list_referrals,
+    redeem_referral_code,
+)
+from prevenance.loyalty.referrals import monthly_report as referral_report
 from prevenance.loyalty.rules import MAX_AMOUNT, check_currency, parse_amount_field, product_rule
 from prevenance.loyalty.transactions import TransactionInput, record_transaction, refund_transaction
 
@@ -41,6 +49,7 @@ __all__ = [
     "award_bonus",
     "check_currency",
     "create_referral",
+    "expire",
     "export_miles",
     "find_catalogue_item",
     "get_balance",
@@ -49,8 +58,10 @@ __all__ = [
     "list_catalogue",
     "list_latest_movements",
     "list_member_ids_at_merchant",
+    "list_member_referrals",
     "list_movements",
     "list_partners",
+    "list_referrals",
     "load_ecodes",
     "parse_amount_field",
     "point_liability",
@@ -60,10 +71,12 @@ __all__ = [
     "record_transaction",
     "redeem",
     "redeem_referral_code",
+    "referral_report",
     "refund_transaction",
     "register_transaction_hook",
     "release_expired_holds",
     "resolve_hold",
+    "send_pending_warnings",
     "transaction_hooks",
     "unregister_transaction_hook",
 ]

@@ -3,7 +3,7 @@ never updated or deleted, and every invariant that a constraint can hold is a co
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -237,3 +238,52 @@ class MilesExportLine(Base):
     export_id: Mapped[int] = mapped_column(ForeignKey("miles_exports.id"), index=True)
     member_ref: Mapped[str] = mapped_column(String(64))
     miles: Mapped[int] = mapped_column(BigInteger)
+
+
+class ExpiredLot(Base):
+    """Which earn posting (lot) an expiry posting consumed, and how many of its points: the
+    primary key keeps a lot from being written twice into one expiry."""
+
+    __tablename__ = "expired_lots"
+    __table_args__ = (
+        CheckConstraint("points > 0", name="points_positive"),
+        Index("ix_expired_lots_earn_posting", "earn_posting_id"),
+    )
+
+    expiry_posting_id: Mapped[int] = mapped_column(ForeignKey("postings.id"), primary_key=True)
+    earn_posting_id: Mapped[int] = mapped_column(ForeignKey("postings.id"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    points: Mapped[int] = mapped_column(BigInteger)
+    expired_on: Mapped[date] = mapped_column(Date)
+
+
+class ExpiryWarning(Base):
+    """One mail owed to a member about points expiring soon: this table is its mail outbox.
+
+    ``key`` is unique (``lot:<posting>:<day>`` or ``inactivity:<member>:<day>``), so a lot is
+    never warned about twice for one expiry day whatever runs race; the relay sends ``pending``
+    rows and marks them ``sent`` (see ``common.mail``)."""
+
+    __tablename__ = "expiry_warnings"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+        CheckConstraint("language IN ('fr', 'en')", name="language"),
+        CheckConstraint("points > 0", name="points_positive"),
+        Index("ix_expiry_warnings_status_created", "status", "created_at"),
+        Index("ix_expiry_warnings_member", "member_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    earn_posting_id: Mapped[int | None] = mapped_column(ForeignKey("postings.id"), nullable=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    expires_on: Mapped[date] = mapped_column(Date)
+    language: Mapped[str] = mapped_column(String(2))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

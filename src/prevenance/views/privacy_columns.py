@@ -37,6 +37,11 @@ EXPORT: dict[str, dict[str, str]] = {
     "referrals": _all(
         "id referrer_id referee_id status bonus unit created_at rewarded_at rewarding_transaction_id"
     ),
+    "expired_lots": _all("expiry_posting_id earn_posting_id member_id points expired_on"),
+    "expiry_warnings": _all(
+        "id key member_id earn_posting_id points expires_on language status attempts next_attempt_at "
+        "last_attempt_at last_error sent_at created_at"
+    ),
     "console_users": {
         **_all("username role member_ref language created_at disabled"),
         "id": "withheld: internal row id of the sign-in",
@@ -178,6 +183,7 @@ PERSONAL: dict[str, dict[str, str | None]] = {
     "idempotency_keys": {"response": SCRUBBED},
     "outbox_events": {"payload": SCRUBBED},
     "voice_invitations": {"last_error": None},  # the relay's answer can quote the address
+    "expiry_warnings": {"last_error": None},  # likewise
 }
 # Written by their own functions (the rest of PERSONAL by the generic loop).
 WRITTEN_APART = ("members", "console_users", "api_keys", "idempotency_keys", "outbox_events")
@@ -334,6 +340,8 @@ KEPT: dict[str, dict[str, str]] = {
         "status": _CODE,
         "declared_by": _STAFF,
     },
+    "expiry_warnings": {"key": _ID, "language": _CODE, "status": _CODE},
+    "expired_lots": {},
     "desk_incident_notices": {
         "id": _ID,
         "incident_id": _ID,

@@ -5,10 +5,13 @@ posted after a newer one."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from datetime import timedelta
 from html import unescape
 
 import pytest
+
+import prevenance
 from sqlalchemy import Engine
 
 from prevenance.common.clock import FrozenClock
@@ -23,13 +26,31 @@ from tests.integration.console.support import browser, sign_in
 COMING_REASONS = ("goodwill", "expiry")
 
 
+def _reasons_in_code() -> set[str]:
+    """Every ``reason="…"`` literal in a module that posts to the ledger (postings are made with one)."""
+    root = Path(prevenance.__file__).parent
+    found: set[str] = set()
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if "ledger.post(" in text or "credit_member(" in text:
+            found |= set(re.findall(r'\breason="([a-z_]+)"', text))
+    return found
+
+
 @pytest.mark.parametrize("language", ["fr", "en"])
 def test_every_posting_reason_has_words_in_both_languages(language: str) -> None:
     words = catalogue(language)
-    for reason in (*ledger.REASONS, *COMING_REASONS):
+    reasons = set(ledger.REASONS) | set(COMING_REASONS)
+    for reason in reasons:
         assert words.get(f"reason.{reason}", "").strip(), (language, reason)
         assert "reason." not in words[f"reason.{reason}"]
-    assert len({words[f"reason.{r}"] for r in (*ledger.REASONS, *COMING_REASONS)}) == len(ledger.REASONS) + 2
+    assert len({words[f"reason.{r}"] for r in reasons}) == len(reasons)
+
+
+def test_every_reason_a_posting_is_made_with_is_a_known_reason() -> None:
+    posted = _reasons_in_code()
+    assert "earn" in posted and "expiry" in posted
+    assert posted <= set(ledger.REASONS) | set(COMING_REASONS), posted - set(ledger.REASONS)
 
 
 def _backdated_offer_reward(engine: Engine, clock: FrozenClock, ref: str, days: int) -> None:
