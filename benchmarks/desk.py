@@ -85,10 +85,9 @@ def drain_outbox(engine: Any, now: datetime) -> None:
     """Run the in-process handlers of the seeded events (each closed contact becomes a survey
     invitation), as the server's maintenance thread would over the year: measured here, so the
     server measured next is not still catching up with 200,000 events in the background."""
-    from prevenance.worker import HANDLERS
-
     from prevenance.common import outbox
     from prevenance.db import unit_of_work
+    from prevenance.maintenance import HANDLERS
 
     started, delivered = time.perf_counter(), 0
     while True:

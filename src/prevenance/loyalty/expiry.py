@@ -385,7 +385,7 @@ class _WarningQueue:
         )
 
     def compose(self, session: Session, warning: ExpiryWarning, now: datetime) -> EmailMessage:
-        member = customers.get_by_id(session, member_id=warning.member_id)
+        member = customers.find_member_by_id(session, member_id=warning.member_id)
         if member is None or customers.is_erased(member):
             raise mail.Unsendable("the member is gone")
         pending = self._pending(session, warning) or [warning]

@@ -226,7 +226,7 @@ def _referral_row(referral: Referral, refs: dict[int, str], *, counterpart: bool
 def list_member_referrals(session: Session, *, member_ref: str, staff: bool) -> dict[str, Any]:
     """The member's referrals as referrer (newest first) and as referee (at most one). A member key
     (``staff`` False) sees its own side only: the other party's ref is left out."""
-    member = customers.get_or_raise(session, ref=member_ref)
+    member = customers.get_member(session, ref=member_ref)
     made = list(
         session.scalars(
             select(Referral)

@@ -22,8 +22,8 @@ from prevenance.common.problems import InvalidInput
 from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import expiry, ledger, service
 from prevenance.loyalty.tables import ExpiredLot, ExpiryWarning, Posting
+from prevenance.maintenance import Maintenance, run_once
 from prevenance.settings import get_settings
-from prevenance.worker import Maintenance, run_once
 from tests.conftest import Api
 from tests.factories import store_member
 from tests.races import race
