@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from prevenance.customers import service as customers
-from prevenance.desk import config, rules
+from prevenance.desk import config, routing_rules, rules
 from prevenance.desk.errors import (
     UnknownReason,
 )
@@ -83,7 +83,7 @@ def channel_recommendation(
     successes: dict[str, int] = defaultdict(int)
     counted: dict[str, int] = defaultdict(int)
     for case in cases:
-        channel = rules.routing_channel(case.channel, case.direction)
+        channel = routing_rules.routing_channel(case.channel, case.direction)
         took = time_to_resolution(
             first_started_at=case.started_at,
             resolved_at=case.resolved_at if case.status == "resolved" else None,
@@ -109,9 +109,9 @@ def channel_recommendation(
             counted[channel] += 1
             successes[channel] += int(verdict)
     figures = [
-        rules.ChannelFigures(
+        routing_rules.ChannelFigures(
             channel=channel,
-            median_hours=rules.median_hours(durations[channel]),
+            median_hours=routing_rules.median_hours(durations[channel]),
             resolved=len(durations[channel]),
             fcr=rules.wilson(successes[channel], counted[channel]),
         )
@@ -119,7 +119,7 @@ def channel_recommendation(
     ]
     mode = preference.mode if preference else None
     preferred = preference.preferred_channel if preference else None
-    choice = rules.recommend_channel(figures, policy=policy, mode=mode, preferred=preferred)
+    choice = routing_rules.recommend_channel(figures, policy=policy, mode=mode, preferred=preferred)
     return {
         "member_ref": member.ref,
         "reason": reason,

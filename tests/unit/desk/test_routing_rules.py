@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prevenance.desk import rules
+from prevenance.desk import routing_rules, rules
 from tests.unit.desk.test_benefit_rules import document
 
 POLICY = rules.RoutingPolicy(
@@ -22,14 +22,14 @@ POLICY = rules.RoutingPolicy(
 )
 
 
-def fig(channel: str, hours: float | None, resolved: int = 30) -> rules.ChannelFigures:
-    return rules.ChannelFigures(channel, hours, resolved, rules.wilson(0, 0))
+def fig(channel: str, hours: float | None, resolved: int = 30) -> routing_rules.ChannelFigures:
+    return routing_rules.ChannelFigures(channel, hours, resolved, rules.wilson(0, 0))
 
 
-def recommend(figures: list[rules.ChannelFigures], **kwargs: Any) -> rules.Recommendation:
+def recommend(figures: list[routing_rules.ChannelFigures], **kwargs: Any) -> routing_rules.Recommendation:
     kwargs.setdefault("mode", None)
     kwargs.setdefault("preferred", None)
-    return rules.recommend_channel(figures, policy=POLICY, **kwargs)
+    return routing_rules.recommend_channel(figures, policy=POLICY, **kwargs)
 
 
 def test_the_fastest_channel_with_enough_data_is_recommended() -> None:
@@ -93,12 +93,12 @@ def test_a_preferred_channel_without_enough_data_is_not_taken() -> None:
 
 
 def test_routing_channel_and_median() -> None:
-    assert rules.routing_channel("phone", "outbound") == "callback"
-    assert rules.routing_channel("phone", "inbound") == "phone"
-    assert rules.routing_channel("email", "outbound") == "email"
-    assert rules.median_hours([]) is None
-    assert rules.median_hours([timedelta(hours=1), timedelta(hours=3), timedelta(hours=20)]) == 3.0
-    assert rules.median_hours([timedelta(minutes=30), timedelta(hours=1)]) == 0.75
+    assert routing_rules.routing_channel("phone", "outbound") == "callback"
+    assert routing_rules.routing_channel("phone", "inbound") == "phone"
+    assert routing_rules.routing_channel("email", "outbound") == "email"
+    assert routing_rules.median_hours([]) is None
+    assert routing_rules.median_hours([timedelta(hours=1), timedelta(hours=3), timedelta(hours=20)]) == 3.0
+    assert routing_rules.median_hours([timedelta(minutes=30), timedelta(hours=1)]) == 0.75
 
 
 @pytest.mark.parametrize(
@@ -130,9 +130,9 @@ hours = st.floats(min_value=0.01, max_value=500, allow_nan=False)
 def test_in_a_hurry_gets_the_fastest_live_channel_never_a_slower_one(measured: dict[str, float]) -> None:
     figures = [fig(channel, value) for channel, value in measured.items()]
     choice = recommend(figures, mode="in_a_hurry", preferred="email")
-    live = [value for channel, value in measured.items() if channel in rules.LIVE_CHANNELS]
+    live = [value for channel, value in measured.items() if channel in routing_rules.LIVE_CHANNELS]
     assert measured[choice.channel] == min(live or measured.values())
     if live:
-        assert choice.channel in rules.LIVE_CHANNELS
+        assert choice.channel in routing_rules.LIVE_CHANNELS
     relaxed = recommend(figures, mode="has_time", preferred="email")
     assert measured[relaxed.channel] <= min(measured.values()) * (1 + POLICY.tolerance)
