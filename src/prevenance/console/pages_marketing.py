@@ -1,7 +1,7 @@
 """The marketing screen: the programme in force (FX rates editable by an administrator), partners
 (create or replace one) and the catalogue (create or replace an item), offers and campaigns (define,
 pause, resume or end one) with their measured ROI and its interval, the month's benefit usage with
-its alerts, and proactive incidents (declare one, post an update, resolve it).
+its alerts, and the proactive incidents in force (their forms: ``pages_incidents``).
 
 Reads and writes go through the domains' services in-process, each write validated by the API's own
 request model so a refusal names the same field as the API would, next to that field, in the user's
@@ -38,8 +38,6 @@ from prevenance.console.web import (
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import incidents
 from prevenance.desk import service as desk
-from prevenance.desk.errors import IncidentResolved, UnknownIncident
-from prevenance.desk.schemas import IncidentCreate, IncidentResolve, IncidentUpdateCreate
 from prevenance.loyalty import programme
 from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.schemas import CatalogueItemPut, PartnerPut
@@ -48,7 +46,6 @@ from prevenance.offers import service as offers
 from prevenance.offers.roi import service as roi_service
 from prevenance.offers.schemas import OfferPut
 from prevenance.views import benefit_usage
-from prevenance.views import incidents as incident_views
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 PageDep = Annotated[Page, Depends(page)]
@@ -76,19 +73,12 @@ OFFER_RENAME = {
     "eligibility": "products",
 }
 OFFER_STATUS = {"pause": "paused", "resume": "active", "end": "ended"}
-INCIDENT_INPUTS = {
-    "title_fr", "title_en", "body_fr", "body_en", "since", "affects", "products", "countries",
-    "cities", "merchant", "window_start", "window_end", "reasons",
-}  # fmt: skip
-# Who is affected is one rule (``affects``): its own refusal, and the key reuse, go to the form's top.
-INCIDENT_RENAME = {"affects.reasons": "reasons", "id": "form"}
-NOTICE_INPUTS = {"body_fr", "body_en"}
 _SKU = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 _CODE = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
-def _month_or_previous(p: Page, month: str) -> str:
+def month_or_previous(p: Page, month: str) -> str:
     """The month asked for, else the last complete month (the current one is still filling up)."""
     if re.fullmatch(r"\d{4}-\d{2}", month or ""):
         return month
@@ -118,6 +108,12 @@ def programme_holdout(p: Page) -> dict[str, Any] | None:
     campaign), or None when no holdout period was ever started."""
     with read_session(p.engine) as session:
         return roi_service.programme_holdout_for(session, now=p.now)
+
+
+def split_list(text: str, *, upper: bool = False) -> list[str]:
+    """A comma (or semicolon, or line) separated list typed in one input."""
+    items = [part.strip() for part in re.split(r"[,;\n]", text) if part.strip()]
+    return [item.upper() for item in items] if upper else items
 
 
 def _minute(moment: datetime) -> str:
@@ -152,7 +148,7 @@ def _defaults(p: Page) -> dict[str, dict[str, str]]:
     }
 
 
-def _render(
+def render_marketing(
     p: Page,
     *,
     month: str,
@@ -213,7 +209,7 @@ def _render(
 def marketing_page(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Response:
     """Programme, partners, catalogue, benefit usage and its alerts, offers and their ROI."""
     p.require(*MARKETING)
-    return _render(p, month=_month_or_previous(p, month))
+    return render_marketing(p, month=month_or_previous(p, month))
 
 
 @router.post("/console/marketing/catalogue")
@@ -221,10 +217,10 @@ def put_catalogue_item(p: PageDep) -> Response:
     """Create or replace a catalogue item (a PUT: the same form twice leaves one item)."""
     p.require(*MARKETING)
     form = p.form
-    month = _month_or_previous(p, form.get("month", ""))
+    month = month_or_previous(p, form.get("month", ""))
     sku = form.get("sku", "").strip()
     if not _SKU.match(sku):
-        return _render(p, month=month, status=422, forms={"catalogue": form},
+        return render_marketing(p, month=month, status=422, forms={"catalogue": form},
                        errors={"catalogue": {"sku": p.t("err.sku")}})  # fmt: skip
     try:
         body = CatalogueItemPut.model_validate(
@@ -236,7 +232,9 @@ def put_catalogue_item(p: PageDep) -> Response:
         )
     except ValidationError as error:
         errors = field_errors(p, error, None, CATALOGUE_INPUTS)
-        return _render(p, month=month, status=422, forms={"catalogue": form}, errors={"catalogue": errors})
+        return render_marketing(
+            p, month=month, status=422, forms={"catalogue": form}, errors={"catalogue": errors}
+        )
     try:
         run_in_transaction(
             p.engine,
@@ -246,7 +244,7 @@ def put_catalogue_item(p: PageDep) -> Response:
         )
     except PrevenanceError as error:
         errors = problem_errors(p, error, None, CATALOGUE_INPUTS)
-        return _render(
+        return render_marketing(
             p, month=month, status=error.status, forms={"catalogue": form}, errors={"catalogue": errors}
         )
     return redirect(p, f"/console/marketing?month={month}&done=catalogue")
@@ -258,7 +256,7 @@ def put_fx_rate(p: PageDep) -> Response:
     (administrators only, like the API)."""
     user = p.require(Role.ADMIN)
     form = p.form
-    month = _month_or_previous(p, form.get("month", ""))
+    month = month_or_previous(p, form.get("month", ""))
     currency = form.get("currency", "").strip().upper()
     errors: dict[str, str] = {}
     if not _CURRENCY.match(currency) or currency == "EUR":
@@ -270,7 +268,7 @@ def put_fx_rate(p: PageDep) -> Response:
     except InvalidOperation:
         errors["rate"] = p.t("err.amount")
     if errors:
-        return _render(p, month=month, status=422, forms={"fx": form}, errors={"fx": errors})
+        return render_marketing(p, month=month, status=422, forms={"fx": form}, errors={"fx": errors})
 
     try:
         run_in_transaction(
@@ -281,7 +279,9 @@ def put_fx_rate(p: PageDep) -> Response:
         )
     except PrevenanceError as error:
         errors = problem_errors(p, error, None, {"currency", "rate"})
-        return _render(p, month=month, status=error.status, forms={"fx": form}, errors={"fx": errors})
+        return render_marketing(
+            p, month=month, status=error.status, forms={"fx": form}, errors={"fx": errors}
+        )
     return redirect(p, f"/console/marketing?month={month}&done=fx")
 
 
@@ -293,10 +293,10 @@ def put_partner(p: PageDep) -> Response:
     """Create or replace a partner, as ``PUT /v1/partners/{code}`` (the same form twice leaves one)."""
     p.require(*MARKETING)
     form = p.form
-    month = _month_or_previous(p, form.get("month", ""))
+    month = month_or_previous(p, form.get("month", ""))
     code = form.get("code", "").strip()
     if not _CODE.match(code):
-        return _render(p, month=month, status=422, forms={"partner": form},
+        return render_marketing(p, month=month, status=422, forms={"partner": form},
                        errors={"partner": {"code": p.t("err.code")}})  # fmt: skip
     try:
         body = PartnerPut.model_validate(
@@ -309,14 +309,16 @@ def put_partner(p: PageDep) -> Response:
         )
     except ValidationError as error:
         errors = field_errors(p, error, None, PARTNER_INPUTS)
-        return _render(p, month=month, status=422, forms={"partner": form}, errors={"partner": errors})
+        return render_marketing(
+            p, month=month, status=422, forms={"partner": form}, errors={"partner": errors}
+        )
     try:
         run_in_transaction(
             p.engine, lambda s: loyalty.put_partner(s, code=code, now=p.now, **body.model_dump())
         )
     except PrevenanceError as error:
         errors = problem_errors(p, error, None, PARTNER_INPUTS)
-        return _render(
+        return render_marketing(
             p, month=month, status=error.status, forms={"partner": form}, errors={"partner": errors}
         )
     return redirect(p, f"/console/marketing?month={month}&done=partner")
@@ -348,8 +350,8 @@ def _offer_request(p: Page, form: dict[str, str]) -> tuple[dict[str, Any], dict[
         else:
             reward[key] = value
     eligibility: dict[str, Any] = {}
-    products = _split(form.get("products", ""))
-    countries = _split(form.get("countries", ""), upper=True)
+    products = split_list(form.get("products", ""))
+    countries = split_list(form.get("countries", ""), upper=True)
     if products:
         eligibility["products"] = products
     if countries:
@@ -381,7 +383,7 @@ def put_offer(p: PageDep) -> Response:
     definition twice is one offer."""
     p.require(*MARKETING)
     form = p.form
-    month = _month_or_previous(p, form.get("month", ""))
+    month = month_or_previous(p, form.get("month", ""))
     offer_id = form.get("id", "").strip()
     request, errors = _offer_request(p, form)
     if not _CODE.match(offer_id):
@@ -394,14 +396,16 @@ def put_offer(p: PageDep) -> Response:
     except ValidationError as error:
         errors = {**field_errors(p, error, OFFER_RENAME, OFFER_INPUTS), **errors}
     if errors:
-        return _render(p, month=month, status=422, forms={"offer": form}, errors={"offer": errors})
+        return render_marketing(p, month=month, status=422, forms={"offer": form}, errors={"offer": errors})
     try:
         run_in_transaction(
             p.engine, lambda s: offers.put_offer(s, offer_id=offer_id, data=body.model_dump(), now=p.now)
         )
     except PrevenanceError as error:
         errors = problem_errors(p, error, OFFER_RENAME, OFFER_INPUTS)
-        return _render(p, month=month, status=error.status, forms={"offer": form}, errors={"offer": errors})
+        return render_marketing(
+            p, month=month, status=error.status, forms={"offer": form}, errors={"offer": errors}
+        )
     return redirect(p, f"/console/marketing?month={month}&done=offer")
 
 
@@ -411,10 +415,12 @@ def change_offer_status(p: PageDep, offer_id: Annotated[str, Path(min_length=1, 
     no-op; an ended offer stays ended)."""
     p.require(*MARKETING)
     form = p.form
-    month = _month_or_previous(p, form.get("month", ""))
+    month = month_or_previous(p, form.get("month", ""))
     target = OFFER_STATUS.get(form.get("to", ""))
     if target is None:
-        return _render(p, month=month, status=422, errors={"offer_status": {offer_id: p.t("err.choice")}})
+        return render_marketing(
+            p, month=month, status=422, errors={"offer_status": {offer_id: p.t("err.choice")}}
+        )
     try:
         run_in_transaction(
             p.engine, lambda s: offers.set_status(s, offer_id=offer_id, status=target, now=p.now)
@@ -422,136 +428,7 @@ def change_offer_status(p: PageDep, offer_id: Annotated[str, Path(min_length=1, 
     except PrevenanceError as error:
         message = next(iter(problem_errors(p, error).values()))
         where = "form" if error.status == 404 else offer_id  # an unknown offer has no row to show it in
-        return _render(p, month=month, status=error.status, errors={"offer_status": {where: message}})
+        return render_marketing(
+            p, month=month, status=error.status, errors={"offer_status": {where: message}}
+        )
     return redirect(p, f"/console/marketing?month={month}&done=offer_{form['to']}")
-
-
-# --- proactive incidents --------------------------------------------------------------------------
-
-
-def _split(text: str, *, upper: bool = False) -> list[str]:
-    """A comma (or semicolon, or line) separated list typed in one input."""
-    items = [part.strip() for part in re.split(r"[,;\n]", text) if part.strip()]
-    return [item.upper() for item in items] if upper else items
-
-
-def _checked(form: dict[str, str], prefix: str) -> list[str]:
-    """The values of a group of checkboxes named ``prefix.<value>``."""
-    return sorted(name[len(prefix) + 1 :] for name in form if name.startswith(prefix + "."))
-
-
-@router.post("/console/marketing/incidents")
-def declare_incident(p: PageDep) -> Response:
-    """Declare an incident, as ``POST /v1/incidents`` (the form's key is the incident id): every
-    member the rule names is sent a notice in their language."""
-    user = p.require(*MARKETING)
-    form = p.form
-    month = _month_or_previous(p, form.get("month", ""))
-    request: dict[str, Any] = {
-        "id": form.get("key", ""),
-        "title_fr": form.get("title_fr", "").strip(),
-        "title_en": form.get("title_en", "").strip(),
-        "body_fr": form.get("body_fr", "").strip(),
-        "body_en": form.get("body_en", "").strip(),
-        "affects": {
-            "products": _checked(form, "product"),
-            "countries": _split(form.get("countries", ""), upper=True),
-            "cities": _split(form.get("cities", "")),
-            "reasons": _checked(form, "reason"),
-        },
-    }
-    if form.get("since", "").strip():
-        request["since"] = form["since"].strip()
-    for name in ("merchant", "window_start", "window_end"):
-        if form.get(name, "").strip():
-            request["affects"][name] = form[name].strip()
-    try:
-        body = IncidentCreate.model_validate(request)
-    except ValidationError as error:
-        errors = field_errors(p, error, INCIDENT_RENAME, INCIDENT_INPUTS)
-        if "affects" in errors:
-            errors["affects"] = p.t("err.incident_target")
-        return _render(p, month=month, status=422, forms={"incident": form}, errors={"incident": errors})
-    try:
-        incident_views.declare(p.engine, body, by=f"console:{user.username}", now=p.now)
-    except PrevenanceError as error:
-        errors = problem_errors(p, error, INCIDENT_RENAME, INCIDENT_INPUTS)
-        return _render(
-            p, month=month, status=error.status, forms={"incident": form}, errors={"incident": errors}
-        )
-    return redirect(p, f"/console/marketing?month={month}&done=incident")
-
-
-IncidentId = Annotated[str, Path(min_length=1, max_length=200)]
-
-
-def _follow_up_refused(
-    p: Page, month: str, name: str, form: dict[str, str], error: PrevenanceError
-) -> Response:
-    """An update or resolution refused: next to its form, or at the top of the incidents when the
-    incident is no longer listed (resolved meanwhile, or unknown)."""
-    errors = problem_errors(p, error, {"id": "form"}, NOTICE_INPUTS)
-    if isinstance(error, IncidentResolved | UnknownIncident):
-        name, errors = "incidents", {"form": next(iter(errors.values()))}
-    return _render(p, month=month, status=error.status, forms={name: form}, errors={name: errors})
-
-
-@router.post("/console/marketing/incidents/{incident_id}/updates")
-def post_incident_update(p: PageDep, incident_id: IncidentId) -> Response:
-    """Tell every affected member how things stand, as ``POST /v1/incidents/{id}/updates`` (the
-    form's key is the update id)."""
-    p.require(*MARKETING)
-    form = p.form
-    month = _month_or_previous(p, form.get("month", ""))
-    name = f"upd:{incident_id}"
-    try:
-        body = IncidentUpdateCreate.model_validate(
-            {
-                "id": form.get("key", ""),
-                "body_fr": form.get("body_fr", "").strip(),
-                "body_en": form.get("body_en", "").strip(),
-            }
-        )
-        run_in_transaction(
-            p.engine,
-            lambda s: incidents.add_update(
-                s,
-                incident_id=incident_id,
-                update_id=body.id,
-                body_fr=body.body_fr,
-                body_en=body.body_en,
-                now=p.now,
-            ),
-        )
-    except ValidationError as error:
-        errors = field_errors(p, error, {"id": "form"}, NOTICE_INPUTS)
-        return _render(p, month=month, status=422, forms={name: form}, errors={name: errors})
-    except PrevenanceError as error:
-        return _follow_up_refused(p, month, name, form, error)
-    return redirect(p, f"/console/marketing?month={month}&done=incident_update")
-
-
-@router.post("/console/marketing/incidents/{incident_id}/resolve")
-def resolve_incident(p: PageDep, incident_id: IncidentId) -> Response:
-    """Resolve the incident and tell every affected member, as ``POST /v1/incidents/{id}/resolve``
-    (once per incident: the same text again replays)."""
-    p.require(*MARKETING)
-    form = p.form
-    month = _month_or_previous(p, form.get("month", ""))
-    name = f"res:{incident_id}"
-    try:
-        body = IncidentResolve.model_validate(
-            {"body_fr": form.get("body_fr", "").strip(), "body_en": form.get("body_en", "").strip()}
-        )
-        run_in_transaction(
-            p.engine,
-            lambda s: incidents.resolve(
-                s, incident_id=incident_id, body_fr=body.body_fr, body_en=body.body_en, now=p.now
-            ),
-        )
-    except ValidationError as error:
-        errors = field_errors(p, error, None, NOTICE_INPUTS)
-        return _render(p, month=month, status=422, forms={name: form}, errors={name: errors})
-    except PrevenanceError as error:
-        return _follow_up_refused(p, month, name, form, error)
-    return redirect(p, f"/console/marketing?month={month}&done=incident_resolved")
