@@ -200,6 +200,7 @@ def post_message(
     cleaned = rules.check_text(text, config.current())
     author_role = "member" if actor.role == "member" else "agent"
     fingerprint = fingerprint_of({"author": actor.name, "role": author_role, "text": cleaned})
+    key = f"{conversation_id}:{client_id}"
 
     def produce() -> Outcome:
         conv = _load(session, conversation_id, actor, lock=True)
@@ -211,11 +212,13 @@ def post_message(
             raise ChatAlreadyTaken(f"chat {conv.id!r} is {conv.agent!r}'s", field="id")
         conv.last_seq += 1
         message = ChatMessage(
+            id=f"{conv.id}:{client_id}",
             conversation_id=conv.id,
+            member_id=conv.member_id,
             seq=conv.last_seq,
             client_id=client_id,
             author_role=author_role,
-            author=actor.name,
+            author=actor.name if author_role == "agent" else "member",
             text=cleaned,
             sent_at=now,
         )
@@ -226,7 +229,7 @@ def post_message(
     return run_idempotent(
         session,
         scope="chat-message",
-        key=f"{conversation_id}:{client_id}",
+        key=key,
         fingerprint=fingerprint,
         now=now,
         produce=produce,

@@ -52,12 +52,14 @@ class ChatMessage(Base):
         CheckConstraint("seq >= 1", name="seq"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # "<conversation id>:<client id>", the message's idempotency key.
+    id: Mapped[str] = mapped_column(String(420), primary_key=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("chat_conversations.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     seq: Mapped[int] = mapped_column(Integer)
     client_id: Mapped[str] = mapped_column(String(200))
     author_role: Mapped[str] = mapped_column(String(10))
-    author: Mapped[str] = mapped_column(String(120))
+    author: Mapped[str] = mapped_column(String(120))  # the agent's name, or "member"
     text: Mapped[str] = mapped_column(Text)
     sent_at: Mapped[datetime] = mapped_column(UtcDateTime())
 

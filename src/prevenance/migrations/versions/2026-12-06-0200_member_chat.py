@@ -50,8 +50,9 @@ def upgrade() -> None:
     op.create_index("ix_chat_conversations_opened", "chat_conversations", ["opened_at"])
     op.create_table(
         "chat_messages",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(length=420), nullable=False),
         sa.Column("conversation_id", sa.String(length=200), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("client_id", sa.String(length=200), nullable=False),
         sa.Column("author_role", sa.String(length=10), nullable=False),
@@ -65,6 +66,7 @@ def upgrade() -> None:
             ["chat_conversations.id"],
             name=op.f("fk_chat_messages_conversation_id_chat_conversations"),
         ),
+        sa.ForeignKeyConstraint(["member_id"], ["members.id"], name=op.f("fk_chat_messages_member_id_members")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chat_messages")),
         sa.UniqueConstraint("conversation_id", "seq", name="uq_chat_messages_conversation_seq"),
         sa.UniqueConstraint("conversation_id", "client_id", name="uq_chat_messages_conversation_client"),
