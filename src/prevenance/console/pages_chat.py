@@ -51,7 +51,9 @@ def actor_of_user(session: Any, user: ConsoleIdentity) -> ChatActor:
     if user.role is Role.MEMBER:
         assert user.member_ref is not None
         return ChatActor("member", user.member_ref, member_ref=user.member_ref)
-    return chat.actor_for_agent(session, name=user.username, supervisor=user.role in (Role.SUPERVISOR, Role.ADMIN))
+    return chat.actor_for_agent(
+        session, name=user.username, supervisor=user.role in (Role.SUPERVISOR, Role.ADMIN)
+    )
 
 
 def _actor(p: Page, *roles: Role) -> ChatActor:
@@ -177,7 +179,13 @@ def portal_chat_open(p: PageDep) -> Response:
             offer = chat_moments.chat_offer(session, member_ref=ref, now=p.now)
         message = next(iter(problem_errors(p, error).values()))
         return render(
-            p, "portal_chat.html", error.status, offer=offer, key=new_id("chat"), words=_words(p), error=message
+            p,
+            "portal_chat.html",
+            error.status,
+            offer=offer,
+            key=new_id("chat"),
+            words=_words(p),
+            error=message,
         )
     return redirect(p, "/portal/chat")
 

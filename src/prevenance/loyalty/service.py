@@ -27,8 +27,13 @@ from prevenance.loyalty.hooks import (
     unregister_transaction_hook,
 )
 from prevenance.loyalty.miles_export import export_miles, list_member_ids_at_merchant, point_liability
-from prevenance.loyalty.redemptions import get_redemption, redeem, release_expired_holds, resolve_hold
-from prevenance.loyalty.redemptions import list_member_redemption_states
+from prevenance.loyalty.redemptions import (
+    get_redemption,
+    list_member_redemption_states,
+    redeem,
+    release_expired_holds,
+    resolve_hold,
+)
 from prevenance.loyalty.referrals import create_referral, get_referral_code, redeem_referral_code
 from prevenance.loyalty.rules import MAX_AMOUNT, check_currency, parse_amount_field, product_rule
 from prevenance.loyalty.transactions import TransactionInput, record_transaction, refund_transaction
@@ -49,8 +54,8 @@ __all__ = [
     "get_referral_code",
     "list_catalogue",
     "list_latest_movements",
-    "list_member_redemption_states",
     "list_member_ids_at_merchant",
+    "list_member_redemption_states",
     "list_movements",
     "list_partners",
     "load_ecodes",

@@ -40,7 +40,11 @@ MomentFetcher = Callable[[Session, str, datetime], list[FoundMoment]]
 
 
 def _parse(value: Any) -> datetime:
-    return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00"))) if isinstance(value, str) else as_utc(value)
+    return (
+        as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        if isinstance(value, str)
+        else as_utc(value)
+    )
 
 
 def incident_moments(session: Session, member_ref: str, now: datetime) -> list[FoundMoment]:
@@ -78,7 +82,9 @@ def refused_redemption_moments(session: Session, member_ref: str, now: datetime)
     return [
         FoundMoment("redemption_refused", r["id"], r["resolved_at"])
         for r in found
-        if chat_rules.is_refused_redemption(status=r["status"], resolved_at=r["resolved_at"], now=now, config=policy)
+        if chat_rules.is_refused_redemption(
+            status=r["status"], resolved_at=r["resolved_at"], now=now, config=policy
+        )
     ]
 
 
@@ -164,7 +170,10 @@ OfferReader = Annotated[Principal, Depends(require(Role.MEMBER, Role.AGENT, Role
 
 @router.get("/members/{ref}/chat-offer", response_model=ChatOfferRead, responses=ERRORS)
 def get_chat_offer(
-    ref: Annotated[str, Path(min_length=1, max_length=200)], engine: DbEngine, clock: AppClock, principal: OfferReader
+    ref: Annotated[str, Path(min_length=1, max_length=200)],
+    engine: DbEngine,
+    clock: AppClock,
+    principal: OfferReader,
 ) -> dict[str, Any]:
     """Whether the member is offered a chat (their current moments), else the fastest channel."""
     ensure_member_scope(principal, ref)

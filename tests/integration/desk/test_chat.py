@@ -24,7 +24,9 @@ from tests.races import race
 PROBLEM = "application/problem+json"
 
 
-def key(engine: Engine, clock: FrozenClock, role: str, name: str, member_ref: str | None = None) -> dict[str, str]:
+def key(
+    engine: Engine, clock: FrozenClock, role: str, name: str, member_ref: str | None = None
+) -> dict[str, str]:
     with unit_of_work(engine) as session:
         _, secret = create_key(session, role=role, name=name, now=clock.now(), member_ref=member_ref)
     return {"Authorization": f"Bearer {secret}"}
@@ -85,7 +87,9 @@ def test_members_see_only_their_own_chats_and_agents_their_teams(api: Api, setup
     assert api.client.get("/v1/chats", headers=setup["m2"]).json() == []
     assert api.client.get("/v1/chats/C1", headers=setup["m2"]).status_code == 404
     assert api.client.get("/v1/chats/C1/messages", headers=setup["m2"]).status_code == 404
-    sent = api.client.post("/v1/chats/C1/messages", json={"client_id": "x", "text": "hi"}, headers=setup["m2"])
+    sent = api.client.post(
+        "/v1/chats/C1/messages", json={"client_id": "x", "text": "hi"}, headers=setup["m2"]
+    )
     assert sent.status_code == 404
     assert [c["id"] for c in api.client.get("/v1/chats", headers=setup["bob"]).json()] == ["C1"]
     assert api.client.get("/v1/chats", headers=setup["carol"]).json() == []
@@ -97,14 +101,22 @@ def test_members_see_only_their_own_chats_and_agents_their_teams(api: Api, setup
 def test_messages_are_numbered_once_and_resumed_after_the_last_seen(api: Api, setup: dict[str, Any]) -> None:
     assert open_chat(api, setup["m1"]).status_code == 201
     post = api.client.post
-    first = post("/v1/chats/C1/messages", json={"client_id": "m-1", "text": " Ma carte ? "}, headers=setup["m1"])
+    first = post(
+        "/v1/chats/C1/messages", json={"client_id": "m-1", "text": " Ma carte ? "}, headers=setup["m1"]
+    )
     assert first.status_code == 201 and first.json()["seq"] == 1 and first.json()["text"] == "Ma carte ?"
-    resent = post("/v1/chats/C1/messages", json={"client_id": "m-1", "text": " Ma carte ? "}, headers=setup["m1"])
+    resent = post(
+        "/v1/chats/C1/messages", json={"client_id": "m-1", "text": " Ma carte ? "}, headers=setup["m1"]
+    )
     assert resent.json()["seq"] == 1 and resent.headers.get("Idempotent-Replayed") == "true"
-    early = post("/v1/chats/C1/messages", json={"client_id": "a-1", "text": "Bonjour"}, headers=setup["agent"])
+    early = post(
+        "/v1/chats/C1/messages", json={"client_id": "a-1", "text": "Bonjour"}, headers=setup["agent"]
+    )
     assert early.status_code == 409 and early.json()["type"].endswith("chat-not-taken")
     assert post("/v1/chats/C1/take", headers=setup["agent"]).json()["agent"] == "test-agent"
-    answer = post("/v1/chats/C1/messages", json={"client_id": "a-1", "text": "Bonjour"}, headers=setup["agent"])
+    answer = post(
+        "/v1/chats/C1/messages", json={"client_id": "a-1", "text": "Bonjour"}, headers=setup["agent"]
+    )
     assert answer.json()["seq"] == 2 and answer.json()["author_role"] == "agent"
     blank = post("/v1/chats/C1/messages", json={"client_id": "m-2", "text": "   "}, headers=setup["m1"])
     assert blank.status_code == 422 and blank.json()["field"] == "text"
@@ -127,7 +139,9 @@ def test_of_agents_taking_at_once_exactly_one_wins(
     def take(index: int) -> dict[str, Any]:
         with read_session(engine) as session:
             actor = chat.actor_for_agent(session, name=names[index], supervisor=False)
-        return run_in_transaction(engine, lambda s: chat.take(s, conversation_id="C1", actor=actor, now=clock.now()))
+        return run_in_transaction(
+            engine, lambda s: chat.take(s, conversation_id="C1", actor=actor, now=clock.now())
+        )
 
     results = race(len(names), take)
     winners = [r for r in results if isinstance(r, dict)]
@@ -151,10 +165,19 @@ def test_closing_records_a_chat_contact_and_the_times_by_hour(
     assert closed.status_code == 200, closed.text
     assert closed.json()["status"] == "closed" and closed.json()["contact_id"] == "C1"
     contact = api.get("/v1/contacts/C1").json()
-    assert (contact["channel"], contact["direction"], contact["reason"]) == ("chat", "inbound", "card.lost_stolen")
+    assert (contact["channel"], contact["direction"], contact["reason"]) == (
+        "chat",
+        "inbound",
+        "card.lost_stolen",
+    )
     assert (contact["agent"], contact["team"], contact["outcome"]) == ("test-agent", "cards", "resolved")
-    assert api.client.post("/v1/chats/C1/close", json=close, headers=setup["agent"]).status_code == 200  # replay
-    assert api.client.post("/v1/chats/C1/close", json={"outcome": "pending"}, headers=setup["agent"]).status_code == 409
+    assert (
+        api.client.post("/v1/chats/C1/close", json=close, headers=setup["agent"]).status_code == 200
+    )  # replay
+    assert (
+        api.client.post("/v1/chats/C1/close", json={"outcome": "pending"}, headers=setup["agent"]).status_code
+        == 409
+    )
     late = api.client.post("/v1/chats/C1/messages", json={"client_id": "z", "text": "?"}, headers=setup["m1"])
     assert late.status_code == 409 and late.json()["type"].endswith("chat-closed")
     with read_session(engine) as session:
@@ -197,7 +220,11 @@ def test_sockets_deliver_live_and_a_resumed_socket_shows_no_message_twice(
                 assert member.receive_json() == {"type": "typing", "role": "agent"}
                 agent.send_json({"type": "message", "client_id": "a-1", "text": "Je suis là"})
                 received = member.receive_json()
-                assert (received["seq"], received["text"], received["author_role"]) == (2, "Je suis là", "agent")
+                assert (received["seq"], received["text"], received["author_role"]) == (
+                    2,
+                    "Je suis là",
+                    "agent",
+                )
                 assert agent.receive_json()["seq"] == 2  # the sender hears it too, numbered
                 agent.send_json({"type": "message", "client_id": "a-1", "text": "Je suis là"})  # resent
                 member.send_json({"type": "message", "client_id": "m-2", "text": "Merci"})
@@ -216,7 +243,13 @@ def test_sockets_refuse_strangers(api: Api, setup: dict[str, Any]) -> None:
 
     assert open_chat(api, setup["m1"]).status_code == 201
     for headers in (setup["m2"], setup["carol"], {}, {"Authorization": "Bearer nope"}):
-        with pytest.raises(WebSocketDisconnect), api.client.websocket_connect("/v1/chats/C1/ws", headers=headers) as ws:
+        with (
+            pytest.raises(WebSocketDisconnect),
+            api.client.websocket_connect("/v1/chats/C1/ws", headers=headers) as ws,
+        ):
             ws.receive_json()
-    with pytest.raises(WebSocketDisconnect), api.client.websocket_connect("/v1/chat-queue/ws", headers=setup["m1"]) as ws:
+    with (
+        pytest.raises(WebSocketDisconnect),
+        api.client.websocket_connect("/v1/chat-queue/ws", headers=setup["m1"]) as ws,
+    ):
         ws.receive_json()

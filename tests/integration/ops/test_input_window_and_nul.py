@@ -122,7 +122,9 @@ def _flat_routes(routes: list[Any]) -> list[Any]:
         elif hasattr(route, "effective_route_contexts"):
             # WebSocket routes take no body nor dates: only the HTTP routes are walked.
             found.extend(
-                c for c in route.effective_route_contexts() if isinstance(getattr(c, "original_route", c), APIRoute)
+                c
+                for c in route.effective_route_contexts()
+                if isinstance(getattr(c, "original_route", c), APIRoute)
             )
     return found
 

@@ -39,7 +39,9 @@ def test_moments_are_offered_by_priority_then_newest_and_unconfigured_ones_are_l
 def test_a_refused_redemption_counts_for_the_configured_days_only() -> None:
     policy = config.current()
     assert is_refused_redemption(status="voided", resolved_at=NOW - timedelta(days=6), now=NOW, config=policy)
-    assert not is_refused_redemption(status="voided", resolved_at=NOW - timedelta(days=8), now=NOW, config=policy)
+    assert not is_refused_redemption(
+        status="voided", resolved_at=NOW - timedelta(days=8), now=NOW, config=policy
+    )
     assert not is_refused_redemption(status="confirmed", resolved_at=NOW, now=NOW, config=policy)
 
 
@@ -74,9 +76,14 @@ def test_a_gap_in_sequence_numbers_is_seen() -> None:
 
 def test_configuration_refuses_unknown_moments_and_reasons() -> None:
     with pytest.raises(ValueError):
-        parse_config({"moments": {"party": {"team": "t", "reason": "card.lost_stolen", "priority": 1}}}, reasons=REASONS)
+        parse_config(
+            {"moments": {"party": {"team": "t", "reason": "card.lost_stolen", "priority": 1}}},
+            reasons=REASONS,
+        )
     with pytest.raises(ValueError):
-        parse_config({"moments": {"incident": {"team": "t", "reason": "nope", "priority": 1}}}, reasons=REASONS)
+        parse_config(
+            {"moments": {"incident": {"team": "t", "reason": "nope", "priority": 1}}}, reasons=REASONS
+        )
 
 
 def test_waiting_counts_up_to_now_while_nobody_took_the_chat() -> None:

@@ -14,9 +14,8 @@ from fastapi import APIRouter, Depends, Path, Query, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from prevenance.common.auth import Principal, Role
+from prevenance.common.auth import Principal, Role, authenticate
 from prevenance.common.clock import Clock
-from prevenance.common.auth import authenticate
 from prevenance.common.deps import AppClock, DbEngine, require
 from prevenance.common.inputs import OptionalMonth
 from prevenance.common.periods import month_bounds, month_of
@@ -121,13 +120,17 @@ def post_chat_message(
 def post_chat_take(id: Id, engine: DbEngine, clock: AppClock, principal: ChatStaff) -> dict[str, Any]:
     """Take a waiting chat of one's teams: of agents taking at once exactly one wins (409 for the others)."""
     actor = _actor(engine, principal)
-    body = run_in_transaction(engine, lambda s: service.take(s, conversation_id=id, actor=actor, now=clock.now()))
+    body = run_in_transaction(
+        engine, lambda s: service.take(s, conversation_id=id, actor=actor, now=clock.now())
+    )
     live.publish_status(body)
     return body
 
 
 @router.post("/chats/{id}/close", response_model=ChatClosedRead, responses=ERRORS)
-def post_chat_close(id: Id, body: ChatClose, engine: DbEngine, clock: AppClock, principal: ChatStaff) -> JSONResponse:
+def post_chat_close(
+    id: Id, body: ChatClose, engine: DbEngine, clock: AppClock, principal: ChatStaff
+) -> JSONResponse:
     """Close a taken chat and record it as a contact (channel ``chat``) with its reason and outcome."""
     actor = _actor(engine, principal)
     outcome = run_in_transaction(
@@ -156,7 +159,9 @@ def put_chat_agent(
     _: Supervisor,
 ) -> dict[str, Any]:
     """Set the teams whose chat queues an agent (an API key's or console user's name) serves."""
-    return run_in_transaction(engine, lambda s: service.put_agent(s, name=name, teams=body.teams, now=clock.now()))
+    return run_in_transaction(
+        engine, lambda s: service.put_agent(s, name=name, teams=body.teams, now=clock.now())
+    )
 
 
 @router.get("/chat-agents/{name}", response_model=ChatAgentRead, responses=ERRORS)
@@ -169,7 +174,9 @@ def get_chat_agent(
 
 
 @router.get("/reports/chat-times", response_model=ChatTimesRead)
-def get_chat_times(engine: DbEngine, clock: AppClock, _: Supervisor, month: OptionalMonth = None) -> dict[str, Any]:
+def get_chat_times(
+    engine: DbEngine, clock: AppClock, _: Supervisor, month: OptionalMonth = None
+) -> dict[str, Any]:
     """Waiting (never charged to the member) and handling times of a month's chats, by hour of day (UTC)."""
     now = clock.now()
     chosen = month or month_of(now)

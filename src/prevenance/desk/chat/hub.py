@@ -10,6 +10,7 @@ the sequence numbers reads the missing messages from it (``live.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -24,7 +25,9 @@ class Hub:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._subscribers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]]] = defaultdict(set)
+        self._subscribers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]]] = (
+            defaultdict(set)
+        )
 
     @contextmanager
     def subscribe(self, *topics: str) -> Iterator[asyncio.Queue[Event]]:
@@ -55,10 +58,9 @@ class Hub:
             if running is loop:
                 queue.put_nowait(event)
             else:
-                try:
+                # A loop that has closed raises RuntimeError: its subscriber is gone.
+                with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(queue.put_nowait, event)
-                except RuntimeError:  # that loop has closed: its subscriber is gone
-                    pass
         return len(targets)
 
 

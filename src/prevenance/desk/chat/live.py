@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,6 +127,19 @@ async def serve_conversation(
                 else:
                     await send(event)
 
+        def store(client_id: str, text: str) -> Any:
+            return run_in_transaction(
+                engine,
+                lambda s: service.post_message(
+                    s,
+                    conversation_id=conversation_id,
+                    actor=actor,
+                    client_id=client_id,
+                    text=text,
+                    now=clock.now(),
+                ),
+            )
+
         async def receive() -> None:
             while True:
                 data = await ws.receive_json()
@@ -138,18 +151,7 @@ async def serve_conversation(
                     client_id = str(data.get("client_id") or new_id("cm"))[:200]
                     text = str(data.get("text") or "")
                     try:
-                        outcome = await run_in_threadpool(
-                            run_in_transaction,
-                            engine,
-                            lambda s: service.post_message(
-                                s,
-                                conversation_id=conversation_id,
-                                actor=actor,
-                                client_id=client_id,
-                                text=text,
-                                now=clock.now(),
-                            ),
-                        )
+                        outcome = await run_in_threadpool(store, client_id, text)
                     except PrevenanceError as error:
                         await send({**_problem(error), "client_id": client_id})
                         continue
@@ -185,6 +187,3 @@ async def serve_queue(ws: WebSocket, *, engine: Engine, actor: ChatActor) -> Non
                 await ws.receive_text()
 
         await _until_first_done(forward(), receive())
-
-
-ActorLoader = Callable[[], ChatActor]

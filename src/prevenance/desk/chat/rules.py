@@ -76,19 +76,29 @@ def offered_moments(found: list[FoundMoment], config: ChatConfig) -> list[FoundM
     return sorted(kept, key=lambda m: (config.moments[m.kind].priority, -m.since.timestamp(), m.ref))
 
 
-def is_refused_redemption(*, status: str, resolved_at: datetime | None, now: datetime, config: ChatConfig) -> bool:
+def is_refused_redemption(
+    *, status: str, resolved_at: datetime | None, now: datetime, config: ChatConfig
+) -> bool:
     """A redemption counts as refused when it was voided or its hold expired within the window."""
-    return status in ("voided", "expired") and resolved_at is not None and now - resolved_at <= config.refused_window
+    return (
+        status in ("voided", "expired")
+        and resolved_at is not None
+        and now - resolved_at <= config.refused_window
+    )
 
 
 def fastest_other_channel(channels: list[dict[str, Any]], default_order: list[str] | tuple[str, ...]) -> str:
     """Outside a moment: the measured fastest channel with enough data, chat left out (it is not
     offered there); without measurements the first channel of the configured order."""
     measured = [
-        c for c in channels if c["channel"] != "chat" and c.get("enough_data") and c.get("median_hours") is not None
+        c
+        for c in channels
+        if c["channel"] != "chat" and c.get("enough_data") and c.get("median_hours") is not None
     ]
     if measured:
-        return str(min(measured, key=lambda c: (c["median_hours"], default_order.index(c["channel"])))["channel"])
+        return str(
+            min(measured, key=lambda c: (c["median_hours"], default_order.index(c["channel"])))["channel"]
+        )
     return next(channel for channel in default_order if channel != "chat")
 
 

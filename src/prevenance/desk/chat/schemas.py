@@ -19,7 +19,9 @@ class _Strict(BaseModel):
 class ChatCreate(_Strict):
     """A member opens a chat at one of their current moments (see ``GET /v1/members/{ref}/chat-offer``)."""
 
-    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$", description="idempotency key")
+    id: str = Field(
+        min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$", description="idempotency key"
+    )
     moment_kind: str = Field(min_length=1, max_length=40)
     moment_ref: str = Field(min_length=1, max_length=200)
     member_ref: str | None = Field(default=None, min_length=1, max_length=200, description="staff keys only")

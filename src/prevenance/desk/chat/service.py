@@ -97,7 +97,9 @@ def may_see(actor: ChatActor, conv: ChatConversation) -> bool:
     return conv.team in actor.teams or conv.agent == actor.name
 
 
-def _load(session: Session, conversation_id: str, actor: ChatActor, *, lock: bool = False) -> ChatConversation:
+def _load(
+    session: Session, conversation_id: str, actor: ChatActor, *, lock: bool = False
+) -> ChatConversation:
     conv = session.get(ChatConversation, conversation_id, with_for_update=lock)
     # Another member's chat is answered as missing: its existence is not the caller's business.
     if conv is None or (actor.role == "member" and conv.member_ref != actor.member_ref):
@@ -147,7 +149,9 @@ def open_conversation(
         session.flush()
         return Outcome(201, conversation_body(conv))
 
-    return run_idempotent(session, scope="chat-open", key=key, fingerprint=fingerprint, now=now, produce=produce)
+    return run_idempotent(
+        session, scope="chat-open", key=key, fingerprint=fingerprint, now=now, produce=produce
+    )
 
 
 def list_conversations(
@@ -181,7 +185,9 @@ def list_messages(
     return messages_after(session, conversation_id=conversation_id, after=after, limit=limit)
 
 
-def messages_after(session: Session, *, conversation_id: str, after: int, limit: int = 500) -> list[dict[str, Any]]:
+def messages_after(
+    session: Session, *, conversation_id: str, after: int, limit: int = 500
+) -> list[dict[str, Any]]:
     """Messages after ``after``, in order, without an access check (the socket checked on connect)."""
     rows = session.scalars(
         select(ChatMessage)

@@ -38,7 +38,9 @@ def upgrade() -> None:
         sa.Column("taken_at", UtcDateTime(timezone=True), nullable=True),
         sa.Column("closed_at", UtcDateTime(timezone=True), nullable=True),
         sa.Column("contact_id", sa.String(length=200), nullable=True),
-        sa.CheckConstraint("status IN ('waiting', 'active', 'closed')", name=op.f("ck_chat_conversations_status")),
+        sa.CheckConstraint(
+            "status IN ('waiting', 'active', 'closed')", name=op.f("ck_chat_conversations_status")
+        ),
         sa.CheckConstraint("last_seq >= 0", name=op.f("ck_chat_conversations_last_seq")),
         sa.ForeignKeyConstraint(
             ["member_id"], ["members.id"], name=op.f("fk_chat_conversations_member_id_members")
@@ -66,7 +68,9 @@ def upgrade() -> None:
             ["chat_conversations.id"],
             name=op.f("fk_chat_messages_conversation_id_chat_conversations"),
         ),
-        sa.ForeignKeyConstraint(["member_id"], ["members.id"], name=op.f("fk_chat_messages_member_id_members")),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_chat_messages_member_id_members")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chat_messages")),
         sa.UniqueConstraint("conversation_id", "seq", name="uq_chat_messages_conversation_seq"),
         sa.UniqueConstraint("conversation_id", "client_id", name="uq_chat_messages_conversation_client"),
