@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common.idempotency import Outcome, run_idempotent
@@ -31,6 +31,19 @@ from prevenance.desk.chat.tables import ChatAgent, ChatConversation, ChatMessage
 from prevenance.desk.errors import UnknownReason
 
 OPEN = ("waiting", "active")
+_CONV: Table = ChatConversation.__table__  # type: ignore[assignment]
+_MSG: Table = ChatMessage.__table__  # type: ignore[assignment]
+# Built once (the message path is the hot one): number the next message of an open chat when the
+# sender is its member, or the agent who took it.
+_NUMBER = (
+    update(_CONV)
+    .where(_CONV.c.id == bindparam("p_id"), _CONV.c.status != "closed")
+    .values(last_seq=_CONV.c.last_seq + 1)
+    .returning(_CONV.c.last_seq, _CONV.c.member_id)
+)
+_NUMBER_MEMBER = _NUMBER.where(_CONV.c.member_ref == bindparam("p_sender"))
+_NUMBER_AGENT = _NUMBER.where(_CONV.c.agent == bindparam("p_sender"))
+_INSERT = insert(_MSG)
 
 
 def fingerprint_of(values: dict[str, Any]) -> str:
@@ -209,28 +222,24 @@ def post_message(
     key = f"{conversation_id}:{client_id}"
 
     def produce() -> Outcome:
-        conv = _load(session, conversation_id, actor, lock=True)
-        if conv.status == "closed":
-            raise ChatClosed(f"chat {conv.id!r} is closed", field="id")
-        if author_role == "agent" and conv.agent != actor.name:
-            if conv.agent is None:
-                raise ChatNotTaken(f"take chat {conv.id!r} before answering", field="id")
-            raise ChatAlreadyTaken(f"chat {conv.id!r} is {conv.agent!r}'s", field="id")
-        conv.last_seq += 1
-        message = ChatMessage(
-            id=f"{conv.id}:{client_id}",
-            conversation_id=conv.id,
-            member_id=conv.member_id,
-            seq=conv.last_seq,
-            client_id=client_id,
-            author_role=author_role,
-            author=actor.name if author_role == "agent" else "member",
-            text=cleaned,
-            sent_at=now,
-        )
-        session.add(message)
-        session.flush()
-        return Outcome(201, message_body(message))
+        # The hot path in two statements: one conditional update numbers the message (and checks,
+        # in its WHERE, that the chat is open and the sender's), one insert stores it.
+        statement = _NUMBER_MEMBER if author_role == "member" else _NUMBER_AGENT
+        sender = actor.member_ref if author_role == "member" else actor.name
+        row = session.execute(statement, {"p_id": conversation_id, "p_sender": sender}).first()
+        if row is None:
+            _refuse_message(session, conversation_id, actor)
+        assert row is not None
+        values = {
+            "conversation_id": conversation_id,
+            "seq": row.last_seq,
+            "client_id": client_id,
+            "author_role": author_role,
+            "author": actor.name if author_role == "agent" else "member",
+            "text": cleaned,
+        }
+        session.execute(_INSERT, {"id": key, "member_id": row.member_id, "sent_at": now, **values})
+        return Outcome(201, {**values, "sent_at": iso_z(now)})
 
     return run_idempotent(
         session,
@@ -240,6 +249,16 @@ def post_message(
         now=now,
         produce=produce,
     )
+
+
+def _refuse_message(session: Session, conversation_id: str, actor: ChatActor) -> None:
+    """Why a message was refused: unknown or another's chat, closed, not taken, another agent's."""
+    conv = _load(session, conversation_id, actor)
+    if conv.status == "closed":
+        raise ChatClosed(f"chat {conv.id!r} is closed", field="id")
+    if conv.agent is None:
+        raise ChatNotTaken(f"take chat {conv.id!r} before answering", field="id")
+    raise ChatAlreadyTaken(f"chat {conv.id!r} is {conv.agent!r}'s", field="id")
 
 
 def take(session: Session, *, conversation_id: str, actor: ChatActor, now: datetime) -> dict[str, Any]:
