@@ -225,7 +225,7 @@ async def console_queue_socket(ws: WebSocket) -> None:
     if actor is None:
         await ws.close(code=live.POLICY_VIOLATION)
         return
-    await live.serve_queue(ws, engine=ws.app.state.engine, actor=actor)
+    await live.serve_queue(ws, engine=ws.app.state.engine, clock=ws.app.state.clock, actor=actor)
 
 
 @router.websocket("/console/chat/{id}/ws")

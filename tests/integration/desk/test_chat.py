@@ -9,8 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
+from prevenance.app import create_app
 from prevenance.common.auth import create_key
 from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
@@ -253,3 +255,25 @@ def test_sockets_refuse_strangers(api: Api, setup: dict[str, Any]) -> None:
         api.client.websocket_connect("/v1/chat-queue/ws", headers=setup["m1"]) as ws,
     ):
         ws.receive_json()
+
+
+def test_a_restarted_server_resumes_every_socket_from_its_last_seq(
+    api: Api, setup: dict[str, Any], engine: Engine, clock: FrozenClock
+) -> None:
+    """The record is the database: a new process (a new app over the same database) gives a resuming
+    client exactly the messages after its last seq, and numbering goes on where it stopped."""
+    assert open_chat(api, setup["m1"]).status_code == 201
+    with api.client.websocket_connect("/v1/chats/C1/ws", headers=setup["m1"]) as member:
+        member.receive_json()
+        for n in (1, 2, 3):
+            member.send_json({"type": "message", "client_id": f"m-{n}", "text": f"message {n}"})
+            assert member.receive_json()["seq"] == n
+    restarted = TestClient(create_app(engine=engine, clock=clock))
+    with restarted, restarted.websocket_connect("/v1/chats/C1/ws?after=2", headers=setup["m1"]) as member:
+        assert member.receive_json()["type"] == "conversation"
+        assert member.receive_json()["text"] == "message 3"
+        member.send_json({"type": "message", "client_id": "m-3", "text": "message 3"})  # unconfirmed, resent
+        member.send_json({"type": "message", "client_id": "m-4", "text": "message 4"})
+        assert member.receive_json()["seq"] == 4
+    messages = api.client.get("/v1/chats/C1/messages", headers=setup["m1"]).json()
+    assert [(m["seq"], m["text"]) for m in messages] == [(n, f"message {n}") for n in (1, 2, 3, 4)]

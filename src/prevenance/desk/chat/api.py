@@ -225,4 +225,4 @@ async def chat_queue_socket(ws: WebSocket) -> None:
     if actor is None or actor.role == "member":
         await ws.close(code=live.POLICY_VIOLATION)
         return
-    await live.serve_queue(ws, engine=ws.app.state.engine, actor=actor)
+    await live.serve_queue(ws, engine=ws.app.state.engine, clock=ws.app.state.clock, actor=actor)

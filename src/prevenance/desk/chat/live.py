@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -160,7 +159,7 @@ async def serve_conversation(
         await _until_first_done(forward(), receive())
 
 
-async def serve_queue(ws: WebSocket, *, engine: Engine, actor: ChatActor) -> None:
+async def serve_queue(ws: WebSocket, *, engine: Engine, clock: Clock, actor: ChatActor) -> None:
     """Run an agent's queue socket: a snapshot of their teams' open chats on connect and again
     after every change (several changes at once give one snapshot)."""
     await ws.accept()
@@ -170,7 +169,7 @@ async def serve_queue(ws: WebSocket, *, engine: Engine, actor: ChatActor) -> Non
     def snapshot() -> dict[str, Any]:
         with read_session(engine) as session:
             items = service.list_conversations(session, actor=actor)
-        return {"type": "queue", "server_now": iso_z(datetime.now(UTC)), "items": items}
+        return {"type": "queue", "server_now": iso_z(clock.now()), "items": items}
 
     with HUB.subscribe(*topics) as events:
         await send(await run_in_threadpool(snapshot))
