@@ -20,6 +20,8 @@ from prevenance.common.problems import PrevenanceError
 from prevenance.db import read_session, run_in_transaction, unit_of_work
 from prevenance.desk.chat import service as chat
 from prevenance.desk.chat.errors import ChatAlreadyTaken
+from prevenance.voice.tables import Invitation
+from prevenance.worker import run_once
 from tests.conftest import Api, member_body
 from tests.races import race
 
@@ -185,6 +187,10 @@ def test_closing_records_a_chat_contact_and_the_times_by_hour(
     with read_session(engine) as session:
         events = session.scalars(select(OutboxEvent).where(OutboxEvent.type == "contact.closed")).all()
     assert [e.payload["id"] for e in events] == ["C1"]
+    run_once(engine, clock)  # the outbox's delivery: the survey follows as for any contact
+    with read_session(engine) as session:
+        invitation = session.scalars(select(Invitation).where(Invitation.contact_id == "C1")).one()
+    assert (invitation.channel, invitation.team, invitation.agent) == ("chat", "cards", "test-agent")
     times = api.get("/v1/reports/chat-times?month=2026-01", role="supervisor").json()
     assert times["hours"] == [
         {
