@@ -51,7 +51,9 @@ def test_a_member_and_an_agent_chat_live_and_a_reload_loses_nothing(
 
     sign_in(member, server, "camille", path="/portal/login")
     member.get_by_test_id("chat-link").click()
-    member.get_by_test_id("chat-start-card_lost").first.click()
+    start = member.get_by_test_id("chat-start-card_lost").first
+    start.focus()  # keyboard only: a focusable button, Enter presses it
+    start.press("Enter")
     widget = member.get_by_test_id("chat-widget")
     expect(widget).to_be_visible()
     conversation = eventually(lambda: member_chat(engine, ref), what="the chat is stored")
@@ -67,7 +69,9 @@ def test_a_member_and_an_agent_chat_live_and_a_reload_loses_nothing(
     row = agent.locator(f"[data-testid=chat-queue] li[data-id='{conversation['id']}']")
     expect(row).to_contain_text(ref)
     expect(row).to_contain_text("Carte perdue ou volée")
-    row.get_by_test_id("chat-take").click()
+    take = row.get_by_test_id("chat-take")
+    take.focus()
+    take.press("Enter")
     agent_log = agent.get_by_test_id("chat-log")
     expect(agent_log.locator("li")).to_have_count(1)
     expect(agent_log).to_contain_text("où en est ma nouvelle carte")
