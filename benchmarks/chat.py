@@ -33,7 +33,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from _server import cpu_seconds, free_port, peak_rss_kb, stop, wait_ready
 from websockets.asyncio.client import ClientConnection, connect
@@ -126,7 +125,9 @@ def prepare(url: str, members: int, agents: int) -> tuple[list[tuple[str, str]],
             ref = f"bench-{i:05d}"
             data = customers.MemberData(f"Member {i}", f"m{i}@example.fr", "fr", "FR", "gold")
             customers.upsert(session, ref=ref, data=data, now=now)
-            order = desk.CardReplacementInput(id=f"lost-{i}", member_ref=ref, city="Paris", country="FR", address="")
+            order = desk.CardReplacementInput(
+                id=f"lost-{i}", member_ref=ref, city="Paris", country="FR", address=""
+            )
             desk.order_card_replacement(session, order=order, now=now)
             _, secret = create_key(session, role="member", name=ref, member_ref=ref, now=now)
             member_keys.append((f"chat-{i:05d}", secret))
@@ -138,7 +139,12 @@ def prepare(url: str, members: int, agents: int) -> tuple[list[tuple[str, str]],
     for i in range(members):
         ref = f"bench-{i:05d}"
         chat_moments.open_chat(
-            engine, key=f"chat-{i:05d}", member_ref=ref, moment_kind="card_lost", moment_ref=f"lost-{i}", now=now
+            engine,
+            key=f"chat-{i:05d}",
+            member_ref=ref,
+            moment_kind="card_lost",
+            moment_ref=f"lost-{i}",
+            now=now,
         )
     agents_chats: list[tuple[str, list[str]]] = []
     for a in range(agents):
@@ -146,7 +152,9 @@ def prepare(url: str, members: int, agents: int) -> tuple[list[tuple[str, str]],
             actor = chat.actor_for_agent(session, name=f"agent-{a}", supervisor=False)
         mine = [f"chat-{i:05d}" for i in range(a, members, agents)]
         for chat_id in mine:
-            run_in_transaction(engine, lambda s, c=chat_id: chat.take(s, conversation_id=c, actor=actor, now=now))
+            run_in_transaction(
+                engine, lambda s, c=chat_id, who=actor: chat.take(s, conversation_id=c, actor=who, now=now)
+            )
         agents_chats.append((agent_keys[a], mine))
     engine.dispose()
     return member_keys, agents_chats
@@ -239,11 +247,19 @@ async def run_side(
     await ws.close()
 
 
-async def drive(port: int, sides: list[tuple[str, str, dict[str, str]]], args: argparse.Namespace, result: Result, kind: str) -> None:
+async def drive(
+    port: int,
+    sides: list[tuple[str, str, dict[str, str]]],
+    args: argparse.Namespace,
+    result: Result,
+    kind: str,
+) -> None:
     pairs = Pairs(result)
     gate = asyncio.Semaphore(32)
     started = time.perf_counter()
-    sockets = await asyncio.gather(*(_open(f"ws://127.0.0.1:{port}{path}", headers, gate) for path, _, headers in sides))
+    sockets = await asyncio.gather(
+        *(_open(f"ws://127.0.0.1:{port}{path}", headers, gate) for path, _, headers in sides)
+    )
     result.connect_seconds = time.perf_counter() - started
     print(f"  {kind}: {len(sockets)} sockets open in {result.connect_seconds:.1f} s")
     if kind == "prevenance":
@@ -278,7 +294,9 @@ def run_prevenance(args: argparse.Namespace, tmp: Path) -> Result:
     url = f"sqlite:///{tmp / 'chat.db'}"
     started = time.perf_counter()
     member_keys, agents = prepare(url, args.members, args.agents)
-    print(f"prevenance: {args.members} members with an open chat, {args.agents} agents ({time.perf_counter() - started:.1f} s)")
+    print(
+        f"prevenance: {args.members} members with an open chat, {args.agents} agents ({time.perf_counter() - started:.1f} s)"
+    )
     sides: list[tuple[str, str, dict[str, str]]] = []
     for chat_id, secret in member_keys:
         sides.append((f"/v1/chats/{chat_id}/ws", "member", {"Authorization": f"Bearer {secret}"}))
@@ -338,7 +356,9 @@ def main() -> None:
         ours = run_prevenance(args, tmp)
         bare = run_bare(args, tmp)
     print()
-    print(f"{args.members} members, {args.agents} agents, one worker, {args.duration:.0f} s, a member message every ~{args.interval:g} s, each answered")
+    print(
+        f"{args.members} members, {args.agents} agents, one worker, {args.duration:.0f} s, a member message every ~{args.interval:g} s, each answered"
+    )
     print(bare.line())
     print(ours.line())
     verdict = "OK" if ours.p99() <= 200 and ours.sent == ours.delivered and not ours.duplicates else "MISSED"

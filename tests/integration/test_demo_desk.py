@@ -105,7 +105,11 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
         # A chat opened by the active incident, taken and answered by the demo agent.
         assert summary["chat_chats"] == 1
         [opened] = session.scalars(select(ChatConversation)).all()
-        assert (opened.moment_kind, opened.moment_ref, opened.status) == ("incident", incidents["now"].id, "active")
+        assert (opened.moment_kind, opened.moment_ref, opened.status) == (
+            "incident",
+            incidents["now"].id,
+            "active",
+        )
         assert opened.last_seq == 2
 
     again = load_demo(engine, members=MEMBERS, seed=SEED, desk_scale=SCALE)
