@@ -5,6 +5,7 @@ records a contact on channel ``chat``."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -283,3 +284,26 @@ def test_a_restarted_server_resumes_every_socket_from_its_last_seq(
         assert member.receive_json()["seq"] == 4
     messages = api.client.get("/v1/chats/C1/messages", headers=setup["m1"]).json()
     assert [(m["seq"], m["text"]) for m in messages] == [(n, f"message {n}") for n in (1, 2, 3, 4)]
+
+
+def test_the_cli_sets_teams_lists_the_queues_and_prints_the_times(
+    api: Api, setup: dict[str, Any], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from prevenance.cli import app as cli
+    from prevenance.settings import get_settings
+
+    assert open_chat(api, setup["m1"]).status_code == 201
+    monkeypatch.setenv("PREVENANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    set_teams = runner.invoke(cli, ["desk", "chat", "agent", "dave", "--team", "travel", "--team", "cards"])
+    assert set_teams.exit_code == 0 and set_teams.output.strip() == "dave: cards, travel"
+    listed = runner.invoke(cli, ["desk", "chat", "list"])
+    assert listed.exit_code == 0 and "C1" in listed.output and "card_lost" in listed.output
+    timed = runner.invoke(cli, ["desk", "chat", "times", "--month", "2026-01", "--json"])
+    assert timed.exit_code == 0, timed.output
+    assert [h["chats"] for h in json.loads(timed.output)["hours"]] == [1]
+    assert runner.invoke(cli, ["desk", "chat", "list", "--status", "nope"]).exit_code == 2
+    get_settings.cache_clear()
