@@ -24,6 +24,7 @@ from prevenance.console.routes import router as console_router
 from prevenance.customers.api import router as members_router
 from prevenance.db import make_engine
 from prevenance.desk.api import router as desk_router
+from prevenance.desk.chat.api import router as chat_router
 from prevenance.desk.concierge_api import router as concierge_router
 from prevenance.logging import RedactRequestSecrets, install_uvicorn_redaction
 from prevenance.logging import configure as configure_logging
@@ -35,6 +36,7 @@ from prevenance.request_guards import BodyGuard, InternalErrors, NulGuard
 from prevenance.security_headers import SecurityHeaders
 from prevenance.settings import Settings, get_settings
 from prevenance.views.benefit_usage_api import router as benefit_usage_router
+from prevenance.views.chat_moments import router as chat_moments_router
 from prevenance.views.incidents import router as incidents_router
 from prevenance.views.member360 import router as member360_router
 from prevenance.views.privacy import router as privacy_router
@@ -140,6 +142,8 @@ def create_app(
     app.include_router(members_router)
     app.include_router(loyalty_router)
     app.include_router(desk_router)
+    app.include_router(chat_router)
+    app.include_router(chat_moments_router)
     app.include_router(concierge_router)
     app.include_router(member360_router)
     app.include_router(incidents_router)

@@ -13,6 +13,7 @@ from prevenance.db import read_session
 from prevenance.demo.desk_plan import plan_desk
 from prevenance.demo.generator import DemoMismatch, load_demo, plan
 from prevenance.desk import service as desk
+from prevenance.desk.chat.tables import ChatConversation, ChatMessage
 from prevenance.desk.tables import (
     BenefitExplanation,
     BenefitUsage,
@@ -101,10 +102,21 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
         # Benefits used month by month, some explained first.
         assert counts["BenefitUsage"] == summary["benefit_usages"] > 0
         assert counts["BenefitExplanation"] == summary["benefits_explained"]
+        # A chat opened by the active incident, taken and answered by the demo agent.
+        assert summary["chat_chats"] == 1
+        [opened] = session.scalars(select(ChatConversation)).all()
+        assert (opened.moment_kind, opened.moment_ref, opened.status) == (
+            "incident",
+            incidents["now"].id,
+            "active",
+        )
+        assert opened.last_seq == 2
 
     again = load_demo(engine, members=MEMBERS, seed=SEED, desk_scale=SCALE)
     assert again["ok"] == 1
     assert _counts(engine) == counts
+    with read_session(engine) as session:  # the chat again: no second chat, no message twice
+        assert session.execute(select(func.count()).select_from(ChatMessage)).scalar_one() == 2
     assert (
         again["desk_replayed"]
         == summary["contacts"] + summary["card_replacements"] + summary["communications"]

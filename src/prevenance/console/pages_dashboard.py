@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from prevenance.common.periods import month_of, previous_month
+from prevenance.common.periods import month_bounds, month_of, previous_month
 from prevenance.common.problems import PrevenanceError
 from prevenance.console import charts
 from prevenance.console.web import (
@@ -22,6 +22,7 @@ from prevenance.console.web import (
 )
 from prevenance.db import read_session
 from prevenance.desk import service as desk
+from prevenance.desk.chat import service as chat
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 PageDep = Annotated[Page, Depends(page)]
@@ -38,6 +39,8 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
             fcr = desk.fcr_report(session, by="team", month=month, now=p.now)
             reasons = desk.reason_report(session, month=month)
             cards = desk.card_replacement_report(session, month=month, now=p.now)
+            start, end = month_bounds(month)
+            chat_hours = chat.times_by_hour(session, start=start, end=end, now=p.now)
     except PrevenanceError as error:
         return render(
             p,
@@ -50,6 +53,7 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
             fcr=None,
             reasons=None,
             cards=None,
+            chat_hours=None,
         )
     specs = {
         "fcr": charts.fcr_by_team(fcr, p.lang),
@@ -66,6 +70,7 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
         fcr=fcr,
         reasons=reasons,
         cards=cards,
+        chat_hours=chat_hours,
     )
 
 

@@ -20,6 +20,7 @@ from prevenance.common.auth import Role
 from prevenance.common.problems import RateLimited
 from prevenance.console import (
     i18n,
+    pages_chat,
     pages_concierge,
     pages_dashboard,
     pages_desk,
@@ -165,6 +166,8 @@ def switch_language(p: PageDep, to: str, next: str | None = None) -> Response:
 
 for pages in (
     pages_desk,
+    pages_chat,
+    pages_chat,
     pages_concierge,
     pages_dashboard,
     pages_portal,

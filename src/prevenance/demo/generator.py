@@ -672,6 +672,14 @@ def load_demo(
         from prevenance.demo.voice import load_voice_demo
 
         summary.update({f"voice_{k}": v for k, v in load_voice_demo(engine, seed=seed, now=anchor).items()})
+        from prevenance.demo.chat import load_chat_demo
+
+        summary.update(
+            {
+                f"chat_{k}": v
+                for k, v in load_chat_demo(engine, people=story.people, seed=seed, now=anchor).items()
+            }
+        )
     from prevenance.demo.offers import load_offers_demo
 
     summary.update({f"offers_{k}": v for k, v in load_offers_demo(engine, seed=seed, now=anchor).items()})

@@ -11,8 +11,10 @@ from prevenance.common.inputs import cli_month
 from prevenance.common.problems import PrevenanceError
 from prevenance.db import read_session
 from prevenance.desk import incidents, service
+from prevenance.desk.chat.cli import app as chat_app
 
 app = typer.Typer(help="The service desk: contacts, cases, emergency cards.", no_args_is_help=True)
+app.add_typer(chat_app, name="chat")
 
 
 def _engine():  # type: ignore[no-untyped-def]

@@ -379,3 +379,26 @@ def release_expired_holds(
     for redemption in expired:
         _release(session, redemption, status="expired", reason="travel_hold_expired", now=now)
     return len(expired)
+
+
+def list_member_redemption_states(
+    session: Session, *, member_ref: str, statuses: tuple[str, ...], since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """A member's redemptions in ``statuses`` (resolved since ``since`` when given), newest first:
+    id, kind, status and times only (the chat's moments read them)."""
+    member = customers.get_member(session, ref=member_ref)
+    statement = select(Redemption).where(Redemption.member_id == member.id, Redemption.status.in_(statuses))
+    if since is not None:
+        statement = statement.where(Redemption.resolved_at >= since)
+    rows = session.scalars(statement.order_by(Redemption.created_at.desc(), Redemption.id).limit(50))
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "status": r.status,
+            "created_at": r.created_at,
+            "expires_at": r.expires_at,
+            "resolved_at": r.resolved_at,
+        }
+        for r in rows
+    ]

@@ -28,7 +28,13 @@ from prevenance.loyalty.hooks import (
     unregister_transaction_hook,
 )
 from prevenance.loyalty.miles_export import export_miles, list_member_ids_at_merchant, point_liability
-from prevenance.loyalty.redemptions import get_redemption, redeem, release_expired_holds, resolve_hold
+from prevenance.loyalty.redemptions import (
+    get_redemption,
+    list_member_redemption_states,
+    redeem,
+    release_expired_holds,
+    resolve_hold,
+)
 from prevenance.loyalty.referrals import (
     create_referral,
     get_referral_code,
@@ -58,6 +64,7 @@ __all__ = [
     "list_catalogue",
     "list_latest_movements",
     "list_member_ids_at_merchant",
+    "list_member_redemption_states",
     "list_member_referrals",
     "list_movements",
     "list_partners",

@@ -83,6 +83,17 @@ EXPORT: dict[str, dict[str, str]] = {
         "booked_by": STAFF_ID,
     },
     "desk_benefit_usages": _all("id member_id benefit used_at source created_at"),
+    "chat_conversations": {
+        **_all(
+            "id member_id member_ref language moment_kind moment_ref team reason status last_seq opened_at "
+            "taken_at closed_at contact_id"
+        ),
+        "agent": STAFF_ID,
+    },
+    "chat_messages": {
+        **_all("id conversation_id member_id seq client_id author_role text sent_at"),
+        "author": STAFF_ID,
+    },
     "desk_benefit_explanations": {
         **_all("contact_id benefit member_id explained_at created_at"),
         "agent": STAFF_ID,
@@ -176,6 +187,8 @@ PERSONAL: dict[str, dict[str, str | None]] = {
     "desk_communications": {"subject": "", "summary": ""},
     "desk_concierge_requests": {"title": "[erased]", "details": "", "solution": "", "member_ref": PSEUDONYM},
     "desk_callbacks": {"phone": "", "member_ref": PSEUDONYM},
+    "chat_conversations": {"member_ref": PSEUDONYM},
+    "chat_messages": {"text": ""},
     "desk_incident_notices": {"subject": "", "body": "", "last_error": None},
     "miles_export_lines": {"member_ref": PSEUDONYM},
     "voice_answers": {"comment": "", "suggestion": ""},
@@ -330,6 +343,25 @@ KEPT: dict[str, dict[str, str]] = {
     "desk_benefit_usages": {"id": _ID, "benefit": _CODE, "source": _STAFF},
     "desk_benefit_explanations": {"contact_id": _ID, "benefit": _CODE, "agent": _STAFF},
     "desk_callbacks": {"id": _ID, "reason": _CODE, "status": _CODE, "booked_by": _STAFF, "contact_id": _ID},
+    "chat_conversations": {
+        "id": _ID,
+        "language": _CODE,
+        "moment_kind": _CODE,
+        "moment_ref": _ID,
+        "team": _STAFF,
+        "reason": _CODE,
+        "status": _CODE,
+        "agent": _STAFF,
+        "contact_id": _ID,
+    },
+    "chat_messages": {
+        "id": _ID,
+        "conversation_id": _ID,
+        "client_id": "an identifier minted by the sender's browser, no free text",
+        "author_role": _CODE,
+        "author": "the agent's name, or the word 'member'",
+    },
+    "chat_agents": {"name": _STAFF, "teams": _STAFF},
     "desk_incidents": {
         "id": _ID,
         "title_fr": _STAFF_TEXT,
@@ -429,6 +461,9 @@ IDEMPOTENT_SCOPES = {
     "card_replacement": "desk_card_replacements",
     "communication": "desk_communications",
     "callback": "desk_callbacks",
+    "chat-open": "chat_conversations",
+    "chat-close": "chat_conversations",
+    "chat-message": "chat_messages",
     "concierge-request": "desk_concierge_requests",
     "benefit_usage": "desk_benefit_usages",
     "transaction": "card_transactions",

@@ -120,7 +120,12 @@ def _flat_routes(routes: list[Any]) -> list[Any]:
         if isinstance(route, APIRoute):
             found.append(route)
         elif hasattr(route, "effective_route_contexts"):
-            found.extend(route.effective_route_contexts())
+            # WebSocket routes take no body nor dates: only the HTTP routes are walked.
+            found.extend(
+                c
+                for c in route.effective_route_contexts()
+                if isinstance(getattr(c, "original_route", c), APIRoute)
+            )
     return found
 
 

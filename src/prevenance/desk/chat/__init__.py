@@ -1,0 +1,1 @@
+"""Member chat, offered at the moments that matter: conversations, messages, agents' teams."""
