@@ -85,7 +85,11 @@ def create_app(
     if not structlog.is_configured():
         configure_logging(json=settings.log_json)
     install_uvicorn_redaction()  # however uvicorn was started, its access log hides tokens and searches
-    engine = engine or make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    engine = engine or make_engine(
+        settings.database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        group_commit=settings.sqlite_group_commit,
+    )
     clock = clock or SystemClock()
     stop = threading.Event()
 

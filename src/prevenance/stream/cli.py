@@ -14,7 +14,7 @@ import structlog
 import typer
 
 from prevenance.common.clock import SystemClock
-from prevenance.db import make_engine
+from prevenance.db import engine_from_settings
 from prevenance.settings import get_settings
 from prevenance.stream.consumer import Consumer
 from prevenance.stream.names import Names, ensure_streams
@@ -39,8 +39,7 @@ def _nats_url() -> str:
 
 
 async def _run(*, url: str, names: Names, batch: int, ack_wait: float, consume: bool, relay: bool) -> None:
-    settings = get_settings()
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    engine = engine_from_settings()
     clock = SystemClock()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

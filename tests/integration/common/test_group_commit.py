@@ -1,0 +1,125 @@
+"""Group commit on SQLite: concurrent use cases commit together, each in its own savepoint, and a
+failure stays with its own use case — the others' writes land, its own does not, and nothing is
+answered before the commit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, text
+from sqlalchemy.orm import Session
+
+from prevenance.db import GroupCommit, group_commit_of, make_engine, run_in_transaction
+
+
+@pytest.fixture
+def probe_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'group.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE probe (id TEXT PRIMARY KEY, note TEXT NOT NULL)")
+        connection.exec_driver_sql(
+            "CREATE TABLE child (id TEXT PRIMARY KEY, probe_id TEXT NOT NULL REFERENCES probe(id))"
+        )
+    yield engine
+    engine.dispose()
+
+
+def _statements(engine: Engine) -> list[str]:
+    seen: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement.split()[0].upper())
+
+    return seen
+
+
+def _insert(row_id: str) -> Callable[[Session], str]:
+    def use_case(session: Session) -> str:
+        session.execute(text("INSERT INTO probe (id, note) VALUES (:id, 'ok')"), {"id": row_id})
+        return row_id
+
+    return use_case
+
+
+def _ids(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return {row[0] for row in connection.exec_driver_sql("SELECT id FROM probe")}
+
+
+def _run_while_held(engine: Engine, use_cases: dict[str, Callable[[Session], str]]) -> dict[str, Any]:
+    """Hold the writer with a first use case until every other one is queued behind it, then let
+    them all go: they make one group."""
+    group = group_commit_of(engine)
+    assert isinstance(group, GroupCommit)
+    started, release, answers = threading.Event(), threading.Event(), {}
+
+    def first(session: Session) -> str:
+        started.set()
+        release.wait(60)
+        return _insert("first")(session)
+
+    def call(name: str, use_case: Callable[[Session], str]) -> None:
+        try:
+            answers[name] = run_in_transaction(engine, use_case)
+        except Exception as error:  # the caller's own error, as it would see it
+            answers[name] = error
+
+    holder = threading.Thread(target=call, args=("first", first))
+    holder.start()
+    assert started.wait(60), "the first use case never started"
+    others = [threading.Thread(target=call, args=item) for item in use_cases.items()]
+    for thread in others:
+        thread.start()
+    assert group.wait_queued(len(use_cases), 60), "the other use cases never queued"
+    release.set()
+    for thread in [holder, *others]:
+        thread.join(60)
+    return answers
+
+
+def test_queued_use_cases_commit_together_each_in_its_savepoint(probe_engine: Engine) -> None:
+    seen = _statements(probe_engine)
+    answers = _run_while_held(probe_engine, {f"u{i}": _insert(f"u{i}") for i in range(6)})
+    sent = list(seen)
+    assert answers == {"first": "first", **{f"u{i}": f"u{i}" for i in range(6)}}
+    assert _ids(probe_engine) == {"first", *(f"u{i}" for i in range(6))}
+    assert sent.count("BEGIN") == 2  # the holder alone, then the six in one transaction
+    assert sent.count("SAVEPOINT") == 6 and sent.count("RELEASE") == 6
+
+
+def test_a_failing_use_case_is_rolled_back_alone_and_its_caller_gets_its_error(probe_engine: Engine) -> None:
+    def refused(session: Session) -> str:
+        _insert("refused")(session)
+        raise ValueError("refused by its rules")
+
+    answers = _run_while_held(probe_engine, {"a": _insert("a"), "bad": refused, "b": _insert("b")})
+    assert isinstance(answers["bad"], ValueError) and str(answers["bad"]) == "refused by its rules"
+    assert answers["a"] == "a" and answers["b"] == "b"
+    assert _ids(probe_engine) == {"first", "a", "b"}  # nothing of the refused one
+
+
+def test_when_the_groups_commit_fails_each_use_case_runs_again_alone(probe_engine: Engine) -> None:
+    """A use case whose write only fails at commit (a deferred foreign key) sinks its group's
+    commit: the others are run again on their own and land once; it fails alone."""
+
+    def dangling(session: Session) -> str:
+        session.execute(text("PRAGMA defer_foreign_keys = ON"))
+        session.execute(text("INSERT INTO child (id, probe_id) VALUES ('c1', 'nowhere')"))
+        return "dangling"
+
+    answers = _run_while_held(probe_engine, {"a": _insert("a"), "dangling": dangling, "b": _insert("b")})
+    assert answers["a"] == "a" and answers["b"] == "b"
+    assert isinstance(answers["dangling"], Exception)
+    assert _ids(probe_engine) == {"first", "a", "b"}
+    with probe_engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM child").scalar() == 0
+
+
+def test_postgresql_engines_have_no_group(tmp_path: Path) -> None:
+    assert group_commit_of(make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")) is None
+    assert group_commit_of(make_engine(f"sqlite:///{tmp_path / 'x.db'}", group_commit=False)) is None
