@@ -5,15 +5,14 @@ posted after a newer one."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from datetime import timedelta
 from html import unescape
+from pathlib import Path
 
 import pytest
-
-import prevenance
 from sqlalchemy import Engine
 
+import prevenance
 from prevenance.common.clock import FrozenClock
 from prevenance.console.i18n import catalogue
 from prevenance.customers import service as customers

@@ -71,9 +71,9 @@ def test_in_a_hurry_never_gets_an_email_while_a_live_channel_is_measured() -> No
     figures = [fig("email", 0.5), fig("chat", 2.0), fig("callback", 3.0)]
     choice = recommend(figures, mode="in_a_hurry", preferred="chat")
     assert choice.channel == "chat" and "hurry" in choice.reason
-    assert recommend([fig("email", 0.5), fig("callback", 1.0)], mode="in_a_hurry", preferred="chat").channel == (
-        "callback"
-    )
+    assert recommend(
+        [fig("email", 0.5), fig("callback", 1.0)], mode="in_a_hurry", preferred="chat"
+    ).channel == ("callback")
     # Only asynchronous channels measured: the fastest of them, rather than nothing.
     assert recommend([fig("email", 0.5), fig("web", 1.0)], mode="in_a_hurry").channel == "email"
     # Someone with time keeps the fastest measured channel.
