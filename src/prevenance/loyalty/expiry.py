@@ -36,9 +36,9 @@ SENDER = "Prévenance <rewards@prevenance.example>"
 _WARNINGS: Table = ExpiryWarning.__table__  # type: ignore[assignment]
 _LOTS: Table = ExpiredLot.__table__  # type: ignore[assignment]
 _INSERT_LOTS = insert(_LOTS)
-# RETURNING says whether the row was new (psycopg gives no rowcount for ON CONFLICT DO NOTHING).
+# RETURNING names the rows that were new (psycopg gives no rowcount for ON CONFLICT DO NOTHING).
 _INSERT_WARNING = {
-    name: statement.returning(_WARNINGS.c.id)
+    name: statement.returning(_WARNINGS.c.key)
     for name, statement in insert_ignoring_conflicts(_WARNINGS).items()
 }
 
@@ -180,6 +180,8 @@ def expire_chunk(
     languages = dict(customers.languages_of(session, member_ids=member_ids))  # erased members left out
     expiry_account = ledger.system_account(session, name="expiry", unit=UNIT)
     lots: list[dict[str, Any]] = []
+    expired_events: list[dict[str, Any]] = []
+    warned: list[dict[str, Any]] = []
     for account_id, member_id in todo:
         state = expiry_rules.replay(by_account[account_id], recorded.get(member_id))
         items = expiry_rules.due(state, policy, as_of)
@@ -206,79 +208,65 @@ def expire_chunk(
                 }
                 for item in items
             ]
-            outbox.emit(
-                session,
-                type="points.expired",
-                payload={
+            expired_events.append(
+                {
                     "member_ref": refs.get(member_id),
                     "points": total,
                     "as_of": as_of.isoformat(),
                     "posting_id": posted.posting_id,
                     "lots": [[item.posting_id, item.points] for item in items],
                     "balance": posted.balance_after,
-                },
-                now=now,
+                }
             )
             report.members_expired += 1
             report.points_expired += total
-        owed = expiry_rules.warnings(state, policy, as_of)
-        if owed and member_id in languages:
-            _queue_warnings(
-                session,
-                member_id=member_id,
-                ref=refs[member_id],
-                language=languages[member_id],
-                policy=policy,
-                owed=owed,
-                now=now,
-                report=report,
-            )
+        if member_id in languages:  # an erased member is told nothing
+            warned += [
+                {
+                    "key": expiry_rules.warning_key(member_id, policy, item),
+                    "member_id": member_id,
+                    "earn_posting_id": item.posting_id,
+                    "points": item.points,
+                    "expires_on": item.expires_on,
+                    "language": languages[member_id],
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                }
+                for item in expiry_rules.warnings(state, policy, as_of)
+            ]
     if lots:
         session.execute(_INSERT_LOTS, lots)
+    outbox.emit_many(session, type="points.expired", payloads=expired_events, now=now)
+    if warned:
+        _queue_warnings(session, rows=warned, refs=refs, now=now, report=report)
 
 
 def _queue_warnings(
-    session: Session,
-    *,
-    member_id: int,
-    ref: str,
-    language: str,
-    policy: ExpiryPolicy,
-    owed: list[expiry_rules.Due],
-    now: datetime,
-    report: RunReport,
+    session: Session, *, rows: list[dict[str, Any]], refs: dict[int, str], now: datetime, report: RunReport
 ) -> None:
+    """Insert the warnings owed (a key already there is left alone: never warned twice) and tell the
+    outbox once per member who has new ones."""
     statement = _INSERT_WARNING[session.get_bind().dialect.name]
-    new: list[expiry_rules.Due] = []
-    for item in owed:
-        inserted = session.execute(
-            statement,
+    new = set(session.scalars(statement, rows))
+    per_member: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["key"] in new:
+            per_member.setdefault(row["member_id"], []).append(row)
+    outbox.emit_many(
+        session,
+        type="points.expiry_warning",
+        payloads=[
             {
-                "key": expiry_rules.warning_key(member_id, policy, item),
-                "member_id": member_id,
-                "earn_posting_id": item.posting_id,
-                "points": item.points,
-                "expires_on": item.expires_on,
-                "language": language,
-                "status": "pending",
-                "attempts": 0,
-                "created_at": now,
-            },
-        ).first()
-        if inserted is not None:
-            new.append(item)
-    if new:
-        outbox.emit(
-            session,
-            type="points.expiry_warning",
-            payload={
-                "member_ref": ref,
-                "points": sum(item.points for item in new),
-                "expires_on": min(item.expires_on for item in new).isoformat(),
-            },
-            now=now,
-        )
-        report.warnings += len(new)
+                "member_ref": refs.get(member_id),
+                "points": sum(row["points"] for row in owed),
+                "expires_on": min(row["expires_on"] for row in owed).isoformat(),
+            }
+            for member_id, owed in per_member.items()
+        ],
+        now=now,
+    )
+    report.warnings += len(new)
 
 
 def candidates(session: Session, *, after: int, limit: int) -> list[tuple[int, int]]:
