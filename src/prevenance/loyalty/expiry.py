@@ -1,6 +1,7 @@
 """Running the programme's points expiry policy (``prevenance ledger expire``, the worker's daily run).
 
-Per member, under the lock an earn would take, the member's points postings are replayed into lots
+Per member (a chunk of members per transaction, read in a few set-based queries), under the lock an
+earn would take, the member's points postings are replayed into lots
 (``expiry_rules.replay``); the lots due by ``as_of`` are taken back in one posting (reason
 ``expiry``, key ``expiry:<member>:<day>``) with the lots it consumed in ``expired_lots``, and the
 lots expiring within the warning window get one row each in ``expiry_warnings`` (unique key), the
@@ -73,48 +74,6 @@ def check_as_of(as_of: date, now: datetime) -> None:
         raise InvalidInput(
             f"as_of {as_of.isoformat()} is after today ({now.date().isoformat()})", field="as_of"
         )
-
-
-def movements(session: Session, *, account_id: int) -> list[Movement]:
-    """The postings of one member account, as the expiry rules see them."""
-    rows = session.execute(
-        select(
-            Posting.id,
-            Posting.reason,
-            Posting.reference,
-            Posting.amount,
-            Posting.created_at,
-            Posting.credit_account_id,
-        )
-        .where(or_(Posting.credit_account_id == account_id, Posting.debit_account_id == account_id))
-        .order_by(Posting.id)
-    ).all()
-    return [Movement(r[0], r[1], r[2], r[3] if r[5] == account_id else -r[3], r[4]) for r in rows]
-
-
-def recorded_expiries(session: Session, *, member_id: int) -> dict[int, list[tuple[int, int]]]:
-    """Per expiry posting of the member, the lots it consumed."""
-    found: dict[int, list[tuple[int, int]]] = {}
-    rows = session.execute(
-        select(ExpiredLot.expiry_posting_id, ExpiredLot.earn_posting_id, ExpiredLot.points)
-        .where(ExpiredLot.member_id == member_id)
-        .order_by(ExpiredLot.expiry_posting_id, ExpiredLot.earn_posting_id)
-    ).all()
-    for expiry_id, earn_id, points in rows:
-        found.setdefault(expiry_id, []).append((earn_id, points))
-    return found
-
-
-def lots_of(session: Session, *, member_id: int) -> expiry_rules.LotState:
-    """The member's lots now (a read: no account is created)."""
-    account_id = session.scalar(
-        select(Account.id).where(Account.member_id == member_id, Account.unit == UNIT)
-    )
-    if account_id is None:
-        return expiry_rules.LotState()
-    return expiry_rules.replay(
-        movements(session, account_id=account_id), recorded_expiries(session, member_id=member_id)
-    )
 
 
 def _movements_of(session: Session, account_ids: list[int]) -> dict[int, list[Movement]]:
