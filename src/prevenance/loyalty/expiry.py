@@ -1,6 +1,7 @@
 """Running the programme's points expiry policy (``prevenance ledger expire``, the worker's daily run).
 
-Per member, under the lock an earn would take, the member's points postings are replayed into lots
+Per member (a chunk of members per transaction, read in a few set-based queries), under the lock an
+earn would take, the member's points postings are replayed into lots
 (``expiry_rules.replay``); the lots due by ``as_of`` are taken back in one posting (reason
 ``expiry``, key ``expiry:<member>:<day>``) with the lots it consumed in ``expired_lots``, and the
 lots expiring within the warning window get one row each in ``expiry_warnings`` (unique key), the
@@ -36,9 +37,9 @@ SENDER = "Prévenance <rewards@prevenance.example>"
 _WARNINGS: Table = ExpiryWarning.__table__  # type: ignore[assignment]
 _LOTS: Table = ExpiredLot.__table__  # type: ignore[assignment]
 _INSERT_LOTS = insert(_LOTS)
-# RETURNING says whether the row was new (psycopg gives no rowcount for ON CONFLICT DO NOTHING).
+# RETURNING names the rows that were new (psycopg gives no rowcount for ON CONFLICT DO NOTHING).
 _INSERT_WARNING = {
-    name: statement.returning(_WARNINGS.c.id)
+    name: statement.returning(_WARNINGS.c.key)
     for name, statement in insert_ignoring_conflicts(_WARNINGS).items()
 }
 
@@ -73,48 +74,6 @@ def check_as_of(as_of: date, now: datetime) -> None:
         raise InvalidInput(
             f"as_of {as_of.isoformat()} is after today ({now.date().isoformat()})", field="as_of"
         )
-
-
-def movements(session: Session, *, account_id: int) -> list[Movement]:
-    """The postings of one member account, as the expiry rules see them."""
-    rows = session.execute(
-        select(
-            Posting.id,
-            Posting.reason,
-            Posting.reference,
-            Posting.amount,
-            Posting.created_at,
-            Posting.credit_account_id,
-        )
-        .where(or_(Posting.credit_account_id == account_id, Posting.debit_account_id == account_id))
-        .order_by(Posting.id)
-    ).all()
-    return [Movement(r[0], r[1], r[2], r[3] if r[5] == account_id else -r[3], r[4]) for r in rows]
-
-
-def recorded_expiries(session: Session, *, member_id: int) -> dict[int, list[tuple[int, int]]]:
-    """Per expiry posting of the member, the lots it consumed."""
-    found: dict[int, list[tuple[int, int]]] = {}
-    rows = session.execute(
-        select(ExpiredLot.expiry_posting_id, ExpiredLot.earn_posting_id, ExpiredLot.points)
-        .where(ExpiredLot.member_id == member_id)
-        .order_by(ExpiredLot.expiry_posting_id, ExpiredLot.earn_posting_id)
-    ).all()
-    for expiry_id, earn_id, points in rows:
-        found.setdefault(expiry_id, []).append((earn_id, points))
-    return found
-
-
-def lots_of(session: Session, *, member_id: int) -> expiry_rules.LotState:
-    """The member's lots now (a read: no account is created)."""
-    account_id = session.scalar(
-        select(Account.id).where(Account.member_id == member_id, Account.unit == UNIT)
-    )
-    if account_id is None:
-        return expiry_rules.LotState()
-    return expiry_rules.replay(
-        movements(session, account_id=account_id), recorded_expiries(session, member_id=member_id)
-    )
 
 
 def _movements_of(session: Session, account_ids: list[int]) -> dict[int, list[Movement]]:
@@ -180,6 +139,8 @@ def expire_chunk(
     languages = dict(customers.languages_of(session, member_ids=member_ids))  # erased members left out
     expiry_account = ledger.system_account(session, name="expiry", unit=UNIT)
     lots: list[dict[str, Any]] = []
+    expired_events: list[dict[str, Any]] = []
+    warned: list[dict[str, Any]] = []
     for account_id, member_id in todo:
         state = expiry_rules.replay(by_account[account_id], recorded.get(member_id))
         items = expiry_rules.due(state, policy, as_of)
@@ -206,79 +167,65 @@ def expire_chunk(
                 }
                 for item in items
             ]
-            outbox.emit(
-                session,
-                type="points.expired",
-                payload={
+            expired_events.append(
+                {
                     "member_ref": refs.get(member_id),
                     "points": total,
                     "as_of": as_of.isoformat(),
                     "posting_id": posted.posting_id,
                     "lots": [[item.posting_id, item.points] for item in items],
                     "balance": posted.balance_after,
-                },
-                now=now,
+                }
             )
             report.members_expired += 1
             report.points_expired += total
-        owed = expiry_rules.warnings(state, policy, as_of)
-        if owed and member_id in languages:
-            _queue_warnings(
-                session,
-                member_id=member_id,
-                ref=refs[member_id],
-                language=languages[member_id],
-                policy=policy,
-                owed=owed,
-                now=now,
-                report=report,
-            )
+        if member_id in languages:  # an erased member is told nothing
+            warned += [
+                {
+                    "key": expiry_rules.warning_key(member_id, policy, item),
+                    "member_id": member_id,
+                    "earn_posting_id": item.posting_id,
+                    "points": item.points,
+                    "expires_on": item.expires_on,
+                    "language": languages[member_id],
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                }
+                for item in expiry_rules.warnings(state, policy, as_of)
+            ]
     if lots:
         session.execute(_INSERT_LOTS, lots)
+    outbox.emit_many(session, type="points.expired", payloads=expired_events, now=now)
+    if warned:
+        _queue_warnings(session, rows=warned, refs=refs, now=now, report=report)
 
 
 def _queue_warnings(
-    session: Session,
-    *,
-    member_id: int,
-    ref: str,
-    language: str,
-    policy: ExpiryPolicy,
-    owed: list[expiry_rules.Due],
-    now: datetime,
-    report: RunReport,
+    session: Session, *, rows: list[dict[str, Any]], refs: dict[int, str], now: datetime, report: RunReport
 ) -> None:
+    """Insert the warnings owed (a key already there is left alone: never warned twice) and tell the
+    outbox once per member who has new ones."""
     statement = _INSERT_WARNING[session.get_bind().dialect.name]
-    new: list[expiry_rules.Due] = []
-    for item in owed:
-        inserted = session.execute(
-            statement,
+    new = set(session.scalars(statement, rows))
+    per_member: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["key"] in new:
+            per_member.setdefault(row["member_id"], []).append(row)
+    outbox.emit_many(
+        session,
+        type="points.expiry_warning",
+        payloads=[
             {
-                "key": expiry_rules.warning_key(member_id, policy, item),
-                "member_id": member_id,
-                "earn_posting_id": item.posting_id,
-                "points": item.points,
-                "expires_on": item.expires_on,
-                "language": language,
-                "status": "pending",
-                "attempts": 0,
-                "created_at": now,
-            },
-        ).first()
-        if inserted is not None:
-            new.append(item)
-    if new:
-        outbox.emit(
-            session,
-            type="points.expiry_warning",
-            payload={
-                "member_ref": ref,
-                "points": sum(item.points for item in new),
-                "expires_on": min(item.expires_on for item in new).isoformat(),
-            },
-            now=now,
-        )
-        report.warnings += len(new)
+                "member_ref": refs.get(member_id),
+                "points": sum(row["points"] for row in owed),
+                "expires_on": min(row["expires_on"] for row in owed).isoformat(),
+            }
+            for member_id, owed in per_member.items()
+        ],
+        now=now,
+    )
+    report.warnings += len(new)
 
 
 def candidates(session: Session, *, after: int, limit: int) -> list[tuple[int, int]]:

@@ -21,6 +21,7 @@ from prevenance.common.outbox import OutboxEvent
 from prevenance.common.problems import InvalidInput
 from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import expiry, ledger, service
+from prevenance.loyalty.errors import InsufficientPoints
 from prevenance.loyalty.tables import ExpiredLot, ExpiryWarning, Posting
 from prevenance.maintenance import Maintenance, run_once
 from prevenance.settings import get_settings
@@ -407,3 +408,37 @@ def test_the_worker_runs_the_policy_once_a_day(api: Api, engine: Engine, clock: 
     again = maintenance.expire_daily()
     assert again is not None and again["points_expired"] == 0
     assert expiry_postings(engine) == [100]
+
+
+@pytest.mark.slow
+def test_expiry_racing_redemptions_never_overdraws(api: Api, engine: Engine, clock: FrozenClock) -> None:
+    """Runs and redemptions at once on one member whose only lot is past its day: whatever the order,
+    the points go once (redeemed or expired), the balance ends at zero, never below."""
+    set_policy(api, {"kind": "after_earn", "months": 12})
+    store_member(engine, clock, "X1")
+    start = clock.now().date()
+    earn(engine, clock, "T1", "X1", 1000)
+    months_later(clock, start, 12)
+    now = clock.now()
+    run_in_transaction(
+        engine, lambda s: service.put_catalogue_item(s, sku="pen", name="Pen", points=300, stock=50, now=now)
+    )
+
+    def go(i: int) -> Any:
+        if i % 2:
+            return expiry.expire(engine, as_of=now.date(), now=now)
+        request = {"id": f"R{i}", "kind": "catalogue", "sku": "pen", "quantity": 1}
+        return run_in_transaction(
+            engine, lambda s: service.redeem(s, member_ref="X1", request=request, now=now)
+        )
+
+    results = race(10, go)
+    unexpected = [
+        r for r in results if isinstance(r, BaseException) and not isinstance(r, InsufficientPoints)
+    ]
+    assert not unexpected, unexpected[:3]
+    redeemed = sum(300 for r in results if not isinstance(r, BaseException | expiry.RunReport))
+    expired = sum(r.points_expired for r in results if isinstance(r, expiry.RunReport))
+    assert redeemed + expired == 1000 and len(expiry_postings(engine)) == 1
+    assert points(engine, "X1") == 0
+    audit_ok(engine)
