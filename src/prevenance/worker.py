@@ -14,6 +14,7 @@ from prevenance.common import outbox
 from prevenance.common.clock import Clock
 from prevenance.db import unit_of_work
 from prevenance.desk import incidents
+from prevenance.desk.mail_in import service as desk_mail
 from prevenance.loyalty import service as loyalty
 from prevenance.settings import Settings
 from prevenance.voice import invitations as voice_invitations
@@ -43,9 +44,10 @@ def run_once(
             delivered = outbox.deliver_pending(
                 session, handlers=HANDLERS, now=clock.now(), limit=OUTBOX_BATCH
             )
-    notices = invitations = 0
+    notices = invitations = desk_mails = 0
     if smtp_url:
         notices = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=clock.now())
+        desk_mails = desk_mail.send_pending(engine, smtp_url=smtp_url, now=clock.now())
         # Survey links are signed with the settings' secret key: the same settings as the survey page.
         invitations = voice_invitations.send_pending_invitations(
             engine, smtp_url=smtp_url, now=clock.now(), settings=settings
@@ -55,6 +57,7 @@ def run_once(
         "events_delivered": delivered,
         "notices_sent": notices,
         "invitations_sent": invitations,
+        "desk_mails_sent": desk_mails,
     }
 
 

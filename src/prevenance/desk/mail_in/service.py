@@ -105,6 +105,7 @@ def receive(
         attempts=0,
     )
     session.add(row)
+    session.flush()  # the attachments refer to it
     for position, attachment in enumerate(parsed.attachments):
         session.add(
             MailAttachment(
@@ -516,7 +517,7 @@ def case_thread(session: Session, *, case_id: str) -> list[dict[str, Any]]:
     rows = session.scalars(
         select(MailMessage)
         .where(MailMessage.case_id == case_id)
-        .order_by(MailMessage.received_at, MailMessage.id)
+        .order_by(MailMessage.received_at, MailMessage.direction, MailMessage.id)
     )
     return [_message_body(session, row) for row in rows]
 
