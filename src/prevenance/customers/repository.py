@@ -122,6 +122,9 @@ def members_by_email(session: Session, email: str, *, limit: int) -> list[Member
     """Members whose e-mail is ``email`` (case-insensitive; served by the lower(email) index)."""
     return list(
         session.scalars(
-            select(Member).where(func.lower(Member.email) == email.strip().lower()).order_by(Member.id).limit(limit)
+            select(Member)
+            .where(func.lower(Member.email) == email.strip().lower())
+            .order_by(Member.id)
+            .limit(limit)
         )
     )

@@ -21,7 +21,7 @@ from prevenance.db import read_session
 from prevenance.desk.mail_in import listener
 from prevenance.desk.mail_in import service as mail_service
 from prevenance.desk.mail_in.tables import MailMessage
-from prevenance.desk.tables import Case, Contact, Communication
+from prevenance.desk.tables import Case, Communication, Contact
 from tests.conftest import Api, member_body
 from tests.smtp_server import running_smtp
 
@@ -211,7 +211,12 @@ def test_unknown_sender_waits_in_triage_until_linked_or_discarded(
     stranger = next(item for item in queue if item["sender"] == "stranger@example.com")
     spam = next(item for item in queue if item["sender"] == "spam@example.com")
 
-    assert api.post(f"/v1/mail/messages/{stranger['id']}/link", {"member_ref": "M1"}, role="marketing").status_code == 403
+    assert (
+        api.post(
+            f"/v1/mail/messages/{stranger['id']}/link", {"member_ref": "M1"}, role="marketing"
+        ).status_code
+        == 403
+    )
     linked = api.post(
         f"/v1/mail/messages/{stranger['id']}/link",
         {"member_ref": "M1", "reason": "rewards.missing_points"},
@@ -228,7 +233,9 @@ def test_unknown_sender_waits_in_triage_until_linked_or_discarded(
 
     unknown = api.post(f"/v1/mail/messages/{spam['id']}/link", {"member_ref": "NOPE"}, role="agent")
     assert unknown.status_code == 422 and unknown.json()["field"] == "member_ref"
-    assert api.post(f"/v1/mail/messages/{spam['id']}/discard", {"reason": ""}, role="agent").status_code == 422
+    assert (
+        api.post(f"/v1/mail/messages/{spam['id']}/discard", {"reason": ""}, role="agent").status_code == 422
+    )
     discarded = api.post(f"/v1/mail/messages/{spam['id']}/discard", {"reason": "spam"}, role="supervisor")
     assert discarded.status_code == 200 and discarded.json()["discard_reason"] == "spam"
     late = api.post(f"/v1/mail/messages/{spam['id']}/link", {"member_ref": "M1"}, role="agent")
@@ -321,7 +328,10 @@ def test_html_is_sanitised_and_attachments_are_kept_under_the_cap(
     for banned in ("script", "onclick", "<img", "tracker.example", "javascript:", "<style"):
         assert banned not in html
     assert "<b>là</b>" in html and 'href="https://example.fr/doc"' in html and "noopener" in html
-    assert [(a["filename"], a["kept"]) for a in read["attachments"]] == [("releve.pdf", True), ("photo.png", False)]
+    assert [(a["filename"], a["kept"]) for a in read["attachments"]] == [
+        ("releve.pdf", True),
+        ("photo.png", False),
+    ]
     assert read["attachments"][1]["size_bytes"] == ATTACHMENT_MAX + 1
     pdf = api.get(f"/v1/mail/messages/{row.id}/attachments/0", role="agent")
     assert pdf.status_code == 200 and pdf.content == b"%PDF small"
@@ -346,7 +356,10 @@ def test_an_agent_answers_from_the_case_with_threading_headers(
     other = api.post(f"/v1/cases/{inbound.case_id}/replies", {**body, "body": "x"}, role="agent")
     assert other.status_code == 409
     assert api.post("/v1/cases/nope/replies", {**body, "id": "R2"}, role="agent").status_code == 404
-    assert api.post(f"/v1/cases/{inbound.case_id}/replies", {**body, "id": "R3"}, role="marketing").status_code == 403
+    assert (
+        api.post(f"/v1/cases/{inbound.case_id}/replies", {**body, "id": "R3"}, role="marketing").status_code
+        == 403
+    )
     case = api.get(f"/v1/cases/{inbound.case_id}").json()
     assert case["status"] == "resolved" and case["contacts"][-1]["direction"] == "outbound"
 

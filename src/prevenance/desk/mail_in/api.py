@@ -81,7 +81,12 @@ def post_mail_link(
     return run_in_transaction(
         engine,
         lambda s: service.link_message(
-            s, message_id=id, member_ref=body.member_ref, reason=body.reason, by=principal.name, now=clock.now()
+            s,
+            message_id=id,
+            member_ref=body.member_ref,
+            reason=body.reason,
+            by=principal.name,
+            now=clock.now(),
         ),
     )
 
@@ -93,7 +98,9 @@ def post_mail_discard(
     """Drop a message of triage with a reason (discarding again changes nothing)."""
     return run_in_transaction(
         engine,
-        lambda s: service.discard_message(s, message_id=id, reason=body.reason, by=principal.name, now=clock.now()),
+        lambda s: service.discard_message(
+            s, message_id=id, reason=body.reason, by=principal.name, now=clock.now()
+        ),
     )
 
 

@@ -23,7 +23,7 @@ STOP_WORDS = frozenset(
     please thank thanks hello dear regards best sent from could should about there their they them
     les des une pour que qui pas est sur dans par vous votre vos nous avec mais bonjour merci
     cordialement madame monsieur cette ces son ses aux elle ils sont ete etre avoir fait tres plus
-    """.split()
+    """.split()  # noqa: SIM905 - a list of words reads best as words
 )
 MIN_SAMPLES = 10  # fewer and the model suggests nothing (the configured default reason is used)
 
@@ -54,9 +54,7 @@ class Model:
     samples: int
 
     def _log_likelihood(self, reason: str, word: str) -> float:
-        return math.log(
-            (self.counts[reason].get(word, 0) + 1) / (self.totals[reason] + len(self.vocabulary))
-        )
+        return math.log((self.counts[reason].get(word, 0) + 1) / (self.totals[reason] + len(self.vocabulary)))
 
     def suggest(self, text: str, *, explain: int = 3) -> Suggestion | None:
         """The most probable reason for ``text``; None when the text has no known word."""

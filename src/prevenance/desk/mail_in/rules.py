@@ -159,7 +159,7 @@ def parse(raw: bytes, *, envelope_sender: str | None, attachment_max_bytes: int)
         to=_header(message, "To")[:1000],
         subject=_header(message, "Subject")[:SUBJECT_LENGTH],
         date=date,
-        in_reply_to=(message_ids(_header(message, "In-Reply-To")) or [None])[0],
+        in_reply_to=next(iter(message_ids(_header(message, "In-Reply-To"))), None),
         references=references,
         text=text if text is not None else (html_to_text(html) if html else ""),
         html=html,
@@ -237,7 +237,9 @@ def sanitise_html(html: str) -> str:
 
 def html_to_text(html: str) -> str:
     """A plain-text reading of an HTML-only message (for the contact's notes and the classifier)."""
-    text = html_entities.unescape(nh3.clean(re.sub(r"(?i)<br\s*/?>|</p>|</div>|</li>", "\n", html), tags=set()))
+    text = html_entities.unescape(
+        nh3.clean(re.sub(r"(?i)<br\s*/?>|</p>|</div>|</li>", "\n", html), tags=set())
+    )
     return re.sub(r"[ \t\xa0]+", " ", text).strip()[:TEXT_LENGTH]
 
 

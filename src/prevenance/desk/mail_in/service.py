@@ -202,6 +202,9 @@ def _file(
         now=now,
     )
     row.state, row.member_id, row.contact_id = "filed", member.id, row.id
+    session.execute(
+        update(MailAttachment).where(MailAttachment.message_pk == row.id).values(member_id=member.id)
+    )
     row.case_id = str(outcome.body["case_id"])
     if by is not None:
         row.handled_by, row.handled_at = by, now
@@ -230,9 +233,7 @@ def _queue_outbound(
 ) -> MailMessage:
     sender = _sender_address()
     message_id = f"<{new_id('out')}@{_domain(sender)}>"
-    references = (
-        rules.references_after(parent.thread_references.split(), parent.message_id) if parent else []
-    )
+    references = rules.references_after(parent.thread_references.split(), parent.message_id) if parent else []
     row = MailMessage(
         id=new_id("mail"),
         message_key=rules.message_key(message_id),
@@ -287,7 +288,9 @@ def _queue_acknowledgement(
         parent=row,
         member=member,
         case_id=row.case_id,
-        subject=rules.reply_subject(row.subject or i18n.translate(language, "mail_in.ack.subject"), row.case_id),
+        subject=rules.reply_subject(
+            row.subject or i18n.translate(language, "mail_in.ack.subject"), row.case_id
+        ),
         body=body,
         once_key=once_key,
         by=None,
@@ -392,7 +395,9 @@ def _reply(
         .limit(1)
     ).first()
     subject = rules.reply_subject(
-        parent.subject if parent else contacts.reason_labels(case.reason)[0 if member.language == "fr" else 1],
+        parent.subject
+        if parent
+        else contacts.reason_labels(case.reason)[0 if member.language == "fr" else 1],
         case.id,
     )
     row = _queue_outbound(
@@ -492,7 +497,9 @@ def list_messages(session: Session, *, state: str | None, limit: int = 50) -> di
     statement = select(MailMessage)
     if state is not None:
         statement = statement.where(MailMessage.state == state)
-    rows = session.scalars(statement.order_by(MailMessage.received_at.desc(), MailMessage.id.desc()).limit(limit))
+    rows = session.scalars(
+        statement.order_by(MailMessage.received_at.desc(), MailMessage.id.desc()).limit(limit)
+    )
     items = [_message_body(session, row, full=False) for row in rows]
     return {"state": state, "items": items}
 
@@ -648,7 +655,9 @@ def send_pending(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1
 
 def count_pending(session: Session, *, now: datetime | None = None) -> int:
     """Outbound messages still waiting for the relay."""
-    statement = select(func.count()).where(MailMessage.direction == "outbound", MailMessage.state == "pending")
+    statement = select(func.count()).where(
+        MailMessage.direction == "outbound", MailMessage.state == "pending"
+    )
     if now is not None:
         statement = statement.where(
             or_(MailMessage.next_attempt_at.is_(None), MailMessage.next_attempt_at <= now + timedelta(0))

@@ -89,6 +89,8 @@ class MailAttachment(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     message_pk: Mapped[str] = mapped_column(ForeignKey("desk_mail_messages.id"))
+    # Set when the message is filed under a member: an erasure deletes the member's files.
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True, index=True)
     position: Mapped[int] = mapped_column(Integer)
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(120))

@@ -55,13 +55,16 @@ def upgrade() -> None:
         sa.Column("last_attempt_at", UtcDateTime(timezone=True), nullable=True),
         sa.Column("next_attempt_at", UtcDateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.String(length=500), nullable=True),
-        sa.CheckConstraint("direction IN ('inbound', 'outbound')", name=op.f("ck_desk_mail_messages_direction")),
+        sa.CheckConstraint(
+            "direction IN ('inbound', 'outbound')", name=op.f("ck_desk_mail_messages_direction")
+        ),
         sa.CheckConstraint(
             "state IN ('triage', 'filed', 'discarded', 'ignored', 'pending', 'sent', 'failed')",
             name=op.f("ck_desk_mail_messages_state"),
         ),
         sa.CheckConstraint(
-            "kind IN ('mail', 'automated', 'acknowledgement', 'reply')", name=op.f("ck_desk_mail_messages_kind")
+            "kind IN ('mail', 'automated', 'acknowledgement', 'reply')",
+            name=op.f("ck_desk_mail_messages_kind"),
         ),
         sa.ForeignKeyConstraint(
             ["case_id"], ["desk_cases.id"], name=op.f("fk_desk_mail_messages_case_id_desk_cases")
@@ -80,6 +83,7 @@ def upgrade() -> None:
         "desk_mail_attachments",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("message_pk", sa.String(length=40), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("filename", sa.String(length=255), nullable=False),
         sa.Column("content_type", sa.String(length=120), nullable=False),
@@ -91,12 +95,17 @@ def upgrade() -> None:
             ["desk_mail_messages.id"],
             name=op.f("fk_desk_mail_attachments_message_pk_desk_mail_messages"),
         ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_desk_mail_attachments_member_id_members")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_desk_mail_attachments")),
     )
     op.create_index("ix_desk_mail_attachments_message", "desk_mail_attachments", ["message_pk", "position"])
+    op.create_index("ix_desk_mail_attachments_member_id", "desk_mail_attachments", ["member_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_desk_mail_attachments_member_id", table_name="desk_mail_attachments")
     op.drop_index("ix_desk_mail_attachments_message", table_name="desk_mail_attachments")
     op.drop_table("desk_mail_attachments")
     op.drop_index("ix_desk_mail_messages_member", table_name="desk_mail_messages")
