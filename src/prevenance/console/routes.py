@@ -24,6 +24,7 @@ from prevenance.console import (
     pages_dashboard,
     pages_desk,
     pages_executive,
+    pages_mail,
     pages_marketing,
     pages_portal,
     pages_voice,
@@ -170,5 +171,6 @@ for pages in (
     pages_voice,
     pages_executive,
     pages_marketing,
+    pages_mail,
 ):
     router.include_router(pages.router)
