@@ -132,7 +132,7 @@ def _message(
     at: datetime,
     in_reply_to: str | None = None,
     html: bool = False,
-    **headers: str,
+    headers: dict[str, str] | None = None,
 ) -> bytes:
     message = EmailMessage()
     message["From"] = sender
@@ -143,7 +143,7 @@ def _message(
     if in_reply_to:
         message["In-Reply-To"] = in_reply_to
         message["References"] = in_reply_to
-    for name, value in headers.items():
+    for name, value in (headers or {}).items():
         message[name] = value
     if html:
         message.set_content(body.replace("<p>", "").replace("</p>", "\n"))
@@ -245,7 +245,7 @@ def load_mail_demo(
             subject="Absence du bureau",
             body="Je suis absent jusqu'à lundi.",
             at=start + timedelta(hours=3, minutes=1),
-            **{"Auto-Submitted": "auto-replied"},
+            headers={"Auto-Submitted": "auto-replied"},
         ),
         start + timedelta(hours=3, minutes=1),
         lost.email,
