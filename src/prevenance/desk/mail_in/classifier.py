@@ -25,6 +25,8 @@ STOP_WORDS = frozenset(
     cordialement madame monsieur cette ces son ses aux elle ils sont ete etre avoir fait tres plus
     """.split()  # noqa: SIM905 - a list of words reads best as words
 )
+MAX_CHARS = 4000  # of a message's text read by the classifier
+MAX_WORDS = 200
 MIN_SAMPLES = 10  # fewer and the model suggests nothing (the configured default reason is used)
 
 
@@ -45,37 +47,34 @@ class Suggestion:
 
 @dataclass(frozen=True)
 class Model:
-    """Word counts per reason, with Laplace smoothing at prediction."""
+    """Per reason: its log prior and each known word's smoothed log likelihood (Laplace), computed
+    once at training so a suggestion is only lookups and sums."""
 
     priors: dict[str, float]  # log prior per reason
-    counts: dict[str, dict[str, int]]  # reason → word → count
-    totals: dict[str, int]  # reason → total words
-    vocabulary: frozenset[str]
+    log_likelihoods: dict[str, dict[str, float]]  # reason -> word -> log P(word | reason)
     samples: int
 
-    def _log_likelihood(self, reason: str, word: str) -> float:
-        return math.log((self.counts[reason].get(word, 0) + 1) / (self.totals[reason] + len(self.vocabulary)))
-
     def suggest(self, text: str, *, explain: int = 3) -> Suggestion | None:
-        """The most probable reason for ``text``; None when the text has no known word."""
-        words = [word for word in tokens(text) if word in self.vocabulary]
-        if not words or not self.priors:
+        """The most probable reason for ``text``; None when the text has no known word. Only the
+        first ``MAX_WORDS`` words count (a long message says what it is about early)."""
+        vocabulary = next(iter(self.log_likelihoods.values()), {})
+        words = [word for word in tokens(text[:MAX_CHARS]) if word in vocabulary][:MAX_WORDS]
+        if not words:
             return None
         scores = {
-            reason: prior + sum(self._log_likelihood(reason, word) for word in words)
+            reason: prior + sum(map(self.log_likelihoods[reason].__getitem__, words))
             for reason, prior in self.priors.items()
         }
         best = max(sorted(scores), key=lambda reason: scores[reason])
-        top = max(scores.values())
-        total = sum(math.exp(score - top) for score in scores.values())
-        probability = 1.0 / total
+        top = scores[best]
+        probability = 1.0 / sum(math.exp(score - top) for score in scores.values())
         others = [reason for reason in self.priors if reason != best]
 
-        def weight(word: str) -> float:  # how much more likely under ``best`` than the others' mean
+        def weight(word: str) -> float:  # how much likelier under ``best`` than under the others, on average
             if not others:
                 return 0.0
-            mean = sum(self._log_likelihood(reason, word) for reason in others) / len(others)
-            return self._log_likelihood(best, word) - mean
+            mean = sum(self.log_likelihoods[reason][word] for reason in others) / len(others)
+            return self.log_likelihoods[best][word] - mean
 
         ranked = sorted(set(words), key=lambda word: (-weight(word), word))
         return Suggestion(best, probability, tuple(word for word in ranked[:explain] if weight(word) > 0))
@@ -89,12 +88,16 @@ def train(samples: list[tuple[str, str]]) -> Model:
         per_reason[reason] += 1
         counts.setdefault(reason, Counter()).update(tokens(text))
     n = sum(per_reason.values())
-    vocabulary = frozenset(word for counter in counts.values() for word in counter)
+    vocabulary = sorted({word for counter in counts.values() for word in counter})
+    log_likelihoods = {}
+    for reason, counter in counts.items():
+        denominator = math.log(sum(counter.values()) + len(vocabulary))
+        log_likelihoods[reason] = {
+            word: math.log(counter.get(word, 0) + 1) - denominator for word in vocabulary
+        }
     return Model(
         priors={reason: math.log(count / n) for reason, count in per_reason.items()},
-        counts={reason: dict(counter) for reason, counter in counts.items()},
-        totals={reason: sum(counter.values()) for reason, counter in counts.items()},
-        vocabulary=vocabulary,
+        log_likelihoods=log_likelihoods,
         samples=n,
     )
 

@@ -5,13 +5,15 @@ HTML shown to agents. The service and the SMTP listener call these; tests call t
 from __future__ import annotations
 
 import email
-import email.policy
+import email.errors
 import hashlib
 import html as html_entities
 import re
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage, Message
+from email.header import decode_header, make_header
+from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
@@ -97,29 +99,64 @@ def automated_reason(headers: Message, *, envelope_sender: str | None) -> str | 
     return None
 
 
-def _text_of(part: Message | None) -> str | None:
-    if part is None:
-        return None
+def _decoded(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    charset = part.get_content_charset() or "utf-8"
     try:
-        content = part.get_content()  # type: ignore[attr-defined]
-    except (LookupError, ValueError, AssertionError):
-        payload = part.get_payload(decode=True)
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else None
-    return content[:TEXT_LENGTH] if isinstance(content, str) else None
+        return data.decode(charset, "replace")[:TEXT_LENGTH]
+    except LookupError:  # a charset Python does not know
+        return data.decode("utf-8", "replace")[:TEXT_LENGTH]
 
 
 def _header(message: Message, name: str) -> str:
+    """A header decoded (RFC 2047 encoded words) on one line; '' when absent or unreadable."""
+    value = message.get(name)
+    if value is None:
+        return ""
     try:
-        value = message.get(name)
-    except (ValueError, IndexError):  # a header the policy cannot parse
-        value = None
-    return " ".join(str(value).split()) if value is not None else ""
+        text = str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError, email.errors.HeaderParseError):
+        text = str(value)
+    return " ".join(text.split())
+
+
+def _parts(message: Message, attachment_max_bytes: int) -> tuple[str | None, str | None, list[Attachment]]:
+    """The first plain-text and HTML parts that are not attachments, and the attachments."""
+    text = html = None
+    attachments: list[Attachment] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        content_type = part.get_content_type()
+        disposition = str(part.get("Content-Disposition", "")).split(";")[0].strip().lower()
+        inline_text = disposition != "attachment" and content_type in ("text/plain", "text/html")
+        if inline_text and content_type == "text/plain" and text is None:
+            text = _decoded(part)
+        elif inline_text and content_type == "text/html" and html is None:
+            html = _decoded(part)
+        else:
+            payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
+            filename = part.get_filename() or "attachment"
+            with suppress(ValueError, LookupError, email.errors.HeaderParseError):
+                filename = str(make_header(decode_header(filename)))
+            attachments.append(
+                Attachment(
+                    filename=" ".join(filename.split())[:255] or "attachment",
+                    content_type=content_type[:120],
+                    size=len(data),
+                    content=data if len(data) <= attachment_max_bytes else None,
+                )
+            )
+    return text, html, attachments
 
 
 def parse(raw: bytes, *, envelope_sender: str | None, attachment_max_bytes: int) -> ParsedMail:
-    """Read a raw RFC 5322 message. A message without a Message-ID gets one derived from its
-    bytes, so the same bytes delivered twice are still one message."""
-    message = email.message_from_bytes(raw, policy=email.policy.default)
+    """Read a raw RFC 5322 message (the compat32 parser: headers decoded only when read, which
+    keeps a burst of mail cheap). A message without a Message-ID gets one derived from its bytes,
+    so the same bytes delivered twice are still one message."""
+    message = email.message_from_bytes(raw)
     message_id = (message_ids(_header(message, "Message-ID")) or [""])[0][:MESSAGE_ID_LENGTH]
     if not message_id:
         message_id = f"<{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
@@ -129,26 +166,11 @@ def parse(raw: bytes, *, envelope_sender: str | None, attachment_max_bytes: int)
     if _header(message, "Date"):
         try:
             date = parsedate_to_datetime(_header(message, "Date"))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             date = None
     if date is not None and date.tzinfo is None:
         date = None
-    text = html = None
-    attachments: list[Attachment] = []
-    if isinstance(message, EmailMessage):
-        text = _text_of(message.get_body(preferencelist=("plain",)))
-        html = _text_of(message.get_body(preferencelist=("html",)))
-        for part in message.iter_attachments():
-            payload = part.get_payload(decode=True)
-            data = payload if isinstance(payload, bytes) else b""
-            attachments.append(
-                Attachment(
-                    filename=(part.get_filename() or "attachment")[:255],
-                    content_type=part.get_content_type()[:120],
-                    size=len(data),
-                    content=data if len(data) <= attachment_max_bytes else None,
-                )
-            )
+    text, html, attachments = _parts(message, attachment_max_bytes)
     references = message_ids(_header(message, "References"))[-REFERENCES_KEPT:]
     language = _header(message, "Content-Language")[:2].lower() or None
     return ParsedMail(

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from email.utils import formataddr
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import i18n, mail
@@ -56,8 +56,15 @@ def _domain(address: str) -> str:
     return address.rsplit("@", 1)[-1] if "@" in address else "prevenance.example"
 
 
+_ID_BY_KEY = select(MailMessage.id).where(MailMessage.message_key == bindparam("p_key"))
+_MESSAGES: Table = MailMessage.__table__  # type: ignore[assignment]
+_ATTACHMENTS: Table = MailAttachment.__table__  # type: ignore[assignment]
+
+
 def _by_key(session: Session, key: str) -> MailMessage | None:
-    return session.scalars(select(MailMessage).where(MailMessage.message_key == key)).first()
+    """The stored message with this key (one indexed lookup; the row is loaded only when found)."""
+    found = session.execute(_ID_BY_KEY, {"p_key": key}).scalar_one_or_none()
+    return session.get(MailMessage, found) if found is not None else None
 
 
 def receive(
@@ -81,48 +88,61 @@ def receive(
     suggestion = None
     if automated is None and model is not None:
         suggestion = model.suggest(f"{parsed.subject}\n{parsed.text}")
-    row = MailMessage(
-        id=new_id("mail"),
-        message_key=parsed.key,
-        message_id=parsed.message_id,
-        direction="inbound",
-        kind="automated" if automated else "mail",
-        state="ignored" if automated else "triage",
-        sender=parsed.sender,
-        sender_name=parsed.sender_name,
-        recipients=parsed.to,
-        subject=parsed.subject,
-        text_body=parsed.text,
-        html_body=parsed.html,
-        in_reply_to=parsed.in_reply_to,
-        thread_references=" ".join(parsed.references),
-        language=parsed.language_hint,
-        size_bytes=len(raw),
-        automated=automated,
-        suggested_reason=suggestion.reason if suggestion else None,
-        suggestion_words=", ".join(suggestion.words)[:200] if suggestion else None,
-        received_at=now,
-        attempts=0,
-    )
-    session.add(row)
-    session.flush()  # the attachments refer to it
-    for position, attachment in enumerate(parsed.attachments):
-        session.add(
-            MailAttachment(
-                message_pk=row.id,
-                position=position,
-                filename=attachment.filename,
-                content_type=attachment.content_type,
-                size_bytes=attachment.size,
-                kept=attachment.content is not None,
-                content=attachment.content,
-            )
+    values = {
+        "id": new_id("mail"),
+        "message_key": parsed.key,
+        "message_id": parsed.message_id,
+        "once_key": None,
+        "direction": "inbound",
+        "kind": "automated" if automated else "mail",
+        "state": "ignored" if automated else "triage",
+        "member_id": None,
+        "case_id": None,
+        "contact_id": None,
+        "sender": parsed.sender,
+        "sender_name": parsed.sender_name,
+        "recipients": parsed.to,
+        "subject": parsed.subject,
+        "text_body": parsed.text,
+        "html_body": parsed.html,
+        "in_reply_to": parsed.in_reply_to,
+        "thread_references": " ".join(parsed.references),
+        "language": parsed.language_hint,
+        "size_bytes": len(raw),
+        "automated": automated,
+        "suggested_reason": suggestion.reason if suggestion else None,
+        "suggestion_words": ", ".join(suggestion.words)[:200] if suggestion else None,
+        "received_at": now,
+        "attempts": 0,
+    }
+    # Core inserts: a burst of mail is the hot path, and the ORM's unit of work costs more than
+    # the rows (the row is loaded back below only when it is filed).
+    session.execute(insert(_MESSAGES), values)
+    if parsed.attachments:
+        session.execute(
+            insert(_ATTACHMENTS),
+            [
+                {
+                    "message_pk": values["id"],
+                    "member_id": None,
+                    "position": position,
+                    "filename": attachment.filename,
+                    "content_type": attachment.content_type,
+                    "size_bytes": attachment.size,
+                    "kept": attachment.content is not None,
+                    "content": attachment.content,
+                }
+                for position, attachment in enumerate(parsed.attachments)
+            ],
         )
-    session.flush()
-    if automated is None:
-        members = customers.find_by_email(session, email=parsed.sender) if parsed.sender else []
-        if len(members) == 1:
-            _file(session, row=row, member=members[0], reason=None, by=None, now=now)
+    if automated is not None:
+        return Received(str(values["id"]), str(values["state"]), False, None, None)
+    members = customers.find_by_email(session, email=parsed.sender) if parsed.sender else []
+    if len(members) != 1:
+        return Received(str(values["id"]), "triage", False, None, None)
+    row = session.get(MailMessage, values["id"])
+    assert row is not None
+    _file(session, row=row, member=members[0], reason=None, by=None, now=now)
     return _received(session, row, duplicate=False)
 
 
