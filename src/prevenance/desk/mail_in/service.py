@@ -115,16 +115,32 @@ def receive(
         "received_at": now,
         "attempts": 0,
     }
-    # Core inserts: a burst of mail is the hot path, and the ORM's unit of work costs more than
-    # the rows (the row is loaded back below only when it is filed).
-    session.execute(insert(_MESSAGES), values)
+    members = []
+    if automated is None and parsed.sender:
+        members = customers.find_by_email(session, email=parsed.sender)
+    if len(members) != 1:
+        # Core inserts: a burst of mail is the hot path, and the ORM's unit of work costs more than
+        # the rows.
+        session.execute(insert(_MESSAGES), values)
+        _insert_attachments(session, parsed, message_pk=str(values["id"]), member_id=None)
+        return Received(str(values["id"]), str(values["state"]), False, None, None)
+    row = MailMessage(**values)
+    session.add(row)
+    _file(session, row=row, member=members[0], reason=None, by=None, now=now)
+    _insert_attachments(session, parsed, message_pk=row.id, member_id=members[0].id)
+    return _received(session, row, duplicate=False)
+
+
+def _insert_attachments(
+    session: Session, parsed: rules.ParsedMail, *, message_pk: str, member_id: int | None
+) -> None:
     if parsed.attachments:
         session.execute(
             insert(_ATTACHMENTS),
             [
                 {
-                    "message_pk": values["id"],
-                    "member_id": None,
+                    "message_pk": message_pk,
+                    "member_id": member_id,
                     "position": position,
                     "filename": attachment.filename,
                     "content_type": attachment.content_type,
@@ -135,15 +151,6 @@ def receive(
                 for position, attachment in enumerate(parsed.attachments)
             ],
         )
-    if automated is not None:
-        return Received(str(values["id"]), str(values["state"]), False, None, None)
-    members = customers.find_by_email(session, email=parsed.sender) if parsed.sender else []
-    if len(members) != 1:
-        return Received(str(values["id"]), "triage", False, None, None)
-    row = session.get(MailMessage, values["id"])
-    assert row is not None
-    _file(session, row=row, member=members[0], reason=None, by=None, now=now)
-    return _received(session, row, duplicate=False)
 
 
 def _received(session: Session, row: MailMessage, *, duplicate: bool) -> Received:
@@ -198,6 +205,10 @@ def _file(
     """Make the message a contact (channel email, inbound) in its thread's case or a new one, and
     queue the thread's acknowledgement when the message opened the case."""
     cfg = mail_config.current()
+    # Filed before the contact is logged: the row is then written once, already filed.
+    row.state, row.member_id, row.contact_id = "filed", member.id, row.id
+    if by is not None:
+        row.handled_by, row.handled_at = by, now
     case_id = _thread_case(session, row=row, member_id=member.id)
     if reason is None and row.suggested_reason is None and case_id is not None:
         case = session.get(Case, case_id)
@@ -221,13 +232,11 @@ def _file(
         ),
         now=now,
     )
-    row.state, row.member_id, row.contact_id = "filed", member.id, row.id
-    session.execute(
-        update(MailAttachment).where(MailAttachment.message_pk == row.id).values(member_id=member.id)
-    )
     row.case_id = str(outcome.body["case_id"])
-    if by is not None:
-        row.handled_by, row.handled_at = by, now
+    if by is not None:  # filed from triage by an agent: the message's files become the member's
+        session.execute(
+            update(MailAttachment).where(MailAttachment.message_pk == row.id).values(member_id=member.id)
+        )
     session.flush()
     if case_id is None:
         _queue_acknowledgement(session, row=row, member=member, reason=reason, now=now)
@@ -285,11 +294,9 @@ def _queue_outbound(
 def _queue_acknowledgement(
     session: Session, *, row: MailMessage, member: Any, reason: str, now: datetime
 ) -> None:
-    """Once per thread: the ``once_key`` names the case, so a second message of the same case (or
-    a replayed filing) queues nothing."""
+    """Once per thread: called only for the message that opened the case, and the ``once_key``
+    (unique) names the case, so the database refuses a second one whatever happens."""
     once_key = f"ack:{row.case_id}"
-    if session.scalars(select(MailMessage.id).where(MailMessage.once_key == once_key)).first():
-        return
     assert row.case_id is not None
     hours = rules.promised_hours(reason, mail_config.current().response_hours)
     language = member.language
