@@ -20,7 +20,7 @@ from prevenance.common.clock import FrozenClock
 from prevenance.db import read_session
 from prevenance.desk.mail_in import listener
 from prevenance.desk.mail_in import service as mail_service
-from prevenance.desk.mail_in.tables import MailMessage
+from prevenance.desk.mail_in.tables import MailAttachment, MailMessage
 from prevenance.desk.tables import Case, Communication, Contact
 from tests.conftest import Api, member_body
 from tests.smtp_server import running_smtp
@@ -382,3 +382,23 @@ def test_an_agent_answers_from_the_case_with_threading_headers(
     thread = api.get(f"/v1/cases/{inbound.case_id}/mail", role="agent").json()
     assert [m["kind"] for m in thread] == ["mail", "acknowledgement", "reply", "mail"]
     assert [m["state"] for m in thread][1:3] == ["sent", "sent"]
+
+
+def test_erasure_blanks_the_members_mail_and_deletes_their_files(
+    api: Api, engine: Engine, clock: FrozenClock, mail_in: MailIn
+) -> None:
+    api.put("/v1/members/M1", member_body())
+    mail = message(body="Mon IBAN est FR76...")
+    mail.add_attachment(b"secret", maintype="application", subtype="pdf", filename="rib.pdf")
+    mail_in.send(mail)
+    [row] = rows(engine, direction="inbound")
+    erased = api.post("/v1/members/M1/erase")
+    assert erased.status_code == 200, erased.text
+    [after] = rows(engine, id=row.id)
+    assert (after.sender, after.subject, after.text_body, after.html_body) == ("", "", "", None)
+    assert count(engine, MailAttachment) == 0
+    [ack] = rows(engine, kind="acknowledgement")
+    assert ack.recipients == ""  # never sent to an erased member
+    with running_smtp() as relay:
+        assert mail_service.send_pending(engine, smtp_url=relay.url, now=clock.now()) == 0
+        assert relay.inbox.take() == []
