@@ -274,7 +274,8 @@ def main() -> None:
         engine.dispose()
         print()
         print(
-            f"{'listener':<28}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'CPU s':>8}{'peak MiB':>10}"
+            f"{'listener':<28}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'CPU s':>8}"
+            f"{'msg/CPU s':>11}{'peak MiB':>10}"
         )
         for label, row in (
             ("bare aiosmtpd (Sink)", bare),

@@ -24,7 +24,10 @@ def mail_in(
     writers: int = typer.Option(0, help="threads storing messages (0: 1 on SQLite, 4 otherwise)"),
 ) -> None:
     """Accept mail for PREVENANCE_MAIL_IN_ADDRESSES until stopped (Ctrl-C or SIGTERM)."""
+    from prevenance.logging import configure
+
     settings = get_settings()
+    configure(json=settings.log_json)
     engine = engine_from_settings()
     addresses = mail_config.addresses(settings.mail_in_addresses)
     if not addresses:
