@@ -26,6 +26,7 @@ from prevenance.db import make_engine
 from prevenance.desk.api import router as desk_router
 from prevenance.desk.chat.api import router as chat_router
 from prevenance.desk.concierge_api import router as concierge_router
+from prevenance.desk.mail_in.api import router as mail_in_router
 from prevenance.logging import RedactRequestSecrets, install_uvicorn_redaction
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
@@ -149,6 +150,7 @@ def create_app(
     app.include_router(chat_router)
     app.include_router(chat_moments_router)
     app.include_router(concierge_router)
+    app.include_router(mail_in_router)
     app.include_router(member360_router)
     app.include_router(incidents_router)
     app.include_router(voice_router)

@@ -16,6 +16,7 @@ from prevenance.common import outbox
 from prevenance.common.clock import Clock
 from prevenance.db import unit_of_work
 from prevenance.desk import incidents
+from prevenance.desk.mail_in import service as desk_mail
 from prevenance.loyalty import service as loyalty
 from prevenance.settings import Settings
 from prevenance.voice import invitations as voice_invitations
@@ -45,10 +46,11 @@ def run_once(
             delivered = outbox.deliver_pending(
                 session, handlers=HANDLERS, now=clock.now(), limit=OUTBOX_BATCH
             )
-    notices = invitations = warnings = 0
+    notices = invitations = warnings = desk_mails = 0
     if smtp_url:
         warnings = loyalty.send_pending_warnings(engine, smtp_url=smtp_url, now=clock.now())
         notices = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=clock.now())
+        desk_mails = desk_mail.send_pending(engine, smtp_url=smtp_url, now=clock.now())
         # Survey links are signed with the settings' secret key: the same settings as the survey page.
         invitations = voice_invitations.send_pending_invitations(
             engine, smtp_url=smtp_url, now=clock.now(), settings=settings
@@ -59,6 +61,7 @@ def run_once(
         "notices_sent": notices,
         "invitations_sent": invitations,
         "expiry_warnings_sent": warnings,
+        "desk_mails_sent": desk_mails,
     }
 
 

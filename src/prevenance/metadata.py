@@ -8,6 +8,7 @@ from prevenance.console import tables as console_tables  # noqa: F401
 from prevenance.customers import tables as customers_tables  # noqa: F401
 from prevenance.desk import tables as desk_tables  # noqa: F401
 from prevenance.desk.chat import tables as chat_tables  # noqa: F401
+from prevenance.desk.mail_in import tables as mail_in_tables  # noqa: F401
 from prevenance.loyalty import tables as loyalty_tables  # noqa: F401
 from prevenance.offers import tables as offers_tables  # noqa: F401
 from prevenance.voice import tables as voice_tables  # noqa: F401

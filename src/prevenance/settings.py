@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     # transaction, and how long a batch not yet full waits for more (milliseconds).
     earn_batch_max: int = 64
     earn_batch_linger_ms: float = 2.0
+    # Inbound mail (``prevenance desk mail-in``): the addresses accepted (comma-separated; others are
+    # refused 550), the largest message accepted (larger: SMTP 552) and the largest attachment kept
+    # (larger: listed, not kept). Acknowledgements and answers leave from the first address.
+    mail_in_addresses: str = "service@prevenance.example"
+    mail_in_max_bytes: int = 10_485_760
+    mail_in_attachment_max_bytes: int = 5_242_880
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -14,6 +14,7 @@ from prevenance.demo.desk_plan import plan_desk
 from prevenance.demo.generator import DemoMismatch, load_demo, plan
 from prevenance.desk import service as desk
 from prevenance.desk.chat.tables import ChatConversation, ChatMessage
+from prevenance.desk.mail_in import service as mail_service
 from prevenance.desk.tables import (
     BenefitExplanation,
     BenefitUsage,
@@ -66,7 +67,8 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
     summary = load_demo(engine, members=MEMBERS, seed=SEED, desk_scale=SCALE)
     assert summary["ok"] == 1
     counts = _counts(engine)
-    assert counts["Contact"] == summary["contacts"] > 300
+    assert counts["Contact"] == summary["contacts"] + summary["mail_contacts"] > 300
+    assert summary["mail_messages"] == 7 and summary["mail_contacts"] == 8  # 3 answers among them
     assert counts["Communication"] == summary["communications"] > 0
     assert counts["CardReplacement"] == summary["card_replacements"]
     assert counts["Case"] < counts["Contact"]  # some cases took several contacts
@@ -75,6 +77,9 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
         channels = set(session.scalars(select(Contact.channel).distinct()))
         reasons = set(session.scalars(select(Contact.reason).distinct()))
         kinds = set(session.scalars(select(Communication.kind).distinct()))
+        assert mail_service.count_triage(session) == 1  # one unknown sender waits; the other was linked
+        assert len(mail_service.list_messages(session, state="ignored")["items"]) == 1  # the auto-reply
+        assert mail_service.count_pending(session) == 4 + 3  # 4 threads acknowledged, 3 answers
         last = session.execute(select(func.max(Contact.started_at))).scalar_one()
         assert {"phone", "email", "chat"} <= channels and len(channels) >= 4
         assert len(reasons) >= 8 and reasons <= {r["code"] for r in desk.list_reasons()}

@@ -26,6 +26,7 @@ from prevenance.console import (
     pages_desk,
     pages_executive,
     pages_incidents,
+    pages_mail,
     pages_marketing,
     pages_portal,
     pages_voice,
@@ -175,5 +176,6 @@ for pages in (
     pages_executive,
     pages_marketing,
     pages_incidents,
+    pages_mail,
 ):
     router.include_router(pages.router)

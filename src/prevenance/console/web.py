@@ -302,6 +302,7 @@ def screens_for(p: Page) -> list[tuple[str, str]]:
     if role in (Role.ADMIN, *DESK):
         found.append(("/console/desk", p.t("nav.desk")))
         found.append(("/console/chat", p.t("nav.chat")))
+        found.append(("/console/mail", p.t("mail_in.console.title")))
     if role in (Role.ADMIN, *CONCIERGE):
         found.append(("/console/concierge", p.t("nav.concierge")))
     if role in (Role.ADMIN, *DASHBOARD):

@@ -125,3 +125,15 @@ def access_entries(
     if before_id is not None:
         statement = statement.where(AccessLogEntry.id < before_id)
     return list(session.scalars(statement.order_by(AccessLogEntry.id.desc()).limit(limit)))
+
+
+def members_by_email(session: Session, email: str, *, limit: int) -> list[Member]:
+    """Members whose e-mail is ``email`` (case-insensitive; served by the lower(email) index)."""
+    return list(
+        session.scalars(
+            select(Member)
+            .where(func.lower(Member.email) == email.strip().lower())
+            .order_by(Member.id)
+            .limit(limit)
+        )
+    )

@@ -130,6 +130,14 @@ def list_summaries_by_refs(session: Session, *, refs: list[str]) -> dict[str, Me
     return {row[1]: MemberSummary(*row) for row in repository.member_summaries_by_refs(session, refs)}
 
 
+def find_by_email(session: Session, *, email: str, limit: int = 2) -> list[Member]:
+    """The members (erased ones left out) whose e-mail address is ``email``, case-insensitive;
+    more than one means the address alone does not say who wrote."""
+    return [m for m in repository.members_by_email(session, email, limit=limit + 5) if not is_erased(m)][
+        :limit
+    ]
+
+
 def find_member_by_id(session: Session, *, member_id: int) -> Member | None:
     """The member with this internal id, or None."""
     return repository.member_by_id(session, member_id)

@@ -17,6 +17,7 @@ from prevenance.common.problems import PrevenanceError
 from prevenance.customers import service as customers
 from prevenance.db import read_session, unit_of_work
 from prevenance.demo.desk_plan import CHUNK, DeskEvent, Person, id_prefix, plan_desk
+from prevenance.demo.mail import contact_note
 from prevenance.desk import concierge as concierge_desk
 from prevenance.desk import incidents as incident_desk
 from prevenance.desk import service as desk
@@ -58,7 +59,7 @@ def _play(
                 reason=data["reason"],
                 started_at=anchor - timedelta(seconds=data["started"]),
                 ended_at=anchor - timedelta(seconds=data["ended"]),
-                notes=f"Demo contact about {data['reason']}.",
+                notes=contact_note(data["reason"], data["id"]),
                 outcome=data["outcome"],
                 case_id=state.cases.get(data["matter"]),
             ),

@@ -669,6 +669,9 @@ def load_demo(
         from prevenance.demo.desk import load_desk
 
         summary.update(load_desk(engine, people=story.people, seed=seed, scale=desk_scale, anchor=anchor))
+        from prevenance.demo.mail import load_mail_demo
+
+        summary.update(load_mail_demo(engine, people=story.people, seed=seed, anchor=anchor))
         from prevenance.demo.voice import load_voice_demo
 
         summary.update({f"voice_{k}": v for k, v in load_voice_demo(engine, seed=seed, now=anchor).items()})

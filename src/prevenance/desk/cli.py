@@ -12,6 +12,7 @@ from prevenance.common.problems import PrevenanceError
 from prevenance.db import read_session
 from prevenance.desk import incidents, service
 from prevenance.desk.chat.cli import app as chat_app
+from prevenance.desk.mail_in.cli import register as register_mail_commands
 
 app = typer.Typer(help="The service desk: contacts, cases, emergency cards.", no_args_is_help=True)
 app.add_typer(chat_app, name="chat")
@@ -160,3 +161,6 @@ def send_notices(
     with read_session(engine) as session:
         pending, failed = incidents.count_pending(session), incidents.count_failed(session)
     typer.echo(f"{sent} notice(s) sent; {pending} pending; {failed} failed")
+
+
+register_mail_commands(app)

@@ -102,6 +102,24 @@ EXPORT: dict[str, dict[str, str]] = {
         "id incident_id member_id kind language subject body status created_at sent_at attempts "
         "last_attempt_at next_attempt_at last_error"
     ),
+    "desk_mail_messages": {
+        **_all(
+            "id member_id case_id contact_id direction kind state message_id sender sender_name "
+            "recipients subject text_body html_body in_reply_to thread_references language size_bytes "
+            "automated received_at sent_at attempts last_attempt_at next_attempt_at last_error"
+        ),
+        "message_key": DIGEST,
+        "once_key": "withheld: an internal key that makes the thread's acknowledgement unique",
+        "suggested_reason": "withheld: the desk's internal triage suggestion; the contact's reason is exported",
+        "suggestion_words": "withheld: the desk's internal triage suggestion",
+        "discard_reason": STAFF_NOTE,
+        "handled_by": STAFF_ID,
+        "handled_at": "withheld: when a staff member handled it, part of their work record",
+    },
+    "desk_mail_attachments": {
+        **_all("id message_pk member_id position filename content_type size_bytes kept"),
+        "content": "withheld: the file the member sent, given back as a file on request, not inside JSON",
+    },
     "desk_concierge_requests": {
         **_all(
             "id member_id member_ref category title details city country due_at status created_at updated_at"
@@ -190,6 +208,20 @@ PERSONAL: dict[str, dict[str, str | None]] = {
     "chat_conversations": {"member_ref": PSEUDONYM},
     "chat_messages": {"text": ""},
     "desk_incident_notices": {"subject": "", "body": "", "last_error": None},
+    "desk_mail_messages": {
+        "message_id": "",
+        "sender": "",
+        "sender_name": "",
+        "recipients": "",
+        "subject": "",
+        "text_body": "",
+        "html_body": None,
+        "in_reply_to": None,
+        "thread_references": "",
+        "suggestion_words": None,
+        "discard_reason": None,
+        "last_error": None,
+    },
     "miles_export_lines": {"member_ref": PSEUDONYM},
     "voice_answers": {"comment": "", "suggestion": ""},
     "voice_suggestions": {"text": "", "note": ""},
@@ -201,7 +233,7 @@ PERSONAL: dict[str, dict[str, str | None]] = {
 # Written by their own functions (the rest of PERSONAL by the generic loop).
 WRITTEN_APART = ("members", "console_users", "api_keys", "idempotency_keys", "outbox_events")
 # Tables whose rows about the member are deleted outright (preferences of a person, nothing counted).
-DELETED = ("desk_member_tastes",)
+DELETED = ("desk_member_tastes", "desk_mail_attachments")
 
 _CODE = "a code or status from a fixed list, no free text"
 _STAFF = "a staff member's or system's identity, not the customer's data"
@@ -380,6 +412,20 @@ KEPT: dict[str, dict[str, str]] = {
         "kind": _CODE,
         "language": _CODE,
         "status": _CODE,
+    },
+    "desk_mail_messages": {
+        "id": _ID,
+        "message_key": "the digest of a Message-ID: keeps a redelivered message from reopening anything",
+        "once_key": _ID,
+        "direction": _CODE,
+        "kind": _CODE,
+        "state": _CODE,
+        "case_id": _ID,
+        "contact_id": _ID,
+        "language": _CODE,
+        "automated": _CODE,
+        "suggested_reason": _CODE,
+        "handled_by": _STAFF,
     },
     "desk_concierge_requests": {
         "id": _ID,
