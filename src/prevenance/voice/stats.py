@@ -151,6 +151,7 @@ class Shrunk:
     """2.5% and 97.5% posterior quantiles (equal-tailed 95% interval)."""
     sd: FloatArray
     p_above_target: FloatArray | None
+    """P(true score > target), read at the team mean's one-sided bounds (``shrink_rtf``); None without target."""
     prior_mean: FloatArray
     """The team mean the agent is pulled toward (posterior mean of mu, averaged over tau)."""
     tau2: FloatArray
@@ -415,16 +416,14 @@ def shrink_normal(
         # (or under) the target. margin = 0 gives the plain posterior probability.
         t = float(target) / 100.0
         if team_mean_margin > 0:
-            var_c = var
 
             def p_above_at(shift: float) -> FloatArray:
                 centre = mean + (1.0 - keep) * shift * sd_mu
-                sd_c = np.sqrt(np.maximum(var_c, 1e-12))
-                ca, cb = _phi_cdf((lo - centre) / sd_c), _phi_cdf((hi - centre) / sd_c)
+                ca, cb = _phi_cdf((lo - centre) / sd), _phi_cdf((hi - centre) / sd)
                 mass_c = np.maximum(cb - ca, 1e-300)
                 om = weight_tau * mass_c
                 om /= om.sum(axis=1, keepdims=True)
-                inside = np.clip((cb - _phi_cdf((t - centre) / sd_c)) / mass_c, 0.0, 1.0)
+                inside = np.clip((cb - _phi_cdf((t - centre) / sd)) / mass_c, 0.0, 1.0)
                 return np.asarray((om * inside).sum(axis=1), dtype=np.float64)
 
             p_low, p_high = p_above_at(-team_mean_margin), p_above_at(team_mean_margin)
@@ -466,7 +465,9 @@ def shrink_rtf(
     posterior, a mixture of normals truncated to [-1, 1]. Teams with fewer than ``min_group`` agents
     with answers use the likelihood of tau of their country's teams (``countries``: one label per agent,
     the team's country is its agents' most frequent), failing that of all teams.
-    ``p_above_target`` = P(true RTF > target | data).
+    ``p_above_target`` = P(true RTF > target | data) read with the team mean at its one-sided 95%
+    bounds (``team_mean_margin`` posterior sds below and above), the reading closest to 0.5 (0.5 if
+    they straddle it): never more decided than the plain posterior, which ``team_mean_margin=0`` gives.
     """
     p_count = np.asarray(promoters, dtype=np.float64)
     d_count = np.asarray(detractors, dtype=np.float64)
