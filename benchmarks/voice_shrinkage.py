@@ -12,8 +12,10 @@ Every team is scored alone (each its own country, so nothing is borrowed between
 ``stats.shrink_rtf``. Printed per scenario and target: the coverage of the 95% posterior intervals,
 how many agents were stated P(above target) >= 0.9 and the share of them truly above, and the same
 for P <= 0.1 (truly below). ``--pooled`` also runs countries of 5 teams (the three-level model).
+Targets: 10 points below the mean, at it, 5 and 15 points above it, and the pay target 60.
+``--margin 0`` gives the plain posterior probability (before P was read at the team mean's bounds).
 
-    python benchmarks/voice_shrinkage.py [--teams 2000] [--seed 1] [--pooled]
+    python benchmarks/voice_shrinkage.py [--teams 2000] [--seed 1] [--pooled] [--margin 0]
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ def simulate(
     return promoters, detractors, n, theta * 100
 
 
-def report(teams: int, seed: int, per_country: int = 1, team_sd: float = 0.0) -> None:
+def report(
+    teams: int, seed: int, per_country: int = 1, team_sd: float = 0.0, margin: float = stats.TEAM_MEAN_MARGIN
+) -> None:
     rng = np.random.default_rng(seed)
     print(
         f"{teams} teams of {AGENTS} agents, 3..39 answers each"
@@ -81,10 +85,16 @@ def report(teams: int, seed: int, per_country: int = 1, team_sd: float = 0.0) ->
         for name, mean, sd in SCENARIOS:
             promoters, detractors, n, truth = simulate(mean, sd, teams, generator, rng, team_sd)
             team = np.repeat(np.arange(teams), AGENTS)
-            for target in sorted({60.0, mean - 10.0, mean + 5.0}):
+            for target in sorted({60.0, mean - 10.0, mean, mean + 5.0, mean + 15.0}):
                 started = time.perf_counter()
                 shrunk = stats.shrink_rtf(
-                    promoters, detractors, n, teams=team, countries=team // per_country, target=target
+                    promoters,
+                    detractors,
+                    n,
+                    teams=team,
+                    countries=team // per_country,
+                    target=target,
+                    team_mean_margin=margin,
                 )
                 assert shrunk.p_above_target is not None
                 covered = ((shrunk.ci_low <= truth) & (truth <= shrunk.ci_high)).mean()
@@ -106,11 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teams", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pooled", action="store_true", help="also countries of 5 teams (three levels)")
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=stats.TEAM_MEAN_MARGIN,
+        help="P(above) read at the team mean -/+ this many sd (default 1.645; 0 = plain posterior)",
+    )
     args = parser.parse_args(argv)
-    report(args.teams, args.seed)
+    report(args.teams, args.seed, margin=args.margin)
     if args.pooled:
-        report(args.teams, args.seed + 1, per_country=5, team_sd=0.0)
-        report(args.teams, args.seed + 2, per_country=5, team_sd=5.0)
+        report(args.teams, args.seed + 1, per_country=5, team_sd=0.0, margin=args.margin)
+        report(args.teams, args.seed + 2, per_country=5, team_sd=5.0, margin=args.margin)
     return 0
 
 

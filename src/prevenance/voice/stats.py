@@ -151,6 +151,7 @@ class Shrunk:
     """2.5% and 97.5% posterior quantiles (equal-tailed 95% interval)."""
     sd: FloatArray
     p_above_target: FloatArray | None
+    """P(true score > target), read at the team mean's one-sided bounds (``shrink_rtf``); None without target."""
     prior_mean: FloatArray
     """The team mean the agent is pulled toward (posterior mean of mu, averaged over tau)."""
     tau2: FloatArray
@@ -166,6 +167,10 @@ TAU_POINTS = 41
 
 SHRINK_MIN_GROUP = 3
 """A team needs this many agents with answers to estimate its own between-agent variance."""
+
+TEAM_MEAN_MARGIN = 1.6448536269514722
+"""P(above target) is read at the team mean's one-sided 95% bounds, this many posterior standard
+deviations of the team mean below and above it (docs/methods.md#shrinkage); 0 = the plain posterior."""
 
 
 def _erf(x: FloatArray) -> FloatArray:
@@ -242,6 +247,7 @@ def shrink_normal(
     bounds: tuple[float, float] = (-1.0, 1.0),
     tau_max: float = 0.6,
     min_group: int = SHRINK_MIN_GROUP,
+    team_mean_margin: float = TEAM_MEAN_MARGIN,
 ) -> Shrunk:
     """Hierarchical normal model with the between-agent variance integrated out (see ``shrink_rtf``).
 
@@ -403,7 +409,27 @@ def shrink_normal(
     high = np.maximum(quantile(0.975), post_mean)
     above: FloatArray | None = None
     if target is not None:
-        above = np.clip(1.0 - cdf(np.full(size, float(target) / 100.0)), 0.0, 1.0)
+        # P(above target) at the team mean's one-sided bounds, mu* -/+ margin * sd(mu*) for each tau,
+        # the agent's posterior otherwise unchanged (docs/methods.md#shrinkage): the reported
+        # probability is the one of the two, or 0.5 between them, that is closest to 0.5, so a month
+        # where the team's estimated mean overshoots (or undershoots) does not carry its agents over
+        # (or under) the target. margin = 0 gives the plain posterior probability.
+        t = float(target) / 100.0
+        if team_mean_margin > 0:
+
+            def p_above_at(shift: float) -> FloatArray:
+                centre = mean + (1.0 - keep) * shift * sd_mu
+                ca, cb = _phi_cdf((lo - centre) / sd), _phi_cdf((hi - centre) / sd)
+                mass_c = np.maximum(cb - ca, 1e-300)
+                om = weight_tau * mass_c
+                om /= om.sum(axis=1, keepdims=True)
+                inside = np.clip((cb - _phi_cdf((t - centre) / sd)) / mass_c, 0.0, 1.0)
+                return np.asarray((om * inside).sum(axis=1), dtype=np.float64)
+
+            p_low, p_high = p_above_at(-team_mean_margin), p_above_at(team_mean_margin)
+            above = np.clip(np.maximum(np.minimum(p_high, 0.5), p_low), 0.0, 1.0)
+        else:
+            above = np.clip(1.0 - cdf(np.full(size, t)), 0.0, 1.0)
     return Shrunk(
         value=post_mean * 100.0,
         ci_low=low * 100.0,
@@ -426,6 +452,7 @@ def shrink_rtf(
     *,
     countries: npt.ArrayLike | None = None,
     min_group: int = SHRINK_MIN_GROUP,
+    team_mean_margin: float = TEAM_MEAN_MARGIN,
 ) -> Shrunk:
     """Shrink each agent's RTF toward its team's mean so that agents with few answers are not ranked on noise.
 
@@ -438,7 +465,9 @@ def shrink_rtf(
     posterior, a mixture of normals truncated to [-1, 1]. Teams with fewer than ``min_group`` agents
     with answers use the likelihood of tau of their country's teams (``countries``: one label per agent,
     the team's country is its agents' most frequent), failing that of all teams.
-    ``p_above_target`` = P(true RTF > target | data).
+    ``p_above_target`` = P(true RTF > target | data) read with the team mean at its one-sided 95%
+    bounds (``team_mean_margin`` posterior sds below and above), the reading closest to 0.5 (0.5 if
+    they straddle it): never more decided than the plain posterior, which ``team_mean_margin=0`` gives.
     """
     p_count = np.asarray(promoters, dtype=np.float64)
     d_count = np.asarray(detractors, dtype=np.float64)
@@ -463,6 +492,7 @@ def shrink_rtf(
         bounds=(-1.0, 1.0),
         tau_max=0.6,
         min_group=min_group,
+        team_mean_margin=team_mean_margin,
     )
 
 
@@ -474,6 +504,7 @@ def shrink_excellence(
     *,
     countries: npt.ArrayLike | None = None,
     min_group: int = SHRINK_MIN_GROUP,
+    team_mean_margin: float = TEAM_MEAN_MARGIN,
 ) -> Shrunk:
     """The excellence rate shrunk toward the team the same way (binomial variance of the team's rate)."""
     k = np.asarray(top, dtype=np.float64)
@@ -495,4 +526,5 @@ def shrink_excellence(
         bounds=(0.0, 1.0),
         tau_max=0.4,
         min_group=min_group,
+        team_mean_margin=team_mean_margin,
     )
