@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import ColumnElement, Engine, or_, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import metrics
@@ -249,6 +249,70 @@ def _relay(smtp_url: str) -> Iterator[Relay]:
         yield relay
     finally:
         relay.close()
+
+
+# --- the columns every mail queue shares: status (or state), attempts, last/next attempt, last error -------
+
+
+def next_due_row(
+    session: Session,
+    model: Any,
+    now: datetime,
+    *,
+    order_by: tuple[Any, ...],
+    status: str = "status",
+    where: tuple[ColumnElement[bool], ...] = (),
+) -> Any | None:
+    """The oldest pending row of a mail queue whose attempt is due, locked (``SKIP LOCKED``: two
+    relays never take the same; on SQLite the write transaction serialises them)."""
+    return session.scalars(
+        select(model)
+        .where(
+            *where,
+            getattr(model, status) == "pending",
+            or_(model.next_attempt_at.is_(None), model.next_attempt_at <= now),
+        )
+        .order_by(*order_by)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+
+
+def mark_rows_sent(
+    session: Session,
+    model: Any,
+    now: datetime,
+    *,
+    where: tuple[ColumnElement[bool], ...],
+    status: str = "status",
+) -> int:
+    """Pending → sent for the rows ``where`` selects; how many changed (0: another relay did it)."""
+    state = getattr(model, status)
+    result = session.execute(
+        update(model)
+        .where(*where, state == "pending")
+        .values({status: "sent", "sent_at": now, "attempts": model.attempts + 1, "last_attempt_at": now})
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def record_unsent(
+    session: Session, model: Any, row_id: Any, unsent: Unsent, *, status: str = "status"
+) -> None:
+    """A refused attempt on a pending row: retry at ``next_attempt_at``, or failed with the answer."""
+    session.execute(
+        update(model)
+        .where(model.id == row_id, getattr(model, status) == "pending")
+        .values(
+            {
+                status: unsent.status,
+                "attempts": unsent.attempts,
+                "last_attempt_at": unsent.last_attempt_at,
+                "next_attempt_at": unsent.next_attempt_at,
+                "last_error": unsent.last_error,
+            }
+        )
+    )
 
 
 def deliver(engine: Engine, queue: MailQueue, *, smtp_url: str, now: datetime, limit: int) -> Report:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, or_, select, update
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from prevenance.common import mail, outbox
@@ -336,16 +336,9 @@ class _NoticeQueue:
     def next_due(self, session: Session, now: datetime) -> IncidentNotice | None:
         """The oldest pending notice whose attempt is due, locked (``SKIP LOCKED``: two relays never
         take the same; on SQLite the write transaction serialises them)."""
-        return session.scalars(
-            select(IncidentNotice)
-            .where(
-                IncidentNotice.status == "pending",
-                or_(IncidentNotice.next_attempt_at.is_(None), IncidentNotice.next_attempt_at <= now),
-            )
-            .order_by(IncidentNotice.created_at, IncidentNotice.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).first()
+        return mail.next_due_row(
+            session, IncidentNotice, now, order_by=(IncidentNotice.created_at, IncidentNotice.id)
+        )
 
     def compose(self, session: Session, notice: IncidentNotice, now: datetime) -> EmailMessage:
         """The notice to its member's address, in the language it was queued in."""
@@ -364,11 +357,7 @@ class _NoticeQueue:
 
     def mark_sent(self, session: Session, notice: IncidentNotice, now: datetime) -> bool:
         """Pending → sent, and the communication logged, in the transaction holding the lock."""
-        marked = session.execute(
-            update(IncidentNotice)
-            .where(IncidentNotice.id == notice.id, IncidentNotice.status == "pending")
-            .values(status="sent", sent_at=now, attempts=IncidentNotice.attempts + 1, last_attempt_at=now)
-        ).rowcount  # type: ignore[attr-defined]
+        marked = mail.mark_rows_sent(session, IncidentNotice, now, where=(IncidentNotice.id == notice.id,))
         if marked != 1:
             return False
         session.add(
@@ -390,17 +379,7 @@ class _NoticeQueue:
 
     def mark_unsent(self, session: Session, notice: IncidentNotice, unsent: mail.Unsent) -> None:
         """Record a refused attempt: retry later, or failed with the relay's answer."""
-        session.execute(
-            update(IncidentNotice)
-            .where(IncidentNotice.id == notice.id, IncidentNotice.status == "pending")
-            .values(
-                status=unsent.status,
-                attempts=unsent.attempts,
-                last_attempt_at=unsent.last_attempt_at,
-                next_attempt_at=unsent.next_attempt_at,
-                last_error=unsent.last_error,
-            )
-        )
+        mail.record_unsent(session, IncidentNotice, notice.id, unsent)
 
 
 def send_pending_notices(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:

@@ -19,7 +19,7 @@ from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, insert, or_, select, update
+from sqlalchemy import Engine, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from prevenance.common import mail, outbox
@@ -311,16 +311,9 @@ class _WarningQueue:
     kind = "expiry_warning"
 
     def next_due(self, session: Session, now: datetime) -> ExpiryWarning | None:
-        return session.scalars(
-            select(ExpiryWarning)
-            .where(
-                ExpiryWarning.status == "pending",
-                or_(ExpiryWarning.next_attempt_at.is_(None), ExpiryWarning.next_attempt_at <= now),
-            )
-            .order_by(ExpiryWarning.created_at, ExpiryWarning.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).first()
+        return mail.next_due_row(
+            session, ExpiryWarning, now, order_by=(ExpiryWarning.created_at, ExpiryWarning.id)
+        )
 
     def _pending(self, session: Session, warning: ExpiryWarning) -> list[ExpiryWarning]:
         return list(
@@ -356,25 +349,11 @@ class _WarningQueue:
         )
 
     def mark_sent(self, session: Session, warning: ExpiryWarning, now: datetime) -> bool:
-        marked = session.execute(
-            update(ExpiryWarning)
-            .where(ExpiryWarning.member_id == warning.member_id, ExpiryWarning.status == "pending")
-            .values(status="sent", sent_at=now, attempts=ExpiryWarning.attempts + 1, last_attempt_at=now)
-        ).rowcount  # type: ignore[attr-defined]
-        return bool(marked)
+        where = (ExpiryWarning.member_id == warning.member_id,)
+        return bool(mail.mark_rows_sent(session, ExpiryWarning, now, where=where))
 
     def mark_unsent(self, session: Session, warning: ExpiryWarning, unsent: mail.Unsent) -> None:
-        session.execute(
-            update(ExpiryWarning)
-            .where(ExpiryWarning.id == warning.id, ExpiryWarning.status == "pending")
-            .values(
-                status=unsent.status,
-                attempts=unsent.attempts,
-                last_attempt_at=unsent.last_attempt_at,
-                next_attempt_at=unsent.next_attempt_at,
-                last_error=unsent.last_error,
-            )
-        )
+        mail.record_unsent(session, ExpiryWarning, warning.id, unsent)
 
 
 def send_pending_warnings(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
+from prevenance.common import mail
 from prevenance.voice.tables import (
     Answer,
     AnswerTopic,
@@ -52,41 +53,17 @@ def last_invited_at(session: Session, member_id: int, before: datetime) -> datet
 def next_pending_invitation(session: Session, now: datetime) -> Invitation | None:
     """The oldest pending invitation whose attempt is due (``next_attempt_at``), locked (``SKIP
     LOCKED``: two relays never take the same)."""
-    return session.scalars(
-        select(Invitation)
-        .where(
-            Invitation.status == "pending",
-            or_(Invitation.next_attempt_at.is_(None), Invitation.next_attempt_at <= now),
-        )
-        .order_by(Invitation.created_at, Invitation.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    ).first()
+    return mail.next_due_row(session, Invitation, now, order_by=(Invitation.created_at, Invitation.id))
 
 
 def mark_invitation_sent(session: Session, invitation_id: str, now: datetime) -> bool:
     """Pending → sent; False when another relay already did it."""
-    result = session.execute(
-        update(Invitation)
-        .where(Invitation.id == invitation_id, Invitation.status == "pending")
-        .values(status="sent", sent_at=now, attempts=Invitation.attempts + 1, last_attempt_at=now)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(mail.mark_rows_sent(session, Invitation, now, where=(Invitation.id == invitation_id,)))
 
 
 def record_invitation_attempt(session: Session, invitation_id: str, unsent: Unsent) -> None:
     """A refused attempt on a pending invitation: retry at ``next_attempt_at``, or failed."""
-    session.execute(
-        update(Invitation)
-        .where(Invitation.id == invitation_id, Invitation.status == "pending")
-        .values(
-            status=unsent.status,
-            attempts=unsent.attempts,
-            last_attempt_at=unsent.last_attempt_at,
-            next_attempt_at=unsent.next_attempt_at,
-            last_error=unsent.last_error,
-        )
-    )
+    mail.record_unsent(session, Invitation, invitation_id, unsent)
 
 
 def count_invitations(session: Session, *, status: str) -> int:

@@ -174,7 +174,7 @@ def test_a_crash_after_sending_resends_once_with_the_same_message_id(
         raise RuntimeError("the process died before marking the notice sent")
 
     with monkeypatch.context() as patch:
-        patch.setattr(incidents, "update", crash)
+        patch.setattr(incidents.mail, "mark_rows_sent", crash)
         with pytest.raises(RuntimeError):
             incidents.send_pending_notices(engine, smtp_url=smtp.url, now=clock.now())
     first = smtp.inbox.take()

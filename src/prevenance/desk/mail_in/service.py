@@ -602,17 +602,14 @@ class _OutgoingQueue:
     kind = "desk_mail"
 
     def next_due(self, session: Session, now: datetime) -> MailMessage | None:
-        return session.scalars(
-            select(MailMessage)
-            .where(
-                MailMessage.direction == "outbound",
-                MailMessage.state == "pending",
-                or_(MailMessage.next_attempt_at.is_(None), MailMessage.next_attempt_at <= now),
-            )
-            .order_by(MailMessage.received_at, MailMessage.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).first()
+        return mail.next_due_row(
+            session,
+            MailMessage,
+            now,
+            order_by=(MailMessage.received_at, MailMessage.id),
+            status="state",
+            where=(MailMessage.direction == "outbound",),
+        )
 
     def compose(self, session: Session, row: MailMessage, now: datetime) -> EmailMessage:
         """The message with its threading headers: the reader's client files it under the thread."""
@@ -634,11 +631,9 @@ class _OutgoingQueue:
         return message
 
     def mark_sent(self, session: Session, row: MailMessage, now: datetime) -> bool:
-        marked = session.execute(
-            update(MailMessage)
-            .where(MailMessage.id == row.id, MailMessage.state == "pending")
-            .values(state="sent", sent_at=now, attempts=MailMessage.attempts + 1, last_attempt_at=now)
-        ).rowcount  # type: ignore[attr-defined]
+        marked = mail.mark_rows_sent(
+            session, MailMessage, now, where=(MailMessage.id == row.id,), status="state"
+        )
         if marked != 1 or row.member_id is None:
             return marked == 1
         communications.record_communication(
@@ -661,17 +656,7 @@ class _OutgoingQueue:
         return True
 
     def mark_unsent(self, session: Session, row: MailMessage, unsent: mail.Unsent) -> None:
-        session.execute(
-            update(MailMessage)
-            .where(MailMessage.id == row.id, MailMessage.state == "pending")
-            .values(
-                state=unsent.status,
-                attempts=unsent.attempts,
-                last_attempt_at=unsent.last_attempt_at,
-                next_attempt_at=unsent.next_attempt_at,
-                last_error=unsent.last_error,
-            )
-        )
+        mail.record_unsent(session, MailMessage, row.id, unsent, status="state")
 
 
 def send_pending(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:
