@@ -318,7 +318,9 @@ def main() -> None:
     writes = _time_database_writes(engine)
     if args.tracemalloc:
         tracemalloc.start()
+    cpu_began = time.process_time()
     report = ingest.ingest_transactions(engine, settlement, chunk_size=args.chunk_size, method=args.method)
+    cpu = time.process_time() - cpu_began
     traced = tracemalloc.get_traced_memory()[1] / 2**20 if args.tracemalloc else None
     tracemalloc.stop()
     ingest_rss = peak_rss_mb()
@@ -326,6 +328,10 @@ def main() -> None:
     print(
         f"ingest:       rows={report.rows:,} seconds={report.seconds:.2f} rows/s={rate:,.0f} "
         f"{report.counts} rejected={report.rejected} chunks={report.chunks} (chunk size {args.chunk_size:,})"
+    )
+    print(
+        f"  cpu:        {cpu:.2f} s of this process (user + system; steadier than wall time on a shared "
+        f"machine), {cpu / max(report.rows, 1) * 1e6:.0f} µs per row"
     )
     print(
         f"  per chunk:  p50={percentile(report.chunk_seconds, 0.5) * 1000:.0f} ms "

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, ColumnElement, Engine, Table, any_, bindparam, select
+from sqlalchemy import JSON, ColumnElement, Engine, String, Table, any_, bindparam, column, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -220,13 +220,20 @@ def matching(session: Session, column: Any, values: Sequence[Any]) -> Iterator[C
         yield column.in_(values[start : start + IN_BATCH])
 
 
+def json_values(parameter: str) -> Any:
+    """``SELECT value FROM json_each(:parameter)``: a whole list bound as one JSON text on SQLite."""
+    return select(column("value")).select_from(func.json_each(bindparam(parameter, type_=String())))
+
+
 class InQuery:
     """A ``SELECT … WHERE column IN (values)`` built once per backend, so a batch's look-up costs
-    one cached statement: an array parameter (``= ANY``) on PostgreSQL, an expanding ``IN`` list of
-    at most ``IN_BATCH`` values on SQLite."""
+    one cached statement with one parameter whatever the batch's size: an array (``= ANY``) on
+    PostgreSQL, a JSON array read by ``json_each`` on SQLite (no limit on variables, no statement
+    expanded and compiled again per list length; SQLite still probes the column's index)."""
 
     def __init__(self, build: Callable[[ColumnElement[bool]], Any], column: Any) -> None:
-        self.sqlite = build(column.in_(bindparam("p_values", expanding=True)))
+        self.sqlite = build(column.in_(json_values("p_values")))
+        self.sqlite_listed = build(column.in_(bindparam("p_values", expanding=True)))
         self.postgres = build(column == any_(bindparam("p_values", type_=ARRAY(column.type))))
 
     def rows(self, session: Session, values: Sequence[Any], **params: Any) -> Iterator[Any]:
@@ -236,9 +243,14 @@ class InQuery:
         if connection.dialect.name == "postgresql":
             yield from connection.execute(self.postgres, {"p_values": list(values), **params})
             return
-        for start in range(0, len(values), IN_BATCH):
-            chunk = list(values[start : start + IN_BATCH])
-            yield from connection.execute(self.sqlite, {"p_values": chunk, **params})
+        try:
+            text = orjson.dumps(list(values)).decode()
+        except orjson.JSONEncodeError:  # a lone surrogate: bound as values, as many lists as needed
+            for start in range(0, len(values), IN_BATCH):
+                chunk = list(values[start : start + IN_BATCH])
+                yield from connection.execute(self.sqlite_listed, {"p_values": chunk, **params})
+            return
+        yield from connection.execute(self.sqlite, {"p_values": text, **params})
 
 
 def event_id() -> str:
@@ -247,6 +259,17 @@ def event_id() -> str:
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     return f"evt_{raw.hex()}"
+
+
+def event_id_list(count: int) -> list[str]:
+    """``count`` values of ``event_id()``, from one read of the system's random source."""
+    raw = bytearray(os.urandom(16 * count))
+    ids = []
+    for start in range(0, 16 * count, 16):
+        raw[start + 6] = (raw[start + 6] & 0x0F) | 0x40
+        raw[start + 8] = (raw[start + 8] & 0x3F) | 0x80
+        ids.append(f"evt_{raw[start : start + 16].hex()}")
+    return ids
 
 
 def transaction_fingerprint(tx: transactions.TransactionInput) -> str:
@@ -305,6 +328,7 @@ class _Earn:
     unit: str
     units: int
     body: dict[str, Any] | None = None
+    body_text: str | None = None  # ``body`` as stored (``json_text``), while no hook changed it
 
 
 @dataclass(frozen=True)
@@ -543,6 +567,10 @@ def _apply_wave(
     postings: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
     rewarded: list[tuple[Any, ...]] = []
+    unit_text = {unit: _encode_string(unit) for unit in {e.unit for e in wave}}
+    # Two events at most per earn (its own, a referral's); popped from the end, in batch order.
+    event_ids = event_id_list(2 * len(wave))
+    event_ids.reverse()
     for earn in wave:
         tx = earn.request.tx
         member_id = earn.member.id
@@ -588,13 +616,27 @@ def _apply_wave(
                 )
             rewarded_payload: dict[str, Any] = {"id": referral.id, "referee_ref": earn.member.ref}
             rewarded_payload.update(bonus=referral.bonus, unit=referral.unit)
-            events.append((event_id(), "referral.rewarded", writer.json(rewarded_payload), at))
+            events.append((event_ids.pop(), "referral.rewarded", writer.json(rewarded_payload), at))
         body: dict[str, Any] = {"id": tx.id, "member_ref": earn.member.ref, "points_earned": earn.units}
         body.update(unit=earn.unit, balance=balance)
         earn.body = body
-        payload = {**body, "category": tx.category, "merchant": tx.merchant}
-        payload["occurred_at"] = occurred_at.isoformat()
-        events.append((event_id(), "points.earned", writer.json(payload), at))
+        if writer.plain_json:
+            # ``json_text`` of the body and of the payload (the body and three more keys), written
+            # out once: the payload's text is the body's with its tail extended.
+            head = f'{{"id": {_encode_string(tx.id)}, "member_ref": {_encode_string(earn.member.ref)}, '
+            text = (
+                f'{head}"points_earned": {earn.units}, "unit": {unit_text[earn.unit]}, "balance": {balance}'
+            )
+            earn.body_text = text + "}"
+            payload_text: Any = (
+                f'{text}, "category": {_encode_string(tx.category)}, "merchant": '
+                f'{_encode_string(tx.merchant)}, "occurred_at": "{occurred_at.isoformat()}"}}'
+            )
+        else:
+            payload = {**body, "category": tx.category, "merchant": tx.merchant}
+            payload["occurred_at"] = occurred_at.isoformat()
+            payload_text = writer.json(payload)
+        events.append((event_ids.pop(), "points.earned", payload_text, at))
 
     # Written in the order the one-at-a-time path writes them, so ids (postings, events) follow
     # the batch.
@@ -611,7 +653,10 @@ def _apply_wave(
     writer.insert(
         KEYS,
         KEY_COLUMNS,
-        [(SCOPE, e.request.tx.id, e.request.fingerprint, 201, writer.json(e.body or {}), at) for e in wave],
+        [
+            (SCOPE, e.request.tx.id, e.request.fingerprint, 201, e.body_text or writer.json(e.body or {}), at)
+            for e in wave
+        ],
     )
     return count
 
@@ -646,6 +691,7 @@ def _run_hooks(
                 raise HookRefused(earn.index, error) from error
             if extra:
                 earn.body.update(extra)
+                earn.body_text = None
 
 
 _PLAN_ATTEMPTS = 8
