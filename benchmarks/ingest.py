@@ -173,38 +173,38 @@ def schema_floor(source: Path, target: Path, earns: int, chunk_size: int) -> tup
     connection.execute("UPDATE main.accounts SET balance = 0")
     connection.execute("COMMIT")
     connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("DETACH DATABASE src")
     chunks = max(1, -(-earns // chunk_size))
-    work: list[list[tuple[str, list[tuple[Any, ...]]]]] = [[] for _ in range(chunks)]
-    written = 0
+    # The source is read chunk by chunk (outside the timed part), so memory stays that of a chunk.
+    source_db = sqlite3.connect(source)
+    tables = []
     for table in FLOOR_TABLES:
         columns = [row[1] for row in connection.execute(f"PRAGMA main.table_info({table})")]
-        rows = connection.execute(f"SELECT * FROM src.{table} ORDER BY rowid").fetchall()
-        written += len(rows)
+        count = source_db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        cursor = source_db.cursor()
+        cursor.execute(f"SELECT * FROM {table} ORDER BY rowid")
         marks = ", ".join("?" * len(columns))
         sql = f"INSERT INTO main.{table} ({', '.join(columns)}) VALUES ({marks})"
-        for n in range(chunks):
-            part = rows[n * len(rows) // chunks : (n + 1) * len(rows) // chunks]
-            work[n].append((sql, part))
-        if table == "postings":
-            credit = columns.index("credit_account_id")
-            debit = columns.index("debit_account_id")
-            after = columns.index("balance_after")
-            for n in range(chunks):
-                part = rows[n * len(rows) // chunks : (n + 1) * len(rows) // chunks]
-                balances: dict[int, int] = {}
-                for row in part:
-                    balances[row[credit]] = row[after]
-                    balances.setdefault(row[debit], 0)
-                work[n].append(
-                    (
-                        "UPDATE main.accounts SET balance = ? WHERE id = ?",
-                        [(b, a) for a, b in balances.items()],
-                    )
-                )
-    connection.execute("DETACH DATABASE src")
+        tables.append((table, columns, count, cursor, sql))
+    written = 0
     total = 0.0
     latencies = []
-    for statements in work:
+    for n in range(chunks):
+        statements: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for table, columns, count, cursor, sql in tables:
+            rows = cursor.fetchmany((n + 1) * count // chunks - n * count // chunks)
+            written += len(rows)
+            statements.append((sql, rows))
+            if table == "postings":
+                credit = columns.index("credit_account_id")
+                debit = columns.index("debit_account_id")
+                after = columns.index("balance_after")
+                balances: dict[int, int] = {}
+                for row in rows:
+                    balances[row[credit]] = row[after]
+                    balances.setdefault(row[debit], 0)
+                update = "UPDATE main.accounts SET balance = ? WHERE id = ?"
+                statements.append((update, [(b, a) for a, b in balances.items()]))
         began = time.perf_counter()
         connection.execute("BEGIN IMMEDIATE")
         for sql, rows in statements:
@@ -212,6 +212,7 @@ def schema_floor(source: Path, target: Path, earns: int, chunk_size: int) -> tup
         connection.execute("COMMIT")
         latencies.append(time.perf_counter() - began)
         total += latencies[-1]
+    source_db.close()
     connection.close()
     return total, latencies, written
 
