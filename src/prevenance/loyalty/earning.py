@@ -131,6 +131,28 @@ def json_text(value: dict[str, Any]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
+def earn_texts(
+    tx: transactions.TransactionInput,
+    ref: str,
+    units: int,
+    unit_text: str,
+    balance: int,
+    occurred_at: datetime,
+) -> tuple[str, str]:
+    """``json_text`` of an earn's answer and of its ``points.earned`` payload (the answer and three
+    more keys), written out at once: the payload's text is the answer's with its tail extended
+    (``unit_text`` is the unit already encoded; a unit test holds both equal to ``json.dumps``)."""
+    text = (
+        f'{{"id": {_encode_string(tx.id)}, "member_ref": {_encode_string(ref)}, '
+        f'"points_earned": {units}, "unit": {unit_text}, "balance": {balance}'
+    )
+    payload = (
+        f'{text}, "category": {_encode_string(tx.category)}, "merchant": {_encode_string(tx.merchant)}, '
+        f'"occurred_at": {_encode_string(occurred_at.isoformat())}}}'
+    )
+    return text + "}", payload
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -621,16 +643,8 @@ def _apply_wave(
         body.update(unit=earn.unit, balance=balance)
         earn.body = body
         if writer.plain_json:
-            # ``json_text`` of the body and of the payload (the body and three more keys), written
-            # out once: the payload's text is the body's with its tail extended.
-            head = f'{{"id": {_encode_string(tx.id)}, "member_ref": {_encode_string(earn.member.ref)}, '
-            text = (
-                f'{head}"points_earned": {earn.units}, "unit": {unit_text[earn.unit]}, "balance": {balance}'
-            )
-            earn.body_text = text + "}"
-            payload_text: Any = (
-                f'{text}, "category": {_encode_string(tx.category)}, "merchant": '
-                f'{_encode_string(tx.merchant)}, "occurred_at": "{occurred_at.isoformat()}"}}'
+            earn.body_text, payload_text = earn_texts(
+                tx, earn.member.ref, earn.units, unit_text[earn.unit], balance, occurred_at
             )
         else:
             payload = {**body, "category": tx.category, "merchant": tx.merchant}
