@@ -31,6 +31,9 @@ MINOR_UNITS: dict[str, int] = {
 
 
 _PLAIN_DECIMAL = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$", re.ASCII)
+# Digits, an optional fraction, nothing else: the common case, which passes every textual check
+# below at once (its number of decimal digits is the fraction's length).
+_UNSIGNED_DECIMAL = re.compile(r"[0-9]+(?:\.([0-9]+))?", re.ASCII)
 
 
 # What ``parse_amount`` and the 10^12 ceiling accept, written for the OpenAPI document so a client
@@ -53,6 +56,14 @@ def parse_amount(text: str, currency: str) -> Decimal:
     """Parse a positive decimal string with at most the currency's minor digits."""
     if not isinstance(text, str):
         raise AmountError('amount must be a decimal string, e.g. "12.50"')
+    plain = _UNSIGNED_DECIMAL.fullmatch(text)
+    if plain is not None:
+        value = Decimal(text)
+        fraction = plain.group(1)
+        digits = len(fraction) if fraction else 0
+        if value > 0 and digits <= minor_units(currency):
+            return value
+        # zero, or too many decimal digits: the checks below say which, as they always have
     stripped = text.strip()
     if not stripped or stripped != text or any(c in stripped for c in "eE_ "):
         raise AmountError('amount must be a plain decimal string, e.g. "12.50"')

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Subquery, any_, bindparam, func, insert, select
+import json
+
+from sqlalchemy import String, Subquery, any_, bindparam, column, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -30,16 +32,23 @@ _SUMMARIES_IN = select(*_SUMMARY_COLUMNS).where(Member.ref.in_(bindparam("p_refs
 _SUMMARIES_ANY = select(*_SUMMARY_COLUMNS).where(
     Member.ref == any_(bindparam("p_refs", type_=ARRAY(Member.ref.type)))
 )
+# SQLite: the refs as one JSON array (``json_each``), one statement whatever their number.
+_SUMMARIES_JSON = select(*_SUMMARY_COLUMNS).where(
+    Member.ref.in_(select(column("value")).select_from(func.json_each(bindparam("p_refs", type_=String()))))
+)
 
 
 def member_summaries_by_refs(session: Session, refs: list[str]) -> list[tuple[int, str, str, str, str]]:
-    """``member_summary_by_ref`` for many refs in one query (an array on PostgreSQL, ``IN`` lists of
-    at most 900 on SQLite); unknown refs are simply absent."""
+    """``member_summary_by_ref`` for many refs in one query (an array on PostgreSQL, a JSON array on
+    SQLite; ``IN`` lists of at most 900 for refs outside ASCII); unknown refs are simply absent."""
     if not refs:
         return []
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         return [tuple(row) for row in connection.execute(_SUMMARIES_ANY, {"p_refs": refs})]  # type: ignore[misc]
+    if all(isinstance(ref, str) and ref.isascii() for ref in refs):  # no lone surrogate to encode
+        rows = connection.execute(_SUMMARIES_JSON, {"p_refs": json.dumps(refs)})
+        return [tuple(row) for row in rows]  # type: ignore[misc]
     found: list[tuple[int, str, str, str, str]] = []
     for start in range(0, len(refs), 900):
         rows = connection.execute(_SUMMARIES_IN, {"p_refs": refs[start : start + 900]})

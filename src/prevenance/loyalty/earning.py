@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, ColumnElement, Engine, Table, any_, bindparam, select
+from sqlalchemy import JSON, ColumnElement, Engine, String, Table, any_, bindparam, column, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -129,6 +129,28 @@ def json_text(value: dict[str, Any]) -> str:
             return json.dumps(value)
         parts.append(f"{_encode_string(key)}: {text}")
     return "{" + ", ".join(parts) + "}"
+
+
+def earn_texts(
+    tx: transactions.TransactionInput,
+    ref: str,
+    units: int,
+    unit_text: str,
+    balance: int,
+    occurred_at: datetime,
+) -> tuple[str, str]:
+    """``json_text`` of an earn's answer and of its ``points.earned`` payload (the answer and three
+    more keys), written out at once: the payload's text is the answer's with its tail extended
+    (``unit_text`` is the unit already encoded; a unit test holds both equal to ``json.dumps``)."""
+    text = (
+        f'{{"id": {_encode_string(tx.id)}, "member_ref": {_encode_string(ref)}, '
+        f'"points_earned": {units}, "unit": {unit_text}, "balance": {balance}'
+    )
+    payload = (
+        f'{text}, "category": {_encode_string(tx.category)}, "merchant": {_encode_string(tx.merchant)}, '
+        f'"occurred_at": {_encode_string(occurred_at.isoformat())}}}'
+    )
+    return text + "}", payload
 
 
 def _same(value: Any) -> Any:
@@ -220,13 +242,20 @@ def matching(session: Session, column: Any, values: Sequence[Any]) -> Iterator[C
         yield column.in_(values[start : start + IN_BATCH])
 
 
+def json_values(parameter: str) -> Any:
+    """``SELECT value FROM json_each(:parameter)``: a whole list bound as one JSON text on SQLite."""
+    return select(column("value")).select_from(func.json_each(bindparam(parameter, type_=String())))
+
+
 class InQuery:
     """A ``SELECT … WHERE column IN (values)`` built once per backend, so a batch's look-up costs
-    one cached statement: an array parameter (``= ANY``) on PostgreSQL, an expanding ``IN`` list of
-    at most ``IN_BATCH`` values on SQLite."""
+    one cached statement with one parameter whatever the batch's size: an array (``= ANY``) on
+    PostgreSQL, a JSON array read by ``json_each`` on SQLite (no limit on variables, no statement
+    expanded and compiled again per list length; SQLite still probes the column's index)."""
 
     def __init__(self, build: Callable[[ColumnElement[bool]], Any], column: Any) -> None:
-        self.sqlite = build(column.in_(bindparam("p_values", expanding=True)))
+        self.sqlite = build(column.in_(json_values("p_values")))
+        self.sqlite_listed = build(column.in_(bindparam("p_values", expanding=True)))
         self.postgres = build(column == any_(bindparam("p_values", type_=ARRAY(column.type))))
 
     def rows(self, session: Session, values: Sequence[Any], **params: Any) -> Iterator[Any]:
@@ -236,9 +265,14 @@ class InQuery:
         if connection.dialect.name == "postgresql":
             yield from connection.execute(self.postgres, {"p_values": list(values), **params})
             return
-        for start in range(0, len(values), IN_BATCH):
-            chunk = list(values[start : start + IN_BATCH])
-            yield from connection.execute(self.sqlite, {"p_values": chunk, **params})
+        try:
+            text = orjson.dumps(list(values)).decode()
+        except orjson.JSONEncodeError:  # a lone surrogate: bound as values, as many lists as needed
+            for start in range(0, len(values), IN_BATCH):
+                chunk = list(values[start : start + IN_BATCH])
+                yield from connection.execute(self.sqlite_listed, {"p_values": chunk, **params})
+            return
+        yield from connection.execute(self.sqlite, {"p_values": text, **params})
 
 
 def event_id() -> str:
@@ -247,6 +281,17 @@ def event_id() -> str:
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     return f"evt_{raw.hex()}"
+
+
+def event_id_list(count: int) -> list[str]:
+    """``count`` values of ``event_id()``, from one read of the system's random source."""
+    raw = bytearray(os.urandom(16 * count))
+    ids = []
+    for start in range(0, 16 * count, 16):
+        raw[start + 6] = (raw[start + 6] & 0x0F) | 0x40
+        raw[start + 8] = (raw[start + 8] & 0x3F) | 0x80
+        ids.append(f"evt_{raw[start : start + 16].hex()}")
+    return ids
 
 
 def transaction_fingerprint(tx: transactions.TransactionInput) -> str:
@@ -305,6 +350,7 @@ class _Earn:
     unit: str
     units: int
     body: dict[str, Any] | None = None
+    body_text: str | None = None  # ``body`` as stored (``json_text``), while no hook changed it
 
 
 @dataclass(frozen=True)
@@ -543,6 +589,10 @@ def _apply_wave(
     postings: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
     rewarded: list[tuple[Any, ...]] = []
+    unit_text = {unit: _encode_string(unit) for unit in {e.unit for e in wave}}
+    # Two events at most per earn (its own, a referral's); popped from the end, in batch order.
+    event_ids = event_id_list(2 * len(wave))
+    event_ids.reverse()
     for earn in wave:
         tx = earn.request.tx
         member_id = earn.member.id
@@ -588,13 +638,19 @@ def _apply_wave(
                 )
             rewarded_payload: dict[str, Any] = {"id": referral.id, "referee_ref": earn.member.ref}
             rewarded_payload.update(bonus=referral.bonus, unit=referral.unit)
-            events.append((event_id(), "referral.rewarded", writer.json(rewarded_payload), at))
+            events.append((event_ids.pop(), "referral.rewarded", writer.json(rewarded_payload), at))
         body: dict[str, Any] = {"id": tx.id, "member_ref": earn.member.ref, "points_earned": earn.units}
         body.update(unit=earn.unit, balance=balance)
         earn.body = body
-        payload = {**body, "category": tx.category, "merchant": tx.merchant}
-        payload["occurred_at"] = occurred_at.isoformat()
-        events.append((event_id(), "points.earned", writer.json(payload), at))
+        if writer.plain_json:
+            earn.body_text, payload_text = earn_texts(
+                tx, earn.member.ref, earn.units, unit_text[earn.unit], balance, occurred_at
+            )
+        else:
+            payload = {**body, "category": tx.category, "merchant": tx.merchant}
+            payload["occurred_at"] = occurred_at.isoformat()
+            payload_text = writer.json(payload)
+        events.append((event_ids.pop(), "points.earned", payload_text, at))
 
     # Written in the order the one-at-a-time path writes them, so ids (postings, events) follow
     # the batch.
@@ -611,7 +667,10 @@ def _apply_wave(
     writer.insert(
         KEYS,
         KEY_COLUMNS,
-        [(SCOPE, e.request.tx.id, e.request.fingerprint, 201, writer.json(e.body or {}), at) for e in wave],
+        [
+            (SCOPE, e.request.tx.id, e.request.fingerprint, 201, e.body_text or writer.json(e.body or {}), at)
+            for e in wave
+        ],
     )
     return count
 
@@ -646,6 +705,7 @@ def _run_hooks(
                 raise HookRefused(earn.index, error) from error
             if extra:
                 earn.body.update(extra)
+                earn.body_text = None
 
 
 _PLAN_ATTEMPTS = 8

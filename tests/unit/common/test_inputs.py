@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import typer
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 from typer.testing import CliRunner
 
@@ -158,3 +160,14 @@ def test_nul_field_finds_nested_values_and_keys() -> None:
     assert inputs.nul_field({"a": "x", "b": 3, "c": None}) is None
     assert inputs.nul_field([("q", "ok"), ("r", "\x00")]) == "r"
     assert inputs.printable("a\x00b") == "a\\x00b"
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1998, 1, 1), max_value=datetime(2102, 1, 1), timezones=st.none() | st.timezones()
+    )
+)
+def test_in_window_by_year_agrees_with_the_comparison_in_utc(value: datetime) -> None:
+    """Years 2001–2098 are decided without converting: the comparison in UTC agrees."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    assert inputs.in_window(value) is (inputs.WINDOW_START <= aware < inputs.WINDOW_END)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prevenance.loyalty import ingest
+from prevenance.common import money
+from prevenance.loyalty import earning, ingest
 from prevenance.loyalty.service import TransactionInput
 
 texts = st.text(min_size=1, max_size=30)
@@ -44,6 +47,71 @@ def test_fingerprint_shortcut_equals_the_service_fingerprint(
 @given(st.dictionaries(st.text(max_size=12), st.text(max_size=30) | st.integers(-(10**18), 10**18)))
 def test_json_text_equals_json_dumps(value: dict[str, object]) -> None:
     assert ingest.json_text(value) == json.dumps(value)
+
+
+@given(
+    tx_id=texts,
+    member_ref=texts,
+    merchant=texts,
+    category=texts,
+    unit=st.sampled_from(["points", "miles"]),
+    units=st.integers(0, 10**12),
+    balance=st.integers(-(10**15), 10**15),
+    occurred_at=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
+)
+def test_earn_texts_equal_json_dumps_of_the_answer_and_the_payload(
+    tx_id: str,
+    member_ref: str,
+    merchant: str,
+    category: str,
+    unit: str,
+    units: int,
+    balance: int,
+    occurred_at: datetime,
+) -> None:
+    moment = occurred_at.replace(tzinfo=UTC)
+    tx = TransactionInput(tx_id, member_ref, "1", "EUR", merchant, category, moment)
+    body = {"id": tx_id, "member_ref": member_ref, "points_earned": units, "unit": unit, "balance": balance}
+    payload = {**body, "category": category, "merchant": merchant, "occurred_at": moment.isoformat()}
+    texts_ = earning.earn_texts(tx, member_ref, units, json.dumps(unit), balance, moment)
+    assert texts_ == (json.dumps(body), json.dumps(payload))
+
+
+@given(
+    text=st.text(alphabet="0123456789.+-eE_ ", min_size=1, max_size=14),
+    currency=st.sampled_from(["EUR", "JPY", "KWD"]),
+)
+def test_plain_amounts_parse_as_the_full_checks_parse_them(text: str, currency: str) -> None:
+    """The one-match path of ``parse_amount`` answers what the step-by-step checks answer."""
+    outcome: object
+    try:
+        outcome = money.parse_amount(text, currency)
+    except money.AmountError as error:
+        outcome = str(error)
+    expected: object
+    try:
+        expected = _reference_parse_amount(text, currency)
+    except money.AmountError as error:
+        expected = str(error)
+    assert outcome == expected
+
+
+def _reference_parse_amount(text: str, currency: str) -> Decimal:
+    """``parse_amount`` before its one-match path (the checks one by one)."""
+    stripped = text.strip()
+    if not stripped or stripped != text or any(c in stripped for c in "eE_ "):
+        raise money.AmountError('amount must be a plain decimal string, e.g. "12.50"')
+    if not re.match(r"^[+-]?[0-9]+(\.[0-9]+)?$", stripped, re.ASCII):
+        raise money.AmountError("amount is not a decimal number")
+    value = Decimal(stripped)
+    if value <= 0:
+        raise money.AmountError("amount must be positive")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if max(0, -exponent) > money.minor_units(currency):
+        places = money.minor_units(currency)
+        raise money.AmountError(f"{currency} allows at most {places} decimal digits")
+    return value
 
 
 def test_json_text_falls_back_for_other_values() -> None:
