@@ -25,6 +25,7 @@ from prevenance.customers.api import router as members_router
 from prevenance.db import make_engine
 from prevenance.desk.api import router as desk_router
 from prevenance.desk.concierge_api import router as concierge_router
+from prevenance.desk.recovery_api import router as recovery_router
 from prevenance.logging import RedactRequestSecrets, install_uvicorn_redaction
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
@@ -141,6 +142,7 @@ def create_app(
     app.include_router(loyalty_router)
     app.include_router(desk_router)
     app.include_router(concierge_router)
+    app.include_router(recovery_router)
     app.include_router(member360_router)
     app.include_router(incidents_router)
     app.include_router(voice_router)

@@ -78,6 +78,17 @@ EXPORT: dict[str, dict[str, str]] = {
         "booked_by": STAFF_ID,
     },
     "desk_benefit_usages": _all("id member_id benefit used_at source created_at"),
+    "desk_recovery_cases": {
+        **_all(
+            "id member_id member_ref answer_id contact_id team channel country cause recommend "
+            "interaction answered_at opened_at due_at status outcome closed_at follow_up_answer_id "
+            "follow_up_recommend follow_up_at"
+        ),
+        "agent": STAFF_ID,
+        "opened_by": STAFF_ID,
+        "closed_by": STAFF_ID,
+        "note": STAFF_NOTE,
+    },
     "desk_benefit_explanations": {
         **_all("contact_id benefit member_id explained_at created_at"),
         "agent": STAFF_ID,
@@ -171,6 +182,7 @@ PERSONAL: dict[str, dict[str, str | None]] = {
     "desk_communications": {"subject": "", "summary": ""},
     "desk_concierge_requests": {"title": "[erased]", "details": "", "solution": "", "member_ref": PSEUDONYM},
     "desk_callbacks": {"phone": "", "member_ref": PSEUDONYM},
+    "desk_recovery_cases": {"note": "", "member_ref": PSEUDONYM},
     "desk_incident_notices": {"subject": "", "body": "", "last_error": None},
     "miles_export_lines": {"member_ref": PSEUDONYM},
     "voice_answers": {"comment": "", "suggestion": ""},
@@ -324,6 +336,21 @@ KEPT: dict[str, dict[str, str]] = {
     "desk_benefit_usages": {"id": _ID, "benefit": _CODE, "source": _STAFF},
     "desk_benefit_explanations": {"contact_id": _ID, "benefit": _CODE, "agent": _STAFF},
     "desk_callbacks": {"id": _ID, "reason": _CODE, "status": _CODE, "booked_by": _STAFF, "contact_id": _ID},
+    "desk_recovery_cases": {
+        "id": _ID,
+        "answer_id": _ID,
+        "contact_id": _ID,
+        "team": _STAFF,
+        "agent": _STAFF,
+        "channel": _CODE,
+        "country": _CODE,
+        "cause": _CODE,
+        "opened_by": _STAFF,
+        "status": _CODE,
+        "outcome": _CODE,
+        "closed_by": _STAFF,
+        "follow_up_answer_id": _ID,
+    },
     "desk_incidents": {
         "id": _ID,
         "title_fr": _STAFF_TEXT,
@@ -421,6 +448,7 @@ IDEMPOTENT_SCOPES = {
     "card_replacement": "desk_card_replacements",
     "communication": "desk_communications",
     "callback": "desk_callbacks",
+    "recovery_case": "desk_recovery_cases",
     "concierge-request": "desk_concierge_requests",
     "benefit_usage": "desk_benefit_usages",
     "transaction": "card_transactions",

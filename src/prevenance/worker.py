@@ -13,13 +13,16 @@ from sqlalchemy import Engine
 from prevenance.common import outbox
 from prevenance.common.clock import Clock
 from prevenance.db import unit_of_work
-from prevenance.desk import incidents
+from prevenance.desk import incidents, recovery
 from prevenance.loyalty import service as loyalty
 from prevenance.settings import Settings
 from prevenance.voice import invitations as voice_invitations
 
 log = structlog.get_logger()
-HANDLERS: dict[str, list[outbox.Handler]] = {"contact.closed": [voice_invitations.on_contact_closed]}
+HANDLERS: dict[str, list[outbox.Handler]] = {
+    "contact.closed": [voice_invitations.on_contact_closed],
+    "survey.answered": [recovery.on_survey_answered],  # a detractor opens a recovery case
+}
 OUTBOX_BATCH = 500  # events per maintenance transaction
 
 
