@@ -36,6 +36,7 @@ from prevenance.request_guards import BodyGuard, InternalErrors, NulGuard
 from prevenance.security_headers import SecurityHeaders
 from prevenance.settings import Settings, get_settings
 from prevenance.views.benefit_usage_api import router as benefit_usage_router
+from prevenance.views.goodwill import router as goodwill_router
 from prevenance.views.incidents import router as incidents_router
 from prevenance.views.member360 import router as member360_router
 from prevenance.voice.api import router as voice_router
@@ -145,6 +146,7 @@ def create_app(
     app.include_router(recovery_router)
     app.include_router(member360_router)
     app.include_router(incidents_router)
+    app.include_router(goodwill_router)
     app.include_router(voice_router)
     app.include_router(offers_router)
     app.include_router(offers_roi_router)

@@ -78,6 +78,10 @@ EXPORT: dict[str, dict[str, str]] = {
         "booked_by": STAFF_ID,
     },
     "desk_benefit_usages": _all("id member_id benefit used_at source created_at"),
+    "goodwill_grants": _all(
+        "id key cause reference member_id form points credit_minor currency cost_eur country product "
+        "team month posting_id granted_by granted_at"
+    ),
     "desk_recovery_cases": {
         **_all(
             "id member_id member_ref answer_id contact_id team channel country cause recommend "
@@ -336,6 +340,18 @@ KEPT: dict[str, dict[str, str]] = {
     "desk_benefit_usages": {"id": _ID, "benefit": _CODE, "source": _STAFF},
     "desk_benefit_explanations": {"contact_id": _ID, "benefit": _CODE, "agent": _STAFF},
     "desk_callbacks": {"id": _ID, "reason": _CODE, "status": _CODE, "booked_by": _STAFF, "contact_id": _ID},
+    "goodwill_grants": {
+        "key": _ID,
+        "cause": _CODE,
+        "reference": _ID,
+        "form": _CODE,
+        "currency": _CODE,
+        "country": _CODE,
+        "product": _CODE,
+        "team": _STAFF,
+        "month": _CODE,
+        "granted_by": _STAFF,
+    },
     "desk_recovery_cases": {
         "id": _ID,
         "answer_id": _ID,

@@ -12,7 +12,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from prevenance.common.outbox import OutboxEvent
+from prevenance.customers import service as customers_service
 from prevenance.desk import service as desk_service
+from prevenance.loyalty import goodwill
 from prevenance.loyalty.service import TransactionHook
 from prevenance.offers import service as offers_service
 
@@ -67,3 +70,34 @@ def install_offer_hook() -> None:
         benefits=benefits_used,
         benefit_events=benefit_events,
     )
+
+
+# --- goodwill: the desk's missed promises made right in loyalty's currency -------------------------
+
+LATE_CARD_TEAM = "emergency-cards"
+
+
+def on_card_delivered(session: Session, event: OutboxEvent) -> None:
+    """An emergency card delivered after its promise (2 h city / 48 h elsewhere) earns the member
+    the programme's late-card goodwill at once, without a call: once per order, however often the
+    ``card_replacement.delivered`` event is delivered."""
+    payload = event.payload
+    delivered, due = payload.get("delivered_at"), payload.get("due_at")
+    if not delivered or not due or _moment(str(delivered)) <= _moment(str(due)):
+        return
+    member = customers_service.get(session, ref=str(payload["member_ref"]))
+    if member is None:
+        return
+    goodwill.grant(
+        session,
+        member_id=member.id,
+        cause="late_card",
+        reference=str(payload["id"]),
+        team=LATE_CARD_TEAM,
+        by="late-card-rule",
+        now=event.occurred_at,
+    )
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

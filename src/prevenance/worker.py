@@ -10,10 +10,11 @@ import threading
 import structlog
 from sqlalchemy import Engine
 
+from prevenance import wiring
 from prevenance.common import outbox
 from prevenance.common.clock import Clock
 from prevenance.db import unit_of_work
-from prevenance.desk import incidents, recovery
+from prevenance.desk import goodwill_mail, incidents, recovery
 from prevenance.loyalty import service as loyalty
 from prevenance.settings import Settings
 from prevenance.voice import invitations as voice_invitations
@@ -22,6 +23,8 @@ log = structlog.get_logger()
 HANDLERS: dict[str, list[outbox.Handler]] = {
     "contact.closed": [voice_invitations.on_contact_closed],
     "survey.answered": [recovery.on_survey_answered],  # a detractor opens a recovery case
+    "card_replacement.delivered": [wiring.on_card_delivered],  # a late card earns goodwill
+    "goodwill.granted": [goodwill_mail.on_goodwill_granted],  # the member is told, in the log
 }
 OUTBOX_BATCH = 500  # events per maintenance transaction
 

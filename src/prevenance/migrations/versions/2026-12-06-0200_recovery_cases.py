@@ -1,4 +1,5 @@
-"""recovery cases: a detractor or poor answer opens one case on the member, owed by the rated team
+"""recovery cases and goodwill grants: a detractor or poor answer opens one case on the member, owed
+by the rated team; a missed promise or an incident grants goodwill once per cause and member
 
 Revision ID: e7a1b2c3d4f5
 Revises: d1e2f3a4b5c6
@@ -68,7 +69,38 @@ def upgrade() -> None:
     op.create_index("ix_desk_recovery_cases_status_due", "desk_recovery_cases", ["status", "due_at"])
     op.create_index("ix_desk_recovery_cases_member_opened", "desk_recovery_cases", ["member_id", "opened_at"])
     op.create_index("ix_desk_recovery_cases_opened", "desk_recovery_cases", ["opened_at"])
+    op.create_table(
+        "goodwill_grants",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("cause", sa.String(length=20), nullable=False),
+        sa.Column("reference", sa.String(length=200), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("form", sa.String(length=10), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
+        sa.Column("credit_minor", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("cost_eur", sa.Numeric(14, 4), nullable=False),
+        sa.Column("country", sa.String(length=2), nullable=False),
+        sa.Column("product", sa.String(length=40), nullable=False),
+        sa.Column("team", sa.String(length=120), nullable=True),
+        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("posting_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("granted_by", sa.String(length=120), nullable=False),
+        sa.Column("granted_at", UtcDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("form IN ('points', 'credit', 'capped')", name=op.f("ck_goodwill_grants_form")),
+        sa.CheckConstraint("cause IN ('late_card', 'incident')", name=op.f("ck_goodwill_grants_cause")),
+        sa.CheckConstraint("points >= 0 AND credit_minor >= 0", name=op.f("ck_goodwill_grants_amounts")),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_goodwill_grants_member_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_goodwill_grants")),
+        sa.UniqueConstraint("key", name=op.f("uq_goodwill_grants_key")),
+    )
+    op.create_index("ix_goodwill_grants_member_month", "goodwill_grants", ["member_id", "month"])
+    op.create_index("ix_goodwill_grants_month", "goodwill_grants", ["month"])
 
 
 def downgrade() -> None:
+    op.drop_table("goodwill_grants")
     op.drop_table("desk_recovery_cases")

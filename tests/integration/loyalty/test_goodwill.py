@@ -1,0 +1,165 @@
+"""Goodwill: an emergency card delivered after its promise earns the member points (reason
+``goodwill``, reference = the order) or, where the programme says customers prefer cash, a statement
+credit; once per order under re-delivered events, capped per member and month, told by mail in the
+member's language (the communications log), and counted in ``GET /v1/goodwill``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from prevenance.common.clock import FrozenClock
+from prevenance.common.outbox import OutboxEvent
+from prevenance.db import read_session, unit_of_work
+from prevenance.loyalty import goodwill_rules, programme
+from prevenance.loyalty.tables import GoodwillGrant, Posting
+from prevenance.wiring import on_card_delivered
+from prevenance.worker import run_once
+from tests.conftest import Api
+from tests.factories import put_member
+
+
+def install_goodwill(engine: Engine, clock: FrozenClock, section: dict[str, Any]) -> None:
+    with unit_of_work(engine) as session:
+        document = programme.current_document(session)
+        assert document is not None
+        programme.install(session, document={**document[1], "goodwill": section}, now=clock.now(), by="test")
+
+
+def late_card(api: Api, clock: FrozenClock, order_id: str, member_ref: str, city: str = "Paris") -> None:
+    body = {"id": order_id, "city": city, "country": "FR", "address": "1 rue de Rivoli"}
+    assert api.post(f"/v1/members/{member_ref}/card-replacements", body, role="agent").status_code == 201
+    api.post(f"/v1/card-replacements/{order_id}/dispatch", role="integrator")
+    clock.advance(timedelta(hours=3))  # Paris promises two hours
+    assert api.post(f"/v1/card-replacements/{order_id}/deliver", role="integrator").status_code == 200
+
+
+def grants(engine: Engine) -> list[GoodwillGrant]:
+    with read_session(engine) as session:
+        return list(session.scalars(select(GoodwillGrant).order_by(GoodwillGrant.id)))
+
+
+def test_a_late_card_earns_points_once_and_the_member_is_told(
+    api: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    put_member(api, "M1")  # French, FR, gold
+    put_member(api, "M2", language="en")
+    late_card(api, clock, "R1", "M1")
+    body = {"id": "R2", "city": "Paris", "country": "FR", "address": "2 rue de Rivoli"}
+    api.post("/v1/members/M2/card-replacements", body, role="agent")
+    api.post("/v1/card-replacements/R2/deliver", role="integrator")  # on time: nothing
+    run_once(engine, clock)
+    run_once(engine, clock)  # the goodwill.granted event, then the mail in the log
+    [grant] = grants(engine)
+    assert (grant.cause, grant.reference, grant.form, grant.points) == ("late_card", "R1", "points", 2500)
+    with read_session(engine) as session:
+        postings = session.execute(
+            select(Posting.reason, Posting.reference, Posting.amount).where(Posting.reason == "goodwill")
+        ).all()
+    assert postings == [("goodwill", "R1", 2500)]
+    movements = api.get("/v1/members/M1/movements", role="agent")
+    assert movements.status_code == 200
+    assert any(m["reason"] == "goodwill" and m["reference"] == "R1" for m in movements.json()["items"])
+    log = api.get("/v1/members/M1/communications", role="agent").json()["items"]
+    assert [(c["template"], c["language"], c["source"]) for c in log] == [
+        ("goodwill-late_card", "fr", "goodwill")
+    ]
+    assert "2500 points" in log[0]["summary"] and "retard" in log[0]["subject"]
+
+    # The event delivered again (a relay crashed after handling it): nothing more.
+    with unit_of_work(engine) as session:
+        for event in session.scalars(
+            select(OutboxEvent).where(OutboxEvent.type == "card_replacement.delivered")
+        ):
+            on_card_delivered(session, event)
+    run_once(engine, clock)
+    assert len(grants(engine)) == 1
+    assert len(api.get("/v1/members/M1/communications", role="agent").json()["items"]) == 1
+
+    report = api.get("/v1/goodwill?month=2026-01", role="supervisor")
+    assert report.status_code == 200, report.text
+    figures = report.json()
+    assert (figures["count"], figures["points"], figures["cost_eur"]) == (1, 2500, "16.25")
+    assert figures["by_reason"] == [
+        {
+            "key": "late_card",
+            "count": 1,
+            "capped": 0,
+            "points": 2500,
+            "credit_eur": "0.00",
+            "cost_eur": "16.25",
+        }
+    ]
+    assert [row["key"] for row in figures["by_country"]] == ["FR"]
+    assert [row["key"] for row in figures["by_team"]] == ["emergency-cards"]
+    assert api.get("/v1/goodwill?month=2026-1", role="supervisor").status_code == 422
+    assert api.get("/v1/goodwill?month=2026-01", role="agent").status_code == 403
+
+
+def test_statement_credit_where_cash_is_preferred_and_the_monthly_cap(
+    api: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    install_goodwill(
+        engine,
+        clock,
+        {
+            "monthly_cap_eur": "25.00",
+            "causes": {"late_card": {"points": 2500, "credit_eur": "15.00"}},
+            "statement_credit": [{"country": "DE", "products": ["gold"]}],
+        },
+    )
+    put_member(api, "D1", country="DE", language="en")
+    put_member(api, "F1")
+    for n in range(3):
+        late_card(api, clock, f"RD{n}", "D1", city="Berlin" if False else "Paris")
+    late_card(api, clock, "RF1", "F1")
+    run_once(engine, clock)
+    run_once(engine, clock)
+    by_member = [(g.reference, g.form, g.points, g.credit_minor) for g in grants(engine)]
+    # 15 €, then the 10 € left under the 25 € cap, then nothing: recorded as capped.
+    assert sorted(by_member) == [
+        ("RD0", "credit", 0, 1500),
+        ("RD1", "credit", 0, 1000),
+        ("RD2", "capped", 0, 0),
+        ("RF1", "points", 2500, 0),
+    ]
+    log = api.get("/v1/members/D1/communications", role="agent").json()["items"]
+    assert len(log) == 2 and all(c["language"] == "en" for c in log)
+    assert any("€15.00" in c["summary"] for c in log)
+    figures = api.get("/v1/goodwill?month=2026-01", role="supervisor").json()
+    assert (figures["count"], figures["capped"], figures["credit_eur"]) == (3, 1, "25.00")
+
+
+def test_the_goodwill_section_is_checked() -> None:
+    policy = goodwill_rules.parse(None)
+    assert policy.causes["late_card"].points == 2500
+    assert (
+        goodwill_rules.decide(
+            policy, cause="incident", country="FR", product="gold", spent_this_month_eur=Decimal("49.99")
+        ).points
+        == 1
+    )  # 0.01 € left buys one point at 0.0065 €
+    for bad, field in (
+        ({"cap": 1}, "goodwill.cap"),
+        ({"causes": {"flood": {"points": 1}}}, "goodwill.causes.flood"),
+        ({"causes": {"incident": {"points": -1}}}, "goodwill.causes.incident.points"),
+        ({"eur_per_point": "0"}, "goodwill.eur_per_point"),
+        ({"statement_credit": [{"country": "germany"}]}, "goodwill.statement_credit[0].country"),
+    ):
+        try:
+            goodwill_rules.parse(bad)
+        except goodwill_rules.GoodwillError as error:
+            assert error.field == field
+        else:
+            raise AssertionError(bad)
+
+
+def test_put_programme_refuses_a_bad_goodwill_section(api: Api) -> None:
+    document = api.get("/v1/programme").json()
+    document = document.get("document", document)
+    response = api.put("/v1/programme", {**document, "goodwill": {"monthly_cap_eur": "lots"}})
+    assert response.status_code == 422, response.text
+    assert "goodwill.monthly_cap_eur" in response.text
