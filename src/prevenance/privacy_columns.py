@@ -117,6 +117,10 @@ EXPORT: dict[str, dict[str, str]] = {
         "dislikes": "withheld: the concierge's file, staff-only like GET /tastes",
         "updated_by": STAFF_ID,
     },
+    "offer_suppressions": {
+        **_all("id offer_id member_id transaction_id reason decided_at"),
+        "arm": "withheld: the experiment's assignment, treatment or control, is internal",
+    },
     "offer_decisions": {
         **_all(
             "id offer_id member_id transaction_id decided_at expires_at status activated_at rewarded_at "
@@ -280,6 +284,13 @@ KEPT: dict[str, dict[str, str]] = {
         "salt": "a random salt of the holdout period: no member data",
         "share": "a decimal amount",
         "started_by": _STAFF,
+    },
+    "offer_suppressions": {
+        "id": _ID,
+        "offer_id": _ID,
+        "transaction_id": _ID,
+        "arm": _CODE,
+        "reason": _CODE,
     },
     "offer_decisions": {
         "id": _ID,

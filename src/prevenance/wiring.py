@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common.outbox import OutboxEvent
 from prevenance.customers import service as customers_service
+from prevenance.desk import incidents as desk_incidents
 from prevenance.desk import service as desk_service
 from prevenance.loyalty import goodwill
 from prevenance.loyalty.service import TransactionHook
@@ -53,10 +54,17 @@ def benefit_events(session: Session, since: datetime, until: datetime) -> list[t
     return desk_service.benefit_usage_events(session, since=since, until=until)
 
 
+def offer_suppression(session: Session, member_id: int) -> str | None:
+    """Why no marketing offer may go to the member now: an active incident affects them."""
+    if desk_incidents.member_in_active_incident(session, member_id=member_id):
+        return "incident-active"
+    return None
+
+
 def offer_hook() -> TransactionHook:
     """The offers hook composed with the desk, as :func:`install_offer_hook` registers it."""
     return offers_service.make_transaction_hook(
-        may_contact=may_contact, record_note=record_note, benefits=benefits_used
+        may_contact=may_contact, record_note=record_note, benefits=benefits_used, suppress=offer_suppression
     )
 
 
@@ -69,6 +77,7 @@ def install_offer_hook() -> None:
         record_note=record_note,
         benefits=benefits_used,
         benefit_events=benefit_events,
+        suppress=offer_suppression,
     )
 
 

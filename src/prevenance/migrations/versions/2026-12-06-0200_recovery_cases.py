@@ -99,8 +99,31 @@ def upgrade() -> None:
     )
     op.create_index("ix_goodwill_grants_member_month", "goodwill_grants", ["member_id", "month"])
     op.create_index("ix_goodwill_grants_month", "goodwill_grants", ["month"])
+    op.create_table(
+        "offer_suppressions",
+        sa.Column("id", sa.String(length=200), nullable=False),
+        sa.Column("offer_id", sa.String(length=200), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("transaction_id", sa.String(length=200), nullable=False),
+        sa.Column("arm", sa.String(length=10), nullable=False),
+        sa.Column("reason", sa.String(length=40), nullable=False),
+        sa.Column("decided_at", UtcDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("arm IN ('treatment', 'control')", name=op.f("ck_offer_suppressions_arm")),
+        sa.ForeignKeyConstraint(
+            ["offer_id"], ["offers.id"], name=op.f("fk_offer_suppressions_offer_id_offers")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_offer_suppressions_member_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_offer_suppressions")),
+        sa.UniqueConstraint(
+            "offer_id", "member_id", "transaction_id", name="uq_offer_suppressions_offer_member_tx"
+        ),
+    )
+    op.create_index("ix_offer_suppressions_member", "offer_suppressions", ["member_id", "decided_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("offer_suppressions")
     op.drop_table("goodwill_grants")
     op.drop_table("desk_recovery_cases")
