@@ -73,6 +73,8 @@ def _decision_id(offer_id: str, member_id: int, transaction_id: str) -> str:
 # of the statement's cost), and this runs on every offer decision.
 _DECISIONS: Table = OfferDecision.__table__  # type: ignore[assignment]
 _INSERT_DECISION = insert(_DECISIONS)
+_SUPPRESSIONS: Table = OfferSuppression.__table__  # type: ignore[assignment]
+_INSERT_SUPPRESSION = insert(_SUPPRESSIONS)
 
 
 def decide(
@@ -190,7 +192,7 @@ def decide(
         # Suppressed in both arms alike, after the arm is drawn: the experiment loses the same
         # members from treatment and control, so its ROI stays unbiased.
         session.execute(
-            insert(OfferSuppression.__table__),
+            _INSERT_SUPPRESSION,
             {
                 "id": decision_id,
                 "offer_id": offer.id,

@@ -64,6 +64,26 @@ class GoodwillReport(BaseModel):
     by_team: list[GoodwillTotals]
 
 
+class MemberGoodwillRead(BaseModel):
+    """A gesture as the member sees it: what was given and why, no cost or staff identity."""
+
+    cause: str
+    reference: str
+    form: str
+    points: int
+    credit: str
+    currency: str
+    granted_at: str
+
+
+class GoodwillRead(MemberGoodwillRead):
+    """A gesture as staff see it (the 360)."""
+
+    cost_eur: str
+    team: str | None
+    granted_by: str
+
+
 class IncidentGoodwill(BaseModel):
     incident_id: str
     affected: int

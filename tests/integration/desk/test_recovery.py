@@ -176,6 +176,8 @@ def test_list_states_close_and_report(api: Api, engine: Engine, clock: FrozenClo
     assert patch(api, "/v1/recovery-cases/nope", {"outcome": "resolved"}).status_code == 404
     second = listed[1]["id"]
     assert patch(api, f"/v1/recovery-cases/{second}", {"outcome": "customer_declined"}).status_code == 200
+    seen = api.get("/v1/members/M1/360", role="agent").json()["recovery_cases"]
+    assert [(c["id"], c["outcome"]) for c in seen] == [(first, "called_back")]
     assert api.get("/v1/recovery-cases?state=closed&member_ref=M1", role="agent").json()[0]["id"] == first
 
     # M1's next answer, after the call, is a promoter: the report counts it.

@@ -20,6 +20,7 @@ from prevenance.wiring import on_card_delivered
 from prevenance.worker import run_once
 from tests.conftest import Api
 from tests.factories import put_member
+from tests.integration.offers.conftest import member_headers
 
 
 def install_goodwill(engine: Engine, clock: FrozenClock, section: dict[str, Any]) -> None:
@@ -68,6 +69,14 @@ def test_a_late_card_earns_points_once_and_the_member_is_told(
         ("goodwill-late_card", "fr", "goodwill")
     ]
     assert "2500 points" in log[0]["summary"] and "retard" in log[0]["subject"]
+
+    staff = api.get("/v1/members/M1/360", role="agent").json()
+    assert [(g["cause"], g["reference"], g["points"], g["cost_eur"]) for g in staff["goodwill"]] == [
+        ("late_card", "R1", 2500, "16.2500")
+    ]
+    own = api.client.get("/v1/members/M1/360", headers=member_headers(engine, clock, "M1")).json()
+    assert own["view"] == "member" and own["goodwill"][0]["points"] == 2500
+    assert "cost_eur" not in own["goodwill"][0] and "recovery_cases" not in own
 
     # The event delivered again (a relay crashed after handling it): nothing more.
     with unit_of_work(engine) as session:
