@@ -33,6 +33,8 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
     p.require(*DASHBOARD)
     # Without a month, the last complete one: the current month's contacts are mostly undetermined.
     month = month or previous_month(month_of(p.now))
+    with read_session(p.engine) as session:
+        recovery_counts = desk.recovery_counts(session, now=p.now)
     try:
         with read_session(p.engine) as session:
             fcr = desk.fcr_report(session, by="team", month=month, now=p.now)
@@ -50,6 +52,7 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
             fcr=None,
             reasons=None,
             cards=None,
+            recovery_counts=recovery_counts,
         )
     specs = {
         "fcr": charts.fcr_by_team(fcr, p.lang),
@@ -66,6 +69,7 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
         fcr=fcr,
         reasons=reasons,
         cards=cards,
+        recovery_counts=recovery_counts,
     )
 
 

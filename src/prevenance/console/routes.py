@@ -26,6 +26,7 @@ from prevenance.console import (
     pages_executive,
     pages_marketing,
     pages_portal,
+    pages_recovery,
     pages_voice,
     users,
 )
@@ -170,5 +171,6 @@ for pages in (
     pages_voice,
     pages_executive,
     pages_marketing,
+    pages_recovery,
 ):
     router.include_router(pages.router)

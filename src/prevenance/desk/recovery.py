@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, fingerprint, iso_z
+from prevenance.common.inputs import check_month
 from prevenance.common.outbox import OutboxEvent
 from prevenance.common.periods import month_bounds
 from prevenance.common.problems import Conflict, InvalidInput, NotFound
@@ -318,7 +319,7 @@ def counts(session: Session, *, now: datetime, team: str | None = None) -> dict[
 
 def report(session: Session, *, month: str) -> dict[str, Any]:
     """Recovery rate and next-answer promoters of the cases opened in ``month``, by team too."""
-    start, end = month_bounds(month)
+    start, end = month_bounds(check_month(month))
     rows = session.execute(
         select(
             RecoveryCase.team,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.ids import iso_z
+from prevenance.common.inputs import check_month
 from prevenance.common.periods import month_of
 from prevenance.customers import service as customers
 from prevenance.loyalty import goodwill_rules, ledger, programme
@@ -162,6 +163,7 @@ def list_member_grants(session: Session, *, member_id: int, limit: int = 20) -> 
 
 def report(session: Session, *, month: str) -> dict[str, Any]:
     """The month's goodwill: count, cost, points and credits, by cause, country and team."""
+    month = check_month(month)
     rows = session.execute(
         select(
             GoodwillGrant.cause,
