@@ -293,3 +293,8 @@ def explained(p: PageDep, ref: str, code: str) -> Response:
             p, ref, status=error.status, errors={"benefits": problem_errors(p, error, {"benefits": code})}
         )
     return redirect(p, f"/console/members/{ref}?done=benefit")
+
+
+def render_360(p: Page, ref: str, *, status: int, errors: dict[str, dict[str, str]]) -> Response:
+    """The 360 shown again with a refused form's errors (the recovery form of ``pages_recovery``)."""
+    return _render_360(p, ref, status=status, errors=errors)

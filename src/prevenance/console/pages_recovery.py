@@ -94,6 +94,6 @@ def close_recovery(p: PageDep, ref: str, case_id: str) -> Response:
 
 
 def _back_with_error(p: Page, ref: str, case_id: str, message: str, status: int = 422) -> Response:
-    from prevenance.console.pages_desk import _render_360  # the 360 page imports nothing of this one
+    from prevenance.console.pages_desk import render_360  # the 360 page imports nothing of this one
 
-    return _render_360(p, ref, status=status, errors={"recovery": {case_id: message}})
+    return render_360(p, ref, status=status, errors={"recovery": {case_id: message}})
