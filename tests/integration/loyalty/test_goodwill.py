@@ -9,7 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
@@ -172,3 +172,39 @@ def test_put_programme_refuses_a_bad_goodwill_section(api: Api) -> None:
     response = api.put("/v1/programme", {**document, "goodwill": {"monthly_cap_eur": "lots"}})
     assert response.status_code == 422, response.text
     assert "goodwill.monthly_cap_eur" in response.text
+
+
+def test_concurrent_grants_grant_once_and_hold_the_cap(api: Api, engine: Engine, clock: FrozenClock) -> None:
+    from prevenance.customers import service as customers
+    from prevenance.db import run_in_transaction
+    from prevenance.loyalty import goodwill
+    from tests.races import race
+
+    install_goodwill(engine, clock, {"monthly_cap_eur": "20.00", "causes": {"incident": {"points": 2000}}})
+    put_member(api, "M1")
+    with read_session(engine) as session:
+        member = customers.get(session, ref="M1")
+        assert member is not None
+        member_id = member.id
+
+    def grant(reference: str) -> Any:
+        return run_in_transaction(
+            engine,
+            lambda s: goodwill.grant(
+                s, member_id=member_id, cause="incident", reference=reference, team=None, by="t", now=clock.now()
+            ),
+        )
+
+    same = race(4, lambda _: grant("INC-SAME"))
+    assert all(isinstance(r, dict) for r in same), same
+    assert sorted(r["replayed"] for r in same) == [False, True, True, True]
+    others = race(4, lambda i: grant(f"INC-{i}"))
+    assert all(isinstance(r, dict) for r in others), others
+    rows = grants(engine)
+    assert len(rows) == 5
+    # 2000 points cost 13 €: the first fits, the next gets what 7 € buy, then the cap is reached.
+    assert sum(Decimal(g.cost_eur) for g in rows) <= Decimal("20.00")
+    assert sorted(g.form for g in rows).count("capped") == 3
+    with read_session(engine) as session:
+        count = session.scalar(select(func.count()).select_from(Posting).where(Posting.reason == "goodwill"))
+    assert count == 2
