@@ -101,6 +101,10 @@ EXPORT: dict[str, dict[str, str]] = {
         "id incident_id member_id kind language subject body status created_at sent_at attempts "
         "last_attempt_at next_attempt_at last_error"
     ),
+    "desk_goodwill_mails": _all(
+        "id member_id cause language subject body status created_at sent_at attempts last_attempt_at "
+        "next_attempt_at last_error"
+    ),
     "desk_concierge_requests": {
         **_all(
             "id member_id member_ref category title details city country due_at status created_at updated_at"
@@ -192,6 +196,7 @@ PERSONAL: dict[str, dict[str, str | None]] = {
     "desk_callbacks": {"phone": "", "member_ref": PSEUDONYM},
     "desk_recovery_cases": {"note": "", "member_ref": PSEUDONYM},
     "desk_incident_notices": {"subject": "", "body": "", "last_error": None},
+    "desk_goodwill_mails": {"subject": "", "body": "", "last_error": None},
     "miles_export_lines": {"member_ref": PSEUDONYM},
     "voice_answers": {"comment": "", "suggestion": ""},
     "voice_suggestions": {"text": "", "note": ""},
@@ -388,6 +393,7 @@ KEPT: dict[str, dict[str, str]] = {
         "status": _CODE,
         "declared_by": _STAFF,
     },
+    "desk_goodwill_mails": {"id": _ID, "cause": _CODE, "language": _CODE, "status": _CODE},
     "desk_incident_notices": {
         "id": _ID,
         "incident_id": _ID,

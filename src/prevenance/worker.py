@@ -49,8 +49,9 @@ def run_once(
             delivered = outbox.deliver_pending(
                 session, handlers=HANDLERS, now=clock.now(), limit=OUTBOX_BATCH
             )
-    notices = invitations = 0
+    notices = invitations = goodwill_mails = 0
     if smtp_url:
+        goodwill_mails = goodwill_mail.send_pending(engine, smtp_url=smtp_url, now=clock.now())
         notices = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=clock.now())
         # Survey links are signed with the settings' secret key: the same settings as the survey page.
         invitations = voice_invitations.send_pending_invitations(
@@ -61,6 +62,7 @@ def run_once(
         "events_delivered": delivered,
         "notices_sent": notices,
         "invitations_sent": invitations,
+        "goodwill_mails_sent": goodwill_mails,
     }
 
 

@@ -53,7 +53,8 @@ def _close_history(engine: Engine, rng: random.Random, now: datetime) -> dict[st
             )
         ).all()
     counts["recovery_cases"] = len(cases)
-    names, weights = zip(*OUTCOMES, strict=True)
+    names = [name for name, _ in OUTCOMES]
+    weights = [weight for _, weight in OUTCOMES]
     for case_id, opened_at, status in cases:
         if status != "open" or opened_at > now - LEFT_OPEN:
             continue
@@ -124,7 +125,11 @@ def _pay_at_partner(engine: Engine, refs: list[str], at: datetime, seed: int) ->
             category="books",
             occurred_at=at,
         )
-        run_in_transaction(engine, lambda s, tx=tx: loyalty.record_transaction(s, tx=tx, now=at))
+        record(engine, tx, at)
+
+
+def record(engine: Engine, tx: loyalty.TransactionInput, at: datetime) -> None:
+    run_in_transaction(engine, lambda s: loyalty.record_transaction(s, tx=tx, now=at))
 
 
 def load_recovery_demo(engine: Engine, *, seed: int, now: datetime) -> dict[str, int]:

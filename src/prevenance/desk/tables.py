@@ -398,3 +398,32 @@ class RecoveryCase(Base):
     follow_up_answer_id: Mapped[str | None] = mapped_column(String(220), nullable=True)
     follow_up_recommend: Mapped[int | None] = mapped_column(Integer, nullable=True)
     follow_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class GoodwillMail(Base):
+    """The mail owed to a member for a goodwill grant, in their language: the outbox of the goodwill
+    mails, written once per grant (``id`` derived from the grant's key) when loyalty's
+    ``goodwill.granted`` event reaches the desk. The relay sends each ``pending`` row and marks it
+    ``sent`` in the transaction that logs the communication (as ``IncidentNotice``)."""
+
+    __tablename__ = "desk_goodwill_mails"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+        CheckConstraint("language IN ('fr', 'en')", name="language"),
+        Index("ix_desk_goodwill_mails_status_created", "status", "created_at"),
+        Index("ix_desk_goodwill_mails_member", "member_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    cause: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(2))
+    subject: Mapped[str] = mapped_column(String(400))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)

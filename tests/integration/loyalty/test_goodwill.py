@@ -21,6 +21,8 @@ from prevenance.worker import run_once
 from tests.conftest import Api
 from tests.factories import put_member
 from tests.integration.offers.conftest import member_headers
+from tests.integration.voice.conftest import smtp as smtp
+from tests.smtp_server import Smtp
 
 
 def install_goodwill(engine: Engine, clock: FrozenClock, section: dict[str, Any]) -> None:
@@ -44,7 +46,7 @@ def grants(engine: Engine) -> list[GoodwillGrant]:
 
 
 def test_a_late_card_earns_points_once_and_the_member_is_told(
-    api: Api, engine: Engine, clock: FrozenClock
+    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp
 ) -> None:
     put_member(api, "M1")  # French, FR, gold
     put_member(api, "M2", language="en")
@@ -53,7 +55,7 @@ def test_a_late_card_earns_points_once_and_the_member_is_told(
     api.post("/v1/members/M2/card-replacements", body, role="agent")
     api.post("/v1/card-replacements/R2/deliver", role="integrator")  # on time: nothing
     run_once(engine, clock)
-    run_once(engine, clock)  # the goodwill.granted event, then the mail in the log
+    run_once(engine, clock, smtp_url=smtp.url)  # the goodwill.granted event queues the mail, sent
     [grant] = grants(engine)
     assert (grant.cause, grant.reference, grant.form, grant.points) == ("late_card", "R1", "points", 2500)
     with read_session(engine) as session:
@@ -64,9 +66,13 @@ def test_a_late_card_earns_points_once_and_the_member_is_told(
     movements = api.get("/v1/members/M1/movements", role="agent")
     assert movements.status_code == 200
     assert any(m["reason"] == "goodwill" and m["reference"] == "R1" for m in movements.json()["items"])
+    [message] = smtp.inbox.take()
+    assert message["To"] == "camille@example.fr"
+    assert message["Subject"] == "Votre carte de remplacement est arrivée en retard"
+    assert "2500 points" in message.get_content()
     log = api.get("/v1/members/M1/communications", role="agent").json()["items"]
     assert [(c["template"], c["language"], c["source"]) for c in log] == [
-        ("goodwill-late_card", "fr", "goodwill")
+        ("goodwill-late_card", "fr", "goodwill-relay")
     ]
     assert "2500 points" in log[0]["summary"] and "retard" in log[0]["subject"]
 
@@ -84,8 +90,9 @@ def test_a_late_card_earns_points_once_and_the_member_is_told(
             select(OutboxEvent).where(OutboxEvent.type == "card_replacement.delivered")
         ):
             on_card_delivered(session, event)
-    run_once(engine, clock)
-    assert len(grants(engine)) == 1
+    run_once(engine, clock, smtp_url=smtp.url)
+    run_once(engine, clock, smtp_url=smtp.url)
+    assert len(grants(engine)) == 1 and smtp.inbox.take() == []
     assert len(api.get("/v1/members/M1/communications", role="agent").json()["items"]) == 1
 
     report = api.get("/v1/goodwill?month=2026-01", role="supervisor")
@@ -109,7 +116,7 @@ def test_a_late_card_earns_points_once_and_the_member_is_told(
 
 
 def test_statement_credit_where_cash_is_preferred_and_the_monthly_cap(
-    api: Api, engine: Engine, clock: FrozenClock
+    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp
 ) -> None:
     install_goodwill(
         engine,
@@ -126,7 +133,7 @@ def test_statement_credit_where_cash_is_preferred_and_the_monthly_cap(
         late_card(api, clock, f"RD{n}", "D1", city="Berlin" if False else "Paris")
     late_card(api, clock, "RF1", "F1")
     run_once(engine, clock)
-    run_once(engine, clock)
+    run_once(engine, clock, smtp_url=smtp.url)
     by_member = [(g.reference, g.form, g.points, g.credit_minor) for g in grants(engine)]
     # 15 €, then the 10 € left under the 25 € cap, then nothing: recorded as capped.
     assert sorted(by_member) == [
@@ -135,6 +142,9 @@ def test_statement_credit_where_cash_is_preferred_and_the_monthly_cap(
         ("RD2", "capped", 0, 0),
         ("RF1", "points", 2500, 0),
     ]
+    mails = smtp.inbox.take()
+    assert sorted(str(m["Subject"]) for m in mails).count("Your replacement card arrived late") == 2
+    assert len(mails) == 3  # D1's two credits (the capped grant tells nothing) and F1's points
     log = api.get("/v1/members/D1/communications", role="agent").json()["items"]
     assert len(log) == 2 and all(c["language"] == "en" for c in log)
     assert any("€15.00" in c["summary"] for c in log)
@@ -191,7 +201,13 @@ def test_concurrent_grants_grant_once_and_hold_the_cap(api: Api, engine: Engine,
         return run_in_transaction(
             engine,
             lambda s: goodwill.grant(
-                s, member_id=member_id, cause="incident", reference=reference, team=None, by="t", now=clock.now()
+                s,
+                member_id=member_id,
+                cause="incident",
+                reference=reference,
+                team=None,
+                by="t",
+                now=clock.now(),
             ),
         )
 

@@ -23,6 +23,8 @@ from prevenance.worker import run_once
 from tests.conftest import Api
 from tests.integration.desk.test_incidents import incident
 from tests.integration.offers.conftest import add_member, offer_def, pay, refs_in_arm
+from tests.integration.voice.conftest import smtp as smtp
+from tests.smtp_server import Smtp
 
 RESOLUTION = {"body_fr": "C'est réparé.", "body_en": "It is fixed."}
 
@@ -64,7 +66,9 @@ def test_offers_are_suppressed_in_both_arms_while_an_incident_is_active(
     assert count(engine, OfferSuppression) == 2
 
 
-def test_goodwill_to_every_affected_member_once(api: Api, engine: Engine, clock: FrozenClock) -> None:
+def test_goodwill_to_every_affected_member_once(
+    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp
+) -> None:
     for ref in ("M1", "M2", "M3"):
         add_member(api, ref)
     add_member(api, "E1", language="en")
@@ -81,7 +85,9 @@ def test_goodwill_to_every_affected_member_once(api: Api, engine: Engine, clock:
     again = api.post("/v1/incidents/INC1/goodwill", role="supervisor").json()
     assert again == {"incident_id": "INC1", "affected": 4, "granted": 0, "already": 4}
     assert count(engine, Posting, Posting.reason == "goodwill", Posting.reference == "INC1") == 4
-    run_once(engine, clock)
+    run_once(engine, clock, smtp_url=smtp.url)
+    told = [m for m in smtp.inbox.take() if str(m["Subject"]).startswith(("A gesture", "Un geste"))]
+    assert len(told) == 4
     log = api.get("/v1/members/E1/communications", role="agent").json()["items"]
     goodwill_mails = [c for c in log if c["template"] == "goodwill-incident"]
     assert len(goodwill_mails) == 1 and goodwill_mails[0]["language"] == "en"

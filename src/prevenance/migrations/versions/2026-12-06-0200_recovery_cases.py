@@ -120,10 +120,37 @@ def upgrade() -> None:
             "offer_id", "member_id", "transaction_id", name="uq_offer_suppressions_offer_member_tx"
         ),
     )
+    op.create_table(
+        "desk_goodwill_mails",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("cause", sa.String(length=20), nullable=False),
+        sa.Column("language", sa.String(length=2), nullable=False),
+        sa.Column("subject", sa.String(length=400), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("created_at", UtcDateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", UtcDateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("last_attempt_at", UtcDateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", UtcDateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.String(length=500), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('pending', 'sent', 'failed')", name=op.f("ck_desk_goodwill_mails_status")
+        ),
+        sa.CheckConstraint("language IN ('fr', 'en')", name=op.f("ck_desk_goodwill_mails_language")),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_desk_goodwill_mails_member_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_desk_goodwill_mails")),
+    )
+    op.create_index("ix_desk_goodwill_mails_status_created", "desk_goodwill_mails", ["status", "created_at"])
+    op.create_index("ix_desk_goodwill_mails_member", "desk_goodwill_mails", ["member_id"])
     op.create_index("ix_offer_suppressions_member", "offer_suppressions", ["member_id", "decided_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("desk_goodwill_mails")
     op.drop_table("offer_suppressions")
     op.drop_table("goodwill_grants")
     op.drop_table("desk_recovery_cases")
