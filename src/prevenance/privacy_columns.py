@@ -78,10 +78,13 @@ EXPORT: dict[str, dict[str, str]] = {
         "booked_by": STAFF_ID,
     },
     "desk_benefit_usages": _all("id member_id benefit used_at source created_at"),
-    "goodwill_grants": _all(
-        "id key cause reference member_id form points credit_minor currency cost_eur country product "
-        "team month posting_id granted_by granted_at"
-    ),
+    "goodwill_grants": {
+        **_all(
+            "id key cause reference member_id form points credit_minor currency cost_eur country "
+            "product team month posting_id granted_at"
+        ),
+        "granted_by": STAFF_ID,
+    },
     "desk_recovery_cases": {
         **_all(
             "id member_id member_ref answer_id contact_id team channel country cause recommend "
