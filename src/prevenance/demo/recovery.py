@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
@@ -27,6 +27,7 @@ from prevenance.desk import incidents, recovery
 from prevenance.desk import service as desk
 from prevenance.desk.schemas import IncidentCreate
 from prevenance.desk.tables import RecoveryCase
+from prevenance.loyalty.tables import CardTransaction
 from prevenance.loyalty import service as loyalty
 from prevenance.views import goodwill
 from prevenance.views import incidents as incident_views
@@ -144,11 +145,15 @@ def load_recovery_demo(engine: Engine, *, seed: int, now: datetime) -> dict[str,
                 select(Member).where(Member.ref.like(f"demo-{seed}-%")).order_by(Member.id)
             )
         }
+        # The quietest first: lapsing members are the ones the live welcome-back campaign targets.
+        last_paid = func.max(CardTransaction.occurred_at)
         italians = list(
             session.scalars(
                 select(Member.ref)
+                .join(CardTransaction, CardTransaction.member_id == Member.id, isouter=True)
                 .where(Member.ref.like(f"demo-{seed}-%"), Member.country == "IT")
-                .order_by(Member.id)
+                .group_by(Member.id, Member.ref)
+                .order_by(last_paid, Member.id)
             )
         )
     french = next((ref for (country, _), ref in sorted(refs.items()) if country == "FR"), None)
@@ -159,7 +164,7 @@ def load_recovery_demo(engine: Engine, *, seed: int, now: datetime) -> dict[str,
     counts["late_cards"] = _late_card(engine, seed, french, now) if french else 0
     counts["incident_goodwill"] = 0
     if italians:
-        since = now - timedelta(days=10)
+        since = now - timedelta(days=5)  # within the live campaign (from seven days ago)
         incident_id = _incident(engine, seed, "contactless", since, {"countries": ["IT"]})
         _pay_at_partner(engine, italians[:20], since + timedelta(hours=3), seed)
         with unit_of_work(engine) as session:
