@@ -27,8 +27,8 @@ from prevenance.desk import incidents, recovery
 from prevenance.desk import service as desk
 from prevenance.desk.schemas import IncidentCreate
 from prevenance.desk.tables import RecoveryCase
-from prevenance.loyalty.tables import CardTransaction
 from prevenance.loyalty import service as loyalty
+from prevenance.loyalty.tables import CardTransaction
 from prevenance.views import goodwill
 from prevenance.views import incidents as incident_views
 from prevenance.worker import drain
