@@ -27,6 +27,7 @@ from prevenance.desk.api import router as desk_router
 from prevenance.desk.chat.api import router as chat_router
 from prevenance.desk.concierge_api import router as concierge_router
 from prevenance.desk.mail_in.api import router as mail_in_router
+from prevenance.desk.recovery_api import router as recovery_router
 from prevenance.logging import RedactRequestSecrets, install_uvicorn_redaction
 from prevenance.logging import configure as configure_logging
 from prevenance.loyalty.api import router as loyalty_router
@@ -38,6 +39,7 @@ from prevenance.security_headers import SecurityHeaders
 from prevenance.settings import Settings, get_settings
 from prevenance.views.benefit_usage_api import router as benefit_usage_router
 from prevenance.views.chat_moments import router as chat_moments_router
+from prevenance.views.goodwill import router as goodwill_router
 from prevenance.views.incidents import router as incidents_router
 from prevenance.views.member360 import router as member360_router
 from prevenance.views.privacy import router as privacy_router
@@ -151,8 +153,10 @@ def create_app(
     app.include_router(chat_moments_router)
     app.include_router(concierge_router)
     app.include_router(mail_in_router)
+    app.include_router(recovery_router)
     app.include_router(member360_router)
     app.include_router(incidents_router)
+    app.include_router(goodwill_router)
     app.include_router(voice_router)
     app.include_router(offers_router)
     app.include_router(offers_roi_router)

@@ -12,17 +12,23 @@ from datetime import date
 import structlog
 from sqlalchemy import Engine
 
+from prevenance import wiring
 from prevenance.common import outbox
 from prevenance.common.clock import Clock
 from prevenance.db import unit_of_work
-from prevenance.desk import incidents
+from prevenance.desk import goodwill_mail, incidents, recovery
 from prevenance.desk.mail_in import service as desk_mail
 from prevenance.loyalty import service as loyalty
 from prevenance.settings import Settings
 from prevenance.voice import invitations as voice_invitations
 
 log = structlog.get_logger()
-HANDLERS: dict[str, list[outbox.Handler]] = {"contact.closed": [voice_invitations.on_contact_closed]}
+HANDLERS: dict[str, list[outbox.Handler]] = {
+    "contact.closed": [voice_invitations.on_contact_closed],
+    "survey.answered": [recovery.on_survey_answered],  # a detractor opens a recovery case
+    "card_replacement.delivered": [wiring.on_card_delivered],  # a late card earns goodwill
+    "goodwill.granted": [goodwill_mail.on_goodwill_granted],  # the member is told, in the log
+}
 OUTBOX_BATCH = 500  # events per maintenance transaction
 
 
@@ -46,9 +52,10 @@ def run_once(
             delivered = outbox.deliver_pending(
                 session, handlers=HANDLERS, now=clock.now(), limit=OUTBOX_BATCH
             )
-    notices = invitations = warnings = desk_mails = 0
+    notices = invitations = warnings = desk_mails = goodwill_mails = 0
     if smtp_url:
         warnings = loyalty.send_pending_warnings(engine, smtp_url=smtp_url, now=clock.now())
+        goodwill_mails = goodwill_mail.send_pending(engine, smtp_url=smtp_url, now=clock.now())
         notices = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=clock.now())
         desk_mails = desk_mail.send_pending(engine, smtp_url=smtp_url, now=clock.now())
         # Survey links are signed with the settings' secret key: the same settings as the survey page.
@@ -62,6 +69,7 @@ def run_once(
         "invitations_sent": invitations,
         "expiry_warnings_sent": warnings,
         "desk_mails_sent": desk_mails,
+        "goodwill_mails_sent": goodwill_mails,
     }
 
 

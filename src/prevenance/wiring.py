@@ -13,8 +13,12 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from prevenance.common.outbox import OutboxEvent
 from prevenance.console import users as console_users
+from prevenance.customers import service as customers_service
+from prevenance.desk import incidents as desk_incidents
 from prevenance.desk import service as desk_service
+from prevenance.loyalty import goodwill
 from prevenance.loyalty.service import TransactionHook
 from prevenance.offers import service as offers_service
 from prevenance.views import privacy
@@ -53,10 +57,17 @@ def benefit_events(session: Session, since: datetime, until: datetime) -> list[t
     return desk_service.benefit_usage_events(session, since=since, until=until)
 
 
+def offer_suppression(session: Session, member_id: int) -> str | None:
+    """Why no marketing offer may go to the member now: an active incident affects them."""
+    if desk_incidents.member_in_active_incident(session, member_id=member_id):
+        return "incident-active"
+    return None
+
+
 def offer_hook() -> TransactionHook:
     """The offers hook composed with the desk, as :func:`install_offer_hook` registers it."""
     return offers_service.make_transaction_hook(
-        may_contact=may_contact, record_note=record_note, benefits=benefits_used
+        may_contact=may_contact, record_note=record_note, benefits=benefits_used, suppress=offer_suppression
     )
 
 
@@ -69,6 +80,7 @@ def install_offer_hook() -> None:
         record_note=record_note,
         benefits=benefits_used,
         benefit_events=benefit_events,
+        suppress=offer_suppression,
     )
 
 
@@ -86,3 +98,34 @@ def install() -> None:
     """Everything an entry point composes: the offers hook and the erasers."""
     install_offer_hook()
     install_erasers()
+
+
+# --- goodwill: the desk's missed promises made right in loyalty's currency -------------------------
+
+LATE_CARD_TEAM = "emergency-cards"
+
+
+def on_card_delivered(session: Session, event: OutboxEvent) -> None:
+    """An emergency card delivered after its promise (2 h city / 48 h elsewhere) earns the member
+    the programme's late-card goodwill at once, without a call: once per order, however often the
+    ``card_replacement.delivered`` event is delivered."""
+    payload = event.payload
+    delivered, due = payload.get("delivered_at"), payload.get("due_at")
+    if not delivered or not due or _moment(str(delivered)) <= _moment(str(due)):
+        return
+    member = customers_service.find_member(session, ref=str(payload["member_ref"]))
+    if member is None:
+        return
+    goodwill.grant(
+        session,
+        member_id=member.id,
+        cause="late_card",
+        reference=str(payload["id"]),
+        team=LATE_CARD_TEAM,
+        by="late-card-rule",
+        now=event.occurred_at,
+    )
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

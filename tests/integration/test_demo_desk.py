@@ -71,6 +71,9 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
     assert summary["mail_messages"] == 7 and summary["mail_contacts"] == 8  # 3 answers among them
     assert counts["Communication"] == summary["communications"] > 0
     assert counts["CardReplacement"] == summary["card_replacements"]
+    assert counts["Contact"] == summary["contacts"] > 300
+    assert counts["Communication"] >= summary["communications"] > 0  # and the goodwill mails
+    assert counts["CardReplacement"] == summary["card_replacements"] + summary["late_cards"]
     assert counts["Case"] < counts["Contact"]  # some cases took several contacts
 
     with read_session(engine) as session:
@@ -163,3 +166,29 @@ def test_the_demo_channels_behave_as_the_sources_describe() -> None:
     )  # e-mails not settled at once
     share = {c: sum(v) / len(v) for c, v in first_resolved.items()}
     assert share["chat"] > share["email"] and share["phone"] > share["email"]
+
+
+def test_the_demo_recovers_detractors_compensates_a_late_card_and_an_incident(engine: Engine) -> None:
+    from prevenance.desk import recovery
+    from prevenance.desk.tables import RecoveryCase
+    from prevenance.loyalty.tables import GoodwillGrant
+    from prevenance.offers.tables import OfferSuppression
+
+    summary = load_demo(engine, members=MEMBERS, seed=SEED, desk_scale=SCALE)
+    assert summary["ok"] == 1
+    assert summary["recovery_cases"] >= summary["recovery_closed"] > 0
+    assert summary["late_cards"] == 1
+    with read_session(engine) as session:
+        outcomes = set(session.scalars(select(RecoveryCase.outcome).where(RecoveryCase.outcome.is_not(None))))
+        assert {"called_back", "resolved"} <= outcomes
+        causes = dict(
+            session.execute(select(GoodwillGrant.cause, func.count()).group_by(GoodwillGrant.cause)).all()
+        )
+        assert causes.get("late_card", 0) >= 1  # the desk year's late cards and the planted one
+        assert causes.get("incident", 0) == summary["incident_goodwill"] > 0
+        month = session.scalar(select(func.max(RecoveryCase.opened_at)))
+        assert month is not None
+        report = recovery.report(session, month=(month - timedelta(days=40)).strftime("%Y-%m"))
+        assert report["recovery_rate"]["n"] >= 0
+        suppressed = session.scalar(select(func.count()).select_from(OfferSuppression))
+    assert suppressed is not None

@@ -34,6 +34,8 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
     p.require(*DASHBOARD)
     # Without a month, the last complete one: the current month's contacts are mostly undetermined.
     month = month or previous_month(month_of(p.now))
+    with read_session(p.engine) as session:
+        recovery_counts = desk.recovery_counts(session, now=p.now)
     try:
         with read_session(p.engine) as session:
             fcr = desk.fcr_report(session, by="team", month=month, now=p.now)
@@ -54,6 +56,7 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
             reasons=None,
             cards=None,
             chat_hours=None,
+            recovery_counts=recovery_counts,
         )
     specs = {
         "fcr": charts.fcr_by_team(fcr, p.lang),
@@ -71,6 +74,7 @@ def dashboard(p: PageDep, month: Annotated[str, Query(max_length=7)] = "") -> Re
         reasons=reasons,
         cards=cards,
         chat_hours=chat_hours,
+        recovery_counts=recovery_counts,
     )
 
 

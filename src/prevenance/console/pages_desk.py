@@ -27,6 +27,7 @@ from prevenance.console.web import (
 )
 from prevenance.customers.service import search_members
 from prevenance.db import read_session, run_in_transaction
+from prevenance.desk import recovery_rules
 from prevenance.desk import rules as desk_rules
 from prevenance.desk import service as desk
 from prevenance.desk.schemas import CardReplacementCreate, ContactCreate, ContactPreferencePut
@@ -157,6 +158,7 @@ def _render_360(
         directions=choices(desk_rules.DIRECTIONS, p, "direction"),
         outcomes=choices(desk_rules.OUTCOMES, p, "outcome"),
         modes=choices(desk_rules.PREFERENCE_MODES, p, "mode"),
+        recovery_outcomes=[(o, p.t(f"recovery.outcome.{o}")) for o in recovery_rules.OUTCOMES],
     )
 
 
@@ -291,3 +293,8 @@ def explained(p: PageDep, ref: str, code: str) -> Response:
             p, ref, status=error.status, errors={"benefits": problem_errors(p, error, {"benefits": code})}
         )
     return redirect(p, f"/console/members/{ref}?done=benefit")
+
+
+def render_360(p: Page, ref: str, *, status: int, errors: dict[str, dict[str, str]]) -> Response:
+    """The 360 shown again with a refused form's errors (the recovery form of ``pages_recovery``)."""
+    return _render_360(p, ref, status=status, errors=errors)

@@ -29,6 +29,7 @@ from prevenance.console import (
     pages_mail,
     pages_marketing,
     pages_portal,
+    pages_recovery,
     pages_voice,
     users,
 )
@@ -177,5 +178,6 @@ for pages in (
     pages_marketing,
     pages_incidents,
     pages_mail,
+    pages_recovery,
 ):
     router.include_router(pages.router)

@@ -308,6 +308,7 @@ def screens_for(p: Page) -> list[tuple[str, str]]:
     if role in (Role.ADMIN, *DASHBOARD):
         found.append(("/console/dashboard", p.t("nav.dashboard")))
         found.append(("/console/voice", p.t("nav.voice")))
+        found.append(("/console/recovery", p.t("nav.recovery")))
     if role in (Role.ADMIN, *MARKETING):
         found.append(("/console/marketing", p.t("nav.marketing")))
     if role in (Role.ADMIN, *EXECUTIVE):

@@ -686,6 +686,10 @@ def load_demo(
     from prevenance.demo.offers import load_offers_demo
 
     summary.update({f"offers_{k}": v for k, v in load_offers_demo(engine, seed=seed, now=anchor).items()})
+    if desk_scale > 0:
+        from prevenance.demo.recovery import load_recovery_demo
+
+        summary.update(load_recovery_demo(engine, seed=seed, now=anchor))
     with read_session(engine) as session:
         report = ledger.audit(session)  # again: offer rewards and the planted uplift moved points
     summary["postings"] = int(report["postings"])

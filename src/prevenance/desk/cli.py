@@ -164,3 +164,47 @@ def send_notices(
 
 
 register_mail_commands(app)
+
+
+@app.command("recovery")
+def recovery_cases(
+    state: str = typer.Option("breached", help="open, due, breached or closed"),
+    team: str | None = typer.Option(None, help="only this team's cases"),
+    month: str | None = typer.Option(
+        None, help="YYYY-MM: print the month's recovery report instead", callback=cli_month
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print as JSON"),
+) -> None:
+    """Service-recovery cases in a state, soonest due first (or, with --month, the recovery report)."""
+    from prevenance.desk import recovery
+
+    if state not in ("open", "due", "breached", "closed"):
+        typer.echo("error: --state must be open, due, breached or closed", err=True)
+        raise typer.Exit(2)
+    with read_session(_engine()) as session:
+        if month is not None:
+            report = recovery.report(session, month=month)
+        else:
+            rows = recovery.list_cases(session, now=SystemClock().now(), state=state, team=team, limit=500)
+    if month is not None:
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+            return
+        for label, share in (
+            ("recovered", report["recovery_rate"]),
+            ("next answer a promoter", report["next_answer_promoter"]),
+        ):
+            ci = f"{_pct(share['ci_low'])}–{_pct(share['ci_high'])}"
+            typer.echo(
+                f"{label:<24} {share['successes']:>5}/{share['n']:<5} {_pct(share['value'])} %  95% CI {ci}"
+            )
+        typer.echo(f"{report['opened']} case(s) opened in {month}, {report['closed']} closed")
+        return
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['id']}  {row['member_ref']}  {row['team']}  {row['cause']}  due {row['due_at']}  {row['state']}"
+        )
+    typer.echo(f"{len(rows)} recovery case(s) {state}")

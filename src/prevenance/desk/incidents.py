@@ -395,3 +395,30 @@ def send_pending_notices(engine: Engine, *, smtp_url: str, now: datetime, limit:
 def count_failed(session: Session) -> int:
     """Notices the relay gave up on."""
     return session.scalar(select(func.count()).where(IncidentNotice.status == "failed")) or 0
+
+
+def incident_member_ids(session: Session, *, incident_id: str) -> list[int]:
+    """The ids of the members the incident affected (told at declaration), in order."""
+    _incident_or_raise(session, incident_id)
+    return sorted(
+        session.scalars(
+            select(IncidentNotice.member_id).where(
+                IncidentNotice.incident_id == incident_id, IncidentNotice.kind == "initial"
+            )
+        )
+    )
+
+
+def member_in_active_incident(session: Session, *, member_id: int) -> bool:
+    """Whether an active incident affects the member (no marketing offer meanwhile)."""
+    found = session.scalar(
+        select(IncidentNotice.id)
+        .join(Incident, Incident.id == IncidentNotice.incident_id)
+        .where(
+            IncidentNotice.member_id == member_id,
+            IncidentNotice.kind == "initial",
+            Incident.status == "active",
+        )
+        .limit(1)
+    )
+    return found is not None

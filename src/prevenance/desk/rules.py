@@ -121,6 +121,7 @@ class DeskConfig:
     card: CardPolicy
     benefits: BenefitPolicy
     routing: RoutingPolicy = DEFAULT_ROUTING
+    recovery_due_hours: int = 24  # a recovery case is due this long after the answer that opened it
 
 
 def _label(spec: Mapping[str, Any], path: str) -> tuple[str, str]:
@@ -184,6 +185,7 @@ def parse_config(document: Mapping[str, Any]) -> DeskConfig:
         routing=_parse_routing(document.get("routing", {})),
         reasons=MappingProxyType(reasons),
         fcr_window=timedelta(days=_positive_int(document.get("fcr_window_days", 7), "fcr_window_days")),
+        recovery_due_hours=_positive_int(document.get("recovery_due_hours", 24), "recovery_due_hours"),
         card=CardPolicy(
             city_team_hours=_positive_int(card.get("city_team_hours", 2), "card_replacement.city_team_hours"),
             elsewhere_hours=_positive_int(

@@ -52,6 +52,8 @@ from prevenance.desk.contacts import (
     log_contact,
     resolve_case,
 )
+from prevenance.desk.recovery import counts as recovery_counts
+from prevenance.desk.recovery import list_member_cases as list_member_recovery_cases
 from prevenance.desk.reports import (
     benefit_attribution_report,
     card_replacement_report,
@@ -92,6 +94,7 @@ __all__ = [
     "list_member_cases",
     "list_member_communications",
     "list_member_contacts",
+    "list_member_recovery_cases",
     "list_reasons",
     "list_unused_benefits",
     "log_communication",
@@ -101,6 +104,7 @@ __all__ = [
     "reason_report",
     "record_benefit_usage",
     "record_communication",
+    "recovery_counts",
     "resolve_case",
     "set_contact_preference",
 ]

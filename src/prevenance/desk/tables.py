@@ -348,3 +348,82 @@ class ConciergePartner(Base):
     rating: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_by: Mapped[str] = mapped_column(String(120))
+
+
+class RecoveryCase(Base):
+    """A service-recovery case: a member said the service failed (a detractor or poor answer) and
+    the team of the rated contact owes them a call before ``due_at``. One case per answer
+    (``answer_id`` unique), however often the ``survey.answered`` event is delivered; a case opened
+    by hand has no answer. ``follow_up_*`` is the member's next scored answer after the case was
+    closed recovered, for the report's "next answer a promoter"."""
+
+    __tablename__ = "desk_recovery_cases"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'closed')", name="status"),
+        CheckConstraint("cause IN ('recommend', 'interaction', 'manual')", name="cause"),
+        CheckConstraint(
+            "outcome IS NULL OR outcome IN ('called_back', 'resolved', 'goodwill_given', 'customer_declined')",
+            name="outcome",
+        ),
+        CheckConstraint(
+            "(status = 'open' AND outcome IS NULL) OR (status = 'closed' AND outcome IS NOT NULL)",
+            name="closed_outcome",
+        ),
+        Index("ix_desk_recovery_cases_status_due", "status", "due_at"),
+        Index("ix_desk_recovery_cases_member_opened", "member_id", "opened_at"),
+        Index("ix_desk_recovery_cases_opened", "opened_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    answer_id: Mapped[str | None] = mapped_column(String(220), unique=True, nullable=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    member_ref: Mapped[str] = mapped_column(String(64))
+    contact_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    team: Mapped[str] = mapped_column(String(120))
+    agent: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    channel: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    country: Mapped[str] = mapped_column(String(2))
+    cause: Mapped[str] = mapped_column(String(20))
+    recommend: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    interaction: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    opened_by: Mapped[str] = mapped_column(String(120))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    status: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    follow_up_answer_id: Mapped[str | None] = mapped_column(String(220), nullable=True)
+    follow_up_recommend: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    follow_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class GoodwillMail(Base):
+    """The mail owed to a member for a goodwill grant, in their language: the outbox of the goodwill
+    mails, written once per grant (``id`` derived from the grant's key) when loyalty's
+    ``goodwill.granted`` event reaches the desk. The relay sends each ``pending`` row and marks it
+    ``sent`` in the transaction that logs the communication (as ``IncidentNotice``)."""
+
+    __tablename__ = "desk_goodwill_mails"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+        CheckConstraint("language IN ('fr', 'en')", name="language"),
+        Index("ix_desk_goodwill_mails_status_created", "status", "created_at"),
+        Index("ix_desk_goodwill_mails_member", "member_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    cause: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(2))
+    subject: Mapped[str] = mapped_column(String(400))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)

@@ -23,6 +23,7 @@ REASONS = (
     "earn",
     "refund",
     "referral",
+    "goodwill",
     "redemption_catalogue",
     "redemption_ecode",
     "redemption_transfer",

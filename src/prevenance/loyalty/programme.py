@@ -15,7 +15,7 @@ from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
 from prevenance.db import forget, transaction_memo
-from prevenance.loyalty import ledger
+from prevenance.loyalty import goodwill_rules, ledger
 from prevenance.loyalty.errors import InvalidProgramme
 from prevenance.loyalty.rules import Programme, ProgrammeError, parse_programme
 from prevenance.loyalty.tables import ProgrammeVersion
@@ -76,6 +76,10 @@ def install(session: Session, *, document: dict[str, Any], now: datetime, by: st
         parsed = parse_programme(document)
     except ProgrammeError as error:
         raise InvalidProgramme(str(error), field=error.field or None)
+    try:
+        goodwill_rules.parse(document.get("goodwill"))
+    except goodwill_rules.GoodwillError as error:
+        raise InvalidProgramme(str(error), field=error.field)
     digest = fingerprint(document)
     latest = current_document(session)
     if latest is not None and latest[2] == digest:

@@ -4,6 +4,7 @@ never updated or deleted, and every invariant that a constraint can hold is a co
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -15,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     UniqueConstraint,
 )
@@ -287,3 +289,37 @@ class ExpiryWarning(Base):
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class GoodwillGrant(Base):
+    """A goodwill gesture to one member for one cause (a late emergency card, an incident): points
+    (with their posting, reason ``goodwill``), a statement credit (recorded here: the issuer credits
+    the statement) or nothing when the monthly cap was reached (``capped``). One row per cause and
+    member (``key`` unique): a repeated or concurrent grant finds it."""
+
+    __tablename__ = "goodwill_grants"
+    __table_args__ = (
+        CheckConstraint("form IN ('points', 'credit', 'capped')", name="form"),
+        CheckConstraint("cause IN ('late_card', 'incident')", name="cause"),
+        CheckConstraint("points >= 0 AND credit_minor >= 0", name="amounts"),
+        Index("ix_goodwill_grants_member_month", "member_id", "month"),
+        Index("ix_goodwill_grants_month", "month"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    cause: Mapped[str] = mapped_column(String(20))
+    reference: Mapped[str] = mapped_column(String(200))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    form: Mapped[str] = mapped_column(String(10))
+    points: Mapped[int] = mapped_column(BigInteger)
+    credit_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    cost_eur: Mapped[Decimal] = mapped_column(Numeric(14, 4))
+    country: Mapped[str] = mapped_column(String(2))
+    product: Mapped[str] = mapped_column(String(40))
+    team: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    month: Mapped[str] = mapped_column(String(7))
+    posting_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    granted_by: Mapped[str] = mapped_column(String(120))
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -20,7 +20,7 @@ from prevenance.offers import repository as repo
 from prevenance.offers import rules
 from prevenance.offers.cache import current_model, live_offers
 from prevenance.offers.holdout import programme_holdout_in_force
-from prevenance.offers.tables import OfferDecision
+from prevenance.offers.tables import OfferDecision, OfferSuppression
 
 HOOK_NAME = "offers"
 
@@ -42,6 +42,8 @@ class OfferNote:
 
 
 MayContact = Callable[[Session, int], bool]
+Suppressor = Callable[[Session, int], str | None]
+"""Why the member may receive no marketing offer right now (``incident-active``), or None."""
 RecordNote = Callable[[Session, OfferNote], None]
 
 
@@ -71,6 +73,8 @@ def _decision_id(offer_id: str, member_id: int, transaction_id: str) -> str:
 # of the statement's cost), and this runs on every offer decision.
 _DECISIONS: Table = OfferDecision.__table__  # type: ignore[assignment]
 _INSERT_DECISION = insert(_DECISIONS)
+_SUPPRESSIONS: Table = OfferSuppression.__table__  # type: ignore[assignment]
+_INSERT_SUPPRESSION = insert(_SUPPRESSIONS)
 
 
 def decide(
@@ -82,6 +86,7 @@ def decide(
     may_contact: MayContact | None = None,
     record_note: RecordNote | None = None,
     benefits: feats.BenefitsProvider | None = None,
+    suppress: Suppressor | None = None,
 ) -> dict[str, Any] | None:
     """Reward activated offers this payment qualifies for, then pick at most one new offer.
 
@@ -182,6 +187,23 @@ def decide(
     propensity = next(p for o, p, _ in scored if o.id == offer.id)
     arm = rules.arm_of(member_ref, offer.id, offer.holdout_share)
     decision_id = _decision_id(offer.id, member_id, transaction.id)
+    reason = suppress(session, member_id) if suppress is not None else None
+    if reason is not None:
+        # Suppressed in both arms alike, after the arm is drawn: the experiment loses the same
+        # members from treatment and control, so its ROI stays unbiased.
+        session.execute(
+            _INSERT_SUPPRESSION,
+            {
+                "id": decision_id,
+                "offer_id": offer.id,
+                "member_id": member_id,
+                "transaction_id": transaction.id,
+                "arm": arm,
+                "reason": reason,
+                "decided_at": now,
+            },
+        )
+        return result or None
     expires_at = min(now + timedelta(days=offer.decision_days), offer.valid_until)
     session.execute(
         _INSERT_DECISION,
@@ -312,6 +334,7 @@ def make_transaction_hook(
     may_contact: MayContact | None = None,
     record_note: RecordNote | None = None,
     benefits: feats.BenefitsProvider | None = None,
+    suppress: Suppressor | None = None,
 ) -> loyalty.TransactionHook:
     """The loyalty transaction hook deciding offers, composed with what the caller knows of consent,
     the communications log and benefits (offers may not import the desk)."""
@@ -327,6 +350,7 @@ def make_transaction_hook(
             may_contact=may_contact,
             record_note=record_note,
             benefits=benefits,
+            suppress=suppress,
         )
 
     # No live offer: the hook would answer None and write nothing for any earn (the earn engine
@@ -345,11 +369,14 @@ def install(
     record_note: RecordNote | None = None,
     benefits: feats.BenefitsProvider | None = None,
     benefit_events: feats.BenefitEventsProvider | None = None,
+    suppress: Suppressor | None = None,
 ) -> None:
     """Register the offers hook on loyalty's earn path (replacing an earlier one), and what the
     training set reads of benefit usage."""
     training_benefits[0] = benefit_events
     loyalty.register_transaction_hook(
-        make_transaction_hook(may_contact=may_contact, record_note=record_note, benefits=benefits),
+        make_transaction_hook(
+            may_contact=may_contact, record_note=record_note, benefits=benefits, suppress=suppress
+        ),
         name=HOOK_NAME,
     )

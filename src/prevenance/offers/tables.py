@@ -145,3 +145,27 @@ class ProgrammeHoldout(Base):
     # 1 while the period is open, null once ended: the unique index allows one open period only.
     open_marker: Mapped[int | None] = mapped_column(Integer, nullable=True)
     started_by: Mapped[str] = mapped_column(String(200))
+
+
+class OfferSuppression(Base):
+    """An offer the decision would have made (or held back, in the control arm) but suppressed, with
+    why: ``incident-active`` while an incident affects the member. Recorded in both arms alike, so
+    the experiment's comparison is not biased by whom the suppression removed. Unique per (offer,
+    member, transaction), like the decision it replaces."""
+
+    __tablename__ = "offer_suppressions"
+    __table_args__ = (
+        UniqueConstraint(
+            "offer_id", "member_id", "transaction_id", name="uq_offer_suppressions_offer_member_tx"
+        ),
+        CheckConstraint("arm IN ('treatment', 'control')", name="arm"),
+        Index("ix_offer_suppressions_member", "member_id", "decided_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    offer_id: Mapped[str] = mapped_column(ForeignKey("offers.id"))
+    member_id: Mapped[int] = mapped_column(MemberId, ForeignKey("members.id"))
+    transaction_id: Mapped[str] = mapped_column(String(200))
+    arm: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(40))
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime())

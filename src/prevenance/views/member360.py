@@ -30,6 +30,7 @@ from prevenance.desk import concierge
 from prevenance.desk import incidents as desk_incidents
 from prevenance.desk import service as desk
 from prevenance.desk.concierge_api import ConciergeRequestRead, TastesRead
+from prevenance.desk.recovery_api import RecoveryCaseRead
 from prevenance.desk.schemas import (
     CardReplacementRead,
     CaseRead,
@@ -39,9 +40,11 @@ from prevenance.desk.schemas import (
     IncidentRead,
     MemberBenefitRead,
 )
+from prevenance.loyalty import goodwill
 from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.schemas import BalanceRead, Movement
 from prevenance.offers import service as offers
+from prevenance.views.goodwill import GoodwillRead, MemberGoodwillRead
 from prevenance.voice import service as voice
 
 router = APIRouter(prefix="/v1", tags=["members"])
@@ -165,6 +168,12 @@ class Member360Read(BaseModel):
     tastes: TastesRead | None = Field(description="what the concierge remembers (premium cards only)")
     surveys: list[SurveyRead] = Field(description="surveys the member answered, newest first")
     offers: list[dict[str, Any]] = Field(description="offers made to the member, newest first (FR/EN)")
+    recovery_cases: list[RecoveryCaseRead] = Field(
+        default=[], description="service-recovery cases of the member, newest first"
+    )
+    goodwill: list[GoodwillRead] = Field(
+        default=[], description="goodwill granted to the member, newest first"
+    )
 
 
 class MemberSelf360Read(BaseModel):
@@ -186,6 +195,7 @@ class MemberSelf360Read(BaseModel):
     )
     surveys: list[MemberSurveyRead] = Field(description="surveys the member answered, newest first")
     offers: list[dict[str, Any]] = Field(description="offers made to the member, newest first (FR/EN)")
+    goodwill: list[MemberGoodwillRead] = Field(default=[], description="goodwill granted to the member")
 
 
 Any360Read = Annotated[Member360Read | MemberSelf360Read, Field(discriminator="view")]
@@ -258,5 +268,9 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
             "tastes": concierge.get_member_tastes(session, member_id=member.id) if product.premium else None,
             "surveys": voice.list_member_surveys(session, member_id=member.id, limit=LAST),
             "offers": offers.list_member_offers(session, member_id=member.id, limit=LAST),
+            "recovery_cases": desk.list_member_recovery_cases(
+                session, member_id=member.id, now=now, limit=LAST
+            ),
+            "goodwill": goodwill.list_member_grants(session, member_id=member.id, limit=LAST),
         }
     return member_view(staff) if principal.role is Role.MEMBER else staff

@@ -94,6 +94,24 @@ EXPORT: dict[str, dict[str, str]] = {
         **_all("id conversation_id member_id seq client_id author_role text sent_at"),
         "author": STAFF_ID,
     },
+    "goodwill_grants": {
+        **_all(
+            "id key cause reference member_id form points credit_minor currency cost_eur country "
+            "product team month posting_id granted_at"
+        ),
+        "granted_by": STAFF_ID,
+    },
+    "desk_recovery_cases": {
+        **_all(
+            "id member_id member_ref answer_id contact_id team channel country cause recommend "
+            "interaction answered_at opened_at due_at status outcome closed_at follow_up_answer_id "
+            "follow_up_recommend follow_up_at"
+        ),
+        "agent": STAFF_ID,
+        "opened_by": STAFF_ID,
+        "closed_by": STAFF_ID,
+        "note": STAFF_NOTE,
+    },
     "desk_benefit_explanations": {
         **_all("contact_id benefit member_id explained_at created_at"),
         "agent": STAFF_ID,
@@ -120,6 +138,10 @@ EXPORT: dict[str, dict[str, str]] = {
         **_all("id message_pk member_id position filename content_type size_bytes kept"),
         "content": "withheld: the file the member sent, given back as a file on request, not inside JSON",
     },
+    "desk_goodwill_mails": _all(
+        "id member_id cause language subject body status created_at sent_at attempts last_attempt_at "
+        "next_attempt_at last_error"
+    ),
     "desk_concierge_requests": {
         **_all(
             "id member_id member_ref category title details city country due_at status created_at updated_at"
@@ -135,6 +157,10 @@ EXPORT: dict[str, dict[str, str]] = {
         "likes": "withheld: the concierge's file, staff-only like GET /tastes",
         "dislikes": "withheld: the concierge's file, staff-only like GET /tastes",
         "updated_by": STAFF_ID,
+    },
+    "offer_suppressions": {
+        **_all("id offer_id member_id transaction_id reason decided_at"),
+        "arm": "withheld: the experiment's assignment, treatment or control, is internal",
     },
     "offer_decisions": {
         **_all(
@@ -222,6 +248,8 @@ PERSONAL: dict[str, dict[str, str | None]] = {
         "discard_reason": None,
         "last_error": None,
     },
+    "desk_recovery_cases": {"note": "", "member_ref": PSEUDONYM},
+    "desk_goodwill_mails": {"subject": "", "body": "", "last_error": None},
     "miles_export_lines": {"member_ref": PSEUDONYM},
     "voice_answers": {"comment": "", "suggestion": ""},
     "voice_suggestions": {"text": "", "note": ""},
@@ -316,6 +344,13 @@ KEPT: dict[str, dict[str, str]] = {
         "share": "a decimal amount",
         "started_by": _STAFF,
     },
+    "offer_suppressions": {
+        "id": _ID,
+        "offer_id": _ID,
+        "transaction_id": _ID,
+        "arm": _CODE,
+        "reason": _CODE,
+    },
     "offer_decisions": {
         "id": _ID,
         "offer_id": _ID,
@@ -394,6 +429,33 @@ KEPT: dict[str, dict[str, str]] = {
         "author": "the agent's name, or the word 'member'",
     },
     "chat_agents": {"name": _STAFF, "teams": _STAFF},
+    "goodwill_grants": {
+        "key": _ID,
+        "cause": _CODE,
+        "reference": _ID,
+        "form": _CODE,
+        "currency": _CODE,
+        "country": _CODE,
+        "product": _CODE,
+        "team": _STAFF,
+        "month": _CODE,
+        "granted_by": _STAFF,
+    },
+    "desk_recovery_cases": {
+        "id": _ID,
+        "answer_id": _ID,
+        "contact_id": _ID,
+        "team": _STAFF,
+        "agent": _STAFF,
+        "channel": _CODE,
+        "country": _CODE,
+        "cause": _CODE,
+        "opened_by": _STAFF,
+        "status": _CODE,
+        "outcome": _CODE,
+        "closed_by": _STAFF,
+        "follow_up_answer_id": _ID,
+    },
     "desk_incidents": {
         "id": _ID,
         "title_fr": _STAFF_TEXT,
@@ -406,6 +468,7 @@ KEPT: dict[str, dict[str, str]] = {
     },
     "expiry_warnings": {"key": _ID, "language": _CODE, "status": _CODE},
     "expired_lots": {},
+    "desk_goodwill_mails": {"id": _ID, "cause": _CODE, "language": _CODE, "status": _CODE},
     "desk_incident_notices": {
         "id": _ID,
         "incident_id": _ID,
@@ -510,6 +573,7 @@ IDEMPOTENT_SCOPES = {
     "chat-open": "chat_conversations",
     "chat-close": "chat_conversations",
     "chat-message": "chat_messages",
+    "recovery_case": "desk_recovery_cases",
     "concierge-request": "desk_concierge_requests",
     "benefit_usage": "desk_benefit_usages",
     "transaction": "card_transactions",
