@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import Engine, String, Table, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -145,18 +146,22 @@ def lookup_principal(engine: Engine, secret: str) -> Principal | None:
     calling thread (no pool checkout at all); a server database through the pool, which rolls back
     whatever the driver began. Read from the database each time, so a revoked key is refused at
     once by every worker process."""
-    reader = sqlite_key_reader(engine)
-    if reader is not None:
-        row = reader.execute(_KEY_BY_HASH.format(marker="?"), (hash_key(secret),)).fetchone()
-    else:
-        statement = _KEY_BY_HASH.format(marker=_MARKERS.get(engine.dialect.name, "%s"))
-        with engine.connect() as connection:
-            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(statement, (hash_key(secret),))
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
+    statement = _KEY_BY_HASH.format(marker=_MARKERS.get(engine.dialect.name, "%s"))
+    driver_error = engine.dialect.loaded_dbapi.Error
+    try:
+        reader = sqlite_key_reader(engine)
+        if reader is not None:
+            row = reader.execute(statement, (hash_key(secret),)).fetchone()
+        else:
+            with engine.connect() as connection:
+                cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.execute(statement, (hash_key(secret),))
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
+    except driver_error as error:  # the driver's own error, as SQLAlchemy would have raised it (503 …)
+        raise DBAPIError.instance(statement, None, error, driver_error, dialect=engine.dialect) from error
     if row is None or row[4] is not None:
         return None
     return Principal(key_id=row[0], name=row[1], role=Role(row[2]), member_ref=row[3])
