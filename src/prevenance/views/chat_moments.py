@@ -1,9 +1,9 @@
 """The moments that open a member chat, read across domains (incidents and lost cards from the desk,
-travel holds and refused redemptions from loyalty), and the routes that need them: the portal's
+travel holds and refused redemptions from loyalty, open recovery cases from the desk), and the routes that need them: the portal's
 offer (a chat at a moment, else the fastest channel) and opening a chat.
 
-Each moment is found by one fetcher in ``MOMENT_FETCHERS``; a new moment (a recovery case, say) is
-one more fetcher and one more entry in ``desk/chat/chat_config.json``.
+Each moment is found by one fetcher in ``MOMENT_FETCHERS`` (an open service-recovery case is one); a
+new moment is one more fetcher and one more entry in ``desk/chat/chat_config.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from prevenance.common.idempotency import Outcome
 from prevenance.common.ids import as_utc, iso_z
 from prevenance.common.problems import PROBLEM_JSON, InvalidInput
 from prevenance.common.responses import respond
+from prevenance.customers import service as customers
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import config as desk_config
 from prevenance.desk import incidents as desk_incidents
@@ -88,11 +89,24 @@ def refused_redemption_moments(session: Session, member_ref: str, now: datetime)
     ]
 
 
+def recovery_case_moments(session: Session, member_ref: str, now: datetime) -> list[FoundMoment]:
+    """An open service-recovery case: the member said the service failed and is owed an answer."""
+    member = customers.find_member(session, ref=member_ref)
+    if member is None:
+        return []
+    return [
+        FoundMoment("recovery_case", case["id"], _parse(case["opened_at"]))
+        for case in desk.list_member_recovery_cases(session, member_id=member.id, now=now)
+        if case["status"] != "closed"
+    ]
+
+
 MOMENT_FETCHERS: list[MomentFetcher] = [
     incident_moments,
     card_lost_moments,
     travel_hold_moments,
     refused_redemption_moments,
+    recovery_case_moments,
 ]
 
 

@@ -307,3 +307,21 @@ def test_the_cli_sets_teams_lists_the_queues_and_prints_the_times(
     assert [h["chats"] for h in json.loads(timed.output)["hours"]] == [1]
     assert runner.invoke(cli, ["desk", "chat", "list", "--status", "nope"]).exit_code == 2
     get_settings.cache_clear()
+
+
+def test_an_open_recovery_case_offers_a_chat_until_it_is_closed(api: Api, setup: dict[str, Any]) -> None:
+    case = {"id": "RC-1", "member_ref": "M2", "team": "recovery", "note": "Card fee charged twice"}
+    assert api.post("/v1/recovery-cases", case, role="agent").status_code == 201
+    offer = api.client.get("/v1/members/M2/chat-offer", headers=setup["m2"]).json()
+    assert offer["chat"] is True
+    assert [(m["kind"], m["ref"], m["team"]) for m in offer["moments"]] == [
+        ("recovery_case", "RC-1", "recovery")
+    ]
+    body = {"id": "C-RC", "moment_kind": "recovery_case", "moment_ref": "RC-1"}
+    assert api.client.post("/v1/chats", json=body, headers=setup["m2"]).status_code == 201
+    closed = api.client.patch(
+        "/v1/recovery-cases/RC-1", json={"outcome": "resolved"}, headers=api.headers("agent")
+    )
+    assert closed.status_code == 200, closed.text
+    after = api.client.get("/v1/members/M2/chat-offer", headers=setup["m2"]).json()
+    assert after["moments"] == []

@@ -31,9 +31,10 @@ def test_moments_are_offered_by_priority_then_newest_and_unconfigured_ones_are_l
         FoundMoment("redemption_refused", "R9", NOW - timedelta(hours=1)),
         FoundMoment("incident", "I1", NOW - timedelta(days=2)),
         FoundMoment("incident", "I2", NOW - timedelta(days=1)),
-        FoundMoment("recovery_case", "K1", NOW),  # not configured in the shipped file
+        FoundMoment("recovery_case", "K1", NOW),
+        FoundMoment("birthday", "B1", NOW),  # not configured in the shipped file
     ]
-    assert [m.ref for m in offered_moments(found, config.current())] == ["I2", "I1", "R9"]
+    assert [m.ref for m in offered_moments(found, config.current())] == ["I2", "I1", "R9", "K1"]
 
 
 def test_a_refused_redemption_counts_for_the_configured_days_only() -> None:
