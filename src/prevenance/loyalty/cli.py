@@ -25,6 +25,10 @@ ingest_app = typer.Typer(help="Bulk loads: members and settlement files.", no_ar
 loyalty_app = typer.Typer(help="The rewards programme's loops: referrals.", no_args_is_help=True)
 referrals_app = typer.Typer(help="Member-gets-member referrals.", no_args_is_help=True)
 loyalty_app.add_typer(referrals_app, name="referrals")
+goodwill_app = typer.Typer(
+    help="Goodwill gestures: late cards and incidents made right.", no_args_is_help=True
+)
+loyalty_app.add_typer(goodwill_app, name="goodwill")
 
 
 def _engine():  # type: ignore[no-untyped-def]
@@ -129,6 +133,37 @@ def referrals_report(
         f"conversion={shown} rewarded_in_month={report['rewarded_in_month']} "
         f"points_paid={report['points_paid']} miles_paid={report['miles_paid']}"
     )
+
+
+@goodwill_app.command("report")
+def goodwill_report(
+    month: str = typer.Option(
+        ..., "--month", help="YYYY-MM: goodwill granted in this month", callback=cli_month
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """The month's goodwill: count, cost, points and statement credits, by reason, country and team."""
+    from prevenance.loyalty import goodwill
+
+    with read_session(_engine()) as session:
+        report = goodwill.report(session, month=month)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(
+        f"goodwill {report['month']}: count={report['count']} capped={report['capped']} "
+        f"points={report['points']} credit_eur={report['credit_eur']} cost_eur={report['cost_eur']}"
+    )
+    for heading, rows in (
+        ("reason", report["by_reason"]),
+        ("country", report["by_country"]),
+        ("team", report["by_team"]),
+    ):
+        for row in rows:
+            typer.echo(
+                f"  {heading:<8} {row['key'] or '-':<16} count={row['count']} points={row['points']} "
+                f"credit_eur={row['credit_eur']} cost_eur={row['cost_eur']}"
+            )
 
 
 @partners_app.command("export")

@@ -5,18 +5,23 @@ member's language (the communications log), and counted in ``GET /v1/goodwill``.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, func, select
+from typer.testing import CliRunner
 
+from prevenance.cli import app as cli
 from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
 from prevenance.db import read_session, unit_of_work
 from prevenance.loyalty import goodwill_rules, programme
 from prevenance.loyalty.tables import GoodwillGrant, Posting
 from prevenance.maintenance import run_once
+from prevenance.settings import get_settings
 from prevenance.wiring import on_card_delivered
 from tests.conftest import Api
 from tests.factories import put_member
@@ -116,7 +121,7 @@ def test_a_late_card_earns_points_once_and_the_member_is_told(
 
 
 def test_statement_credit_where_cash_is_preferred_and_the_monthly_cap(
-    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp
+    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_goodwill(
         engine,
@@ -150,6 +155,18 @@ def test_statement_credit_where_cash_is_preferred_and_the_monthly_cap(
     assert any("€15.00" in c["summary"] for c in log)
     figures = api.get("/v1/goodwill?month=2026-01", role="supervisor").json()
     assert (figures["count"], figures["capped"], figures["credit_eur"]) == (3, 1, "25.00")
+    monkeypatch.setenv("PREVENANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        printed = CliRunner().invoke(cli, ["loyalty", "goodwill", "report", "--month", "2026-01", "--json"])
+        text = CliRunner().invoke(cli, ["loyalty", "goodwill", "report", "--month", "2026-01"])
+        refused = CliRunner().invoke(cli, ["loyalty", "goodwill", "report", "--month", "0001-01"])
+    finally:
+        get_settings.cache_clear()
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.output) == figures  # the API's figures, from the command line
+    assert text.exit_code == 0 and "count=3 capped=1" in text.output and "DE" in text.output
+    assert refused.exit_code == 2
 
 
 def test_the_goodwill_section_is_checked() -> None:
