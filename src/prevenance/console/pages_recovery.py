@@ -3,7 +3,7 @@ month's recovery rate and goodwill) and the agent's "close recovery" form on the
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
@@ -22,9 +22,10 @@ from prevenance.console.web import (
     screens_for,
 )
 from prevenance.db import read_session, run_in_transaction
-from prevenance.desk import recovery
+from prevenance.desk import incidents, recovery
 from prevenance.desk import recovery_rules as rules
 from prevenance.loyalty import goodwill
+from prevenance.views import goodwill as goodwill_views
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 PageDep = Annotated[Page, Depends(page)]
@@ -42,11 +43,19 @@ def recovery_queue(
     p.require(*DASHBOARD)
     state = state if state in STATES else "open"
     month = month or previous_month(month_of(p.now))
+    return _render_queue(p, state=state, month=month)
+
+
+def _render_queue(
+    p: Page, *, state: str, month: str, status: int = 200, granted: dict[str, Any] | None = None,
+    grant_error: str | None = None,
+) -> Response:  # fmt: skip
     errors: dict[str, str] = {}
     report = gestures = None
     with read_session(p.engine) as session:
         cases = recovery.list_cases(session, now=p.now, state=state, limit=200)
         counts = recovery.counts(session, now=p.now)
+        resolved = incidents.list_incidents(session, status="resolved", limit=20)
         try:
             report = recovery.report(session, month=month)
             gestures = goodwill.report(session, month=month)
@@ -55,7 +64,7 @@ def recovery_queue(
     return render(
         p,
         "recovery.html",
-        422 if errors else 200,
+        422 if errors else status,
         screens=screens_for(p),
         cases=cases,
         counts=counts,
@@ -65,7 +74,32 @@ def recovery_queue(
         report=report,
         gestures=gestures,
         errors=errors,
+        resolved_incidents=resolved,
+        granted=granted,
+        grant_error=grant_error,
     )
+
+
+@router.post("/console/recovery/incident-goodwill")
+def grant_incident_goodwill(p: PageDep) -> Response:
+    """A supervisor grants the programme's incident goodwill to every member a resolved incident
+    affected; granting again gives only to those not yet granted (the API's ``POST
+    /v1/incidents/{id}/goodwill``)."""
+    user = p.require(*DASHBOARD)
+    incident_id = (p.form.get("incident_id") or "").strip()
+    month = previous_month(month_of(p.now))
+    if not incident_id:
+        return _render_queue(
+            p, state="open", month=month, status=422, grant_error=p.t("recovery.grant.choose")
+        )
+    try:
+        granted = goodwill_views.grant_incident_goodwill(
+            p.engine, incident_id=incident_id, by=user.username, now=p.now
+        )
+    except PrevenanceError as error:
+        message = next(iter(problem_errors(p, error, {"id": "incident_id"}).values()), error.detail)
+        return _render_queue(p, state="open", month=month, status=error.status, grant_error=message)
+    return _render_queue(p, state="open", month=month, granted=granted)
 
 
 def close_errors(p: Page, error: PrevenanceError) -> dict[str, str]:

@@ -84,3 +84,35 @@ def test_queue_dashboard_and_close_on_the_360(world: Api, engine: Engine, clock:
     sign_in(english_agent, "agent-en2")
     seen = english_agent.get("/console/members/M1").text
     assert "Recovery and goodwill" in seen and "Card delivered late" in seen and "Goodwill given" in seen
+
+
+def test_a_supervisor_grants_incident_goodwill_from_the_queue_once(world: Api, engine: Engine) -> None:
+    from tests.integration.desk.test_incidents import incident
+
+    world.post("/v1/incidents", incident(affects={"countries": ["FR"]}), role="supervisor")
+    sup = browser(world)
+    sign_in(sup, "sup1")
+    page = sup.get("/console/recovery")
+    assert "Aucun incident résolu." in page.text  # an active incident is no choice yet
+    world.post("/v1/incidents/INC1/resolve", {"body_fr": "Réparé.", "body_en": "Fixed."}, role="supervisor")
+    page = sup.get("/console/recovery")
+    assert 'value="INC1"' in page.text
+    first = sup.post(
+        "/console/recovery/incident-goodwill", data={"csrf": csrf_of(page.text), "incident_id": "INC1"}
+    )
+    assert first.status_code == 200, first.text
+    assert "3 membre(s) touché(s), 3 geste(s) accordé(s), 0 déjà accordé(s)" in first.text
+    again = sup.post(
+        "/console/recovery/incident-goodwill", data={"csrf": csrf_of(page.text), "incident_id": "INC1"}
+    )
+    assert "0 geste(s) accordé(s), 3 déjà accordé(s)" in again.text
+    unknown = sup.post(
+        "/console/recovery/incident-goodwill", data={"csrf": csrf_of(page.text), "incident_id": "NOPE"}
+    )
+    assert unknown.status_code == 404 and 'class="error"' in unknown.text
+    agent = browser(world)
+    sign_in(agent, "agent1")
+    own = csrf_of(agent.get("/console/members/M1").text)
+    refused = agent.post("/console/recovery/incident-goodwill", data={"csrf": own, "incident_id": "INC1"})
+    assert refused.status_code == 403
+    assert world.get("/v1/goodwill?month=2026-01", role="supervisor").json()["count"] == 3
