@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from email.message import EmailMessage
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -76,16 +76,9 @@ class _GoodwillQueue:
     kind = "goodwill_mail"
 
     def next_due(self, session: Session, now: datetime) -> GoodwillMail | None:
-        return session.scalars(
-            select(GoodwillMail)
-            .where(
-                GoodwillMail.status == "pending",
-                or_(GoodwillMail.next_attempt_at.is_(None), GoodwillMail.next_attempt_at <= now),
-            )
-            .order_by(GoodwillMail.created_at, GoodwillMail.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).first()
+        return mail.next_due_row(
+            session, GoodwillMail, now, order_by=(GoodwillMail.created_at, GoodwillMail.id)
+        )
 
     def compose(self, session: Session, row: GoodwillMail, now: datetime) -> EmailMessage:
         member = customers.find_member_by_id(session, member_id=row.member_id)
@@ -102,11 +95,7 @@ class _GoodwillQueue:
         )
 
     def mark_sent(self, session: Session, row: GoodwillMail, now: datetime) -> bool:
-        marked = session.execute(
-            update(GoodwillMail)
-            .where(GoodwillMail.id == row.id, GoodwillMail.status == "pending")
-            .values(status="sent", sent_at=now, attempts=GoodwillMail.attempts + 1, last_attempt_at=now)
-        ).rowcount  # type: ignore[attr-defined]
+        marked = mail.mark_rows_sent(session, GoodwillMail, now, where=(GoodwillMail.id == row.id,))
         if marked != 1:
             return False
         session.add(
@@ -127,17 +116,7 @@ class _GoodwillQueue:
         return True
 
     def mark_unsent(self, session: Session, row: GoodwillMail, unsent: mail.Unsent) -> None:
-        session.execute(
-            update(GoodwillMail)
-            .where(GoodwillMail.id == row.id, GoodwillMail.status == "pending")
-            .values(
-                status=unsent.status,
-                attempts=unsent.attempts,
-                last_attempt_at=unsent.last_attempt_at,
-                next_attempt_at=unsent.next_attempt_at,
-                last_error=unsent.last_error,
-            )
-        )
+        mail.record_unsent(session, GoodwillMail, row.id, unsent)
 
 
 def send_pending(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:
