@@ -241,3 +241,34 @@ def test_concurrent_grants_grant_once_and_hold_the_cap(api: Api, engine: Engine,
     with read_session(engine) as session:
         count = session.scalar(select(func.count()).select_from(Posting).where(Posting.reason == "goodwill"))
     assert count == 2
+
+
+def test_a_crash_after_the_goodwill_mail_left_resends_it_once_with_the_same_message_id(
+    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reaction writes (the grant, the mail queued) and sends: a process dying between the
+    relay's send and its mark sends again on restart, with the same Message-ID (the member's mail
+    client shows one message), and the communications log holds it once."""
+    from prevenance.desk import goodwill_mail
+
+    put_member(api, "M1")
+    late_card(api, clock, "R1", "M1")
+    run_once(engine, clock)  # the grant
+    run_once(engine, clock)  # its event queues the mail; nothing sent without a relay
+
+    def crash(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("the process died before marking the mail sent")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(goodwill_mail.mail, "mark_rows_sent", crash)
+        with pytest.raises(RuntimeError):
+            goodwill_mail.send_pending(engine, smtp_url=smtp.url, now=clock.now())
+    first = smtp.inbox.take()
+    assert len(first) == 1
+    assert api.get("/v1/members/M1/communications", role="agent").json()["items"] == []
+    assert goodwill_mail.send_pending(engine, smtp_url=smtp.url, now=clock.now()) == 1
+    second = smtp.inbox.take()
+    assert [m["Message-ID"] for m in second] == [first[0]["Message-ID"]]
+    assert len(api.get("/v1/members/M1/communications", role="agent").json()["items"]) == 1
+    assert goodwill_mail.send_pending(engine, smtp_url=smtp.url, now=clock.now()) == 0
+    assert len(grants(engine)) == 1
