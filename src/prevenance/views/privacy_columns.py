@@ -574,6 +574,7 @@ IDEMPOTENT_SCOPES = {
     "chat-close": "chat_conversations",
     "chat-message": "chat_messages",
     "recovery_case": "desk_recovery_cases",
+    "mail_reply": "desk_mail_messages",
     "concierge-request": "desk_concierge_requests",
     "benefit_usage": "desk_benefit_usages",
     "transaction": "card_transactions",
@@ -602,5 +603,11 @@ FREE_TEXT_KEYS = frozenset(
         "text",
         "note",
         "body",
+        "preview",
+        "sender",
+        "sender_name",
+        "recipients",
+        "html",
+        "discard_reason",
     }
 )

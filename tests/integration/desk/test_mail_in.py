@@ -4,6 +4,7 @@ real SMTP server."""
 
 from __future__ import annotations
 
+import json
 import smtplib
 import socket
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from prevenance.common.clock import FrozenClock
+from prevenance.common.idempotency import IdempotencyKey
 from prevenance.db import read_session
 from prevenance.desk.mail_in import listener
 from prevenance.desk.mail_in import service as mail_service
@@ -392,8 +394,17 @@ def test_erasure_blanks_the_members_mail_and_deletes_their_files(
     mail.add_attachment(b"secret", maintype="application", subtype="pdf", filename="rib.pdf")
     mail_in.send(mail)
     [row] = rows(engine, direction="inbound")
+    answer = {"id": "RE-1", "body": "Bonjour Camille, votre IBAN FR76 est bien reçu."}
+    assert api.post(f"/v1/cases/{row.case_id}/replies", answer, role="agent").status_code == 201
     erased = api.post("/v1/members/M1/erase")
     assert erased.status_code == 200, erased.text
+    with read_session(engine) as session:  # the reply's stored answer keeps none of it
+        stored = session.scalars(
+            select(IdempotencyKey.response).where(
+                IdempotencyKey.scope == "mail_reply", IdempotencyKey.key == "RE-1"
+            )
+        ).one()
+    assert "Camille" not in json.dumps(stored) and "FR76" not in json.dumps(stored)
     [after] = rows(engine, id=row.id)
     assert (after.sender, after.subject, after.text_body, after.html_body) == ("", "", "", None)
     assert count(engine, MailAttachment) == 0

@@ -259,12 +259,13 @@ def _queue_outbound(
     once_key: str | None,
     by: str | None,
     now: datetime,
+    row_id: str | None = None,
 ) -> MailMessage:
     sender = _sender_address()
     message_id = f"<{new_id('out')}@{_domain(sender)}>"
     references = rules.references_after(parent.thread_references.split(), parent.message_id) if parent else []
     row = MailMessage(
-        id=new_id("mail"),
+        id=row_id or new_id("mail"),
         message_key=rules.message_key(message_id),
         message_id=message_id,
         once_key=once_key,
@@ -438,6 +439,7 @@ def _reply(
         once_key=None,
         by=agent,
         now=now,
+        row_id=reply.id,  # the reply's key: erasure finds its stored answer by it
     )
     logged = contacts.log_contact(
         session,
