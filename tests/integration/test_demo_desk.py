@@ -69,9 +69,6 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
     counts = _counts(engine)
     assert counts["Contact"] == summary["contacts"] + summary["mail_contacts"] > 300
     assert summary["mail_messages"] == 7 and summary["mail_contacts"] == 8  # 3 answers among them
-    assert counts["Communication"] == summary["communications"] > 0
-    assert counts["CardReplacement"] == summary["card_replacements"]
-    assert counts["Contact"] == summary["contacts"] > 300
     assert counts["Communication"] >= summary["communications"] > 0  # and the goodwill mails
     assert counts["CardReplacement"] == summary["card_replacements"] + summary["late_cards"]
     assert counts["Case"] < counts["Contact"]  # some cases took several contacts

@@ -143,7 +143,7 @@ def test_unknown_programme_keys_are_refused_naming_the_key(api: Api) -> None:
     accepted = {
         **document,
         "points_expiry": {"kind": "after_earn", "months": 36},
-        "goodwill": {"cap_points_per_month": 20000},
+        "goodwill": {"monthly_cap_eur": "50.00"},
     }
     response = api.put("/v1/programme", accepted)
     assert response.status_code == 200, response.text
