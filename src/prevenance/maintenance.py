@@ -29,7 +29,9 @@ HANDLERS: dict[str, list[outbox.Handler]] = {
     "card_replacement.delivered": [wiring.on_card_delivered],  # a late card earns goodwill
     "goodwill.granted": [goodwill_mail.on_goodwill_granted],  # the member is told, in the log
 }
-OUTBOX_BATCH = 500  # events per maintenance transaction
+# Events per maintenance transaction: small enough that the API's writers never wait long behind
+# it (the SQLite writer is shared), large enough that a backlog drains in few passes.
+OUTBOX_BATCH = 100
 
 
 def run_once(
