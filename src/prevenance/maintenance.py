@@ -17,7 +17,7 @@ from prevenance.common import outbox
 from prevenance.common.clock import Clock
 from prevenance.db import unit_of_work
 from prevenance.desk import goodwill_mail, incidents, recovery
-from prevenance.desk.mail_in import service as desk_mail
+from prevenance.desk.mail_in import relay as desk_mail
 from prevenance.loyalty import service as loyalty
 from prevenance.settings import Settings
 from prevenance.voice import invitations as voice_invitations

@@ -14,7 +14,8 @@ from prevenance.demo.desk_plan import plan_desk
 from prevenance.demo.generator import DemoMismatch, load_demo, plan
 from prevenance.desk import service as desk
 from prevenance.desk.chat.tables import ChatConversation, ChatMessage
-from prevenance.desk.mail_in import service as mail_service
+from prevenance.desk.mail_in import reads as mail_reads
+from prevenance.desk.mail_in import relay as mail_relay
 from prevenance.desk.tables import (
     BenefitExplanation,
     BenefitUsage,
@@ -77,9 +78,9 @@ def test_desk_demo_loads_contacts_on_channels_and_reasons_and_reloads_to_nothing
         channels = set(session.scalars(select(Contact.channel).distinct()))
         reasons = set(session.scalars(select(Contact.reason).distinct()))
         kinds = set(session.scalars(select(Communication.kind).distinct()))
-        assert mail_service.count_triage(session) == 1  # one unknown sender waits; the other was linked
-        assert len(mail_service.list_messages(session, state="ignored")["items"]) == 1  # the auto-reply
-        assert mail_service.count_pending(session) == 4 + 3  # 4 threads acknowledged, 3 answers
+        assert mail_reads.count_triage(session) == 1  # one unknown sender waits; the other was linked
+        assert len(mail_reads.list_messages(session, state="ignored")["items"]) == 1  # the auto-reply
+        assert mail_relay.count_pending(session) == 4 + 3  # 4 threads acknowledged, 3 answers
         last = session.execute(select(func.max(Contact.started_at))).scalar_one()
         assert {"phone", "email", "chat"} <= channels and len(channels) >= 4
         assert len(reasons) >= 8 and reasons <= {r["code"] for r in desk.list_reasons()}

@@ -25,6 +25,7 @@ from prevenance.console.web import (
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import rules as desk_rules
 from prevenance.desk import service as desk
+from prevenance.desk.mail_in import reads as mail_reads
 from prevenance.desk.mail_in import service as mail
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -39,12 +40,12 @@ def _reasons(p: Page) -> list[tuple[str, str]]:
 def _queue(p: Page, *, status: int = 200, errors: dict[str, dict[str, str]] | None = None) -> Response:
     with read_session(p.engine) as session:
         queue = [
-            mail.get_message(session, message_id=item["id"])
-            for item in mail.list_messages(session, state="triage", limit=50)["items"]
+            mail_reads.get_message(session, message_id=item["id"])
+            for item in mail_reads.list_messages(session, state="triage", limit=50)["items"]
         ]
         recent = [
             item
-            for item in mail.list_messages(session, state=None, limit=30)["items"]
+            for item in mail_reads.list_messages(session, state=None, limit=30)["items"]
             if item["direction"] == "inbound" and item["state"] != "triage"
         ][:15]
     return render(
@@ -109,7 +110,7 @@ def attachment(p: PageDep, message_id: MessageId, position: Annotated[int, Path(
     """An attachment, always downloaded (never rendered in the console's origin)."""
     p.require(*DESK)
     with read_session(p.engine) as session:
-        filename, _, content = mail.get_attachment(session, message_id=message_id, position=position)
+        filename, _, content = mail_reads.get_attachment(session, message_id=message_id, position=position)
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in filename)[:120] or "attachment"
     return Response(
         content,
@@ -131,7 +132,7 @@ def _thread(
 ) -> Response:
     with read_session(p.engine) as session:
         case = desk.get_case(session, case_id=case_id)
-        thread = mail.case_thread(session, case_id=case_id)
+        thread = mail_reads.case_thread(session, case_id=case_id)
     defaults = {"key": new_id("reply"), "outcome": "pending", "reason": case["reason"], "body": ""}
     return render(
         p,

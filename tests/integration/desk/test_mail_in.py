@@ -21,7 +21,7 @@ from prevenance.common.clock import FrozenClock
 from prevenance.common.idempotency import IdempotencyKey
 from prevenance.db import read_session
 from prevenance.desk.mail_in import listener
-from prevenance.desk.mail_in import service as mail_service
+from prevenance.desk.mail_in import relay as mail_relay
 from prevenance.desk.mail_in.tables import MailAttachment, MailMessage
 from prevenance.desk.tables import Case, Communication, Contact
 from tests.conftest import Api, member_body
@@ -172,7 +172,7 @@ def test_a_member_writes_a_case_opens_acknowledged_once_and_replies_thread(
 
     # The relay sends the acknowledgements in the member's language with the threading headers.
     with running_smtp() as relay:
-        assert mail_service.send_pending(engine, smtp_url=relay.url, now=clock.now()) == 2
+        assert mail_relay.send_pending(engine, smtp_url=relay.url, now=clock.now()) == 2
         sent = {m["To"]: m for m in relay.inbox.take()}
     mail = sent["Camille@Example.fr"]
     assert mail["In-Reply-To"] == first["Message-ID"] and mail["References"] == first["Message-ID"]
@@ -366,7 +366,7 @@ def test_an_agent_answers_from_the_case_with_threading_headers(
     assert case["status"] == "resolved" and case["contacts"][-1]["direction"] == "outbound"
 
     with running_smtp() as relay:
-        assert mail_service.send_pending(engine, smtp_url=relay.url, now=clock.now()) == 2
+        assert mail_relay.send_pending(engine, smtp_url=relay.url, now=clock.now()) == 2
         sent = {m["Message-ID"]: m for m in relay.inbox.take()}
     reply = sent[answered.json()["message_id"]]
     assert reply["In-Reply-To"] == first["Message-ID"]
@@ -411,5 +411,5 @@ def test_erasure_blanks_the_members_mail_and_deletes_their_files(
     [ack] = rows(engine, kind="acknowledgement")
     assert ack.recipients == ""  # never sent to an erased member
     with running_smtp() as relay:
-        assert mail_service.send_pending(engine, smtp_url=relay.url, now=clock.now()) == 0
+        assert mail_relay.send_pending(engine, smtp_url=relay.url, now=clock.now()) == 0
         assert relay.inbox.take() == []

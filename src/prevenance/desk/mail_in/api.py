@@ -14,7 +14,7 @@ from prevenance.common.deps import AppClock, DbEngine, require
 from prevenance.common.problems import PROBLEM_JSON
 from prevenance.common.responses import respond
 from prevenance.db import read_session, run_in_transaction
-from prevenance.desk.mail_in import service
+from prevenance.desk.mail_in import reads, service
 from prevenance.desk.mail_in.schemas import (
     CaseReplyCreate,
     MailDiscard,
@@ -44,14 +44,14 @@ def get_mail_messages(
 ) -> dict[str, Any]:
     """E-mail messages newest first; ``state=triage`` is the queue of unknown senders."""
     with read_session(engine) as session:
-        return service.list_messages(session, state=state, limit=limit)
+        return reads.list_messages(session, state=state, limit=limit)
 
 
 @router.get("/mail/messages/{id}", response_model=MailMessageRead, responses=ERRORS)
 def get_mail_message(id: Ref, engine: DbEngine, _: MailStaff) -> dict[str, Any]:
     """One message: plain text, sanitised HTML, attachments listed."""
     with read_session(engine) as session:
-        return service.get_message(session, message_id=id)
+        return reads.get_message(session, message_id=id)
 
 
 @router.get("/mail/messages/{id}/attachments/{position}", responses=ERRORS)
@@ -60,7 +60,7 @@ def get_mail_attachment(
 ) -> Response:
     """An attachment's bytes, always as a download (never rendered by the browser)."""
     with read_session(engine) as session:
-        filename, content_type, content = service.get_attachment(session, message_id=id, position=position)
+        filename, content_type, content = reads.get_attachment(session, message_id=id, position=position)
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in filename)[:120] or "attachment"
     return Response(
         content,
@@ -108,7 +108,7 @@ def post_mail_discard(
 def get_case_mail(id: Ref, engine: DbEngine, _: MailStaff) -> list[dict[str, Any]]:
     """A case's e-mails, received and sent, oldest first."""
     with read_session(engine) as session:
-        return service.case_thread(session, case_id=id)
+        return reads.case_thread(session, case_id=id)
 
 
 @router.post("/cases/{id}/replies", status_code=201, response_model=MailMessageRead, responses=ERRORS)

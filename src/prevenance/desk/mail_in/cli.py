@@ -12,7 +12,7 @@ import typer
 from prevenance.common.clock import SystemClock
 from prevenance.db import engine_from_settings, is_sqlite, read_session
 from prevenance.desk.mail_in import config as mail_config
-from prevenance.desk.mail_in import listener, service
+from prevenance.desk.mail_in import listener, relay, service
 from prevenance.settings import get_settings
 
 classifier_app = typer.Typer(help="The suggested reason of incoming e-mail.", no_args_is_help=True)
@@ -67,9 +67,9 @@ def send_mail(limit: int = typer.Option(100_000, help="send at most this many me
         typer.echo("error: PREVENANCE_SMTP_URL is not set", err=True)
         raise typer.Exit(2)
     engine = engine_from_settings()
-    sent = service.send_pending(engine, smtp_url=smtp_url, now=SystemClock().now(), limit=limit)
+    sent = relay.send_pending(engine, smtp_url=smtp_url, now=SystemClock().now(), limit=limit)
     with read_session(engine) as session:
-        pending = service.count_pending(session)
+        pending = relay.count_pending(session)
     typer.echo(f"{sent} message(s) sent; {pending} pending")
 
 

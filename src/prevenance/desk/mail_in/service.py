@@ -6,22 +6,20 @@ command opened it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.utils import formataddr
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from prevenance.common import i18n, mail
+from prevenance.common import i18n
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import fingerprint_of, iso_z, new_id
+from prevenance.common.ids import fingerprint_of, new_id
 from prevenance.common.problems import InvalidInput
 from prevenance.common.text import is_mail_address
 from prevenance.customers import service as customers
-from prevenance.desk import communications, contacts
 from prevenance.desk import config as desk_config
+from prevenance.desk import contacts
 from prevenance.desk import rules as desk_rules
 from prevenance.desk.errors import UnknownCase, UnknownReason
 from prevenance.desk.mail_in import classifier, rules
@@ -29,16 +27,14 @@ from prevenance.desk.mail_in import config as mail_config
 from prevenance.desk.mail_in.errors import (
     MailStateConflict,
     NoAddressToAnswer,
-    UnknownAttachment,
     UnknownMailMessage,
 )
+from prevenance.desk.mail_in.reads import message_body
 from prevenance.desk.mail_in.tables import MailAttachment, MailMessage
 from prevenance.desk.tables import Case, Contact
 from prevenance.settings import get_settings
 
-RELAY_SOURCE = "mail-relay"
 TRAINING_LIMIT = 20_000  # the newest contacts the classifier learns from
-STATES = ("triage", "filed", "discarded", "ignored", "pending", "sent", "failed")
 
 
 @dataclass(frozen=True)
@@ -347,11 +343,11 @@ def link_message(
     row = _locked(session, message_id)
     member = customers.get_member_for_body(session, ref=member_ref, field="member_ref")
     if row.state == "filed" and row.member_id == member.id:
-        return _message_body(session, row)
+        return message_body(session, row)
     if row.state != "triage":
         raise MailStateConflict(f"message {message_id!r} is {row.state}, not in triage", field="id")
     _file(session, row=row, member=member, reason=reason, by=by, now=now)
-    return _message_body(session, row)
+    return message_body(session, row)
 
 
 def discard_message(
@@ -363,12 +359,12 @@ def discard_message(
         raise InvalidInput("a reason is required to discard a message", field="reason")
     row = _locked(session, message_id)
     if row.state == "discarded":
-        return _message_body(session, row)
+        return message_body(session, row)
     if row.state != "triage":
         raise MailStateConflict(f"message {message_id!r} is {row.state}, not in triage", field="id")
     row.state, row.discard_reason, row.handled_by, row.handled_at = "discarded", reason.strip(), by, now
     session.flush()
-    return _message_body(session, row)
+    return message_body(session, row)
 
 
 # --- answers --------------------------------------------------------------------------------------
@@ -461,113 +457,7 @@ def _reply(
     )
     row.contact_id = str(logged.body["id"])
     session.flush()
-    return Outcome(201, _message_body(session, row))
-
-
-# --- reads ----------------------------------------------------------------------------------------
-
-
-def _attachments(session: Session, row: MailMessage) -> list[dict[str, Any]]:
-    rows = session.execute(
-        select(
-            MailAttachment.position,
-            MailAttachment.filename,
-            MailAttachment.content_type,
-            MailAttachment.size_bytes,
-            MailAttachment.kept,
-        )
-        .where(MailAttachment.message_pk == row.id)
-        .order_by(MailAttachment.position)
-    )
-    return [
-        {"position": p, "filename": f, "content_type": c, "size_bytes": s, "kept": bool(k)}
-        for p, f, c, s, k in rows
-    ]
-
-
-def _message_body(session: Session, row: MailMessage, *, full: bool = True) -> dict[str, Any]:
-    member = customers.find_member_by_id(session, member_id=row.member_id) if row.member_id else None
-    body: dict[str, Any] = {
-        "id": row.id,
-        "message_id": row.message_id,
-        "direction": row.direction,
-        "kind": row.kind,
-        "state": row.state,
-        "member_ref": member.ref if member else None,
-        "case_id": row.case_id,
-        "contact_id": row.contact_id,
-        "sender": row.sender,
-        "sender_name": row.sender_name,
-        "recipients": row.recipients,
-        "subject": row.subject,
-        "in_reply_to": row.in_reply_to,
-        "references": row.thread_references.split(),
-        "received_at": iso_z(row.received_at),
-        "sent_at": iso_z(row.sent_at),
-        "automated": row.automated,
-        "suggested_reason": row.suggested_reason,
-        "suggestion_words": row.suggestion_words.split(", ") if row.suggestion_words else [],
-        "discard_reason": row.discard_reason,
-        "handled_by": row.handled_by,
-        "size_bytes": row.size_bytes,
-        "preview": " ".join(row.text_body.split())[:160],
-    }
-    if full:
-        body["text"] = row.text_body
-        body["html"] = rules.sanitise_html(row.html_body) if row.html_body else None
-        body["attachments"] = _attachments(session, row) if row.direction == "inbound" else []
-    return body
-
-
-def list_messages(session: Session, *, state: str | None, limit: int = 50) -> dict[str, Any]:
-    """Messages newest first (``state=triage``: the triage queue), without their bodies."""
-    if state is not None and state not in STATES:
-        raise InvalidInput(f"state must be one of {', '.join(STATES)}", field="state")
-    statement = select(MailMessage)
-    if state is not None:
-        statement = statement.where(MailMessage.state == state)
-    rows = session.scalars(
-        statement.order_by(MailMessage.received_at.desc(), MailMessage.id.desc()).limit(limit)
-    )
-    items = [_message_body(session, row, full=False) for row in rows]
-    return {"state": state, "items": items}
-
-
-def count_triage(session: Session) -> int:
-    """Messages waiting for an agent in triage."""
-    return session.scalar(select(func.count()).where(MailMessage.state == "triage")) or 0
-
-
-def get_message(session: Session, *, message_id: str) -> dict[str, Any]:
-    """One message with its text, its sanitised HTML and its attachments listed; 404 when unknown."""
-    row = session.get(MailMessage, message_id)
-    if row is None:
-        raise UnknownMailMessage(f"no message {message_id!r}", field="id")
-    return _message_body(session, row)
-
-
-def case_thread(session: Session, *, case_id: str) -> list[dict[str, Any]]:
-    """A case's e-mails in and out, oldest first; 404 when the case is unknown."""
-    if session.get(Case, case_id) is None:
-        raise UnknownCase(f"no case {case_id!r}", field="id")
-    rows = session.scalars(
-        select(MailMessage)
-        .where(MailMessage.case_id == case_id)
-        .order_by(MailMessage.received_at, MailMessage.direction, MailMessage.id)
-    )
-    return [_message_body(session, row) for row in rows]
-
-
-def get_attachment(session: Session, *, message_id: str, position: int) -> tuple[str, str, bytes]:
-    """An attachment's file name, type and bytes; 404 when unknown or not kept."""
-    row = session.scalars(
-        select(MailAttachment).where(
-            MailAttachment.message_pk == message_id, MailAttachment.position == position
-        )
-    ).first()
-    if row is None or row.content is None:
-        raise UnknownAttachment(f"no kept attachment {position} on message {message_id!r}", field="position")
-    return row.filename, row.content_type, row.content
+    return Outcome(201, message_body(session, row))
 
 
 # --- the classifier -------------------------------------------------------------------------------
@@ -593,87 +483,3 @@ def load_model(session: Session) -> classifier.Model | None:
 def evaluate_classifier(session: Session, *, held_out: float = 0.2, seed: int = 7) -> classifier.Evaluation:
     """The classifier's accuracy on held-out past contacts (see ``classifier.evaluate``)."""
     return classifier.evaluate(training_samples(session), held_out=held_out, seed=seed)
-
-
-# --- the relay of what is owed --------------------------------------------------------------------
-
-
-class _OutgoingQueue:
-    """Outbound ``desk_mail_messages`` as a mail queue for ``common.mail.deliver``."""
-
-    kind = "desk_mail"
-
-    def next_due(self, session: Session, now: datetime) -> MailMessage | None:
-        return mail.next_due_row(
-            session,
-            MailMessage,
-            now,
-            order_by=(MailMessage.received_at, MailMessage.id),
-            status="state",
-            where=(MailMessage.direction == "outbound",),
-        )
-
-    def compose(self, session: Session, row: MailMessage, now: datetime) -> EmailMessage:
-        """The message with its threading headers: the reader's client files it under the thread."""
-        message = mail.compose(
-            sender=formataddr((row.sender_name, row.sender)),
-            to=row.recipients,
-            subject=row.subject,
-            message_id=row.message_id,
-            date=now,
-            language=row.language or "fr",
-            body=row.text_body,
-        )
-        if row.in_reply_to:
-            message["In-Reply-To"] = row.in_reply_to
-        if row.thread_references:
-            message["References"] = row.thread_references
-        if row.kind == "acknowledgement":
-            message["Auto-Submitted"] = "auto-replied"  # RFC 3834: other robots do not answer it
-        return message
-
-    def mark_sent(self, session: Session, row: MailMessage, now: datetime) -> bool:
-        marked = mail.mark_rows_sent(
-            session, MailMessage, now, where=(MailMessage.id == row.id,), status="state"
-        )
-        if marked != 1 or row.member_id is None:
-            return marked == 1
-        communications.record_communication(
-            session,
-            member_id=row.member_id,
-            communication=communications.CommunicationInput(
-                id=mail.stable_key("mai", row.id),
-                member_ref="",
-                kind="service",
-                template=f"mail_in.{row.kind}",
-                channel="email",
-                language=row.language or "fr",
-                sent_at=now,
-                subject=row.subject[:300],
-                summary=row.text_body,
-            ),
-            source=RELAY_SOURCE,
-            now=now,
-        )
-        return True
-
-    def mark_unsent(self, session: Session, row: MailMessage, unsent: mail.Unsent) -> None:
-        mail.record_unsent(session, MailMessage, row.id, unsent, status="state")
-
-
-def send_pending(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:
-    """Send the acknowledgements and answers that are due (one transaction each); returns how many
-    were sent. Retries and permanent failures follow ``common.mail``."""
-    return mail.deliver(engine, _OutgoingQueue(), smtp_url=smtp_url, now=now, limit=limit).sent
-
-
-def count_pending(session: Session, *, now: datetime | None = None) -> int:
-    """Outbound messages still waiting for the relay."""
-    statement = select(func.count()).where(
-        MailMessage.direction == "outbound", MailMessage.state == "pending"
-    )
-    if now is not None:
-        statement = statement.where(
-            or_(MailMessage.next_attempt_at.is_(None), MailMessage.next_attempt_at <= now + timedelta(0))
-        )
-    return session.scalar(statement) or 0
