@@ -33,7 +33,7 @@ from typing import Any
 
 from prevenance.common.clock import SystemClock
 from prevenance.db import make_engine, read_session, unit_of_work
-from prevenance.loyalty import earning, ingest, ledger, programme
+from prevenance.loyalty import earn_rows, ingest, ledger, programme
 from prevenance.migrate import upgrade
 
 PRODUCTS = ("green", "gold", "gold", "platinum", "centurion", "cobrand-airline")
@@ -222,7 +222,7 @@ def _time_database_writes(engine: Any) -> dict[str, float]:
     from sqlalchemy import event
 
     spent = {"write": 0.0, "commit": 0.0}
-    writer = earning.Writer
+    writer = earn_rows.Writer
 
     def timed(method: Any) -> Any:
         def wrapper(*args: Any) -> Any:

@@ -35,25 +35,19 @@ never fails the others.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, ColumnElement, Engine, String, Table, any_, bindparam, column, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from prevenance.common.base import UtcDateTime
-from prevenance.common.idempotency import IdempotencyKey, Outcome
+from prevenance.common.idempotency import Outcome
 from prevenance.common.ids import as_utc
 from prevenance.common.money import minor_units
-from prevenance.common.outbox import OutboxEvent
 from prevenance.common.problems import IdempotencyConflict, InvalidInput, PrevenanceError
 from prevenance.customers import service as customers
 from prevenance.customers.errors import UnknownMemberInBody
@@ -61,237 +55,24 @@ from prevenance.customers.service import MemberSummary
 from prevenance.db import ignoring_conflicts, run_in_transaction
 from prevenance.loyalty import hooks as earn_hooks
 from prevenance.loyalty import ledger, programme, rules, transactions
-from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
-
-# Bound parameters per IN list: below SQLite's historical limit of 999 variables.
-IN_BATCH = 900
-
-
-def _table(model: Any) -> Table:
-    return cast(Table, model.__table__)
-
-
-ACCOUNTS = _table(Account)
-CARD_TRANSACTIONS = _table(CardTransaction)
-POSTINGS = _table(Posting)
-REFERRALS = _table(Referral)
-KEYS = _table(IdempotencyKey)
-EVENTS = _table(OutboxEvent)
-
-CARD_COLUMNS = (
-    "id",
-    "member_id",
-    "amount_minor",
-    "currency",
-    "merchant",
-    "category",
-    "occurred_at",
-    "fx_rate",
-    "amount_eur",
-    "product",
-    "unit",
-    "units_per_euro",
-    "minimum_earn",
-    "units_earned",
-    "units_current",
-    "refunded_minor",
-    "created_at",
+from prevenance.loyalty.earn_rows import (
+    ACCOUNTS,
+    CARD_COLUMNS,
+    CARD_TRANSACTIONS,
+    EVENT_COLUMNS,
+    EVENTS,
+    KEY_COLUMNS,
+    KEYS,
+    POSTING_COLUMNS,
+    POSTINGS,
+    REFERRALS,
+    SCOPE,
+    InQuery,
+    Writer,
+    earn_texts,
+    encode_json_string,
+    event_id_list,
 )
-POSTING_COLUMNS = (
-    "idempotency_key",
-    "debit_account_id",
-    "credit_account_id",
-    "amount",
-    "unit",
-    "reason",
-    "reference",
-    "member_id",
-    "balance_after",
-    "created_at",
-)
-KEY_COLUMNS = ("scope", "key", "fingerprint", "status_code", "response", "created_at")
-EVENT_COLUMNS = ("event_id", "type", "payload", "occurred_at")
-SCOPE = "transaction"
-
-_encode_string = json.encoder.encode_basestring_ascii
-
-
-def json_text(value: dict[str, Any]) -> str:
-    """``json.dumps(value)`` for a flat object of strings and integers, without its generic walk
-    (a unit test holds the two equal; anything else goes to ``json.dumps``)."""
-    parts = []
-    for key, item in value.items():
-        if isinstance(item, str):
-            text = _encode_string(item)
-        elif type(item) is int:
-            text = str(item)
-        else:
-            return json.dumps(value)
-        parts.append(f"{_encode_string(key)}: {text}")
-    return "{" + ", ".join(parts) + "}"
-
-
-def earn_texts(
-    tx: transactions.TransactionInput,
-    ref: str,
-    units: int,
-    unit_text: str,
-    balance: int,
-    occurred_at: datetime,
-) -> tuple[str, str]:
-    """``json_text`` of an earn's answer and of its ``points.earned`` payload (the answer and three
-    more keys), written out at once: the payload's text is the answer's with its tail extended
-    (``unit_text`` is the unit already encoded; a unit test holds both equal to ``json.dumps``)."""
-    text = (
-        f'{{"id": {_encode_string(tx.id)}, "member_ref": {_encode_string(ref)}, '
-        f'"points_earned": {units}, "unit": {unit_text}, "balance": {balance}'
-    )
-    payload = (
-        f'{text}, "category": {_encode_string(tx.category)}, "merchant": {_encode_string(tx.merchant)}, '
-        f'"occurred_at": {_encode_string(occurred_at.isoformat())}}}'
-    )
-    return text + "}", payload
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-class Writer:
-    """Rows handed straight to the driver: ``executemany`` on SQLite, ``COPY`` on PostgreSQL.
-
-    SQLAlchemy's per-row parameter processing costs more than the database's own work at this
-    volume, so values are converted here with the bind processors the ORM would apply (the stored
-    bytes are the same: a test compares them) and each statement is rendered once per batch.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self.connection = session.connection()
-        self.dialect = dialect = self.connection.dialect
-        self.postgres = dialect.name == "postgresql"
-        self.placeholder = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
-        self.quote = dialect.identifier_preparer.quote
-        self.time: Callable[[datetime], Any] = (
-            UtcDateTime().dialect_impl(dialect).bind_processor(dialect) or _same
-        )
-        # Both dialects store ``json.dumps(value)`` unless the engine was given another serializer.
-        self.plain_json = getattr(dialect, "_json_serializer", None) in (None, json.dumps)
-        if self.plain_json:
-            self.json: Callable[[dict[str, Any]], Any] = json_text
-        else:
-            self.json = JSON().dialect_impl(dialect).bind_processor(dialect) or _same
-
-    def insert(self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        names = ", ".join(self.quote(c) for c in columns)
-        if self.postgres:
-            driver = self.connection.connection.driver_connection
-            assert driver is not None
-            sql = f"COPY {self.quote(table.name)} ({names}) FROM STDIN"
-            try:
-                with driver.cursor() as cursor, cursor.copy(sql) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            except self.dialect.loaded_dbapi.Error as error:
-                # Raised by the driver itself: give it SQLAlchemy's shape (IntegrityError…) so the
-                # batch's retry and the callers' error handling see what they see elsewhere.
-                raise DBAPIError.instance(sql, None, error, self.dialect.loaded_dbapi.Error) from error
-            return
-        marks = ", ".join([self.placeholder] * len(columns))
-        sql = f"INSERT INTO {self.quote(table.name)} ({names}) VALUES ({marks})"
-        self.connection.exec_driver_sql(sql, rows)
-
-    def update(
-        self, table: Table, columns: Sequence[str], where: Sequence[str], rows: list[tuple[Any, ...]]
-    ) -> None:
-        """``UPDATE table SET columns… WHERE where…``; each row gives the new values, then the keys.
-
-        On PostgreSQL the rows travel as one array per column (``unnest``): one statement, not one
-        round trip per row."""
-        if not rows:
-            return
-        name = self.quote(table.name)
-        if self.postgres:
-            names = [*columns, *where]
-            arrays = ", ".join(
-                f"unnest(%s::{table.c[c].type.compile(dialect=self.dialect)}[]) AS v{i}"
-                for i, c in enumerate(names)
-            )
-            sets = ", ".join(f"{self.quote(c)} = v.v{i}" for i, c in enumerate(columns))
-            keys = " AND ".join(
-                f"{name}.{self.quote(c)} = v.v{i}" for i, c in enumerate(where, start=len(columns))
-            )
-            sql = f"UPDATE {name} SET {sets} FROM (SELECT {arrays}) AS v WHERE {keys}"
-            self.connection.exec_driver_sql(sql, tuple(list(values) for values in zip(*rows, strict=True)))
-            return
-        sets = ", ".join(f"{self.quote(c)} = {self.placeholder}" for c in columns)
-        keys = " AND ".join(f"{self.quote(c)} = {self.placeholder}" for c in where)
-        self.connection.exec_driver_sql(f"UPDATE {name} SET {sets} WHERE {keys}", rows)
-
-
-def matching(session: Session, column: Any, values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
-    """``column IN values`` as few statements as the backend allows: one array parameter on
-    PostgreSQL, batches below SQLite's historical limit of 999 variables elsewhere."""
-    if not values:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-        return
-    for start in range(0, len(values), IN_BATCH):
-        yield column.in_(values[start : start + IN_BATCH])
-
-
-def json_values(parameter: str) -> Any:
-    """``SELECT value FROM json_each(:parameter)``: a whole list bound as one JSON text on SQLite."""
-    return select(column("value")).select_from(func.json_each(bindparam(parameter, type_=String())))
-
-
-class InQuery:
-    """A ``SELECT … WHERE column IN (values)`` built once per backend, so a batch's look-up costs
-    one cached statement with one parameter whatever the batch's size: an array (``= ANY``) on
-    PostgreSQL, a JSON array read by ``json_each`` on SQLite (no limit on variables, no statement
-    expanded and compiled again per list length; SQLite still probes the column's index)."""
-
-    def __init__(self, build: Callable[[ColumnElement[bool]], Any], column: Any) -> None:
-        self.sqlite = build(column.in_(json_values("p_values")))
-        self.sqlite_listed = build(column.in_(bindparam("p_values", expanding=True)))
-        self.postgres = build(column == any_(bindparam("p_values", type_=ARRAY(column.type))))
-
-    def rows(self, session: Session, values: Sequence[Any], **params: Any) -> Iterator[Any]:
-        if not values:
-            return
-        connection = session.connection()
-        if connection.dialect.name == "postgresql":
-            yield from connection.execute(self.postgres, {"p_values": list(values), **params})
-            return
-        try:
-            text = orjson.dumps(list(values)).decode()
-        except orjson.JSONEncodeError:  # a lone surrogate: bound as values, as many lists as needed
-            for start in range(0, len(values), IN_BATCH):
-                chunk = list(values[start : start + IN_BATCH])
-                yield from connection.execute(self.sqlite_listed, {"p_values": chunk, **params})
-            return
-        yield from connection.execute(self.sqlite, {"p_values": text, **params})
-
-
-def event_id() -> str:
-    """``common.ids.new_id("evt")``: a random (version 4) UUID, without ``uuid.UUID``'s checks."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return f"evt_{raw.hex()}"
-
-
-def event_id_list(count: int) -> list[str]:
-    """``count`` values of ``event_id()``, from one read of the system's random source."""
-    raw = bytearray(os.urandom(16 * count))
-    ids = []
-    for start in range(0, 16 * count, 16):
-        raw[start + 6] = (raw[start + 6] & 0x0F) | 0x40
-        raw[start + 8] = (raw[start + 8] & 0x3F) | 0x80
-        ids.append(f"evt_{raw[start : start + 16].hex()}")
-    return ids
 
 
 def transaction_fingerprint(tx: transactions.TransactionInput) -> str:
@@ -589,7 +370,7 @@ def _apply_wave(
     postings: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
     rewarded: list[tuple[Any, ...]] = []
-    unit_text = {unit: _encode_string(unit) for unit in {e.unit for e in wave}}
+    unit_text = {unit: encode_json_string(unit) for unit in {e.unit for e in wave}}
     # Two events at most per earn (its own, a referral's); popped from the end, in batch order.
     event_ids = event_id_list(2 * len(wave))
     event_ids.reverse()

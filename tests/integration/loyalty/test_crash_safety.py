@@ -32,7 +32,7 @@ from prevenance.common.clock import FrozenClock
 from prevenance.common.idempotency import Outcome
 from prevenance.db import read_session, run_in_transaction
 from prevenance.loyalty import api as loyalty_api
-from prevenance.loyalty import earning, ledger, service
+from prevenance.loyalty import earn_rows, ledger, service
 from prevenance.loyalty.tables import CardTransaction, Posting
 from prevenance.metadata import metadata
 from tests.conftest import Api, member_body, tx_body
@@ -287,7 +287,7 @@ def test_a_request_that_crashes_answers_500_writes_nothing_and_its_retry_posts_o
     before = snapshot(engine)
     with monkeypatch.context() as patch:
         # The earn engine's third bulk write (outbox events), after the card transaction and postings.
-        crash_on(patch, earning.Writer, "insert", call=3, after=False)
+        crash_on(patch, earn_rows.Writer, "insert", call=3, after=False)
         crashed = api.post("/v1/transactions", tx_body("T1", "M1", "75.00"), role="integrator")
     assert crashed.status_code == 500
     assert snapshot(engine) == before

@@ -31,7 +31,7 @@ from prevenance.common.problems import InvalidInput, PrevenanceError
 from prevenance.customers import service as customers
 from prevenance.customers.tables import Member
 from prevenance.db import read_session, run_in_transaction, unit_of_work
-from prevenance.loyalty import batcher, earning, ledger, service
+from prevenance.loyalty import batcher, earn_rows, earning, ledger, service
 from prevenance.loyalty import hooks as loyalty_hooks
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
 
@@ -140,7 +140,7 @@ def _ledger_of(engine: Engine, side: str) -> dict[str, Any]:
     with read_session(engine) as s:
         members = dict(s.execute(select(Member.id, Member.ref).where(Member.ref.like(like))).all())
         ids = list(members)
-        table = earning.CARD_TRANSACTIONS
+        table = earn_rows.CARD_TRANSACTIONS
         cards = [
             tuple(v for k, v in row._mapping.items() if k != "member_id")
             for row in s.execute(select(table).where(table.c.id.like(like)).order_by(table.c.id)).all()
@@ -440,10 +440,10 @@ BATCH_KILLER = """
 import os, signal, sys
 from datetime import datetime
 from prevenance.db import make_engine
-from prevenance.loyalty import earning, service
+from prevenance.loyalty import earn_rows, earning, service
 
 url, now, step = sys.argv[1], datetime.fromisoformat(sys.argv[2]), int(sys.argv[3])
-original = earning.Writer.insert
+original = earn_rows.Writer.insert
 calls = {"n": 0}
 
 def insert(self, table, columns, rows):
@@ -453,7 +453,7 @@ def insert(self, table, columns, rows):
         print("written, dying", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 
-earning.Writer.insert = insert
+earn_rows.Writer.insert = insert
 engine = make_engine(url)
 txs = [
     service.TransactionInput(

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from prevenance.common import money
-from prevenance.loyalty import earning, ingest
+from prevenance.loyalty import earn_rows, ingest
 from prevenance.loyalty.service import TransactionInput
 
 texts = st.text(min_size=1, max_size=30)
@@ -73,7 +73,7 @@ def test_earn_texts_equal_json_dumps_of_the_answer_and_the_payload(
     tx = TransactionInput(tx_id, member_ref, "1", "EUR", merchant, category, moment)
     body = {"id": tx_id, "member_ref": member_ref, "points_earned": units, "unit": unit, "balance": balance}
     payload = {**body, "category": category, "merchant": merchant, "occurred_at": moment.isoformat()}
-    texts_ = earning.earn_texts(tx, member_ref, units, json.dumps(unit), balance, moment)
+    texts_ = earn_rows.earn_texts(tx, member_ref, units, json.dumps(unit), balance, moment)
     assert texts_ == (json.dumps(body), json.dumps(payload))
 
 

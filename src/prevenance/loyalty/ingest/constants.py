@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from prevenance.loyalty import earning
+from prevenance.loyalty import earn_rows, earning
 
 MEMBER_COLUMNS = ("ref", "name", "email", "language", "country", "product")
 # Read when the file has them; a file without the column leaves the stored value as it is.
@@ -16,5 +16,5 @@ Method = Literal["batch", "rowwise"]
 
 
 # Shared with the earn engine (its JSON text and the body fingerprint).
-json_text = earning.json_text
+json_text = earn_rows.json_text
 transaction_fingerprint = earning.transaction_fingerprint

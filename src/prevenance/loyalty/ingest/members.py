@@ -19,7 +19,7 @@ from prevenance.customers import rules as member_rules
 from prevenance.customers import service as customers
 from prevenance.customers.schemas import MemberPut
 from prevenance.customers.tables import Member
-from prevenance.loyalty import earning
+from prevenance.loyalty import earn_rows
 from prevenance.loyalty.ingest.constants import DEFAULT_CHUNK_SIZE, MEMBER_COLUMNS, MEMBER_OPTIONAL_COLUMNS
 from prevenance.loyalty.ingest.files import (
     ChunkStats,
@@ -95,12 +95,12 @@ def _apply_members(
             rejects.append(problem_reject(error, row.line, row.ref))
     refs = list(latest)
     existing: dict[str, tuple[Any, ...]] = {}
-    for condition in earning.matching(session, Member.ref, refs):
+    for condition in earn_rows.matching(session, Member.ref, refs):
         statement = select(Member.id, Member.ref, *(getattr(Member, f) for f in fields)).where(condition)
         for found in session.execute(statement.with_for_update()):
             existing[found[1]] = tuple(found)
     del products
-    writer = earning.Writer(session)
+    writer = earn_rows.Writer(session)
     at = writer.time(now)
     fresh: list[tuple[Any, ...]] = []
     changed: list[tuple[Any, ...]] = []

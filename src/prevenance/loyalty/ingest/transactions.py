@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common.clock import Clock, SystemClock
 from prevenance.common.problems import PrevenanceError
-from prevenance.loyalty import earning, service
+from prevenance.loyalty import earn_rows, earning, service
 from prevenance.loyalty.ingest.constants import (
     DEFAULT_CHUNK_SIZE,
     TRANSACTION_COLUMNS,
@@ -191,5 +191,11 @@ def ingest_transactions(
         apply=apply,
         on_chunk=on_chunk,
         engine=engine,
-        tables=(earning.CARD_TRANSACTIONS, earning.POSTINGS, earning.ACCOUNTS, earning.KEYS, earning.EVENTS),
+        tables=(
+            earn_rows.CARD_TRANSACTIONS,
+            earn_rows.POSTINGS,
+            earn_rows.ACCOUNTS,
+            earn_rows.KEYS,
+            earn_rows.EVENTS,
+        ),
     )
