@@ -34,26 +34,48 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60.
     raise SystemExit(f"server on port {port} did not answer /healthz within {timeout} s")
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (a uvicorn supervisor and its workers), from /proc."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return found
+
+
 def peak_rss_kb(pid: int) -> int:
-    """The peak resident set of a process (Linux ``VmHWM``), in KiB; 0 when unknown."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    found = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
-    return int(found.group(1)) if found else 0
+    """The largest peak resident set (Linux ``VmHWM``) among the process and its workers, in KiB;
+    0 when unknown: with several workers, the figure per worker."""
+    peaks = [0]
+    for member in process_tree(pid):
+        try:
+            text = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
+        peaks.append(int(found.group(1)) if found else 0)
+    return max(peaks)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process (all its threads) has used so far, in seconds; 0 when unknown.
+    """User + system CPU time the process and its workers (all their threads) have used so far, in
+    seconds; 0 when unknown.
 
     On a machine shared with other work, wall-clock throughput depends on the share of the cores the
     server got; CPU time per request does not, so it is printed beside it."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
