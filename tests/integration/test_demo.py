@@ -7,7 +7,8 @@ from sqlalchemy import Engine, func, select
 
 from prevenance.customers.tables import Member
 from prevenance.db import read_session
-from prevenance.demo.generator import DemoMismatch, load_demo, plan
+from prevenance.demo.generator import DemoMismatch, load_demo
+from prevenance.demo.plan import plan
 from prevenance.loyalty.tables import CardTransaction, Posting, Redemption, Referral, Refund
 
 MEMBERS = 40

@@ -11,7 +11,8 @@ from sqlalchemy import Engine, func, select
 from prevenance.customers.tables import Member
 from prevenance.db import read_session
 from prevenance.demo.desk_plan import plan_desk
-from prevenance.demo.generator import DemoMismatch, load_demo, plan
+from prevenance.demo.generator import DemoMismatch, load_demo
+from prevenance.demo.plan import plan
 from prevenance.desk import service as desk
 from prevenance.desk.chat.tables import ChatConversation, ChatMessage
 from prevenance.desk.mail_in import reads as mail_reads

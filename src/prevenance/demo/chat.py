@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from prevenance.db import read_session, run_in_transaction
-from prevenance.demo.generator import Person
+from prevenance.demo.plan import Person
 from prevenance.desk.chat import config as chat_config
 from prevenance.desk.chat import live
 from prevenance.desk.chat import service as chat

@@ -186,7 +186,7 @@ TASTES = (
 
 
 class Person(Protocol):
-    """What the desk demo needs of a planned member (``generator.Person``)."""
+    """What the desk demo needs of a planned member (``plan.Person``)."""
 
     @property
     def ref(self) -> str: ...

@@ -20,7 +20,7 @@ from prevenance.db import read_session, run_in_transaction
 from prevenance.desk.mail_in import service as mail
 
 if TYPE_CHECKING:
-    from prevenance.demo.generator import Person
+    from prevenance.demo.plan import Person
 
 DESK = "service@prevenance.example"
 AGENT = "demo-agent"
