@@ -127,14 +127,6 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
 
 
-def authenticate(session: Session, secret: str) -> Principal | None:
-    """The principal of a presented key, or None when unknown or revoked."""
-    row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(secret))).first()
-    if row is None or row.revoked_at is not None:
-        return None
-    return Principal(key_id=row.id, name=row.name, role=Role(row.role), member_ref=row.member_ref)
-
-
 _KEY_BY_HASH = "SELECT id, name, role, member_ref, revoked_at FROM api_keys WHERE key_hash = {marker}"
 _MARKERS = {"sqlite": "?", "postgresql": "%s"}
 

@@ -46,26 +46,26 @@ def _bearer_secret(authorization: str | None) -> str:
     return secret
 
 
-def _lookup(engine: Engine, secret: str) -> Principal:
-    """The key's principal; 401 when unknown or revoked.
+async def find_principal(engine: Engine, secret: str) -> Principal | None:
+    """The key's principal, or None when unknown or revoked, read as every request reads it.
 
-    Read from the database on every request (one lookup on the unique index of the key's hash), not
-    from a per-process cache: a key revoked by ``prevenance keys revoke`` (or by an erasure) is
-    refused at once by every worker process, which a cache in each of them could not promise.
+    From the database each time (one lookup on the unique index of the key's hash), not from a
+    per-process cache: a key revoked by ``prevenance keys revoke`` (or by an erasure) is refused at
+    once by every worker process. Without stalling the event loop: on SQLite the read of a local
+    file takes tens of microseconds, less than a hop to a worker thread; a server database's round
+    trip goes to a thread.
     """
-    principal = lookup_principal(engine, secret)
-    if principal is None:
-        raise Unauthenticated("unknown or revoked API key")
-    return principal
+    if engine.dialect.name == "sqlite":
+        return lookup_principal(engine, secret)
+    return await run_in_threadpool(lookup_principal, engine, secret)
 
 
 async def _lookup_for_request(engine: Engine, secret: str) -> Principal:
-    """The key's principal without stalling the event loop: on SQLite the one indexed read of a
-    local file takes tens of microseconds, less than a hop to a worker thread (and it needs no
-    pooled connection per waiting request); a server database's round trip goes to a thread."""
-    if engine.dialect.name == "sqlite":
-        return _lookup(engine, secret)
-    return await run_in_threadpool(_lookup, engine, secret)
+    """The key's principal; 401 when unknown or revoked."""
+    principal = await find_principal(engine, secret)
+    if principal is None:
+        raise Unauthenticated("unknown or revoked API key")
+    return principal
 
 
 def _check_member_scope(principal: Principal, path: str, path_params: dict[str, Any]) -> None:

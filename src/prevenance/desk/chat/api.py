@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends, Path, Query, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from prevenance.common.auth import Principal, Role, authenticate
+from prevenance.common.auth import Principal, Role
 from prevenance.common.clock import Clock
-from prevenance.common.deps import AppClock, DbEngine, require
+from prevenance.common.deps import AppClock, DbEngine, find_principal, require
 from prevenance.common.inputs import OptionalMonth
 from prevenance.common.periods import month_bounds, month_of
 from prevenance.common.problems import PROBLEM_JSON
@@ -194,12 +194,7 @@ async def _ws_actor(ws: WebSocket) -> ChatActor | None:
     if scheme.lower() != "bearer" or not secret.strip():
         return None
     engine = ws.app.state.engine
-
-    def lookup() -> Principal | None:
-        with read_session(engine) as session:
-            return authenticate(session, secret.strip())
-
-    principal = await run_in_threadpool(lookup)
+    principal = await find_principal(engine, secret.strip())
     if principal is None or principal.role not in (Role.MEMBER, Role.AGENT, Role.SUPERVISOR, Role.ADMIN):
         return None
     return await run_in_threadpool(_actor, engine, principal)
