@@ -83,18 +83,52 @@ def record_communication(
     during an earn is replayed with the earn): one ``INSERT``, no member lookup and no key of its
     own. The id is deterministic, so the row can never be written twice.
     """
+    log_sent_mail(
+        session,
+        id=communication.id,
+        member_id=member_id,
+        kind=communication.kind,
+        template=communication.template,
+        language=communication.language,
+        subject=communication.subject,
+        summary=communication.summary,
+        sent_at=communication.sent_at,
+        source=source,
+        now=now,
+        channel=communication.channel,
+    )
+
+
+def log_sent_mail(
+    session: Session,
+    *,
+    id: str,
+    member_id: int,
+    kind: str,
+    template: str,
+    language: str,
+    subject: str,
+    summary: str,
+    sent_at: datetime,
+    source: str,
+    now: datetime,
+    channel: str = "email",
+) -> None:
+    """Write a message a relay has just sent in the member's communications log (the 360): one
+    ``INSERT`` with a deterministic id, in the transaction that marks the message sent, so it is
+    logged once however often the relay runs."""
     session.execute(
         _INSERT_COMMUNICATION,
         {
-            "id": communication.id,
+            "id": id,
             "member_id": member_id,
-            "kind": communication.kind,
-            "template": communication.template,
-            "channel": communication.channel,
-            "language": communication.language,
-            "sent_at": as_utc(communication.sent_at),
-            "subject": communication.subject,
-            "summary": communication.summary,
+            "kind": kind,
+            "template": template,
+            "channel": channel,
+            "language": language,
+            "sent_at": as_utc(sent_at),
+            "subject": subject[:300],
+            "summary": summary,
             "source": source,
             "created_at": now,
         },

@@ -20,7 +20,8 @@ from prevenance.common import mail
 from prevenance.common.i18n import LANGUAGES, translate
 from prevenance.common.outbox import OutboxEvent
 from prevenance.customers import service as customers
-from prevenance.desk.tables import Communication, GoodwillMail
+from prevenance.desk import communications
+from prevenance.desk.tables import GoodwillMail
 
 SENDER = "Prévenance <service@prevenance.example>"
 SOURCE = "goodwill-relay"
@@ -98,20 +99,18 @@ class _GoodwillQueue:
         marked = mail.mark_rows_sent(session, GoodwillMail, now, where=(GoodwillMail.id == row.id,))
         if marked != 1:
             return False
-        session.add(
-            Communication(
-                id=row.id,
-                member_id=row.member_id,
-                kind="service",
-                template=f"goodwill-{row.cause}",
-                channel="email",
-                language=row.language,
-                subject=row.subject[:300],
-                summary=row.body,
-                sent_at=now,
-                source=SOURCE,
-                created_at=now,
-            )
+        communications.log_sent_mail(
+            session,
+            id=row.id,
+            member_id=row.member_id,
+            kind="service",
+            template=f"goodwill-{row.cause}",
+            language=row.language,
+            subject=row.subject,
+            summary=row.body,
+            sent_at=now,
+            source=SOURCE,
+            now=now,
         )
         return True
 

@@ -31,9 +31,9 @@ from prevenance.common.ids import fingerprint, fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
 from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import service as customers
-from prevenance.desk import config
+from prevenance.desk import communications, config
 from prevenance.desk.errors import IncidentResolved, UnknownIncident
-from prevenance.desk.tables import Communication, Incident, IncidentNotice
+from prevenance.desk.tables import Incident, IncidentNotice
 
 SENDER = "Prévenance <notices@prevenance.example>"
 RELAY_SOURCE = "incident-relay"
@@ -360,20 +360,18 @@ class _NoticeQueue:
         marked = mail.mark_rows_sent(session, IncidentNotice, now, where=(IncidentNotice.id == notice.id,))
         if marked != 1:
             return False
-        session.add(
-            Communication(
-                id=dedup_key(notice.id),
-                member_id=notice.member_id,
-                kind="incident",
-                template=f"incident.{notice.kind}",
-                channel="email",
-                language=notice.language,
-                subject=notice.subject[:300],
-                summary=notice.body,
-                sent_at=now,
-                source=RELAY_SOURCE,
-                created_at=now,
-            )
+        communications.log_sent_mail(
+            session,
+            id=dedup_key(notice.id),
+            member_id=notice.member_id,
+            kind="incident",
+            template=f"incident.{notice.kind}",
+            language=notice.language,
+            subject=notice.subject,
+            summary=notice.body,
+            sent_at=now,
+            source=RELAY_SOURCE,
+            now=now,
         )
         return True
 

@@ -58,20 +58,16 @@ class _OutgoingQueue:
         )
         if marked != 1 or row.member_id is None:
             return marked == 1
-        communications.record_communication(
+        communications.log_sent_mail(
             session,
+            id=mail.stable_key("mai", row.id),
             member_id=row.member_id,
-            communication=communications.CommunicationInput(
-                id=mail.stable_key("mai", row.id),
-                member_ref="",
-                kind="service",
-                template=f"mail_in.{row.kind}",
-                channel="email",
-                language=row.language or "fr",
-                sent_at=now,
-                subject=row.subject[:300],
-                summary=row.text_body,
-            ),
+            kind="service",
+            template=f"mail_in.{row.kind}",
+            language=row.language or "fr",
+            subject=row.subject,
+            summary=row.text_body,
+            sent_at=now,
             source=RELAY_SOURCE,
             now=now,
         )
