@@ -41,15 +41,15 @@ def recovery_queue(
     """Recovery cases in a state, soonest due first, with the counts, the month's recovery report
     (last complete month by default) and its goodwill."""
     p.require(*DASHBOARD)
-    state = state if state in STATES else "open"
-    month = month or previous_month(month_of(p.now))
-    return _render_queue(p, state=state, month=month)
+    return _render_queue(p, state=state if state in STATES else "open", month=month)
 
 
 def _render_queue(
-    p: Page, *, state: str, month: str, status: int = 200, granted: dict[str, Any] | None = None,
+    p: Page, *, state: str, month: str = "", status: int = 200, granted: dict[str, Any] | None = None,
     grant_error: str | None = None,
 ) -> Response:  # fmt: skip
+    """The queue page; the report's month is the last complete one unless the user chose one."""
+    month = month or previous_month(month_of(p.now))
     errors: dict[str, str] = {}
     report = gestures = None
     with read_session(p.engine) as session:
@@ -87,19 +87,16 @@ def grant_incident_goodwill(p: PageDep) -> Response:
     /v1/incidents/{id}/goodwill``)."""
     user = p.require(*DASHBOARD)
     incident_id = (p.form.get("incident_id") or "").strip()
-    month = previous_month(month_of(p.now))
     if not incident_id:
-        return _render_queue(
-            p, state="open", month=month, status=422, grant_error=p.t("recovery.grant.choose")
-        )
+        return _render_queue(p, state="open", status=422, grant_error=p.t("recovery.grant.choose"))
     try:
         granted = goodwill_views.grant_incident_goodwill(
             p.engine, incident_id=incident_id, by=user.username, now=p.now
         )
     except PrevenanceError as error:
         message = next(iter(problem_errors(p, error, {"id": "incident_id"}).values()), error.detail)
-        return _render_queue(p, state="open", month=month, status=error.status, grant_error=message)
-    return _render_queue(p, state="open", month=month, granted=granted)
+        return _render_queue(p, state="open", status=error.status, grant_error=message)
+    return _render_queue(p, state="open", granted=granted)
 
 
 def close_errors(p: Page, error: PrevenanceError) -> dict[str, str]:

@@ -61,6 +61,7 @@ def _body(row: RecoveryCase, now: datetime) -> dict[str, Any]:
         "cause": row.cause,
         "recommend": row.recommend,
         "interaction": row.interaction,
+        "score": rules.rated_score(row.cause, row.recommend, row.interaction),
         "answered_at": iso_z(row.answered_at),
         "opened_at": iso_z(row.opened_at),
         "opened_by": row.opened_by,

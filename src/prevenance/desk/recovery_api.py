@@ -71,6 +71,7 @@ class RecoveryCaseRead(BaseModel):
     cause: Literal["recommend", "interaction", "manual"]
     recommend: int | None
     interaction: int | None
+    score: int | None = Field(description="the score of the answer that opened the case (per ``cause``)")
     answered_at: str | None
     opened_at: str
     opened_by: str

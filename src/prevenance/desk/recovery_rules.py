@@ -36,6 +36,12 @@ def cause_of(recommend: int | None, interaction: int | None) -> str | None:
     return None
 
 
+def rated_score(cause: str, recommend: int | None, interaction: int | None) -> int | None:
+    """The score of the answer that opened the case: the recommend answer (0–10) or the five-point
+    interaction item (1–5); none for a case opened by hand."""
+    return {"recommend": recommend, "interaction": interaction}.get(cause)
+
+
 def due_at(opened_from: datetime, hours: int = DEFAULT_DUE_HOURS) -> datetime:
     """When a case must be closed: ``hours`` after the answer that opened it."""
     if hours < 1:
