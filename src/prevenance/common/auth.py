@@ -128,7 +128,8 @@ def list_keys(session: Session) -> list[ApiKey]:
 
 
 _KEY_BY_HASH = "SELECT id, name, role, member_ref, revoked_at FROM api_keys WHERE key_hash = {marker}"
-_MARKERS = {"sqlite": "?", "postgresql": "%s"}
+# The statement in each driver's parameter style, built once.
+_KEY_BY_HASH_FOR = {"sqlite": _KEY_BY_HASH.format(marker="?"), "postgresql": _KEY_BY_HASH.format(marker="%s")}
 
 
 def lookup_principal(engine: Engine, secret: str) -> Principal | None:
@@ -138,7 +139,7 @@ def lookup_principal(engine: Engine, secret: str) -> Principal | None:
     calling thread (no pool checkout at all); a server database through the pool, which rolls back
     whatever the driver began. Read from the database each time, so a revoked key is refused at
     once by every worker process."""
-    statement = _KEY_BY_HASH.format(marker=_MARKERS.get(engine.dialect.name, "%s"))
+    statement = _KEY_BY_HASH_FOR.get(engine.dialect.name, _KEY_BY_HASH_FOR["postgresql"])
     driver_error = engine.dialect.loaded_dbapi.Error
     try:
         reader = sqlite_key_reader(engine)

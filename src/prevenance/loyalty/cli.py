@@ -14,7 +14,7 @@ import typer
 from prevenance.common.clock import SystemClock
 from prevenance.common.inputs import cli_day, cli_month
 from prevenance.db import read_session, unit_of_work
-from prevenance.loyalty import ledger, service
+from prevenance.loyalty import goodwill, ledger, service
 
 if TYPE_CHECKING:
     from prevenance.loyalty.ingest import ChunkStats, Report
@@ -143,8 +143,6 @@ def goodwill_report(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """The month's goodwill: count, cost, points and statement credits, by reason, country and team."""
-    from prevenance.loyalty import goodwill
-
     with read_session(_engine()) as session:
         report = goodwill.report(session, month=month)
     if as_json:
