@@ -484,10 +484,9 @@ def test_p_above_target_is_read_at_the_team_means_bounds_so_it_is_never_more_dec
         "not attainable from one team's data: with the target 5 points above the true team mean (sd 10), "
         "reading P at the team mean's one-sided 95% bounds lifts the share truly above from 0.70 to "
         "0.78-0.92 over seeds 202-606 of 2,000 teams (0.80 here, 86 of 16,000 agents stated; pooled "
-        "0.83), not to 0.85: the remaining statements come from agents whose few answers lie 2-3 "
-        "standard errors above their true RTF in teams whose spread tau is overestimated (posterior "
-        "mean 26 points where it is 10). With the true team mean and tau the rule states 10 agents of "
-        "8,000, all right. See docs/methods.md#shrinkage."
+        "0.83), not to 0.85: the remaining statements come from lucky agents in teams whose estimated "
+        "mean overshoots the true one by 2-4 of its standard errors (with the true tau plugged in: "
+        "0.83; with the true tau and team mean: 0.91). See docs/methods.md#shrinkage."
     ),
 )
 def test_stated_90_percent_above_a_target_just_above_the_team_mean_is_85_percent_right() -> None:
