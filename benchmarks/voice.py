@@ -211,7 +211,7 @@ SIZES = (5, 10, 30, 100, 1000)
 
 def coverage(seed: int, replications: int = 2_000) -> None:
     """Print the simulated coverage of every 95% interval (the tables quoted in docs/methods.md)."""
-    from prevenance.voice import calibration, stats
+    from prevenance.voice import calibration, shrinkage, stats
 
     rng = np.random.default_rng(seed)
     r = replications
@@ -268,7 +268,7 @@ def coverage(seed: int, replications: int = 2_000) -> None:
             ]
         )
         true_rtf = (true_p - 0.15) * 100
-        shrunk = stats.shrink_rtf(counts[:, 0], counts[:, 2], answered)
+        shrunk = shrinkage.shrink_rtf(counts[:, 0], counts[:, 2], answered)
         raw, _, _ = stats.rtf_from_counts(counts[:, 0], counts[:, 2], answered)
         mse_raw.append(np.mean((raw - true_rtf) ** 2))
         mse_shrunk.append(np.mean((shrunk.value - true_rtf) ** 2))

@@ -9,7 +9,7 @@ detractor shares by one of two generators:
   m solved so that the shares give the RTF (passives shrink as the agent gets better or worse).
 
 Every team is scored alone (each its own country, so nothing is borrowed between replications), with
-``stats.shrink_rtf``. Printed per scenario and target: the coverage of the 95% posterior intervals,
+``shrinkage.shrink_rtf``. Printed per scenario and target: the coverage of the 95% posterior intervals,
 how many agents were stated P(above target) >= 0.9 and the share of them truly above, and the same
 for P <= 0.1 (truly below). ``--pooled`` also runs countries of 5 teams (the three-level model).
 Targets: 10 points below the mean, at it, 5 and 15 points above it, and the pay target 60.
@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from prevenance.voice import stats
+from prevenance.voice import shrinkage
 
 AGENTS = 8
 SCENARIOS = (
@@ -70,7 +70,11 @@ def simulate(
 
 
 def report(
-    teams: int, seed: int, per_country: int = 1, team_sd: float = 0.0, margin: float = stats.TEAM_MEAN_MARGIN
+    teams: int,
+    seed: int,
+    per_country: int = 1,
+    team_sd: float = 0.0,
+    margin: float = shrinkage.TEAM_MEAN_MARGIN,
 ) -> None:
     rng = np.random.default_rng(seed)
     print(
@@ -87,7 +91,7 @@ def report(
             team = np.repeat(np.arange(teams), AGENTS)
             for target in sorted({60.0, mean - 10.0, mean, mean + 5.0, mean + 15.0}):
                 started = time.perf_counter()
-                shrunk = stats.shrink_rtf(
+                shrunk = shrinkage.shrink_rtf(
                     promoters,
                     detractors,
                     n,
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--margin",
         type=float,
-        default=stats.TEAM_MEAN_MARGIN,
+        default=shrinkage.TEAM_MEAN_MARGIN,
         help="P(above) read at the team mean -/+ this many sd (default 1.645; 0 = plain posterior)",
     )
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from prevenance.voice import stats
+from prevenance.voice import shrinkage, stats
 
 ANSWER_SCHEMA: dict[str, Any] = {
     "answer_id": pl.String,
@@ -176,7 +176,7 @@ def scores_from_counts(
     if by == "agent" and rows:
         teams_array = counts["team"].fill_null("").to_numpy()
         countries = counts["country"].fill_null("").to_numpy()
-        shrunk = stats.shrink_rtf(
+        shrunk = shrinkage.shrink_rtf(
             counts["promoters"].to_numpy(),
             counts["detractors"].to_numpy(),
             n_rtf,
@@ -184,12 +184,14 @@ def scores_from_counts(
             target=target_rtf,
             countries=countries,
         )
-        shrunk_exc = stats.shrink_excellence(
+        shrunk_exc = shrinkage.shrink_excellence(
             counts["top_box"].to_numpy(), n_exc, teams=teams_array, countries=countries
         )
-        shrunk_dicts = _score_dicts(shrunk.value, shrunk.ci_low, shrunk.ci_high, n_rtf, stats.SHRINK_METHOD)
+        shrunk_dicts = _score_dicts(
+            shrunk.value, shrunk.ci_low, shrunk.ci_high, n_rtf, shrinkage.SHRINK_METHOD
+        )
         exc_dicts = _score_dicts(
-            shrunk_exc.value, shrunk_exc.ci_low, shrunk_exc.ci_high, n_exc, stats.EXCELLENCE_SHRINK_METHOD
+            shrunk_exc.value, shrunk_exc.ci_low, shrunk_exc.ci_high, n_exc, shrinkage.EXCELLENCE_SHRINK_METHOD
         )
         teams = counts["team"].to_list()
         for i, row in enumerate(rows):
@@ -286,11 +288,11 @@ def scorecards_from_counts(
     )
     teams = counts["team"].fill_null("").to_numpy()
     countries = counts["country"].fill_null("").to_numpy()
-    shrunk = stats.shrink_rtf(
+    shrunk = shrinkage.shrink_rtf(
         promoters, detractors, n_rtf, teams=teams, target=target_value, countries=countries
     )
     n_exc = counts["n_excellence"].to_numpy()
-    shrunk_exc = stats.shrink_excellence(
+    shrunk_exc = shrinkage.shrink_excellence(
         counts["top_box"].to_numpy(), n_exc, teams=teams, countries=countries
     )
     agents = counts["agent"]
