@@ -7,14 +7,17 @@ For each worker count, on a fresh PostgreSQL database (``--url``, default the lo
 2. the earn path (``POST /v1/transactions``, every request a new id) is driven for ``--duration``
    seconds by ``--clients`` keep-alive asyncio clients (the same client as ``earn_api.py``);
 3. the 360 page (``GET /v1/members/{ref}/360``, random members) is driven the same way;
-4. the ledger audit runs (``prevenance.loyalty.ledger.audit``) and the count of earn postings is
+4. reads under the earn load: the earn clients again, and at the same time ``--read-clients`` clients on
+   each of balance, movements and the 360 (random members): p99 of each read while the earns run;
+5. the ledger audit runs (``prevenance.loyalty.ledger.audit``) and the count of earn postings is
    compared with the accepted requests: it must balance and match.
 
 It prints req/s, p50 and p99 per worker count and path, and the audit result. The load generator
 runs on the same machine (loopback), so on a 2-core machine it takes a share of the CPU from the
 servers: read the scaling from 1 to 2 workers, not the absolute figures.
 
-    python benchmarks/cluster.py [--workers 1,2,4] [--duration 15] [--clients 32] [--members 5000]
+    python benchmarks/cluster.py [--workers 1,2,4] [--duration 15] [--clients 32] [--read-clients 4]
+                                 [--members 5000]
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class Run:
     workers: int
     earn: Result = field(default_factory=lambda: Result("earn"))
     view: Result = field(default_factory=lambda: Result("360"))
+    mixed_earn: Result = field(default_factory=lambda: Result("earn under reads"))
+    reads: dict[str, Result] = field(default_factory=dict)
     audit_ok: bool = False
     postings_match: bool = False
     peak_rss_kb: int = 0
@@ -89,6 +94,9 @@ async def _drive(
     started = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(clients)))
     out.seconds = time.monotonic() - started
+
+
+READ_PATHS = ("balance", "movements", "360")
 
 
 def prepare(url: str, members: int) -> tuple[str, str]:
@@ -142,23 +150,43 @@ def one_run(url: str, workers: int, args: argparse.Namespace, tokens: tuple[str,
     prefix = f"w{workers}"
     rng = random.Random(workers)
 
-    def earn_head(n: int) -> bytes:
-        body = body_for(prefix, n, args.members)
-        return (
-            f"POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {integrator}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
+    def earn_head_for(tag: str) -> object:
+        """Every request a new transaction id (the tag keeps the phases' ids apart)."""
 
-    def view_head(n: int) -> bytes:
-        ref = f"bench-{rng.randrange(args.members):06d}"
-        return (
-            f"GET /v1/members/{ref}/360 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {agent}\r\n\r\n"
-        ).encode()
+        def head(n: int) -> bytes:
+            body = body_for(tag, n, args.members)
+            return (
+                f"POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {integrator}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+        return head
+
+    def read_head(path: str) -> object:
+        def head(n: int) -> bytes:
+            ref = f"bench-{rng.randrange(args.members):06d}"
+            return (
+                f"GET /v1/members/{ref}/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {agent}\r\n\r\n"
+            ).encode()
+
+        return head
+
+    async def reads_under_earn_load() -> None:
+        run.reads = {path: Result(path) for path in READ_PATHS}
+        await asyncio.gather(
+            _drive(port, None, earn_head_for(prefix + "m"), args.clients, args.duration, 201, run.mixed_earn),
+            *(
+                _drive(port, None, read_head(path), args.read_clients, args.duration, 200, result)
+                for path, result in run.reads.items()
+            ),
+        )
 
     try:
         wait_ready(port, server)
-        asyncio.run(_drive(port, None, earn_head, args.clients, args.duration, 201, run.earn))
-        asyncio.run(_drive(port, None, view_head, args.clients, args.duration, 200, run.view))
+        asyncio.run(_drive(port, None, earn_head_for(prefix), args.clients, args.duration, 201, run.earn))
+        asyncio.run(_drive(port, None, read_head("360"), args.clients, args.duration, 200, run.view))
+        asyncio.run(reads_under_earn_load())
         run.peak_rss_kb = peak_rss_kb(server.pid)
     finally:
         stop(server)
@@ -178,6 +206,9 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument(
+        "--read-clients", type=int, default=4, help="clients per read path under the earn load"
+    )
     parser.add_argument("--members", type=int, default=5000)
     args = parser.parse_args()
     admin = sa.create_engine(args.url, isolation_level="AUTOCOMMIT")
@@ -197,7 +228,7 @@ def main() -> None:
                     f"{workers} worker(s): database ready ({time.perf_counter() - started:.1f} s)", flush=True
                 )
                 run = one_run(url, workers, args, tokens, tmp)
-                run.audit_ok, run.postings_match = audit(url, run.earn.accepted)
+                run.audit_ok, run.postings_match = audit(url, run.earn.accepted + run.mixed_earn.accepted)
                 runs.append(run)
                 print(
                     f"  earn {run.earn.rps:7.1f} req/s p50 {run.earn.percentile_ms(0.5):6.1f} ms "
@@ -205,6 +236,16 @@ def main() -> None:
                     f"360 {run.view.rps:7.1f} req/s p50 {run.view.percentile_ms(0.5):6.1f} ms "
                     f"p99 {run.view.percentile_ms(0.99):6.1f} ms errors {run.view.errors} | "
                     f"audit {'ok' if run.audit_ok else 'FAILED'}, transactions = accepted: {run.postings_match}",
+                    flush=True,
+                )
+                print(
+                    f"  under {args.clients} earn clients ({run.mixed_earn.rps:.1f} req/s, p99 "
+                    f"{run.mixed_earn.percentile_ms(0.99):.1f} ms): "
+                    + " | ".join(
+                        f"{path} {result.rps:.1f} req/s p50 {result.percentile_ms(0.5):.1f} ms "
+                        f"p99 {result.percentile_ms(0.99):.1f} ms errors {result.errors}"
+                        for path, result in run.reads.items()
+                    ),
                     flush=True,
                 )
             finally:
