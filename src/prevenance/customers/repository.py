@@ -22,9 +22,24 @@ _SUMMARY_BY_REF = select(Member.id, Member.ref, Member.product, Member.country, 
 )
 
 
+_IDS_BY_REF = "prevenance.member_ids_by_ref"
+
+
 def member_by_ref(session: Session, ref: str, *, for_update: bool = False) -> Member | None:
+    """The member with this reference, queried once per session: a view that asks ten services about
+    one member (the 360) finds it again in the session's identity map, not in ten queries. A lock
+    (``for_update``) always goes to the database; a cached reference is checked, since erasure
+    rewrites it."""
+    known: dict[str, int] = session.info.setdefault(_IDS_BY_REF, {})
+    if not for_update and (member_id := known.get(ref)) is not None:
+        member = session.get(Member, member_id)
+        if member is not None and member.ref == ref:
+            return member
     statement = _BY_REF_FOR_UPDATE if for_update else _BY_REF
-    return session.scalars(statement, {"p_ref": ref}).first()
+    member = session.scalars(statement, {"p_ref": ref}).first()
+    if member is not None:
+        known[ref] = member.id
+    return member
 
 
 _SUMMARY_COLUMNS = (Member.id, Member.ref, Member.product, Member.country, Member.language)
