@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from prevenance.common.auth import create_key
 from prevenance.common.clock import FrozenClock
@@ -175,3 +175,24 @@ def test_a_member_key_sees_none_of_the_staff_only_fields_and_every_staff_role_se
         assert _staff_only_keys(staff.json()) == every, role
         assert staff.json()["tastes"]["notes"] == "Allergic to nuts"
         assert staff.json()["concierge_requests"][0]["cost"] == "120.00"
+
+
+def test_the_360_looks_its_member_up_by_reference_once(api: Api, engine: Engine) -> None:
+    # Every service the 360 asks resolves the member's reference: the session answers all but the
+    # first from its identity map, so the view does not pay one query per service. (The access log,
+    # written afterwards in its own transaction, looks up the member's id alone.)
+    api.put("/v1/members/M1", member_body(product="platinum"))
+    api.post("/v1/transactions", tx_body("T1", "M1", "100.00"), role="integrator")
+    lookups: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        flat = " ".join(statement.lower().split())
+        if flat.startswith("select members.id, members.ref,") and "where members.ref =" in flat:
+            lookups.append(flat)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert api.get("/v1/members/M1/360", role="agent").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(lookups) == 1, lookups
