@@ -10,6 +10,11 @@ each chunk; then reads the same CSV and inserts its rows into a bare answers-sha
 no constraint) of another SQLite file with ``sqlite3``'s ``executemany``, one transaction: the
 ceiling. Prints answers/s of both (target: import >= 50,000/s), the ratio, and the memory after the
 first chunk, halfway and at the end (target: flat, it must not grow with the file).
+
+It also prints the **schema floor**: the time the database itself spent in the import's INSERT
+statements (timed around each driver call), i.e. what writing these rows into the real tables, with
+their indexes and the ``survey.answered`` outbox event of each answer, costs before any Python work;
+no implementation that writes the same rows can run faster than that.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import event
 
 from prevenance.common.clock import SystemClock
 from prevenance.db import make_engine, read_session, run_in_transaction, unit_of_work
@@ -142,6 +149,19 @@ def main() -> int:
     ingest.ingest_members(engine, members_file)
 
     samples: list[tuple[int, float]] = []
+    insert_seconds = [0.0]
+
+    def started(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        conn.info["insert_started"] = (
+            time.perf_counter() if statement.lstrip().upper().startswith("INSERT") else None
+        )
+
+    def finished(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if (began_at := conn.info.pop("insert_started", None)) is not None:
+            insert_seconds[0] += time.perf_counter() - began_at
+
+    event.listen(engine, "before_cursor_execute", started)
+    event.listen(engine, "after_cursor_execute", finished)
     with answers_file.open(newline="", encoding="utf-8") as handle:
         began = time.perf_counter()
         result: dict[str, Any] = run_in_transaction(
@@ -154,6 +174,8 @@ def main() -> int:
             ),
         )
         seconds = time.perf_counter() - began
+    event.remove(engine, "before_cursor_execute", started)
+    event.remove(engine, "after_cursor_execute", finished)
     with read_session(engine) as session:
         stored = service.scores(session, by="team", month="2026-01")["n"]
     if result["imported"] != args.answers or stored != args.answers:
@@ -166,6 +188,12 @@ def main() -> int:
     )
     print(f"raw ceiling  : {raw:.1f} s, {raw_rate:,.0f} rows/s (csv.reader + executemany, bare table)")
     print(f"ratio        : import runs at {rate / raw_rate:.2f} of the ceiling")
+    floor = insert_seconds[0] + 0.0
+    print(
+        f"schema floor : {floor:.1f} s in the import's INSERTs (answers, topics, suggestions, outbox events, "
+        f"with their indexes): {args.answers / floor:,.0f} answers/s at most; the rest ({seconds - floor:.1f} s) "
+        "is checking and building the rows"
+    )
     first, middle, last = samples[0], samples[len(samples) // 2], samples[-1]
     print(
         f"memory (RSS) : {first[1]:,.0f} MB after {first[0]:,} lines, {middle[1]:,.0f} MB after {middle[0]:,}, "
