@@ -147,6 +147,9 @@ def main() -> int:
     with unit_of_work(engine) as session:
         programme.install_default_if_missing(session, now=SystemClock().now())
     ingest.ingest_members(engine, members_file)
+    # The member load enlarges its connections' page cache for its own working set; the import runs,
+    # as `prevenance voice import` does, in a process of its own: fresh connections.
+    engine.dispose()
 
     samples: list[tuple[int, float]] = []
     insert_seconds = [0.0]
