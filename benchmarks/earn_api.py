@@ -44,7 +44,8 @@ from _server import cpu_seconds, free_port, peak_rss_kb, stop, wait_ready
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PREVENANCE = str(BIN / "prevenance") if (BIN / "prevenance").exists() else shutil.which("prevenance")
-# The targets: SQLite with one worker; PostgreSQL with two workers against a bare app on two.
+# The targets (throughput ratio to a bare app, p99 ms): SQLite with one worker; PostgreSQL with two
+# workers against a bare app on two.
 TARGETS = {"sqlite": (0.35, 25.0), "postgresql": (0.15, 50.0)}
 BENCH_DATABASE = "prevenance_bench_earn"
 

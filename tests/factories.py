@@ -1,4 +1,4 @@
-"""What many tests need and used to write each for itself: a member (through the API or straight
+"""What many tests need, written once: a member (through the API or straight
 through the customers service) and a wait for something the system does in the background."""
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import DateTime, Integer, MetaData, String, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -43,3 +43,17 @@ class Base(DeclarativeBase):
     """Every table of every domain derives from this."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class MailRetryColumns:
+    """The retry columns of a mail queue table (see ``common.mail``): a refused mail waits for
+    ``next_attempt_at`` or ends ``failed`` with the relay's answer in ``last_error``.
+
+    Mixed into each queue table after its own columns, so they stand last, in this order, in every
+    one of them (as their migrations created them).
+    """
+
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, cast
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Path, WebSocket
+from fastapi import Path, WebSocket
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -18,9 +18,9 @@ from prevenance.console import i18n, users
 from prevenance.console.users import ConsoleIdentity
 from prevenance.console.web import (
     DESK,
-    ConsoleRoute,
     Page,
-    page,
+    PageDep,
+    console_router,
     problem_errors,
     read_cookie,
     redirect,
@@ -40,8 +40,7 @@ from prevenance.loyalty import service as loyalty
 from prevenance.settings import Settings
 from prevenance.views import chat_moments
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 Id = Annotated[str, Path(min_length=1, max_length=200)]
 PORTAL = (Role.MEMBER,)
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 from fastapi.responses import Response
 
 from prevenance.common.problems import PrevenanceError
 from prevenance.console.web import (
     CONCIERGE,
-    ConsoleRoute,
-    Page,
+    PageDep,
     choices,
-    page,
+    console_router,
     problem_errors,
     render,
     screens_for,
@@ -22,8 +21,7 @@ from prevenance.customers import service as customers
 from prevenance.db import read_session
 from prevenance.desk import concierge
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 
 
 @router.get("/console/concierge")

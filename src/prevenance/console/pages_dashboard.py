@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 from fastapi.responses import Response
 
 from prevenance.common.periods import month_bounds, month_of, previous_month
@@ -12,9 +12,8 @@ from prevenance.common.problems import PrevenanceError
 from prevenance.console import charts
 from prevenance.console.web import (
     DASHBOARD,
-    ConsoleRoute,
-    Page,
-    page,
+    PageDep,
+    console_router,
     problem_errors,
     render,
     screens_for,
@@ -24,8 +23,7 @@ from prevenance.db import read_session
 from prevenance.desk import service as desk
 from prevenance.desk.chat import service as chat
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 
 
 @router.get("/console/dashboard")

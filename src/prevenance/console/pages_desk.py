@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -15,11 +15,11 @@ from prevenance.common.ids import new_id
 from prevenance.common.problems import PrevenanceError
 from prevenance.console.web import (
     DESK,
-    ConsoleRoute,
     Page,
+    PageDep,
     choices,
+    console_router,
     field_errors,
-    page,
     problem_errors,
     redirect,
     render,
@@ -34,8 +34,7 @@ from prevenance.desk.schemas import CardReplacementCreate, ContactCreate, Contac
 from prevenance.views.member360 import get_member_360
 from prevenance.voice import rules as voice_rules
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 CONTACT_INPUTS = {"channel", "direction", "reason", "minutes", "team", "case_id", "notes", "outcome"}
 CARD_INPUTS = {"city", "country", "address"}
 

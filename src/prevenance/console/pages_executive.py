@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
@@ -22,9 +22,9 @@ from prevenance.common.problems import PrevenanceError, as_invalid_input
 from prevenance.console import charts
 from prevenance.console.web import (
     EXECUTIVE,
-    ConsoleRoute,
     Page,
-    page,
+    PageDep,
+    console_router,
     problem_errors,
     render,
     screens_for,
@@ -35,8 +35,7 @@ from prevenance.voice import calibration, report
 from prevenance.voice import rules as voice_rules
 from prevenance.voice import service as voice
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 TREND_QUARTERS = 4
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import Path
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -15,10 +15,10 @@ from prevenance.common.problems import PrevenanceError
 from prevenance.console.pages_marketing import month_or_previous, render_marketing, split_list
 from prevenance.console.web import (
     MARKETING,
-    ConsoleRoute,
     Page,
+    PageDep,
+    console_router,
     field_errors,
-    page,
     problem_errors,
     redirect,
 )
@@ -28,8 +28,7 @@ from prevenance.desk.errors import IncidentResolved, UnknownIncident
 from prevenance.desk.schemas import IncidentCreate, IncidentResolve, IncidentUpdateCreate
 from prevenance.views import incidents as incident_views
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 
 INCIDENT_INPUTS = {
     "title_fr", "title_en", "body_fr", "body_en", "since", "affects", "products", "countries",

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import Path
 from fastapi.responses import Response
 
 from prevenance.common.ids import new_id
 from prevenance.common.problems import PrevenanceError
 from prevenance.console.web import (
     DESK,
-    ConsoleRoute,
     Page,
+    PageDep,
     choices,
-    page,
+    console_router,
     problem_errors,
     redirect,
     render,
@@ -28,8 +28,7 @@ from prevenance.desk import service as desk
 from prevenance.desk.mail_in import reads as mail_reads
 from prevenance.desk.mail_in import service as mail
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 MessageId = Annotated[str, Path(min_length=1, max_length=200)]
 
 

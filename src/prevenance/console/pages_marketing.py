@@ -5,7 +5,7 @@ its alerts, and the proactive incidents in force (their forms: ``pages_incidents
 
 Reads and writes go through the domains' services in-process, each write validated by the API's own
 request model so a refusal names the same field as the API would, next to that field, in the user's
-language, with nothing written. An ROI the offers loop refuses to compute (a group too small for an
+language, with nothing written. An ROI the offers domain refuses to compute (a group too small for an
 honest interval) is shown as that refusal, never as a number.
 """
 
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Path, Query
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -25,11 +25,11 @@ from prevenance.common.ids import new_id
 from prevenance.common.problems import PrevenanceError
 from prevenance.console.web import (
     MARKETING,
-    ConsoleRoute,
     Page,
+    PageDep,
     choices,
+    console_router,
     field_errors,
-    page,
     problem_errors,
     redirect,
     render,
@@ -47,8 +47,7 @@ from prevenance.offers.roi import service as roi_service
 from prevenance.offers.schemas import OfferPut
 from prevenance.views import benefit_usage
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 CATALOGUE_INPUTS = {"sku", "name", "points", "stock"}
 PARTNER_INPUTS = {"code", "kind", "name", "points_per_block", "units_per_block"}
 PARTNER_KINDS = ("airline", "hotel", "merchant")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import Path
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 
@@ -14,11 +14,11 @@ from prevenance.common.ids import new_id
 from prevenance.common.problems import PrevenanceError
 from prevenance.console.pages_desk import apply_preference_form
 from prevenance.console.web import (
-    ConsoleRoute,
     Page,
+    PageDep,
     choices,
+    console_router,
     field_errors,
-    page,
     problem_errors,
     redirect,
     render,
@@ -31,8 +31,7 @@ from prevenance.loyalty import service as loyalty
 from prevenance.loyalty.schemas import RedemptionCreate, ReferralCodeRedeem
 from prevenance.offers import service as offers
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 PORTAL = (Role.MEMBER,)
 _REDEMPTION = TypeAdapter(RedemptionCreate)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 from fastapi.responses import Response
 
 from prevenance.common.periods import month_of, previous_month
@@ -13,9 +13,9 @@ from prevenance.common.problems import PrevenanceError
 from prevenance.console.web import (
     DASHBOARD,
     DESK,
-    ConsoleRoute,
     Page,
-    page,
+    PageDep,
+    console_router,
     problem_errors,
     redirect,
     render,
@@ -27,8 +27,7 @@ from prevenance.desk import recovery_rules as rules
 from prevenance.loyalty import goodwill
 from prevenance.views import goodwill as goodwill_views
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 STATES = ("open", "due", "breached", "closed")
 
 

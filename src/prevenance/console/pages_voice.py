@@ -12,7 +12,7 @@ import csv
 import io
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 from fastapi.responses import Response
 from openpyxl import Workbook
 
@@ -20,9 +20,9 @@ from prevenance.common.problems import PrevenanceError
 from prevenance.console import charts
 from prevenance.console.web import (
     DASHBOARD,
-    ConsoleRoute,
     Page,
-    page,
+    PageDep,
+    console_router,
     problem_errors,
     redirect,
     render,
@@ -35,8 +35,7 @@ from prevenance.voice import rules as voice_rules
 from prevenance.voice import service as voice
 from prevenance.voice import topics
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 VOICE_DIMENSIONS = ("agent", "team", "channel")
 TREND_MONTHS = 6
 RTF_DOMAIN = (-100.0, 100.0)

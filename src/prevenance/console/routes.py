@@ -10,9 +10,7 @@ written) and shows the errors next to the fields, in the user's language.
 from __future__ import annotations
 
 import mimetypes
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from prevenance.common import ratelimit
@@ -36,9 +34,8 @@ from prevenance.console import (
 from prevenance.console.web import (
     LANG_COOKIE,
     STATIC_DIR,
-    ConsoleRoute,
-    Page,
-    page,
+    PageDep,
+    console_router,
     redirect,
     render,
     safe_next,
@@ -49,8 +46,7 @@ from prevenance.console.web import (
 )
 from prevenance.db import read_session, run_in_transaction
 
-router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
-PageDep = Annotated[Page, Depends(page)]
+router = console_router()
 
 
 def _home_of(role: Role) -> str:

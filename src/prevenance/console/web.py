@@ -17,10 +17,10 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -269,6 +269,14 @@ class ConsoleRoute(APIRoute):
                 return await _error_page(request, error)
 
         return handler
+
+
+PageDep = Annotated[Page, Depends(page)]
+
+
+def console_router() -> APIRouter:
+    """A router of console pages: left out of the API's schema, its refusals answered as pages."""
+    return APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
 
 async def _error_page(request: Request, error: Exception) -> Response:

@@ -43,146 +43,34 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
+from prevenance.demo.desk_profile import (
+    AGENTS_PER_TEAM,
+    BENEFIT_MONTHLY_USE,
+    CALLBACK_DELAY_HOURS,
+    CHANNEL_BEHAVIOUR,
+    CHANNELS,
+    COMMUNICATION_MONTHS,
+    CONCIERGE_KINDS,
+    CONCIERGE_PER_DAY,
+    CONCIERGE_REASON,
+    CONTACTS_PER_DAY,
+    DAY,
+    DROP,
+    EXPLAINED_LIFT,
+    GROWING_REASON,
+    MODES,
+    OTHER_CITIES,
+    PARTNERS_PER_CITY,
+    PREMIUM,
+    REASON_WEIGHTS,
+    TASTES,
+    TEAMS_PER_COUNTRY,
+    YEAR_DAYS,
+)
 from prevenance.desk import config as desk_config
 from prevenance.desk import service as desk
 
-DAY = 86_400.0
-YEAR_DAYS = 365
 CHUNK = 2_000  # events per unit of work
-CONTACTS_PER_DAY = 5_000
-CONCIERGE_PER_DAY = 700
-PREMIUM = ("platinum", "centurion")
-TEAMS_PER_COUNTRY = 5
-AGENTS_PER_TEAM = 8
-
-CHANNELS = {"phone": 58, "email": 15, "chat": 12, "social": 4, "web": 8, "letter": 3}
-# Relative weights of the reasons the general desk sees (a code not listed here weighs 1).
-REASON_WEIGHTS = {
-    "card.lost_stolen": 8,
-    "card.damaged": 3,
-    "card.declined": 8,
-    "card.pin": 5,
-    "statement.question": 10,
-    "statement.dispute": 7,
-    "statement.fees": 4,
-    "rewards.balance": 7,
-    "rewards.missing_points": 6,
-    "rewards.redemption": 5,
-    "rewards.partner_transfer": 2,
-    "rewards.referral": 2,
-    "travel.booking": 3,
-    "travel.insurance": 3,
-    "travel.lounge": 2,
-    "account.details": 6,
-    "account.benefits": 4,
-    "account.closure": 2,
-    "complaint.service": 3,
-    "complaint.other": 2,
-}
-CONCIERGE_REASON = "concierge.request"
-GROWING_REASON = "card.declined"  # rises over the last two months, so the analysis sees a trend
-FIRST_RESOLVED = 0.80  # matters resolved at the first contact (phone; other channels below)
-REPEAT_AFTER_RESOLVED = 0.08  # of those, the member calls again on the reason within the window
-# How each channel behaves, as the practices the product cites describe it (chat or a call-back
-# rather than e-mail when it is urgent): chat and the phone settle most matters at once and follow
-# up within hours; an e-mail waits for its reply, settles fewer matters and brings more members
-# back. channel -> (resolved at the first contact, repeat after a resolution, follow-up delay in
-# hours (low, high), reply or handling time in minutes (median)).
-CHANNEL_BEHAVIOUR: dict[str, tuple[float, float, tuple[float, float], float]] = {
-    "phone": (FIRST_RESOLVED, REPEAT_AFTER_RESOLVED, (0.5, 24.0), 7.0),
-    "chat": (0.85, 0.06, (0.2, 4.0), 12.0),
-    "email": (0.62, 0.20, (8.0, 72.0), 240.0),
-    "social": (0.70, 0.12, (2.0, 48.0), 60.0),
-    "web": (0.70, 0.12, (4.0, 48.0), 180.0),
-    "letter": (0.60, 0.15, (48.0, 120.0), 2_880.0),
-}
-CALLBACK_DELAY_HOURS = (0.25, 3.0)  # an agent calls back within hours
-# Cities without a city team, per country (the city teams come from the desk configuration).
-OTHER_CITIES = {
-    "FR": ["Bordeaux", "Nantes", "Lille"],
-    "GB": ["Manchester", "Edinburgh", "Bristol"],
-    "DE": ["Hamburg", "Cologne", "Leipzig"],
-    "IT": ["Naples", "Turin", "Bologna"],
-    "ES": ["Valencia", "Seville", "Bilbao"],
-}
-# Statements and marketing mail cover the last months only (per member, not per contact: a year of
-# them would be most of the demo's load time); the 360 shows the last 20 communications.
-COMMUNICATION_MONTHS = 3
-MODES = {"in_a_hurry": 40, "has_time": 35, "leave_me_alone": 25}
-# Concierge requests: category -> (weight, hours from request to due (low, high), cost EUR (low, high),
-# (title FR, title EN), solution template).
-CONCIERGE_KINDS: dict[str, tuple[int, tuple[float, float], tuple[float, float], tuple[str, str], str]] = {
-    "restaurant": (
-        35,
-        (3, 72),
-        (0, 0),
-        ("Table pour {n} à {city}", "Table for {n} in {city}"),
-        "Table booked at {partner} for {n}; confirmation sent by text.",
-    ),
-    "flowers": (
-        15,
-        (2, 48),
-        (60, 300),
-        ("Bouquet livré à {city}", "Flowers delivered in {city}"),
-        "Bouquet of seasonal roses by {partner}, delivered with a handwritten card.",
-    ),
-    "tickets": (
-        18,
-        (24, 720),
-        (80, 900),
-        ("Places de concert complet à {city}", "Sold-out concert tickets in {city}"),
-        "Two category 1 seats found through {partner}; e-tickets sent.",
-    ),
-    "travel": (
-        14,
-        (48, 720),
-        (300, 5000),
-        ("Week-end à {city}", "Weekend in {city}"),
-        "Suite and transfers arranged with {partner}; itinerary sent.",
-    ),
-    "gifts": (
-        10,
-        (24, 240),
-        (100, 2000),
-        ("Cadeau d'anniversaire à {city}", "Birthday present in {city}"),
-        "Engraved gift sourced by {partner}, wrapped and delivered.",
-    ),
-    "events": (
-        8,
-        (72, 1440),
-        (500, 20000),
-        ("Soirée privée à {city}", "Private party in {city}"),
-        "Private room, caterer and music organised with {partner}.",
-    ),
-}
-PARTNERS_PER_CITY = 2  # per category
-# Monthly probability that a member entitled to a benefit uses it (the rest is used on request).
-BENEFIT_MONTHLY_USE = {
-    "purchase_protection": 0.03,
-    "extended_warranty": 0.02,
-    "travel_insurance": 0.08,
-    "lounge_access": 0.15,
-    "travel_desk": 0.06,
-}
-EXPLAINED_LIFT = 2.0
-DROP = ("lounge_access", "DE", 1 / 3)  # planted: last month's usage falls to a third
-TASTES = (
-    [
-        "quiet tables",
-        "window seat",
-        "seafood",
-        "modern art",
-        "opera",
-        "jazz",
-        "white roses",
-        "vintage champagne",
-        "boutique hotels",
-        "aisle seat",
-        "vegetarian",
-        "Italian wines",
-    ],
-    ["crowds", "loud music", "lilies", "red meat", "early mornings", "chain hotels"],
-)
 
 
 class Person(Protocol):
@@ -254,38 +142,95 @@ def id_prefix(seed: int, scale: float) -> str:
 
 def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[DeskEvent]:
     """The desk's year as events before the anchor, sorted oldest first; deterministic."""
-    rng = random.Random(f"{seed}:desk:{scale}")
-    prefix = id_prefix(seed, scale)
-    reasons = [r["code"] for r in desk.list_reasons() if r["code"] != CONCIERGE_REASON]
-    base_weights = {code: float(REASON_WEIGHTS.get(code, 1)) for code in reasons}
-    known_reasons = {r["code"] for r in desk.list_reasons()}
-    catalogue = desk_config.current().benefits.catalogue
-    benefit_products = {code: set(b.products) for code, b in catalogue.items()}
-    city_teams: dict[str, list[str]] = {}
-    for team in desk_config.current().card.city_teams:
-        city_teams.setdefault(team.country, []).append(team.city)
-    premium = [i for i, p in enumerate(people) if p.product in PREMIUM]
-    events: list[DeskEvent] = []
-    seq = 0
-    counters: dict[str, int] = {}
+    planner = _DeskPlanner(people, seed=seed, scale=scale)
+    planner.contacts_of_the_year()
+    planner.preferences_and_mailings()
+    planner.benefit_usage()
+    planner.directory_and_tastes()
+    planner.incidents()
+    # Oldest first: largest ``before`` first; ties in planning order.
+    planner.events.sort(key=lambda e: (-e.before, e.seq))
+    return [e for e in planner.events if e.before > 0]
 
-    def new_id(kind: str) -> str:
-        counters[kind] = counters.get(kind, 0) + 1
-        return f"{prefix}-{kind}{counters[kind]:07d}"
 
-    def add(before: float, what: str, **data: Any) -> None:
-        nonlocal seq
-        seq += 1
-        events.append(DeskEvent(before, seq, what, data))
+class _DeskPlanner:
+    """One plan in the making: the random stream, the events so far and the ids handed out.
 
-    def member_at(before: float, pool: Sequence[int]) -> int | None:
+    Every step draws from the one ``rng`` in a fixed order (the phases of ``plan_desk``, in turn), so
+    the same seed and scale give the same events.
+    """
+
+    def __init__(self, people: Sequence[Person], *, seed: int, scale: float) -> None:
+        self.people = people
+        self.scale = scale
+        self.rng = random.Random(f"{seed}:desk:{scale}")
+        self.prefix = id_prefix(seed, scale)
+        reasons = [r["code"] for r in desk.list_reasons() if r["code"] != CONCIERGE_REASON]
+        self.base_weights = {code: float(REASON_WEIGHTS.get(code, 1)) for code in reasons}
+        self.known_reasons = {r["code"] for r in desk.list_reasons()}
+        catalogue = desk_config.current().benefits.catalogue
+        self.benefit_products = {code: set(b.products) for code, b in catalogue.items()}
+        self.city_teams: dict[str, list[str]] = {}
+        for team in desk_config.current().card.city_teams:
+            self.city_teams.setdefault(team.country, []).append(team.city)
+        self.premium = [i for i, p in enumerate(people) if p.product in PREMIUM]
+        self.events: list[DeskEvent] = []
+        self.seq = 0
+        self.counters: dict[str, int] = {}
+        self.explained: dict[int, dict[str, float]] = {}  # member -> benefit -> when (before anchor)
+
+    def new_id(self, kind: str) -> str:
+        self.counters[kind] = self.counters.get(kind, 0) + 1
+        return f"{self.prefix}-{kind}{self.counters[kind]:07d}"
+
+    def add(self, before: float, what: str, **data: Any) -> None:
+        self.seq += 1
+        self.events.append(DeskEvent(before, self.seq, what, data))
+
+    def member_at(self, before: float, pool: Sequence[int]) -> int | None:
+        """A member of ``pool`` who had joined an hour before ``before`` (None after 20 tries)."""
         for _ in range(20):
-            index = pool[rng.randrange(len(pool))]
-            if people[index].joined_before.total_seconds() > before + 3_600:
+            index = pool[self.rng.randrange(len(pool))]
+            if self.people[index].joined_before.total_seconds() > before + 3_600:
                 return index
         return None
 
+    # --- contacts and what they lead to -----------------------------------------------------------
+
+    def contacts_of_the_year(self) -> None:
+        """A year of days, oldest first, weekdays busier than weekends: general and concierge matters."""
+        rng = self.rng
+        general = CONTACTS_PER_DAY * self.scale / 1.3  # matters a day (a matter is about 1.3 contacts)
+        concierge = CONCIERGE_PER_DAY * self.scale / 1.3
+        everyone = list(range(len(self.people)))
+        for day in range(YEAR_DAYS, 0, -1):
+            weekday = (YEAR_DAYS - day) % 7 < 5
+            factor = 1.15 if weekday else 0.6
+            weights = dict(self.base_weights)
+            if day < 60 and GROWING_REASON in weights:
+                weights[GROWING_REASON] *= 1.8
+            for rate, pool, is_concierge in ((general, everyone, False), (concierge, self.premium, True)):
+                if not pool:
+                    continue
+                expected = rate * factor
+                count = int(expected) + (rng.random() < expected - int(expected))
+                for _ in range(count):
+                    before = (day - 1) * DAY + rng.uniform(7 * 3_600, 20 * 3_600)
+                    member = self.member_at(before, pool)
+                    if member is None:
+                        continue
+                    if is_concierge:
+                        if CONCIERGE_REASON not in self.known_reasons:
+                            continue
+                        reason = CONCIERGE_REASON
+                    else:
+                        reason = _weighted(rng, weights)
+                    self.matter(before, member, reason, concierge=is_concierge)
+                    if is_concierge:
+                        self.concierge_request(before, member)
+
     def contact(
+        self,
         before: float,
         member: int,
         reason: str,
@@ -297,12 +242,14 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
         direction: str = "inbound",
     ) -> float:
         """Add one contact starting ``before`` the anchor; returns when it ended (before the anchor)."""
-        agent, team = _agent(rng, people[member].country, concierge=concierge)
+        rng = self.rng
+        agent, team = _agent(rng, self.people[member].country, concierge=concierge)
         ended = before - min(_duration(rng, channel), before * 0.9)  # never past the anchor
-        add(
+        contact_id = self.new_id("ct")
+        self.add(
             ended - rng.uniform(5, 120),  # logged when it ends
             "contact",
-            id=new_id("ct"),
+            id=contact_id,
             member=member,
             matter=matter,
             channel=channel,
@@ -315,31 +262,39 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
             outcome=outcome,
         )
         if reason == "account.benefits" and outcome == "resolved":
-            explain(ended - 300, member, f"{prefix}-ct{counters['ct']:07d}")
+            self.explain(ended - 300, member, contact_id)
         return ended
 
-    def matter(before: float, member: int, reason: str, *, concierge: bool) -> None:
+    def matter(self, before: float, member: int, reason: str, *, concierge: bool) -> None:
+        """One matter: resolved at the first contact (perhaps back later), or followed up in its case."""
+        rng = self.rng
         channel = "phone" if concierge and rng.random() < 0.7 else _weighted(rng, CHANNELS)
-        key = new_id("m")
+        key = self.new_id("m")
         first_resolved, repeat_after, (wait_low, wait_high), _ = CHANNEL_BEHAVIOUR[channel]
         if rng.random() < first_resolved:
-            ended = contact(before, member, reason, channel, "resolved", key, concierge=concierge)
+            ended = self.contact(before, member, reason, channel, "resolved", key, concierge=concierge)
             if rng.random() < repeat_after:  # it came back: a new case on the same reason
                 again = ended - rng.uniform(3_600, 6.5 * DAY)
                 if again > 0:
                     repeat_channel = _weighted(rng, CHANNELS)
-                    contact(
-                        again, member, reason, repeat_channel, "resolved", new_id("m"), concierge=concierge
+                    self.contact(
+                        again,
+                        member,
+                        reason,
+                        repeat_channel,
+                        "resolved",
+                        self.new_id("m"),
+                        concierge=concierge,
                     )
             if reason == "card.lost_stolen" and rng.random() < 0.6:
-                replacement(ended - 60, member)
+                self.replacement(ended - 60, member)
             if rng.random() < 0.3:
-                add(ended - 3_600, "communication", id=new_id("sv"), member=member, kind="survey")
+                self.add(ended - 3_600, "communication", id=self.new_id("sv"), member=member, kind="survey")
             return
         first = rng.choices(["pending", "transferred", "callback_scheduled", "escalated"], [35, 25, 25, 15])[
             0
         ]
-        ended = contact(before, member, reason, channel, first, key, concierge=concierge)
+        ended = self.contact(before, member, reason, channel, first, key, concierge=concierge)
         follow_ups = 1 if rng.random() < 0.75 else 2
         for step in range(follow_ups):
             callback = first == "callback_scheduled" and step == 0
@@ -350,23 +305,24 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
             last = step == follow_ups - 1
             outcome = "resolved" if last and rng.random() < 0.95 else "pending"
             if callback:  # the agent calls back
-                ended = contact(
+                ended = self.contact(
                     later, member, reason, "phone", outcome, key, concierge=concierge, direction="outbound"
                 )
             else:
-                ended = contact(later, member, reason, channel, outcome, key, concierge=concierge)
+                ended = self.contact(later, member, reason, channel, outcome, key, concierge=concierge)
 
-    def concierge_request(before: float, member: int) -> None:
+    def concierge_request(self, before: float, member: int) -> None:
         """A concierge request in the member's city, solved through a partner of the directory."""
-        person = people[member]
+        rng = self.rng
+        person = self.people[member]
         city = person.city or _capital(person.country)
         category = _weighted(rng, {k: v[0] for k, v in CONCIERGE_KINDS.items()})
         _, (due_low, due_high), (cost_low, cost_high), titles, solution = CONCIERGE_KINDS[category]
         due = before - rng.uniform(due_low, due_high) * 3_600
         partner = _partner_code(person.country, city, category, rng.randrange(PARTNERS_PER_CITY))
         n = rng.randint(2, 8)
-        request = new_id("cq")
-        add(
+        request = self.new_id("cq")
+        self.add(
             before - 60,
             "concierge",
             id=request,
@@ -378,13 +334,13 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
         )
         fate = rng.random()
         if fate < 0.05:
-            add(before - rng.uniform(600, 6 * 3_600), "concierge_status", id=request, status="cancelled")
+            self.add(before - rng.uniform(600, 6 * 3_600), "concierge_status", id=request, status="cancelled")
             return
         started = before - rng.uniform(300, 3_600)
-        add(started, "concierge_status", id=request, status="in_progress")
+        self.add(started, "concierge_status", id=request, status="in_progress")
         done = started - (started - due) * rng.uniform(0.2, 0.9 if fate < 0.93 else 1.2)
         cost = round(rng.uniform(cost_low, cost_high), 2) if cost_high else None
-        add(
+        self.add(
             done,
             "concierge_status",
             id=request,
@@ -394,148 +350,133 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
             solution=solution.format(partner=partner, n=n),
         )
 
-    explained: dict[int, dict[str, float]] = {}  # member -> benefit -> when explained (before anchor)
-
-    def explain(before: float, member: int, contact_id: str) -> None:
-        entitled = [b for b in BENEFIT_MONTHLY_USE if people[member].product in benefit_products[b]]
+    def explain(self, before: float, member: int, contact_id: str) -> None:
+        """Two of the member's card benefits explained at a contact (their usage rises after)."""
+        entitled = [b for b in BENEFIT_MONTHLY_USE if self.people[member].product in self.benefit_products[b]]
         if entitled:
-            chosen = rng.sample(entitled, min(2, len(entitled)))
-            add(before, "explain", contact=contact_id, benefits=chosen)
+            chosen = self.rng.sample(entitled, min(2, len(entitled)))
+            self.add(before, "explain", contact=contact_id, benefits=chosen)
             for benefit in chosen:
-                explained.setdefault(member, {})[benefit] = before
+                self.explained.setdefault(member, {})[benefit] = before
 
-    def replacement(before: float, member: int) -> None:
-        country = people[member].country
-        teams = city_teams.get(country, [])
+    def replacement(self, before: float, member: int) -> None:
+        """An emergency card ordered, dispatched and delivered (a tenth of them late)."""
+        rng = self.rng
+        country = self.people[member].country
+        teams = self.city_teams.get(country, [])
         if teams and rng.random() < 0.5:
             city, promise = rng.choice(teams), desk_config.current().card.city_team_hours * 3_600.0
         else:
             city = rng.choice(OTHER_CITIES.get(country, ["Elsewhere"]))
             promise = desk_config.current().card.elsewhere_hours * 3_600.0
-        rid = new_id("cr")
-        add(before, "order", id=rid, member=member, city=city, country=country)
+        rid = self.new_id("cr")
+        self.add(before, "order", id=rid, member=member, city=city, country=country)
         late = rng.random() < 0.1
         delivered = before - promise * (rng.uniform(1.05, 1.8) if late else rng.uniform(0.3, 0.95))
-        add(before - (before - delivered) * rng.uniform(0.2, 0.5), "advance", id=rid, action="dispatch")
-        add(delivered, "advance", id=rid, action="deliver")
+        self.add(before - (before - delivered) * rng.uniform(0.2, 0.5), "advance", id=rid, action="dispatch")
+        self.add(delivered, "advance", id=rid, action="deliver")
 
-    # A year of days, oldest first: weekdays busier than weekends.
-    general = CONTACTS_PER_DAY * scale / 1.3  # matters a day (a matter is about 1.3 contacts)
-    concierge = CONCIERGE_PER_DAY * scale / 1.3
-    everyone = list(range(len(people)))
-    for day in range(YEAR_DAYS, 0, -1):
-        weekday = (YEAR_DAYS - day) % 7 < 5
-        factor = 1.15 if weekday else 0.6
-        weights = dict(base_weights)
-        if day < 60 and GROWING_REASON in weights:
-            weights[GROWING_REASON] *= 1.8
-        for rate, pool, is_concierge in ((general, everyone, False), (concierge, premium, True)):
-            if not pool:
-                continue
-            expected = rate * factor
-            count = int(expected) + (rng.random() < expected - int(expected))
-            for _ in range(count):
-                before = (day - 1) * DAY + rng.uniform(7 * 3_600, 20 * 3_600)
-                member = member_at(before, pool)
-                if member is None:
+    # --- per member, over the year ----------------------------------------------------------------
+
+    def preferences_and_mailings(self) -> None:
+        """Contact preferences for a quarter of the members; monthly statements and marketing mail."""
+        rng = self.rng
+        for index, person in enumerate(self.people):
+            joined = person.joined_before.total_seconds()
+            alone = False
+            if rng.random() < 0.25:
+                mode = _weighted(rng, MODES)
+                alone = mode == "leave_me_alone"
+                channel = rng.choice([None, "phone", "email", "chat"])
+                self.add(
+                    min(joined, 360 * DAY) - rng.uniform(3_600, 5 * DAY),
+                    "preference",
+                    member=index,
+                    mode=mode,
+                    channel=channel,
+                )
+            for month in range(COMMUNICATION_MONTHS):  # a statement and a marketing mail a month
+                sent = month * 30.4 * DAY + 2 * DAY + 6 * 3_600
+                if sent < joined - DAY:
+                    self.add(sent, "communication", id=self.new_id("st"), member=index, kind="statement")
+                sent = month * 30.4 * DAY + 15 * DAY + 10 * 3_600
+                if not alone and sent < joined - DAY:
+                    self.add(sent, "communication", id=self.new_id("mk"), member=index, kind="marketing")
+
+    def benefit_usage(self) -> None:
+        """Benefit usage, month by month (30-day months back from the anchor, oldest first)."""
+        rng = self.rng
+        for index, person in enumerate(self.people):
+            joined = person.joined_before.total_seconds()
+            for month in range(12, 0, -1):
+                start = month * 30 * DAY
+                if start > joined:
                     continue
-                if is_concierge:
-                    if CONCIERGE_REASON not in known_reasons:
+                for benefit, base in BENEFIT_MONTHLY_USE.items():
+                    if person.product not in self.benefit_products.get(benefit, set()):
                         continue
-                    reason = CONCIERGE_REASON
-                else:
-                    reason = _weighted(rng, weights)
-                matter(before, member, reason, concierge=is_concierge)
-                if is_concierge:
-                    concierge_request(before, member)
+                    rate = base
+                    if self.explained.get(index, {}).get(benefit, -1.0) > start:
+                        rate *= EXPLAINED_LIFT
+                    if month == 1 and (benefit, person.country) == DROP[:2]:
+                        rate *= DROP[2]
+                    if rng.random() < rate:
+                        self.add(
+                            start - rng.uniform(0, 29 * DAY),
+                            "usage",
+                            id=self.new_id("bu"),
+                            member=index,
+                            benefit=benefit,
+                        )
 
-    # Preferences, statements, marketing.
-    for index, person in enumerate(people):
-        joined = person.joined_before.total_seconds()
-        alone = False
-        if rng.random() < 0.25:
-            mode = _weighted(rng, MODES)
-            alone = mode == "leave_me_alone"
-            channel = rng.choice([None, "phone", "email", "chat"])
-            add(
-                min(joined, 360 * DAY) - rng.uniform(3_600, 5 * DAY),
-                "preference",
-                member=index,
-                mode=mode,
-                channel=channel,
-            )
-        for month in range(COMMUNICATION_MONTHS):  # a statement and a marketing mail a month
-            sent = month * 30.4 * DAY + 2 * DAY + 6 * 3_600
-            if sent < joined - DAY:
-                add(sent, "communication", id=new_id("st"), member=index, kind="statement")
-            sent = month * 30.4 * DAY + 15 * DAY + 10 * 3_600
-            if not alone and sent < joined - DAY:
-                add(sent, "communication", id=new_id("mk"), member=index, kind="marketing")
-    # Benefit usage, month by month (30-day months back from the anchor, oldest first).
-    for index, person in enumerate(people):
-        joined = person.joined_before.total_seconds()
-        for month in range(12, 0, -1):
-            start = month * 30 * DAY
-            if start > joined:
-                continue
-            for benefit, base in BENEFIT_MONTHLY_USE.items():
-                if person.product not in benefit_products.get(benefit, set()):
-                    continue
-                rate = base
-                if explained.get(index, {}).get(benefit, -1.0) > start:
-                    rate *= EXPLAINED_LIFT
-                if month == 1 and (benefit, person.country) == DROP[:2]:
-                    rate *= DROP[2]
-                if rng.random() < rate:
-                    add(
-                        start - rng.uniform(0, 29 * DAY),
-                        "usage",
-                        id=new_id("bu"),
-                        member=index,
-                        benefit=benefit,
-                    )
-    # The partner directory exists before the year starts; tastes for a third of premium members.
-    for country, cities in _directory_cities(people).items():
-        for city in cities:
-            for category in CONCIERGE_KINDS:
-                for k in range(PARTNERS_PER_CITY):
-                    add(
-                        (YEAR_DAYS + 1) * DAY,
-                        "partner",
-                        code=_partner_code(country, city, category, k),
-                        country=country,
-                        city=city,
-                        category=category,
-                        rating=rng.randint(3, 5),
-                    )
-    for index in premium:
-        if rng.random() < 0.33:
-            likes = rng.sample(TASTES[0], 3)
-            dislikes = rng.sample(TASTES[1], 1)
-            add(
-                min(people[index].joined_before.total_seconds(), YEAR_DAYS * DAY) - DAY,
-                "tastes",
-                member=index,
-                likes=likes,
-                dislikes=dislikes,
-            )
-    # Two incidents: one resolved in Lyon, one active at the anchor in the showcase member's city.
-    if people:
-        showcase_city = people[0].city or _capital(people[0].country)
-        add(
+    def directory_and_tastes(self) -> None:
+        """The partner directory, there before the year starts; tastes for a third of premium members."""
+        rng = self.rng
+        for country, cities in _directory_cities(self.people).items():
+            for city in cities:
+                for category in CONCIERGE_KINDS:
+                    for k in range(PARTNERS_PER_CITY):
+                        self.add(
+                            (YEAR_DAYS + 1) * DAY,
+                            "partner",
+                            code=_partner_code(country, city, category, k),
+                            country=country,
+                            city=city,
+                            category=category,
+                            rating=rng.randint(3, 5),
+                        )
+        for index in self.premium:
+            if rng.random() < 0.33:
+                likes = rng.sample(TASTES[0], 3)
+                dislikes = rng.sample(TASTES[1], 1)
+                self.add(
+                    min(self.people[index].joined_before.total_seconds(), YEAR_DAYS * DAY) - DAY,
+                    "tastes",
+                    member=index,
+                    likes=likes,
+                    dislikes=dislikes,
+                )
+
+    def incidents(self) -> None:
+        """Two incidents: one resolved in Lyon, one active at the anchor in the showcase member's city."""
+        if not self.people:
+            return
+        showcase = self.people[0]
+        showcase_city = showcase.city or _capital(showcase.country)
+        self.add(
             62 * DAY,
             "incident",
-            id=f"{prefix}-inc-lyon",
+            id=f"{self.prefix}-inc-lyon",
             city="Lyon",
             reasons=["card.declined"],
             title=("Paiements refusés à Lyon", "Card payments declined in Lyon"),
             since=62.2 * DAY,
         )
-        add(60 * DAY, "incident_resolve", id=f"{prefix}-inc-lyon")
-        add(
+        self.add(60 * DAY, "incident_resolve", id=f"{self.prefix}-inc-lyon")
+        self.add(
             2 * DAY,
             "incident",
-            id=f"{prefix}-inc-now",
+            id=f"{self.prefix}-inc-now",
             city=showcase_city,
             reasons=["card.declined", "statement.question"],
             title=(
@@ -544,6 +485,3 @@ def plan_desk(people: Sequence[Person], *, seed: int, scale: float) -> list[Desk
             ),
             since=2.1 * DAY,
         )
-    # Oldest first: largest ``before`` first; ties in planning order.
-    events.sort(key=lambda e: (-e.before, e.seq))
-    return [e for e in events if e.before > 0]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import mail, outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, fingerprint_of, iso_z
 from prevenance.common.problems import IdempotencyConflict, InvalidInput
@@ -19,6 +20,8 @@ from prevenance.desk import rules
 from prevenance.desk.tables import (
     Communication,
     ContactPreference,
+    GoodwillMail,
+    IncidentNotice,
 )
 
 if TYPE_CHECKING:
@@ -219,3 +222,74 @@ def may_send_marketing(session: Session, *, member_id: int) -> bool:
     Asked on the decision of every earning payment while offers are live: one prepared query."""
     mode = session.execute(_PREFERENCE_MODE, {"p_member": member_id}).scalar_one_or_none()
     return rules.may_send_marketing(mode)
+
+
+MemberMail = GoodwillMail | IncidentNotice
+
+
+class MemberMailQueue:
+    """A table of mails written for one member each (subject and body in the language they were
+    queued in) as a queue for ``common.mail.deliver``: the oldest due row first, sent to the
+    member's address, and logged in the member's communications when marked sent.
+
+    A queue names its table, sender, ``source`` and metric ``kind``, and says how a row is named
+    (``message_id``) and logged (``logged_as``)."""
+
+    kind: str
+    table: type[GoodwillMail] | type[IncidentNotice]
+    sender: str
+    source: str
+
+    def message_id(self, row_id: str) -> str:
+        raise NotImplementedError
+
+    def logged_as(self, row: Any) -> tuple[str, str, str]:
+        """The row's entry in the communications log: ``(id, kind, template)``."""
+        raise NotImplementedError
+
+    def next_due(self, session: Session, now: datetime) -> MemberMail | None:
+        """The oldest pending row whose attempt is due, locked (``SKIP LOCKED``: two relays never
+        take the same; on SQLite the write transaction serialises them)."""
+        table = self.table
+        due: MemberMail | None = mail.next_due_row(session, table, now, order_by=(table.created_at, table.id))
+        return due
+
+    def compose(self, session: Session, row: MemberMail, now: datetime) -> EmailMessage:
+        """The mail to its member's address, in the language it was queued in."""
+        member = customers.find_member_by_id(session, member_id=row.member_id)
+        if member is None:  # pragma: no cover - members are never deleted (erasure keeps the row)
+            raise mail.Unsendable("the member is gone")
+        return mail.compose(
+            sender=self.sender,
+            to=member.email,
+            subject=row.subject,
+            message_id=self.message_id(row.id),
+            date=now,
+            language=row.language,
+            body=row.body,
+        )
+
+    def mark_sent(self, session: Session, row: MemberMail, now: datetime) -> bool:
+        """Pending → sent, and the communication logged, in the transaction holding the lock."""
+        marked = mail.mark_rows_sent(session, self.table, now, where=(self.table.id == row.id,))
+        if marked != 1:
+            return False
+        log_id, kind, template = self.logged_as(row)
+        log_sent_mail(
+            session,
+            id=log_id,
+            member_id=row.member_id,
+            kind=kind,
+            template=template,
+            language=row.language,
+            subject=row.subject,
+            summary=row.body,
+            sent_at=now,
+            source=self.source,
+            now=now,
+        )
+        return True
+
+    def mark_unsent(self, session: Session, row: MemberMail, unsent: mail.Unsent) -> None:
+        """Record a refused attempt: retry later, or failed with the relay's answer."""
+        mail.record_unsent(session, self.table, row.id, unsent)

@@ -10,7 +10,6 @@ desk never reads loyalty: the event carries what the mail needs.
 from __future__ import annotations
 
 from datetime import datetime
-from email.message import EmailMessage
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
@@ -71,51 +70,19 @@ def on_goodwill_granted(session: Session, event: OutboxEvent) -> None:
         return
 
 
-class _GoodwillQueue:
+class _GoodwillQueue(communications.MemberMailQueue):
     """``desk_goodwill_mails`` as a mail queue for ``common.mail.deliver``."""
 
     kind = "goodwill_mail"
+    table = GoodwillMail
+    sender = SENDER
+    source = SOURCE
 
-    def next_due(self, session: Session, now: datetime) -> GoodwillMail | None:
-        return mail.next_due_row(
-            session, GoodwillMail, now, order_by=(GoodwillMail.created_at, GoodwillMail.id)
-        )
+    def message_id(self, row_id: str) -> str:
+        return message_id(row_id)
 
-    def compose(self, session: Session, row: GoodwillMail, now: datetime) -> EmailMessage:
-        member = customers.find_member_by_id(session, member_id=row.member_id)
-        if member is None:  # pragma: no cover - members are never deleted (erasure keeps the row)
-            raise mail.Unsendable("the member is gone")
-        return mail.compose(
-            sender=SENDER,
-            to=member.email,
-            subject=row.subject,
-            message_id=message_id(row.id),
-            date=now,
-            language=row.language,
-            body=row.body,
-        )
-
-    def mark_sent(self, session: Session, row: GoodwillMail, now: datetime) -> bool:
-        marked = mail.mark_rows_sent(session, GoodwillMail, now, where=(GoodwillMail.id == row.id,))
-        if marked != 1:
-            return False
-        communications.log_sent_mail(
-            session,
-            id=row.id,
-            member_id=row.member_id,
-            kind="service",
-            template=f"goodwill-{row.cause}",
-            language=row.language,
-            subject=row.subject,
-            summary=row.body,
-            sent_at=now,
-            source=SOURCE,
-            now=now,
-        )
-        return True
-
-    def mark_unsent(self, session: Session, row: GoodwillMail, unsent: mail.Unsent) -> None:
-        mail.record_unsent(session, GoodwillMail, row.id, unsent)
+    def logged_as(self, row: GoodwillMail) -> tuple[str, str, str]:
+        return row.id, "service", f"goodwill-{row.cause}"
 
 
 def send_pending(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
@@ -328,56 +327,19 @@ def message_id(notice_id: str) -> str:
     return f"<{dedup_key(notice_id)}@prevenance.notices>"
 
 
-class _NoticeQueue:
+class _NoticeQueue(communications.MemberMailQueue):
     """``desk_incident_notices`` as a mail queue for ``common.mail.deliver``."""
 
     kind = "incident_notice"
+    table = IncidentNotice
+    sender = SENDER
+    source = RELAY_SOURCE
 
-    def next_due(self, session: Session, now: datetime) -> IncidentNotice | None:
-        """The oldest pending notice whose attempt is due, locked (``SKIP LOCKED``: two relays never
-        take the same; on SQLite the write transaction serialises them)."""
-        return mail.next_due_row(
-            session, IncidentNotice, now, order_by=(IncidentNotice.created_at, IncidentNotice.id)
-        )
+    def message_id(self, row_id: str) -> str:
+        return message_id(row_id)
 
-    def compose(self, session: Session, notice: IncidentNotice, now: datetime) -> EmailMessage:
-        """The notice to its member's address, in the language it was queued in."""
-        member = customers.find_member_by_id(session, member_id=notice.member_id)
-        if member is None:  # pragma: no cover - members are never deleted (erasure keeps the row)
-            raise mail.Unsendable("the member is gone")
-        return mail.compose(
-            sender=SENDER,
-            to=member.email,
-            subject=notice.subject,
-            message_id=message_id(notice.id),
-            date=now,
-            language=notice.language,
-            body=notice.body,
-        )
-
-    def mark_sent(self, session: Session, notice: IncidentNotice, now: datetime) -> bool:
-        """Pending → sent, and the communication logged, in the transaction holding the lock."""
-        marked = mail.mark_rows_sent(session, IncidentNotice, now, where=(IncidentNotice.id == notice.id,))
-        if marked != 1:
-            return False
-        communications.log_sent_mail(
-            session,
-            id=dedup_key(notice.id),
-            member_id=notice.member_id,
-            kind="incident",
-            template=f"incident.{notice.kind}",
-            language=notice.language,
-            subject=notice.subject,
-            summary=notice.body,
-            sent_at=now,
-            source=RELAY_SOURCE,
-            now=now,
-        )
-        return True
-
-    def mark_unsent(self, session: Session, notice: IncidentNotice, unsent: mail.Unsent) -> None:
-        """Record a refused attempt: retry later, or failed with the relay's answer."""
-        mail.record_unsent(session, IncidentNotice, notice.id, unsent)
+    def logged_as(self, row: IncidentNotice) -> tuple[str, str, str]:
+        return dedup_key(row.id), "incident", f"incident.{row.kind}"
 
 
 def send_pending_notices(engine: Engine, *, smtp_url: str, now: datetime, limit: int = 1000) -> int:

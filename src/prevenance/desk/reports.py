@@ -4,8 +4,8 @@ replacements, benefit explanations' attribution. Rates carry a Wilson 95% interv
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -64,15 +64,7 @@ def fcr_report(session: Session, *, by: str, month: str | None, now: datetime) -
     counted: dict[str, int] = defaultdict(int)
     undetermined = 0
     for case in cases:
-        facts = rules.CaseFacts(
-            status=case.status,
-            contacts=case.contact_count,
-            first_outcome=case.outcome,
-            first_started_at=case.started_at,
-            resolved_at=case.resolved_at,
-        )
-        others = [at for at, case_id in repeats.get((case.member_id, case.reason), ()) if case_id != case.id]
-        verdict = rules.first_contact_resolved(facts, same_reason_contacts=others, window=window, now=now)
+        verdict = first_contact_verdict(case, repeats, window=window, now=now)
         if verdict is None:
             undetermined += 1
             continue
@@ -232,6 +224,27 @@ def _count(values: Iterable[str]) -> dict[str, int]:
     for value in values:
         counts[value] += 1
     return counts
+
+
+def first_contact_verdict(
+    case: Any,
+    repeats: Mapping[tuple[int, str], Sequence[tuple[datetime, str]]],
+    *,
+    window: timedelta,
+    now: datetime,
+) -> bool | None:
+    """Whether a case row (its status, contact count and resolution, its first contact's outcome and
+    start) counts as resolved at the first contact, given the member's contacts on the same reason
+    (``same_reason_contacts``); None while that cannot be known yet."""
+    facts = rules.CaseFacts(
+        status=case.status,
+        contacts=case.contact_count,
+        first_outcome=case.outcome,
+        first_started_at=case.started_at,
+        resolved_at=case.resolved_at,
+    )
+    others = [at for at, case_id in repeats.get((case.member_id, case.reason), ()) if case_id != case.id]
+    return rules.first_contact_resolved(facts, same_reason_contacts=others, window=window, now=now)
 
 
 def rate_row(key: str, successes: int, n: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from prevenance.desk import config, routing_rules, rules
 from prevenance.desk.errors import (
     UnknownReason,
 )
-from prevenance.desk.reports import rate_row
+from prevenance.desk.reports import first_contact_verdict, rate_row
 from prevenance.desk.repository import same_reason_contacts
 from prevenance.desk.resolution import time_to_resolution
 from prevenance.desk.tables import (
@@ -96,15 +96,7 @@ def channel_recommendation(
         )
         if took is not None:
             durations[channel].append(took)
-        facts = rules.CaseFacts(
-            status=case.status,
-            contacts=case.contact_count,
-            first_outcome=case.outcome,
-            first_started_at=case.started_at,
-            resolved_at=case.resolved_at,
-        )
-        others = [at for at, case_id in repeats.get((case.member_id, case.reason), ()) if case_id != case.id]
-        verdict = rules.first_contact_resolved(facts, same_reason_contacts=others, window=window, now=now)
+        verdict = first_contact_verdict(case, repeats, window=window, now=now)
         if verdict is not None:
             counted[channel] += 1
             successes[channel] += int(verdict)

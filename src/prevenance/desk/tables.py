@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from prevenance.common.base import Base, UtcDateTime
+from prevenance.common.base import Base, MailRetryColumns, UtcDateTime
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -239,7 +239,7 @@ class Incident(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
-class IncidentNotice(Base):
+class IncidentNotice(Base, MailRetryColumns):
     """One email owed to one member about one incident: this table is the mail outbox.
 
     Written in the transaction that declares, updates or resolves the incident; the relay sends
@@ -271,10 +271,6 @@ class IncidentNotice(Base):
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class ConciergeRequest(Base):
@@ -400,7 +396,7 @@ class RecoveryCase(Base):
     follow_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
-class GoodwillMail(Base):
+class GoodwillMail(Base, MailRetryColumns):
     """The mail owed to a member for a goodwill grant, in their language: the outbox of the goodwill
     mails, written once per grant (``id`` derived from the grant's key) when loyalty's
     ``goodwill.granted`` event reaches the desk. The relay sends each ``pending`` row and marks it
@@ -423,7 +419,3 @@ class GoodwillMail(Base):
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)

@@ -1,7 +1,11 @@
 """What the GDPR export and erasure do with every column of every table (``privacy``): each
 column exported or withheld with its reason, each text column erased, pseudonymised, deleted or
 kept with its reason. Data only: a test walks the metadata against these tables, so a new column is
-refused until someone classifies it here."""
+refused until someone classifies it here.
+
+One table on purpose, not one per domain: whoever answers for the member's data (the data protection
+officer, a reviewer of a new column) reads every column's fate in one place, against one set of
+reasons, and the completeness test checks it in one walk over the metadata."""
 
 from __future__ import annotations
 

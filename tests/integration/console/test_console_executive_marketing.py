@@ -147,7 +147,7 @@ def test_an_offer_with_enough_members_shows_its_roi_and_interval(
     world: Api, engine: Engine, clock: FrozenClock
 ) -> None:
     """Forty members per arm, the treated spending 20 € more after the decision: the page shows the
-    ROI the offers loop computes, with its interval."""
+    ROI the offers domain computes, with its interval."""
     from prevenance.offers.roi import service as roi_service
 
     at = datetime(2025, 11, 1, tzinfo=UTC)

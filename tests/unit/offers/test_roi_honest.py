@@ -1,4 +1,4 @@
-"""Offer ROI, second pass: Newcombe's interval for the attrition difference (coverage with rare events
+"""Offer ROI read honestly: Newcombe's interval for the attrition difference (coverage with rare events
 and 30 controls), the minimum detectable effect and the "inconclusive" verdict, the cost of a point
 from the programme's redemption mix, and the programme-wide holdout's effect.
 
@@ -48,7 +48,7 @@ def test_the_attrition_interval_keeps_its_coverage_with_rare_events_and_thirty_c
     newcombe = _coverage("newcombe", 0.03, 0.03, 300, 30, 4000, seed=3)
     welch = _coverage("welch", 0.03, 0.03, 300, 30, 4000, seed=3)
     assert newcombe >= 0.93, newcombe
-    assert welch < 0.75, welch  # what the Welch interval did (0.57 on the issue's figures)
+    assert welch < 0.75, welch  # the Welch interval falls short here (0.57 with these figures)
 
 
 def test_mde_is_2_8_standard_errors_and_a_wide_interval_is_inconclusive() -> None:

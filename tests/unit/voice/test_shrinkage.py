@@ -177,8 +177,8 @@ def test_a_unanimous_small_agent_is_pulled_toward_the_team_at_least_as_much_as_a
         np.append(promoters, [6, 4]), np.append(detractors, [0, 1]), np.append(n, [6, 6])
     )
     unanimous, mixed = len(n), len(n) + 1
-    # ``weight`` is the share of its own deviation from the team an agent keeps (the issue's "keeps 43%
-    # of its raw score" under the old estimator): unanimity must not buy precision.
+    # ``weight`` is the share of its own deviation from the team an agent keeps (a plain shrinkage
+    # estimator let a unanimous agent keep 43 % of its raw score): unanimity must not buy precision.
     assert shrunk.weight[unanimous] <= shrunk.weight[mixed] + 1e-9
     assert shrunk.weight[unanimous] < 0.25
     # In points, the unanimous agent is pulled further (it is further from the team), and most of its

@@ -23,12 +23,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from prevenance.common.base import Base, UtcDateTime
+from prevenance.common.base import Base, MailRetryColumns, UtcDateTime
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
-class MailMessage(Base):
+class MailMessage(Base, MailRetryColumns):
     """One e-mail, received or sent. ``state``: inbound ``triage`` (unknown sender, waiting for an
     agent), ``filed`` (in a member's case), ``discarded`` (by an agent, with a reason), ``ignored``
     (automated: auto-reply, bounce, list); outbound ``pending``, ``sent`` or ``failed``."""
@@ -74,10 +74,6 @@ class MailMessage(Base):
     handled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())  # inbound: received; outbound: queued
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class MailAttachment(Base):
