@@ -29,6 +29,7 @@ from prevenance.edge import Edge
 from prevenance.logging import configure as configure_logging
 from prevenance.logging import install_uvicorn_redaction
 from prevenance.loyalty.api import router as loyalty_router
+from prevenance.loyalty.batcher import EarnBatching
 from prevenance.maintenance import Maintenance
 from prevenance.offers.api import router as offers_router
 from prevenance.offers.roi.api import router as offers_roi_router
@@ -97,6 +98,9 @@ def create_app(
     app.state.clock = clock
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit_storage)
+    app.state.earn_batching = EarnBatching(
+        engine, clock.now, max_batch=settings.earn_batch_max, linger=settings.earn_batch_linger_ms / 1000
+    )
     wiring.install()
     install_problem_handlers(app)
 

@@ -117,7 +117,7 @@ class KeyCheck(SecurityBase):
                 raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
             principal = await _lookup_for_request(request.app.state.engine, secret)
             request.state.principal = principal  # read by the access-log middleware after the response
-        _check_member_scope(principal, request.url.path, request.path_params)
+        _check_member_scope(principal, request.scope.get("path", ""), request.path_params)
         if self.admitted_roles is not None and principal.role not in self.admitted_roles:
             raise Forbidden(f"role {principal.role.value!r} may not do this{self._refusal}")
         return principal
