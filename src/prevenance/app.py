@@ -1,4 +1,4 @@
-"""FastAPI assembly: routers, problem+json handlers, request ids, background maintenance."""
+"""FastAPI assembly: routers, problem+json handlers, the request guards and edge, background maintenance."""
 
 from __future__ import annotations
 
@@ -9,33 +9,31 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 from sqlalchemy import Engine
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prevenance import __version__, observability, wiring
 from prevenance.access_audit import AccessAuditMiddleware
 from prevenance.common import openapi
 from prevenance.common.clock import Clock, SystemClock
-from prevenance.common.ids import new_id
 from prevenance.common.problems import install_problem_handlers
-from prevenance.common.proxies import ForwardedClient, TrustedProxies
+from prevenance.common.proxies import TrustedProxies
 from prevenance.common.ratelimit import RateLimiter
 from prevenance.console.routes import router as console_router
 from prevenance.customers.api import router as members_router
-from prevenance.db import make_engine
+from prevenance.db import WalCheckpointer, checkpoints_in_background, make_engine
 from prevenance.desk.api import router as desk_router
 from prevenance.desk.chat.api import router as chat_router
 from prevenance.desk.concierge_api import router as concierge_router
 from prevenance.desk.mail_in.api import router as mail_in_router
 from prevenance.desk.recovery_api import router as recovery_router
-from prevenance.logging import RedactRequestSecrets, install_uvicorn_redaction
+from prevenance.edge import Edge
 from prevenance.logging import configure as configure_logging
+from prevenance.logging import install_uvicorn_redaction
 from prevenance.loyalty.api import router as loyalty_router
+from prevenance.loyalty.batcher import EarnBatching
 from prevenance.maintenance import Maintenance
 from prevenance.offers.api import router as offers_router
 from prevenance.offers.roi.api import router as offers_roi_router
 from prevenance.request_guards import BodyGuard, InternalErrors, NulGuard
-from prevenance.security_headers import SecurityHeaders
 from prevenance.settings import Settings, get_settings
 from prevenance.views.benefit_usage_api import router as benefit_usage_router
 from prevenance.views.chat_moments import router as chat_moments_router
@@ -46,34 +44,6 @@ from prevenance.views.privacy import router as privacy_router
 from prevenance.voice.api import router as voice_router
 
 log = structlog.get_logger()
-
-
-class RequestIdMiddleware:
-    """A request id on every log line and in the ``X-Request-Id`` response header.
-
-    Plain ASGI rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` streams
-    every response through an extra task and queue, a cost paid on each request of the hot path.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = Headers(scope=scope).get("x-request-id") or new_id("req")
-        structlog.contextvars.bind_contextvars(request_id=rid)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["X-Request-Id"] = rid
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            structlog.contextvars.clear_contextvars()
 
 
 def create_app(
@@ -92,6 +62,7 @@ def create_app(
         settings.database_url,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         group_commit=settings.sqlite_group_commit,
+        background_checkpoints=background,
     )
     clock = clock or SystemClock()
     stop = threading.Event()
@@ -110,12 +81,16 @@ def create_app(
             if background
             else None
         )
-        if worker:
-            worker.start()
+        # SQLite: the WAL is checkpointed beside the writers, not by the commit that fills it.
+        checkpointer = WalCheckpointer(engine, stop) if checkpoints_in_background(engine) else None
+        for thread in (worker, checkpointer):
+            if thread:
+                thread.start()
         yield
         stop.set()
-        if worker:
-            worker.join(timeout=5)
+        for thread in (worker, checkpointer):
+            if thread:
+                thread.join(timeout=5)
 
     app = FastAPI(
         title="Prevenance",  # ASCII: client generators derive a package name from it
@@ -128,23 +103,23 @@ def create_app(
     app.state.clock = clock
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit_storage)
+    app.state.earn_batching = EarnBatching(
+        engine, clock.now, max_batch=settings.earn_batch_max, linger=settings.earn_batch_linger_ms / 1000
+    )
     wiring.install()
     install_problem_handlers(app)
 
     # Innermost first: the last added is the outermost. The size limit, the 500 answer and every
-    # refusal before the app sit inside the request id and the security headers.
+    # refusal before the app sit inside the edge (request id, security headers, metrics).
     app.add_middleware(AccessAuditMiddleware, engine=engine, clock=clock)
     app.add_middleware(InternalErrors)
     app.add_middleware(NulGuard)  # inside the body guard: the key and the size come first
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(SecurityHeaders)
 
-    observability.install(app, engine=engine, settings=settings)
+    metrics = observability.install(app, engine=engine, settings=settings)
     openapi.install(app)
-    # Outermost: who the client is (a trusted proxy's forwarded address) before anything reads it.
-    app.add_middleware(ForwardedClient, proxies=TrustedProxies.from_text(settings.trusted_proxies))
-    app.add_middleware(RedactRequestSecrets)  # tokens and search terms kept out of every log line
+    # Outermost: log redaction, the forwarded client, metrics, security headers and the request id.
+    app.add_middleware(Edge, proxies=TrustedProxies.from_text(settings.trusted_proxies), metrics=metrics)
 
     app.include_router(members_router)
     app.include_router(loyalty_router)

@@ -8,7 +8,7 @@ every structlog event (a processor, after the traceback is formatted) and on uvi
 error logs (a ``logging.Filter``), so a path written by either reaches no file whole.
 
 A token or a search term can also surface away from its URL: in an exception's message, or in the
-parameters SQLAlchemy prints with a failed statement. ``RedactRequestSecrets`` notes the personal
+parameters SQLAlchemy prints with a failed statement. ``redact_request_secrets`` notes the personal
 values of each request (the survey token, the search words) and every line logged while that request
 is served has them replaced too, tracebacks included.
 """
@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qsl, unquote_plus
 
 import structlog
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 REDACTED = "[redacted]"
 # Routes whose whole query string is what someone typed about a person (search boxes), and sign-in
@@ -44,7 +44,7 @@ PERSONAL_PARAMS = frozenset({"q", "next", "token", "email", "phone", "name", "se
 _SURVEY_TOKEN = re.compile(r"(/survey/)(?!static/)[^\s?#\"'<>]+")
 _SURVEY_PATH = re.compile(r"^/survey/(?!static/)([^/]+)")
 _MIN_SECRET = 3  # shorter values would blot out ordinary words of every line
-# The personal values of the request being served (set per request by ``RedactRequestSecrets``).
+# The personal values of the request being served (set per request by ``redact_request_secrets``).
 _REQUEST_SECRETS: ContextVar[re.Pattern[str] | None] = ContextVar("prevenance_log_secrets", default=None)
 _HOST = re.compile(r"^//[^/]*")
 _TARGET = re.compile(r"(?P<path>/[^\s?#\"'<>]*)?\?(?P<query>[^\s#\"'<>]+)")
@@ -90,20 +90,14 @@ def personal_values(path: str, query_string: bytes) -> list[str]:
     return sorted({value for value in found if len(value) >= _MIN_SECRET}, key=len, reverse=True)
 
 
-class RedactRequestSecrets:
-    """ASGI middleware: the request's personal values are redacted from every line logged while it
-    is served (the context of the request's task, uvicorn's access and error lines included)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            values = personal_values(scope.get("path", ""), scope.get("query_string", b""))
-            pattern = re.compile("|".join(map(re.escape, values)), re.IGNORECASE) if values else None
-            # Set, not reset: uvicorn logs the failure of a request after the app has returned.
-            _REQUEST_SECRETS.set(pattern)
-        await self.app(scope, receive, send)
+def redact_request_secrets(scope: Scope) -> None:
+    """Redact the personal values of an HTTP request from every line logged while it is served (the
+    context of the request's task, uvicorn's access and error lines included); ``prevenance.edge``
+    calls it first on every request."""
+    values = personal_values(scope.get("path", ""), scope.get("query_string", b""))
+    pattern = re.compile("|".join(map(re.escape, values)), re.IGNORECASE) if values else None
+    # Set, not reset: uvicorn logs the failure of a request after the app has returned.
+    _REQUEST_SECRETS.set(pattern)
 
 
 def _redact(value: Any) -> Any:

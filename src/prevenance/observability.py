@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, select, text
 from starlette.concurrency import run_in_threadpool
 
 from prevenance import __version__
-from prevenance.common.metrics import Metrics, MetricsMiddleware, new_metrics
+from prevenance.common.metrics import Metrics, new_metrics
 from prevenance.common.outbox import OutboxEvent
 from prevenance.db import read_session
 from prevenance.settings import Settings
@@ -109,9 +109,9 @@ def read_database_gauges(engine: Engine) -> dict[str, float]:
 
 
 def install(app: FastAPI, *, engine: Engine, settings: Settings) -> Metrics:
-    """Add the metrics middleware and the ``/healthz`` and ``/metrics`` routes."""
+    """Add the ``/healthz`` and ``/metrics`` routes; the metrics they expose are returned, for the
+    app's outer layer to count every request in (``prevenance.edge``)."""
     metrics = new_metrics()
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:

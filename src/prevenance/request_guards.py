@@ -5,7 +5,7 @@
   (chunked), the moment the count passes the limit — the app is then told the client left, and
   whatever it answers is dropped in favour of the 413. The connection is closed after it.
 * **Key before body.** FastAPI parses a route's body before it resolves the route's dependencies,
-  so the API-key check (``common.deps.current_principal``) would come after the read. For every
+  so the API-key check (``common.deps.KeyCheck``) would come after the read. For every
   route that depends on it, the key is resolved from the headers when the app first asks for the
   body (``authenticate_before_body``: the per-process key cache, one indexed read on a miss): 401
   (or 403 for a member key on another member's route) without reading a byte of the body. The
@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prevenance.common.deps import authenticate_before_body, current_principal
+from prevenance.common.deps import KeyCheck, authenticate_before_body
 from prevenance.common.inputs import NUL_MESSAGE, nul_field, nul_path, printable
 from prevenance.common.problems import (
     PROBLEM_BASE,
@@ -175,7 +175,7 @@ class InternalErrors:
 
 
 def _dependant_needs_key(dependant: Dependant) -> bool:
-    return any(d.call is current_principal or _dependant_needs_key(d) for d in dependant.dependencies)
+    return any(isinstance(d.call, KeyCheck) or _dependant_needs_key(d) for d in dependant.dependencies)
 
 
 def _needs_key(route: Any) -> bool:

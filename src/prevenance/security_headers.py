@@ -1,4 +1,5 @@
-"""Security headers on every response (a plain ASGI middleware, so streamed and file responses get them too).
+"""Security headers on every response (added in the app's outer ASGI layer, ``prevenance.edge``, so
+streamed and file responses get them too).
 
 Every response says ``X-Content-Type-Options: nosniff`` (no MIME guessing), ``Referrer-Policy:
 same-origin`` (signed survey links and member references never leak to another site) and
@@ -13,14 +14,10 @@ No page has inline scripts or inline styles (``'unsafe-inline'`` is never grante
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
-Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ALWAYS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -45,31 +42,18 @@ def policy_for(path: str) -> str | None:
     return None
 
 
-class SecurityHeaders:
-    """Adds the headers to each ``http.response.start``; a header the app already set is kept."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        csp = policy_for(str(scope.get("path", "")))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                extra = [(name, value) for name, value in ALWAYS if name not in present]
-                content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
-                if (
-                    csp is not None
-                    and content_type.lower().startswith(b"text/html")
-                    and b"content-security-policy" not in present
-                ):
-                    extra.append((b"content-security-policy", csp.encode()))
-                message["headers"] = headers + extra
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def add_security_headers(message: Message, csp: str | None) -> None:
+    """Add the headers to an ``http.response.start`` message (a header the app already set is kept);
+    ``csp`` is the page's policy (``policy_for``), given to HTML answers only. ``prevenance.edge``
+    calls it for every response, streamed and file responses included."""
+    headers = list(message.get("headers", []))
+    present = {name.lower() for name, _ in headers}
+    extra = [(name, value) for name, value in ALWAYS if name not in present]
+    content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+    if (
+        csp is not None
+        and content_type.lower().startswith(b"text/html")
+        and b"content-security-policy" not in present
+    ):
+        extra.append((b"content-security-policy", csp.encode()))
+    message["headers"] = headers + extra

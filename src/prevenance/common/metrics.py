@@ -9,13 +9,11 @@ then aggregated over the workers by prometheus-client's multiprocess collector.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_LATENCY = "prevenance_http_request_duration_seconds"  # the request histogram
 # Latency buckets (seconds) around the targets: 25 ms earn, 100 ms 360.
@@ -30,6 +28,12 @@ class Metrics:
     requests: Counter
     latency: Histogram
     gauges: dict[str, Gauge]
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count and time one HTTP request by its route template (``/v1/members/{ref}``, never the
+        concrete path, so the label set stays small); ``prevenance.edge`` calls it for each."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
 
     def render(self, read_gauges: Callable[[], dict[str, float]]) -> bytes:
         """The exposition text, after refreshing the scrape-time gauges."""
@@ -96,33 +100,3 @@ def new_metrics() -> Metrics:
     if not _multiprocess():
         registry.register(_MAIL)
     return Metrics(registry, requests, latency, gauges)
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request by its route template (``/v1/members/{ref}``, never the
-    concrete path, so the label set stays small)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "GET")
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)

@@ -8,8 +8,8 @@ what lies left of the first untrusted hop was written by the caller and proves n
 rule uvicorn's own proxy middleware applies, and ``prevenance serve`` hands uvicorn the same list, so
 the server's access log, the rate limits and the audit agree on the address.
 
-``ForwardedClient`` rewrites the ASGI scope's ``client`` (and ``scheme``) in place, before anything
-else of the application reads them.
+``TrustedProxies.rewrite`` sets the ASGI scope's ``client`` (and ``scheme``) in place, in the app's
+outermost layer (``prevenance.edge``), before anything else of the application reads them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _FORWARDED_PAIR = re.compile(r'(?i)(for|proto)\s*=\s*("[^"]*"|[^;,\s]*)')
@@ -101,19 +101,12 @@ class TrustedProxies:
             scheme = proto
         return client, scheme
 
-
-class ForwardedClient:
-    """ASGI middleware: the scope's client (and scheme) become those the trusted proxy forwarded."""
-
-    def __init__(self, app: ASGIApp, proxies: TrustedProxies) -> None:
-        self.app, self.proxies = app, proxies
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and self.proxies:
-            peer = scope.get("client")
-            client, scheme = self.proxies.resolve(peer[0] if peer else None, scope.get("headers", []))
-            if client is not None:
-                scope["client"] = (client, 0)
-            if scheme is not None and scope["type"] == "http":
-                scope["scheme"] = scheme
-        await self.app(scope, receive, send)
+    def rewrite(self, scope: Scope) -> None:
+        """The scope's client (and, for HTTP, scheme) become those the trusted proxy forwarded
+        (``prevenance.edge`` calls it on every request, before anything reads the client)."""
+        peer = scope.get("client")
+        client, scheme = self.resolve(peer[0] if peer else None, scope.get("headers", []))
+        if client is not None:
+            scope["client"] = (client, 0)
+        if scheme is not None and scope["type"] == "http":
+            scope["scheme"] = scheme

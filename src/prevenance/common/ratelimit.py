@@ -41,8 +41,8 @@ class RateLimiter:
 
 
 def client_address(request: Request) -> str:
-    """The caller's address: the TCP peer, or the client a trusted proxy forwarded (``ForwardedClient``
-    rewrote it before the request got here)."""
+    """The caller's address: the TCP peer, or the client a trusted proxy forwarded (written into the
+    request by ``TrustedProxies.rewrite`` before it got here)."""
     return request.client.host if request.client else "unknown"
 
 

@@ -74,9 +74,7 @@ def _respond(outcome: Outcome) -> JSONResponse:
 @router.post(
     "/transactions", status_code=201, response_model=TransactionRead, responses={**CONFLICT, **INVALID}
 )
-async def post_transaction(
-    body: TransactionCreate, request: Request, engine: DbEngine, clock: AppClock, _: Integrator
-) -> JSONResponse:
+async def post_transaction(body: TransactionCreate, request: Request, _: Integrator) -> JSONResponse:
     """Earn points for a card transaction. The same ``id`` and body replay the first answer.
 
     The earn joins its process's batch (group commit, ``loyalty.batcher``); the answer is sent once
@@ -90,14 +88,9 @@ async def post_transaction(
         category=body.category,
         occurred_at=body.occurred_at,
     )
-    settings = request.app.state.settings
-    earns = batcher.batcher_for(
-        engine,
-        clock.now,
-        max_batch=settings.earn_batch_max,
-        linger=settings.earn_batch_linger_ms / 1000,
-    )
-    return _respond(await earns.submit(earning.EarnRequest.of(tx)))
+    # The app's batching (engine, clock, batch limits), set up once with the app.
+    batching: batcher.EarnBatching = request.app.state.earn_batching
+    return _respond(await batching.batcher().submit(earning.EarnRequest.of(tx)))
 
 
 @router.post(

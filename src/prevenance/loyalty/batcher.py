@@ -110,6 +110,21 @@ _BATCHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, EarnBa
 )
 
 
+@dataclass(frozen=True)
+class EarnBatching:
+    """How an app batches its earns, fixed once when the app is built: the engine, the clock and
+    the batch limits (``PREVENANCE_EARN_BATCH_MAX``, ``PREVENANCE_EARN_BATCH_LINGER_MS``)."""
+
+    engine: Engine
+    now: Callable[[], datetime]
+    max_batch: int = DEFAULT_MAX_BATCH
+    linger: float = DEFAULT_LINGER_S
+
+    def batcher(self) -> EarnBatcher:
+        """The running loop's batcher (created on first use)."""
+        return batcher_for(self.engine, self.now, max_batch=self.max_batch, linger=self.linger)
+
+
 def batcher_for(engine: Engine, now: Callable[[], datetime], *, max_batch: int, linger: float) -> EarnBatcher:
     """The running loop's batcher for ``engine`` (created on first use)."""
     per_loop = _BATCHERS.setdefault(asyncio.get_running_loop(), {})
