@@ -20,7 +20,7 @@ at the end below one second's worth of messages.
 
     python benchmarks/stream.py [--rate 500] [--duration 60] [--members 2000]
                                 [--steps 1000,1500,2000,3000] [--step-duration 20] [--no-step]
-                                [--no-relay] [--offers 0]
+                                [--no-relay | --relay-process] [--offers 0]
 
 Needs a NATS server with JetStream at ``PREVENANCE_NATS_URL`` (default nats://127.0.0.1:4222).
 """
@@ -115,6 +115,36 @@ def consumer_process(
     asyncio.run(_consume(url, nats_url, namespace, stop, out, relay_on, commit_every))
 
 
+def relay_process(url: str, nats_url: str, namespace: str, stop: MpEvent, out: Connection) -> None:
+    """The second child of ``--relay-process``: the relay alone, as ``prevenance stream run --no-consumer``."""
+    asyncio.run(_relay_only(url, nats_url, namespace, stop, out))
+
+
+async def _relay_only(url: str, nats_url: str, namespace: str, stop: MpEvent, out: Connection) -> None:
+    import nats
+    import structlog
+
+    from prevenance.common.clock import SystemClock
+    from prevenance.db import make_engine
+    from prevenance.stream.names import Names
+    from prevenance.stream.relay import Relay
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    engine = make_engine(url)
+    nc = await nats.connect(nats_url)
+    relay = Relay(engine=engine, clock=SystemClock(), js=nc.jetstream(), names=Names(namespace))
+    done = asyncio.Event()
+    task = asyncio.create_task(relay.run(done))
+    out.send("ready")
+    while not stop.is_set():
+        await asyncio.sleep(0.05)
+    done.set()
+    await task
+    await relay.run_once()  # what the consumer committed last
+    await nc.close()
+    out.send(relay.delivered)
+
+
 async def _consume(
     url: str,
     nats_url: str,
@@ -128,13 +158,13 @@ async def _consume(
     import structlog
 
     from prevenance.common.clock import SystemClock
-    from prevenance.db import make_engine
+    from prevenance.db import make_engine, wal_checkpoints_in_background
     from prevenance.stream.consumer import Consumer, Result
     from prevenance.stream.names import Names
     from prevenance.stream.relay import Relay
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-    engine = make_engine(url)
+    engine = make_engine(url, background_checkpoints=True)  # as `prevenance stream run`
     names = Names(namespace)
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -151,6 +181,8 @@ async def _consume(
     )
     relay = Relay(engine=engine, clock=SystemClock(), js=js, names=names)
     await consumer.subscribe()
+    checkpoints = wal_checkpoints_in_background(engine)
+    checkpoints.__enter__()
     done = asyncio.Event()
     tasks = [asyncio.create_task(consumer.run(done))]
     if relay_on:
@@ -160,6 +192,7 @@ async def _consume(
         await asyncio.sleep(0.05)
     done.set()
     await asyncio.gather(*tasks)
+    checkpoints.__exit__(None, None, None)
     await nc.close()
     out.send(
         {
@@ -279,6 +312,7 @@ def run(
     relay: bool = True,
     commit_every: int = DEFAULT_COMMIT_EVERY,
     offers: int = 0,
+    relay_apart: bool = False,
 ) -> dict[str, Any]:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="prevenance-stream-bench-") as folder:
@@ -288,21 +322,32 @@ def run(
         stop = ctx.Event()
         parent, child = ctx.Pipe()
         process = ctx.Process(
-            target=consumer_process, args=(url, nats_url, namespace, stop, child, relay, commit_every)
+            target=consumer_process,
+            args=(url, nats_url, namespace, stop, child, relay and not relay_apart, commit_every),
         )
         process.start()
+        relay_parent, relay_child = ctx.Pipe()
+        relayer = ctx.Process(target=relay_process, args=(url, nats_url, namespace, stop, relay_child))
+        if relay and relay_apart:
+            relayer.start()
         try:
             if parent.poll(60):
                 parent.recv()  # ready
+            if relayer.is_alive() and relay_parent.poll(60):
+                relay_parent.recv()  # ready
             sent = asyncio.run(publish(nats_url, namespace, rate=rate, duration=duration, members=members))
             left = asyncio.run(wait_drained(nats_url, namespace, timeout=max(60.0, duration)))
             stop.set()
             report = parent.recv() if parent.poll(120) else {}
+            if relay and relay_apart:
+                report["events_published"] = relay_parent.recv() if relay_parent.poll(120) else None
+                relayer.join(timeout=30)
             process.join(timeout=30)
             decisions = count_decisions(url)
         finally:
-            if process.is_alive():
-                process.kill()
+            for child_process in (process, relayer):
+                if child_process.is_alive():
+                    child_process.kill()
             asyncio.run(streams(nats_url, namespace, False))
     latencies = sorted(report.get("latencies_ns", []))
     processed = len(latencies)
@@ -362,6 +407,11 @@ def main() -> None:
     parser.add_argument("--no-step", action="store_true")
     parser.add_argument("--no-relay", action="store_true", help="consumer only (no outbox relay)")
     parser.add_argument(
+        "--relay-process",
+        action="store_true",
+        help="the relay in a process of its own (prevenance stream run --no-relay, and --no-consumer beside it)",
+    )
+    parser.add_argument(
         "--commit-every", type=int, default=DEFAULT_COMMIT_EVERY, help="messages per database transaction"
     )
     parser.add_argument(
@@ -372,7 +422,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     nats_url = os.environ.get("PREVENANCE_NATS_URL") or "nats://127.0.0.1:4222"
-    what = "consumer only" if args.no_relay else "consumer + relay"
+    what = (
+        "consumer only"
+        if args.no_relay
+        else "consumer, relay in a second process"
+        if args.relay_process
+        else "consumer + relay"
+    )
     print(
         f"{os.cpu_count()} CPUs; NATS {nats_url}; SQLite; one consumer process ({what}), "
         f"{args.commit_every} messages per transaction, {args.offers} active offers"
@@ -385,6 +441,7 @@ def main() -> None:
         relay=not args.no_relay,
         commit_every=args.commit_every,
         offers=args.offers,
+        relay_apart=args.relay_process,
     )
     show(main_run)
     ok = sustained(main_run) and main_run["p99_ms"] <= 20.0

@@ -147,8 +147,27 @@ class WalCheckpointer(threading.Thread):
                 _log.exception("wal_checkpoint_failed")
 
 
-def engine_from_settings() -> Engine:
-    """The engine of the configured database (``PREVENANCE_DATABASE_URL``), as every command uses it."""
+@contextmanager
+def wal_checkpoints_in_background(engine: Engine) -> Iterator[None]:
+    """Run a ``WalCheckpointer`` for the block when the engine was made with ``background_checkpoints``
+    (a long-running writer: the stream consumer), and stop it at the end; otherwise nothing."""
+    if not checkpoints_in_background(engine):
+        yield
+        return
+    stop = threading.Event()
+    checkpointer = WalCheckpointer(engine, stop)
+    checkpointer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        checkpointer.join(timeout=5)
+
+
+def engine_from_settings(*, background_checkpoints: bool = False) -> Engine:
+    """The engine of the configured database (``PREVENANCE_DATABASE_URL``), as every command uses it;
+    a long-running writer asks for ``background_checkpoints`` and runs
+    ``wal_checkpoints_in_background``."""
     from prevenance.settings import get_settings
 
     settings = get_settings()
@@ -156,6 +175,7 @@ def engine_from_settings() -> Engine:
         settings.database_url,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         group_commit=settings.sqlite_group_commit,
+        background_checkpoints=background_checkpoints,
     )
 
 

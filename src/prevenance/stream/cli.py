@@ -14,7 +14,7 @@ import structlog
 import typer
 
 from prevenance.common.clock import SystemClock
-from prevenance.db import engine_from_settings
+from prevenance.db import engine_from_settings, wal_checkpoints_in_background
 from prevenance.settings import get_settings
 from prevenance.stream.consumer import Consumer
 from prevenance.stream.names import Names, ensure_streams
@@ -39,7 +39,8 @@ def _nats_url() -> str:
 
 
 async def _run(*, url: str, names: Names, batch: int, ack_wait: float, consume: bool, relay: bool) -> None:
-    engine = engine_from_settings()
+    # SQLite: the WAL is checkpointed beside the consumer's commits, not by the commit that fills it.
+    engine = engine_from_settings(background_checkpoints=True)
     clock = SystemClock()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -58,7 +59,8 @@ async def _run(*, url: str, names: Names, batch: int, ack_wait: float, consume: 
         tasks.append(asyncio.create_task(relay_.run(stop), name="relay"))
     log.info("stream_started", consumer=consume, relay=relay, stream=names.transactions_stream)
     try:
-        await asyncio.gather(*tasks)
+        with wal_checkpoints_in_background(engine):
+            await asyncio.gather(*tasks)
     finally:
         stop.set()
         # Every ack is already written; close (a drain would wait on the pull request in flight).
