@@ -30,12 +30,13 @@ def normalise(text: str) -> str:
 
 
 def _pattern(keyword: str) -> str:
-    """A keyword as a regex: words separated by any whitespace, a trailing * for a stem, word boundaries."""
+    """A keyword as a regex: words separated by any whitespace, a trailing * for a stem, a word boundary
+    after it (the one before it is checked once for all keywords, see ``compile_rules``)."""
     word = normalise(keyword.strip())
     stem = word.endswith("*")
     word = word.rstrip("*")
     body = r"\s+".join(re.escape(part) for part in word.split())
-    return r"(?<!\w)" + body + (r"\w*" if stem else "") + r"(?!\w)"
+    return body + (r"\w*" if stem else "") + r"(?!\w)"
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ def compile_rules(document: dict[str, Any]) -> Rules:
             name = f"k{len(group_topic)}"
             group_topic[name] = topic
             parts.append(f"(?P<{name}>{_pattern(keyword)})")
-        regexes[language] = re.compile("|".join(parts) if parts else r"(?!x)x")
+        # The start-of-word check stands once before the alternation: at a position inside a word the
+        # search fails there, instead of in each of the hundreds of keywords.
+        regexes[language] = re.compile(r"(?<!\w)(?:" + "|".join(parts) + ")" if parts else r"(?!x)x")
     labels = {topic: dict(spec.get("label", {})) for topic, spec in topics.items()}
     return Rules(tuple(sorted(topics)), labels, regexes, group_topic)
 
