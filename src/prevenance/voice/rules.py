@@ -274,13 +274,23 @@ IMPORT_LENGTHS = {"agent": 120, "team": 120, "reason": 80, "contact_id": 200, "p
 
 def parse_import_row(row: Mapping[str, str | None]) -> ImportedAnswer:
     """Check one CSV line; raises FieldError naming the column at fault."""
-    for name in IMPORT_REQUIRED:
-        if not (row.get(name) or "").strip():
-            raise FieldError(f"{name} is required", name)
+    # One pass over the line: each text stripped, the first one holding a NUL noted (a missing required
+    # column is still reported first).
+    values: dict[str, Any] = {}
+    with_nul: str | None = None
     for name, raw in row.items():
-        if isinstance(raw, str) and "\x00" in raw:
-            raise FieldError(f"{name} must not contain a NUL character", str(name))
-    values = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+        if isinstance(raw, str):
+            if with_nul is None and "\x00" in raw:
+                with_nul = str(name)
+            values[name] = raw.strip()
+        else:
+            values[name] = raw
+    for name in IMPORT_REQUIRED:
+        required = values.get(name)
+        if not required or not isinstance(required, str):
+            raise FieldError(f"{name} is required", name)
+    if with_nul is not None:
+        raise FieldError(f"{with_nul} must not contain a NUL character", with_nul)
     for name, limit in IMPORT_LENGTHS.items():
         if len(values.get(name) or "") > limit:
             raise FieldError(f"{name} is longer than {limit} characters", name)
