@@ -15,6 +15,7 @@ from prevenance.db import (
     checkpoints_in_background,
     make_engine,
     unit_of_work,
+    wal_checkpoints_in_background,
 )
 
 
@@ -71,3 +72,26 @@ def test_the_checkpointer_stops_when_told(tmp_path: Path) -> None:
     checkpointer.join(timeout=5)
     assert not checkpointer.is_alive()
     engine.dispose()
+
+
+def _checkpointer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "prevenance-wal-checkpoint" and t.is_alive()]
+
+
+def test_a_long_running_command_checkpoints_in_a_thread_for_as_long_as_it_runs(tmp_path: Path) -> None:
+    # `prevenance stream run` asks for background checkpoints and wraps its work in this block.
+    url = f"sqlite:///{tmp_path / 'stream.db'}"
+    _fill(url)
+    before = len(_checkpointer_threads())
+    engine = make_engine(url, background_checkpoints=True)
+    with wal_checkpoints_in_background(engine):
+        running = _checkpointer_threads()
+        assert len(running) == before + 1
+    for thread in running:
+        thread.join()  # told to stop on leaving the block: it ends (waits for the thread, not a delay)
+    assert len(_checkpointer_threads()) == before
+    plain = make_engine(url)
+    with wal_checkpoints_in_background(plain):
+        assert len(_checkpointer_threads()) == before  # commits checkpoint as usual: no thread
+    engine.dispose()
+    plain.dispose()
