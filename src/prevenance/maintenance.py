@@ -31,7 +31,7 @@ HANDLERS: dict[str, list[outbox.Handler]] = {
 }
 # Events per maintenance transaction: small enough that the API's writers never wait long behind
 # it (the SQLite writer is shared), large enough that a backlog drains in few passes.
-OUTBOX_BATCH = 100
+OUTBOX_BATCH = 25
 
 
 def run_once(
