@@ -63,13 +63,8 @@ from prevenance.db import read_session, run_in_transaction
 from prevenance.metadata import metadata
 from prevenance.settings import get_settings
 from prevenance.views.privacy_columns import (  # noqa: F401 - the classification, re-exported
-    CREDENTIAL,
     DELETED,
-    DIGEST,
     ERASED_NAME,
-    EXPORT,
-    EXPORT_ROWS_WITHHELD,
-    EXPORTED,
     FREE_TEXT_KEYS,
     IDEMPOTENT_SCOPES,
     KEPT,
@@ -77,9 +72,16 @@ from prevenance.views.privacy_columns import (  # noqa: F401 - the classificatio
     PSEUDONYM,
     REF_KEYS,
     SCRUBBED,
+    WRITTEN_APART,
+)
+from prevenance.views.privacy_export_columns import (  # noqa: F401 - the classification, re-exported
+    CREDENTIAL,
+    DIGEST,
+    EXPORT,
+    EXPORT_ROWS_WITHHELD,
+    EXPORTED,
     STAFF_ID,
     STAFF_NOTE,
-    WRITTEN_APART,
 )
 
 
