@@ -181,18 +181,16 @@ async def _consume(
     )
     relay = Relay(engine=engine, clock=SystemClock(), js=js, names=names)
     await consumer.subscribe()
-    checkpoints = wal_checkpoints_in_background(engine)
-    checkpoints.__enter__()
-    done = asyncio.Event()
-    tasks = [asyncio.create_task(consumer.run(done))]
-    if relay_on:
-        tasks.append(asyncio.create_task(relay.run(done)))
-    out.send("ready")
-    while not stop.is_set():
-        await asyncio.sleep(0.05)
-    done.set()
-    await asyncio.gather(*tasks)
-    checkpoints.__exit__(None, None, None)
+    with wal_checkpoints_in_background(engine):
+        done = asyncio.Event()
+        tasks = [asyncio.create_task(consumer.run(done))]
+        if relay_on:
+            tasks.append(asyncio.create_task(relay.run(done)))
+        out.send("ready")
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        done.set()
+        await asyncio.gather(*tasks)
     await nc.close()
     out.send(
         {
