@@ -19,7 +19,7 @@ from prevenance.common.proxies import TrustedProxies
 from prevenance.common.ratelimit import RateLimiter
 from prevenance.console.routes import router as console_router
 from prevenance.customers.api import router as members_router
-from prevenance.db import WalCheckpointer, checkpoints_in_background, make_engine
+from prevenance.db import make_engine, wal_checkpoints_in_background
 from prevenance.desk.api import router as desk_router
 from prevenance.desk.chat.api import router as chat_router
 from prevenance.desk.concierge_api import router as concierge_router
@@ -81,16 +81,14 @@ def create_app(
             if background
             else None
         )
+        if worker:
+            worker.start()
         # SQLite: the WAL is checkpointed beside the writers, not by the commit that fills it.
-        checkpointer = WalCheckpointer(engine, stop) if checkpoints_in_background(engine) else None
-        for thread in (worker, checkpointer):
-            if thread:
-                thread.start()
-        yield
+        with wal_checkpoints_in_background(engine):
+            yield
         stop.set()
-        for thread in (worker, checkpointer):
-            if thread:
-                thread.join(timeout=5)
+        if worker:
+            worker.join(timeout=5)
 
     app = FastAPI(
         title="Prevenance",  # ASCII: client generators derive a package name from it
