@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, insert, select
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -63,17 +63,46 @@ def emit_many(session: Session, *, type: str, payloads: list[dict[str, Any]], no
     return ids
 
 
+UNHANDLED_PER_HANDLED = 20
+"""Events no in-process handler listens to are marked delivered this many times as many per pass as
+handled ones: one ``UPDATE`` over ids, no row loaded, so a pass stays short all the same."""
+
+
 def deliver_pending(
     session: Session, *, handlers: dict[str, list[Handler]], now: datetime, limit: int = 500
 ) -> int:
     """Hand pending events to their in-process handlers and mark them delivered; returns the count.
 
     Handlers run in the same transaction as the ``delivered_at`` mark, so a crash re-delivers the
-    event and the handler's own idempotency absorbs the repeat.
+    event and the handler's own idempotency absorbs the repeat. Events of a type no handler listens
+    to (most of them: every earn emits one) are only marked, set-based, up to ``limit`` ×
+    ``UNHANDLED_PER_HANDLED`` of them: loading each one as an object to do nothing with it cost the
+    API's earn load a quarter of the server's CPU.
     """
+    handled_types = sorted(kind for kind, listeners in handlers.items() if listeners)
+    pending = OutboxEvent.delivered_at.is_(None)
+    marked = 0
+    if "*" not in handled_types:
+        unhandled_ids = (
+            select(OutboxEvent.id)
+            .where(pending, OutboxEvent.type.not_in(handled_types))
+            .order_by(OutboxEvent.id)
+            .limit(limit * UNHANDLED_PER_HANDLED)
+            .with_for_update(skip_locked=True)
+        )
+        result = session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_(unhandled_ids))
+            .values(delivered_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        marked = int(getattr(result, "rowcount", 0) or 0)
+        handled_only = OutboxEvent.type.in_(handled_types)
+    else:
+        handled_only = pending
     events = session.scalars(
         select(OutboxEvent)
-        .where(OutboxEvent.delivered_at.is_(None))
+        .where(pending, handled_only)
         .order_by(OutboxEvent.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -82,4 +111,4 @@ def deliver_pending(
         for handler in handlers.get(event.type, []) + handlers.get("*", []):
             handler(session, event)
         event.delivered_at = now
-    return len(events)
+    return marked + len(events)
