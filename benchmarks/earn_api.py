@@ -324,15 +324,20 @@ def run_prevenance(args: argparse.Namespace, tmp: Path) -> tuple[Result, str]:
 def run_bare(args: argparse.Namespace, tmp: Path) -> Result:
     (tmp / "bare_app.py").write_text(BARE_APP)
     port = free_port()
+    # The same worker model as ``prevenance serve``: with several workers, one SO_REUSEPORT socket
+    # each (prevenance.serving), so the ceiling's connections spread over its workers too.
     launcher = (
-        "import uvicorn; uvicorn.run('bare_app:app', host='127.0.0.1', "
-        f"port={port}, workers={args.workers}, log_level='info')"
+        "import uvicorn; from prevenance import serving; "
+        f"config = dict(host='127.0.0.1', port={port}, workers={args.workers}, log_level='info'); "
+        f"serving.run_balanced_workers(uvicorn.Config('bare_app:app', **config)) "
+        f"if {args.workers} > 1 and serving.balanced_workers_supported() "
+        "else uvicorn.run('bare_app:app', **config)"
     )
     log = (tmp / "bare.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-c", launcher],
         cwd=tmp,
-        env={**os.environ, "PYTHONPATH": str(tmp)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT / "src")])},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

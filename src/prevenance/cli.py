@@ -152,6 +152,7 @@ def serve(
 
     from prevenance.logging import configure
     from prevenance.secret_key import SERVE_HOST_ENV, judge_server
+    from prevenance.serving import balanced_workers_supported, run_balanced_workers
 
     verdict = judge_server(get_settings().secret_key, host)
     if verdict.line:
@@ -164,15 +165,19 @@ def serve(
     options = uvicorn_options(get_settings())  # trusted proxies, redacted access log
     # A worker busy importing the app on a loaded machine cannot answer the supervisor's health
     # ping at once; uvicorn's 5-s default kills such workers before they ever serve.
-    uvicorn.run(
-        "prevenance.asgi:app",
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+    serving = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": "info",
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
         **options,
-    )
+    }
+    if workers > 1 and balanced_workers_supported():
+        # One listening socket per worker, so keep-alive clients spread over every worker.
+        run_balanced_workers(uvicorn.Config("prevenance.asgi:app", **serving))
+        return
+    uvicorn.run("prevenance.asgi:app", **serving)
 
 
 def main() -> None:

@@ -177,3 +177,35 @@ def test_the_sqlite_key_reader_can_never_write(engine: Engine, clock: FrozenCloc
     assert reader is not None
     with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only|query_only"):
         reader.execute("DELETE FROM api_keys")
+
+
+def test_the_server_key_reader_survives_a_server_restart_and_sees_a_revocation_at_once(
+    engine: Engine, clock: FrozenClock
+) -> None:
+    """On a server database the lookup keeps its own autocommit connections (one round trip, no
+    ping, no rollback). A kept connection the server has dropped is replaced on the next lookup
+    instead of failing it; a revocation committed elsewhere is seen by the next lookup on a kept
+    connection (autocommit: no snapshot held between lookups); ``dispose`` closes them all."""
+    from sqlalchemy import text
+
+    from prevenance.common.auth import lookup_principal, server_key_readers
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a server database's key readers (SQLite reads its file directly)")
+    key_id, secret = _key(engine, clock, role="supervisor")
+    assert lookup_principal(engine, secret) is not None
+    readers = server_key_readers(engine)
+    assert len(readers._idle) == 1
+    kept_pid = readers._idle[0].info.backend_pid
+    with engine.begin() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": kept_pid})
+    assert lookup_principal(engine, secret) is not None  # on a fresh connection, not a 503
+    assert readers._idle[0].info.backend_pid != kept_pid
+    with unit_of_work(engine) as session:
+        row = session.get(ApiKey, key_id)
+        assert row is not None
+        row.revoked_at = clock.now()
+    assert lookup_principal(engine, secret) is None
+    kept = list(readers._idle)
+    engine.dispose()
+    assert readers._idle == [] and all(connection.closed for connection in kept)
