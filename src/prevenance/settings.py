@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Group commit of POST /v1/transactions (loyalty.batcher): at most this many earns per database
     # transaction, and how long a batch not yet full waits for more (milliseconds).
-    earn_batch_max: int = 64
-    earn_batch_linger_ms: float = 2.0
+    earn_batch_max: int = 32
+    earn_batch_linger_ms: float = 1.0
     # Inbound mail (``prevenance desk mail-in``): the addresses accepted (comma-separated; others are
     # refused 550), the largest message accepted (larger: SMTP 552) and the largest attachment kept
     # (larger: listed, not kept). Acknowledgements and answers leave from the first address.

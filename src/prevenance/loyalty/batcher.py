@@ -29,8 +29,8 @@ from sqlalchemy import Engine
 from prevenance.common.idempotency import Outcome
 from prevenance.loyalty import earning
 
-DEFAULT_MAX_BATCH = 64
-DEFAULT_LINGER_S = 0.002
+DEFAULT_MAX_BATCH = 32
+DEFAULT_LINGER_S = 0.001
 
 
 @dataclass
