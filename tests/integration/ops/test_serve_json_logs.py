@@ -47,22 +47,28 @@ def _until(lines: queue.Queue[str | None], seen: list[str], needle: str) -> None
             return
 
 
-def test_serve_writes_only_json_lines_when_asked(tmp_path: Path) -> None:
+def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``prevenance serve`` subprocess on a fresh migrated SQLite file."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    port = _free_port()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
             p for p in (str(Path.cwd() / "src"), os.environ.get("PYTHONPATH")) if p
         ),
         "PREVENANCE_DATABASE_URL": url,
-        "PREVENANCE_LOG_JSON": "true",
         "PREVENANCE_SECRET_KEY": secrets.token_urlsafe(48),
+        **extra,
     }
     env.pop("PREVENANCE_NATS_URL", None)
+    return env
+
+
+def test_serve_writes_only_json_lines_when_asked(tmp_path: Path) -> None:
+    port = _free_port()
+    env = serve_env(tmp_path, PREVENANCE_LOG_JSON="true")
     process = subprocess.Popen(
         [str(PROGRAM), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,

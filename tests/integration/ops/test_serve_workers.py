@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import queue
-import secrets
 import signal
 import socket
 import subprocess
@@ -16,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from prevenance.db import make_engine
-from prevenance.migrate import upgrade
 from prevenance.serving import balanced_workers_supported
-from tests.integration.ops.test_serve_json_logs import PROGRAM, WAIT, _free_port, _reader, _until
+from tests.integration.ops.test_serve_json_logs import PROGRAM, WAIT, _free_port, _reader, _until, serve_env
 
 CONNECTIONS = 32  # all on one worker by chance: 2 x 2^-32
 
@@ -58,20 +55,8 @@ def _holders(inodes: set[str]) -> dict[int, int]:
 
 @pytest.mark.skipif(not balanced_workers_supported(), reason="SO_REUSEPORT balancing is Linux's")
 def test_keep_alive_connections_spread_over_every_worker(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
     port = _free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(Path.cwd() / "src"), os.environ.get("PYTHONPATH")) if p
-        ),
-        "PREVENANCE_DATABASE_URL": url,
-        "PREVENANCE_SECRET_KEY": secrets.token_urlsafe(48),
-    }
-    env.pop("PREVENANCE_NATS_URL", None)
+    env = serve_env(tmp_path)
     process = subprocess.Popen(
         [str(PROGRAM), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         env=env,
