@@ -188,13 +188,12 @@ def test_the_server_key_reader_survives_a_server_restart_and_sees_a_revocation_a
     connection (autocommit: no snapshot held between lookups); ``dispose`` closes them all."""
     from sqlalchemy import text
 
-    from prevenance.common import auth
-    from prevenance.common.auth import lookup_principal, server_key_readers
+    from prevenance.common.auth import lookup_principal, server_key_readers, sqlite_key_reader
 
     key_id, secret = _key(engine, clock, role="supervisor")
     assert lookup_principal(engine, secret) is not None
-    if engine.dialect.name == "sqlite":  # a SQLite file is read directly: no server connection kept
-        assert engine not in auth._SERVER_READERS
+    if engine.dialect.name == "sqlite":  # a SQLite file is read directly, by this thread's reader
+        assert sqlite_key_reader(engine) is not None
         return
     readers = server_key_readers(engine)
     assert len(readers._idle) == 1
