@@ -184,29 +184,24 @@ class ServerKeyReaders:
     def fetchone(self, statement: str, parameters: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row of ``statement`` (a driver-level string), or None."""
         with self._lock:
-            kept = self._idle.pop() if self._idle else None
-        connection = kept if kept is not None else self._connect()
-        try:
-            row = self._run(connection, statement, parameters)
-        except self.engine.dialect.loaded_dbapi.OperationalError:
-            _close_quietly(connection)
-            if kept is None:
-                raise
-            connection = self._connect()  # the kept one had gone stale: once more, on a fresh one
+            connection = self._idle.pop() if self._idle else None
+        may_retry = connection is not None  # a kept connection may have gone stale since
+        while True:
+            connection = connection or self._connect()
             try:
                 row = self._run(connection, statement, parameters)
-            except Exception:
+                break
+            except Exception as error:
                 _close_quietly(connection)
-                raise
-        except Exception:
-            _close_quietly(connection)
-            raise
+                connection = None
+                if not (may_retry and isinstance(error, self.engine.dialect.loaded_dbapi.OperationalError)):
+                    raise
+                may_retry = False  # once more, on a fresh connection
         with self._lock:
             if len(self._idle) < self.KEEP:
                 self._idle.append(connection)
-                connection = None
-        if connection is not None:
-            _close_quietly(connection)
+                return row
+        _close_quietly(connection)
         return row
 
     @staticmethod
