@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Engine, String, Table, event, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
@@ -141,7 +141,8 @@ def lookup_principal(engine: Engine, secret: str) -> Principal | None:
     calling thread (no pool checkout at all); a server database through an autocommit connection
     kept for this lookup alone (``ServerKeyReaders``: one round trip, where a pool checkout adds a
     ping and a rollback). Read from the database each time, so a revoked key is refused at once by
-    every worker process."""
+    every worker process. (The API's requests read keys in the event loop instead, coalesced:
+    ``common.key_lookup``.)"""
     statement = _KEY_BY_HASH_FOR.get(engine.dialect.name, _KEY_BY_HASH_FOR["postgresql"])
     driver_error = engine.dialect.loaded_dbapi.Error
     try:
@@ -150,8 +151,19 @@ def lookup_principal(engine: Engine, secret: str) -> Principal | None:
             row = reader.execute(statement, (hash_key(secret),)).fetchone()
         else:
             row = server_key_readers(engine).fetchone(statement, (hash_key(secret),))
-    except driver_error as error:  # the driver's own error, as SQLAlchemy would have raised it (503 …)
-        raise DBAPIError.instance(statement, None, error, driver_error, dialect=engine.dialect) from error
+    except driver_error as error:
+        raise as_sqlalchemy_error(engine, statement, error) from error
+    return principal_from_row(row)
+
+
+def as_sqlalchemy_error(engine: Engine, statement: str, error: Exception) -> StatementError:
+    """The driver's own error as SQLAlchemy would have raised it (so the API answers 503 …)."""
+    driver_error = engine.dialect.loaded_dbapi.Error
+    return DBAPIError.instance(statement, None, error, driver_error, dialect=engine.dialect)
+
+
+def principal_from_row(row: tuple[Any, ...] | None) -> Principal | None:
+    """The principal of a key row (id, name, role, member_ref, revoked_at); None when absent or revoked."""
     if row is None or row[4] is not None:
         return None
     return Principal(key_id=row[0], name=row[1], role=Role(row[2]), member_ref=row[3])

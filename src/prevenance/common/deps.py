@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
+from prevenance.common import key_lookup
 from prevenance.common.auth import Principal, Role, lookup_principal
 from prevenance.common.clock import Clock
 from prevenance.common.problems import Forbidden, Unauthenticated
@@ -53,11 +54,14 @@ async def find_principal(engine: Engine, secret: str) -> Principal | None:
     From the database each time (one lookup on the unique index of the key's hash), not from a
     per-process cache: a key revoked by ``prevenance keys revoke`` (or by an erasure) is refused at
     once by every worker process. Without stalling the event loop: on SQLite the read of a local
-    file takes tens of microseconds, less than a hop to a worker thread; a server database's round
-    trip goes to a thread.
+    file takes tens of microseconds, less than a hop to a worker thread; on PostgreSQL the lookups
+    of concurrent requests share one statement on the loop's own connection (``common.key_lookup``);
+    another server driver's round trip goes to a thread.
     """
     if engine.dialect.name == "sqlite":
         return lookup_principal(engine, secret)
+    if key_lookup.coalesces(engine):
+        return await key_lookup.key_reader(engine).principal(secret)
     return await run_in_threadpool(lookup_principal, engine, secret)
 
 
@@ -79,7 +83,7 @@ def _check_member_scope(principal: Principal, path: str, path_params: dict[str, 
 async def authenticate_before_body(scope: Scope) -> Principal:
     """The caller of a keyed route, resolved from the headers alone (the body is not read yet):
     401 for a missing, malformed, unknown or revoked key, 403 for a member key on another member's
-    route. One indexed read in a worker thread."""
+    route. One indexed read (``find_principal``)."""
     app = scope["app"]
     authorization = Headers(scope=scope).get("authorization")
     secret = _bearer_secret(authorization)
