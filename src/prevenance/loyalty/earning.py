@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import ARRAY, Engine, any_, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from prevenance.common.idempotency import Outcome
@@ -201,10 +201,20 @@ _PENDING_REFERRALS_LOCKED = InQuery(
 )
 _A = ACCOUNTS.c
 _ACCOUNTS_BY_CODE = InQuery(select(_A.code, _A.id, _A.balance).where, _A.code)
-_ACCOUNTS_BY_CODE_LOCKED = InQuery(
-    lambda condition: select(_A.code, _A.id, _A.balance).where(condition).order_by(_A.id).with_for_update(),
-    _A.code,
+_LOCKED_ACCOUNTS = (
+    select(_A.code, _A.id, _A.balance)
+    .where(_A.code == any_(bindparam("p_tracked", type_=ARRAY(_A.code.type))))
+    .order_by(_A.id)
+    .with_for_update()
+    .cte("locked")
 )
+_LOCK_ACCOUNTS = union_all(
+    select(_LOCKED_ACCOUNTS.c.code, _LOCKED_ACCOUNTS.c.id, _LOCKED_ACCOUNTS.c.balance),
+    select(_A.code, _A.id, _A.balance).where(
+        _A.code == any_(bindparam("p_untracked", type_=ARRAY(_A.code.type)))
+    ),
+)
+"""PostgreSQL: the members' accounts of a batch locked, its issuance accounts read, in one statement."""
 _K = KEYS.c
 _STORED_KEYS = InQuery(
     lambda condition: select(_K.key, _K.fingerprint, _K.status_code, _K.response).where(
@@ -229,9 +239,25 @@ def _ensure_accounts(
 ) -> dict[str, tuple[int, int]]:
     """Create the accounts first used by this batch (in first-use order, as the service would),
     then lock every account the batch posts to and return ``code → (id, balance)``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _lock_accounts_postgres(session, needed)
     codes = list(needed)
     known = {code: (aid, int(balance)) for code, aid, balance in _ACCOUNTS_BY_CODE.rows(session, codes)}
-    missing = [
+    missing = _new_accounts(needed, known)
+    if missing:
+        # Concurrent creators race on the unique code; the loser's insert is a no-op.
+        session.execute(ignoring_conflicts(session, ledger.INSERT_ACCOUNT_IF_NEW), missing)
+        known.update(
+            (code, (aid, int(balance)))
+            for code, aid, balance in _ACCOUNTS_BY_CODE.rows(session, [m["code"] for m in missing])
+        )
+    return known  # SQLite: the write lock is already ours, what was read is what is there
+
+
+def _new_accounts(
+    needed: dict[str, tuple[str, int | None]], known: dict[str, tuple[int, int]]
+) -> list[dict[str, Any]]:
+    return [
         {
             "code": code,
             "unit": unit,
@@ -242,22 +268,27 @@ def _ensure_accounts(
         for code, (unit, member_id) in needed.items()
         if code not in known
     ]
-    if missing:
-        # Concurrent creators race on the unique code; the loser's insert is a no-op.
-        session.execute(ignoring_conflicts(session, ledger.INSERT_ACCOUNT_IF_NEW), missing)
-    if not missing and session.get_bind().dialect.name != "postgresql":
-        return known  # SQLite: the write lock is already ours, what was read is what is there
-    # Lock in id order (one order for every locker keeps deadlocks rare; PostgreSQL breaks the rest
-    # and the batch is re-run). The balances read under the lock are the ones the batch builds on.
-    tracked = [c for c in codes if needed[c][1] is not None]
-    locked = {
-        code: (aid, int(balance)) for code, aid, balance in _ACCOUNTS_BY_CODE_LOCKED.rows(session, tracked)
-    }
-    untracked = [c for c in codes if needed[c][1] is None]
-    locked.update(
-        (code, (aid, int(balance))) for code, aid, balance in _ACCOUNTS_BY_CODE.rows(session, untracked)
-    )
-    return locked
+
+
+def _lock_accounts_postgres(
+    session: Session, needed: dict[str, tuple[str, int | None]]
+) -> dict[str, tuple[int, int]]:
+    """One statement when every account exists (the usual case): the members' accounts locked in id
+    order (one order for every locker keeps deadlocks rare; PostgreSQL breaks the rest and the batch
+    is re-run), the issuance accounts read unlocked (their balance is not tracked; locking them would
+    serialise every batch). The balances read under the lock are the ones the batch builds on."""
+    tracked = [c for c in needed if needed[c][1] is not None]
+    untracked = [c for c in needed if needed[c][1] is None]
+    connection = session.connection()
+    params = {"p_tracked": tracked, "p_untracked": untracked}
+    found = {code: (aid, int(balance)) for code, aid, balance in connection.execute(_LOCK_ACCOUNTS, params)}
+    missing = _new_accounts(needed, found)
+    if not missing:
+        return found
+    # Concurrent creators race on the unique code; the loser's insert is a no-op. Then lock again:
+    # a row another transaction created since is locked too.
+    session.execute(ignoring_conflicts(session, ledger.INSERT_ACCOUNT_IF_NEW), missing)
+    return {code: (aid, int(balance)) for code, aid, balance in connection.execute(_LOCK_ACCOUNTS, params)}
 
 
 def apply_earns(
