@@ -102,7 +102,11 @@ def create_app(
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit_storage)
     app.state.earn_batching = EarnBatching(
-        engine, clock.now, max_batch=settings.earn_batch_max, linger=settings.earn_batch_linger_ms / 1000
+        engine,
+        clock.now,
+        max_batch=settings.earn_batch_max,
+        linger=settings.earn_batch_linger_ms / 1000,
+        in_flight=settings.earn_batches_in_flight,
     )
     wiring.install()
     install_problem_handlers(app)

@@ -40,9 +40,11 @@ class Settings(BaseSettings):
     # are believed (comma-separated IPs or CIDRs); empty: none, the TCP peer is the client.
     trusted_proxies: str = ""
     # Group commit of POST /v1/transactions (loyalty.batcher): at most this many earns per database
-    # transaction, and how long a batch not yet full waits for more (milliseconds).
+    # transaction, how long a batch not yet full waits for more (milliseconds), and how many batches
+    # a process applies at once on PostgreSQL (SQLite: one).
     earn_batch_max: int = 32
     earn_batch_linger_ms: float = 1.0
+    earn_batches_in_flight: int = 2
     # Inbound mail (``prevenance desk mail-in``): the addresses accepted (comma-separated; others are
     # refused 550), the largest message accepted (larger: SMTP 552) and the largest attachment kept
     # (larger: listed, not kept). Acknowledgements and answers leave from the first address.

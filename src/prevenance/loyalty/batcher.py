@@ -2,11 +2,17 @@
 transaction.
 
 Each process has one batcher per event loop. A request hands its earn to it and awaits its answer;
-one drainer task takes up to ``max_batch`` waiting earns (after lingering ``linger`` seconds for
+a drainer task takes up to ``max_batch`` waiting earns (after lingering ``linger`` seconds for
 more when fewer are waiting), applies them with the earn engine (``earning.run_earns``: one
 transaction, set-based statements) in a worker thread, and answers every request once that
 transaction has committed. While a batch commits, the next one gathers, so under load batches form
 by themselves and the linger only matters for a lone request.
+
+Up to ``in_flight`` drainers run at once (``PREVENANCE_EARN_BATCHES_IN_FLIGHT``): on PostgreSQL a
+batch spends most of its time waiting for the server's answers (a dozen round trips), and a second
+batch on another connection fills that wait; its accounts are locked in the same order, its
+idempotency keys are unique in the database, so two batches behave as two processes' batches do.
+SQLite has one writer: one batch at a time there.
 
 Durability is that of one request per transaction: no answer before the commit, the commit is the
 same (no ``synchronous=OFF``). A refused earn (422, 404, 409) writes nothing and is answered with
@@ -31,6 +37,8 @@ from prevenance.loyalty import earning
 
 DEFAULT_MAX_BATCH = 32
 DEFAULT_LINGER_S = 0.001
+DEFAULT_IN_FLIGHT = 2
+"""Batches a process applies at once on a server database (SQLite: always one)."""
 
 
 @dataclass
@@ -41,8 +49,9 @@ class EarnBatcher:
     now: Callable[[], datetime]
     max_batch: int = DEFAULT_MAX_BATCH
     linger: float = DEFAULT_LINGER_S
+    in_flight: int = 1
     _waiting: list[tuple[earning.EarnRequest, asyncio.Future[Outcome]]] = field(default_factory=list)
-    _drainer: asyncio.Task[None] | None = None
+    _drainers: set[asyncio.Task[None]] = field(default_factory=set)
     _full: asyncio.Event = field(default_factory=asyncio.Event)
     batches: int = 0
     earns: int = 0
@@ -54,8 +63,10 @@ class EarnBatcher:
         self._waiting.append((request, answer))
         if len(self._waiting) >= self.max_batch:
             self._full.set()
-        if self._drainer is None or self._drainer.done():
-            self._drainer = loop.create_task(self._drain())
+        if len(self._drainers) < self.in_flight:
+            drainer = loop.create_task(self._drain())
+            self._drainers.add(drainer)
+            drainer.add_done_callback(self._drainers.discard)
         return await answer
 
     async def _drain(self) -> None:
@@ -119,17 +130,24 @@ class EarnBatching:
     now: Callable[[], datetime]
     max_batch: int = DEFAULT_MAX_BATCH
     linger: float = DEFAULT_LINGER_S
+    in_flight: int = DEFAULT_IN_FLIGHT
 
     def batcher(self) -> EarnBatcher:
         """The running loop's batcher (created on first use)."""
-        return batcher_for(self.engine, self.now, max_batch=self.max_batch, linger=self.linger)
+        return batcher_for(
+            self.engine, self.now, max_batch=self.max_batch, linger=self.linger, in_flight=self.in_flight
+        )
 
 
-def batcher_for(engine: Engine, now: Callable[[], datetime], *, max_batch: int, linger: float) -> EarnBatcher:
-    """The running loop's batcher for ``engine`` (created on first use)."""
+def batcher_for(
+    engine: Engine, now: Callable[[], datetime], *, max_batch: int, linger: float, in_flight: int = 1
+) -> EarnBatcher:
+    """The running loop's batcher for ``engine`` (created on first use); ``in_flight`` batches at
+    once at most, one on SQLite."""
     per_loop = _BATCHERS.setdefault(asyncio.get_running_loop(), {})
     found = per_loop.get(id(engine))
     if found is None or found.engine is not engine:
-        found = EarnBatcher(engine=engine, now=now, max_batch=max_batch, linger=linger)
+        parallel = 1 if engine.dialect.name == "sqlite" else max(1, in_flight)
+        found = EarnBatcher(engine=engine, now=now, max_batch=max_batch, linger=linger, in_flight=parallel)
         per_loop[id(engine)] = found
     return found
