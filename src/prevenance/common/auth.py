@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
+from prevenance.common.bulk import rows_changed
 from prevenance.common.ids import new_id, new_secret
 from prevenance.common.problems import InvalidInput, NotFound
 
@@ -121,7 +122,7 @@ def revoke_member_keys(session: Session, *, member_ref: str, now: datetime) -> i
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_changed(result)
 
 
 def list_keys(session: Session) -> list[ApiKey]:
@@ -291,4 +292,4 @@ def erase_member_keys(session: Session, *, member_ref: str, pseudonym: str, now:
     session.execute(
         update(keys).where(keys.c.member_ref == pseudonym, keys.c.revoked_at.is_(None)).values(revoked_at=now)
     )
-    return int(getattr(bound, "rowcount", 0) or 0)
+    return rows_changed(bound)

@@ -43,3 +43,9 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, A
                 values[i] = process(values[i])
             params.append(tuple(values))
     connection.exec_driver_sql(sql, params)
+
+
+def rows_changed(result: Any) -> int:
+    """How many rows an ``UPDATE`` or ``DELETE`` changed (``Session.execute`` types its result as a
+    plain ``Result``, which does not declare the ``rowcount`` its cursor result has)."""
+    return int(getattr(result, "rowcount", 0) or 0)

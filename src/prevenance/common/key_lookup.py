@@ -102,11 +102,13 @@ class CoalescedKeyReader:
             self._waiting = {}
             raise
         finally:
-            self._task = None
             connection, self._connection = self._connection, None
             if connection is not None:
                 await _close(connection)
-            if self._waiting and not cancelled:  # asked while it was closing: serve them anew
+            # Still this reader's task until here, so a lookup made while it closed waited for it
+            # (never a second task on the same reader); it is served by a fresh one.
+            self._task = None
+            if self._waiting and not cancelled:
                 self._closing = False
                 self._task = asyncio.get_running_loop().create_task(self._serve())
 
@@ -143,18 +145,20 @@ class CoalescedKeyReader:
 
     async def _read(self, hashes: list[str]) -> dict[str, tuple[Any, ...]]:
         """One statement for ``hashes`` on the kept connection (or a new one)."""
-        may_retry = self._connection is not None  # a kept connection may have gone stale since
+        connection = self._connection
+        may_retry = connection is not None  # a kept connection may have gone stale since
         dbapi = self.engine.dialect.loaded_dbapi
         while True:
-            if self._connection is None:
-                self._connection = await self._connect()
+            if connection is None:
+                connection = self._connection = await self._connect()
             try:
-                cursor = await self._connection.execute(_READ, (hashes,))
+                cursor = await connection.execute(_READ, (hashes,))
                 found = await cursor.fetchall()
                 break
             except Exception as error:
-                connection, self._connection = self._connection, None
+                self._connection = None
                 await _close(connection)
+                connection = None
                 if not (may_retry and isinstance(error, dbapi.OperationalError)):
                     raise
                 may_retry = False  # once more, on a fresh connection

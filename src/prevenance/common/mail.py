@@ -40,6 +40,7 @@ from sqlalchemy import ColumnElement, Engine, or_, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import metrics
+from prevenance.common.bulk import rows_changed
 from prevenance.common.text import is_mail_address, one_line
 from prevenance.db import unit_of_work
 
@@ -293,7 +294,7 @@ def mark_rows_sent(
         .where(*where, state == "pending")
         .values({status: "sent", "sent_at": now, "attempts": model.attempts + 1, "last_attempt_at": now})
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_changed(result)
 
 
 def record_unsent(

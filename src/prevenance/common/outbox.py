@@ -14,7 +14,7 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, insert, 
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
-from prevenance.common.bulk import insert_many
+from prevenance.common.bulk import insert_many, rows_changed
 from prevenance.common.ids import new_id
 
 Handler = Callable[[Session, "OutboxEvent"], None]
@@ -96,7 +96,7 @@ def deliver_pending(
             .values(delivered_at=now)
             .execution_options(synchronize_session=False)
         )
-        marked = int(getattr(result, "rowcount", 0) or 0)
+        marked = rows_changed(result)
         handled_only = OutboxEvent.type.in_(handled_types)
     else:
         handled_only = pending

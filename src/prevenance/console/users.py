@@ -23,6 +23,7 @@ from sqlalchemy import String, Table, cast, literal, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common.auth import Role
+from prevenance.common.bulk import rows_changed
 from prevenance.common.problems import Conflict, InvalidInput, NotFound
 from prevenance.console.tables import ROLES, ConsoleUser
 from prevenance.customers import service as customers
@@ -125,7 +126,7 @@ def erase_member_users(session: Session, *, member_id: int, pseudonym: str) -> i
             session_generation=users.c.session_generation + 1,
         )
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_changed(result)
 
 
 def authenticate(session: Session, *, username: str, password: str) -> ConsoleIdentity | None:

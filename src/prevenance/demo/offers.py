@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import Engine, Float, cast, insert, select, update
 from sqlalchemy.orm import Session
 
+from prevenance.common.bulk import rows_changed
 from prevenance.customers.tables import Member
 from prevenance.db import read_session, unit_of_work
 from prevenance.desk import service as desk
@@ -336,7 +337,7 @@ def _decide(
             .where(OfferDecision.id == decision_id, OfferDecision.status == "activated")
             .values(status="rewarded", rewarded_at=at, reward_points=points, reward_transaction_id=tx.id)
         )
-        if int(won.rowcount) != 1:  # type: ignore[attr-defined]
+        if rows_changed(won) != 1:
             continue
         session.execute(
             update(Offer).where(Offer.id == spec.id).values(spent_points=Offer.spent_points + points)

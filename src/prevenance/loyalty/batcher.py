@@ -63,10 +63,11 @@ class EarnBatcher:
         self._waiting.append((request, answer))
         if len(self._waiting) >= self.max_batch:
             self._full.set()
+        # A drainer that found nothing left is done at once (no await between its last look at the
+        # queue and its end), so counting the ones not done never leaves this earn without one.
+        self._drainers = {drainer for drainer in self._drainers if not drainer.done()}
         if len(self._drainers) < self.in_flight:
-            drainer = loop.create_task(self._drain())
-            self._drainers.add(drainer)
-            drainer.add_done_callback(self._drainers.discard)
+            self._drainers.add(loop.create_task(self._drain()))
         return await answer
 
     async def _drain(self) -> None:

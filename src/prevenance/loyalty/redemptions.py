@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
+from prevenance.common.bulk import rows_changed
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
@@ -158,7 +159,7 @@ def _redeem_catalogue(
         .where(CatalogueItem.sku == sku, CatalogueItem.stock >= quantity)
         .values(stock=CatalogueItem.stock - quantity)
     )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    if rows_changed(taken) != 1:
         raise OutOfStock(f"not enough stock of {sku!r} for {quantity}", field="quantity")
     return redemption, balance, {"sku": sku, "quantity": quantity}
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from prevenance.common.bulk import rows_changed
 from prevenance.offers.tables import Offer, OfferDecision, OfferModel
 
 OPEN = ("made", "activated", "would_have_received")
@@ -84,7 +85,7 @@ def expire_decisions(session: Session, *, member_id: int, now: datetime) -> int:
         )
         .values(status="expired")
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return rows_changed(result)
 
 
 def claim_reward(
@@ -98,7 +99,7 @@ def claim_reward(
     result = session.execute(
         _CLAIM_REWARD, {"p_id": decision_id, "p_now": now, "p_points": points, "p_tx": transaction_id}
     )
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    return rows_changed(result) == 1
 
 
 def unclaim_reward(session: Session, *, decision_id: str) -> None:
@@ -113,7 +114,7 @@ def unclaim_reward(session: Session, *, decision_id: str) -> None:
 def spend_budget(session: Session, *, offer_id: str, points: int) -> bool:
     """Take ``points`` from the budget unless that would exceed it (conditional UPDATE)."""
     result = session.execute(_SPEND_BUDGET, {"p_offer": offer_id, "p_points": points})
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    return rows_changed(result) == 1
 
 
 def activate(session: Session, *, decision_id: str, now: datetime) -> bool:
@@ -124,7 +125,7 @@ def activate(session: Session, *, decision_id: str, now: datetime) -> bool:
         )
         .values(status="activated", activated_at=now)
     )
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    return rows_changed(result) == 1
 
 
 def latest_treatment(session: Session, *, member_id: int, offer_id: str) -> OfferDecision | None:

@@ -55,6 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from prevenance.common.auth import Principal, Role, erase_member_keys
+from prevenance.common.bulk import rows_changed
 from prevenance.common.deps import AppClock, DbEngine, ensure_member_scope, require
 from prevenance.common.problems import PROBLEM_JSON
 from prevenance.customers import service as customers
@@ -182,7 +183,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _count(result: object) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_changed(result)
 
 
 def _of_member(table: Table, member_id: int, member_ref: str) -> ColumnElement[bool]:

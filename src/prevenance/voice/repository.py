@@ -10,6 +10,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import mail
+from prevenance.common.bulk import rows_changed
 from prevenance.voice.tables import (
     Answer,
     AnswerTopic,
@@ -82,7 +83,7 @@ def claim_invitation_answer(session: Session, invitation_id: str, now: datetime)
         )
         .values(answered_at=now)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rows_changed(result))
 
 
 def count_pending_invitations(session: Session) -> int:

@@ -5,7 +5,9 @@ request began, so a revocation is seen at once. On SQLite the lookup reads the f
 from __future__ import annotations
 
 import asyncio
+import random
 
+import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
@@ -136,3 +138,31 @@ def test_the_connection_is_closed_when_the_engine_is_disposed_or_the_loop_ends(
     asyncio.run(dispose_while_serving())
     # The loop ended with the reader serving: its task was cancelled and closed the connection.
     assert len(readers) == 1 and not readers[0].connected
+
+
+def test_lookups_arriving_while_the_reader_closes_are_all_answered(
+    engine: Engine, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no idle time at all, the reader closes its connection after every wave, so lookups keep
+    arriving while it closes: each is answered, by one task at a time (two tasks once shared a
+    connection, and one closed it under the other's read, which then never returned)."""
+    if not _on_postgres(engine):
+        return
+    staff_id, staff = _key(engine, clock, "supervisor")
+    monkeypatch.setattr(key_lookup, "IDLE_S", 0.0)
+    rng = random.Random(3)
+    expected = Principal(key_id=staff_id, name="test-supervisor", role=Role.SUPERVISOR)
+
+    async def client() -> int:
+        right = 0
+        for _ in range(60):
+            for _ in range(rng.randrange(6)):
+                await asyncio.sleep(0)
+            right += await find_principal(engine, staff) == expected
+        return right
+
+    async def scenario() -> int:
+        answered = await asyncio.wait_for(asyncio.gather(*(client() for _ in range(6))), 120)
+        return sum(answered)
+
+    assert asyncio.run(scenario()) == 360

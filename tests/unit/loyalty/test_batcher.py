@@ -4,6 +4,7 @@ the first one's waits for the server), one on SQLite (one writer)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -79,3 +80,36 @@ def test_two_batches_are_applied_at_once_and_every_earn_is_answered(monkeypatch:
     assert [a.body["id"] for a in answers] == [f"T{n}" for n in range(7)]
     assert sorted(i for batch in seen for i in batch) == sorted(f"T{n}" for n in range(7))
     assert all(len(batch) <= 2 for batch in seen)
+
+
+def test_an_earn_submitted_as_the_drainers_finish_is_never_left_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two batches finish together and their requesters at once hand in one more earn each, with
+    nothing else arriving after: each is answered. (When a drainer counted as running until its
+    end had been noticed, an earn that came between both drainers' last look at the queue and that
+    notice found the two slots taken, started none, and waited for ever.)"""
+    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1/none")
+    together = threading.Barrier(2)
+
+    def apply(_engine: Engine, requests: Sequence[earning.EarnRequest], **_: Any) -> list[Outcome]:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait(timeout=5)  # the two batches end together when both run
+        return [Outcome(201, {"id": r.tx.id}) for r in requests]
+
+    monkeypatch.setattr(earning, "run_earns", apply)
+
+    async def two_in_a_row(earns: batcher.EarnBatcher, n: int) -> int:
+        first = await earns.submit(_request(n))
+        second = await earns.submit(_request(n + 1))  # no loop turn in between
+        return int(first.body["id"] == f"T{n}") + int(second.body["id"] == f"T{n + 1}")
+
+    async def scenario() -> int:
+        earns = batcher.EarnBatcher(engine=engine, now=_now, max_batch=1, linger=0.0, in_flight=2)
+        answered = 0
+        for round_ in range(100):
+            pairs = asyncio.gather(two_in_a_row(earns, 10 * round_), two_in_a_row(earns, 10 * round_ + 5))
+            answered += sum(await asyncio.wait_for(pairs, 60))
+        return answered
+
+    assert asyncio.run(scenario()) == 400

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from prevenance.common.bulk import rows_changed
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, iso_z
 from prevenance.customers import service as customers
@@ -272,7 +273,7 @@ def take(session: Session, *, conversation_id: str, actor: ChatActor, now: datet
         .execution_options(synchronize_session=False)
     )
     session.refresh(conv)
-    if int(getattr(won, "rowcount", 0) or 0) == 1 or (conv.status == "active" and conv.agent == actor.name):
+    if rows_changed(won) == 1 or (conv.status == "active" and conv.agent == actor.name):
         return conversation_body(conv)
     if conv.status == "closed":
         raise ChatClosed(f"chat {conv.id!r} is closed", field="id")
