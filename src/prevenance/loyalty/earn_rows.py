@@ -21,7 +21,7 @@ from prevenance.common.base import UtcDateTime
 from prevenance.common.idempotency import IdempotencyKey
 from prevenance.common.outbox import OutboxEvent
 from prevenance.loyalty import transactions
-from prevenance.loyalty.tables import Account, CardTransaction, Posting, Referral
+from prevenance.loyalty.tables import Account, CardTransaction, Posting, ProgrammeVersion, Referral
 
 # Bound parameters per IN list: below SQLite's historical limit of 999 variables.
 IN_BATCH = 900
@@ -35,6 +35,7 @@ ACCOUNTS = _table(Account)
 CARD_TRANSACTIONS = _table(CardTransaction)
 POSTINGS = _table(Posting)
 REFERRALS = _table(Referral)
+PROGRAMME_VERSIONS = _table(ProgrammeVersion)
 KEYS = _table(IdempotencyKey)
 EVENTS = _table(OutboxEvent)
 

@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ARRAY, Engine, any_, bindparam, select, union_all
+from sqlalchemy import ARRAY, Engine, and_, any_, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from prevenance.common.idempotency import Outcome
@@ -65,6 +65,7 @@ from prevenance.loyalty.earn_rows import (
     KEYS,
     POSTING_COLUMNS,
     POSTINGS,
+    PROGRAMME_VERSIONS,
     REFERRALS,
     SCOPE,
     InQuery,
@@ -216,6 +217,19 @@ _LOCK_ACCOUNTS = union_all(
 )
 """PostgreSQL: the members' accounts of a batch locked, its issuance accounts read, in one statement."""
 _K = KEYS.c
+_PV = PROGRAMME_VERSIONS.c
+_NEWEST_PROGRAMME = (
+    select(_PV.fingerprint.label("programme")).order_by(_PV.id.desc()).limit(1).subquery("newest")
+)
+_PROGRAMME_AND_KEYS = select(
+    _NEWEST_PROGRAMME.c.programme, _K.key, _K.fingerprint, _K.status_code, _K.response
+).select_from(
+    _NEWEST_PROGRAMME.outerjoin(
+        KEYS, and_(_K.scope == SCOPE, _K.key == any_(bindparam("p_keys", type_=ARRAY(_K.key.type))))
+    )
+)
+"""PostgreSQL: the newest programme version's fingerprint beside the batch's stored keys (one row
+with NULL keys when none is stored; no row without a programme)."""
 _STORED_KEYS = InQuery(
     lambda condition: select(_K.key, _K.fingerprint, _K.status_code, _K.response).where(
         _K.scope == SCOPE, condition
@@ -300,9 +314,15 @@ def apply_earns(
     results: list[EarnResult | None] = [None] * len(requests)
     if not requests:
         return []
-    prog = programme.current(session)
     keys = list(dict.fromkeys(r.tx.id for r in requests))
-    stored = {k: (fp, status, response) for k, fp, status, response in _STORED_KEYS.rows(session, keys)}
+    if session.get_bind().dialect.name == "postgresql":
+        # One round trip for the programme in force and the batch's stored keys.
+        rows = session.execute(_PROGRAMME_AND_KEYS, {"p_keys": keys}).all()
+        prog = programme.current_with_fingerprint(session, rows[0][0] if rows else None)
+        stored = {k: (fp, status, response) for _, k, fp, status, response in rows if k is not None}
+    else:
+        prog = programme.current(session)
+        stored = {k: (fp, status, response) for k, fp, status, response in _STORED_KEYS.rows(session, keys)}
     refs = list(dict.fromkeys(r.tx.member_ref for r in requests if r.tx.id not in stored))
     members = customers.list_summaries_by_refs(session, refs=refs)
 

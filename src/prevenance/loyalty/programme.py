@@ -52,10 +52,19 @@ def current(session: Session) -> Programme:
 
 
 def _current(session: Session) -> Programme:
-    row = session.execute(_CURRENT_FINGERPRINT).scalar_one_or_none()
-    if row is None:
+    return _programme_of(session, session.execute(_CURRENT_FINGERPRINT).scalar_one_or_none())
+
+
+def current_with_fingerprint(session: Session, newest: str | None) -> Programme:
+    """``current`` when the caller has read the newest version's fingerprint itself in this
+    transaction (the earn engine reads it in the statement that reads its idempotency keys)."""
+    return transaction_memo(session, _MEMO_KEY, lambda: _programme_of(session, newest))
+
+
+def _programme_of(session: Session, newest: str | None) -> Programme:
+    if newest is None:
         raise InvalidProgramme("no programme installed: run 'prevenance db upgrade'")
-    cached = _parsed.get(row)
+    cached = _parsed.get(newest)
     if cached is not None:
         return cached
     found = current_document(session)
