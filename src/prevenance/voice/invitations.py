@@ -29,7 +29,6 @@ from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from prevenance.common import mail
@@ -37,6 +36,7 @@ from prevenance.common.i18n import translate
 from prevenance.common.ids import as_utc
 from prevenance.common.outbox import OutboxEvent
 from prevenance.customers import service as customers
+from prevenance.db import ignoring_conflicts, insert_ignoring_conflicts
 from prevenance.desk import service as desk
 from prevenance.settings import Settings, get_settings
 from prevenance.voice import repository, rules
@@ -110,14 +110,17 @@ def survey_link(invitation_id: str, *, settings: Settings, now: datetime) -> str
 # --- the decision, on contact.closed --------------------------------------------------------------
 
 
+_INSERT_IF_NEW = insert_ignoring_conflicts(Invitation.__table__)  # type: ignore[arg-type]
+
+
 def on_contact_closed(session: Session, event: OutboxEvent) -> None:
     """Decide once whether the closed contact's member is surveyed, and queue the mail if so."""
     from prevenance.voice import service
 
     payload = event.payload
     contact_id = str(payload["id"])
-    if repository.invitation_of_contact(session, contact_id) is not None:
-        return
+    # A contact already decided (an event delivered again) is not looked up first: its decision
+    # is recomputed and the insert below leaves the stored one as it is.
     config = service.current_config()
     member = customers.find_member(session, ref=str(payload["member_ref"]))
     if member is None or customers.is_erased(member):  # erased since the contact: never surveyed
@@ -125,8 +128,6 @@ def on_contact_closed(session: Session, event: OutboxEvent) -> None:
     if config.sampling.cap_days is not None:
         # Serialise the decisions of one member so the cap holds under concurrent relays.
         member = customers.get_member(session, ref=member.ref, for_update=True)
-        if repository.invitation_of_contact(session, contact_id) is not None:
-            return
     ended = as_utc(datetime.fromisoformat(str(payload["ended_at"]).replace("Z", "+00:00")))
     consent = repository.consent(session, member.id)
     skip = rules.invitation_decision(
@@ -137,27 +138,25 @@ def on_contact_closed(session: Session, event: OutboxEvent) -> None:
         sampling=config.sampling,
     )
     language = str(payload.get("language") or member.language)
-    row = Invitation(
-        id=invitation_id_for(contact_id),
-        contact_id=contact_id,
-        member_id=member.id,
-        language=language if language in rules.LANGUAGES else "en",
-        agent=str(payload["agent"]),
-        team=str(payload["team"]),
-        channel=str(payload["channel"]),
-        reason=str(payload["reason"]),
-        product=member.product,
-        country=str(payload.get("country") or member.country),
-        contact_ended_at=ended,
-        status="skipped" if skip else "pending",
-        skip_reason=skip,
-        created_at=event.occurred_at,
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:  # another relay decided this contact first: its decision stands
-        return
+    decision = {
+        "id": invitation_id_for(contact_id),
+        "contact_id": contact_id,
+        "member_id": member.id,
+        "language": language if language in rules.LANGUAGES else "en",
+        "agent": str(payload["agent"]),
+        "team": str(payload["team"]),
+        "channel": str(payload["channel"]),
+        "reason": str(payload["reason"]),
+        "product": member.product,
+        "country": str(payload.get("country") or member.country),
+        "contact_ended_at": ended,
+        "status": "skipped" if skip else "pending",
+        "skip_reason": skip,
+        "created_at": event.occurred_at,
+    }
+    # Another relay that decided this contact first wins: its decision stands (one statement where a
+    # savepoint around an ORM insert took three).
+    session.execute(ignoring_conflicts(session, _INSERT_IF_NEW), decision)
 
 
 # --- the relay ------------------------------------------------------------------------------------

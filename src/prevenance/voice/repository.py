@@ -32,10 +32,6 @@ def consent(session: Session, member_id: int) -> SurveyConsent | None:
     return session.get(SurveyConsent, member_id)
 
 
-def invitation_of_contact(session: Session, contact_id: str) -> Invitation | None:
-    return session.scalars(select(Invitation).where(Invitation.contact_id == contact_id)).first()
-
-
 def invitation(session: Session, invitation_id: str) -> Invitation | None:
     return session.get(Invitation, invitation_id)
 
