@@ -84,7 +84,7 @@ def find_member(session: Session, *, ref: str) -> Member | None:
 ERASED_PREFIX = rules.ERASED_PREFIX
 
 
-def is_erased(member: Member) -> bool:
+def is_erased(member: Member | MemberSummary) -> bool:
     """Whether the member was erased (GDPR): kept for the ledger, never written to again."""
     return rules.is_erased_ref(member.ref)
 
@@ -114,6 +114,13 @@ class MemberSummary:
     product: str
     country: str
     language: str
+
+
+def find_member_summary(session: Session, *, ref: str) -> MemberSummary | None:
+    """Id, ref, product, country and language of the member with this reference, or None (one
+    narrow row where ``find_member`` loads the whole record)."""
+    row = repository.member_summary_by_ref(session, ref)
+    return None if row is None else MemberSummary(*row)
 
 
 def get_member_summary_for_body(session: Session, *, ref: str, field: str) -> MemberSummary:

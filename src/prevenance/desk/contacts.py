@@ -118,7 +118,7 @@ def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outc
     started, ended = as_utc(data.started_at), as_utc(data.ended_at)
     if ended < started:
         raise InvalidInput("ended_at must not be before started_at", field="ended_at")
-    member = customers.get_member_for_body(session, ref=data.member_ref, field="member_ref")
+    member = customers.get_member_summary_for_body(session, ref=data.member_ref, field="member_ref")
     if data.case_id is not None:
         # Locked: two contacts filed in one case at once must both count.
         case = session.get(Case, data.case_id, with_for_update=True)
@@ -126,21 +126,29 @@ def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outc
             raise UnknownCaseInBody(f"no case {data.case_id!r}", field="case_id")
         if case.member_id != member.id:
             raise CaseOfAnotherMember(f"case {case.id!r} is another member's", field="case_id")
+        case.contact_count += 1
+        case.updated_at = now
+        if data.outcome == "resolved":
+            case.status, case.resolved_at = "resolved", ended
+        elif case.status == "resolved":
+            case.status, case.resolved_at = "open", None  # the matter came back: the case reopens
     else:
+        # A new case is written as it stands after its first contact (one INSERT, no UPDATE).
+        resolved = data.outcome == "resolved"
         case = Case(
             id=new_id("case"),
             member_id=member.id,
             reason=data.reason,
             country=member.country,
-            status="open",
+            status="resolved" if resolved else "open",
             owner=data.agent,
-            contact_count=0,
+            contact_count=1,
             first_contact_id=data.id,
             opened_at=started,
+            resolved_at=ended if resolved else None,
             updated_at=now,
         )
         session.add(case)
-        session.flush()
     contact = Contact(
         id=data.id,
         member_id=member.id,
@@ -157,12 +165,6 @@ def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outc
         created_at=now,
     )
     session.add(contact)
-    case.contact_count += 1
-    case.updated_at = now
-    if data.outcome == "resolved":
-        case.status, case.resolved_at = "resolved", ended
-    elif case.status == "resolved":
-        case.status, case.resolved_at = "open", None  # the matter came back: the case reopens
     session.flush()
     body = _contact_body(contact, member.ref)
     outbox.emit(

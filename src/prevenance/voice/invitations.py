@@ -122,12 +122,12 @@ def on_contact_closed(session: Session, event: OutboxEvent) -> None:
     # A contact already decided (an event delivered again) is not looked up first: its decision
     # is recomputed and the insert below leaves the stored one as it is.
     config = service.current_config()
-    member = customers.find_member(session, ref=str(payload["member_ref"]))
+    member = customers.find_member_summary(session, ref=str(payload["member_ref"]))
     if member is None or customers.is_erased(member):  # erased since the contact: never surveyed
         return
     if config.sampling.cap_days is not None:
         # Serialise the decisions of one member so the cap holds under concurrent relays.
-        member = customers.get_member(session, ref=member.ref, for_update=True)
+        customers.get_member(session, ref=member.ref, for_update=True)
     ended = as_utc(datetime.fromisoformat(str(payload["ended_at"]).replace("Z", "+00:00")))
     consent = repository.consent(session, member.id)
     skip = rules.invitation_decision(
