@@ -81,6 +81,8 @@ class EarnBatcher:
             del self._waiting[: self.max_batch]
             if len(self._waiting) < self.max_batch:
                 self._full.clear()
+            if not batch:  # another drainer took them while this one lingered
+                continue
             requests = [request for request, _ in batch]
             try:
                 results = await loop.run_in_executor(None, self._apply, requests)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -113,3 +114,30 @@ def test_an_earn_submitted_as_the_drainers_finish_is_never_left_waiting(
         return answered
 
     assert asyncio.run(scenario()) == 400
+
+
+def test_a_drainer_that_lingered_while_the_other_took_every_earn_applies_no_empty_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two drainers over bursts of one to three earns: a drainer that lingered for more while the
+    other took every waiting earn goes back to the queue instead of committing an empty batch."""
+    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1/none")
+    sizes: list[int] = []
+
+    def apply(_engine: Engine, requests: Sequence[earning.EarnRequest], **_: Any) -> list[Outcome]:
+        sizes.append(len(requests))
+        return [Outcome(201, {"id": r.tx.id}) for r in requests]
+
+    monkeypatch.setattr(earning, "run_earns", apply)
+    rng = random.Random(11)
+
+    async def scenario() -> int:
+        earns = batcher.EarnBatcher(engine=engine, now=_now, max_batch=2, linger=0.0005, in_flight=2)
+        answered = 0
+        for round_ in range(200):
+            burst = [earns.submit(_request(10 * round_ + k)) for k in range(rng.randint(1, 3))]
+            answered += len(await asyncio.gather(*burst))
+        return answered
+
+    answered = asyncio.run(scenario())
+    assert sum(sizes) == answered and 0 not in sizes
