@@ -19,11 +19,8 @@ from prevenance.loyalty.tables import (
 def get_balance(session: Session, *, member_ref: str) -> dict[str, Any]:
     """A member's points and miles."""
     member = customers.get_member(session, ref=member_ref)
-    return {
-        "member_ref": member.ref,
-        "points": ledger.balance_of(session, member_id=member.id, unit="points"),
-        "miles": ledger.balance_of(session, member_id=member.id, unit="miles"),
-    }
+    balances = ledger.balances_of(session, member_id=member.id, units=("points", "miles"))
+    return {"member_ref": member.ref, **balances}
 
 
 def _encode_cursor(posting_id: int) -> str:

@@ -83,6 +83,9 @@ _BALANCE_BY_ID = select(_ACCOUNTS.c.balance).where(_ACCOUNTS.c.id == bindparam("
 _BALANCE = select(_ACCOUNTS.c.balance).where(
     _ACCOUNTS.c.member_id == bindparam("p_member"), _ACCOUNTS.c.unit == bindparam("p_unit")
 )
+_BALANCES = select(_ACCOUNTS.c.unit, _ACCOUNTS.c.balance).where(
+    _ACCOUNTS.c.member_id == bindparam("p_member")
+)
 _INSERT_POSTING = insert(_POSTINGS).returning(_POSTINGS.c.id)
 
 
@@ -292,6 +295,12 @@ def balance_of(session: Session, *, member_id: int, unit: str) -> int:
     """A member's balance in a unit (0 before any posting)."""
     value = session.execute(_BALANCE, {"p_member": member_id, "p_unit": unit}).scalar_one_or_none()
     return int(value or 0)
+
+
+def balances_of(session: Session, *, member_id: int, units: tuple[str, ...]) -> dict[str, int]:
+    """A member's balance in each of ``units`` (0 before any posting), in one statement."""
+    found = {unit: int(value or 0) for unit, value in session.execute(_BALANCES, {"p_member": member_id})}
+    return {unit: found.get(unit, 0) for unit in units}
 
 
 # --- audit -------------------------------------------------------------------------------------
