@@ -7,7 +7,6 @@ reads the key's row (``authenticate``), so a revoked key is refused at once by e
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import sqlite3
 import threading
@@ -17,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, String, Table, event, select, update
+from sqlalchemy import Engine, String, Table, select, update
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -139,11 +138,10 @@ def lookup_principal(engine: Engine, secret: str) -> Principal | None:
     """What :func:`authenticate` answers, read the way every request can afford: one statement on
     a driver connection, without an ORM session or a transaction of ours (a lone SELECT is its own
     snapshot and never writes). A SQLite file is read through a query-only connection kept by the
-    calling thread (no pool checkout at all); a server database through an autocommit connection
-    kept for this lookup alone (``ServerKeyReaders``: one round trip, where a pool checkout adds a
-    ping and a rollback). Read from the database each time, so a revoked key is refused at once by
-    every worker process. (The API's requests read keys in the event loop instead, coalesced:
-    ``common.key_lookup``.)"""
+    calling thread (no pool checkout at all); a server database through a pooled connection (the
+    API's requests on PostgreSQL read keys in the event loop instead, coalesced:
+    ``common.key_lookup``). Read from the database each time, so a revoked key is refused at once by
+    every worker process."""
     statement = _KEY_BY_HASH_FOR.get(engine.dialect.name, _KEY_BY_HASH_FOR["postgresql"])
     driver_error = engine.dialect.loaded_dbapi.Error
     try:
@@ -151,7 +149,9 @@ def lookup_principal(engine: Engine, secret: str) -> Principal | None:
         if reader is not None:
             row = reader.execute(statement, (hash_key(secret),)).fetchone()
         else:
-            row = server_key_readers(engine).fetchone(statement, (hash_key(secret),))
+            with engine.connect() as connection:
+                found = connection.exec_driver_sql(statement, (hash_key(secret),)).first()
+                row = None if found is None else tuple(found)
     except driver_error as error:
         raise as_sqlalchemy_error(engine, statement, error) from error
     return principal_from_row(row)
@@ -168,93 +168,6 @@ def principal_from_row(row: tuple[Any, ...] | None) -> Principal | None:
     if row is None or row[4] is not None:
         return None
     return Principal(key_id=row[0], name=row[1], role=Role(row[2]), member_ref=row[3])
-
-
-class ServerKeyReaders:
-    """Autocommit driver connections of a server database, kept for the key lookup alone.
-
-    Every request reads its key; through the engine's pool that read costs three round trips (the
-    pre-ping, the SELECT, the rollback of the connection's reset), here one. A connection that
-    fails is closed, never lent again; a kept one that fails (the server restarted since) is
-    replaced once by a fresh one, as the pool's pre-ping would. At most ``KEEP`` stay open; the
-    engine's ``dispose`` closes them.
-    """
-
-    KEEP = 8
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._idle: list[Any] = []
-        self._lock = threading.Lock()
-
-    def _connect(self) -> Any:
-        dialect = self.engine.dialect
-        args, kwargs = dialect.create_connect_args(self.engine.url)
-        connection = dialect.loaded_dbapi.connect(*args, **kwargs)
-        connection.autocommit = True
-        return connection
-
-    def fetchone(self, statement: str, parameters: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """One row of ``statement`` (a driver-level string), or None."""
-        with self._lock:
-            connection = self._idle.pop() if self._idle else None
-        may_retry = connection is not None  # a kept connection may have gone stale since
-        while True:
-            connection = connection or self._connect()
-            try:
-                row = self._run(connection, statement, parameters)
-                break
-            except Exception as error:
-                _close_quietly(connection)
-                connection = None
-                if not (may_retry and isinstance(error, self.engine.dialect.loaded_dbapi.OperationalError)):
-                    raise
-                may_retry = False  # once more, on a fresh connection
-        with self._lock:
-            if len(self._idle) < self.KEEP:
-                self._idle.append(connection)
-                return row
-        _close_quietly(connection)
-        return row
-
-    @staticmethod
-    def _run(connection: Any, statement: str, parameters: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(statement, parameters)
-            row: tuple[Any, ...] | None = cursor.fetchone()
-            return row
-        finally:
-            cursor.close()
-
-    def close(self) -> None:
-        """Close every kept connection (the engine is disposed)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            _close_quietly(connection)
-
-
-def _close_quietly(connection: Any) -> None:
-    with contextlib.suppress(Exception):
-        connection.close()
-
-
-_SERVER_READERS: weakref.WeakKeyDictionary[Engine, ServerKeyReaders] = weakref.WeakKeyDictionary()
-_SERVER_READERS_LOCK = threading.Lock()
-
-
-def server_key_readers(engine: Engine) -> ServerKeyReaders:
-    """The engine's key readers (created on first use; closed when the engine is disposed)."""
-    readers = _SERVER_READERS.get(engine)
-    if readers is not None:
-        return readers
-    with _SERVER_READERS_LOCK:
-        readers = _SERVER_READERS.get(engine)
-        if readers is None:
-            readers = _SERVER_READERS[engine] = ServerKeyReaders(engine)
-            event.listen(engine, "engine_disposed", lambda _engine: readers.close())
-    return readers
 
 
 _READERS = threading.local()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, create_engine, func, select
 from typer.testing import CliRunner
 
 from prevenance.app import create_app
@@ -179,34 +179,37 @@ def test_the_sqlite_key_reader_can_never_write(engine: Engine, clock: FrozenCloc
         reader.execute("DELETE FROM api_keys")
 
 
-def test_the_server_key_reader_survives_a_server_restart_and_sees_a_revocation_at_once(
+def test_the_key_lookup_survives_a_server_restart_and_sees_a_revocation_at_once(
     engine: Engine, clock: FrozenClock
 ) -> None:
-    """On a server database the lookup keeps its own autocommit connections (one round trip, no
-    ping, no rollback). A kept connection the server has dropped is replaced on the next lookup
-    instead of failing it; a revocation committed elsewhere is seen by the next lookup on a kept
-    connection (autocommit: no snapshot held between lookups); ``dispose`` closes them all."""
+    """Outside the API's event loop (``common.key_lookup`` serves the API's requests) a server
+    database's key is read on a pooled connection: one the server has dropped is replaced instead
+    of failing the lookup, and a revocation committed elsewhere is seen by the next lookup."""
     from sqlalchemy import text
 
-    from prevenance.common.auth import lookup_principal, server_key_readers, sqlite_key_reader
+    from prevenance.common.auth import lookup_principal, sqlite_key_reader
 
     key_id, secret = _key(engine, clock, role="supervisor")
     assert lookup_principal(engine, secret) is not None
     if engine.dialect.name == "sqlite":  # a SQLite file is read directly, by this thread's reader
         assert sqlite_key_reader(engine) is not None
         return
-    readers = server_key_readers(engine)
-    assert len(readers._idle) == 1
-    kept_pid = readers._idle[0].info.backend_pid
-    with engine.begin() as connection:
-        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": kept_pid})
+    with engine.connect() as connection:
+        own = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    killer = create_engine(engine.url)  # another pool: the test engine's connections are the victims
+    with killer.begin() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    killer.dispose()
     assert lookup_principal(engine, secret) is not None  # on a fresh connection, not a 503
-    assert readers._idle[0].info.backend_pid != kept_pid
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != own
     with unit_of_work(engine) as session:
         row = session.get(ApiKey, key_id)
         assert row is not None
         row.revoked_at = clock.now()
     assert lookup_principal(engine, secret) is None
-    kept = list(readers._idle)
-    engine.dispose()
-    assert readers._idle == [] and all(connection.closed for connection in kept)
