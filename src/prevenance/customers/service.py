@@ -125,10 +125,10 @@ def find_member_summary(session: Session, *, ref: str) -> MemberSummary | None:
 
 def get_member_summary_for_body(session: Session, *, ref: str, field: str) -> MemberSummary:
     """Id, ref, product, country and language of the member a body names; 422 when unknown."""
-    row = repository.member_summary_by_ref(session, ref)
-    if row is None:
+    member = find_member_summary(session, ref=ref)
+    if member is None:
         raise UnknownMemberInBody(f"no member with ref {ref!r}", field=field)
-    return MemberSummary(*row)
+    return member
 
 
 def list_summaries_by_refs(session: Session, *, refs: list[str]) -> dict[str, MemberSummary]:

@@ -221,21 +221,14 @@ _PV = PROGRAMME_VERSIONS.c
 _NEWEST_PROGRAMME = (
     select(_PV.fingerprint.label("programme")).order_by(_PV.id.desc()).limit(1).subquery("newest")
 )
-_PROGRAMME_AND_KEYS = select(
-    _NEWEST_PROGRAMME.c.programme, _K.key, _K.fingerprint, _K.status_code, _K.response
-).select_from(
-    _NEWEST_PROGRAMME.outerjoin(
-        KEYS, and_(_K.scope == SCOPE, _K.key == any_(bindparam("p_keys", type_=ARRAY(_K.key.type))))
-    )
-)
-"""PostgreSQL: the newest programme version's fingerprint beside the batch's stored keys (one row
-with NULL keys when none is stored; no row without a programme)."""
-_STORED_KEYS = InQuery(
-    lambda condition: select(_K.key, _K.fingerprint, _K.status_code, _K.response).where(
-        _K.scope == SCOPE, condition
-    ),
+_PROGRAMME_AND_KEYS = InQuery(
+    lambda condition: select(
+        _NEWEST_PROGRAMME.c.programme, _K.key, _K.fingerprint, _K.status_code, _K.response
+    ).select_from(_NEWEST_PROGRAMME.outerjoin(KEYS, and_(_K.scope == SCOPE, condition))),
     _K.key,
 )
+"""The newest programme version's fingerprint beside the batch's stored keys, one round trip (one
+row with NULL keys when none is stored; no row without a programme)."""
 
 
 def _pending_referrals(
@@ -315,14 +308,9 @@ def apply_earns(
     if not requests:
         return []
     keys = list(dict.fromkeys(r.tx.id for r in requests))
-    if session.get_bind().dialect.name == "postgresql":
-        # One round trip for the programme in force and the batch's stored keys.
-        rows = session.execute(_PROGRAMME_AND_KEYS, {"p_keys": keys}).all()
-        prog = programme.current_with_fingerprint(session, rows[0][0] if rows else None)
-        stored = {k: (fp, status, response) for _, k, fp, status, response in rows if k is not None}
-    else:
-        prog = programme.current(session)
-        stored = {k: (fp, status, response) for k, fp, status, response in _STORED_KEYS.rows(session, keys)}
+    rows = list(_PROGRAMME_AND_KEYS.rows(session, keys))
+    prog = programme.current_with_fingerprint(session, rows[0][0] if rows else None)
+    stored = {k: (fp, status, response) for _, k, fp, status, response in rows if k is not None}
     refs = list(dict.fromkeys(r.tx.member_ref for r in requests if r.tx.id not in stored))
     members = customers.list_summaries_by_refs(session, refs=refs)
 
