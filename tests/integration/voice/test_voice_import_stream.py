@@ -5,6 +5,7 @@ as the survey page records one (topics, suggestion, ``survey.answered``); the ro
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
-from prevenance.db import read_session, run_in_transaction
+from prevenance.db import make_engine, read_session, run_in_transaction
 from prevenance.voice import importing
 from prevenance.voice.errors import InvalidImport
 from prevenance.voice.tables import Answer, AnswerTopic, Suggestion
@@ -175,3 +176,18 @@ def test_a_hostile_line_is_a_faulty_line_not_a_crash(
         run(engine, clock, rows)
     assert [(e["line"], e["field"]) for e in caught.value.extra["errors"]] == [(11, field)]
     assert counts(engine) == (0, 0, 0, 0)
+
+
+def test_the_import_gives_sqlite_a_bounded_bulk_page_cache(tmp_path: Path, clock: FrozenClock) -> None:
+    """The answers' random-key indexes outgrow SQLite's default 2 MiB cache within a few hundred
+    thousand answers; the import's connection holds ``BULK_CACHE_MIB`` of them, no more."""
+    sqlite = make_engine(f"sqlite:///{tmp_path / 'cache.db'}")
+
+    def import_and_read_cache(session: Any) -> int:
+        importing.import_answers(session, rows=once([]), now=clock.now())
+        return int(session.connection().exec_driver_sql("PRAGMA cache_size").scalar() or 0)
+
+    try:
+        assert run_in_transaction(sqlite, import_and_read_cache) == -importing.BULK_CACHE_MIB * 1024
+    finally:
+        sqlite.dispose()

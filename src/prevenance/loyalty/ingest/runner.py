@@ -15,6 +15,7 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from prevenance.common.bulk import tune_for_bulk
 from prevenance.common.problems import PrevenanceError
 from prevenance.db import lost_race, run_in_transaction
 from prevenance.loyalty import earning
@@ -33,20 +34,7 @@ from prevenance.loyalty.ingest.files import (
 )
 
 ATTEMPTS = 8
-_SQLITE_CACHE_KIB = 256 * 1024
 T = TypeVar("T")
-
-
-def tune_for_bulk(session: Session) -> None:
-    """Give SQLite a page cache the size of a load's working set.
-
-    The default (2 MiB) holds a sliver of the indexes a load appends to at random places (a
-    member's postings, a random event id), so past a few hundred thousand rows nearly every insert
-    re-reads index pages from the operating system. The setting belongs to the connection (the
-    cache fills only as pages are used) and is harmless for the API's use of it afterwards.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
 
 
 def _chunk_may_rerun(error: BaseException) -> bool:
