@@ -6,7 +6,8 @@ the message stream). Every event has a unique ``event_id`` so consumers can dedu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,35 @@ from prevenance.common.bulk import insert_many, rows_changed
 from prevenance.common.ids import new_id
 
 Handler = Callable[[Session, "OutboxEvent"], None]
+
+
+class ManyEvents:
+    """A handler that decides a run of consecutive events of its type together (set-based: a few
+    statements per run instead of a few per event). Called with one event, it handles a run of one,
+    so it is also a plain ``Handler``."""
+
+    def __init__(self, many: Callable[[Session, Sequence[OutboxEvent]], None]) -> None:
+        self.many = many
+        self.__name__ = getattr(many, "__name__", "many")
+
+    def __call__(self, session: Session, event: OutboxEvent) -> None:
+        self.many(session, [event])
+
+
+def run_handlers(session: Session, events: Sequence[OutboxEvent], handlers: dict[str, list[Handler]]) -> None:
+    """Run each event's handlers (its type's, then ``"*"``'s), events in order. A ``ManyEvents``
+    handler gets each run of consecutive events of its type in one call, before the run's plain
+    handlers: the handlers of one event are independent of each other."""
+    for kind, run in itertools.groupby(events, key=lambda event: event.type):
+        batch = list(run)
+        listeners = handlers.get(kind, []) + handlers.get("*", [])
+        for handler in listeners:
+            if isinstance(handler, ManyEvents):
+                handler.many(session, batch)
+        plain = [handler for handler in listeners if not isinstance(handler, ManyEvents)]
+        for event in batch:
+            for handler in plain:
+                handler(session, event)
 
 
 class OutboxEvent(Base):
@@ -107,8 +137,7 @@ def deliver_pending(
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+    run_handlers(session, events, handlers)
     for event in events:
-        for handler in handlers.get(event.type, []) + handlers.get("*", []):
-            handler(session, event)
         event.delivered_at = now
     return marked + len(events)

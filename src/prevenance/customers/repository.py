@@ -17,6 +17,12 @@ _BY_REF_FOR_UPDATE = _BY_REF.with_for_update()
 # SHARE lock every insert referencing the member takes (the earn inserts its card transaction before
 # its hooks run); a plain FOR UPDATE deadlocks against a concurrent earn.
 _LOCK_SHARED = select(Member.id).where(Member.id == bindparam("p_member")).with_for_update(key_share=True)
+_LOCK_SHARED_MANY = (
+    select(Member.id)
+    .where(Member.id.in_(bindparam("p_members", expanding=True)))
+    .order_by(Member.id)
+    .with_for_update(key_share=True)
+)
 _SUMMARY_BY_REF = select(Member.id, Member.ref, Member.product, Member.country, Member.language).where(
     Member.ref == bindparam("p_ref")
 )
@@ -97,6 +103,10 @@ def languages_of(session: Session, member_ids: list[int], *, erased_like: str) -
 
 def lock_shared(session: Session, member_id: int) -> None:
     session.execute(_LOCK_SHARED, {"p_member": member_id}).first()
+
+
+def lock_shared_many(session: Session, member_ids: list[int]) -> None:
+    session.execute(_LOCK_SHARED_MANY, {"p_members": member_ids}).all()
 
 
 def segments() -> Subquery:

@@ -178,6 +178,13 @@ def lock_shared(session: Session, *, member_id: int) -> None:
         repository.lock_shared(session, member_id)
 
 
+def lock_shared_members(session: Session, *, member_ids: list[int]) -> None:
+    """``lock_shared`` for several members at once, in id order (every locker takes them in that
+    order, so two batches never wait on each other in a circle)."""
+    if member_ids and session.get_bind().dialect.name != "sqlite":
+        repository.lock_shared_many(session, sorted(set(member_ids)))
+
+
 def member_segments() -> Subquery:
     """A selectable of every member's ``id``, ``product``, ``country`` and ``created_at``, for reports
     above the customer record that count members by segment in SQL."""

@@ -104,9 +104,7 @@ def deliver_published(
             events = session.scalars(
                 select(OutboxEvent).where(OutboxEvent.id.in_(handled)).order_by(OutboxEvent.id)
             ).all()
-            for event in events:
-                for handler in handlers.get(event.type, []) + handlers.get("*", []):
-                    handler(session, event)
+            outbox.run_handlers(session, events, handlers)
         session.execute(
             update(OutboxEvent)
             .where(OutboxEvent.id.in_([id_ for id_, _ in claimed]))

@@ -1,10 +1,13 @@
 """Survey invitations: decided when a contact closes, mailed by a relay, answered through a signed link.
 
-**Decision.** ``on_contact_closed`` is the in-process handler of the desk's ``contact.closed`` event.
-It records one invitation row per contact (``contact_id`` unique) whatever it decides — invited
-(``pending``) or ``skipped`` with the reason (opted out, sampled out, capped) — so a re-delivered
-event finds the row and does nothing. With a cap configured the member row is locked first, so two
-contacts of one member handled at once cannot both pass the cap.
+**Decision.** ``on_contact_closed`` is the in-process handler of the desk's ``contact.closed`` event;
+a relay hands it a run of events at once and it decides them together (``on_contacts_closed``: a
+few statements per run, not per event). It records one invitation row per contact (``contact_id``
+unique) whatever it decides — invited (``pending``) or ``skipped`` with the reason (opted out,
+sampled out, capped) — so a re-delivered event finds the row and does nothing. With a cap
+configured the run's member rows are locked first (in id order), so two contacts of one member
+handled at once by two relays cannot both pass the cap; within a run, each contact sees the
+decisions taken for the run's earlier contacts.
 
 **Relay.** ``send_pending_invitations`` gives at-least-once delivery with a dedup key, like the
 desk's incident relay: each mail is sent, then marked sent and logged in the desk's communications
@@ -23,7 +26,8 @@ would otherwise outlive its days. It works once because the answer is unique per
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -34,7 +38,7 @@ from sqlalchemy.orm import Session
 from prevenance.common import mail
 from prevenance.common.i18n import translate
 from prevenance.common.ids import as_utc
-from prevenance.common.outbox import OutboxEvent
+from prevenance.common.outbox import ManyEvents, OutboxEvent
 from prevenance.customers import service as customers
 from prevenance.db import ignoring_conflicts, insert_ignoring_conflicts
 from prevenance.desk import service as desk
@@ -113,50 +117,83 @@ def survey_link(invitation_id: str, *, settings: Settings, now: datetime) -> str
 _INSERT_IF_NEW = insert_ignoring_conflicts(Invitation.__table__)  # type: ignore[arg-type]
 
 
-def on_contact_closed(session: Session, event: OutboxEvent) -> None:
-    """Decide once whether the closed contact's member is surveyed, and queue the mail if so."""
+def on_contacts_closed(session: Session, events: Sequence[OutboxEvent]) -> None:
+    """Decide once, for each closed contact of a run of ``contact.closed`` events, whether its
+    member is surveyed, and queue the mail if so: the members, their consents and (under a cap)
+    their recent decisions are read once for the run, the decisions written in one statement."""
     from prevenance.voice import service
 
-    payload = event.payload
-    contact_id = str(payload["id"])
-    # A contact already decided (an event delivered again) is not looked up first: its decision
-    # is recomputed and the insert below leaves the stored one as it is.
-    config = service.current_config()
-    member = customers.find_member_summary(session, ref=str(payload["member_ref"]))
-    if member is None or customers.is_erased(member):  # erased since the contact: never surveyed
+    if not events:
         return
-    if config.sampling.cap_days is not None:
-        # Serialise the decisions of one member so the cap holds under concurrent relays.
-        customers.get_member(session, ref=member.ref, for_update=True)
-    ended = as_utc(datetime.fromisoformat(str(payload["ended_at"]).replace("Z", "+00:00")))
-    consent = repository.consent(session, member.id)
-    skip = rules.invitation_decision(
-        contact_id=contact_id,
-        ended_at=ended,
-        opted_out=bool(consent and consent.opted_out),
-        last_invited_at=repository.last_invited_at(session, member.id, ended),
-        sampling=config.sampling,
+    config = service.current_config()
+    cap_days = config.sampling.cap_days
+    payloads = [event.payload for event in events]
+    members = customers.list_summaries_by_refs(
+        session, refs=sorted({str(payload["member_ref"]) for payload in payloads})
     )
-    language = str(payload.get("language") or member.language)
-    decision = {
-        "id": invitation_id_for(contact_id),
-        "contact_id": contact_id,
-        "member_id": member.id,
-        "language": language if language in rules.LANGUAGES else "en",
-        "agent": str(payload["agent"]),
-        "team": str(payload["team"]),
-        "channel": str(payload["channel"]),
-        "reason": str(payload["reason"]),
-        "product": member.product,
-        "country": str(payload.get("country") or member.country),
-        "contact_ended_at": ended,
-        "status": "skipped" if skip else "pending",
-        "skip_reason": skip,
-        "created_at": event.occurred_at,
-    }
-    # Another relay that decided this contact first wins: its decision stands (one statement where a
-    # savepoint around an ORM insert took three).
-    session.execute(ignoring_conflicts(session, _INSERT_IF_NEW), decision)
+    # Erased since the contact: never surveyed.
+    live = {ref: member for ref, member in members.items() if not customers.is_erased(member)}
+    member_ids = sorted({member.id for member in live.values()})
+    ended_of = [as_utc(datetime.fromisoformat(str(p["ended_at"]).replace("Z", "+00:00"))) for p in payloads]
+    decided: dict[str, str] = {}  # contact id → stored status (under a cap)
+    queued: dict[int, list[datetime]] = {}  # member id → ends of contacts surveyed (under a cap)
+    if cap_days is not None and member_ids:
+        # Serialise the decisions of these members (in id order, as every relay locks them) so the
+        # cap holds under concurrent relays; then read what was decided for their recent contacts.
+        customers.lock_shared_members(session, member_ids=member_ids)
+        window = timedelta(days=cap_days)
+        for member_id, contact_id, ended_at, status in repository.decisions_between(
+            session, member_ids, min(ended_of) - window, max(ended_of)
+        ):
+            decided[contact_id] = status
+            if status != "skipped":
+                queued.setdefault(member_id, []).append(ended_at)
+    opted_out = repository.opted_out_among(session, member_ids)
+    decisions: list[dict[str, Any]] = []
+    for event, payload, ended in zip(events, payloads, ended_of, strict=True):
+        member = live.get(str(payload["member_ref"]))
+        contact_id = str(payload["id"])
+        if member is None or contact_id in decided:
+            continue  # unknown or erased member; a contact decided before keeps its decision
+        skip = rules.invitation_decision(
+            contact_id=contact_id,
+            ended_at=ended,
+            opted_out=member.id in opted_out,
+            last_invited_at=max((at for at in queued.get(member.id, ()) if at <= ended), default=None),
+            sampling=config.sampling,
+        )
+        if cap_days is not None:
+            decided[contact_id] = "skipped" if skip else "pending"
+            if skip is None:
+                queued.setdefault(member.id, []).append(ended)
+        language = str(payload.get("language") or member.language)
+        decisions.append(
+            {
+                "id": invitation_id_for(contact_id),
+                "contact_id": contact_id,
+                "member_id": member.id,
+                "language": language if language in rules.LANGUAGES else "en",
+                "agent": str(payload["agent"]),
+                "team": str(payload["team"]),
+                "channel": str(payload["channel"]),
+                "reason": str(payload["reason"]),
+                "product": member.product,
+                "country": str(payload.get("country") or member.country),
+                "contact_ended_at": ended,
+                "status": "skipped" if skip else "pending",
+                "skip_reason": skip,
+                "created_at": event.occurred_at,
+            }
+        )
+    if decisions:
+        # A contact another relay decided first (or an event delivered again) keeps the stored
+        # decision: the insert leaves it as it is.
+        session.execute(ignoring_conflicts(session, _INSERT_IF_NEW), decisions)
+
+
+on_contact_closed = ManyEvents(on_contacts_closed)
+"""The handler of ``contact.closed``: a run of events is decided together (``on_contacts_closed``),
+one event as a run of one."""
 
 
 # --- the relay ------------------------------------------------------------------------------------

@@ -32,19 +32,40 @@ def consent(session: Session, member_id: int) -> SurveyConsent | None:
     return session.get(SurveyConsent, member_id)
 
 
-def invitation(session: Session, invitation_id: str) -> Invitation | None:
-    return session.get(Invitation, invitation_id)
-
-
-def last_invited_at(session: Session, member_id: int, before: datetime) -> datetime | None:
-    """When the member's last survey was queued for a contact that ended at or before ``before``."""
-    return session.scalar(
-        select(func.max(Invitation.contact_ended_at)).where(
-            Invitation.member_id == member_id,
-            Invitation.status != "skipped",
-            Invitation.contact_ended_at <= before,
+def opted_out_among(session: Session, member_ids: list[int]) -> set[int]:
+    """Which of these members declined surveys (one query for a batch of decisions)."""
+    if not member_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(SurveyConsent.member_id).where(
+                SurveyConsent.member_id.in_(member_ids), SurveyConsent.opted_out.is_(True)
+            )
         )
     )
+
+
+def decisions_between(
+    session: Session, member_ids: list[int], after: datetime, until: datetime
+) -> list[tuple[int, str, datetime, str]]:
+    """``(member_id, contact_id, contact_ended_at, status)`` of these members' decisions for
+    contacts that ended in ``(after, until]``: what a batch of decisions under a cap needs."""
+    if not member_ids:
+        return []
+    rows = session.execute(
+        select(
+            Invitation.member_id, Invitation.contact_id, Invitation.contact_ended_at, Invitation.status
+        ).where(
+            Invitation.member_id.in_(member_ids),
+            Invitation.contact_ended_at > after,
+            Invitation.contact_ended_at <= until,
+        )
+    )
+    return [(int(m), str(c), e, str(s)) for m, c, e, s in rows]
+
+
+def invitation(session: Session, invitation_id: str) -> Invitation | None:
+    return session.get(Invitation, invitation_id)
 
 
 def next_pending_invitation(session: Session, now: datetime) -> Invitation | None:

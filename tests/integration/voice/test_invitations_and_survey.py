@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.orm import Session
 
 from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
@@ -196,6 +197,91 @@ def test_the_cap_sends_one_survey_per_member_per_window(
         decided = {i.contact_id: i.status for i in session.scalars(select(Invitation))}
     assert decided == {"C1": "sent", "C2": "skipped", "C3": "skipped", "C4": "sent", "C5": "skipped"}
     assert len(smtp.inbox.take()) == 2
+
+
+def _cap_30_days(monkeypatch: pytest.MonkeyPatch) -> None:
+    capped = rules.VoiceConfig(
+        sampling=rules.Sampling(rate=1.0, cap_days=30),
+        payout_grid=service.current_config().payout_grid,
+        calibration_reference="FR",
+        calibration_fallback={},
+    )
+    monkeypatch.setattr(service, "current_config", lambda: capped)
+
+
+def _closed_events(session: Session) -> list[OutboxEvent]:
+    return list(
+        session.scalars(
+            select(OutboxEvent).where(OutboxEvent.type == "contact.closed").order_by(OutboxEvent.id)
+        )
+    )
+
+
+def test_a_run_decided_together_decides_as_one_event_at_a_time(
+    api: Api, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a cap, each contact of a run sees the decisions taken for the run's earlier contacts and
+    those stored before; a contact decided before (an event delivered again) keeps its decision and
+    still counts for the others."""
+    _cap_30_days(monkeypatch)
+    add_member(api, "M1")
+    add_member(api, "M2")
+    start = datetime(2025, 11, 1, tzinfo=UTC)
+    for day, contact, member in [
+        (0, "C1", "M1"),
+        (10, "C2", "M1"),
+        (31, "C3", "M1"),
+        (5, "D1", "M2"),
+        (20, "D2", "M2"),
+    ]:
+        log_contact(api, contact, member, at=start + timedelta(days=day))
+    with unit_of_work(engine) as session:
+        events = _closed_events(session)
+        invitations.on_contact_closed(session, events[1])  # C2 alone first: invited
+    with unit_of_work(engine) as session:
+        invitations.on_contacts_closed(session, _closed_events(session))  # C1, C2 again, C3, D1, D2
+    with read_session(engine) as session:
+        decided = {i.contact_id: (i.status, i.skip_reason) for i in session.scalars(select(Invitation))}
+    # One at a time: C1 (day 0) has no earlier survey; C2 stays; C3 (day 31) is 21 days after C2;
+    # D2 (day 20) is 15 days after D1, decided in the same run.
+    assert decided == {
+        "C1": ("pending", None),
+        "C2": ("pending", None),
+        "C3": ("skipped", "capped"),
+        "D1": ("pending", None),
+        "D2": ("skipped", "capped"),
+    }
+
+
+@pytest.mark.parametrize("capped", [False, True], ids=["no-cap", "cap"])
+def test_a_run_of_closed_contacts_costs_the_same_statements_whatever_its_length(
+    api: Api, engine: Engine, monkeypatch: pytest.MonkeyPatch, capped: bool
+) -> None:
+    if capped:
+        _cap_30_days(monkeypatch)
+    for i in range(12):
+        add_member(api, f"M{i}")
+        log_contact(api, f"C{i}", f"M{i}")
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    def statements_for(length: int) -> int:
+        with unit_of_work(engine) as session:
+            events = _closed_events(session)[:length]
+            statements.clear()
+            event.listen(engine, "before_cursor_execute", count)
+            try:
+                invitations.on_contacts_closed(session, events)
+            finally:
+                event.remove(engine, "before_cursor_execute", count)
+            session.rollback()
+        return len(statements)
+
+    one, twelve = statements_for(1), statements_for(12)
+    assert one == twelve
+    assert twelve <= (5 if capped else 3)  # members, (lock, decisions,) consents, the insert
 
 
 def test_a_member_key_sets_only_its_own_consent(api: Api, engine: Engine, clock: FrozenClock) -> None:
