@@ -123,3 +123,47 @@ def test_when_the_groups_commit_fails_each_use_case_runs_again_alone(probe_engin
 def test_postgresql_engines_have_no_group(tmp_path: Path) -> None:
     assert group_commit_of(make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")) is None
     assert group_commit_of(make_engine(f"sqlite:///{tmp_path / 'x.db'}", group_commit=False)) is None
+
+
+def test_many_callers_each_get_their_own_answer_and_the_lead_passes_on(probe_engine: Engine) -> None:
+    """16 threads each run 25 use cases (one in five refused by its rules): every caller is answered
+    with its own result or error, every accepted row lands once, none of the refused, and use cases
+    were grouped (fewer transactions than use cases) — the lead passed from caller to caller."""
+    seen = _statements(probe_engine)
+    answers: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def use_case_for(name: str) -> Callable[[Session], str]:
+        insert = _insert(name)
+
+        def use_case(session: Session) -> str:
+            insert(session)
+            if name.endswith("4"):
+                raise ValueError(f"{name} refused")
+            return name
+
+        return use_case
+
+    def caller(thread: int) -> None:
+        for i in range(25):
+            name = f"t{thread}-{i}"
+            try:
+                answer: Any = run_in_transaction(probe_engine, use_case_for(name))
+            except ValueError as error:
+                answer = error
+            with lock:
+                answers[name] = answer
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads), "a caller was never answered"
+    names = {f"t{t}-{i}" for t in range(16) for i in range(25)}
+    refused = {name for name in names if name.endswith("4")}
+    assert set(answers) == names
+    assert all(answers[name] == name for name in names - refused)
+    assert all(isinstance(answers[name], ValueError) and name in str(answers[name]) for name in refused)
+    assert _ids(probe_engine) == names - refused
+    assert seen.count("BEGIN") < len(names)
