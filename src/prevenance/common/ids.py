@@ -37,12 +37,18 @@ def fingerprint_of(record: Any) -> str:
     """Fingerprint of a request dataclass, its times normalised to UTC so that equal instants written
     with different offsets are the same request."""
     assert is_dataclass(record) and not isinstance(record, type)
-    body = asdict(record)
-    for spec in fields(record):
-        value = body[spec.name]
+    body = {spec.name: getattr(record, spec.name) for spec in fields(record)}
+    if any(isinstance(value, _NESTED) or is_dataclass(value) for value in body.values()):
+        body = asdict(record)  # nested values: converted (and copied) as ``asdict`` does
+    for name, value in body.items():
         if isinstance(value, datetime):
-            body[spec.name] = as_utc(value).isoformat()
+            body[name] = as_utc(value).isoformat()
     return fingerprint(body)
+
+
+_NESTED = (list, tuple, dict, set, frozenset)
+"""Values ``asdict`` converts; a record without any (most requests) is read field by field, the same
+dict without ``asdict``'s recursive deep copy."""
 
 
 def iso_z(moment: datetime | None) -> str | None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
@@ -62,7 +63,11 @@ class ContactInput:
         return fingerprint_of(self)
 
 
-def _contact_body(contact: Contact, member_ref: str) -> dict[str, Any]:
+_INSERT_CASE = insert(Case.__table__)  # type: ignore[arg-type]
+_INSERT_CONTACT = insert(Contact.__table__)  # type: ignore[arg-type]
+
+
+def _contact_body(contact: Contact | SimpleNamespace, member_ref: str) -> dict[str, Any]:
     label_fr, label_en = reason_labels(contact.reason)
     return {
         "id": contact.id,
@@ -132,27 +137,36 @@ def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outc
             case.status, case.resolved_at = "resolved", ended
         elif case.status == "resolved":
             case.status, case.resolved_at = "open", None  # the matter came back: the case reopens
+        case_status, case_country, case_id = case.status, case.country, case.id
     else:
         # A new case is written as it stands after its first contact (one INSERT, no UPDATE).
         resolved = data.outcome == "resolved"
-        case = Case(
-            id=new_id("case"),
-            member_id=member.id,
-            reason=data.reason,
-            country=member.country,
-            status="resolved" if resolved else "open",
-            owner=data.agent,
-            contact_count=1,
-            first_contact_id=data.id,
-            opened_at=started,
-            resolved_at=ended if resolved else None,
-            updated_at=now,
+        case_status, case_country, case_id = (
+            "resolved" if resolved else "open",
+            member.country,
+            new_id("case"),
         )
-        session.add(case)
-    contact = Contact(
+        session.execute(
+            _INSERT_CASE,
+            {
+                "id": case_id,
+                "member_id": member.id,
+                "reason": data.reason,
+                "country": case_country,
+                "status": case_status,
+                "owner": data.agent,
+                "contact_count": 1,
+                "first_contact_id": data.id,
+                "opened_at": started,
+                "resolved_at": ended if resolved else None,
+                "updated_at": now,
+            },
+        )
+    # Core inserts: the ORM's unit of work cost a quarter of the use case for two rows.
+    contact = SimpleNamespace(
         id=data.id,
         member_id=member.id,
-        case_id=case.id,
+        case_id=case_id,
         channel=data.channel,
         direction=data.direction,
         agent=data.agent,
@@ -164,13 +178,12 @@ def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outc
         outcome=data.outcome,
         created_at=now,
     )
-    session.add(contact)
-    session.flush()
+    session.execute(_INSERT_CONTACT, vars(contact))
     body = _contact_body(contact, member.ref)
     outbox.emit(
         session,
         type="contact.closed",
-        payload={**body, "case_status": case.status, "country": case.country, "language": member.language},
+        payload={**body, "case_status": case_status, "country": case_country, "language": member.language},
         now=now,
     )
     return Outcome(201, body)
