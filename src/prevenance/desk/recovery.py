@@ -3,7 +3,7 @@ contact that was rated; an agent closes it with an outcome.
 
 The desk does not read voice's tables (voice sits above it): it reacts to voice's
 ``survey.answered`` event, which the survey page and ``voice import`` both emit, through the
-in-process handler :func:`on_survey_answered` registered in ``worker.HANDLERS``. The event is
+in-process handler :func:`on_survey_answered` registered in ``maintenance.HANDLERS``. The event is
 delivered at least once, possibly by two relays at a time: the unique ``answer_id`` opens exactly one
 case per answer. The same event records a recovered member's next answer for the report.
 """

@@ -178,9 +178,7 @@ def test_opted_out_members_are_never_asked(api: Api, engine: Engine, clock: Froz
     assert decided == {"C1": ("skipped", "opted_out"), "C2": ("sent", None)}
 
 
-def test_the_cap_sends_one_survey_per_member_per_window(
-    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _cap_30_days(monkeypatch: pytest.MonkeyPatch) -> None:
     capped = rules.VoiceConfig(
         sampling=rules.Sampling(rate=1.0, cap_days=30),
         payout_grid=service.current_config().payout_grid,
@@ -188,6 +186,12 @@ def test_the_cap_sends_one_survey_per_member_per_window(
         calibration_fallback={},
     )
     monkeypatch.setattr(service, "current_config", lambda: capped)
+
+
+def test_the_cap_sends_one_survey_per_member_per_window(
+    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _cap_30_days(monkeypatch)
     add_member(api, "M1")
     start = datetime(2025, 11, 1, tzinfo=UTC)
     for day, contact in [(0, "C1"), (10, "C2"), (29, "C3"), (31, "C4"), (45, "C5")]:
@@ -197,16 +201,6 @@ def test_the_cap_sends_one_survey_per_member_per_window(
         decided = {i.contact_id: i.status for i in session.scalars(select(Invitation))}
     assert decided == {"C1": "sent", "C2": "skipped", "C3": "skipped", "C4": "sent", "C5": "skipped"}
     assert len(smtp.inbox.take()) == 2
-
-
-def _cap_30_days(monkeypatch: pytest.MonkeyPatch) -> None:
-    capped = rules.VoiceConfig(
-        sampling=rules.Sampling(rate=1.0, cap_days=30),
-        payout_grid=service.current_config().payout_grid,
-        calibration_reference="FR",
-        calibration_fallback={},
-    )
-    monkeypatch.setattr(service, "current_config", lambda: capped)
 
 
 def _closed_events(session: Session) -> list[OutboxEvent]:
