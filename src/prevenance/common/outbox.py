@@ -28,7 +28,6 @@ class ManyEvents:
 
     def __init__(self, many: Callable[[Session, Sequence[OutboxEvent]], None]) -> None:
         self.many = many
-        self.__name__ = getattr(many, "__name__", "many")
 
     def __call__(self, session: Session, event: OutboxEvent) -> None:
         self.many(session, [event])

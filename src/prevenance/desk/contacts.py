@@ -17,7 +17,7 @@ from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, fingerprint_of, iso_z, new_id
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
-from prevenance.desk import config
+from prevenance.desk import config, rules
 from prevenance.desk.errors import (
     CaseOfAnotherMember,
     UnknownCase,
@@ -124,6 +124,8 @@ def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outc
     if ended < started:
         raise InvalidInput("ended_at must not be before started_at", field="ended_at")
     member = customers.get_member_summary_for_body(session, ref=data.member_ref, field="member_ref")
+    case_status = rules.case_status_after(data.outcome)
+    resolved_at = ended if case_status == "resolved" else None
     if data.case_id is not None:
         # Locked: two contacts filed in one case at once must both count.
         case = session.get(Case, data.case_id, with_for_update=True)
@@ -133,19 +135,11 @@ def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outc
             raise CaseOfAnotherMember(f"case {case.id!r} is another member's", field="case_id")
         case.contact_count += 1
         case.updated_at = now
-        if data.outcome == "resolved":
-            case.status, case.resolved_at = "resolved", ended
-        elif case.status == "resolved":
-            case.status, case.resolved_at = "open", None  # the matter came back: the case reopens
-        case_status, case_country, case_id = case.status, case.country, case.id
+        case.status, case.resolved_at = case_status, resolved_at
+        case_country, case_id = case.country, case.id
     else:
         # A new case is written as it stands after its first contact (one INSERT, no UPDATE).
-        resolved = data.outcome == "resolved"
-        case_status, case_country, case_id = (
-            "resolved" if resolved else "open",
-            member.country,
-            new_id("case"),
-        )
+        case_country, case_id = member.country, new_id("case")
         session.execute(
             _INSERT_CASE,
             {
@@ -158,7 +152,7 @@ def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outc
                 "contact_count": 1,
                 "first_contact_id": data.id,
                 "opened_at": started,
-                "resolved_at": ended if resolved else None,
+                "resolved_at": resolved_at,
                 "updated_at": now,
             },
         )

@@ -376,6 +376,13 @@ def replacement_state(
     return "at_risk" if remaining < policy.at_risk_remaining_fraction else "on_track"
 
 
+def case_status_after(outcome: str) -> str:
+    """A case's status once a contact with ``outcome`` is filed in it, new or not: only a
+    ``resolved`` contact resolves a case; any other leaves it open, or reopens a resolved one (the
+    matter came back)."""
+    return "resolved" if outcome == "resolved" else "open"
+
+
 def next_status(current: str, action: str) -> str | None:
     """The status an action leads to from ``current``; None when it is not allowed.
 

@@ -271,3 +271,8 @@ def test_a_notice_prevents_only_contacts_inside_the_incident_before_it_was_sent(
     )
     any_reason = IncidentWindow("I", at(2), None, frozenset())
     assert notice_would_have_prevented(any_reason, reason="card.pin", contact_at=at(20), notice_sent_at=None)
+
+
+@pytest.mark.parametrize("outcome", rules.OUTCOMES)
+def test_only_a_resolved_contact_resolves_its_case_any_other_reopens_it(outcome: str) -> None:
+    assert rules.case_status_after(outcome) == ("resolved" if outcome == "resolved" else "open")
