@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
 from prevenance.common.bulk import insert_many, rows_changed
-from prevenance.common.ids import new_id
+from prevenance.common.ids import new_id, new_ids
 
 Handler = Callable[[Session, "OutboxEvent"], None]
 
@@ -80,7 +80,7 @@ def emit_many(session: Session, *, type: str, payloads: list[dict[str, Any]], no
     """``emit`` for a batch of events of one type, in one multi-row ``INSERT`` (a bulk import)."""
     if not payloads:
         return []
-    ids = [new_id("evt") for _ in payloads]
+    ids = new_ids("evt", len(payloads))
     insert_many(
         session.connection(),
         _EVENTS,

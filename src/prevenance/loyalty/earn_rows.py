@@ -6,7 +6,6 @@ event ids drawn in bulk. Shared with the settlement ingest, which writes the sam
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common.base import UtcDateTime
 from prevenance.common.idempotency import IdempotencyKey
+from prevenance.common.ids import new_ids
 from prevenance.common.outbox import OutboxEvent
 from prevenance.loyalty import transactions
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, ProgrammeVersion, Referral
@@ -236,20 +236,6 @@ class InQuery:
         yield from connection.execute(self.sqlite, {"p_values": text, **params})
 
 
-def event_id() -> str:
-    """``common.ids.new_id("evt")``: a random (version 4) UUID, without ``uuid.UUID``'s checks."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return f"evt_{raw.hex()}"
-
-
 def event_id_list(count: int) -> list[str]:
-    """``count`` values of ``event_id()``, from one read of the system's random source."""
-    raw = bytearray(os.urandom(16 * count))
-    ids = []
-    for start in range(0, 16 * count, 16):
-        raw[start + 6] = (raw[start + 6] & 0x0F) | 0x40
-        raw[start + 8] = (raw[start + 8] & 0x3F) | 0x80
-        ids.append(f"evt_{raw[start : start + 16].hex()}")
-    return ids
+    """``count`` event ids (``common.ids.new_ids("evt", count)``), in one call."""
+    return new_ids("evt", count)
