@@ -159,25 +159,27 @@ def explain_benefits(
     return body
 
 
+_LAST_USED = (
+    select(BenefitUsage.benefit, func.max(BenefitUsage.used_at))
+    .where(BenefitUsage.member_id == bindparam("p_member"))
+    .group_by(BenefitUsage.benefit)
+)
+_LAST_EXPLAINED = (
+    select(BenefitExplanation.benefit, func.max(BenefitExplanation.explained_at))
+    .where(BenefitExplanation.member_id == bindparam("p_member"))
+    .group_by(BenefitExplanation.benefit)
+)
+
+
 def list_member_benefits(session: Session, *, member_ref: str, now: datetime) -> dict[str, Any]:
     """The benefits the member's card is entitled to, when each was last used and last explained,
     and whether it went unused for the last twelve months (so the agent can tell the customer)."""
     member = customers.get_member(session, ref=member_ref)
     last_used: dict[str, datetime] = {
-        benefit: moment
-        for benefit, moment in session.execute(
-            select(BenefitUsage.benefit, func.max(BenefitUsage.used_at))
-            .where(BenefitUsage.member_id == member.id)
-            .group_by(BenefitUsage.benefit)
-        )
+        benefit: moment for benefit, moment in session.execute(_LAST_USED, {"p_member": member.id})
     }
     last_explained: dict[str, datetime] = {
-        benefit: moment
-        for benefit, moment in session.execute(
-            select(BenefitExplanation.benefit, func.max(BenefitExplanation.explained_at))
-            .where(BenefitExplanation.member_id == member.id)
-            .group_by(BenefitExplanation.benefit)
-        )
+        benefit: moment for benefit, moment in session.execute(_LAST_EXPLAINED, {"p_member": member.id})
     }
     items = []
     for benefit in rules.entitled_benefits(config.current().benefits, product=member.product):

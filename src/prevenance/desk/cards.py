@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
@@ -155,13 +155,21 @@ def list_card_replacements(
     return selected[:limit]
 
 
+_MEMBER_REPLACEMENTS = (
+    select(CardReplacement)
+    .where(CardReplacement.member_id == bindparam("p_member"))
+    .order_by(CardReplacement.ordered_at.desc())
+    .limit(50)
+)
+"""Built once (the 360 asks for the open ones of every member it shows)."""
+_OPEN_MEMBER_REPLACEMENTS = _MEMBER_REPLACEMENTS.where(CardReplacement.status != "delivered")
+
+
 def list_member_card_replacements(
     session: Session, *, member_ref: str, now: datetime, open_only: bool = False
 ) -> list[dict[str, Any]]:
     """A member's emergency card orders, newest first."""
     member = customers.get_member(session, ref=member_ref)
-    statement = select(CardReplacement).where(CardReplacement.member_id == member.id)
-    if open_only:
-        statement = statement.where(CardReplacement.status != "delivered")
-    rows = session.scalars(statement.order_by(CardReplacement.ordered_at.desc()).limit(50))
+    statement = _OPEN_MEMBER_REPLACEMENTS if open_only else _MEMBER_REPLACEMENTS
+    rows = session.scalars(statement, {"p_member": member.id})
     return [_replacement_body(order, now) for order in rows]

@@ -160,15 +160,19 @@ def _log_communication(session: Session, *, data: CommunicationInput, source: st
     return Outcome(201, _communication_body(row, member.ref))
 
 
+_MEMBER_COMMUNICATIONS = (
+    select(Communication)
+    .where(Communication.member_id == bindparam("p_member"))
+    .order_by(Communication.sent_at.desc(), Communication.id.desc())
+    .limit(bindparam("p_limit"))
+)
+"""Built once (the 360 asks it of every member it shows)."""
+
+
 def list_member_communications(session: Session, *, member_ref: str, limit: int = 50) -> dict[str, Any]:
     """What was sent to a member, newest first."""
     member = customers.get_member(session, ref=member_ref)
-    rows = session.scalars(
-        select(Communication)
-        .where(Communication.member_id == member.id)
-        .order_by(Communication.sent_at.desc(), Communication.id.desc())
-        .limit(limit)
-    )
+    rows = session.scalars(_MEMBER_COMMUNICATIONS, {"p_member": member.id, "p_limit": limit})
     return {"member_ref": member.ref, "items": [_communication_body(row, member.ref) for row in rows]}
 
 

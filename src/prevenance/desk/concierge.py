@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, func, literal_column, select, text
+from sqlalchemy import String, bindparam, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
@@ -249,14 +249,18 @@ def list_requests(
     return [_request_body(row) for row in rows]
 
 
+_MEMBER_REQUESTS = (
+    select(ConciergeRequest)
+    .where(ConciergeRequest.member_id == bindparam("p_member"))
+    .order_by(ConciergeRequest.created_at.desc(), ConciergeRequest.id.desc())
+    .limit(bindparam("p_limit"))
+)
+"""Built once (the 360 asks it of every premium member it shows)."""
+
+
 def list_member_requests(session: Session, *, member_id: int, limit: int = 10) -> list[dict[str, Any]]:
     """A member's latest concierge requests, newest first (the 360 and the concierge board)."""
-    rows = session.scalars(
-        select(ConciergeRequest)
-        .where(ConciergeRequest.member_id == member_id)
-        .order_by(ConciergeRequest.created_at.desc(), ConciergeRequest.id.desc())
-        .limit(limit)
-    )
+    rows = session.scalars(_MEMBER_REQUESTS, {"p_member": member_id, "p_limit": limit})
     return [_request_body(row) for row in rows]
 
 

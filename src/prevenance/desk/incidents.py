@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from prevenance.common import mail, outbox
@@ -293,20 +293,23 @@ def list_incidents(session: Session, *, status: str = "active", limit: int = 50)
     return [{**_incident_body(row), "notified": sent.get(row.id, 0)} for row in rows]
 
 
+_MEMBER_INCIDENTS = (
+    select(Incident)
+    .join(IncidentNotice, IncidentNotice.incident_id == Incident.id)
+    .where(
+        IncidentNotice.member_id == bindparam("p_member"),
+        IncidentNotice.kind == "initial",
+        Incident.status == "active",
+    )
+    .order_by(Incident.since.desc(), Incident.id)
+)
+"""Built once (the 360 asks it of every member it shows)."""
+
+
 def list_member_incidents(session: Session, *, member_ref: str) -> list[dict[str, Any]]:
     """The active incidents affecting a member, newest first."""
     member = customers.get_member(session, ref=member_ref)
-    rows = session.scalars(
-        select(Incident)
-        .join(IncidentNotice, IncidentNotice.incident_id == Incident.id)
-        .where(
-            IncidentNotice.member_id == member.id,
-            IncidentNotice.kind == "initial",
-            Incident.status == "active",
-        )
-        .order_by(Incident.since.desc(), Incident.id)
-    )
-    return [_incident_body(row) for row in rows]
+    return [_incident_body(row) for row in session.scalars(_MEMBER_INCIDENTS, {"p_member": member.id})]
 
 
 def count_pending(session: Session) -> int:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -293,16 +293,20 @@ def list_cases(
     return [_body(row, now) for row in rows]
 
 
+_MEMBER_CASES = (
+    select(RecoveryCase)
+    .where(RecoveryCase.member_id == bindparam("p_member"))
+    .order_by(RecoveryCase.opened_at.desc(), RecoveryCase.id)
+    .limit(bindparam("p_limit"))
+)
+"""Built once (the 360 asks it of every member it shows)."""
+
+
 def list_member_cases(
     session: Session, *, member_id: int, now: datetime, limit: int = 20
 ) -> list[dict[str, Any]]:
     """A member's recovery cases, newest first (the 360)."""
-    rows = session.scalars(
-        select(RecoveryCase)
-        .where(RecoveryCase.member_id == member_id)
-        .order_by(RecoveryCase.opened_at.desc(), RecoveryCase.id)
-        .limit(limit)
-    )
+    rows = session.scalars(_MEMBER_CASES, {"p_member": member_id, "p_limit": limit})
     return [_body(row, now) for row in rows]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from prevenance.common.problems import InvalidInput
@@ -38,13 +38,24 @@ def _decode_cursor(cursor: str) -> int:
         raise InvalidInput("cursor is not one this API gave out", field="cursor")
 
 
+_MOVEMENTS = (
+    select(Posting)
+    .where(Posting.member_id == bindparam("p_member"))
+    .order_by(Posting.id.desc())
+    .limit(bindparam("p_limit"))
+)
+"""Built once: the 360 and the member's movements ask it on every call."""
+_MOVEMENTS_BEFORE = _MOVEMENTS.where(Posting.id < bindparam("p_before"))
+
+
 def list_movements(session: Session, *, member_ref: str, limit: int, cursor: str | None) -> dict[str, Any]:
     """The member's postings, newest first, cursor-paginated; each says why and for what."""
     member = customers.get_member(session, ref=member_ref)
-    statement = select(Posting).where(Posting.member_id == member.id)
+    params = {"p_member": member.id, "p_limit": limit + 1}
     if cursor:
-        statement = statement.where(Posting.id < _decode_cursor(cursor))
-    rows = list(session.scalars(statement.order_by(Posting.id.desc()).limit(limit + 1)))
+        rows = list(session.scalars(_MOVEMENTS_BEFORE, {**params, "p_before": _decode_cursor(cursor)}))
+    else:
+        rows = list(session.scalars(_MOVEMENTS, params))
     more = len(rows) > limit
     rows = rows[:limit]
     return {

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -148,16 +148,20 @@ def grant(
     return {**body(row, member.ref), "replayed": False}
 
 
+_MEMBER_GRANTS = (
+    select(GoodwillGrant)
+    .where(GoodwillGrant.member_id == bindparam("p_member"))
+    .order_by(GoodwillGrant.granted_at.desc(), GoodwillGrant.id.desc())
+    .limit(bindparam("p_limit"))
+)
+"""Built once (the 360 asks it of every member it shows)."""
+
+
 def list_member_grants(session: Session, *, member_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """A member's goodwill, newest first (the 360)."""
     member = customers.find_member_by_id(session, member_id=member_id)
     ref = member.ref if member else ""
-    rows = session.scalars(
-        select(GoodwillGrant)
-        .where(GoodwillGrant.member_id == member_id)
-        .order_by(GoodwillGrant.granted_at.desc(), GoodwillGrant.id.desc())
-        .limit(limit)
-    )
+    rows = session.scalars(_MEMBER_GRANTS, {"p_member": member_id, "p_limit": limit})
     return [body(row, ref) for row in rows]
 
 

@@ -119,9 +119,12 @@ def member_account(session: Session, *, member_id: int, unit: str) -> AccountRef
     return _account(session, f"member:{member_id}:{unit}", unit=unit, member_id=member_id)
 
 
+_MEMBER_ACCOUNT_IDS = select(Account.id).where(Account.member_id == bindparam("p_member"))
+
+
 def member_account_ids(session: Session, *, member_id: int) -> set[int]:
     """The ids of the accounts the member has (a read: none is created, unlike ``member_account``)."""
-    return set(session.scalars(select(Account.id).where(Account.member_id == member_id)))
+    return set(session.scalars(_MEMBER_ACCOUNT_IDS, {"p_member": member_id}))
 
 
 def lock_member_accounts(session: Session, *, member_id: int) -> None:

@@ -142,24 +142,30 @@ def latest_treatment(session: Session, *, member_id: int, offer_id: str) -> Offe
     ).first()
 
 
+_MEMBER_OFFERS = (
+    select(OfferDecision, Offer)
+    .join(Offer, Offer.id == OfferDecision.offer_id)
+    .where(OfferDecision.member_id == bindparam("p_member"), OfferDecision.arm == "treatment")
+    .order_by(OfferDecision.decided_at.desc(), OfferDecision.id.desc())
+    .limit(bindparam("p_limit"))
+)
+"""Built once (the 360 and the member's offers ask it on every call)."""
+_USABLE_MEMBER_OFFERS = _MEMBER_OFFERS.where(
+    OfferDecision.status.in_(("made", "activated")),
+    OfferDecision.expires_at > bindparam("p_now"),
+    Offer.status != "ended",
+)
+
+
 def member_offers(
     session: Session, *, member_id: int, now: datetime | None, limit: int
 ) -> list[tuple[OfferDecision, Offer]]:
     """Offers made to a member, newest first; with ``now``, only those still usable."""
-    statement = (
-        select(OfferDecision, Offer)
-        .join(Offer, Offer.id == OfferDecision.offer_id)
-        .where(OfferDecision.member_id == member_id, OfferDecision.arm == "treatment")
-    )
-    if now is not None:
-        statement = statement.where(
-            OfferDecision.status.in_(("made", "activated")),
-            OfferDecision.expires_at > now,
-            Offer.status != "ended",
-        )
-    rows = session.execute(
-        statement.order_by(OfferDecision.decided_at.desc(), OfferDecision.id.desc()).limit(limit)
-    ).all()
+    params: dict[str, Any] = {"p_member": member_id, "p_limit": limit}
+    if now is None:
+        rows = session.execute(_MEMBER_OFFERS, params).all()
+    else:
+        rows = session.execute(_USABLE_MEMBER_OFFERS, {**params, "p_now": now}).all()
     return [(r[0], r[1]) for r in rows]
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import mail
@@ -126,15 +126,17 @@ def answer_fingerprints(session: Session, ids: Sequence[str]) -> dict[str, str]:
     return found
 
 
+_MEMBER_ANSWERS = (
+    select(Answer)
+    .where(Answer.member_id == bindparam("p_member"))
+    .order_by(Answer.answered_at.desc(), Answer.id.desc())
+    .limit(bindparam("p_limit"))
+)
+"""Built once (the 360 asks it of every member it shows)."""
+
+
 def member_answers(session: Session, member_id: int, limit: int) -> list[Answer]:
-    return list(
-        session.scalars(
-            select(Answer)
-            .where(Answer.member_id == member_id)
-            .order_by(Answer.answered_at.desc(), Answer.id.desc())
-            .limit(limit)
-        )
-    )
+    return list(session.scalars(_MEMBER_ANSWERS, {"p_member": member_id, "p_limit": limit}))
 
 
 def latest_scorecard(session: Session, month: str) -> ScorecardVersion | None:
