@@ -46,6 +46,12 @@ _MOVEMENTS = (
 )
 """Built once: the 360 and the member's movements ask it on every call."""
 _MOVEMENTS_BEFORE = _MOVEMENTS.where(Posting.id < bindparam("p_before"))
+_LATEST_MOVEMENTS = (
+    select(Posting)
+    .where(Posting.member_id == bindparam("p_member"))
+    .order_by(Posting.created_at.desc(), Posting.id.desc())
+    .limit(bindparam("p_limit"))
+)
 
 
 def list_movements(session: Session, *, member_ref: str, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -72,13 +78,8 @@ def list_latest_movements(session: Session, *, member_ref: str, limit: int) -> l
     purchase after newer ones, so the portal orders by the posting's instant.
     """
     member = customers.get_member(session, ref=member_ref)
-    statement = (
-        select(Posting)
-        .where(Posting.member_id == member.id)
-        .order_by(Posting.created_at.desc(), Posting.id.desc())
-        .limit(limit)
-    )
-    return _movement_items(session, member.id, list(session.scalars(statement)))
+    rows = session.scalars(_LATEST_MOVEMENTS, {"p_member": member.id, "p_limit": limit})
+    return _movement_items(session, member.id, list(rows))
 
 
 def _movement_items(session: Session, member_id: int, rows: list[Posting]) -> list[dict[str, Any]]:
