@@ -1,7 +1,7 @@
 """The rows the earn engine writes, and the set-based reads it makes: the tables and their column
 orders, the JSON texts written once per earn (stored answer, event payload), the multi-row writer
-(``executemany`` on SQLite, ``COPY`` on PostgreSQL), look-ups by one IN list or one JSON array, and
-event ids drawn in bulk. Shared with the settlement ingest, which writes the same rows."""
+(``executemany`` on SQLite, ``COPY`` on PostgreSQL) and look-ups by one IN list or one JSON array.
+Shared with the settlement ingest, which writes the same rows."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from prevenance.common.base import UtcDateTime
 from prevenance.common.idempotency import IdempotencyKey
-from prevenance.common.ids import new_ids
 from prevenance.common.outbox import OutboxEvent
 from prevenance.loyalty import transactions
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, ProgrammeVersion, Referral
@@ -234,8 +233,3 @@ class InQuery:
                 yield from connection.execute(self.sqlite_listed, {"p_values": chunk, **params})
             return
         yield from connection.execute(self.sqlite, {"p_values": text, **params})
-
-
-def event_id_list(count: int) -> list[str]:
-    """``count`` event ids (``common.ids.new_ids("evt", count)``), in one call."""
-    return new_ids("evt", count)

@@ -46,7 +46,7 @@ from sqlalchemy import ARRAY, Engine, and_, any_, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from prevenance.common.idempotency import Outcome
-from prevenance.common.ids import as_utc
+from prevenance.common.ids import as_utc, new_ids
 from prevenance.common.money import minor_units
 from prevenance.common.problems import IdempotencyConflict, InvalidInput, PrevenanceError
 from prevenance.customers import service as customers
@@ -72,7 +72,6 @@ from prevenance.loyalty.earn_rows import (
     Writer,
     earn_texts,
     encode_json_string,
-    event_id_list,
 )
 
 
@@ -411,7 +410,7 @@ def _apply_wave(
     rewarded: list[tuple[Any, ...]] = []
     unit_text = {unit: encode_json_string(unit) for unit in {e.unit for e in wave}}
     # Two events at most per earn (its own, a referral's); popped from the end, in batch order.
-    event_ids = event_id_list(2 * len(wave))
+    event_ids = new_ids("evt", 2 * len(wave))
     event_ids.reverse()
     for earn in wave:
         tx = earn.request.tx
