@@ -47,7 +47,8 @@ PREVENANCE = str(BIN / "prevenance") if (BIN / "prevenance").exists() else shuti
 # The targets (throughput ratio to a bare app, p99 ms): SQLite with one worker; PostgreSQL with two
 # workers against a bare app on two.
 TARGETS = {"sqlite": (0.35, 25.0), "postgresql": (0.15, 50.0)}
-BENCH_DATABASE = "prevenance_bench_earn"
+BENCH_DATABASE = f"prevenance_bench_earn_{os.getpid()}"
+"""One database per run, dropped at its end: two runs at once on one server never share (nor drop) one."""
 
 BARE_APP = textwrap.dedent(
     '''
@@ -294,6 +295,16 @@ def fresh_postgres(server_url: str) -> str:
     return make_url(server_url).set(database=BENCH_DATABASE).render_as_string(hide_password=False)
 
 
+def drop_postgres(server_url: str) -> None:
+    """Drop this run's database (``fresh_postgres``)."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"))
+    admin.dispose()
+
+
 def run_prevenance(args: argparse.Namespace, tmp: Path) -> tuple[Result, str]:
     url = fresh_postgres(args.postgres) if args.postgres else f"sqlite:///{tmp / 'prevenance.db'}"
     started = time.perf_counter()
@@ -440,6 +451,8 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+            if args.postgres:
+                drop_postgres(args.postgres)
     if not ledger_ok:
         raise SystemExit("LEDGER CHECK FAILED")
     if not targets:
