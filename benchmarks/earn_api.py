@@ -284,24 +284,29 @@ def prepare_prevenance(url: str, members: int) -> str:
 
 def fresh_postgres(server_url: str) -> str:
     """A new, empty database on the given PostgreSQL server (dropped first if a run left it)."""
-    from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"))
-        connection.execute(text(f"CREATE DATABASE {BENCH_DATABASE}"))
-    admin.dispose()
+    _run_on_server(
+        server_url,
+        f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)",
+        f"CREATE DATABASE {BENCH_DATABASE}",
+    )
     return make_url(server_url).set(database=BENCH_DATABASE).render_as_string(hide_password=False)
 
 
 def drop_postgres(server_url: str) -> None:
     """Drop this run's database (``fresh_postgres``)."""
+    _run_on_server(server_url, f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+
+
+def _run_on_server(server_url: str, *statements: str) -> None:
+    """Statements outside a transaction (``CREATE``/``DROP DATABASE``) on the server's given database."""
     from sqlalchemy import create_engine, text
 
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"))
+        for statement in statements:
+            connection.execute(text(statement))
     admin.dispose()
 
 

@@ -17,11 +17,11 @@ def new_id(prefix: str) -> str:
     """An opaque identifier with a readable prefix (``evt_…``, ``case_…``): a version 7 UUID in hex.
 
     Its first 48 bits are the Unix time in milliseconds, the other 74 (version and variant aside)
-    random. Ids made in a later millisecond sort after earlier ones, so each table's unique index on
-    them grows at its right edge, a page kept in cache, instead of touching a random page of an
-    index that outgrows memory (a wall clock stepped back breaks the order, never the uniqueness) (RFC 9562, section 6.2: "time-ordered values for database keys"). An id tells
-    when it was made, to the millisecond, and never stands for a permission: survey links and
-    sessions are signed, keys are ``new_secret``."""
+    random (RFC 9562). Ids made in a later millisecond sort after earlier ones, so each table's
+    unique index on them grows at its right edge, a page kept in cache, instead of touching a random
+    page of an index that outgrows memory; a wall clock stepped back breaks the order, never the
+    uniqueness. An id tells when it was made, to the millisecond, and never stands for a permission:
+    survey links and sessions are signed, keys are ``new_secret``."""
     return f"{prefix}_{_uuid7_hex(time.time_ns() // 1_000_000, os.urandom(10))}"
 
 
