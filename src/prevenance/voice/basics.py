@@ -17,7 +17,11 @@ METHODS = "docs/methods.md"
 
 def iso(moment: datetime | None) -> str | None:
     """A moment as ISO 8601 UTC with a ``Z`` (None stays None)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment is not None else None
+    if moment is None:
+        return None
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat()[:-6] + "Z"
 
 
 @lru_cache(maxsize=1)
