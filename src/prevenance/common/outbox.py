@@ -63,8 +63,8 @@ class OutboxEvent(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
-EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
-_INSERT = insert(EVENTS)  # built once: every write emits an event
+_EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
+_INSERT = insert(_EVENTS)  # built once: every write emits an event
 
 
 def emit(session: Session, *, type: str, payload: dict[str, Any], now: datetime) -> str:
@@ -78,19 +78,18 @@ def emit(session: Session, *, type: str, payload: dict[str, Any], now: datetime)
 
 def emit_many(session: Session, *, type: str, payloads: list[dict[str, Any]], now: datetime) -> list[str]:
     """``emit`` for a batch of events of one type, in one multi-row ``INSERT`` (a bulk import)."""
-    rows = event_rows(type=type, payloads=payloads, now=now)
-    insert_many(session.connection(), EVENTS, rows)
-    return [row["event_id"] for row in rows]
-
-
-def event_rows(*, type: str, payloads: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-    """The outbox rows of a batch of events of one type, for a caller that inserts them itself (a
-    bulk import writing from a thread of its own, ``common.bulk.BackgroundWriter``)."""
+    if not payloads:
+        return []
     ids = new_ids("evt", len(payloads))
-    return [
-        {"event_id": event_id, "type": type, "payload": payload, "occurred_at": now}
-        for event_id, payload in zip(ids, payloads, strict=True)
-    ]
+    insert_many(
+        session.connection(),
+        _EVENTS,
+        [
+            {"event_id": event_id, "type": type, "payload": payload, "occurred_at": now}
+            for event_id, payload in zip(ids, payloads, strict=True)
+        ],
+    )
+    return ids
 
 
 UNHANDLED_PER_HANDLED = 20

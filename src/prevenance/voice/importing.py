@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import ExitStack
 from datetime import datetime
 from itertools import islice
 from typing import Any
@@ -24,7 +23,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
-from prevenance.common.bulk import BackgroundWriter, insert_many, insert_statements, tune_for_bulk
+from prevenance.common.bulk import insert_many, tune_for_bulk
 from prevenance.common.ids import fingerprint
 from prevenance.common.rules import FieldError
 from prevenance.customers import service as customers
@@ -104,10 +103,11 @@ def _values(item: rules.ImportedAnswer, member: customers.MemberSummary) -> dict
     }
 
 
-def chunk_rows(
-    bodies: list[tuple[dict[str, Any], rules.ImportedAnswer, str]], now: datetime
-) -> list[tuple[Table, list[dict[str, Any]]]]:
-    """Answers, topics, suggestions and ``survey.answered`` events of a chunk, table by table."""
+def _write(
+    session: Session, bodies: list[tuple[dict[str, Any], rules.ImportedAnswer, str]], now: datetime
+) -> None:
+    """Answers, topics, suggestions and ``survey.answered`` events of a chunk, a few multi-row
+    statements each (``common.bulk.insert_many``)."""
     answers: list[dict[str, Any]] = []
     topic_rows: list[dict[str, Any]] = []
     suggestions: list[dict[str, Any]] = []
@@ -140,42 +140,11 @@ def chunk_rows(
                     "updated_at": now,
                 }
             )
-    events = outbox.event_rows(type="survey.answered", payloads=[body for body, _, _ in bodies], now=now)
-    return [(_ANSWERS, answers), (_TOPICS, topic_rows), (_SUGGESTIONS, suggestions), (outbox.EVENTS, events)]
-
-
-class _ChunkWriter:
-    """Writes each checked chunk: on SQLite through a ``BackgroundWriter`` (the database inserts
-    one chunk while the next is checked and built), elsewhere at once through SQLAlchemy.
-
-    ``ready`` must be called before the import reads through the session again: it waits for the
-    chunk being written, so the connection has one user at a time."""
-
-    def __init__(self, session: Session, stack: ExitStack, *, write_behind: bool) -> None:
-        self.connection = session.connection()
-        self.background = (
-            stack.enter_context(BackgroundWriter(self.connection))
-            if write_behind and self.connection.dialect.name == "sqlite"
-            else None
-        )
-
-    def ready(self) -> None:
-        if self.background is not None:
-            self.background.wait()
-
-    def write(self, tables: list[tuple[Table, list[dict[str, Any]]]]) -> None:
-        if self.background is None:
-            for table, rows in tables:
-                insert_many(self.connection, table, rows)
-            return
-        self.background.submit(
-            [
-                statement
-                for table, rows in tables
-                if rows
-                for statement in insert_statements(self.connection, table, rows)
-            ]
-        )
+    connection = session.connection()
+    insert_many(connection, _ANSWERS, answers)
+    insert_many(connection, _TOPICS, topic_rows)
+    insert_many(connection, _SUGGESTIONS, suggestions)
+    outbox.emit_many(session, type="survey.answered", payloads=[body for body, _, _ in bodies], now=now)
 
 
 def import_answers(
@@ -186,39 +155,18 @@ def import_answers(
     progress: Callable[[int], None] | None = None,
     first_line: int = 2,
     chunk: int = CHUNK,
-    write_behind: bool = True,
 ) -> dict[str, int]:
     """Import answers from another channel (post-call phone surveys): all lines or none.
 
     Each line is checked (line numbers count the header as line 1); any faulty line rejects the file
     with every line and reason (``InvalidImport``, the first ``MAX_ERRORS`` listed). An id already
     imported with the same values is skipped, with other values it is a faulty line: a re-run of the
-    file adds nothing. ``rows`` is read once, ``chunk`` lines at a time. On SQLite a chunk is
-    written by a thread of its own while the next one is checked, unless ``write_behind`` is false
-    (the benchmark measures the database's own work that way).
+    file adds nothing. ``rows`` is read once, ``chunk`` lines at a time.
     """
     tune_for_bulk(session, cache_mib=BULK_CACHE_MIB)
-    with ExitStack() as stack:
-        writer = _ChunkWriter(session, stack, write_behind=write_behind)
-        return _import_chunks(session, writer, rows, now, progress, first_line, chunk)
-
-
-def _import_chunks(
-    session: Session,
-    writer: _ChunkWriter,
-    rows: Iterable[Mapping[str, str | None]],
-    now: datetime,
-    progress: Callable[[int], None] | None,
-    first_line: int,
-    chunk: int,
-) -> dict[str, int]:
-    """``import_answers``'s loop: each chunk is parsed, then (once the previous chunk's write has
-    finished with the connection) its members and stored ids are read, then the previous chunk is
-    handed to the writer and this one is built while the database writes that one."""
     seen = SeenIds()
     errors: list[dict[str, Any]] = []
     faults = imported = unchanged = lines = 0
-    built: list[tuple[Table, list[dict[str, Any]]]] | None = None
     source = iter(rows)
     while batch := list(islice(source, chunk)):
         start = first_line + lines
@@ -230,7 +178,6 @@ def _import_chunks(
                 parsed.append((start + offset, rules.parse_import_row(raw)))
             except FieldError as error:
                 chunk_errors.append({"line": start + offset, "field": error.field, "reason": str(error)})
-        writer.ready()
         members = customers.list_summaries_by_refs(
             session, refs=sorted({item.member_ref for _, item in parsed})
         )
@@ -244,10 +191,6 @@ def _import_chunks(
         digests = np.fromiter((SeenIds.digest(i) for i in ids), dtype=np.uint64, count=len(ids))
         earlier = seen.first_line(digests)
         existing = repository.answer_fingerprints(session, ids)
-        if built is not None:
-            if not faults:
-                writer.write(built)
-            built = None
         in_chunk: dict[str, int] = {}
         fresh: list[tuple[dict[str, Any], rules.ImportedAnswer, str]] = []
         for (line, item), answer_id, first in zip(known, ids, earlier.tolist(), strict=True):
@@ -280,13 +223,10 @@ def _import_chunks(
         if len(errors) < MAX_ERRORS:
             errors += sorted(chunk_errors, key=lambda e: e["line"])[: MAX_ERRORS - len(errors)]
         if not faults and fresh:
-            built = chunk_rows(fresh, now)
+            _write(session, fresh, now)
             imported += len(fresh)
         if progress is not None:
             progress(lines)
-    if built is not None and not faults:
-        writer.write(built)
-    writer.ready()
     if faults:
         raise InvalidImport(
             f"{faults} faulty line(s), first on line {errors[0]['line']}: {errors[0]['reason']}",

@@ -3,19 +3,15 @@ byte for byte as the database holds them, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, Table, insert, text
-from sqlalchemy.exc import IntegrityError
 
-from prevenance.common.bulk import BackgroundWriter, insert_many, insert_statements, run_statements
+from prevenance.common.bulk import insert_many, insert_statements, run_statements
 from prevenance.common.outbox import OutboxEvent
-from prevenance.db import make_engine, unit_of_work
+from prevenance.db import unit_of_work
 
 EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
@@ -68,21 +64,3 @@ def test_rows_beyond_the_drivers_variable_limit_go_in_several_statements(engine:
     with unit_of_work(engine) as session:
         stored = session.query(OutboxEvent).filter_by(type="split").order_by(OutboxEvent.event_id).all()
     assert [event.payload for event in stored] == [{"i": i} for i in range(5)]
-
-
-def test_a_background_writers_error_is_raised_in_the_caller(sqlite_template: Path, tmp_path: Path) -> None:
-    """The statements run in the writer's thread; what the database refuses there is raised by
-    ``wait`` (or on leaving the writer) in the caller's, and the caller's transaction rolls it back.
-    (SQLite only: the writer serves its driver, which releases the GIL while it writes.)"""
-    shutil.copy(sqlite_template, tmp_path / "writer.db")
-    engine = make_engine(f"sqlite:///{tmp_path / 'writer.db'}")
-    moment = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
-    row = {"event_id": "evt_twice", "type": "twice", "payload": {}, "occurred_at": moment}
-    with pytest.raises(IntegrityError), unit_of_work(engine) as session:
-        connection = session.connection()
-        with BackgroundWriter(connection) as writer:
-            writer.submit(insert_statements(connection, EVENTS, [row]))
-            writer.submit(insert_statements(connection, EVENTS, [row]))
-    with unit_of_work(engine) as session:
-        assert session.query(OutboxEvent).filter_by(type="twice").count() == 0
-    engine.dispose()

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import IntegrityError
 
 from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
@@ -192,53 +191,3 @@ def test_the_import_gives_sqlite_a_bounded_bulk_page_cache(tmp_path: Path, clock
         assert run_in_transaction(sqlite, import_and_read_cache) == -importing.BULK_CACHE_MIB * 1024
     finally:
         sqlite.dispose()
-
-
-def stored_answers(engine: Engine) -> list[tuple[Any, ...]]:
-    with engine.connect() as connection:
-        return [tuple(r) for r in connection.exec_driver_sql("SELECT * FROM voice_answers ORDER BY id")]
-
-
-@pytest.mark.usefixtures("members")
-def test_writing_behind_stores_the_rows_writing_in_place_stores(engine: Engine, clock: FrozenClock) -> None:
-    """On SQLite each chunk is written by a thread of its own while the next is checked: the same
-    answers, topics, suggestions and events as when each chunk is written before the next is read."""
-    rows = [row(i) for i in range(60)]
-    rows[5] |= {"comment": "Attente trop longue au téléphone", "suggestion": "Un rappel automatique"}
-    behind = run_in_transaction(
-        engine, lambda s: importing.import_answers(s, rows=once(rows), now=clock.now(), chunk=7)
-    )
-    first = stored_answers(engine), counts(engine)
-    with engine.begin() as connection:
-        for table in ("voice_answer_topics", "voice_suggestions", "voice_answers"):
-            connection.exec_driver_sql(f"DELETE FROM {table}")
-        connection.exec_driver_sql("DELETE FROM outbox_events WHERE type = 'survey.answered'")
-    in_place = run_in_transaction(
-        engine,
-        lambda s: importing.import_answers(s, rows=once(rows), now=clock.now(), chunk=7, write_behind=False),
-    )
-    assert behind == in_place == {"imported": 60, "unchanged": 0, "lines": 60}
-    assert (stored_answers(engine), counts(engine)) == first
-    assert first[1][0] == 60
-
-
-@pytest.mark.usefixtures("members")
-def test_a_write_that_fails_behind_fails_the_import_and_leaves_nothing(
-    engine: Engine, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An error raised by the database in the writer's thread reaches the import's caller, and the
-    import's transaction is rolled back with every chunk written before it."""
-    rows = [row(i) for i in range(30)]
-    real = importing.chunk_rows
-
-    def third_chunk_collides(bodies: Any, now: Any) -> Any:
-        tables = real(bodies, now)
-        if bodies[0][0]["id"] == "csv:S0014":  # the third chunk (lines 16-22), at every attempt
-            answers = tables[0][1]
-            answers[0] = {**answers[0], "id": "csv:S0000"}  # written by the first: a key clash
-        return tables
-
-    monkeypatch.setattr(importing, "chunk_rows", third_chunk_collides)
-    with pytest.raises(IntegrityError):
-        run(engine, clock, rows, chunk=7)
-    assert counts(engine) == (0, 0, 0, 0)
