@@ -73,12 +73,14 @@ def insert_statements(
 
 
 def _bound_values(dialect: Any, table: Table, names: list[str], rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """The rows' values, row after row, each through its column's bind processor (built column by
-    column, so a column without a processor costs one ``map`` in C)."""
+    """The rows' values, row after row, each through its column's bind processor for this dialect
+    (the dialect's own, as SQLAlchemy's insert applies it: on SQLite a time becomes the text
+    SQLAlchemy writes, microseconds included, not what the driver's default adapter would make of a
+    datetime), built column by column, so a column without a processor costs one ``map`` in C."""
     columns: list[list[Any]] = []
     for name in names:
         column = list(map(itemgetter(name), rows))
-        process = table.c[name].type.bind_processor(dialect)
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         columns.append(column if process is None else _processed(column, process))
     return list(chain.from_iterable(zip(*columns, strict=True)))
 

@@ -5,19 +5,31 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, Table, insert, text
 
 from prevenance.common.bulk import insert_many, insert_statements, run_statements
 from prevenance.common.outbox import OutboxEvent
-from prevenance.db import unit_of_work
+from prevenance.db import make_engine, unit_of_work
+from prevenance.migrate import upgrade
 
 EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
 
-def test_insert_many_stores_what_sqlalchemy_stores(engine: Engine) -> None:
-    moment = datetime(2026, 1, 15, 10, 0, 0, 120, tzinfo=UTC)
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 1, 15, 10, 0, 0, 120, tzinfo=UTC),
+        # A whole second: SQLite's driver would write it without microseconds, which sorts as text
+        # before the bound SQLAlchemy writes for the same second (``... 10:00:00.000000``).
+        datetime(2026, 2, 1, 0, 0, 0, tzinfo=UTC),
+    ],
+    ids=["microseconds", "whole-second"],
+)
+def test_insert_many_stores_what_sqlalchemy_stores(engine: Engine, moment: datetime) -> None:
     payload: dict[str, Any] = {"é": [1, None, "x"], "n": 2.5, "nested": {"a": True}}
     row = {"type": "t", "payload": payload, "occurred_at": moment}
     with unit_of_work(engine) as session:
@@ -36,6 +48,11 @@ def test_insert_many_stores_what_sqlalchemy_stores(engine: Engine) -> None:
     with unit_of_work(engine) as session:
         stored = session.query(OutboxEvent).filter_by(event_id="evt_bulk").one()
         assert stored.payload == payload and stored.occurred_at == moment
+        # Found by a range starting at its own instant, as every report's month bounds are.
+        in_range = session.query(OutboxEvent).filter(
+            OutboxEvent.type == "t", OutboxEvent.occurred_at >= moment
+        )
+        assert {event.event_id for event in in_range} == {"evt_bulk", "evt_core"}
 
 
 def test_rows_beyond_the_drivers_variable_limit_go_in_several_statements(engine: Engine) -> None:
@@ -64,3 +81,32 @@ def test_rows_beyond_the_drivers_variable_limit_go_in_several_statements(engine:
     with unit_of_work(engine) as session:
         stored = session.query(OutboxEvent).filter_by(type="split").order_by(OutboxEvent.event_id).all()
     assert [event.payload for event in stored] == [{"i": i} for i in range(5)]
+
+
+def test_the_migration_gives_whole_second_times_written_in_bulk_their_microseconds(tmp_path: Path) -> None:
+    """Before revision a4c7e1f3b9d2 the bulk insert let SQLite's driver write a whole second as
+    ``2026-02-01 00:00:00``; the migration rewrites such times as SQLAlchemy writes them, so they
+    sort (as text) at their own second again. Other times are left as they are."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "f3b8d2e6a9c1")
+    with engine.begin() as connection:
+        for event_id, occurred in (
+            ("evt_short", "2026-02-01 00:00:00"),
+            ("evt_full", "2026-02-01 00:00:00.000120"),
+        ):
+            connection.exec_driver_sql(
+                "INSERT INTO outbox_events (event_id, type, payload, occurred_at) VALUES (?, 'old', '{}', ?)",
+                (event_id, occurred),
+            )
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT event_id, occurred_at FROM outbox_events WHERE type = 'old'"
+        )
+        stored = {event_id: occurred for event_id, occurred in rows}
+    assert stored == {"evt_short": "2026-02-01 00:00:00.000000", "evt_full": "2026-02-01 00:00:00.000120"}
+    with unit_of_work(engine) as session:
+        since = datetime(2026, 2, 1, tzinfo=UTC)
+        found = session.query(OutboxEvent).filter(OutboxEvent.type == "old", OutboxEvent.occurred_at >= since)
+        assert {event.event_id for event in found} == {"evt_short", "evt_full"}
+    engine.dispose()
