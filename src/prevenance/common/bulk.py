@@ -22,6 +22,9 @@ _UNSEEN = object()
 _PORTABLE_VARIABLES = 999
 """SQLite's historical limit of bound variables per statement, when the driver cannot say its own."""
 
+_OLD_COMPOUND_LIMIT = 500
+"""Rows of one ``VALUES`` clause that SQLite before 3.8.8 accepted (its compound SELECT limit)."""
+
 Statement = tuple[str, tuple[Any, ...]]
 """A driver-level statement and its parameters, row after row."""
 
@@ -65,6 +68,8 @@ def insert_statements(
     group = f"({', '.join([mark] * len(names))})"
     width = len(names)
     per_statement = max(1, _variable_limit(connection) // width)
+    if sqlite3.sqlite_version_info < (3, 8, 8):  # before it, VALUES rows counted as compound SELECTs
+        per_statement = min(per_statement, _OLD_COMPOUND_LIMIT)
     statements: list[Statement] = []
     for first in range(0, len(rows), per_statement):
         flat = tuple(values[first * width : (first + per_statement) * width])

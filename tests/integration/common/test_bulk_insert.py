@@ -110,3 +110,19 @@ def test_the_migration_gives_whole_second_times_written_in_bulk_their_microsecon
         found = session.query(OutboxEvent).filter(OutboxEvent.type == "old", OutboxEvent.occurred_at >= since)
         assert {event.event_id for event in found} == {"evt_short", "evt_full"}
     engine.dispose()
+
+
+def test_an_old_sqlite_gets_at_most_500_rows_a_statement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.8.8 counted each row of a ``VALUES`` clause as a compound SELECT (500 at most)."""
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 8, 7))
+    engine = make_engine(f"sqlite:///{tmp_path / 'statements.db'}")
+    moment = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+    rows = [
+        {"event_id": f"evt_old_{i}", "type": "old", "payload": {}, "occurred_at": moment} for i in range(1201)
+    ]
+    with engine.connect() as connection:
+        statements = insert_statements(connection, EVENTS, rows)
+    engine.dispose()
+    assert [len(params) // 4 for _, params in statements] == [500, 500, 201]
