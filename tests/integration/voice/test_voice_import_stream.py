@@ -191,3 +191,27 @@ def test_the_import_gives_sqlite_a_bounded_bulk_page_cache(tmp_path: Path, clock
         assert run_in_transaction(sqlite, import_and_read_cache) == -importing.BULK_CACHE_MIB * 1024
     finally:
         sqlite.dispose()
+
+
+@pytest.mark.usefixtures("members")
+def test_members_are_read_once_per_import_and_the_bound_keeps_every_chunk_whole(
+    engine: Engine, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The members a file names are read once for the import, not once per chunk; past the cache's
+    bound it starts again from the chunk's own members, which are all read again."""
+    asked: list[list[str]] = []
+    real = importing.customers.list_summaries_by_refs
+
+    def counted(session: Any, *, refs: list[str]) -> Any:
+        asked.append(refs)
+        return real(session, refs=refs)
+
+    monkeypatch.setattr(importing.customers, "list_summaries_by_refs", counted)
+    rows = [row(i) for i in range(40)]
+    assert run(engine, clock, rows, chunk=5)["imported"] == 40
+    assert asked == [["M1", "M2"]]  # eight chunks, one read
+    asked.clear()
+    monkeypatch.setattr(importing, "MEMBER_CACHE", 1)
+    fresh = [row(100 + i) for i in range(20)]
+    assert run(engine, clock, fresh, chunk=5)["imported"] == 20  # no line refused as "unknown member"
+    assert asked == [["M1", "M2"]] * 4  # the bound (1) is below a chunk's two members: read each time
