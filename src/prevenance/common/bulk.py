@@ -56,9 +56,9 @@ def insert_statements(
     (measured on the survey import: the database's own time for its rows fell by about a third).
     Each value is bound by its column type's own processor, as SQLAlchemy's insert would (a test
     compares the stored bytes)."""
-    names = list(rows[0])
-    values = _bound_values(connection.dialect, table, names, rows)
     dialect = connection.dialect
+    names = list(rows[0])
+    values = _bound_values(dialect, table, names, rows)
     quote = dialect.identifier_preparer.quote
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     head = (

@@ -79,4 +79,8 @@ dict without ``asdict``'s recursive deep copy."""
 def iso_z(moment: datetime | None) -> str | None:
     """A moment in UTC as every answer writes it (``2026-01-31T09:00:00Z``), so a POST's raw answer
     and a GET of the same resource agree; None stays None."""
-    return as_utc(moment).isoformat().replace("+00:00", "Z") if moment is not None else None
+    if moment is None:
+        return None
+    if moment.tzinfo is not UTC:
+        moment = as_utc(moment)
+    return moment.isoformat()[:-6] + "Z"  # "+00:00" off: a moment in UTC always ends with it

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from prevenance.common.periods import month_of
 from prevenance.customers.tables import Member
 from prevenance.db import read_session, unit_of_work
 from prevenance.desk.tables import Contact
@@ -150,7 +151,7 @@ def _play_contact(
         reason=row.reason,
         product=row.product,
         country=row.country,
-        month=rules.month_of(answered_at),
+        month=month_of(answered_at),
         answered_at=answered_at,
         recommend=recommend,
         interaction=interaction,

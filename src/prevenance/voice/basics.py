@@ -4,7 +4,6 @@ how a moment is written in a body."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 
@@ -13,15 +12,6 @@ from prevenance.common.problems import as_invalid_input
 from prevenance.voice import rules
 
 METHODS = "docs/methods.md"
-
-
-def iso(moment: datetime | None) -> str | None:
-    """A moment as ISO 8601 UTC with a ``Z`` (None stays None)."""
-    if moment is None:
-        return None
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    return moment.isoformat()[:-6] + "Z"
 
 
 @lru_cache(maxsize=1)

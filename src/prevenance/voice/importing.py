@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.bulk import insert_many, tune_for_bulk
-from prevenance.common.ids import fingerprint
+from prevenance.common.ids import fingerprint, iso_z
+from prevenance.common.periods import month_of
 from prevenance.common.rules import FieldError
 from prevenance.customers import service as customers
 from prevenance.voice import repository, rules, topics
-from prevenance.voice.basics import iso
 from prevenance.voice.errors import InvalidImport
 from prevenance.voice.tables import Answer, AnswerTopic, Suggestion
 
@@ -112,8 +112,8 @@ def _values(item: rules.ImportedAnswer, member: customers.MemberSummary) -> dict
         "reason": item.reason,
         "product": item.product or member.product,
         "country": item.country or member.country,
-        "month": rules.month_of(item.answered_at),
-        "answered_at": iso(item.answered_at),
+        "month": month_of(item.answered_at),
+        "answered_at": iso_z(item.answered_at),
         "recommend": item.recommend,
         "interaction": item.interaction,
         "comment": item.comment,

@@ -11,11 +11,12 @@ import polars as pl
 from sqlalchemy.orm import Session
 
 from prevenance.common import inputs
+from prevenance.common.ids import iso_z
 from prevenance.common.problems import InvalidInput, as_invalid_input
 from prevenance.common.rules import FieldError
 from prevenance.desk import service as desk
 from prevenance.voice import aggregates, calibration, repository, rules
-from prevenance.voice.basics import METHODS, current_config, iso
+from prevenance.voice.basics import METHODS, current_config
 from prevenance.voice.errors import InvalidImport
 from prevenance.voice.tables import Barometer
 
@@ -28,7 +29,7 @@ def _barometer_body(row: Barometer) -> dict[str, Any]:
         "metric": row.metric,
         "value": row.value,
         "n": row.n,
-        "imported_at": iso(row.imported_at),
+        "imported_at": iso_z(row.imported_at),
     }
 
 

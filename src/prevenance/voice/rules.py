@@ -117,13 +117,6 @@ def invitation_decision(
 # --- months and quarters -------------------------------------------------------------------------
 
 
-def month_of(moment: datetime) -> str:
-    """The UTC month of an instant, ``YYYY-MM`` (as ``strftime("%Y-%m")`` writes it)."""
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    return f"{moment.year}-{moment.month:02d}"
-
-
 def check_month(month: str, field_name: str = "month") -> str:
     """``YYYY-MM`` or a FieldError."""
     if not _MONTH.fullmatch(month or ""):

@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
-from prevenance.common.ids import fingerprint
+from prevenance.common.ids import fingerprint, iso_z
 from prevenance.common.problems import InvalidInput
 from prevenance.desk import service as desk
 from prevenance.voice import aggregates, analytics, repository, rules
-from prevenance.voice.basics import METHODS, check_month, current_config, iso
+from prevenance.voice.basics import METHODS, check_month, current_config
 from prevenance.voice.errors import NothingToPublish, UnknownScorecard
 from prevenance.voice.tables import ScorecardRow, ScorecardVersion
 
@@ -88,7 +88,7 @@ def _version_body(version: ScorecardVersion, rows: list[ScorecardRow] | None) ->
         "version": version.version,
         "published_by": version.published_by,
         "reason": version.reason,
-        "published_at": iso(version.published_at),
+        "published_at": iso_z(version.published_at),
         "fingerprint": version.fingerprint,
         "agents": version.agents,
         "grid": version.grid,

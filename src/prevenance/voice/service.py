@@ -16,14 +16,14 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
-from prevenance.common.ids import fingerprint
+from prevenance.common.ids import fingerprint, iso_z
+from prevenance.common.periods import month_of
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
 from prevenance.voice import repository, rules
 from prevenance.voice.basics import METHODS as METHODS
 from prevenance.voice.basics import check_month
 from prevenance.voice.basics import current_config as current_config
-from prevenance.voice.basics import iso as _iso
 from prevenance.voice.errors import SurveyLinkError, UnknownSuggestion
 from prevenance.voice.importing import import_answers as import_answers
 from prevenance.voice.quarterly import calibrated_countries as calibrated_countries
@@ -53,7 +53,7 @@ def set_survey_consent(
     elif row.opted_out != opted_out:
         row.opted_out, row.updated_at, row.updated_by = opted_out, now, by
     session.flush()
-    return {"member_ref": member.ref, "opted_out": row.opted_out, "updated_at": _iso(row.updated_at)}
+    return {"member_ref": member.ref, "opted_out": row.opted_out, "updated_at": iso_z(row.updated_at)}
 
 
 def get_survey_consent(session: Session, *, member_ref: str) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def get_survey_consent(session: Session, *, member_ref: str) -> dict[str, Any]:
     return {
         "member_ref": member.ref,
         "opted_out": bool(row and row.opted_out),
-        "updated_at": _iso(row.updated_at) if row else None,
+        "updated_at": iso_z(row.updated_at) if row else None,
     }
 
 
@@ -130,7 +130,7 @@ def _answer_body(row: Answer) -> dict[str, Any]:
         "product": row.product,
         "country": row.country,
         "month": row.month,
-        "answered_at": _iso(row.answered_at),
+        "answered_at": iso_z(row.answered_at),
         "recommend": row.recommend,
         "interaction": row.interaction,
         "comment": row.comment,
@@ -164,7 +164,7 @@ def submit_answer(
         reason=invitation.reason,
         product=invitation.product,
         country=invitation.country,
-        month=rules.month_of(now),
+        month=month_of(now),
         answered_at=now,
         recommend=form.recommend,
         interaction=form.interaction,
@@ -196,8 +196,8 @@ def _suggestion_body(row: Suggestion, topics: list[str]) -> dict[str, Any]:
         "status": row.status,
         "link": row.link,
         "note": row.note,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
+        "created_at": iso_z(row.created_at),
+        "updated_at": iso_z(row.updated_at),
         "updated_by": row.updated_by,
     }
 
@@ -275,7 +275,7 @@ def list_member_surveys(session: Session, *, member_id: int, limit: int = 10) ->
         {
             "id": row.id,
             "contact_id": row.contact_id,
-            "answered_at": _iso(row.answered_at),
+            "answered_at": iso_z(row.answered_at),
             "channel": row.channel,
             "agent": row.agent,
             "reason": row.reason,

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from prevenance.common.ids import iso_z
 from prevenance.common.periods import month_bounds, month_of, previous_month
 from prevenance.common.rules import FieldError
 from prevenance.common.stats import Z_95, normal_cdf, wilson_bounds, z_for
@@ -34,6 +35,17 @@ def test_the_month_before_january_is_last_december() -> None:
 
 def test_an_instant_belongs_to_its_utc_month() -> None:
     assert month_of(datetime(2026, 1, 31, 23, 30, tzinfo=UTC)) == "2026-01"
+
+
+_AWARE = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones())
+
+
+@given(_AWARE)
+def test_the_month_and_the_z_time_are_the_texts_strftime_and_isoformat_write(moment: datetime) -> None:
+    """Their fast paths for moments already in UTC write what the general formulas write."""
+    in_utc = moment.astimezone(UTC)
+    assert month_of(moment) == in_utc.strftime("%Y-%m")
+    assert iso_z(moment) == in_utc.isoformat().replace("+00:00", "Z")
 
 
 def test_the_normal_quantile_and_distribution_agree_with_the_standard_library() -> None:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from prevenance.common.periods import month_of
 from prevenance.common.rules import FieldError
 from prevenance.voice import invitations, rules
 from prevenance.voice.errors import SurveyLinkError
@@ -56,7 +57,7 @@ def test_sampling_is_deterministic_per_contact_and_near_its_rate(rate: float) ->
 
 
 def test_months_and_quarters() -> None:
-    assert rules.month_of(datetime(2026, 1, 31, 23, 30, tzinfo=UTC)) == "2026-01"
+    assert month_of(datetime(2026, 1, 31, 23, 30, tzinfo=UTC)) == "2026-01"
     assert rules.quarter_months("2026Q3") == ["2026-07", "2026-08", "2026-09"]
     assert rules.quarter_of("2026-12") == "2026Q4"
     assert rules.previous_quarters("2026Q1", 3) == ["2025Q3", "2025Q4", "2026Q1"]
