@@ -1,6 +1,7 @@
 """The rows the earn engine writes, and the set-based reads it makes: the tables and their column
 orders, the JSON texts written once per earn (stored answer, event payload), the multi-row writer
-(``executemany`` on SQLite, ``COPY`` on PostgreSQL) and look-ups by one IN list or one JSON array.
+(``executemany`` on SQLite; on PostgreSQL a batch's statements in one pipeline, large tables by
+``COPY``) and look-ups by one IN list or one JSON array.
 Shared with the settlement ingest, which writes the same rows."""
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def _same(value: Any) -> Any:
 
 
 class Writer:
-    """Rows handed straight to the driver: ``executemany`` on SQLite, ``COPY`` on PostgreSQL.
+    """Rows handed straight to the driver: ``executemany`` on SQLite; on PostgreSQL multi-row
+    ``INSERT``s sent together inside ``batched`` (one round trip), else ``COPY``.
 
     SQLAlchemy's per-row parameter processing costs more than the database's own work at this
     volume, so values are converted here with the bind processors the ORM would apply (the stored
