@@ -172,9 +172,11 @@ class Writer:
             return
         driver = self._driver()
         try:
-            if len(statements) == 1:
+            if len(statements) == 1 or not self.dialect.loaded_dbapi.Pipeline.is_supported():
+                # One statement, or a libpq older than 14 (no pipeline mode): one round trip each.
                 with driver.cursor() as cursor:
-                    cursor.execute(*statements[0])
+                    for sql, params in statements:
+                        cursor.execute(sql, params)
                 return
             with driver.pipeline(), driver.cursor() as cursor:
                 for sql, params in statements:

@@ -62,3 +62,12 @@ def test_a_failing_statement_of_the_batch_raises_integrity_error_and_nothing_is_
     with Session(engine) as session:
         assert session.execute(select(earn_rows.EVENTS.c.event_id)).scalars().all() == []
         assert session.execute(select(earn_rows.KEYS.c.key)).scalars().all() == ["taken"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_without_pipeline_mode_the_batch_goes_one_statement_at_a_time_with_the_same_result(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A libpq older than 14 has no pipeline mode: the queued statements are sent one by one."""
+    monkeypatch.setattr(engine.dialect.loaded_dbapi.Pipeline, "is_supported", classmethod(lambda cls: False))
+    test_a_batch_is_written_in_order_with_large_tables_by_copy(engine)
