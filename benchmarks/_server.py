@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -86,3 +87,16 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def ensure_wrk() -> None:
+    """Install Debian's ``wrk`` when it is missing and this process may (root); else say how."""
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (apt-get install -y wrk)", flush=True)
+        done = subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True, text=True)
+        if done.returncode == 0 and shutil.which("wrk"):
+            return
+        raise SystemExit(f"apt-get install wrk failed: {done.stderr.strip()[-500:]}")
+    raise SystemExit("wrk is not installed: apt-get install wrk (as root), or use --driver asyncio")

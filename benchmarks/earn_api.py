@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _server import cpu_seconds, free_port, peak_rss_kb, stop, wait_ready
+from _server import cpu_seconds, ensure_wrk, free_port, peak_rss_kb, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -196,8 +196,7 @@ def drive_asyncio(port: int, token: str, prefix: str, args: argparse.Namespace, 
         asyncio.run(_drive_asyncio(port, token, prefix, args, out))
 
 
-WRK_SCRIPT = """
-local counter = 0
+WRK_COUNTING = """
 local threads = {}
 function setup(thread)
   thread:set("tid", #threads)
@@ -207,17 +206,8 @@ function init(args)
   accepted = 0
   refused = 0
 end
-request = function()
-  counter = counter + 1
-  local n = tid * 100000000 + counter
-  local body = string.format(
-    '{"id":"%s-%d","member_ref":"bench-%06d","amount":"%d.%02d","currency":"EUR",' ..
-    '"merchant":"Benchmark Store","category":"travel","occurred_at":"2026-11-20T10:00:00Z"}',
-    PREFIX, n, n % MEMBERS, 10 + n % 490, n % 100)
-  return wrk.format("POST", "/v1/transactions", HEADERS, body)
-end
 response = function(status, headers, body)
-  if status == 201 then accepted = accepted + 1 else refused = refused + 1 end
+  if status == OK then accepted = accepted + 1 else refused = refused + 1 end
 end
 function done(summary, latency, requests)
   local a, r = 0, 0
@@ -229,22 +219,58 @@ function done(summary, latency, requests)
 end
 """
 
+EARN_REQUEST = """
+local counter = 0
+request = function()
+  counter = counter + 1
+  local n = tid * 100000000 + counter
+  local body = string.format(
+    '{"id":"%s-%d","member_ref":"bench-%06d","amount":"%d.%02d","currency":"EUR",' ..
+    '"merchant":"Benchmark Store","category":"travel","occurred_at":"2026-11-20T10:00:00Z"}',
+    PREFIX, n, n % MEMBERS, 10 + n % 490, n % 100)
+  return wrk.format("POST", "/v1/transactions", HEADERS, body)
+end
+"""
 
-def drive_wrk(port: int, token: str, prefix: str, args: argparse.Namespace, out: Result, tmp: Path) -> None:
-    script = tmp / f"{prefix}.lua"
+
+def earn_wrk_script(prefix: str, members: int, token: str) -> str:
+    """A wrk script posting a new transaction id on every request (``prefix`` keeps runs apart)."""
     headers = f'{{["Content-Type"]="application/json", ["Authorization"]="Bearer {token}"}}'
-    script.write_text(f'PREFIX="{prefix}"\nMEMBERS={args.members}\nHEADERS={headers}\n' + WRK_SCRIPT)
-    threads = max(1, min(args.clients, os.cpu_count() or 1))
-    seconds = max(1, round(args.duration))
-    command = ["wrk", "-t", str(threads), "-c", str(args.clients), "-d", f"{seconds}s", "-s", str(script)]
-    done = subprocess.run([*command, f"http://127.0.0.1:{port}"], capture_output=True, text=True)
-    if done.returncode != 0 or "RESULT" not in done.stdout:
-        raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))
+    return f'PREFIX="{prefix}"\nMEMBERS={members}\nHEADERS={headers}\nOK=201\n' + EARN_REQUEST + WRK_COUNTING
+
+
+def start_wrk(
+    port: int, script_text: str, clients: int, seconds: float, script: Path
+) -> subprocess.Popen[str]:
+    """wrk on ``script_text`` (which ends with ``WRK_COUNTING``), ``clients`` connections."""
+    script.write_text(script_text)
+    threads = max(1, min(clients, os.cpu_count() or 1))
+    command = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{max(1, round(seconds))}s"]
+    return subprocess.Popen(
+        [*command, "-s", str(script), f"http://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish_wrk(process: subprocess.Popen[str], seconds: float, out: Result) -> None:
+    """Wait for a ``start_wrk`` run and put its counts and latencies in ``out``."""
+    stdout, stderr = process.communicate()
+    if process.returncode != 0 or "RESULT" not in stdout:
+        raise SystemExit(f"wrk failed ({process.returncode}): {stderr or stdout}")
+    line = next(line for line in stdout.splitlines() if line.startswith("RESULT"))
     accepted, refused, socket_errors, p50, p99, peak, rps = line.split()[1:]
     out.accepted, out.errors = int(accepted), int(refused) + int(socket_errors)
-    out.seconds = float(seconds)
+    out.seconds = float(max(1, round(seconds)))
     out.wrk_summary = {"p50": float(p50), "p99": float(p99), "max": float(peak), "rps": float(rps)}
+
+
+def drive_wrk(port: int, token: str, prefix: str, args: argparse.Namespace, out: Result, tmp: Path) -> None:
+    script = earn_wrk_script(prefix, args.members, token)
+    finish_wrk(
+        start_wrk(port, script, args.clients, args.duration, tmp / f"{prefix}.lua"), args.duration, out
+    )
 
 
 def drive(port: int, token: str, prefix: str, args: argparse.Namespace, out: Result, tmp: Path) -> None:
@@ -442,8 +468,8 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers, for both servers")
     args = parser.parse_args()
-    if args.driver == "wrk" and not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed (apt-get install wrk), or use --driver asyncio")
+    if args.driver == "wrk":
+        ensure_wrk()
     if PREVENANCE is None:
         raise SystemExit("the prevenance command is not installed (make install)")
     tmp = Path(tempfile.mkdtemp(prefix="earn-bench-"))

@@ -7,7 +7,8 @@ In this order, as separate middlewares would nest them (outermost first):
 2. the client (and scheme) become those a trusted proxy forwarded (``common.proxies``);
 3. the request is counted and timed by its route template (``common.metrics``);
 4. the answer gets the security headers (``security_headers``);
-5. a request id is on every log line and in the ``X-Request-Id`` response header.
+5. a request id is on every log line and in the ``X-Request-Id`` response header: the client's
+   own when it is a plain token (``client_request_id``), else one minted here.
 
 One layer rather than five: each ASGI layer is one more call and one more ``send`` wrapper on every
 request, for a few dictionary reads each. Plain ASGI, never Starlette's ``BaseHTTPMiddleware``, which
@@ -29,6 +30,20 @@ from prevenance.logging import redact_request_secrets
 from prevenance.security_headers import add_security_headers, policy_for
 
 
+REQUEST_ID_MAX = 64
+"""Longest client request id kept: the customer access log's column (``customer_access_log.request_id``)."""
+
+
+def client_request_id(sent: str | None) -> str | None:
+    """The client's ``X-Request-Id`` when it is 1 to ``REQUEST_ID_MAX`` visible ASCII characters;
+    else None (the server mints its own). A value the access log cannot hold made its insert fail,
+    so a caller could read a customer's record and leave no entry; an odd one also travels into
+    every log line of the request."""
+    if sent and len(sent) <= REQUEST_ID_MAX and sent.isascii() and sent.isprintable() and " " not in sent:
+        return sent
+    return None
+
+
 class Edge:
     """The outer layer of the app (see the module docstring)."""
 
@@ -47,7 +62,7 @@ class Edge:
         started = time.perf_counter()
         status = 500
         csp = policy_for(str(scope.get("path", "")))
-        rid = Headers(scope=scope).get("x-request-id") or new_id("req")
+        rid = client_request_id(Headers(scope=scope).get("x-request-id")) or new_id("req")
         structlog.contextvars.bind_contextvars(request_id=rid)
 
         async def edge_send(message: Message) -> None:

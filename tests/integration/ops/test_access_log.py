@@ -39,3 +39,29 @@ def test_the_access_log_is_append_only(api: Api, engine: Engine) -> None:
     for statement in ("UPDATE customer_access_log SET actor = 'x'", "DELETE FROM customer_access_log"):
         with pytest.raises(DBAPIError), unit_of_work(engine) as session:
             session.execute(text(statement))
+
+
+@pytest.mark.parametrize("sent", ["r" * 65, "x" * 5000, "café-ünïcode", "tab\there", " "])
+def test_a_request_id_the_log_cannot_hold_never_keeps_a_read_out_of_it(api: Api, sent: str) -> None:
+    """The client's ``X-Request-Id`` is echoed and logged when it is a plain token (visible ASCII, at
+    most 64 characters, the log's column); anything else is replaced by the server's own id. Before,
+    a longer id made the access-log insert fail on PostgreSQL, so a caller could read a customer's
+    record without leaving a trace."""
+    api.put("/v1/members/M1", member_body(), role="agent")
+    headers = {**api.headers("agent"), "X-Request-Id": sent}
+    response = api.client.get("/v1/members/M1/balance", headers={k: v.encode() for k, v in headers.items()})
+    assert response.status_code == 200
+    minted = response.headers["X-Request-Id"]
+    assert minted != sent and 0 < len(minted) <= 64 and minted.isascii() and minted.isprintable()
+    latest = api.get("/v1/members/M1/access-log", role="supervisor").json()[0]
+    assert (latest["route"], latest["request_id"]) == ("/v1/members/{ref}/balance", minted)
+
+
+def test_a_plain_request_id_is_kept_end_to_end(api: Api) -> None:
+    api.put("/v1/members/M1", member_body(), role="agent")
+    sent = "trace-" + "0123456789abcdef" * 3 + "ABCDEFGHIJ"[:10]  # 64 characters
+    assert len(sent) == 64
+    response = api.client.get("/v1/members/M1/balance", headers={**api.headers("agent"), "X-Request-Id": sent})
+    assert response.headers["X-Request-Id"] == sent
+    latest = api.get("/v1/members/M1/access-log", role="supervisor").json()[0]
+    assert latest["request_id"] == sent
