@@ -29,7 +29,6 @@ from prevenance.common.proxies import TrustedProxies
 from prevenance.logging import redact_request_secrets
 from prevenance.security_headers import add_security_headers, policy_for
 
-
 REQUEST_ID_MAX = 64
 """Longest client request id kept: the customer access log's column (``customer_access_log.request_id``)."""
 

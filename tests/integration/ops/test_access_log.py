@@ -61,7 +61,9 @@ def test_a_plain_request_id_is_kept_end_to_end(api: Api) -> None:
     api.put("/v1/members/M1", member_body(), role="agent")
     sent = "trace-" + "0123456789abcdef" * 3 + "ABCDEFGHIJ"[:10]  # 64 characters
     assert len(sent) == 64
-    response = api.client.get("/v1/members/M1/balance", headers={**api.headers("agent"), "X-Request-Id": sent})
+    response = api.client.get(
+        "/v1/members/M1/balance", headers={**api.headers("agent"), "X-Request-Id": sent}
+    )
     assert response.headers["X-Request-Id"] == sent
     latest = api.get("/v1/members/M1/access-log", role="supervisor").json()[0]
     assert latest["request_id"] == sent
