@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from sqlalchemy import String, Subquery, any_, bindparam, column, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -142,13 +143,25 @@ def member_ids_matching(
     return list(session.scalars(statement.order_by(Member.id)))
 
 
-def append_access(session: Session, *, member_ref: str, values: dict[str, object]) -> bool:
-    """Insert one access-log row for the member with this ref (a lookup of the id, then the insert)."""
-    member_id = session.scalar(select(Member.id).where(Member.ref == member_ref))
-    if member_id is None:
-        return False
-    session.execute(insert(AccessLogEntry).values(member_id=member_id, **values))
-    return True
+_INSERT_ACCESS = insert(AccessLogEntry.__table__)  # type: ignore[arg-type]
+
+
+def append_accesses(session: Session, entries: Sequence[tuple[str, dict[str, object]]]) -> int:
+    """Insert one access-log row per ``(member ref, values)`` in order: one read of the members'
+    ids for all the refs, one insert for all the rows. A ref naming no member gets no row; the
+    count written is returned."""
+    refs = list({ref for ref, _ in entries})
+    ids: dict[str, int] = {}
+    for start in range(0, len(refs), 500):
+        chunk = refs[start : start + 500]
+        ids.update(
+            (ref, id_)
+            for ref, id_ in session.execute(select(Member.ref, Member.id).where(Member.ref.in_(chunk)))
+        )
+    rows = [{"member_id": ids[ref], **values} for ref, values in entries if ref in ids]
+    if rows:
+        session.execute(_INSERT_ACCESS, rows)
+    return len(rows)
 
 
 def access_entries(

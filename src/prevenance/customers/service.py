@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -212,37 +213,40 @@ def sync_products(session: Session, *, products: list[tuple[str, str, str, bool]
     session.flush()
 
 
-def record_access(
-    session: Session,
-    *,
-    member_ref: str,
-    actor: str,
-    actor_role: str,
-    action: str,
-    channel: str,
-    method: str,
-    route: str,
-    status: int,
-    request_id: str | None,
-    now: datetime,
-) -> bool:
-    """Append who read or changed a member's record to the access log; False when the ref names
-    no member (nothing to attach the entry to)."""
-    return repository.append_access(
-        session,
-        member_ref=member_ref,
-        values={
-            "at": now,
-            "actor": actor[:120],
-            "actor_role": actor_role,
-            "action": action,
-            "channel": channel,
-            "method": method,
-            "route": route[:200],
-            "status": status,
-            "request_id": request_id,
-        },
-    )
+@dataclass(frozen=True)
+class Access:
+    """Who read or changed a member's record, through which route, with what answer."""
+
+    member_ref: str
+    actor: str
+    actor_role: str
+    action: str  # read | change
+    channel: str  # api | console
+    method: str
+    route: str
+    status: int
+    request_id: str | None
+    at: datetime
+
+    def values(self) -> dict[str, object]:
+        """The access-log columns (free texts cut to their columns' lengths)."""
+        return {
+            "at": self.at,
+            "actor": self.actor[:120],
+            "actor_role": self.actor_role[:20],
+            "action": self.action,
+            "channel": self.channel,
+            "method": self.method[:10],
+            "route": self.route[:200],
+            "status": self.status,
+            "request_id": self.request_id[:64] if self.request_id else None,
+        }
+
+
+def record_accesses(session: Session, accesses: Sequence[Access]) -> int:
+    """Append accesses to the access log in order; an access to a ref naming no member is not
+    written (nothing to attach it to). Returns the count written."""
+    return repository.append_accesses(session, [(access.member_ref, access.values()) for access in accesses])
 
 
 def list_access(

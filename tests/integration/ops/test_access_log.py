@@ -3,10 +3,17 @@ change, route, status), queryable by customer by a supervisor, and the database 
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
+from structlog.testing import capture_logs
 
+from prevenance import access_audit
+from prevenance.customers import service as customers
 from prevenance.db import unit_of_work
 from tests.conftest import Api, member_body
 
@@ -67,3 +74,74 @@ def test_a_plain_request_id_is_kept_end_to_end(api: Api) -> None:
     assert response.headers["X-Request-Id"] == sent
     latest = api.get("/v1/members/M1/access-log", role="supervisor").json()[0]
     assert latest["request_id"] == sent
+
+
+def _access(ref: str, route: str, *, action: str = "read") -> customers.Access:
+    return customers.Access(
+        member_ref=ref,
+        actor="an agent",
+        actor_role="agent",
+        action=action,
+        channel="api",
+        method="GET",
+        route=route,
+        status=200,
+        request_id=None,
+        at=datetime(2026, 12, 7, tzinfo=UTC),
+    )
+
+
+def _routes_logged(engine: Engine) -> list[str]:
+    with unit_of_work(engine) as session:
+        return list(session.scalars(text("SELECT route FROM customer_access_log ORDER BY id")))
+
+
+def test_entries_arriving_while_a_write_runs_are_written_together_in_order(
+    api: Api, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.put("/v1/members/M1", member_body(), role="agent")
+    api.put("/v1/members/M2", member_body(), role="agent")
+    before = _routes_logged(engine)
+    writing, release = threading.Event(), threading.Event()
+    batches: list[int] = []
+    write = access_audit.write_accesses
+
+    def gated(engine_: Engine, accesses: list[customers.Access]) -> None:
+        batches.append(len(accesses))
+        writing.set()
+        assert release.wait(30)
+        write(engine_, accesses)
+
+    monkeypatch.setattr(access_audit, "write_accesses", gated)
+    writer = access_audit.AccessLogWriter(engine)
+
+    async def scenario() -> None:
+        first = asyncio.create_task(writer.record(_access("M1", "/first")))
+        await asyncio.to_thread(writing.wait, 30)  # the first write is running
+        others = [asyncio.create_task(writer.record(_access(f"M{1 + i % 2}", f"/r{i}"))) for i in range(9)]
+        while writer.waiting < 9:
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(first, *others)
+
+    asyncio.run(scenario())
+    assert batches == [1, 9] and writer.writes == 2
+    assert _routes_logged(engine)[len(before) :] == ["/first", *(f"/r{i}" for i in range(9))]
+
+
+def test_an_entry_the_database_refuses_costs_the_others_nothing(api: Api, engine: Engine) -> None:
+    api.put("/v1/members/M1", member_body(), role="agent")
+    before = _routes_logged(engine)
+    with capture_logs() as logged:
+        access_audit.write_accesses(
+            engine,
+            [
+                _access("M1", "/before"),
+                _access("M1", "/refused", action="neither read nor change"),  # the CHECK constraint
+                _access("NOBODY", "/no-member"),  # no member to attach it to: not written
+                _access("M1", "/after"),
+            ],
+        )
+    assert _routes_logged(engine)[len(before) :] == ["/before", "/after"]
+    failures = [entry for entry in logged if entry["event"] == "access_log_write_failed"]
+    assert [entry["route"] for entry in failures] == ["/refused"]
