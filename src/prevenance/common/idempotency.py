@@ -10,6 +10,7 @@ simply finds the claim. Should the first roll back instead, the second's insert 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,22 @@ from prevenance.common.base import Base, UtcDateTime
 from prevenance.common.problems import IdempotencyConflict
 from prevenance.db import insert_ignoring_conflicts
 
+KEY_MAX = 200
+"""Length of the key columns (``idempotency_keys.key``, ``postings.idempotency_key``)."""
+
+
+def fit_key(key: str) -> str:
+    """``key`` when it fits the key columns, else its head and a digest of the whole (still unique).
+
+    Callers' ids and keys may be ``KEY_MAX`` long, and the keys derived from them are longer
+    (``earn:<id>``, ``<month>/<key>``): PostgreSQL refuses a text longer than its column, so such an
+    earn or publish failed with a 500. A key that fits is kept as is, so keys stored before stay valid.
+    """
+    if len(key) <= KEY_MAX:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return key[: KEY_MAX - len(digest) - 1] + "~" + digest
+
 
 class IdempotencyKey(Base):
     """One row per (scope, caller key): the body fingerprint and the response first given."""
@@ -29,7 +46,7 @@ class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
 
     scope: Mapped[str] = mapped_column(String(40), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(KEY_MAX), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -81,10 +98,11 @@ def run_idempotent(
     that commits the insert does nothing and the look-up that follows (a new snapshot in READ
     COMMITTED) finds the stored answer.
     """
-    values = {"scope": scope, "key": key, "fingerprint": fingerprint, "status_code": 0, "created_at": now}
+    stored = fit_key(key)
+    values = {"scope": scope, "key": stored, "fingerprint": fingerprint, "status_code": 0, "created_at": now}
     claim = _CLAIM_IF_NEW.get(session.get_bind().dialect.name)
     if claim is None or session.execute(claim, values).first() is None:
-        existing = session.execute(_FIND, {"p_scope": scope, "p_key": key}).first()
+        existing = session.execute(_FIND, {"p_scope": scope, "p_key": stored}).first()
         if existing is not None:
             if existing.fingerprint != fingerprint:
                 raise IdempotencyConflict(
@@ -97,6 +115,6 @@ def run_idempotent(
     outcome = produce()
     session.execute(
         _ANSWER,
-        {"p_scope": scope, "p_key": key, "p_status": outcome.status_code, "p_response": outcome.body},
+        {"p_scope": scope, "p_key": stored, "p_status": outcome.status_code, "p_response": outcome.body},
     )
     return outcome

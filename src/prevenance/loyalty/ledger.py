@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from prevenance.common.idempotency import fit_key
 from prevenance.db import ignoring_conflicts, insert_ignoring_conflicts, transaction_memo
 from prevenance.loyalty.errors import InsufficientPoints
 from prevenance.loyalty.tables import Account, Posting
@@ -188,7 +189,7 @@ def _insert_posting(
     posting_id = session.execute(
         _INSERT_POSTING,
         {
-            "idempotency_key": key,
+            "idempotency_key": fit_key(key),
             "debit_account_id": debit_id,
             "credit_account_id": credit_id,
             "amount": amount,
