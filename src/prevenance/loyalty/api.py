@@ -59,6 +59,9 @@ Referrer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role
 ReferralViewer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.SUPERVISOR))]
 CodeHolder = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.MEMBER, Role.INTEGRATOR))]
 Ref = Annotated[str, Path(min_length=1, max_length=200)]
+# As long as their columns (catalogue_items.sku, partners.code): a longer one is a 422, not a 500.
+Sku = Annotated[str, Path(min_length=1, max_length=80)]
+PartnerCode = Annotated[str, Path(min_length=1, max_length=60)]
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", "content": {PROBLEM_JSON: {}}}}
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid input", "content": {PROBLEM_JSON: {}}}
@@ -139,7 +142,7 @@ def get_movements(
     "/catalogue/{sku}", response_model=CatalogueItemRead, responses={201: {"model": CatalogueItemRead}}
 )
 def put_catalogue_item(
-    sku: Ref, body: CatalogueItemPut, engine: DbEngine, clock: AppClock, _: Marketing, response: Response
+    sku: Sku, body: CatalogueItemPut, engine: DbEngine, clock: AppClock, _: Marketing, response: Response
 ) -> CatalogueItemRead:
     """Create (201) or replace (200) a catalogue item."""
 
@@ -167,7 +170,7 @@ def get_catalogue(engine: DbEngine, _: Reader) -> list[CatalogueItemRead]:
     response_model=CatalogueItemRead,
     responses={404: {"description": "Unknown SKU", "content": {PROBLEM_JSON: {}}}},
 )
-def find_catalogue_item(sku: Ref, engine: DbEngine, _: Reader) -> CatalogueItemRead:
+def find_catalogue_item(sku: Sku, engine: DbEngine, _: Reader) -> CatalogueItemRead:
     """One catalogue item with its price in points and its stock."""
     with read_session(engine) as session:
         item = service.find_catalogue_item(session, sku=sku)
@@ -188,7 +191,7 @@ def _partner_read(partner: Any) -> PartnerRead:
 
 @router.put("/partners/{code}", response_model=PartnerRead, responses={201: {"model": PartnerRead}})
 def put_partner(
-    code: Ref, body: PartnerPut, engine: DbEngine, clock: AppClock, _: Marketing, response: Response
+    code: PartnerCode, body: PartnerPut, engine: DbEngine, clock: AppClock, _: Marketing, response: Response
 ) -> PartnerRead:
     """Create (201) or replace (200) a partner."""
 
@@ -210,7 +213,7 @@ def get_partners(engine: DbEngine, _: Reader) -> list[PartnerRead]:
 
 @router.post("/partners/{code}/ecodes", status_code=201, response_model=ECodesLoaded)
 def post_ecodes(
-    code: Ref, body: ECodesLoad, engine: DbEngine, clock: AppClock, _: Marketing
+    code: PartnerCode, body: ECodesLoad, engine: DbEngine, clock: AppClock, _: Marketing
 ) -> dict[str, Any]:
     """Load codes into a partner's pool (codes already loaded are skipped)."""
     return run_in_transaction(
