@@ -35,17 +35,12 @@ def write_accesses(engine: Engine, accesses: list[customers.Access]) -> None:
     try:
         with unit_of_work(engine) as session:
             customers.record_accesses(session, accesses)
-        return
     except Exception:
         if len(accesses) == 1:
             _log_failure(accesses[0])
-            return
-    for access in accesses:
-        try:
-            with unit_of_work(engine) as session:
-                customers.record_accesses(session, [access])
-        except Exception:
-            _log_failure(access)
+        else:
+            for access in accesses:
+                write_accesses(engine, [access])
 
 
 def _log_failure(access: customers.Access) -> None:

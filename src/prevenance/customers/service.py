@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Subquery
+from sqlalchemy import String, Subquery
 from sqlalchemy.orm import Session
 
 from prevenance.common.problems import InvalidInput
@@ -14,7 +14,7 @@ from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import repository, rules
 from prevenance.customers.errors import UnknownMember, UnknownMemberInBody, UnknownProduct
 from prevenance.customers.search import search_members as search_members
-from prevenance.customers.tables import Member, Product
+from prevenance.customers.tables import AccessLogEntry, Member, Product
 
 
 @dataclass(frozen=True)
@@ -229,18 +229,21 @@ class Access:
     at: datetime
 
     def values(self) -> dict[str, object]:
-        """The access-log columns (free texts cut to their columns' lengths)."""
-        return {
-            "at": self.at,
-            "actor": self.actor[:120],
-            "actor_role": self.actor_role[:20],
-            "action": self.action,
-            "channel": self.channel,
-            "method": self.method[:10],
-            "route": self.route[:200],
-            "status": self.status,
-            "request_id": self.request_id[:64] if self.request_id else None,
-        }
+        """The access-log columns, texts cut to their columns' lengths (an entry never fails for
+        a long key name or route)."""
+        values: dict[str, object] = {"at": self.at, "status": self.status}
+        for name, length in _ACCESS_TEXT_LENGTHS.items():
+            text = getattr(self, name)
+            values[name] = text[:length] if text is not None else None
+        return values
+
+
+_ACCESS_TEXT_LENGTHS: dict[str, int] = {
+    column.name: column.type.length
+    for column in AccessLogEntry.__table__.columns
+    if isinstance(column.type, String) and column.type.length
+}
+"""The access log's text columns and their lengths, read from the table."""
 
 
 def record_accesses(session: Session, accesses: Sequence[Access]) -> int:

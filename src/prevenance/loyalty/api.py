@@ -45,6 +45,7 @@ from prevenance.loyalty.schemas import (
     TransactionCreate,
     TransactionRead,
 )
+from prevenance.loyalty.tables import CatalogueItem, Partner
 
 router = APIRouter(prefix="/v1", tags=["rewards"])
 
@@ -59,9 +60,9 @@ Referrer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role
 ReferralViewer = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.SUPERVISOR))]
 CodeHolder = Annotated[Principal, Depends(require(Role.AGENT, Role.MARKETING, Role.MEMBER, Role.INTEGRATOR))]
 Ref = Annotated[str, Path(min_length=1, max_length=200)]
-# As long as their columns (catalogue_items.sku, partners.code): a longer one is a 422, not a 500.
-Sku = Annotated[str, Path(min_length=1, max_length=80)]
-PartnerCode = Annotated[str, Path(min_length=1, max_length=60)]
+# As long as their columns: a longer one is a 422, not a 500.
+Sku = Annotated[str, Path(min_length=1, max_length=CatalogueItem.__table__.c.sku.type.length)]
+PartnerCode = Annotated[str, Path(min_length=1, max_length=Partner.__table__.c.code.type.length)]
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", "content": {PROBLEM_JSON: {}}}}
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid input", "content": {PROBLEM_JSON: {}}}

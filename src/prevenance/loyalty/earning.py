@@ -45,7 +45,7 @@ import orjson
 from sqlalchemy import ARRAY, Engine, and_, any_, bindparam, func, select, true, union_all
 from sqlalchemy.orm import Session
 
-from prevenance.common.idempotency import Outcome, fit_key
+from prevenance.common.idempotency import Outcome
 from prevenance.common.ids import as_utc, new_ids
 from prevenance.common.money import minor_units
 from prevenance.common.problems import IdempotencyConflict, InvalidInput, PrevenanceError
@@ -446,7 +446,7 @@ def _apply_wave(
             balances[code] += earn.units
             postings.append(
                 (
-                    fit_key(f"earn:{tx.id}"),
+                    ledger.posting_key("earn", tx.id),
                     accounts[issuance_code(earn.unit)][0],
                     accounts[code][0],
                     earn.units,
@@ -467,7 +467,7 @@ def _apply_wave(
                 balances[referrer] += referral.bonus
                 postings.append(
                     (
-                        fit_key(f"referral:{referral.id}"),
+                        ledger.posting_key("referral", referral.id),
                         accounts[issuance_code(referral.unit)][0],
                         accounts[referrer][0],
                         referral.bonus,

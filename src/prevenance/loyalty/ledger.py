@@ -204,6 +204,12 @@ def _insert_posting(
     return PostingResult(posting_id=posting_id, balance_after=balance_after)
 
 
+def posting_key(kind: str, reference: str) -> str:
+    """The unique key of the posting of ``kind`` for ``reference`` (``earn:<transaction id>``…),
+    fitted to the key column: the earn engine and the use cases must build the same one."""
+    return fit_key(f"{kind}:{reference}")
+
+
 def post(
     session: Session,
     *,

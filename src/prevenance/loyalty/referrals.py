@@ -190,7 +190,7 @@ def reward_referral_if_pending(
             amount=bonus,
             reason="referral",
             reference=referral_id,
-            key=f"referral:{referral_id}",
+            key=ledger.posting_key("referral", referral_id),
             now=now,
         )
     outbox.emit(

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
+from prevenance.common.idempotency import KEY_MAX
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -72,7 +73,7 @@ class Posting(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(KEY_MAX), unique=True)
     debit_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     credit_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     amount: Mapped[int] = mapped_column(BigInteger)

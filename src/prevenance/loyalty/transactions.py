@@ -105,7 +105,7 @@ def _earn(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
             amount=units,
             reason="earn",
             reference=tx.id,
-            key=f"earn:{tx.id}",
+            key=ledger.posting_key("earn", tx.id),
             now=now,
         )
         balance = result.balance_after or 0
