@@ -204,6 +204,29 @@ def prepare(folder: Path, args: argparse.Namespace) -> tuple[str, str, list[int]
     return url, token, with_contacts
 
 
+def reopen(folder: Path) -> tuple[str, str, list[int]]:
+    """The database of an earlier run (``--reuse``): a new key, and the members that have contacts."""
+    from sqlalchemy import text
+
+    from prevenance.common.auth import create_key
+    from prevenance.db import make_engine, unit_of_work
+
+    url = f"sqlite:///{folder / 'desk.db'}"
+    engine = make_engine(url)
+    with unit_of_work(engine) as session:
+        _, token = create_key(session, role="agent", name="benchmark", now=datetime.now(UTC))
+        refs = session.execute(
+            text(
+                "SELECT DISTINCT m.ref FROM desk_contacts c JOIN members m ON m.id = c.member_id "
+                "WHERE m.ref LIKE 'bm-%'"
+            )
+        ).scalars()
+        with_contacts = sorted(int(r.removeprefix("bm-")) for r in refs)
+    engine.dispose()
+    print(f"reusing {folder / 'desk.db'}: {len(with_contacts):,} members with contacts")
+    return url, token, with_contacts
+
+
 # --- the server ----------------------------------------------------------------------------------
 
 
@@ -271,11 +294,15 @@ class Client:
             self.writer.close()
 
 
+RUN = f"{time.time_ns():x}"
+"""Part of every live contact's id, so that a run on a reused database makes new contacts."""
+
+
 def contact_body(n: int, member: str, now: datetime) -> bytes:
     start = now - timedelta(minutes=10 + n % 600)
     return json.dumps(
         {
-            "id": f"bm-live-{n}",
+            "id": f"bm-live-{RUN}-{n}",
             "member_ref": member,
             "channel": CHANNELS[n % len(CHANNELS)],
             "direction": "inbound",
@@ -352,16 +379,23 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=Path, default=None, help="keep the database here (else a temporary folder)"
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure the database a previous run left in --dir instead of seeding a new one",
+    )
     args = parser.parse_args()
     args.contact_members = args.contact_members or max(1, args.contacts // 4)
     if PREVENANCE is None:
         raise SystemExit("the prevenance command is not installed (make install)")
     folder = args.dir or Path(tempfile.mkdtemp(prefix="desk-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.glob("desk.db*"):
-        leftover.unlink()
+    reuse = args.reuse and args.dir is not None and (folder / "desk.db").exists()
+    if not reuse:
+        for leftover in folder.glob("desk.db*"):
+            leftover.unlink()
     try:
-        url, token, with_contacts = prepare(folder, args)
+        url, token, with_contacts = reopen(folder) if reuse else prepare(folder, args)
         port = free_port()
         log = (folder / "server.log").open("wb")
         server = subprocess.Popen(

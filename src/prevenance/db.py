@@ -13,6 +13,7 @@ which then finds the committed result (idempotency) instead of writing twice.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import weakref
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import orjson
 import structlog
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -97,6 +99,17 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def dumps_json(value: Any) -> str:
+    """The text a JSON column stores: orjson's (a seventh of the standard library's time, on every
+    event payload and stored answer), or the standard library's where orjson refuses the value (an
+    integer beyond 64 bits, a lone surrogate in a string): both read back the same. NaN and infinities
+    become null (the standard library wrote tokens JSON does not have, which PostgreSQL refuses)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(value)
+
+
 def make_engine(
     url: str,
     *,
@@ -116,6 +129,7 @@ def make_engine(
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
+            json_serializer=dumps_json,
         )
 
         @event.listens_for(engine, "connect")
@@ -154,7 +168,9 @@ def make_engine(
         if background_checkpoints and on_file:
             _CHECKPOINTED[engine] = True
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, json_serializer=dumps_json
+    )
 
 
 # With background checkpoints, a commit still checkpoints once the WAL holds this many pages
