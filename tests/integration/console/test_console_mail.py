@@ -8,8 +8,9 @@ from email.message import EmailMessage
 from sqlalchemy import Engine
 
 from prevenance.common.clock import FrozenClock
-from prevenance.db import unit_of_work
+from prevenance.db import read_session, unit_of_work
 from prevenance.desk.mail_in import service as mail
+from prevenance.desk.mail_in.tables import MailMessage
 from tests.conftest import Api
 from tests.integration.console.support import browser, csrf_of, key_of, make_user, sign_in
 
@@ -115,3 +116,35 @@ def test_triage_link_discard_and_reply_from_the_console(api: Api, engine: Engine
     sign_in(english, "agent-en")
     assert "Nothing to triage." in english.get("/console/mail").text
     assert "Answer the member" in english.get(thread_url).text
+
+
+def test_over_long_form_values_are_refused_not_a_500(api: Api, engine: Engine, clock: FrozenClock) -> None:
+    """The console's forms pass no request model: a discard reason over its 500-character column and
+    a reply key over the 40 characters of the message row it names were a 500 on PostgreSQL."""
+    api.put(
+        "/v1/members/M1",
+        {
+            "name": "Camille Martin",
+            "email": "camille@example.fr",
+            "language": "fr",
+            "country": "FR",
+            "product": "gold",
+        },
+    )
+    make_user(engine, clock, "agent1", "agent")
+    spam = deliver(engine, clock, sender="spam@example.com", subject="Win big")
+    mine = deliver(engine, clock, sender="camille@example.fr", subject="Question")
+    agent = browser(api)
+    sign_in(agent, "agent1")
+    csrf = csrf_of(agent.get("/console/mail").text)
+    long_reason = agent.post(
+        f"/console/mail/{spam}/discard", data={"csrf": csrf, "discard_reason": "x" * 501}
+    )
+    assert long_reason.status_code == 422
+    with read_session(engine) as session:
+        case_id = session.get(MailMessage, mine).case_id
+    thread_url = f"/console/cases/{case_id}/mail"
+    form = {"csrf": csrf, "key": "k" * 41, "body": "Voici la réponse.", "outcome": "pending"}
+    long_key = agent.post(thread_url, data=form)
+    assert long_key.status_code == 422
+    assert agent.post(thread_url, data={**form, "key": "k" * 40}).status_code == 303

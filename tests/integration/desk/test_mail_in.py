@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, select
 
 from prevenance.common.clock import FrozenClock
 from prevenance.common.idempotency import IdempotencyKey
+from prevenance.common.problems import PROBLEM_JSON
 from prevenance.db import read_session
 from prevenance.desk.mail_in import listener
 from prevenance.desk.mail_in import relay as mail_relay
@@ -413,3 +414,131 @@ def test_erasure_blanks_the_members_mail_and_deletes_their_files(
     with running_smtp() as relay:
         assert mail_relay.send_pending(engine, smtp_url=relay.url, now=clock.now()) == 0
         assert relay.inbox.take() == []
+
+
+def _raw(headers: bytes, body: bytes) -> bytes:
+    return (
+        b"From: Camille <camille@example.fr>\r\nTo: service@prevenance.example\r\n" + headers + b"\r\n" + body
+    )
+
+
+def _encoded_id(length: int) -> bytes:
+    """An id of ``length`` characters as adjacent encoded words on folded lines: each SMTP line stays
+    short, and the words are joined without a space when the header is decoded."""
+    chunk = 60
+    text = b"<" + b"a" * (length - 4) + b"@x>"
+    words = [b"=?us-ascii?q?" + text[i : i + chunk] + b"?=" for i in range(0, len(text), chunk)]
+    return b"\r\n ".join(words)
+
+
+def _nested(depth: int) -> bytes:
+    """A message whose parts are nested ``depth`` deep, each level one multipart/mixed part."""
+    levels = [
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n) for n in range(depth)
+    ]
+    return (
+        b"From: Camille <camille@example.fr>\r\nTo: service@prevenance.example\r\n"
+        b"Subject: Carte\r\nMessage-ID: <deep@example.fr>\r\n"
+        + b"".join(levels)
+        + b"Content-Type: text/plain\r\n\r\nJ'ai perdu ma carte.\r\n"
+    )
+
+
+HOSTILE = {
+    # PostgreSQL cannot store U+0000 in text: in the body, an encoded subject, the Message-ID, a file name.
+    "nul": _raw(
+        b"Subject: =?utf-8?q?Carte=00perdue?=\r\nMessage-ID: <nul\x00@example.fr>\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n',
+        b"--B\r\nContent-Type: text/plain\r\n\r\nJ'ai perdu\x00 ma carte.\r\n"
+        b'--B\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="a\x00b.pdf"\r\n'
+        b"\r\n%PDF\r\n--B--\r\n",
+    ),
+    # Longer than the column of 998 characters (each line of the session stays under 1,000).
+    "long-in-reply-to": _raw(
+        b"Subject: Re: carte\r\nMessage-ID: <long@example.fr>\r\nIn-Reply-To: " + _encoded_id(1500) + b"\r\n",
+        b"J'ai perdu ma carte.\r\n",
+    ),
+    # Python's idna and punycode decoders have no 'replace' mode: they raise whatever the bytes.
+    "idna-charset": _raw(
+        b"Subject: Carte\r\nMessage-ID: <idna@example.fr>\r\nContent-Type: text/plain; charset=idna\r\n",
+        b"J'ai perdu ma carte \xff.\r\n",
+    ),
+    "punycode-charset": _raw(
+        b"Subject: Carte\r\nMessage-ID: <puny@example.fr>\r\nContent-Type: text/plain; charset=punycode\r\n",
+        b"J'ai perdu ma carte \xff.\r\n",
+    ),
+    # Deeper than the standard library's parser can recurse.
+    "nested-parts": _nested(1500),
+    # Thousands of tiny parts (tens of thousands fit in 10 MiB): one row each would let one message fill the attachments table.
+    "many-parts": _raw(
+        b'Subject: Carte\r\nMessage-ID: <many@example.fr>\r\nContent-Type: multipart/mixed; boundary="B"\r\n',
+        b"--B\r\nContent-Type: text/plain\r\n\r\nJ'ai perdu ma carte.\r\n"
+        + b"".join(b"--B\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n" for _ in range(2000))
+        + b"--B--\r\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_hostile_message_is_stored_at_once_and_never_left_for_the_sender_to_retry(
+    api: Api, engine: Engine, mail_in: MailIn, name: str
+) -> None:
+    """A message the listener cannot store is answered 451: the sending server retries it for days,
+    then bounces it, and the customer's mail never reaches the desk. So whatever its bytes, a message
+    under the size limit is stored at the first delivery (250), once, and is readable."""
+    api.put("/v1/members/M1", member_body())
+    for _ in range(2):  # the second delivery is recognised as the first
+        with smtplib.SMTP(mail_in.host, mail_in.port, timeout=60) as client:
+            client.ehlo()
+            client.mail("camille@example.fr")
+            client.rcpt(DESK)
+            code, reply = client.data(HOSTILE[name])
+        assert code == 250, reply
+    [row] = rows(engine, direction="inbound")
+    assert row.state == "filed" and count(engine, Contact) == 1
+    read = api.get(f"/v1/mail/messages/{row.id}", role="agent")
+    assert read.status_code == 200, read.text
+    assert "\\u0000" not in read.text and "\x00" not in read.text
+    message_read = read.json()
+    assert len(message_read["in_reply_to"] or "") <= 998
+    assert len(message_read["attachments"]) <= 101
+    assert "perdu" in message_read["text"] or message_read["attachments"]
+
+
+def test_an_answer_id_longer_than_its_row_or_naming_another_message_is_a_problem_not_a_500(
+    api: Api, engine: Engine, mail_in: MailIn
+) -> None:
+    """An answer's id is the key of its row (erasure finds the stored answer by it): an id longer
+    than that column was a 500 on PostgreSQL, and the id of another message (the member's own mail,
+    listed in the case's thread) a 500 on both databases."""
+    api.put("/v1/members/M1", member_body())
+    mail_in.send(message())
+    [inbound] = rows(engine, direction="inbound")
+    replies = f"/v1/cases/{inbound.case_id}/replies"
+    too_long = api.post(replies, {"id": "R" * 41, "body": "Bonjour"}, role="agent")
+    assert too_long.status_code == 422 and too_long.headers["content-type"].startswith(PROBLEM_JSON)
+    assert too_long.json()["field"] == "id"
+    taken = api.post(replies, {"id": inbound.id, "body": "Bonjour"}, role="agent")
+    assert taken.status_code == 409 and taken.headers["content-type"].startswith(PROBLEM_JSON)
+    assert taken.json()["field"] == "id"
+    assert rows(engine, kind="reply") == []
+    fits = api.post(replies, {"id": "R" * 40, "body": "Bonjour"}, role="agent")
+    assert fits.status_code == 201, fits.text
+
+
+def test_an_answer_id_used_on_another_case_is_a_conflict_not_a_replay(
+    api: Api, engine: Engine, mail_in: MailIn
+) -> None:
+    """The same id and body on another case replayed the first case's answer: the agent was told
+    (201) that the second member was answered, and nothing was queued for them."""
+    api.put("/v1/members/M1", member_body())
+    api.put("/v1/members/M2", member_body(email="other@example.fr"))
+    mail_in.send(message())
+    mail_in.send(message(sender="other@example.fr"))
+    first, second = (row.case_id for row in rows(engine, direction="inbound"))
+    body = {"id": "R1", "body": "Bonjour, c'est fait."}
+    assert api.post(f"/v1/cases/{first}/replies", body, role="agent").status_code == 201
+    elsewhere = api.post(f"/v1/cases/{second}/replies", body, role="agent")
+    assert elsewhere.status_code == 409 and elsewhere.headers["content-type"].startswith(PROBLEM_JSON)
+    assert elsewhere.json()["field"] == "id"
+    assert [row.case_id for row in rows(engine, kind="reply")] == [first]

@@ -121,3 +121,46 @@ def test_classifier_evaluation_beats_the_majority_on_held_out_samples() -> None:
     assert classifier.evaluate(samples, held_out=0.3, seed=1) == result  # the same seed, the same split
     with pytest.raises(ValueError):
         classifier.evaluate(samples[:5])
+
+
+def test_hostile_bytes_are_read_never_raised_on() -> None:
+    """A NUL is written U+FFFD (PostgreSQL cannot store it), ids are cut to their column, a charset
+    whose decoder has no replace mode falls back to UTF-8, parts nested deeper than the parser
+    recurses leave the body as one attachment, and parts beyond the hundredth are summed up."""
+    head = b"From: Camille <camille@example.fr>\r\nSubject: =?utf-8?q?Carte=00perdue?=\r\n"
+    nul = rules.parse(
+        head + b"Message-ID: <a\x00b@x>\r\nIn-Reply-To: <" + b"r" * 2000 + b"@x>\r\n\r\nperdu\x00\r\n",
+        envelope_sender=None,
+        attachment_max_bytes=10,
+    )
+    assert (nul.subject, nul.message_id, nul.text.strip()) == (
+        "Carte\ufffdperdue",
+        "<a\ufffdb@x>",
+        "perdu\ufffd",
+    )
+    assert nul.in_reply_to is not None and len(nul.in_reply_to) == rules.MESSAGE_ID_LENGTH
+
+    idna = rules.parse(
+        head + b"Content-Type: text/plain; charset=idna\r\n\r\nperdu \xff\r\n",
+        envelope_sender=None,
+        attachment_max_bytes=10,
+    )
+    assert idna.text.strip() == "perdu \ufffd"
+
+    levels = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n) for n in range(1500)
+    )
+    deep = rules.parse(head + levels + b"\r\nperdu\r\n", envelope_sender=None, attachment_max_bytes=10**6)
+    assert deep.sender == "camille@example.fr" and deep.subject == "Carte\ufffdperdue" and deep.text == ""
+    [whole] = deep.attachments
+    assert whole.content_type == "multipart/mixed" and whole.content is not None and b"perdu" in whole.content
+
+    parts = b"".join(b"--B\r\nContent-Type: application/octet-stream\r\n\r\nxx\r\n" for _ in range(250))
+    many = rules.parse(
+        head + b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n' + parts + b"--B--\r\n",
+        envelope_sender=None,
+        attachment_max_bytes=10,
+    )
+    assert len(many.attachments) == rules.ATTACHMENTS_LISTED + 1
+    summary = many.attachments[-1]
+    assert (summary.filename, summary.size, summary.content) == ("150 more attachments (not kept)", 300, None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
+from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ MESSAGE_ID_LENGTH = 998  # RFC 5322's line limit: longer ids are cut (the key is
 SUBJECT_LENGTH = 500
 TEXT_LENGTH = 200_000  # characters of body kept; a longer body is cut (the raw size is recorded)
 REFERENCES_KEPT = 20  # the newest ids of a References header used for threading
+ATTACHMENTS_LISTED = 100  # files listed one by one; the others of a message are summed up in one line
 CASE_TOKEN = re.compile(r"\[#(case_[0-9a-f]{32})\]")
 _MSGID = re.compile(r"<[^<>\s]+>")
 AUTOMATED_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
@@ -71,8 +73,17 @@ def message_key(message_id: str) -> str:
 
 
 def message_ids(header: str | None) -> list[str]:
-    """The ``<id>`` items of an In-Reply-To or References header, in order."""
-    return _MSGID.findall(header or "")
+    """The ``<id>`` items of an In-Reply-To or References header, in order, each cut to
+    ``MESSAGE_ID_LENGTH`` (the column's length: encoded words on folded lines make an id of any
+    length; a cut id still finds the message whose own id was cut the same way)."""
+    return [found[:MESSAGE_ID_LENGTH] for found in _MSGID.findall(header or "")]
+
+
+def _no_nul(text: str) -> str:
+    """``text`` with each NUL written U+FFFD, as a decoder writes a byte it cannot read. PostgreSQL
+    refuses U+0000 in text; a message it refused would be answered 451, retried by the sending
+    server for days and bounced, so the customer's mail would never reach the desk."""
+    return text.replace("\x00", "\ufffd")
 
 
 def automated_reason(headers: Message, *, envelope_sender: str | None) -> str | None:
@@ -104,9 +115,10 @@ def _decoded(part: Message) -> str:
     data = payload if isinstance(payload, bytes) else b""
     charset = part.get_content_charset() or "utf-8"
     try:
-        return data.decode(charset, "replace")[:TEXT_LENGTH]
-    except LookupError:  # a charset Python does not know
-        return data.decode("utf-8", "replace")[:TEXT_LENGTH]
+        text = data.decode(charset, "replace")
+    except (LookupError, UnicodeError):  # a charset Python does not know, or without a replace
+        text = data.decode("utf-8", "replace")  # mode (idna, punycode raise whatever the bytes)
+    return _no_nul(text[:TEXT_LENGTH])
 
 
 def _header(message: Message, name: str) -> str:
@@ -118,13 +130,16 @@ def _header(message: Message, name: str) -> str:
         text = str(make_header(decode_header(str(value))))
     except (ValueError, LookupError, email.errors.HeaderParseError):
         text = str(value)
-    return " ".join(text.split())
+    return _no_nul(" ".join(text.split()))
 
 
 def _parts(message: Message, attachment_max_bytes: int) -> tuple[str | None, str | None, list[Attachment]]:
-    """The first plain-text and HTML parts that are not attachments, and the attachments."""
+    """The first plain-text and HTML parts that are not attachments, and the attachments: the first
+    ``ATTACHMENTS_LISTED`` one by one, the others summed up in one line, not kept (a row for each of
+    the tens of thousands of tiny parts 10 MiB can hold would let one message fill the table)."""
     text = html = None
     attachments: list[Attachment] = []
+    more = more_bytes = 0
     for part in message.walk():
         if part.is_multipart():
             continue
@@ -138,25 +153,38 @@ def _parts(message: Message, attachment_max_bytes: int) -> tuple[str | None, str
         else:
             payload = part.get_payload(decode=True)
             data = payload if isinstance(payload, bytes) else b""
+            if len(attachments) == ATTACHMENTS_LISTED:
+                more, more_bytes = more + 1, more_bytes + len(data)
+                continue
             filename = part.get_filename() or "attachment"
             with suppress(ValueError, LookupError, email.errors.HeaderParseError):
                 filename = str(make_header(decode_header(filename)))
             attachments.append(
                 Attachment(
-                    filename=" ".join(filename.split())[:255] or "attachment",
-                    content_type=content_type[:120],
+                    filename=_no_nul(" ".join(filename.split()))[:255] or "attachment",
+                    content_type=_no_nul(content_type)[:120],
                     size=len(data),
                     content=data if len(data) <= attachment_max_bytes else None,
                 )
             )
+    if more:
+        summary = f"{more} more attachments (not kept)"
+        attachments.append(Attachment(summary, "application/octet-stream", more_bytes, None))
     return text, html, attachments
 
 
 def parse(raw: bytes, *, envelope_sender: str | None, attachment_max_bytes: int) -> ParsedMail:
     """Read a raw RFC 5322 message (the compat32 parser: headers decoded only when read, which
     keeps a burst of mail cheap). A message without a Message-ID gets one derived from its bytes,
-    so the same bytes delivered twice are still one message."""
-    message = email.message_from_bytes(raw)
+    so the same bytes delivered twice are still one message. Parts nested deeper than the parser
+    can recurse (no mail client nests more than a few) leave the headers read and the body kept
+    whole as one attachment: an error here would be a 451 the sender retries for days."""
+    try:
+        message = email.message_from_bytes(raw)
+        text, html, attachments = _parts(message, attachment_max_bytes)
+    except RecursionError:
+        message = BytesParser().parsebytes(raw, headersonly=True)
+        text, html, attachments = _parts(message, attachment_max_bytes)
     message_id = (message_ids(_header(message, "Message-ID")) or [""])[0][:MESSAGE_ID_LENGTH]
     if not message_id:
         message_id = f"<{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
@@ -170,7 +198,6 @@ def parse(raw: bytes, *, envelope_sender: str | None, attachment_max_bytes: int)
             date = None
     if date is not None and date.tzinfo is None:
         date = None
-    text, html, attachments = _parts(message, attachment_max_bytes)
     references = message_ids(_header(message, "References"))[-REFERENCES_KEPT:]
     language = _header(message, "Content-Language")[:2].lower() or None
     return ParsedMail(

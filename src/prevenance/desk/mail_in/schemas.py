@@ -7,10 +7,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prevenance.desk.schemas import Id, MemberRef, Outcome
+from prevenance.desk.mail_in.service import REPLY_ID_LENGTH
+from prevenance.desk.schemas import MemberRef, Outcome
 
 State = Literal["triage", "filed", "discarded", "ignored", "pending", "sent", "failed"]
 ReasonCode = Annotated[str, Field(min_length=3, max_length=80, examples=["card.lost_stolen"])]
+# An answer's id is the key of its message row: as long as that column holds (a longer one was a 500
+# on PostgreSQL, which refuses a text longer than its column).
+ReplyId = Annotated[str, Field(min_length=1, max_length=REPLY_ID_LENGTH)]
 
 
 class MailAttachmentRead(BaseModel):
@@ -82,7 +86,7 @@ class CaseReplyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: Id
+    id: ReplyId
     body: Annotated[str, Field(min_length=1, max_length=20_000)]
     outcome: Outcome = "pending"
     reason: ReasonCode | None = None

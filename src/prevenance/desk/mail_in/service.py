@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import String, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from prevenance.common import i18n
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint_of, new_id
-from prevenance.common.problems import InvalidInput
+from prevenance.common.problems import IdempotencyConflict, InvalidInput
 from prevenance.common.text import is_mail_address
 from prevenance.customers import service as customers
 from prevenance.desk import config as desk_config
@@ -55,6 +55,18 @@ def _domain(address: str) -> str:
 _ID_BY_KEY = select(MailMessage.id).where(MailMessage.message_key == bindparam("p_key"))
 _MESSAGES: Table = MailMessage.__table__  # type: ignore[assignment]
 _ATTACHMENTS: Table = MailAttachment.__table__  # type: ignore[assignment]
+
+
+def _length(column: str) -> int:
+    """The length of a text column of the messages, read from the table."""
+    column_type = _MESSAGES.c[column].type
+    assert isinstance(column_type, String) and column_type.length is not None
+    return column_type.length
+
+
+# Columns a caller's value goes into whole: PostgreSQL refuses a longer text (it was a 500).
+REPLY_ID_LENGTH = _length("id")  # an answer's id is its row's key
+DISCARD_REASON_LENGTH = _length("discard_reason")
 
 
 def _by_key(session: Session, key: str) -> MailMessage | None:
@@ -357,6 +369,8 @@ def discard_message(
     changes nothing, a message already filed → 409."""
     if not reason.strip():
         raise InvalidInput("a reason is required to discard a message", field="reason")
+    if len(reason.strip()) > DISCARD_REASON_LENGTH:  # the console's form passes no request model
+        raise InvalidInput(f"a reason holds at most {DISCARD_REASON_LENGTH} characters", field="reason")
     row = _locked(session, message_id)
     if row.state == "discarded":
         return message_body(session, row)
@@ -387,8 +401,13 @@ def reply_to_case(
     session: Session, *, case_id: str, reply: ReplyInput, agent: str, team: str, now: datetime
 ) -> Outcome:
     """Queue an answer to the member, threaded under the case's latest incoming message, and log it
-    as a contact (channel email, outbound) with its outcome (``resolved`` resolves the case)."""
-    return run_idempotent(
+    as a contact (channel email, outbound) with its outcome (``resolved`` resolves the case). The
+    fingerprint is the body's alone (keys stored before stay valid), so the case is compared on a
+    replay: the same id and body on another case would tell the agent a member was answered who
+    was not."""
+    if len(reply.id) > REPLY_ID_LENGTH:  # checked here too: the console's form passes no request model
+        raise InvalidInput(f"an answer's id holds at most {REPLY_ID_LENGTH} characters", field="id")
+    outcome = run_idempotent(
         session,
         scope="mail_reply",
         key=reply.id,
@@ -396,6 +415,9 @@ def reply_to_case(
         now=now,
         produce=lambda: _reply(session, case_id=case_id, reply=reply, agent=agent, team=team, now=now),
     )
+    if outcome.replayed and outcome.body.get("case_id") != case_id:
+        raise IdempotencyConflict(f"mail_reply key {reply.id!r} was already used on another case", field="id")
+    return outcome
 
 
 def _reply(
@@ -412,6 +434,10 @@ def _reply(
     assert member is not None
     if customers.is_erased(member) or not is_mail_address(member.email):
         raise NoAddressToAnswer("the member has no address an answer can go to", field="id")
+    if session.get(MailMessage, reply.id) is not None:
+        # The answer's id is its row's key (erasure finds the stored answer by it), and one unused
+        # as a reply key may still name another message: the member's own mail, an acknowledgement.
+        raise IdempotencyConflict(f"id {reply.id!r} already names another e-mail message", field="id")
     parent = session.scalars(
         select(MailMessage)
         .where(MailMessage.case_id == case.id, MailMessage.direction == "inbound")
