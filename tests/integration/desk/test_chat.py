@@ -207,6 +207,21 @@ def test_closing_records_a_chat_contact_and_the_times_by_hour(
     assert api.get("/v1/reports/chat-times", role="agent").status_code == 403
 
 
+def test_a_closed_chat_is_replayed_only_to_who_may_see_it(api: Api, setup: dict[str, Any]) -> None:
+    """The stored answer of a close (the chat and its contact) was replayed before the access check:
+    an agent of another team sending the same body (the default notes and a guessable outcome) read
+    a chat that answers them 403 everywhere else."""
+    assert open_chat(api, setup["m1"]).status_code == 201
+    assert api.client.post("/v1/chats/C1/take", headers=setup["agent"]).status_code == 200
+    close = {"outcome": "resolved"}
+    assert api.client.post("/v1/chats/C1/close", json=close, headers=setup["agent"]).status_code == 200
+    assert api.client.get("/v1/chats/C1", headers=setup["carol"]).status_code == 403
+    other_team = api.client.post("/v1/chats/C1/close", json=close, headers=setup["carol"])
+    assert other_team.status_code == 403 and other_team.headers["content-type"] == PROBLEM
+    again = api.client.post("/v1/chats/C1/close", json=close, headers=setup["agent"])
+    assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+
+
 def test_sockets_deliver_live_and_a_resumed_socket_shows_no_message_twice(
     api: Api, setup: dict[str, Any]
 ) -> None:
@@ -262,6 +277,28 @@ def test_sockets_refuse_strangers(api: Api, setup: dict[str, Any]) -> None:
         api.client.websocket_connect("/v1/chat-queue/ws", headers=setup["m1"]) as ws,
     ):
         ws.receive_json()
+
+
+def test_a_socket_refuses_a_nul_and_outlives_an_after_beyond_any_seq(api: Api, setup: dict[str, Any]) -> None:
+    """A socket's messages and its ``after`` pass none of the REST routes' checks (the NUL guard,
+    ``after`` up to 2**31 - 1): a NUL reached PostgreSQL, which refused the statement, and the socket
+    died with an internal error (SQLite stored it); an ``after`` over the integers the databases hold
+    killed the socket on both. Now the NUL is an error frame, like any refused message, and ``after``
+    is read within the sequence numbers."""
+    assert open_chat(api, setup["m1"]).status_code == 201
+    client = api.client
+    with client.websocket_connect("/v1/chats/C1/ws?after=" + "9" * 30, headers=setup["m1"]) as far:
+        assert far.receive_json()["type"] == "conversation"
+        assert client.post("/v1/chats/C1/take", headers=setup["agent"]).status_code == 200
+        assert far.receive_json()["conversation"]["status"] == "active"  # still served
+    with client.websocket_connect("/v1/chats/C1/ws", headers=setup["m1"]) as member:
+        assert member.receive_json()["type"] == "conversation"
+        member.send_json({"type": "message", "client_id": "m-1", "text": "a\x00b"})
+        refused = member.receive_json()
+        assert (refused["type"], refused["status"], refused["client_id"]) == ("error", 422, "m-1")
+        member.send_json({"type": "message", "client_id": "m-2", "text": "Bonjour"})
+        assert member.receive_json()["seq"] == 1  # the socket lives on, and nothing was stored
+    assert [m["text"] for m in client.get("/v1/chats/C1/messages", headers=setup["m1"]).json()] == ["Bonjour"]
 
 
 def test_a_restarted_server_resumes_every_socket_from_its_last_seq(

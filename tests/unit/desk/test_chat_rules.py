@@ -65,6 +65,8 @@ def test_messages_and_teams_are_checked() -> None:
         check_text("   ", policy)
     with pytest.raises(InvalidInput):
         check_text("x" * (policy.max_message_chars + 1), policy)
+    with pytest.raises(InvalidInput):  # PostgreSQL cannot store it; a socket passes no NUL guard
+        check_text("a\x00b", policy)
     assert check_teams([" cards", "travel", "cards"]) == ["cards", "travel"]
     with pytest.raises(InvalidInput):
         check_teams([""])

@@ -23,6 +23,7 @@ from prevenance.common.problems import PROBLEM_JSON
 from prevenance.common.responses import respond
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk.chat import live, service
+from prevenance.desk.chat.rules import MAX_SEQ
 from prevenance.desk.chat.schemas import (
     ChatAgentPut,
     ChatAgentRead,
@@ -90,7 +91,7 @@ def get_chat_messages(
     id: Id,
     engine: DbEngine,
     principal: ChatUser,
-    after: Annotated[int, Query(ge=0, le=2**31 - 1, description="the last seq the client has")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="the last seq the client has")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 500,
 ) -> list[dict[str, Any]]:
     """The chat's messages after ``after``, in order."""

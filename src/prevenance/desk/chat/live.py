@@ -95,7 +95,7 @@ async def serve_conversation(
     send = _Sender(ws)
     my_role = "member" if actor.role == "member" else "agent"
     with HUB.subscribe(conversation_topic(conversation_id)) as events:
-        last = max(0, after)
+        last = rules.resume_after(after)
 
         def backlog(since: int) -> list[dict[str, Any]]:
             with read_session(engine) as session:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from prevenance.common.inputs import NUL_MESSAGE
 from prevenance.common.problems import InvalidInput
 
 STATUSES = ("waiting", "active", "closed")
 AUTHOR_ROLES = ("member", "agent")
 MOMENT_KINDS = ("incident", "card_lost", "travel_hold", "redemption_refused", "recovery_case")
+MAX_SEQ = 2**31 - 1  # the largest sequence number (a 32-bit integer column)
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,13 @@ def fastest_other_channel(channels: list[dict[str, Any]], default_order: list[st
 
 
 def check_text(text: str, config: ChatConfig) -> str:
-    """A message's text, trimmed; 422 when empty or longer than the configured limit."""
+    """A message's text, trimmed; 422 when empty, longer than the configured limit or holding a NUL
+    (PostgreSQL cannot store it, and a socket's messages pass no ``request_guards.NulGuard``)."""
     cleaned = text.strip()
     if not cleaned:
         raise InvalidInput("a message needs some text", field="text")
+    if "\x00" in cleaned:
+        raise InvalidInput(f"text {NUL_MESSAGE}", field="text")
     if len(cleaned) > config.max_message_chars:
         raise InvalidInput(f"a message holds at most {config.max_message_chars} characters", field="text")
     return cleaned
@@ -118,6 +123,12 @@ def check_teams(teams: list[str]) -> list[str]:
     if any(not t or len(t) > 120 for t in cleaned):
         raise InvalidInput("a team is a name of 1 to 120 characters", field="teams")
     return cleaned
+
+
+def resume_after(after: int) -> int:
+    """The last seq a resuming client says it has, within the sequence numbers: a socket's ``after``
+    is any integer, and one beyond what the databases hold made the first read fail."""
+    return min(max(0, after), MAX_SEQ)
 
 
 def missed(last_sent: int, seq: int) -> bool:

@@ -292,8 +292,11 @@ def close(
 ) -> Outcome:
     """Close a taken chat and record it as a contact (channel ``chat``, inbound) through the contact
     service, so first-contact resolution, the survey invitation and recovery follow as for any
-    contact. Closing again with the same body replays the answer."""
+    contact. Closing again with the same body replays the answer, to who may see the chat only: the
+    check comes before the replay, which would otherwise show another team's chat to anyone sending
+    the same (guessable) body."""
     fingerprint = fingerprint_of({"reason": reason, "outcome": outcome, "notes": notes})
+    _load(session, conversation_id, actor)
 
     def produce() -> Outcome:
         conv = _load(session, conversation_id, actor, lock=True)
