@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -27,15 +28,22 @@ def _encode_cursor(posting_id: int) -> str:
     return base64.urlsafe_b64encode(f"p:{posting_id}".encode()).decode().rstrip("=")
 
 
+# What ``_encode_cursor`` writes: a posting id, ASCII digits without sign or separators, inside a
+# BIGINT. Anything else was made by hand: ``int()`` alone would take "+3", " 3", "1_0" or a Unicode
+# digit, and a number past the column's range reached the database as an overflow (a 500).
+_CURSOR = re.compile(r"p:([1-9][0-9]{0,18})")
+_MAX_POSTING_ID = 2**63 - 1
+
+
 def _decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, number = text.partition(":")
-        if prefix != "p":
-            raise ValueError
-        return int(number)
     except (ValueError, UnicodeDecodeError):
+        text = ""
+    found = _CURSOR.fullmatch(text)
+    if found is None or int(found.group(1)) > _MAX_POSTING_ID:
         raise InvalidInput("cursor is not one this API gave out", field="cursor")
+    return int(found.group(1))
 
 
 _MOVEMENTS = (
