@@ -70,11 +70,24 @@ def get_survey_consent(session: Session, *, member_ref: str) -> dict[str, Any]:
 # --- the survey page ------------------------------------------------------------------------------
 
 
+def _ensure_member_not_erased(session: Session, member_id: int) -> None:
+    """SurveyLinkError ``invalid`` when the invited member was erased since the mail went out.
+
+    Erasure skips the invitations still pending, but a mail already sent keeps a working link for
+    ``survey_link_max_age_days``; an erased member is never written to again, so its link records
+    nothing (and says only "not valid", as a forged link does: no page tells who was erased).
+    """
+    member = customers.find_member_by_id(session, member_id=member_id)
+    if member is None or customers.is_erased(member):
+        raise SurveyLinkError("invalid")
+
+
 def get_open_invitation(session: Session, *, invitation_id: str) -> dict[str, Any]:
     """What the survey page needs to show the form; SurveyLinkError when the link cannot be used."""
     invitation = repository.invitation(session, invitation_id)
     if invitation is None or invitation.status == "skipped":
         raise SurveyLinkError("invalid")
+    _ensure_member_not_erased(session, invitation.member_id)
     if invitation.answered_at is not None:
         raise SurveyLinkError("used")
     return {"id": invitation.id, "language": invitation.language, "channel": invitation.channel}
@@ -143,14 +156,15 @@ def _answer_body(row: Answer) -> dict[str, Any]:
 def submit_answer(
     session: Session, *, invitation_id: str, form: rules.AnswerForm, language: str, now: datetime
 ) -> dict[str, Any]:
-    """Record the answer to an invitation, once. The conditional update of ``answered_at`` decides a
-    race between two submissions (its row count says who won); the unique ``invitation_id`` of the
-    answer is the database's own guarantee behind it."""
+    """Record the answer to an invitation, once, unless its member was erased since. The conditional
+    update of ``answered_at`` decides a race between two submissions (its row count says who won); the
+    unique ``invitation_id`` of the answer is the database's own guarantee behind it."""
     invitation = repository.invitation(session, invitation_id)
     if invitation is None or invitation.status == "skipped":
         raise SurveyLinkError("invalid")
     if form.recommend is None:
         raise InvalidInput("recommend is required", field="recommend")
+    _ensure_member_not_erased(session, invitation.member_id)
     if not repository.claim_invitation_answer(session, invitation_id, now):
         raise SurveyLinkError("used")
     row = Answer(

@@ -178,6 +178,33 @@ def test_opted_out_members_are_never_asked(api: Api, engine: Engine, clock: Froz
     assert decided == {"C1": ("skipped", "opted_out"), "C2": ("sent", None)}
 
 
+def test_the_link_of_an_erased_member_records_nothing(
+    api: Api, engine: Engine, clock: FrozenClock, smtp: Smtp
+) -> None:
+    """Erasure cancels the pending invitations, but a mail already sent keeps its signed link for
+    ``survey_link_max_age_days``: opened after the erasure it must not store new free text (personal
+    data) against the erased member, who is "never written to again". The page says the link is not
+    valid, like a forged one, and nothing is written."""
+    add_member(api, "M1")
+    add_member(api, "M2")
+    log_contact(api, "C1", "M1")
+    log_contact(api, "C2", "M2")
+    run_once(engine, clock, smtp_url=smtp.url)
+    paths = {str(m["To"]): link_path(m) for m in smtp.inbox.take()}
+    assert api.post("/v1/members/M1/erase", None).status_code == 200
+
+    erased = paths["m1@example.org"]
+    assert api.client.get(erased).status_code == 404
+    posted = api.client.post(erased, data={"recommend": "2", "comment": "Jean Dupont, 06 12 34 56 78"})
+    assert posted.status_code == 404 and "pas valable" in posted.text
+    assert _count(engine, Answer) == 0
+    with read_session(engine) as session:
+        assert session.scalar(select(Invitation.answered_at).where(Invitation.contact_id == "C1")) is None
+    # The other member's link still works.
+    assert api.client.post(paths["m2@example.org"], data={"recommend": "9"}).status_code == 200
+    assert _count(engine, Answer) == 1
+
+
 def _cap_30_days(monkeypatch: pytest.MonkeyPatch) -> None:
     capped = rules.VoiceConfig(
         sampling=rules.Sampling(rate=1.0, cap_days=30),
