@@ -176,6 +176,22 @@ def test_published_scorecards_are_frozen_versions_with_who_and_why(
             session.execute(statement)
 
 
+@pytest.mark.parametrize("version", ["2147483648", "9223372036854775808", "1" + "0" * 30])
+def test_a_scorecard_version_past_its_column_is_a_422_not_a_500(api: Api, version: str) -> None:
+    """``version`` is a 32-bit integer column: a larger number made PostgreSQL refuse the query
+    (integer out of range) and SQLite's driver overflow past 2**63, both a 500. The query parameter
+    says its bounds, so the answer is a 422 naming it, on either database."""
+    found = api.get(
+        "/v1/voice/scorecards", params={"month": "2026-01", "version": version}, role="supervisor"
+    )
+    assert found.status_code == 422, found.text
+    assert found.headers["content-type"].startswith(PROBLEM)
+    largest = api.get(
+        "/v1/voice/scorecards", params={"month": "2026-01", "version": "2147483647"}, role="supervisor"
+    )
+    assert largest.status_code == 404 and largest.headers["content-type"].startswith(PROBLEM)
+
+
 def test_barometers_beside_raw_and_calibrated_country_scores(
     api: Api, engine: Engine, clock: FrozenClock
 ) -> None:
