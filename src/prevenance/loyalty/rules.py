@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -90,6 +91,68 @@ def _positive_decimal(value: Any, path: str) -> Decimal:
     if not number.is_finite() or number <= 0:
         raise ProgrammeError(f"{path} must be positive", path)
     return number
+
+
+# Bounds of a new programme version: each is what the columns of every earn, refund and travel
+# hold under it. The largest payment (below MAX_AMOUNT = 10^12 in its currency) at the largest rate
+# (1,000 euros per unit) and the largest units per euro (1,000, base rate times multiplier) earns
+# about 10^18 units, inside a BIGINT; the rate and the euro amount are stored as text of at most
+# 40 characters and units per euro and the minimum earn in INTEGER columns; a hold's end is a
+# date. Beyond them a version used to be stored and every earn (or travel hold) under it answered
+# 500. No real currency, rule or hold comes near: the strongest currency is worth a few euros.
+MAX_FX_RATE = Decimal(1000)
+MAX_UNITS_PER_EURO = 1000
+MAX_MINIMUM_EARN = 1000
+MAX_REFERRAL_BONUS = 10**9
+MAX_EURO_PER_POINT = Decimal(1000)
+MAX_HOLD_MINUTES = 30 * 24 * 60
+MAX_RATE_DECIMALS = 12
+# Digits, a point and at most 12 decimals: what an admin types. An exponent ("1e400", "1E+2") is
+# refused: it hides the size of the number.
+_PLAIN_DECIMAL = re.compile(rf"[0-9]{{1,30}}(?:\.[0-9]{{1,{MAX_RATE_DECIMALS}}})?")
+
+
+def _bounded_int(value: Any, path: str, *, high: int, allow_zero: bool = False) -> int:
+    number = _positive_int(value, path, allow_zero=allow_zero)
+    if number > high:
+        raise ProgrammeError(f"{path} must be at most {high:,}", path)
+    return number
+
+
+def _bounded_decimal(value: Any, path: str, *, high: Decimal) -> Decimal:
+    text = str(value) if isinstance(value, (str, int, Decimal)) and not isinstance(value, bool) else ""
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        raise ProgrammeError(
+            f"{path} must be a plain decimal string with at most {MAX_RATE_DECIMALS} decimal digits,"
+            ' such as "0.92" (no exponent)',
+            path,
+        )
+    number = _positive_decimal(text, path)
+    if number > high:
+        raise ProgrammeError(f"{path} must be at most {high}", path)
+    return number
+
+
+def _check_bounds(document: Mapping[str, Any], products: Mapping[str, ProductRule]) -> None:
+    """Refuse a new version whose values no earn, refund or hold could store (see the bounds)."""
+    for code, rule in products.items():
+        path = f"products.{code}"
+        _bounded_int(rule.earn_per_euro, f"{path}.earn_per_euro", high=MAX_UNITS_PER_EURO)
+        for category, multiplier in rule.category_multipliers.items():
+            if rule.earn_per_euro * multiplier > MAX_UNITS_PER_EURO:
+                where = f"{path}.category_multipliers.{category}"
+                raise ProgrammeError(
+                    f"{where} times earn_per_euro must be at most {MAX_UNITS_PER_EURO:,} units per euro",
+                    where,
+                )
+        _bounded_int(rule.referral_bonus, f"{path}.referral_bonus", high=MAX_REFERRAL_BONUS, allow_zero=True)
+    for currency, rate in (document.get("fx_rates") or {}).items():
+        _bounded_decimal(rate, f"fx_rates.{currency}", high=MAX_FX_RATE)
+    travel = document.get("travel") or {}
+    if "euro_per_point" in travel:
+        _bounded_decimal(travel["euro_per_point"], "travel.euro_per_point", high=MAX_EURO_PER_POINT)
+    _bounded_int(travel.get("hold_minutes", 30), "travel.hold_minutes", high=MAX_HOLD_MINUTES)
+    _bounded_int(document.get("minimum_earn", 1), "minimum_earn", high=MAX_MINIMUM_EARN, allow_zero=True)
 
 
 def _known_keys(section: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
@@ -182,7 +245,7 @@ def parse_programme(document: Mapping[str, Any], *, strict: bool = True) -> Prog
         if strict:
             raise ProgrammeError(str(error), error.field)
         expiry = NO_EXPIRY
-    return Programme(
+    programme = Programme(
         name=str(document.get("name", "Rewards")),
         products=MappingProxyType(products),
         fx_rates=MappingProxyType(rates),
@@ -191,6 +254,10 @@ def parse_programme(document: Mapping[str, Any], *, strict: bool = True) -> Prog
         minimum_earn=_positive_int(document.get("minimum_earn", 1), "minimum_earn", allow_zero=True),
         points_expiry=expiry,
     )
+    if strict:
+        # A new version only: one stored before the bounds were checked keeps being read.
+        _check_bounds(document, products)
+    return programme
 
 
 def to_euros(amount: Decimal, currency: str, rates: Mapping[str, Decimal]) -> tuple[Decimal, Decimal]:

@@ -191,3 +191,86 @@ def test_travel_settings_come_from_the_programme(api: Api, clock: FrozenClock) -
     clock.advance(timedelta(minutes=6))
     assert api.post("/v1/redemptions/TR1/confirm", role="concierge").status_code == 409
     assert api.get("/v1/members/M1/balance").json()["points"] == 10_000
+
+
+def _out_of_range() -> list[tuple[str, Any, str]]:
+    """(path, value, field): values a programme accepted although every later earn, refund or travel
+    redemption under them answered 500 (a BIGINT, INTEGER or 40-character column overflowed, or a
+    date left the calendar); an exponent is not a decimal an admin means to type."""
+    return [
+        ("fx_rates.USD", "1e400", "fx_rates.USD"),
+        ("fx_rates.USD", "1E+2", "fx_rates.USD"),
+        ("fx_rates.USD", "1000.000000000001", "fx_rates.USD"),  # above 1,000
+        ("fx_rates.USD", "0.0000000000001", "fx_rates.USD"),  # more than 12 decimal digits
+        ("fx_rates.USD", "1." + "0" * 44 + "1", "fx_rates.USD"),  # longer than its column
+        ("fx_rates.USD", "Infinity", "fx_rates.USD"),
+        ("products.gold.earn_per_euro", 2**31, "products.gold.earn_per_euro"),
+        ("products.gold.earn_per_euro", 1001, "products.gold.earn_per_euro"),
+        (
+            "products.platinum.category_multipliers.travel",
+            501,  # 1 × 501 is fine, but not with earn_per_euro 2 (see the test)
+            "products.platinum.category_multipliers.travel",
+        ),
+        ("products.gold.referral_bonus", 2**63, "products.gold.referral_bonus"),
+        ("minimum_earn", 2**31, "minimum_earn"),
+        ("travel.euro_per_point", "1e-400", "travel.euro_per_point"),
+        ("travel.euro_per_point", "1001", "travel.euro_per_point"),
+        ("travel.hold_minutes", 10**12, "travel.hold_minutes"),
+        ("travel.hold_minutes", 43_201, "travel.hold_minutes"),  # above 30 days
+    ]
+
+
+@pytest.mark.parametrize(("path", "value", "field"), _out_of_range())
+def test_a_programme_value_no_earn_could_store_is_422_naming_the_field(
+    api: Api, path: str, value: Any, field: str
+) -> None:
+    before = api.get("/v1/programme").json()
+    document = _document(api)
+    document["products"]["platinum"]["earn_per_euro"] = 2
+    _set(document, path, value)
+    problem = _assert_422(api.put("/v1/programme", document), field)
+    assert problem["type"].endswith("/invalid-programme")
+    assert api.get("/v1/programme").json() == before
+
+
+def test_an_fx_rate_in_exponent_notation_or_out_of_range_is_422_and_earns_keep_working(api: Api) -> None:
+    """``PUT /v1/programme/fx-rates/USD {"rate": "1e400"}`` was accepted, and every USD payment after
+    it answered 500 (its points overflowed the ledger's BIGINT on SQLite and PostgreSQL)."""
+    before = api.get("/v1/programme").json()
+    for rate in ("1e400", "9.2E+2", "1001", "0.0000000000001"):
+        _assert_422(api.put("/v1/programme/fx-rates/USD", {"rate": rate}), "rate")
+    assert api.get("/v1/programme").json() == before
+    api.put("/v1/members/M1", member_body())
+    earned = api.post("/v1/transactions", tx_body("T1", "M1", "10.00", currency="USD"), role="integrator")
+    assert earned.status_code == 201, earned.text
+    assert earned.json()["points_earned"] == 9  # the shipped 0.92
+
+
+def test_the_largest_programme_values_still_earn_redeem_and_hold_within_the_columns(
+    api: Api, clock: FrozenClock
+) -> None:
+    """The bounds are what the columns hold: the largest amount (below 10^12) at the largest rate
+    (1,000) and the largest units per euro (1,000) earns about 10^18 points, inside a BIGINT."""
+    document = _document(api)
+    document["fx_rates"]["USD"] = "1000"
+    document["products"]["gold"]["earn_per_euro"] = 2
+    document["products"]["gold"]["category_multipliers"] = {"books": 500}
+    document["minimum_earn"] = 1000
+    document["travel"] = {"euro_per_point": "0.000000000001", "hold_minutes": 43_200}
+    installed = api.put("/v1/programme", document)
+    assert installed.status_code == 200, installed.text
+    api.put("/v1/members/M1", member_body())
+    amount = "999999999999.99"
+    earned = api.post("/v1/transactions", tx_body("T1", "M1", amount, currency="USD"), role="integrator")
+    assert earned.status_code == 201, earned.text
+    assert earned.json()["points_earned"] == 999_999_999_999_990 * 1000
+    small = api.post("/v1/transactions", tx_body("T2", "M1", "0.01"), role="integrator")
+    assert small.status_code == 201, small.text
+    assert small.json()["points_earned"] == 1000
+    body = {"id": "TR1", "kind": "travel", "booking_ref": "BK1", "amount": "150.00", "points": 10**12}
+    held = api.post("/v1/members/M1/redemptions", body, role="agent")
+    assert held.status_code == 201, held.text
+    assert held.json()["cash_due"] == "149.00"
+    clock.advance(timedelta(days=29))
+    assert api.post("/v1/redemptions/TR1/confirm", role="concierge").status_code == 200
+    assert api.get("/v1/ledger/audit").json()["ok"] is True
