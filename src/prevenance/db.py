@@ -14,6 +14,7 @@ which then finds the committed result (idempotency) instead of writing twice.
 from __future__ import annotations
 
 import json
+import select
 import threading
 import time
 import weakref
@@ -26,7 +27,7 @@ import orjson
 import structlog
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
@@ -168,9 +169,36 @@ def make_engine(
         if background_checkpoints and on_file:
             _CHECKPOINTED[engine] = True
         return engine
-    return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, json_serializer=dumps_json
-    )
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, json_serializer=dumps_json)
+    event.listen(engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Hand out a pooled server connection only if the server has not closed it meanwhile.
+
+    A server that ends a session (a restart, ``pg_terminate_backend``, an idle timeout) sends its
+    goodbye and closes the socket, so a closed connection is one with bytes waiting while it sat idle
+    in the pool: a ``select`` with no timeout tells, without a round trip. Only then is it pinged (a
+    NOTICE could be waiting too); a dead one makes the pool discard it and take another
+    (``DisconnectionError``). SQLAlchemy's ``pool_pre_ping`` sent a ``SELECT 1`` before every
+    transaction instead: 0.1-0.3 ms of client time and one more round trip per request, which under
+    load waits for the CPU like any other. What no byte announces (a cable cut) is found by the first
+    statement, as with any pool, and answered 503 (``problems``)."""
+    try:
+        waiting, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    except (OSError, ValueError) as error:  # no socket any more
+        raise DisconnectionError("the pooled connection has no socket") from error
+    if not waiting:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+        cursor.close()
+        dbapi_connection.rollback()
+    except Exception as error:  # the server's goodbye: take another connection
+        raise DisconnectionError("the server closed the pooled connection") from error
 
 
 # With background checkpoints, a commit still checkpoints once the WAL holds this many pages
