@@ -8,13 +8,10 @@ agent's lucky month is not read as a star.
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated, Any
 
 from fastapi import Query
 from fastapi.responses import Response
-from openpyxl import Workbook
 
 from prevenance.common.problems import PrevenanceError
 from prevenance.console import charts
@@ -33,7 +30,7 @@ from prevenance.console.web import (
 from prevenance.db import read_session, run_in_transaction
 from prevenance.voice import rules as voice_rules
 from prevenance.voice import service as voice
-from prevenance.voice import topics
+from prevenance.voice import spreadsheets, topics
 
 router = console_router()
 VOICE_DIMENSIONS = ("agent", "team", "channel")
@@ -163,49 +160,12 @@ def scorecard_rows(p: Page, month: str, draft: bool) -> tuple[list[dict[str, Any
         return list(card["rows"]), f"v{card['version']}"
 
 
-def _columns(rows: list[dict[str, Any]]) -> list[str]:
-    columns: list[str] = []
-    for row in rows:
-        columns += [name for name in row if name not in columns]
-    return columns
-
-
-def _cell(value: Any) -> Any:
-    """A spreadsheet cell: numbers and text as they are, anything else (lists, dicts) as text."""
-    if value is None or isinstance(value, (int, float, str)):
-        return value
-    return str(value)
-
-
-def to_csv(rows: list[dict[str, Any]]) -> bytes:
-    columns = _columns(rows)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({name: _cell(row.get(name)) for name in columns})
-    return out.getvalue().encode("utf-8")
-
-
-def to_xlsx(rows: list[dict[str, Any]], title: str) -> bytes:
-    columns = _columns(rows)
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.title = title[:31]
-    sheet.append(columns)
-    for row in rows:
-        sheet.append([_cell(row.get(name)) for name in columns])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
 @router.get("/console/voice/scorecard.{fmt}")
 def scorecard_file(
     p: PageDep, fmt: str, month: Annotated[str, Query(max_length=7)], draft: bool = False
 ) -> Response:
-    """Download the month's scorecard (CSV or XLSX): the published version, or the draft with ``draft=1``."""
+    """Download the month's scorecard (CSV or XLSX): the published version, or the draft with ``draft=1``.
+    The files never hold a formula an agent's name could smuggle in (``voice.spreadsheets``)."""
     p.require(*DASHBOARD)
     if fmt not in ("csv", "xlsx"):
         return Response(status_code=404)
@@ -213,12 +173,12 @@ def scorecard_file(
     name = f"scorecard-{month}-{version}.{fmt}"
     if fmt == "csv":
         return Response(
-            to_csv(rows),
+            spreadsheets.to_csv(rows),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
     return Response(
-        to_xlsx(rows, f"{month} {version}"),
+        spreadsheets.to_xlsx(rows, f"{month} {version}"),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

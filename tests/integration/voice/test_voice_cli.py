@@ -165,6 +165,33 @@ def test_import_scores_scorecards_and_report(sqlite_url: str, tmp_path: Path) ->
     assert runner.invoke(cli, ["voice", "report", "--quarter", "2026Q7"]).exit_code == 2
 
 
+def test_scorecard_files_never_hand_a_spreadsheet_a_formula(sqlite_url: str, tmp_path: Path) -> None:
+    """The files ``voice scorecards`` writes go to the payroll team's spreadsheet: an agent or team
+    name starting with = + - or @ is an apostrophe-prefixed text in the CSV and a text cell in the
+    XLSX, never a formula (CSV injection); numbers stay numbers."""
+    hostile = [
+        {**row, "agent": '=HYPERLINK("http://evil.example/")', "team": "@SUM(A1:A9)"} for row in answers(4)
+    ]
+    source = write_csv(tmp_path / "hostile.csv", hostile, COLUMNS)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["voice", "import", str(source)]).exit_code == 0
+    out = tmp_path / "cards"
+    draft = runner.invoke(cli, ["voice", "scorecards", "--month", "2026-01", "--out", str(out)])
+    assert draft.exit_code == 0, draft.output
+    with (out / "scorecards-2026-01-v1.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["agent"], r["team"], r["n"]) for r in rows] == [
+        ('\'=HYPERLINK("http://evil.example/")', "'@SUM(A1:A9)", "4")
+    ]
+    sheet = load_workbook(out / "scorecards-2026-01-v1.xlsx").active
+    assert sheet is not None
+    header = [cell.value for cell in sheet[1]]
+    agent, team, n = (sheet.cell(row=2, column=header.index(name) + 1) for name in ("agent", "team", "n"))
+    assert (agent.value, agent.data_type) == ('=HYPERLINK("http://evil.example/")', "s")
+    assert (team.value, team.data_type) == ("@SUM(A1:A9)", "s")
+    assert (n.value, n.data_type) == (4, "n")
+
+
 def test_send_invitations(sqlite_url: str, smtp: Smtp, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
     assert runner.invoke(cli, ["voice", "send-invitations"]).exit_code == 2  # no SMTP configured
