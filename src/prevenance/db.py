@@ -170,11 +170,11 @@ def make_engine(
             _CHECKPOINTED[engine] = True
         return engine
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, json_serializer=dumps_json)
-    event.listen(engine, "checkout", _refuse_closed_connection)
+    event.listen(engine, "checkout", refuse_closed_connection)
     return engine
 
 
-def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+def refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     """Hand out a pooled server connection only if the server has not closed it meanwhile.
 
     A server that ends a session (a restart, ``pg_terminate_backend``, an idle timeout) sends its

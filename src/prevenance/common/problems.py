@@ -182,7 +182,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _database_unavailable(request: Request, error: OperationalError) -> JSONResponse:
         """The database is down, restarting or busy: say so (503) so clients retry later; the
-        connection pool reconnects by itself once it is back (``db._refuse_closed_connection``). SQLite also says
+        connection pool reconnects by itself once it is back (``db.refuse_closed_connection``). SQLite also says
         OperationalError for a schema that does not match the code (a migration not run): that is
         no outage and retrying will not help, so it is the internal error it is."""
         import structlog

@@ -1,4 +1,4 @@
-"""Pooled PostgreSQL connections are checked without a round trip (``db._refuse_closed_connection``):
+"""Pooled PostgreSQL connections are checked without a round trip (``db.refuse_closed_connection``):
 a connection the server closed is never handed out, a healthy one is handed out as it is."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DisconnectionError
 
 from prevenance.customers.tables import Member
-from prevenance.db import _refuse_closed_connection, read_session, unit_of_work
+from prevenance.db import read_session, refuse_closed_connection, unit_of_work
 
 
 def _backend_pids(engine: Engine, count: int) -> set[int]:
@@ -88,15 +88,15 @@ def test_only_a_connection_with_bytes_waiting_is_pinged() -> None:
     ours, server = socket.socketpair()
     with ours, server:
         quiet = _Idle(ours, alive=True)
-        _refuse_closed_connection(quiet, None, None)
+        refuse_closed_connection(quiet, None, None)
         assert quiet.pinged == 0  # nothing arrived: no round trip
         server.sendall(b"N")  # a notice while idle: pinged, and kept since it answers
-        _refuse_closed_connection(quiet, None, None)
+        refuse_closed_connection(quiet, None, None)
         assert quiet.pinged == 1
         server.close()  # the server's goodbye
         dead = _Idle(ours, alive=False)
         with pytest.raises(DisconnectionError):
-            _refuse_closed_connection(dead, None, None)
+            refuse_closed_connection(dead, None, None)
         ours.close()
         with pytest.raises(DisconnectionError):  # no socket any more
-            _refuse_closed_connection(_Idle(ours, alive=True), None, None)
+            refuse_closed_connection(_Idle(ours, alive=True), None, None)
