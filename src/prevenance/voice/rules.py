@@ -25,6 +25,11 @@ _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 MAX_TEXT = 4000
+SUGGESTION_LINK_MAX = 2000
+"""The longest link (a URL or a backlog's name) staff attach to a suggestion (``SuggestionUpdate``
+says the same; the console's test checks both doors agree)."""
+SUGGESTION_NOTE_MAX = 4000
+"""The longest note staff attach to a suggestion (shown again with every suggestion listed)."""
 
 
 # --- configuration -------------------------------------------------------------------------------

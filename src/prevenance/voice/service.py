@@ -244,9 +244,18 @@ def update_suggestion(
     by: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """Move a suggestion along (new, under review, adopted, declined) and say what was done with it."""
+    """Move a suggestion along (new, under review, adopted, declined) and say what was done with it.
+
+    The link and note bounds are checked here, not only in the API's body model: the console's form
+    reaches this use case directly, and stored a note as long as the request body allowed."""
     if status is not None and status not in rules.SUGGESTION_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(rules.SUGGESTION_STATUSES)}", field="status")
+    for name, value, limit in (
+        ("link", link, rules.SUGGESTION_LINK_MAX),
+        ("note", note, rules.SUGGESTION_NOTE_MAX),
+    ):
+        if value is not None and len(value) > limit:
+            raise InvalidInput(f"{name} is longer than {limit} characters", field=name)
     row = repository.suggestion_for_update(session, suggestion_id)
     if row is None:
         raise UnknownSuggestion(f"no suggestion {suggestion_id!r}", field="id")

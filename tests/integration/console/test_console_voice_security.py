@@ -195,6 +195,41 @@ def test_a_supervisor_moves_a_suggestion_along(world: Api, engine: Engine, clock
         assert voice.list_suggestions(session)[0]["status"] == "adopted"
 
 
+@pytest.mark.parametrize(("field", "limit"), [("link", 2000), ("note", 4000)])
+def test_a_suggestions_link_and_note_have_the_same_bounds_from_the_console_as_from_the_api(
+    world: Api, engine: Engine, clock: FrozenClock, field: str, limit: int
+) -> None:
+    """The API refuses a link over 2,000 and a note over 4,000 characters; the console's form went
+    straight to the use case, which stored up to the body limit (a megabyte per note, shown again in
+    every page of suggestions). The bound is the use case's own now: the same 422 from both doors,
+    and nothing stored."""
+    answers(engine, clock)
+    with read_session(engine) as session:
+        (suggestion,) = voice.list_suggestions(session)
+    client = browser(world)
+    sign_in(client, "sup1")
+    page = client.get(f"/console/voice?month={MONTH}")
+    prefix = "https://intranet/" if field == "link" else ""
+    fits, too_long = (prefix + "x" * (size - len(prefix)) for size in (limit, limit + 1))
+    form = {"csrf": csrf_of(page.text), "status": "under_review"}
+    refused = client.post(f"/console/voice/suggestions/{suggestion['id']}", data={**form, field: too_long})
+    assert refused.status_code == 422
+    api_refused = world.client.patch(
+        f"/v1/voice/suggestions/{suggestion['id']}",
+        json={field: too_long},
+        headers=world.headers("supervisor"),
+    )
+    assert api_refused.status_code == 422 and api_refused.json()["field"] == field
+    with read_session(engine) as session:
+        (unchanged,) = voice.list_suggestions(session)
+    assert (unchanged["status"], unchanged[field]) == ("new", None)
+    kept = client.post(f"/console/voice/suggestions/{suggestion['id']}", data={**form, field: fits})
+    assert kept.status_code == 303
+    with read_session(engine) as session:
+        (after,) = voice.list_suggestions(session)
+    assert (after["status"], after[field]) == ("under_review", fits)
+
+
 # --- security headers -----------------------------------------------------------------------------
 
 
