@@ -120,7 +120,9 @@ def _bounded_int(value: Any, path: str, *, high: int, allow_zero: bool = False) 
 
 
 def _bounded_decimal(value: Any, path: str, *, high: Decimal) -> Decimal:
-    text = str(value) if isinstance(value, (str, int, Decimal)) and not isinstance(value, bool) else ""
+    # A JSON number is read as it prints (1.17 is "1.17"; 1e-05 keeps its exponent and is refused).
+    plain = isinstance(value, (str, int, float, Decimal)) and not isinstance(value, bool)
+    text = str(value) if plain else ""
     if not _PLAIN_DECIMAL.fullmatch(text):
         raise ProgrammeError(
             f"{path} must be a plain decimal string with at most {MAX_RATE_DECIMALS} decimal digits,"
