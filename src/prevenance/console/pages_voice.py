@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Query
 from fastapi.responses import Response
 
+from prevenance.common.inputs import FIRST_MONTH
 from prevenance.common.problems import PrevenanceError
 from prevenance.console import charts
 from prevenance.console.web import (
@@ -58,10 +59,16 @@ def _month_or_now(p: Page, month: str) -> str:
 
 
 def _trend(p: Page, month: str) -> list[dict[str, Any]]:
-    """The month's overall RTF and excellence for the months up to ``month`` (one item per month)."""
+    """The month's overall RTF and excellence for the months up to ``month`` (one item per month).
+
+    The trend starts no earlier than the accepted window (``common.inputs.FIRST_MONTH``): for its
+    first months the six months back reached 1999, which the scores refuse, and the whole screen
+    was refused with them. ``month`` itself is checked by the scores as before."""
     items: list[dict[str, Any]] = []
     with read_session(p.engine) as session:
         for m in months_back(month, TREND_MONTHS):
+            if m < FIRST_MONTH <= month:
+                continue
             found = voice.scores(session, by="month", month=m)["items"]
             items += [{**item, "key": m} for item in found]
     return items

@@ -75,6 +75,30 @@ def test_the_voice_screen_shows_scores_with_intervals_and_n(
     assert '<th scope="row">lyon</th>' in by_team.text and '<th scope="row">paris</th>' in by_team.text
 
 
+@pytest.mark.parametrize(
+    ("month", "status"),
+    [
+        ("2000-01", 200),
+        ("2000-05", 200),
+        ("2099-12", 200),
+        ("1999-12", 422),
+        ("0001-01", 422),
+        ("9999-12", 422),
+    ],
+)
+def test_the_voice_screen_opens_on_every_month_of_the_window_and_refuses_the_others(
+    world: Api, month: str, status: int
+) -> None:
+    """The trend reads the six months up to the one asked for: for the window's first months it
+    reached 1999 and the whole screen was refused (422) although the month asked for is accepted.
+    The trend starts with the window; a month outside it is still refused, never a 500."""
+    client = browser(world)
+    sign_in(client, "sup1")
+    page = client.get("/console/voice", params={"month": month})
+    assert page.status_code == status
+    assert 'id="err-month"' in page.text if status == 422 else 'id="err-month"' not in page.text
+
+
 def test_other_roles_cannot_open_the_voice_screen(world: Api) -> None:
     client = browser(world)
     sign_in(client, "agent1")
