@@ -20,6 +20,7 @@ from prevenance.console.web import (
     DASHBOARD,
     Page,
     PageDep,
+    actor,
     console_router,
     problem_errors,
     redirect,
@@ -213,7 +214,7 @@ def move_suggestion(p: PageDep, suggestion_id: str) -> Response:
                 status=form.get("status") or None,
                 link=link or None,
                 note=note or None,
-                by=f"console:{user.username}",
+                by=actor(user),
                 now=p.now,
             ),
         )

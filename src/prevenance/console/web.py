@@ -10,6 +10,7 @@ signing in issues a fresh token (no session fixation).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import secrets
@@ -322,6 +323,23 @@ def screens_for(p: Page) -> list[tuple[str, str]]:
     if role in (Role.ADMIN, *EXECUTIVE):
         found.append(("/console/executive", p.t("nav.executive")))
     return found
+
+
+ACTOR_MAX = 120
+"""The width of the columns that record who did something (``updated_by``, ``declared_by``…)."""
+
+
+def actor(user: ConsoleIdentity) -> str:
+    """Who the console records as having done something: ``console:<username>``.
+
+    A username may be 120 characters, the prefix makes it 128, and PostgreSQL refuses a text longer
+    than its column (a 500). A name that does not fit keeps its head and a digest of the whole, so it
+    still names that user alone; a name that fits is kept as it is."""
+    name = f"console:{user.username}"
+    if len(name) <= ACTOR_MAX:
+        return name
+    digest = hashlib.sha256(user.username.encode("utf-8")).hexdigest()[:16]
+    return name[: ACTOR_MAX - len(digest) - 1] + "~" + digest
 
 
 def script_json(spec: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from tests.conftest import Api
 from tests.integration.console.support import (
     browser,
     csrf_of,
+    make_user,
     sign_in,
 )
 
@@ -252,6 +253,36 @@ def test_a_suggestions_link_and_note_have_the_same_bounds_from_the_console_as_fr
     with read_session(engine) as session:
         (after,) = voice.list_suggestions(session)
     assert (after["status"], after[field]) == ("under_review", fits)
+
+
+def test_a_supervisor_with_the_longest_username_moves_a_suggestion(
+    world: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    """A username may be 120 characters; the console records the change as ``console:<username>``,
+    8 more than the 120 of ``voice_suggestions.updated_by``, which PostgreSQL refused with a 500. The
+    name written fits its column and still names that user alone."""
+    answers(engine, clock)
+    long_names = ["s" * 119 + "1", "s" * 119 + "2"]
+    for name in long_names:
+        make_user(engine, clock, name, "supervisor")
+    with read_session(engine) as session:
+        (suggestion,) = voice.list_suggestions(session)
+    recorded = []
+    for name, status in zip(long_names, ("adopted", "declined"), strict=True):
+        client = browser(world)
+        sign_in(client, name)
+        page = client.get(f"/console/voice?month={MONTH}")
+        moved = client.post(
+            f"/console/voice/suggestions/{suggestion['id']}",
+            data={"csrf": csrf_of(page.text), "status": status},
+        )
+        assert moved.status_code == 303, moved.text
+        with read_session(engine) as session:
+            (after,) = voice.list_suggestions(session)
+        assert after["status"] == status and len(after["updated_by"]) <= 120
+        assert after["updated_by"].startswith("console:sss")
+        recorded.append(after["updated_by"])
+    assert recorded[0] != recorded[1]
 
 
 # --- security headers -----------------------------------------------------------------------------
