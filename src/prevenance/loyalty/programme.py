@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
+from prevenance.customers.tables import Product
 from prevenance.db import forget, transaction_memo
 from prevenance.loyalty import goodwill_rules, ledger
 from prevenance.loyalty.errors import InvalidProgramme
 from prevenance.loyalty.rules import Programme, ProgrammeError, parse_programme
-from prevenance.loyalty.tables import ProgrammeVersion
+from prevenance.loyalty.tables import MilesExport, ProgrammeVersion
 
 _parsed: dict[str, Programme] = {}
 _lock = threading.Lock()
@@ -75,6 +76,35 @@ def _programme_of(session: Session, newest: str | None) -> Programme:
     return parsed
 
 
+def _length(column: Any) -> int:
+    length: int = column.type.length
+    return length
+
+
+# Where a product's texts are written: the card products (``customers.sync_products``) and the miles
+# export's partner. Read from the columns, so a longer one is a 422 naming it, not PostgreSQL
+# refusing the whole version (a 500) or, for the partner, every later miles export.
+_PRODUCT_LIMITS = (
+    ("name", _length(Product.__table__.c.name)),
+    ("tier", _length(Product.__table__.c.tier)),
+    ("miles_partner", _length(MilesExport.__table__.c.partner_code)),
+)
+_PRODUCT_CODE_LIMIT = _length(Product.__table__.c.code)
+
+
+def _check_lengths(parsed: Programme) -> None:
+    for code, rule in parsed.products.items():
+        path = f"products.{code}"
+        if len(code) > _PRODUCT_CODE_LIMIT:
+            raise InvalidProgramme(f"a product code has at most {_PRODUCT_CODE_LIMIT} characters", field=path)
+        for name, limit in _PRODUCT_LIMITS:
+            value = getattr(rule, name)
+            if value is not None and len(value) > limit:
+                raise InvalidProgramme(
+                    f"{path}.{name} has at most {limit} characters", field=f"{path}.{name}"
+                )
+
+
 def install(session: Session, *, document: dict[str, Any], now: datetime, by: str) -> tuple[int, bool]:
     """Validate and store a programme version (a no-op when identical to the one in force).
 
@@ -85,6 +115,7 @@ def install(session: Session, *, document: dict[str, Any], now: datetime, by: st
         parsed = parse_programme(document)
     except ProgrammeError as error:
         raise InvalidProgramme(str(error), field=error.field or None)
+    _check_lengths(parsed)
     try:
         goodwill_rules.parse(document.get("goodwill"))
     except goodwill_rules.GoodwillError as error:

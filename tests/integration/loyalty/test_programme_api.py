@@ -217,6 +217,12 @@ def _out_of_range() -> list[tuple[str, Any, str]]:
         ("travel.euro_per_point", "1001", "travel.euro_per_point"),
         ("travel.hold_minutes", 10**12, "travel.hold_minutes"),
         ("travel.hold_minutes", 43_201, "travel.hold_minutes"),  # above 30 days
+        # Longer than the columns the programme's products are written to (the card products, the
+        # miles export's partner): PostgreSQL refused the whole version with a 500.
+        ("products." + "x" * 41, {"name": "X", "unit": "points"}, "products." + "x" * 41),
+        ("products.gold.name", "n" * 121, "products.gold.name"),
+        ("products.gold.tier", "t" * 41, "products.gold.tier"),
+        ("products.cobrand-airline.miles_partner", "m" * 61, "products.cobrand-airline.miles_partner"),
     ]
 
 
