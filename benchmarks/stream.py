@@ -1,9 +1,10 @@
 """Benchmark: card transactions published to JetStream at a steady rate, consumed by one
-``prevenance stream`` process (consumer + outbox relay) on a fresh SQLite file.
+``prevenance stream run`` (the consumer, and the outbox relay in a process of its own as the command
+runs it; ``--relay-in-process`` keeps both in one) on a fresh SQLite file.
 
 For each run: a fresh SQLite file is migrated and ``--members`` members are created; the stream
 names get a namespace of their own (deleted at the end); a child process runs the consumer and the
-relay exactly as ``prevenance stream run`` does, with a hook that records, per message, the time
+relay as ``prevenance stream run`` does, with a hook that records, per message, the time
 from publish (a ``Prevenance-Published-Ns`` header set by the publisher) to the commit of its
 transaction. The parent publishes ``--rate`` transactions/s for ``--duration`` s (every message
 acked by JetStream), reads the consumer's lag the moment publishing stops, waits for the backlog
@@ -20,7 +21,7 @@ at the end below one second's worth of messages.
 
     python benchmarks/stream.py [--rate 500] [--duration 60] [--members 2000]
                                 [--steps 1000,1500,2000,3000] [--step-duration 20] [--no-step]
-                                [--no-relay | --relay-process] [--offers 0]
+                                [--no-relay | --relay-in-process] [--offers 0]
 
 Needs a NATS server with JetStream at ``PREVENANCE_NATS_URL`` (default nats://127.0.0.1:4222).
 """
@@ -116,7 +117,7 @@ def consumer_process(
 
 
 def relay_process(url: str, nats_url: str, namespace: str, stop: MpEvent, out: Connection) -> None:
-    """The second child of ``--relay-process``: the relay alone, as ``prevenance stream run --no-consumer``."""
+    """The second child (the default, as ``prevenance stream run`` runs its relay): the relay alone."""
     asyncio.run(_relay_only(url, nats_url, namespace, stop, out))
 
 
@@ -405,9 +406,10 @@ def main() -> None:
     parser.add_argument("--no-step", action="store_true")
     parser.add_argument("--no-relay", action="store_true", help="consumer only (no outbox relay)")
     parser.add_argument(
-        "--relay-process",
+        "--relay-in-process",
         action="store_true",
-        help="the relay in a process of its own (prevenance stream run --no-relay, and --no-consumer beside it)",
+        help="the relay in the consumer's process (prevenance stream run --relay-in-process); by default it "
+        "runs in a process of its own, as prevenance stream run does",
     )
     parser.add_argument(
         "--commit-every", type=int, default=DEFAULT_COMMIT_EVERY, help="messages per database transaction"
@@ -423,9 +425,9 @@ def main() -> None:
     what = (
         "consumer only"
         if args.no_relay
+        else "consumer + relay in one process"
+        if args.relay_in_process
         else "consumer, relay in a second process"
-        if args.relay_process
-        else "consumer + relay"
     )
     print(
         f"{os.cpu_count()} CPUs; NATS {nats_url}; SQLite; one consumer process ({what}), "
@@ -439,7 +441,7 @@ def main() -> None:
         relay=not args.no_relay,
         commit_every=args.commit_every,
         offers=args.offers,
-        relay_apart=args.relay_process,
+        relay_apart=not args.relay_in_process,
     )
     show(main_run)
     ok = sustained(main_run) and main_run["p99_ms"] <= 20.0
@@ -456,6 +458,7 @@ def main() -> None:
             relay=not args.no_relay,
             commit_every=args.commit_every,
             offers=args.offers,
+            relay_apart=not args.relay_in_process,
         )
         show(result)
         if not sustained(result):

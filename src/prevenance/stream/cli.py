@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import multiprocessing
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import nats
@@ -38,14 +40,34 @@ def _nats_url() -> str:
     return url
 
 
-async def _run(*, url: str, names: Names, batch: int, ack_wait: float, consume: bool, relay: bool) -> None:
+async def _run(
+    *,
+    url: str,
+    names: Names,
+    batch: int,
+    ack_wait: float,
+    consume: bool,
+    relay: bool,
+    stop_on: Sequence[int] = (),
+) -> bool:
+    """Run the roles until SIGINT or SIGTERM, or until one of the ``stop_on`` file descriptors
+    becomes readable (a relay child's exit, a parent's end of the lifeline closing). True when it
+    stopped for such a descriptor, False for a signal."""
     # SQLite: the WAL is checkpointed beside the consumer's commits, not by the commit that fills it.
     engine = engine_from_settings(background_checkpoints=True)
     clock = SystemClock()
     stop = asyncio.Event()
+    watched = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    def stop_watched() -> None:
+        watched.set()
+        stop.set()
+
+    for fd in stop_on:
+        loop.add_reader(fd, stop_watched)
     nc = await nats.connect(url, max_reconnect_attempts=-1, name="prevenance-stream")
     js = nc.jetstream()
     await ensure_streams(js, names)
@@ -63,11 +85,70 @@ async def _run(*, url: str, names: Names, batch: int, ack_wait: float, consume: 
             await asyncio.gather(*tasks)
     finally:
         stop.set()
+        for fd in stop_on:
+            loop.remove_reader(fd)
         # Every ack is already written; close (a drain would wait on the pull request in flight).
         await nc.flush()
         await nc.close()
         engine.dispose()
         log.info("stream_stopped", **vars(consumer.stats), events_delivered=relay_.delivered)
+    return watched.is_set()
+
+
+def _relay_child(url: str, namespace: str, lifeline: Connection) -> None:
+    """The relay in a process of its own (``run``'s default): it stops when its parent's end of
+    ``lifeline`` closes, whether the parent stopped or was killed, so no relay outlives its worker."""
+    from prevenance.logging import configure
+
+    configure(json=get_settings().log_json)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the parent, which stops us
+    asyncio.run(
+        _run(
+            url=url,
+            names=Names(namespace),
+            batch=1,
+            ack_wait=30.0,
+            consume=False,
+            relay=True,
+            stop_on=(lifeline.fileno(),),
+        )
+    )
+
+
+def _run_with_relay_apart(*, url: str, names: Names, batch: int, ack_wait: float) -> None:
+    """The consumer here, the relay in a child process: the relay's bursts of publishing and its
+    delivery marks no longer share the consumer's interpreter and event loop, which was most of the
+    consumer's publish → commit tail (docs/stream.md). If the child dies, the consumer stops too and
+    the command exits 1, so the service manager restarts the pair."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied loop, engine or lock
+    lifeline, kept = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_relay_child, args=(url, names.namespace, lifeline), name="prevenance-relay", daemon=False
+    )
+    child.start()
+    lifeline.close()  # the child holds the reading end; ours closing (even at a SIGKILL) stops it
+    log.info("stream_relay_started", pid=child.pid)
+    try:
+        child_died = asyncio.run(
+            _run(
+                url=url,
+                names=names,
+                batch=batch,
+                ack_wait=ack_wait,
+                consume=True,
+                relay=False,
+                stop_on=(child.sentinel,),
+            )
+        )
+    finally:
+        kept.close()
+        child.join(timeout=30)
+        if child.is_alive():
+            child.terminate()
+            child.join()
+    if child_died:
+        log.error("stream_relay_died", exitcode=child.exitcode)
+        raise typer.Exit(1)
 
 
 @app.command("run")
@@ -77,6 +158,12 @@ def run(
     ack_wait: float = typer.Option(30.0, min=0.5, help="seconds before an unacked message is redelivered"),
     consume: bool = typer.Option(True, "--consumer/--no-consumer", help="consume card transactions"),
     relay: bool = typer.Option(True, "--relay/--no-relay", help="publish the outbox to JetStream"),
+    relay_apart: bool = typer.Option(
+        True,
+        "--relay-apart/--relay-in-process",
+        help="with both roles, the relay in a child process of its own (the consumer's latency does not "
+        "wait for the relay's bursts)",
+    ),
 ) -> None:
     """Consume card transactions and relay the outbox until SIGINT or SIGTERM. Refuses (exit 2) a
     weak PREVENANCE_SECRET_KEY unless its NATS server and database are both on this machine."""
@@ -91,6 +178,9 @@ def run(
     if verdict.refuse:
         raise typer.Exit(2)
     configure(json=settings.log_json)
+    if consume and relay and relay_apart:
+        _run_with_relay_apart(url=url, names=Names(namespace), batch=batch, ack_wait=ack_wait)
+        return
     asyncio.run(
         _run(
             url=url,
