@@ -59,11 +59,18 @@ def _fail(error: PrevenanceError) -> NoReturn:
 
 
 def _read_csv(path: Path) -> list[dict[str, str | None]]:
+    """Every line of a small CSV file (barometers); a file that is not CSV at all (bytes that are not
+    UTF-8, a field over the csv module's limit) is a clear error and exit 2, as for the answers import."""
     if not path.exists():
         typer.echo(f"error: no file {path}", err=True)
         raise typer.Exit(2)
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        try:
+            return list(reader)
+        except (csv.Error, UnicodeDecodeError) as error:
+            typer.echo(f"error: {path}: unreadable CSV near line {reader.line_num + 1}: {error}", err=True)
+            raise typer.Exit(2) from None
 
 
 @app.command("send-invitations")

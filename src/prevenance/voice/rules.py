@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prevenance.common.inputs import OUT_OF_WINDOW, in_window
+from prevenance.common.inputs import OUT_OF_WINDOW, in_window, quarter_error
 from prevenance.common.rules import FieldError
 
 LANGUAGES = ("fr", "en")
@@ -346,17 +346,32 @@ class BarometerLine:
 
 
 BAROMETER_COLUMNS = ("source", "country", "quarter", "metric", "value", "n")
+BAROMETER_LENGTHS = {"source": 120, "metric": 40}
+"""The stored width of the barometer's text keys: a longer value is a faulty line, not a database error."""
+MAX_INT32 = 2**31 - 1
 
 
 def parse_barometer_row(row: Mapping[str, str | None]) -> BarometerLine:
-    """Check one barometer CSV line; raises FieldError naming the column at fault."""
+    """Check one barometer CSV line; raises FieldError naming the column at fault.
+
+    What the table cannot hold is a faulty line like any other, on either database: a text with a
+    NUL (PostgreSQL refuses it), wider than its column, an ``n`` past the 32-bit column, a quarter
+    outside the accepted window (``common.inputs``: no query may ask for it)."""
     for name in ("source", "country", "quarter", "metric", "value"):
         if not (row.get(name) or "").strip():
             raise FieldError(f"{name} is required", name)
+    for name in BAROMETER_COLUMNS:
+        if "\x00" in (row.get(name) or ""):
+            raise FieldError(f"{name} must not contain a NUL character", name)
+    for name, limit in BAROMETER_LENGTHS.items():
+        if len(str(row[name]).strip()) > limit:
+            raise FieldError(f"{name} is longer than {limit} characters", name)
     country = str(row["country"]).strip().upper()
     if not _COUNTRY.match(country):
         raise FieldError(f"country must be an ISO 3166 alpha-2 code, not {country!r}", "country")
     quarter = check_quarter(str(row["quarter"]).strip())
+    if (outside := quarter_error(quarter)) is not None:
+        raise FieldError(f"quarter {outside}", "quarter")
     try:
         value = float(str(row["value"]).strip())
     except ValueError:
@@ -370,8 +385,8 @@ def parse_barometer_row(row: Mapping[str, str | None]) -> BarometerLine:
             n = int(raw_n)
         except ValueError:
             raise FieldError(f"n must be a whole number, not {raw_n!r}", "n")
-        if n < 1:
-            raise FieldError("n must be positive", "n")
+        if not 1 <= n <= MAX_INT32:
+            raise FieldError(f"n must be a whole number from 1 to {MAX_INT32}", "n")
     return BarometerLine(
         source=str(row["source"]).strip(),
         country=country,

@@ -239,6 +239,43 @@ def test_barometers_beside_raw_and_calibrated_country_scores(
     assert api.get("/v1/voice/countries", params={"quarter": "2026Q5"}, role="marketing").status_code == 422
 
 
+BAROMETER = {
+    "source": "Kantar",
+    "country": "FR",
+    "quarter": "2026Q1",
+    "metric": "rtf",
+    "value": "21.5",
+    "n": "",
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("source", "K" * 121),  # voice_barometers.source is 120 wide
+        ("metric", "m" * 41),  # metric is 40 wide
+        ("source", "Kan\x00tar"),  # PostgreSQL cannot store a NUL
+        ("metric", "r\x00tf"),
+        ("n", "2147483648"),  # n is a 32-bit integer
+        ("quarter", "0001Q1"),  # outside the accepted window (2000-2099)
+        ("quarter", "9999Q4"),
+    ],
+)
+def test_a_barometer_line_the_table_cannot_hold_is_a_faulty_line(
+    engine: Engine, clock: FrozenClock, field: str, value: str
+) -> None:
+    """``voice barometers import`` reads an outside file: a value wider than its column, a NUL, an n
+    past the integer column or a quarter outside the window made PostgreSQL refuse the statement (a
+    traceback, the CLI's exit 1) or was stored where no query may ask for it. Each is a faulty line
+    naming its field, like any other (InvalidImport, exit 2), on either database; nothing is written."""
+    bad = [BAROMETER, {**BAROMETER, "country": "GB", field: value}]
+    with pytest.raises(InvalidImport) as refused:
+        run_in_transaction(engine, lambda s: service.import_barometers(s, rows=bad, now=clock.now()))
+    assert [(e["line"], e["field"]) for e in refused.value.extra["errors"]] == [(3, field)]
+    with read_session(engine) as session:
+        assert service.list_barometers(session) == []
+
+
 def test_suggestions_are_tagged_counted_and_followed_up(api: Api, engine: Engine, clock: FrozenClock) -> None:
     add_member(api, "M1")
     add_member(api, "M2", language="en", country="GB")

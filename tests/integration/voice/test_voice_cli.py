@@ -245,3 +245,29 @@ def test_an_unreadable_file_is_refused_with_exit_2_and_nothing_written(
     with read_session(engine) as session:
         assert service.scores(session, by="team", month="2026-01")["n"] == 0
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "source,country,quarter,metric,value,n\nKantar,FR,2026Q1," + "x" * 200_000 + ",21.5,\n",
+        b"source,country,quarter,metric,value,n\nKantar \xe9tude,FR,2026Q1,rtf,21.5,\n",
+    ],
+)
+def test_an_unreadable_barometer_file_is_refused_with_exit_2_and_nothing_written(
+    sqlite_url: str, tmp_path: Path, content: str | bytes
+) -> None:
+    """Bytes that are not UTF-8 (a Latin-1 export) or a field past the csv module's limit ended the
+    barometer import with a traceback (exit 1); like the answers import it is a clear line, exit 2."""
+    path = tmp_path / "barometers.csv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["voice", "barometers", "import", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "unreadable CSV" in result.output
+    engine = make_engine(sqlite_url)
+    with read_session(engine) as session:
+        assert service.list_barometers(session) == []
+    engine.dispose()
