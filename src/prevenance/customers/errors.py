@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prevenance.common.problems import InvalidInput, NotFound
+from prevenance.common.problems import Conflict, InvalidInput, NotFound
 
 
 class UnknownMember(NotFound):
@@ -22,3 +22,12 @@ class UnknownMemberInBody(InvalidInput):
 class UnknownProduct(InvalidInput):
     type_slug = "unknown-product"
     title = "Unknown card product"
+
+
+class MemberErased(Conflict):
+    """The member was erased (GDPR): the row is kept under its pseudonym for the ledger's sums and
+    is never written to again, so no call lays new personal data on it (409: the member's state
+    forbids it, whoever asks)."""
+
+    type_slug = "member-erased"
+    title = "The member was erased"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from prevenance.common.problems import InvalidInput
 from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import repository, rules
-from prevenance.customers.errors import UnknownMember, UnknownMemberInBody, UnknownProduct
+from prevenance.customers.errors import MemberErased, UnknownMember, UnknownMemberInBody, UnknownProduct
 from prevenance.customers.search import search_members as search_members
 from prevenance.customers.tables import AccessLogEntry, Member, Product
 
@@ -66,6 +66,11 @@ def upsert(session: Session, *, ref: str, data: MemberData, now: datetime) -> tu
         raise InvalidInput("member ref must be 1-64 characters [A-Za-z0-9._:-]", field="ref")
     clean = validate(data, session=session)
     member = repository.member_by_ref(session, ref, for_update=True)
+    if member is not None:
+        ensure_not_erased(member)
+    elif rules.is_erased_ref(ref):
+        # The prefix names erased members only (mail skips them, erasure treats them as done).
+        raise InvalidInput(f"member refs starting with {ERASED_PREFIX!r} are reserved", field="ref")
     created = member is None
     if member is None:
         member = Member(ref=ref, created_at=now)
@@ -88,6 +93,15 @@ ERASED_PREFIX = rules.ERASED_PREFIX
 def is_erased(member: Member | MemberSummary) -> bool:
     """Whether the member was erased (GDPR): kept for the ledger, never written to again."""
     return rules.is_erased_ref(member.ref)
+
+
+def ensure_not_erased(member: Member | MemberSummary, *, field: str = "ref") -> None:
+    """409 ``member-erased`` when the member was erased. Every use case that writes about a member
+    (their record, a contact, a call-back, a card order, the concierge's file…) calls it: the
+    erasure blanked the member's personal data, and a later write naming the pseudonym would lay
+    new personal data on it again. Reads still answer (the ledger and reports keep the row)."""
+    if is_erased(member):
+        raise MemberErased(f"member {member.ref!r} was erased and is never written to again", field=field)
 
 
 def get_member(session: Session, *, ref: str, for_update: bool = False) -> Member:

@@ -96,6 +96,7 @@ def record_benefit_usage(session: Session, *, usage: BenefitUsageInput, by: str,
 
 def _record_benefit_usage(session: Session, *, data: BenefitUsageInput, by: str, now: datetime) -> Outcome:
     member = customers.get_member(session, ref=data.member_ref)
+    customers.ensure_not_erased(member)
     _entitled_or_raise(member.product, data.benefit, field="benefit")
     used_at = as_utc(data.used_at)
     if used_at > now:
@@ -128,6 +129,7 @@ def explain_benefits(
         raise UnknownContact(f"no contact {contact_id!r}", field="id")
     member = customers.find_member_by_id(session, member_id=contact.member_id)
     assert member is not None
+    customers.ensure_not_erased(member, field="id")
     wanted = list(dict.fromkeys(benefits))
     for code in wanted:
         _entitled_or_raise(member.product, code, field="benefits")

@@ -75,6 +75,7 @@ def _book_callback(session: Session, *, data: CallbackInput, by: str, now: datet
     if scheduled_for <= now:
         raise InvalidInput("scheduled_for must be in the future", field="scheduled_for")
     member = customers.get_member(session, ref=data.member_ref)
+    customers.ensure_not_erased(member)
     row = Callback(
         id=data.id,
         member_id=member.id,

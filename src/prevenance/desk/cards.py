@@ -76,6 +76,7 @@ def order_card_replacement(session: Session, *, order: CardReplacementInput, now
 
 def _order(session: Session, *, data: CardReplacementInput, now: datetime) -> Outcome:
     member = customers.get_member(session, ref=data.member_ref)
+    customers.ensure_not_erased(member)
     country = data.country.strip().upper()
     if not (len(country) == 2 and country.isascii() and country.isalpha()):
         raise InvalidInput("country must be an ISO 3166-1 alpha-2 code", field="country")

@@ -140,6 +140,7 @@ def log_sent_mail(
 
 def _log_communication(session: Session, *, data: CommunicationInput, source: str, now: datetime) -> Outcome:
     member = customers.get_member_for_body(session, ref=data.member_ref, field="member_ref")
+    customers.ensure_not_erased(member, field="member_ref")
     if session.get(Communication, data.id) is not None:  # written by the platform itself, keyless
         raise IdempotencyConflict(f"communication {data.id!r} is already recorded", field="id")
     row = Communication(
@@ -195,6 +196,7 @@ def set_contact_preference(
     if mode not in rules.PREFERENCE_MODES:
         raise InvalidInput(f"mode must be one of {', '.join(rules.PREFERENCE_MODES)}", field="mode")
     member = customers.get_member(session, ref=member_ref)
+    customers.ensure_not_erased(member)
     row = session.get(ContactPreference, member.id, with_for_update=True)
     changed = row is None or (row.mode, row.preferred_channel) != (mode, preferred_channel)
     if row is None:

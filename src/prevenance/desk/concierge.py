@@ -75,7 +75,9 @@ def _request_body(row: ConciergeRequest, tastes: dict[str, Any] | None = None) -
 
 
 def _entitled_member(session: Session, *, ref: str) -> Member:
+    """The premium member a concierge write is about (never an erased one)."""
     member = customers.get_member(session, ref=ref)
+    customers.ensure_not_erased(member, field="member_ref")
     product = customers.product_of(session, code=member.product)
     if product is None or not product.premium:
         raise ConciergeNotEntitled(

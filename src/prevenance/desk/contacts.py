@@ -124,6 +124,7 @@ def _log_contact(session: Session, *, data: ContactInput, now: datetime) -> Outc
     if ended < started:
         raise InvalidInput("ended_at must not be before started_at", field="ended_at")
     member = customers.get_member_summary_for_body(session, ref=data.member_ref, field="member_ref")
+    customers.ensure_not_erased(member, field="member_ref")
     case_status = rules.case_status_after(data.outcome)
     resolved_at = ended if case_status == "resolved" else None
     if data.case_id is not None:

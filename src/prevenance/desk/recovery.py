@@ -184,6 +184,7 @@ def open_case(session: Session, *, case: RecoveryCaseInput, by: str, now: dateti
 
 def _open_case(session: Session, *, case: RecoveryCaseInput, by: str, now: datetime) -> Outcome:
     member = customers.get_member_for_body(session, ref=case.member_ref, field="member_ref")
+    customers.ensure_not_erased(member, field="member_ref")
     team, agent, channel = case.team, None, None
     if case.contact_id is not None:
         contact = session.get(Contact, case.contact_id)

@@ -1,0 +1,177 @@
+"""An erased member (GDPR) is kept under its pseudonym for the ledger's sums, and is never written to
+again: no route may lay new personal data on the pseudonym (a name, an address, a phone number, a
+contact's notes, a concierge's file), or the erasure would be undone by the next careless call.
+Every write that names the pseudonym answers 409 ``member-erased`` and writes nothing; reads still
+answer. A ref with the pseudonyms' prefix is reserved: no member is created with one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from prevenance.db import read_session
+from prevenance.desk.tables import (
+    BenefitExplanation,
+    BenefitUsage,
+    Callback,
+    CardReplacement,
+    Communication,
+    ConciergeRequest,
+    Contact,
+    ContactPreference,
+    MemberTastes,
+    RecoveryCase,
+)
+from tests.conftest import Api, member_body
+
+
+def _contact(contact_id: str, ref: str) -> dict[str, Any]:
+    return {
+        "id": contact_id,
+        "member_ref": ref,
+        "channel": "phone",
+        "direction": "inbound",
+        "agent": "a1",
+        "team": "t1",
+        "reason": "card.lost_stolen",
+        "started_at": "2026-01-01T10:00:00Z",
+        "ended_at": "2026-01-01T10:05:00Z",
+        "outcome": "pending",
+    }
+
+
+def _erased(api: Api) -> str:
+    """A premium member with a contact on record, then erased: their pseudonym."""
+    assert (
+        api.put("/v1/members/P1", member_body(product="platinum", phone="06 12 34 56 78")).status_code == 201
+    )
+    assert api.post("/v1/contacts", _contact("before", "P1"), role="agent").status_code == 201
+    erased = api.post("/v1/members/P1/erase", {})
+    assert erased.status_code == 200, erased.text
+    return str(erased.json()["member_ref"])
+
+
+def _refused(response: Any) -> None:
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["type"].endswith("/member-erased")
+
+
+def test_the_record_of_an_erased_member_is_not_filled_in_again(api: Api) -> None:
+    alias = _erased(api)
+    _refused(
+        api.put(
+            f"/v1/members/{alias}", member_body(name="Camille Martin", phone="06 12 34 56 78"), role="agent"
+        )
+    )
+    profile = api.get(f"/v1/members/{alias}").json()
+    assert profile["name"] != "Camille Martin" and profile["phone"] is None
+    assert api.get(f"/v1/members/{alias}/360", role="agent").status_code == 200
+
+
+def test_a_ref_with_the_pseudonyms_prefix_is_reserved(api: Api) -> None:
+    refused = api.put("/v1/members/erased-0123456789abcdef01234567", member_body(), role="agent")
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "ref"
+    assert api.get("/v1/members/erased-0123456789abcdef01234567").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "body", "table"),
+    [
+        ("agent", "post", "/v1/contacts", _contact("after", "{alias}"), Contact),
+        (
+            "agent",
+            "post",
+            "/v1/members/{alias}/callbacks",
+            {
+                "id": "cb1",
+                "reason": "statement.question",
+                "scheduled_for": "2027-01-01T10:00:00Z",
+                "phone": "+33612345678",
+            },
+            Callback,
+        ),
+        (
+            "agent",
+            "post",
+            "/v1/members/{alias}/card-replacements",
+            {"id": "cr1", "city": "Paris", "country": "FR", "address": "1 rue de la Paix"},
+            CardReplacement,
+        ),
+        ("agent", "put", "/v1/members/{alias}/contact-preference", {"mode": "has_time"}, ContactPreference),
+        (
+            "agent",
+            "post",
+            "/v1/communications",
+            {
+                "id": "co1",
+                "member_ref": "{alias}",
+                "template": "welcome",
+                "channel": "email",
+                "language": "fr",
+                "sent_at": "2026-01-01T00:00:00Z",
+                "summary": "Bonjour Camille",
+            },
+            Communication,
+        ),
+        (
+            "agent",
+            "post",
+            "/v1/members/{alias}/benefit-usages",
+            {"id": "bu1", "benefit": "lounge_access", "used_at": "2026-01-01T00:00:00Z"},
+            BenefitUsage,
+        ),
+        (
+            "agent",
+            "post",
+            "/v1/contacts/before/benefits-explained",
+            {"benefits": ["lounge_access"]},
+            BenefitExplanation,
+        ),
+        (
+            "concierge",
+            "put",
+            "/v1/members/{alias}/tastes",
+            {"likes": ["jazz"], "dislikes": [], "notes": "anniversary 12 May"},
+            MemberTastes,
+        ),
+        (
+            "concierge",
+            "post",
+            "/v1/members/{alias}/concierge-requests",
+            {
+                "id": "q1",
+                "category": "flowers",
+                "title": "Roses",
+                "details": "for Camille",
+                "city": "Paris",
+                "country": "FR",
+                "due_at": "2026-06-01T10:00:00Z",
+            },
+            ConciergeRequest,
+        ),
+        (
+            "agent",
+            "post",
+            "/v1/recovery-cases",
+            {"id": "r1", "member_ref": "{alias}", "team": "t1", "note": "Camille called, upset"},
+            RecoveryCase,
+        ),
+    ],
+)
+def test_no_desk_write_lands_on_an_erased_member(
+    api: Api, engine: Engine, role: str, method: str, path: str, body: dict[str, Any], table: Any
+) -> None:
+    alias = _erased(api)
+    filled = {
+        key: value.replace("{alias}", alias) if isinstance(value, str) else value
+        for key, value in body.items()
+    }
+    with read_session(engine) as session:
+        before = session.scalar(select(func.count()).select_from(table))
+    _refused(getattr(api, method)(path.replace("{alias}", alias), filled, role=role))
+    with read_session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(table)) == before
