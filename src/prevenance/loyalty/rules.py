@@ -259,6 +259,7 @@ def parse_programme(document: Mapping[str, Any], *, strict: bool = True) -> Prog
     if strict:
         # A new version only: one stored before the bounds were checked keeps being read.
         _check_bounds(document, products)
+        check_liability(document.get("liability"))
     return programme
 
 
@@ -452,6 +453,30 @@ def _rate(value: Any, path: str) -> Decimal:
     if not number.is_finite() or number < 0:
         raise ProgrammeError(f"{path} must be zero or positive", path)
     return number
+
+
+MAX_LIABILITY_WINDOW_DAYS = 3650
+
+
+def check_liability(section: Any) -> None:
+    """Refuse a ``liability`` section ``point_cost`` could not read (every ROI report and point-cost
+    figure would answer 500): the keys it knows, rates it parses, a breakage below 1, and a window
+    of 1 to 3,650 days (a date, not an overflow)."""
+    if section is None:
+        return
+    if not isinstance(section, Mapping):
+        raise ProgrammeError("liability must be an object", "liability")
+    _known_keys(section, tuple(DEFAULT_LIABILITY), "liability")
+    for name in ("catalogue_item_cost_eur", "transfer_eur_per_point"):
+        if not isinstance(section.get(name, {}), Mapping):
+            raise ProgrammeError(f"liability.{name} must be an object", f"liability.{name}")
+    days = section.get("window_days", DEFAULT_LIABILITY["window_days"])
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_LIABILITY_WINDOW_DAYS:
+        raise ProgrammeError(
+            f"liability.window_days must be a whole number of days from 1 to {MAX_LIABILITY_WINDOW_DAYS:,}",
+            "liability.window_days",
+        )
+    point_cost([], liability=section, euro_per_point=Decimal("0.01"))  # parses every rate
 
 
 def point_cost(

@@ -194,9 +194,10 @@ def test_travel_settings_come_from_the_programme(api: Api, clock: FrozenClock) -
 
 
 def _out_of_range() -> list[tuple[str, Any, str]]:
-    """(path, value, field): values a programme accepted although every later earn, refund or travel
-    redemption under them answered 500 (a BIGINT, INTEGER or 40-character column overflowed, or a
-    date left the calendar); an exponent is not a decimal an admin means to type."""
+    """(path, value, field): values a programme accepted although every later earn, refund, travel
+    redemption or ROI report under them answered 500 (a BIGINT, INTEGER or text column overflowed, a
+    date left the calendar, a rate did not parse); an exponent is not a decimal an admin means to
+    type."""
     return [
         ("fx_rates.USD", "1e400", "fx_rates.USD"),
         ("fx_rates.USD", "1E+2", "fx_rates.USD"),
@@ -223,6 +224,19 @@ def _out_of_range() -> list[tuple[str, Any, str]]:
         ("products.gold.name", "n" * 121, "products.gold.name"),
         ("products.gold.tier", "t" * 41, "products.gold.tier"),
         ("products.cobrand-airline.miles_partner", "m" * 61, "products.cobrand-airline.miles_partner"),
+        # The liability section was stored unread: every ROI report and point-cost figure after it
+        # raised (an unparsable rate, a window of ten billion days) and answered 500.
+        ("liability", "x", "liability"),
+        ("liability.breakage", "abc", "liability.breakage"),
+        ("liability.breakage", "1", "liability.breakage"),
+        ("liability.catalogue_eur_per_point", "-0.01", "liability.catalogue_eur_per_point"),
+        ("liability.catalogue_item_cost_eur", ["MUG"], "liability.catalogue_item_cost_eur"),
+        ("liability.transfer_eur_per_point.default", "NaN", "liability.transfer_eur_per_point.default"),
+        ("liability.ecode_face_eur_per_point", None, "liability.ecode_face_eur_per_point"),
+        ("liability.window_days", 10**10, "liability.window_days"),
+        ("liability.window_days", "lots", "liability.window_days"),
+        ("liability.window_days", 0, "liability.window_days"),
+        ("liability.windows_days", 30, "liability.windows_days"),  # a typo is refused, not ignored
     ]
 
 
