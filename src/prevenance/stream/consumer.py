@@ -29,8 +29,10 @@ instead of posting again. The same holds for a producer that publishes one trans
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import gc
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +82,40 @@ def _validation_problem(error: ValidationError) -> dict[str, Any]:
     return body
 
 
+# What a reject record keeps of a message and of a field name taken from it. A message may be as
+# large as the server allows (``max_payload``, 1 MiB by default), and its record is larger still: the
+# message written as JSON text (a control byte becomes ``\\u0001``, six bytes), plus the problem. A
+# record the server refuses could never be stored, so the message was nakked and redelivered for
+# ever; bounded, every record fits, and the whole message stays in the transactions stream at
+# ``stream_sequence``.
+REJECT_DATA_BYTES = 64 * 1024
+FIELD_NAME_CHARACTERS = 200
+
+
+def _bounded_name(name: str) -> str:
+    """A field name taken from a message, cut to ``FIELD_NAME_CHARACTERS`` (marked with "…")."""
+    return name if len(name) <= FIELD_NAME_CHARACTERS else name[:FIELD_NAME_CHARACTERS] + "…"
+
+
+def reject_record(subject: str, sequence: int, problem: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """The record published to the rejects stream: the message as UTF-8 text (lossy), or, beyond
+    ``REJECT_DATA_BYTES``, its head (whole characters) with its size and SHA-256 and
+    ``data_truncated``, so the record always fits the server's limit."""
+    record: dict[str, Any] = {"subject": subject, "stream_sequence": sequence, "problem": problem}
+    if len(data) <= REJECT_DATA_BYTES:
+        record["data"] = data.decode("utf-8", errors="replace")
+        return record
+    # An incremental decoder leaves out a character cut in half at the end of the head.
+    head = codecs.getincrementaldecoder("utf-8")("replace").decode(data[:REJECT_DATA_BYTES], final=False)
+    record.update(
+        data=head,
+        data_truncated=True,
+        data_bytes=len(data),
+        data_sha256=hashlib.sha256(data).hexdigest(),
+    )
+    return record
+
+
 def _nul_problem(data: bytes) -> dict[str, Any] | None:
     """The problem of a message with a NUL character in a field (the API refuses it with 422)."""
     if b"\\u0000" not in data and b"\x00" not in data:
@@ -90,7 +126,8 @@ def _nul_problem(data: bytes) -> dict[str, Any] | None:
         return None  # not JSON: the model's own refusal says so
     if found is None:
         return None
-    field = printable(".".join(found)) or "body"
+    # The path may hold a key of the message's choosing, of any length: the problem names it bounded.
+    field = _bounded_name(printable(".".join(found))) or "body"
     return {
         "type": PROBLEM_BASE + "invalid-input",
         "title": "Invalid input",
@@ -315,12 +352,7 @@ class Consumer:
             field=result.body.get("field"),
             detail=result.body.get("detail"),
         )
-        record = {
-            "subject": msg.subject,
-            "stream_sequence": sequence,
-            "problem": result.body,
-            "data": msg.data.decode("utf-8", errors="replace"),
-        }
+        record = reject_record(msg.subject, sequence, result.body, msg.data)
         await self.js.publish(
             self.names.rejects_subject,
             orjson.dumps(record),

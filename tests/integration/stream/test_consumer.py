@@ -249,3 +249,35 @@ def test_a_message_that_keeps_failing_is_retried_alone_without_holding_back_the_
     consumer = asyncio.run(scenario())
     assert consumer.stats.rejected == 0
     assert count_transactions(engine) == 4
+
+
+def test_a_message_whose_reject_record_would_exceed_the_server_limit_is_still_set_aside(
+    engine: Engine, clock: FrozenClock, names: Names, nats_url: str
+) -> None:
+    """A message is bounded by the server's ``max_payload`` (1 MiB), but its reject record (the
+    message as JSON text, plus the problem) can be six times larger: a control byte is written
+    ``\\u0001``. Such a record used to be refused by the server, so the message was nakked and
+    redelivered every two seconds for ever. The record now carries the head of the message and its
+    size and digest; the whole message stays in the transactions stream at ``stream_sequence``."""
+    import hashlib
+
+    add_members(engine, clock, ["M1"])
+    control_bytes = b"\x01" * 1_000_000
+    long_merchant = orjson.dumps({**tx_body("T-LONG", "M1", "10.00"), "merchant": "\x01" * 150_000})
+    # A NUL in a field's name: the problem names the field, so it must be bounded too.
+    long_name = orjson.dumps({**tx_body("T-NAME", "M1", "10.00"), "k" * 600_000 + "\x00": 1})
+    messages: list[Message] = [control_bytes, long_merchant, long_name, tx_body("T1", "M1", "10.00")]
+    consumer, results = asyncio.run(publish_and_consume(nats_url, engine, clock, names, messages))
+    assert [r.status for _, r in results] == [REJECTED, REJECTED, REJECTED, ACCEPTED]
+    assert consumer.stats.retried == 0
+    assert count_transactions(engine) == 1
+    rejects = asyncio.run(_rejects(nats_url, names))
+    assert len(rejects) == 3
+    for record, original in zip(rejects, [control_bytes, long_merchant, long_name], strict=True):
+        assert record["data_bytes"] == len(original)
+        assert record["data_sha256"] == hashlib.sha256(original).hexdigest()
+        assert record["data_truncated"] is True
+        assert original.decode().startswith(record["data"]) and record["data"]
+        assert record["stream_sequence"] > 0
+    assert rejects[1]["problem"]["field"] == "merchant"
+    assert rejects[2]["problem"]["field"].startswith("kkk") and len(rejects[2]["problem"]["field"]) <= 210
