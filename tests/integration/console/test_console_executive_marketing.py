@@ -69,6 +69,21 @@ def test_the_quarterly_report_downloads_as_one_html_file(
     assert client.get("/console/executive/report.html?quarter=nope").status_code == 422
 
 
+def test_the_report_and_page_of_every_quarter_of_the_window_and_only_those(world: Api) -> None:
+    """The report's trends read the quarters before the one asked for: for 2000's quarters they
+    reached 1999, which the desk's figures refuse, and the download of an accepted quarter was a
+    422. The history starts with the window; a quarter outside it is still refused, never a 500."""
+    client = browser(world)
+    sign_in(client, "mkt1")
+    for quarter in ("2000Q1", "2000Q3", "2099Q4"):
+        report = client.get(f"/console/executive/report.html?quarter={quarter}&lang=en")
+        assert report.status_code == 200, (quarter, report.status_code)
+        assert quarter in report.text
+        assert client.get(f"/console/executive?quarter={quarter}").status_code == 200
+    for quarter in ("1999Q4", "0001Q1", "9999Q4", "2026Q5"):
+        assert client.get(f"/console/executive/report.html?quarter={quarter}").status_code == 422
+
+
 def test_agents_cannot_open_the_executive_or_marketing_pages(world: Api) -> None:
     client = browser(world)
     sign_in(client, "agent1")
