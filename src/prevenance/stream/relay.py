@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 import structlog
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from sqlalchemy import Engine, select, update
 
@@ -60,6 +61,19 @@ class PendingEvent:
                 "type": self.type,
                 "occurred_at": self.occurred_at.isoformat(),
                 "payload": self.payload,
+            }
+        )
+
+    def envelope(self, why: str) -> bytes:
+        """The message without its payload (``payload`` null, ``payload_omitted`` saying why): what
+        is published for an event whose whole message can never be (see ``Relay.publish``)."""
+        return orjson.dumps(
+            {
+                "event_id": self.event_id,
+                "type": self.type,
+                "occurred_at": self.occurred_at.isoformat(),
+                "payload": None,
+                "payload_omitted": why,
             }
         )
 
@@ -141,17 +155,37 @@ class Relay:
         self.delivered = 0
 
     async def publish(self, events: Sequence[PendingEvent]) -> None:
-        """Step 2: publish every event and wait for all the acks (raises if any failed)."""
-        await asyncio.gather(
-            *(
-                self.js.publish(
-                    self.names.event_subject(event.type),
-                    event.message(),
-                    timeout=self.publish_timeout,
-                    headers={"Nats-Msg-Id": event.event_id},
-                )
-                for event in events
-            )
+        """Step 2: publish every event and wait for all the acks (raises if any failed).
+
+        An event whose message can never be published — not JSON (an integer beyond 64 bits) or
+        larger than the server's ``max_payload`` — is published as its envelope without the payload
+        (``PendingEvent.envelope``) and logged. Raising for it would keep it pending, and every pass
+        starts from the oldest pending events: it would be read and refused again on every pass,
+        and no event behind it would ever be published or handled. Its in-process handlers still
+        get the whole event (step 3 reads it from the table)."""
+        await asyncio.gather(*(self._publish_one(event) for event in events))
+
+    async def _publish_one(self, event: PendingEvent) -> None:
+        try:
+            data = event.message()
+        except orjson.JSONEncodeError as error:
+            data = self._omitted(event, f"the payload cannot be written as JSON ({error})")
+        try:
+            await self._send(event, data)
+        except MaxPayloadError:
+            why = f"the message ({len(data)} bytes) is larger than the server's max_payload"
+            await self._send(event, self._omitted(event, why))
+
+    def _omitted(self, event: PendingEvent, why: str) -> bytes:
+        log.error("outbox_event_published_without_payload", event_id=event.event_id, type=event.type, why=why)
+        return event.envelope(why)
+
+    async def _send(self, event: PendingEvent, data: bytes) -> None:
+        await self.js.publish(
+            self.names.event_subject(event.type),
+            data,
+            timeout=self.publish_timeout,
+            headers={"Nats-Msg-Id": event.event_id},
         )
 
     async def run_once(self) -> int:

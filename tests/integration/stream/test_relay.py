@@ -157,3 +157,53 @@ def test_without_nats_the_maintenance_pass_still_delivers(engine: Engine, clock:
     assert run_once(engine, clock, deliver_events=False)["events_delivered"] == 0
     assert run_once(engine, clock)["events_delivered"] == 2
     assert all(row.delivered_at is not None for row in outbox_rows(engine))
+
+
+def test_an_event_the_server_cannot_take_is_published_without_its_payload_and_blocks_nothing(
+    engine: Engine, clock: FrozenClock, names: Names, nats_url: str
+) -> None:
+    """An event whose message the server refuses (larger than its ``max_payload``) or that cannot be
+    written as JSON (an integer beyond 64 bits) used to fail every pass: the relay read the same
+    oldest events again and again, so no event behind it was ever published or handled. It is now
+    published as its envelope with ``payload`` null and ``payload_omitted`` saying why (consumers
+    learn that the event happened and why its payload is missing), handled in process with its whole payload, and
+    marked; the events around it go through as usual."""
+    from prevenance.common import outbox
+    from prevenance.db import unit_of_work
+
+    earn(engine, clock, 1)
+    with unit_of_work(engine) as session:
+        outbox.emit(session, type="test.large", payload={"text": "x" * 1_100_000}, now=clock.now())
+        outbox.emit(session, type="test.huge_int", payload={"n": 2**70}, now=clock.now())
+    with unit_of_work(engine) as session:
+        outbox.emit(session, type="test.small", payload={"text": "after"}, now=clock.now())
+    handled: list[str] = []
+
+    async def scenario() -> list[tuple[str | None, dict[str, Any]]]:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        relay = Relay(
+            engine=engine,
+            clock=clock,
+            js=js,
+            names=names,
+            handlers={"*": [lambda _s, e: handled.append(e.type)]},
+        )
+        assert await relay.run_once() == 4
+        assert await relay.run_once() == 0
+        messages = await stream_messages(js, names)
+        await nc.close()
+        return messages
+
+    messages = asyncio.run(scenario())
+    rows = outbox_rows(engine)
+    assert all(row.delivered_at is not None for row in rows)
+    assert handled == ["points.earned", "test.large", "test.huge_int", "test.small"]
+    assert [header for header, _ in messages] == [row.event_id for row in rows]
+    bodies = [body for _, body in messages]
+    assert bodies[0]["payload"] == rows[0].payload and bodies[3]["payload"] == {"text": "after"}
+    for body in bodies[1:3]:
+        assert body["payload"] is None and body["payload_omitted"], body
+        assert set(body) == {"event_id", "type", "occurred_at", "payload", "payload_omitted"}
+    assert "max_payload" in bodies[1]["payload_omitted"]
+    assert "JSON" in bodies[2]["payload_omitted"]
