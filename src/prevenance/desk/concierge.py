@@ -177,14 +177,20 @@ def get_request(session: Session, *, request_id: str) -> dict[str, Any]:
 
 
 def _cost(value: str | None) -> Decimal | None:
+    """The cost as an amount in EUR under 10^10 with at most 2 decimals; 422 naming ``cost`` else.
+    The bound is checked before the rounding to cents: ``1E+100`` fits the field's length but its
+    rounding overflows the decimal context (it answered 500)."""
     if value is None:
         return None
     try:
         cost = Decimal(value)
     except InvalidOperation:
         raise InvalidInput("cost must be a decimal amount in EUR, e.g. '120.00'", field="cost") from None
-    if not cost.is_finite() or cost < 0 or cost != cost.quantize(Decimal("0.01")) or cost >= Decimal("1e10"):
-        raise InvalidInput("cost must be a non-negative amount in EUR with at most 2 decimals", field="cost")
+    if not cost.is_finite() or cost < 0 or cost >= Decimal("1e10") or cost != cost.quantize(Decimal("0.01")):
+        raise InvalidInput(
+            "cost must be a non-negative amount in EUR under 10,000,000,000 with at most 2 decimals",
+            field="cost",
+        )
     return cost
 
 

@@ -191,3 +191,18 @@ def test_partner_network_by_place_and_category(api: Api) -> None:
     assert codes("city=Lyon") == ["LYON1"]
     assert codes("category=flowers") == ["FLEURS"]
     assert codes("country=BE") == []
+
+
+@pytest.mark.parametrize("cost", ["1E+100", "1e28", "123456789012345678901234567890", "-1E+50", "1E+999999"])
+def test_a_cost_too_large_to_be_an_amount_is_refused_naming_the_field(api: Api, cost: str) -> None:
+    """A cost in exponent form passes the length limit but is no amount in cents: it is refused as a
+    422 naming ``cost`` (its rounding to cents overflowed the decimal context and answered 500)."""
+    premium(api)
+    api.post("/v1/members/P1/concierge-requests", request_body("R1"), role="concierge")
+    refused = api.post(
+        "/v1/concierge-requests/R1/status", {"status": "in_progress", "cost": cost}, role="agent"
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith(PROBLEM)
+    assert refused.json()["field"] == "cost"
+    assert api.get("/v1/concierge-requests/R1", role="agent").json()["status"] == "open"
