@@ -95,12 +95,13 @@ def _positive_decimal(value: Any, path: str) -> Decimal:
 
 # Bounds of a new programme version: each is what the columns of every earn, refund and travel
 # hold under it. The largest payment (below MAX_AMOUNT = 10^12 in its currency) at the largest rate
-# (1,000 euros per unit) and the largest units per euro (1,000, base rate times multiplier) earns
-# about 10^18 units, inside a BIGINT; the rate and the euro amount are stored as text of at most
-# 40 characters and units per euro and the minimum earn in INTEGER columns; a hold's end is a
+# (100 euros per unit) and the largest units per euro (1,000, base rate times multiplier) earns
+# about 10^17 units: inside a BIGINT with room for what rides on it (an offer's category multiplier
+# of up to 20 pays 19 times the earn again). The rate and the euro amount are stored as text of at
+# most 40 characters, units per euro and the minimum earn in INTEGER columns; a hold's end is a
 # date. Beyond them a version used to be stored and every earn (or travel hold) under it answered
 # 500. No real currency, rule or hold comes near: the strongest currency is worth a few euros.
-MAX_FX_RATE = Decimal(1000)
+MAX_FX_RATE = Decimal(100)
 MAX_UNITS_PER_EURO = 1000
 MAX_MINIMUM_EARN = 1000
 MAX_REFERRAL_BONUS = 10**9

@@ -11,6 +11,7 @@ import pytest
 from prevenance.common.clock import FrozenClock
 from prevenance.loyalty.programme import default_document
 from tests.conftest import Api, member_body, tx_body
+from tests.integration.offers.conftest import offer_def
 
 PROBLEM = "application/problem+json"
 
@@ -201,7 +202,7 @@ def _out_of_range() -> list[tuple[str, Any, str]]:
     return [
         ("fx_rates.USD", "1e400", "fx_rates.USD"),
         ("fx_rates.USD", "1E+2", "fx_rates.USD"),
-        ("fx_rates.USD", "1000.000000000001", "fx_rates.USD"),  # above 1,000
+        ("fx_rates.USD", "100.000000000001", "fx_rates.USD"),  # above 100
         ("fx_rates.USD", "0.0000000000001", "fx_rates.USD"),  # more than 12 decimal digits
         ("fx_rates.USD", "1." + "0" * 44 + "1", "fx_rates.USD"),  # longer than its column
         ("fx_rates.USD", "Infinity", "fx_rates.USD"),
@@ -257,7 +258,7 @@ def test_an_fx_rate_in_exponent_notation_or_out_of_range_is_422_and_earns_keep_w
     """``PUT /v1/programme/fx-rates/USD {"rate": "1e400"}`` was accepted, and every USD payment after
     it answered 500 (its points overflowed the ledger's BIGINT on SQLite and PostgreSQL)."""
     before = api.get("/v1/programme").json()
-    for rate in ("1e400", "9.2E+2", "1001", "0.0000000000001"):
+    for rate in ("1e400", "9.2E+2", "101", "0.0000000000001"):
         _assert_422(api.put("/v1/programme/fx-rates/USD", {"rate": rate}), "rate")
     assert api.get("/v1/programme").json() == before
     api.put("/v1/members/M1", member_body())
@@ -270,9 +271,9 @@ def test_the_largest_programme_values_still_earn_redeem_and_hold_within_the_colu
     api: Api, clock: FrozenClock
 ) -> None:
     """The bounds are what the columns hold: the largest amount (below 10^12) at the largest rate
-    (1,000) and the largest units per euro (1,000) earns about 10^18 points, inside a BIGINT."""
+    (100) and the largest units per euro (1,000) earns about 10^17 points, inside a BIGINT."""
     document = _document(api)
-    document["fx_rates"]["USD"] = "1000"
+    document["fx_rates"]["USD"] = "100"
     document["products"]["gold"]["earn_per_euro"] = 2
     document["products"]["gold"]["category_multipliers"] = {"books": 500}
     document["minimum_earn"] = 1000
@@ -283,7 +284,7 @@ def test_the_largest_programme_values_still_earn_redeem_and_hold_within_the_colu
     amount = "999999999999.99"
     earned = api.post("/v1/transactions", tx_body("T1", "M1", amount, currency="USD"), role="integrator")
     assert earned.status_code == 201, earned.text
-    assert earned.json()["points_earned"] == 999_999_999_999_990 * 1000
+    assert earned.json()["points_earned"] == 99_999_999_999_999 * 1000
     small = api.post("/v1/transactions", tx_body("T2", "M1", "0.01"), role="integrator")
     assert small.status_code == 201, small.text
     assert small.json()["points_earned"] == 1000
@@ -293,4 +294,28 @@ def test_the_largest_programme_values_still_earn_redeem_and_hold_within_the_colu
     assert held.json()["cash_due"] == "149.00"
     clock.advance(timedelta(days=29))
     assert api.post("/v1/redemptions/TR1/confirm", role="concierge").status_code == 200
+    assert api.get("/v1/ledger/audit").json()["ok"] is True
+
+
+def test_an_offers_largest_multiplier_on_the_largest_earn_still_fits_the_ledger(api: Api) -> None:
+    """What rides on an earn fits too: an activated category multiplier of 20 without a cap pays 19
+    times the largest earn again (about 2 × 10^18 points with it), still inside a BIGINT."""
+    document = _document(api)
+    document["fx_rates"]["USD"] = "100"
+    document["products"]["gold"]["category_multipliers"] = {"books": 1000}
+    assert api.put("/v1/programme", document).status_code == 200
+    reward = {"category": "books", "multiplier": "20"}
+    offer = offer_def(reward_kind="category_multiplier", reward=reward, holdout_share="0")
+    assert api.put("/v1/offers/BOOKS20", offer, role="marketing").status_code == 201
+    api.put("/v1/members/M1", member_body())
+    first = api.post("/v1/transactions", tx_body("T1", "M1", "1.00"), role="integrator")
+    assert first.status_code == 201 and first.json()["offer"]["offer_id"] == "BOOKS20", first.text
+    assert api.post("/v1/members/M1/offers/BOOKS20/activate", role="agent").status_code == 200
+    amount = "999999999999.99"
+    earned = api.post("/v1/transactions", tx_body("T2", "M1", amount, currency="USD"), role="integrator")
+    assert earned.status_code == 201, earned.text
+    points = 99_999_999_999_999 * 1000
+    assert earned.json()["points_earned"] == points
+    assert earned.json()["offer_rewards"][0]["points"] == points * 19
+    assert api.get("/v1/members/M1/balance").json()["points"] == 1000 + points * 20
     assert api.get("/v1/ledger/audit").json()["ok"] is True
