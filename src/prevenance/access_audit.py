@@ -1,5 +1,7 @@
 """Who read or changed which customer's record: every API call on a ``/v1/members/{ref}…`` route
-made with a key is appended to the customer access log (``customers.service.record_accesses``).
+made with a key is appended to the customer access log (``customers.service.record_accesses``), and
+so is every read of one member's record through a route keyed by the record's id (a contact, a case,
+a call-back…), which names its member with ``common.deps.note_member_access``.
 
 Plain ASGI, after the response has gone: the entry never changes the answer, and the connection
 takes its next request meanwhile. The entries of concurrent requests are written together
@@ -23,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prevenance.common.clock import Clock
+from prevenance.common.deps import ACCESSED_MEMBER
 from prevenance.customers import service as customers
 from prevenance.db import unit_of_work
 
@@ -116,9 +119,12 @@ class AccessAuditMiddleware:
 
         await self.app(scope, receive, send_with_status)
         route = getattr(scope.get("route"), "path", "")
-        ref = (scope.get("path_params") or {}).get("ref")
-        principal = (scope.get("state") or {}).get("principal")
-        if not ref or "{ref}" not in route or principal is None or status in (401, 404):
+        state = scope.get("state") or {}
+        # The member of a ``{ref}`` route, or the one a route keyed by a record's id said it read.
+        ref = (scope.get("path_params") or {}).get("ref") if "{ref}" in route else None
+        ref = ref or state.get(ACCESSED_MEMBER)
+        principal = state.get("principal")
+        if not ref or principal is None or status in (401, 404):
             return
         method = scope.get("method", "GET")
         access = customers.Access(

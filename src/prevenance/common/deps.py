@@ -144,6 +144,18 @@ def ensure_member_scope(principal: Principal, member_ref: str) -> None:
         raise Forbidden("a member key may only act for its own member", field="member_ref")
 
 
+ACCESSED_MEMBER = "accessed_member_ref"
+"""The request-state key naming the member a route without ``{ref}`` read (see below)."""
+
+
+def note_member_access(request: Request, member_ref: str) -> None:
+    """Say that this request read ``member_ref``'s record through a route keyed by something else
+    (a contact, a case, a call-back by its id): the customer access log (``access_audit``) records
+    the call as it records every ``/v1/members/{ref}…`` call, so no read of a member's record goes
+    unlogged for want of their ref in the path."""
+    request.state.accessed_member_ref = member_ref
+
+
 STAFF_READ = (
     Role.AGENT,
     Role.CONCIERGE,

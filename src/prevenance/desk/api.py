@@ -9,15 +9,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from prevenance.common.auth import Principal, Role
-from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_scope, require
+from prevenance.common.deps import (
+    AppClock,
+    DbEngine,
+    Reader,
+    ensure_member_scope,
+    note_member_access,
+    require,
+)
 from prevenance.common.inputs import Moment, Month, OptionalMonth
 from prevenance.common.problems import PROBLEM_JSON
 from prevenance.common.responses import respond
-from prevenance.db import read_session, run_in_transaction
+from prevenance.db import async_writer, read_session, run_in_transaction
 from prevenance.desk import service
 from prevenance.desk.schemas import (
     BenefitAttributionReport,
@@ -78,19 +85,21 @@ def get_reasons(_: DeskStaff) -> list[dict[str, str]]:
 
 
 @router.post("/contacts", status_code=201, response_model=ContactRead, responses={**CONFLICT, **INVALID})
-def post_contact(body: ContactCreate, engine: DbEngine, clock: AppClock, _: DeskStaff) -> JSONResponse:
+async def post_contact(body: ContactCreate, engine: DbEngine, clock: AppClock, _: DeskStaff) -> JSONResponse:
     """Log a contact; it opens a case, or joins ``case_id``. The same ``id`` and body replay the answer."""
     contact = service.ContactInput(**body.model_dump())
     return respond(
-        run_in_transaction(engine, lambda s: service.log_contact(s, contact=contact, now=clock.now()))
+        await async_writer(engine).run(lambda s: service.log_contact(s, contact=contact, now=clock.now()))
     )
 
 
 @router.get("/contacts/{id}", response_model=ContactRead, responses=NOT_FOUND)
-def get_contact(id: Ref, engine: DbEngine, _: DeskStaff) -> dict[str, Any]:
-    """One contact."""
+def get_contact(id: Ref, engine: DbEngine, _: DeskStaff, request: Request) -> dict[str, Any]:
+    """One contact (a read of its member's record: in their access log)."""
     with read_session(engine) as session:
-        return service.get_contact(session, contact_id=id)
+        contact = service.get_contact(session, contact_id=id)
+    note_member_access(request, contact["member_ref"])
+    return contact
 
 
 @router.get("/members/{ref}/contacts", response_model=ContactsPage, responses=NOT_FOUND)
@@ -114,10 +123,12 @@ def get_member_cases(
 
 
 @router.get("/cases/{id}", response_model=CaseRead, responses=NOT_FOUND)
-def get_case(id: Ref, engine: DbEngine, _: DeskStaff) -> dict[str, Any]:
-    """A case with its contacts in order."""
+def get_case(id: Ref, engine: DbEngine, _: DeskStaff, request: Request) -> dict[str, Any]:
+    """A case with its contacts in order (a read of its member's record: in their access log)."""
     with read_session(engine) as session:
-        return service.get_case(session, case_id=id)
+        case = service.get_case(session, case_id=id)
+    note_member_access(request, case["member_ref"])
+    return case
 
 
 @router.post("/cases/{id}/resolve", response_model=CaseRead, responses=NOT_FOUND)
@@ -201,10 +212,15 @@ def get_card_replacements(
 
 
 @router.get("/card-replacements/{id}", response_model=CardReplacementRead, responses=NOT_FOUND)
-def get_card_replacement(id: Ref, engine: DbEngine, clock: AppClock, _: DeskStaff) -> dict[str, Any]:
-    """One order and where it stands against its promise now."""
+def get_card_replacement(
+    id: Ref, engine: DbEngine, clock: AppClock, _: DeskStaff, request: Request
+) -> dict[str, Any]:
+    """One order and where it stands against its promise now (a read of its member's record: in
+    their access log)."""
     with read_session(engine) as session:
-        return service.get_card_replacement(session, replacement_id=id, now=clock.now())
+        order = service.get_card_replacement(session, replacement_id=id, now=clock.now())
+    note_member_access(request, order["member_ref"])
+    return order
 
 
 def _advance(action: str) -> Any:
@@ -359,10 +375,12 @@ def get_callbacks(
 
 
 @router.get("/callbacks/{id}", response_model=CallbackRead, responses=NOT_FOUND)
-def get_callback(id: Ref, engine: DbEngine, _: DeskStaff) -> dict[str, Any]:
-    """One call-back."""
+def get_callback(id: Ref, engine: DbEngine, _: DeskStaff, request: Request) -> dict[str, Any]:
+    """One call-back (a read of its member's record: in their access log)."""
     with read_session(engine) as session:
-        return service.get_callback(session, callback_id=id)
+        callback = service.get_callback(session, callback_id=id)
+    note_member_access(request, callback["member_ref"])
+    return callback
 
 
 @router.post(

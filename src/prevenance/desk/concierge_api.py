@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from prevenance.common.auth import Principal, Role
-from prevenance.common.deps import AppClock, DbEngine, require
+from prevenance.common.deps import AppClock, DbEngine, note_member_access, require
 from prevenance.common.inputs import Moment
 from prevenance.common.responses import respond
 from prevenance.db import read_session, run_in_transaction
@@ -137,9 +137,12 @@ def search_concierge_requests(
 
 
 @router.get("/concierge-requests/{id}", response_model=ConciergeRequestRead, responses=NOT_FOUND)
-def get_concierge_request(id: Ref, engine: DbEngine, _: ConciergeStaff) -> dict[str, Any]:
+def get_concierge_request(id: Ref, engine: DbEngine, _: ConciergeStaff, request: Request) -> dict[str, Any]:
+    """One request (a read of its member's record: in their access log)."""
     with read_session(engine) as session:
-        return concierge.get_request(session, request_id=id)
+        found = concierge.get_request(session, request_id=id)
+    note_member_access(request, found["member_ref"])
+    return found
 
 
 @router.post(

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from prevenance.common.auth import Principal, Role
-from prevenance.common.deps import AppClock, DbEngine, require
+from prevenance.common.deps import AppClock, DbEngine, note_member_access, require
 from prevenance.common.inputs import Moment, Month
 from prevenance.common.problems import PROBLEM_JSON
 from prevenance.common.responses import respond
@@ -128,17 +128,22 @@ def get_recovery_cases(
     engine: DbEngine,
     clock: AppClock,
     _: DeskStaff,
+    request: Request,
     state: Annotated[State | None, Query()] = None,
     team: Annotated[str | None, Query(max_length=120)] = None,
     member_ref: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     """Recovery cases, soonest due first: ``state`` ``open`` (due or breached), ``due`` (deadline
-    ahead), ``breached`` (deadline passed) or ``closed``; by team or member."""
+    ahead), ``breached`` (deadline passed) or ``closed``; by team or member (a read of that
+    member's record: in their access log)."""
     with read_session(engine) as session:
-        return recovery.list_cases(
+        cases = recovery.list_cases(
             session, now=clock.now(), state=state, team=team, member_ref=member_ref, limit=limit
         )
+    if member_ref is not None:
+        note_member_access(request, member_ref)
+    return cases
 
 
 @router.post("/recovery-cases", status_code=201, response_model=RecoveryCaseRead, responses=ERRORS)
@@ -174,10 +179,14 @@ def get_recovery_report(engine: DbEngine, _: ReportReader, month: Month) -> dict
 
 
 @router.get("/recovery-cases/{id}", response_model=RecoveryCaseRead, responses=ERRORS)
-def get_recovery_case(id: Ref, engine: DbEngine, clock: AppClock, _: DeskStaff) -> dict[str, Any]:
-    """One recovery case."""
+def get_recovery_case(
+    id: Ref, engine: DbEngine, clock: AppClock, _: DeskStaff, request: Request
+) -> dict[str, Any]:
+    """One recovery case (a read of its member's record: in their access log)."""
     with read_session(engine) as session:
-        return recovery.get_case(session, case_id=id, now=clock.now())
+        case = recovery.get_case(session, case_id=id, now=clock.now())
+    note_member_access(request, case["member_ref"])
+    return case
 
 
 @router.patch("/recovery-cases/{id}", response_model=RecoveryCaseRead, responses=ERRORS)
