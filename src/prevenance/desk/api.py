@@ -24,7 +24,7 @@ from prevenance.common.deps import (
 from prevenance.common.inputs import Moment, Month, OptionalMonth
 from prevenance.common.problems import PROBLEM_JSON
 from prevenance.common.responses import respond
-from prevenance.db import async_writer, read_session, run_in_transaction
+from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import service
 from prevenance.desk.schemas import (
     BenefitAttributionReport,
@@ -85,11 +85,11 @@ def get_reasons(_: DeskStaff) -> list[dict[str, str]]:
 
 
 @router.post("/contacts", status_code=201, response_model=ContactRead, responses={**CONFLICT, **INVALID})
-async def post_contact(body: ContactCreate, engine: DbEngine, clock: AppClock, _: DeskStaff) -> JSONResponse:
+def post_contact(body: ContactCreate, engine: DbEngine, clock: AppClock, _: DeskStaff) -> JSONResponse:
     """Log a contact; it opens a case, or joins ``case_id``. The same ``id`` and body replay the answer."""
     contact = service.ContactInput(**body.model_dump())
     return respond(
-        await async_writer(engine).run(lambda s: service.log_contact(s, contact=contact, now=clock.now()))
+        run_in_transaction(engine, lambda s: service.log_contact(s, contact=contact, now=clock.now()))
     )
 
 
