@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _server import free_port, peak_rss_kb, stop, wait_ready
+from _server import cpu_seconds, free_port, peak_rss_kb, stop, wait_ready
 
 BIN = Path(sys.executable).parent
 PREVENANCE = str(BIN / "prevenance") if (BIN / "prevenance").exists() else shutil.which("prevenance")
@@ -239,6 +239,8 @@ class Timings:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_us: float | None = None
+    """The server's CPU per request (user + system), when measured: insensitive to the machine's load."""
 
     def add(self, status: int, elapsed: float) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -257,6 +259,7 @@ class Timings:
             f"{self.name:44} n={len(self.latencies):6d} {rate} p50={self.pct(0.5):7.1f} "
             f"p95={self.pct(0.95):7.1f} p99={self.pct(0.99):7.1f} max={self.pct(1.0):7.1f} ms "
             f"statuses={dict(sorted(self.statuses.items()))}"
+            + ("" if self.cpu_us is None else f" server CPU {self.cpu_us:,.0f} µs/req")
         )
 
 
@@ -317,7 +320,9 @@ def contact_body(n: int, member: str, now: datetime) -> bytes:
     ).encode()
 
 
-async def measure(port: int, token: str, args: argparse.Namespace, with_contacts: list[int]) -> list[Timings]:
+async def measure(
+    port: int, token: str, args: argparse.Namespace, with_contacts: list[int], server_pid: int
+) -> list[Timings]:
     rng = random.Random(args.seed + 1)
     now = datetime.now(UTC)
     results = []
@@ -338,9 +343,10 @@ async def measure(port: int, token: str, args: argparse.Namespace, with_contacts
         finally:
             client.close()
 
-    began = time.monotonic()
+    began, cpu_before = time.monotonic(), cpu_seconds(server_pid)
     await asyncio.gather(*(writer() for _ in range(args.clients)))
     logging.seconds = time.monotonic() - began
+    logging.cpu_us = (cpu_seconds(server_pid) - cpu_before) * 1e6 / max(1, len(logging.latencies))
     results.append(logging)
 
     # 2. the 360, one request at a time
@@ -407,7 +413,7 @@ def main() -> None:
         )
         try:
             wait_ready(port, server)
-            results = asyncio.run(measure(port, token, args, with_contacts))
+            results = asyncio.run(measure(port, token, args, with_contacts, server.pid))
             server_rss = peak_rss_kb(server.pid)
         finally:
             stop(server)
