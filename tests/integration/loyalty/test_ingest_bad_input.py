@@ -228,6 +228,107 @@ def test_broken_csv_files_are_refused_before_anything_is_written(
     assert "missing column" in result.output
 
 
+def test_a_column_named_twice_refuses_the_file_before_anything_is_written(
+    engine: Engine, clock: FrozenClock, tmp_path: Path, cli: Any
+) -> None:
+    """Which of two ``amount`` columns is the amount? The CSV reader used to take the first without
+    a word (and ``stream publish`` the last), and a Parquet file with a column twice stopped the
+    load with a ``KeyError`` traceback. A column the load reads, named twice, is refused."""
+    load_members(engine, clock, tmp_path)
+    row = tx_row("T1", "M001", "10.00")
+    twice = tmp_path / "twice.csv"
+    twice.write_text(",".join([*TX_HEADER, "amount"]) + "\n" + ",".join([*row.values(), "999.00"]) + "\n")
+    result = cli("ingest", "transactions", twice)
+    _refused_before_writing(result, engine, tmp_path / "twice.rejects.csv")
+    assert "amount" in result.output and "twice" in result.output
+
+    padded = tmp_path / "padded.csv"  # the names are compared stripped, as they are read
+    padded.write_text(",".join([*TX_HEADER, " id "]) + "\n" + ",".join([*row.values(), "T2"]) + "\n")
+    _refused_before_writing(cli("ingest", "transactions", padded), engine, tmp_path / "padded.rejects.csv")
+
+    table = pa.table(
+        [*(pa.array([row[c]]) for c in TX_HEADER), pa.array(["999.00"])], names=[*TX_HEADER, "amount"]
+    )
+    pq.write_table(table, tmp_path / "twice.parquet")
+    result = cli("ingest", "transactions", tmp_path / "twice.parquet")
+    _refused_before_writing(result, engine, tmp_path / "twice.rejects.parquet")
+    with pytest.raises(ingest.FileError, match="twice"):
+        ingest.ingest_transactions(engine, tmp_path / "twice.parquet", clock=clock)
+
+    members = tmp_path / "members.csv"  # an optional column counts too
+    members.write_text(
+        ",".join([*MEMBER_HEADER, "city", "city"]) + "\nM9,N,n@example.fr,fr,FR,gold,Lyon,Paris\n"
+    )
+    result = cli("ingest", "members", members)
+    assert result.exit_code == 2 and "city" in result.output, result.output
+    assert count(engine, Member) == 5
+
+    extra = tmp_path / "extra.csv"  # a column the load does not read may repeat: it is ignored
+    extra.write_text(
+        ",".join([*TX_HEADER, "note", "note"]) + "\n" + ",".join([*row.values(), "a", "b"]) + "\n"
+    )
+    assert cli("ingest", "transactions", extra).exit_code == 0
+    assert stored_ids(engine) == ["T1"]
+
+
+@pytest.mark.parametrize("kind", ["transactions", "members"])
+def test_a_nul_byte_in_a_binary_parquet_column_is_rejected_like_one_in_text(
+    engine: Engine, clock: FrozenClock, tmp_path: Path, kind: str
+) -> None:
+    """A binary column's values are read as the text their bytes hold (as the API's model would
+    read them), so a NUL byte refuses its row naming the field. It used to pass the NUL check (only
+    text was searched): SQLite stored it, PostgreSQL refused the whole chunk and stopped the load."""
+    if kind == "transactions":
+        load_members(engine, clock, tmp_path)
+        rows = [tx_row(f"T{i}", "M001", "10.00") for i in range(3)]
+        header, field, key, model = TX_HEADER, "merchant", "id", CardTransaction
+    else:  # city: a free-text column no other check looks at (a name is refused as a control)
+        rows = [{**row, "city": "Lyon"} for row in member_rows(3)]
+        header, field, key, model = [*MEMBER_HEADER, "city"], "city", "ref", Member
+    columns = {c: pa.array([row[c] for row in rows]) for c in header}
+    columns[field] = pa.array([b"Good", b"Sh\x00op", b"Fine"], type=pa.binary())
+    path = tmp_path / f"{kind}.parquet"
+    pq.write_table(pa.table(columns), path)
+    run = ingest.ingest_transactions if kind == "transactions" else ingest.ingest_members
+    report = run(engine, path, clock=clock)
+    assert report.rejected == 1
+    rejects = read_rejects(report.rejects_path)
+    assert [(r["line"], r["key"], r["field"]) for r in rejects] == [("2", rows[1][key], field)]
+    assert "NUL" in rejects[0]["reason"]
+    with read_session(engine) as session:
+        stored = set(session.scalars(select(getattr(model, field))))
+    assert {"Good", "Fine"} <= stored and not any("\x00" in value for value in stored)
+
+
+def test_a_quote_left_open_names_every_line_its_record_swallowed(
+    engine: Engine, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """A quoted field may hold line breaks (RFC 4180), so a quote left open runs on over the next
+    lines, up to the reader's field limit (128 KiB: some 2,000 rows) or the end of the file. The
+    rejects file named only the line it started on; the rows it swallowed were neither posted nor
+    listed. Such a record's reason now names every line it covers, so nothing is lost unnamed."""
+    load_members(engine, clock, tmp_path)
+    lines = [",".join(tx_row(f"T{i}", "M001", "10.00").values()) for i in range(3000)]
+    lines[2] = lines[2].replace("Librairie", '"Librairie')  # line 4 of the file
+    lines[2990] = lines[2990].replace("Librairie", '"Librairie')  # runs to the end of the file
+    path = tmp_path / "open.csv"
+    path.write_text(",".join(TX_HEADER) + "\n" + "\n".join(lines) + "\n")
+    report = ingest.ingest_transactions(engine, path, clock=clock)
+    rejects = read_rejects(report.rejects_path)
+    assert [r["line"] for r in rejects] == ["4", "2992"]
+    spans = [r["reason"].split(": ")[0] for r in rejects]
+    assert spans[0].startswith("lines 4–") and int(spans[0].split("–")[1]) > 1000, spans
+    assert spans[1] == "lines 2992–3001"
+    assert "field limit" in rejects[0]["reason"] and "quote" in rejects[0]["reason"]
+    # Every line of the file is either posted or covered by a reject's span.
+    covered = set()
+    for span in spans:
+        start, end = (int(n) for n in span.removeprefix("lines ").split("–"))
+        covered |= set(range(start, end + 1))
+    posted = {int(tx_id[1:]) + 2 for tx_id in stored_ids(engine)}  # T<i> is on line i + 2
+    assert posted | covered == set(range(2, 3002)) and not posted & covered
+
+
 # --- a row group that fails mid-file --------------------------------------------------------------
 
 

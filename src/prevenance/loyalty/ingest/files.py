@@ -149,10 +149,25 @@ def verify_file(path: Path, columns: Sequence[str]) -> int:
                 raise FileError(f"{path.name}: empty file (a header line is expected)") from None
             except csv.Error as error:
                 raise FileError(f"{path.name}: cannot read the header: {error}") from None
+    check_columns(path, names, columns)
+    return count_records(path)
+
+
+def check_columns(
+    path: Path, names: Sequence[str], columns: Sequence[str], optional: Sequence[str] = ()
+) -> None:
+    """Refuse (``FileError``) a header without one of ``columns``, or naming one of the columns the
+    load reads (``columns`` and ``optional``) twice: which of two ``amount`` columns is the amount?
+    Taking the first (or the last) would load the other's figures without a word. A column the
+    load does not read may repeat."""
     missing = [c for c in columns if c not in names]
     if missing:
         raise FileError(f"{path.name}: missing column(s) {', '.join(missing)} in the header")
-    return count_records(path)
+    twice = [c for c in (*columns, *optional) if names.count(c) > 1]
+    if twice:
+        raise FileError(
+            f"{path.name}: column(s) {', '.join(twice)} named twice in the header; nothing was loaded"
+        )
 
 
 def read_chunks(
@@ -204,9 +219,7 @@ def _csv_chunks(
         except (csv.Error, UnicodeDecodeError) as error:
             raise FileError(f"{path.name}: cannot read the header: {error}")
         names = [h.strip() for h in header]
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise FileError(f"{path.name}: missing column(s) {', '.join(missing)} in the header")
+        check_columns(path, names, columns, optional)
         columns = [*columns, *(c for c in optional if c in names)]
         pick = operator.itemgetter(*(names.index(c) for c in columns))
         width = len(names)
@@ -220,13 +233,14 @@ def _csv_chunks(
                 break
             except (csv.Error, UnicodeDecodeError) as error:
                 previous = reader.line_num
-                chunk.append((start, None, f"unreadable CSV record: {error}"))
+                chunk.append((start, None, _spanning(start, previous, f"unreadable CSV record: {error}")))
             else:
                 previous = reader.line_num
                 if not fields:
                     continue  # a blank line
                 if len(fields) != width:
-                    chunk.append((start, None, f"expected {width} fields, found {len(fields)}"))
+                    found = f"expected {width} fields, found {len(fields)}"
+                    chunk.append((start, None, _spanning(start, previous, found)))
                 else:
                     chunk.append((start, dict(zip(columns, pick(fields), strict=True)), None))
             if len(chunk) >= chunk_size:
@@ -234,6 +248,18 @@ def _csv_chunks(
                 chunk = []
         if chunk:
             yield chunk
+
+
+def _spanning(start: int, end: int, problem: str) -> str:
+    """Why a CSV record was refused, naming every line it covers when it runs over several.
+
+    A quoted field may hold line breaks (RFC 4180), so a quote left open runs on over the next
+    lines, up to the reader's field limit (128 KiB, some 2,000 rows) or the end of the file: the
+    rows on those lines are neither loaded nor refused one by one. Naming the lines makes sure none
+    of them is lost unnamed."""
+    if end <= start:
+        return problem
+    return f"lines {start}–{end}: {problem} (a quoted field runs over {end - start + 1} lines: a quote left open?)"
 
 
 def open_parquet(path: Path) -> Any:
@@ -278,9 +304,7 @@ def _parquet_chunks(
 
     parquet = open_parquet(path)
     names = parquet.schema_arrow.names
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise FileError(f"{path.name}: missing column(s) {', '.join(missing)}")
+    check_columns(path, names, columns, optional)
     columns = [*columns, *(c for c in optional if c in names)]
     line = 0
     batches = parquet.iter_batches(batch_size=chunk_size, columns=list(columns))
@@ -321,6 +345,15 @@ def _parquet_value(value: Any) -> Any:
     # is not, and is refused like a JSON number would be by the API.
     if isinstance(value, Decimal):
         return str(value)
+    # A binary column is read as the text its bytes hold, as the API's model would read them, so the
+    # NUL check sees the characters the database would be given (it searches text only: a NUL byte
+    # was stored by SQLite and stopped the load on PostgreSQL). Bytes that are not UTF-8 stay bytes,
+    # and the model refuses them naming the field.
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
     return value
 
 
