@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
+import itertools
 import multiprocessing
+import re
 import signal
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
@@ -194,17 +197,48 @@ def run(
 
 
 FIELDS = ("id", "member_ref", "amount", "currency", "merchant", "category", "occurred_at")
+_PLAIN_ID = re.compile(r"[!-~]+")  # printable ASCII, no space: what a header carries unchanged
 
 
-def read_transactions(path: Path) -> Iterator[tuple[str | None, bytes]]:
-    """(id, message) pairs from a CSV file with a header row, or from JSON lines (one object a
-    line). A JSON line is forwarded as written, even when it does not parse: the consumer is the
-    one that judges a message (and records the refusal in the rejects stream)."""
+def message_id(tx_id: object, data: bytes) -> str:
+    """The ``Nats-Msg-Id`` of a message: the server keeps one message per value within its
+    duplicate window, so two distinct transactions must never share one.
+
+    ``tx:<id>`` for an id of printable ASCII without spaces (nearly all of them), else
+    ``tx-sha256:<digest of the id>``: the NATS client trims a header value and turns CR and LF into
+    spaces, so ``"T1"``, ``"T1 "`` and ``"T1\\n"`` would all have been ``tx:T1`` and all but the
+    first dropped without a trace. A message without a text id (not JSON, no id, a number) is named
+    by the digest of its bytes (``msg-sha256:``): the consumer rejects it, republished it is still
+    stored once, and ``{"id": 7}`` no longer hides a later ``{"id": "7"}``."""
+    if not isinstance(tx_id, str) or not tx_id:
+        return "msg-sha256:" + hashlib.sha256(data).hexdigest()
+    if _PLAIN_ID.fullmatch(tx_id):
+        return f"tx:{tx_id}"
+    return "tx-sha256:" + hashlib.sha256(tx_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def read_transactions(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(Nats-Msg-Id, message) pairs from a CSV file with a header row, or from JSON lines (one
+    object a line). A CSV is checked whole first and read as ``prevenance ingest`` reads it
+    (``FileError``: not UTF-8, a column missing or twice; a byte-order mark is skipped). A JSON line
+    is forwarded as written, even when it does not parse: the consumer is the one that judges a
+    message (and records the refusal in the rejects stream)."""
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                body = {name: row.get(name) for name in FIELDS}
-                yield body["id"], orjson.dumps(body)
+        from prevenance.loyalty.ingest import TRANSACTION_COLUMNS, verify_file
+
+        verify_file(path, TRANSACTION_COLUMNS)
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            names = [name.strip() for name in next(reader)]
+            where = [names.index(name) for name in FIELDS]
+            for row in reader:
+                if not row:
+                    continue  # a blank line
+                body = {
+                    name: (row[i] if i < len(row) else None) for name, i in zip(FIELDS, where, strict=True)
+                }
+                data = orjson.dumps(body)
+                yield message_id(body["id"], data), data
         return
     with path.open("rb") as handle:
         for line in handle:
@@ -214,20 +248,21 @@ def read_transactions(path: Path) -> Iterator[tuple[str | None, bytes]]:
                 except orjson.JSONDecodeError:
                     parsed = None
                 tx_id = parsed.get("id") if isinstance(parsed, dict) else None
-                yield (str(tx_id) if tx_id else None), line.strip()
+                yield message_id(tx_id, line.strip()), line.strip()
 
 
 async def _publish(*, url: str, names: Names, path: Path, source: str) -> int:
+    messages = read_transactions(path)
+    first = next(messages, None)  # a CSV is checked whole here, before connecting
     nc = await nats.connect(url, name="prevenance-publish")
     js = nc.jetstream()
     await ensure_streams(js, names)
     subject = names.transaction_subject(source)
     count = 0
     pending = []
-    for tx_id, data in read_transactions(path):
+    for msg_id, data in itertools.chain([first] if first else [], messages):
         # Within the stream's duplicate window a file published twice is stored once.
-        headers = {"Nats-Msg-Id": f"tx:{tx_id}"} if tx_id else None
-        pending.append(js.publish(subject, data, headers=headers))
+        pending.append(js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}))
         if len(pending) >= 256:
             await asyncio.gather(*pending)
             count, pending = count + len(pending), []
@@ -243,6 +278,13 @@ def publish(
     namespace: str = NAMESPACE,
     source: str = typer.Option("file", help="last token of the subject (prevenance.transactions.<source>)"),
 ) -> None:
-    """Publish a file of transactions to the transactions stream (each acked by JetStream)."""
-    count = asyncio.run(_publish(url=_nats_url(), names=Names(namespace), path=file, source=source))
+    """Publish a file of transactions to the transactions stream (each acked by JetStream). A CSV
+    that cannot be read as a settlement file is refused (exit 2) before anything is published."""
+    from prevenance.loyalty.ingest import FileError
+
+    try:
+        count = asyncio.run(_publish(url=_nats_url(), names=Names(namespace), path=file, source=source))
+    except FileError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"published {count} transactions to {Names(namespace).transaction_subject(source)}")

@@ -60,3 +60,70 @@ def test_publish_csv_then_json_lines_each_transaction_stored_once(
     publish(lines, names, nats_url)
     assert [m["id"] for m in stored(names, nats_url)] == ["T1", "T2", "T3", "T4"]
     assert stored(names, nats_url)[0] == bodies[0]
+
+
+def _run_publish(path: Path, names: Names, nats_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PREVENANCE_NATS_URL": nats_url, "PREVENANCE_STREAM_NAMESPACE": names.namespace}
+    return subprocess.run(
+        [sys.executable, "-m", "prevenance.cli", "stream", "publish", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_distinct_ids_are_never_deduplicated_as_one_and_a_republish_still_stores_nothing(
+    names: Names, nats_url: str, tmp_path: Path
+) -> None:
+    """The server drops a message whose ``Nats-Msg-Id`` it saw within two minutes, and the NATS
+    client trims a header value and turns CR and LF into spaces: ``tx:<id>`` made the distinct
+    transaction ids ``"J1"``, ``"J1 "`` and ``"J1\\n"`` one header, so all but the first were dropped
+    without a trace (neither applied nor rejected), and a malformed ``{"id": 7}`` hid a later
+    ``{"id": "7"}``. An id that is not plain printable ASCII is now named by its digest, and a
+    message without a text id by the digest of its bytes."""
+    ids = ["J1", "J1 ", " J1", "J1\n", "J1\r\nX", "J1  X", "Jé"]
+    lines = [orjson.dumps(tx_body(tx_id, "M1")) for tx_id in ids]
+    lines += [
+        orjson.dumps({**tx_body("x", "M1"), "id": 7}),
+        orjson.dumps(tx_body("7", "M1")),
+        b'{"no": "id"}',
+    ]
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    publish(path, names, nats_url)
+    publish(path, names, nats_url)  # within the window: every message is stored once
+    assert [m["id"] for m in stored(names, nats_url)[:-1]] == [*ids, 7, "7"]
+    assert len(stored(names, nats_url)) == len(lines)
+
+
+def test_a_csv_is_read_as_the_ingest_reads_it_and_a_bad_one_publishes_nothing(
+    names: Names, nats_url: str, tmp_path: Path
+) -> None:
+    """A CSV from a spreadsheet starts with a byte-order mark: the first column was read as
+    ``\\ufeffid``, every message went out without an id and every one was rejected. A file missing a
+    column, with a column twice or not UTF-8 was published row by row (or stopped with a traceback
+    part-way); it is now refused before anything is published, exit 2 and one line, as
+    ``prevenance ingest`` refuses it."""
+    bodies = [tx_body(f"B{i}", "M1", f"{i}.50") for i in range(1, 3)]
+    header = ",".join(bodies[0])
+    rows = "\r\n".join(",".join(str(v) for v in body.values()) for body in bodies)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(("\ufeff" + header + "\r\n" + rows + "\r\n").encode())
+    assert "published 2 transactions" in publish(bom, names, nats_url)
+    assert stored(names, nats_url) == bodies
+
+    bad = {
+        "missing.csv": (header.replace(",category", "") + "\n").encode(),
+        "twice.csv": (header + ",amount\n" + rows.split("\r\n")[0] + ",999.00\n").encode(),
+        "latin.csv": (header + "\n" + rows.split("\r\n")[0].replace("Librairie", "Café") + "\n").encode(
+            "latin-1"
+        ),
+    }
+    for name, content in bad.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        done = _run_publish(path, names, nats_url)
+        assert done.returncode == 2, (name, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr and done.stderr.startswith("error: "), done.stderr
+    assert stored(names, nats_url) == bodies
