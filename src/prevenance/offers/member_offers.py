@@ -10,11 +10,25 @@ from sqlalchemy.orm import Session
 from prevenance.common import outbox
 from prevenance.customers import service as customers
 from prevenance.offers import repository as repo
+from prevenance.offers import rules
 from prevenance.offers.catalogue import get_offer_row
 from prevenance.offers.errors import (
     OfferNotAvailable,
 )
+from prevenance.offers.holdout import programme_holdout_in_force
 from prevenance.offers.tables import Offer, OfferDecision
+
+
+def _held_out(session: Session, member_ref: str) -> bool:
+    """Whether the programme-wide holdout in force keeps this member away from marketing offers.
+
+    The decision makes a held-out member no offer; an offer made before the period began and not
+    yet activated is not theirs to see or activate either while it runs (or the member would still
+    receive a marketing offer, and be paid for it, inside the group the programme is measured
+    against). One activated before the period still pays (``docs/offers-methods.md``).
+    """
+    period = programme_holdout_in_force(session)
+    return period is not None and rules.in_programme_holdout(member_ref, period.salt, period.share)
 
 
 def _member_view(decision: OfferDecision, offer: Offer, *, language: str, now: datetime) -> dict[str, Any]:
@@ -47,6 +61,8 @@ def list_active_member_offers(
     member = customers.get_member(session, ref=member_ref)
     lang = language if language in ("fr", "en") else member.language
     rows = repo.member_offers(session, member_id=member.id, now=now, limit=limit)
+    if rows and _held_out(session, member.ref):
+        rows = [(d, o) for d, o in rows if d.status != "made"]
     return {
         "member_ref": member.ref,
         "language": lang,
@@ -95,6 +111,12 @@ def activate(
         return _member_view(decision, offer, language=member.language, now=now), True
     if offer.status == "ended":
         raise OfferNotAvailable(f"offer {offer_id!r} has ended", field="offer_id", offer_status="ended")
+    if decision.status == "made" and _held_out(session, member.ref):
+        raise OfferNotAvailable(
+            f"offer {offer_id!r} is not available to {member_ref} during the programme holdout",
+            field="offer_id",
+            decision_status="held_out",
+        )
     if decision.status != "made" or not repo.activate(session, decision_id=decision.id, now=now):
         session.refresh(decision)
         status = "expired" if decision.status == "made" else decision.status

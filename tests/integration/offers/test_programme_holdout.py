@@ -13,7 +13,7 @@ from prevenance.db import read_session
 from prevenance.offers import rules
 from prevenance.offers.tables import OfferDecision
 from tests.conftest import Api
-from tests.integration.offers.conftest import add_member, offer_def, pay, refs_in_arm
+from tests.integration.offers.conftest import add_member, member_headers, offer_def, pay, refs_in_arm
 
 
 def test_holdout_members_get_no_offer_and_a_period_runs_its_minimum(
@@ -51,3 +51,53 @@ def test_holdout_members_get_no_offer_and_a_period_runs_its_minimum(
     assert renewed.status_code == 201, renewed.text
     periods = api.get("/v1/programme-holdout", role="supervisor").json()["periods"]
     assert [p["share"] for p in periods] == ["0.05", "0.2"] and periods[1]["ended_at"] is not None
+
+
+def test_an_offer_made_before_the_period_is_neither_shown_nor_activated_by_a_held_out_member(
+    api: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    """Held out of every marketing offer from the period's start: an offer made to the member before
+    it (and not yet activated) is no longer listed and its activation is refused (409), so the
+    member neither sees it nor is paid for it during the period. An offer activated before the
+    period still pays (``docs/offers-methods.md#programme-holdout``); members outside the holdout
+    keep theirs."""
+    api.put("/v1/offers/books", offer_def(holdout_share="0"), role="marketing")
+    api.put("/v1/offers/wine", offer_def(partner_merchant="Cave", holdout_share="0"), role="marketing")
+    refs = [f"H{i}" for i in range(40)]
+    for i, ref in enumerate(refs):
+        add_member(api, ref)
+        assert pay(api, f"t{i}", ref)["offer"]["offer_id"] == "books"
+        assert pay(api, f"w{i}", ref, merchant="Cave")["offer"]["offer_id"] == "wine"
+    from prevenance.offers import service
+
+    for ref in refs:  # every member activates the wine offer before the period
+        assert api.post(f"/v1/members/{ref}/offers/wine/activate", role="agent").status_code == 200
+    clock.advance(timedelta(minutes=1))
+    assert api.post("/v1/programme-holdout", {"share": "0.2"}, role="marketing").status_code == 201
+    with read_session(engine) as session:
+        holdout = service.programme_holdout_in_force(session)
+    assert holdout is not None
+    held = [r for r in refs if rules.in_programme_holdout(r, holdout.salt, holdout.share)]
+    exposed = [r for r in refs if r not in held]
+    assert held and exposed
+    ref, other = held[0], exposed[0]
+    headers = member_headers(engine, clock, ref)
+
+    listed = api.client.get(f"/v1/members/{ref}/offers", headers=headers).json()["items"]
+    assert [o["offer_id"] for o in listed] == ["wine"]  # activated before the period: still its own
+    refused = api.client.post(f"/v1/members/{ref}/offers/books/activate", headers=headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["type"].endswith("/offer-not-available") and refused.json()["field"] == "offer_id"
+    assert api.post(f"/v1/members/{ref}/offers/books/activate", role="agent").status_code == 409
+    paid = pay(api, "t-held", ref)
+    assert "offer_rewards" not in paid and "offer" not in paid
+    wine = pay(api, "w-held", ref, merchant="Cave")
+    assert [r["offer_id"] for r in wine["offer_rewards"]] == ["wine"]  # activated before: still pays
+
+    assert {o["offer_id"] for o in api.get(f"/v1/members/{other}/offers", role="agent").json()["items"]} == {
+        "books",
+        "wine",
+    }
+    assert api.post(f"/v1/members/{other}/offers/books/activate", role="agent").status_code == 200
+    assert [r["offer_id"] for r in pay(api, "t-exposed", other)["offer_rewards"]] == ["books"]
