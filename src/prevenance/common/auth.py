@@ -24,6 +24,7 @@ from prevenance.common.base import Base, UtcDateTime
 from prevenance.common.bulk import rows_changed
 from prevenance.common.ids import new_id, new_secret
 from prevenance.common.problems import InvalidInput, NotFound
+from prevenance.common.text import is_header_safe
 
 
 class UnknownApiKey(NotFound):
@@ -73,10 +74,40 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+NAME_MAX = 120  # api_keys.name; also the actor of the access log (access_audit)
+KEY_ID_MAX = 40  # api_keys.id
+
+
+def _name_error(name: str) -> str | None:
+    """Why ``name`` cannot name a key (None when it can).
+
+    The name is shown by ``keys list`` and recorded as the actor of every request the key makes, so
+    it is one line of printable text (a line break or an escape sequence would forge lines of the
+    list or of a log), not blank, of at most ``NAME_MAX`` characters (PostgreSQL refuses a longer
+    one with an error, SQLite would keep it), and UTF-8 (bytes the shell could not decode reach
+    Python as lone surrogates, which no database can store)."""
+    if not name.strip():
+        return "must not be blank"
+    if len(name) > NAME_MAX:
+        return f"must be at most {NAME_MAX} characters"
+    if not is_header_safe(name):
+        return "must be one line without control characters"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be UTF-8 text"
+    return None
+
+
 def create_key(
     session: Session, *, role: str, name: str, now: datetime, member_ref: str | None = None
 ) -> tuple[ApiKey, str]:
-    """Create a key and return it with its secret (shown once, never stored)."""
+    """Create a key and return it with its secret (shown once, never stored). ``InvalidInput``
+    naming the field for an unknown role, a name that cannot be stored or shown (``_name_error``),
+    or a member ref given to a key that is not a member's (or missing from one that is)."""
+    problem = _name_error(name)
+    if problem:
+        raise InvalidInput(f"key name {problem}", field="name")
     try:
         parsed = Role(role)
     except ValueError:
@@ -102,8 +133,13 @@ def create_key(
 
 def revoke_key(session: Session, *, key_id: str, now: datetime) -> ApiKey:
     """Revoke a key by its id (``key_…``) so it answers 401 from now on; revoking it again keeps the
-    first revocation time. 404 when there is no such key."""
-    row = session.get(ApiKey, key_id)
+    first revocation time. 404 when there is no such key, without asking the database when the id
+    cannot be one (longer than the column, or not UTF-8: the driver would fail to encode it)."""
+    try:
+        storable = len(key_id) <= KEY_ID_MAX and bool(key_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        storable = False
+    row = session.get(ApiKey, key_id) if storable else None
     if row is None:
         raise UnknownApiKey(f"no API key {key_id!r}", field="key_id")
     session.execute(

@@ -213,3 +213,32 @@ def test_the_key_lookup_survives_a_server_restart_and_sees_a_revocation_at_once(
         assert row is not None
         row.revoked_at = clock.now()
     assert lookup_principal(engine, secret) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["N" * 121, "", "   ", "ops\n key_forged  admin      root", "ops\x1b[2Jcleared", "a\udcffb"],
+    ids=["too-long", "empty", "blank", "line-break", "escape", "not-utf8"],
+)
+def test_a_key_name_that_cannot_be_stored_or_shown_is_refused_naming_it(
+    cli_database: Engine, name: str
+) -> None:
+    """A key's name is listed by ``keys list`` and recorded as the actor of every request the key
+    makes. Over 120 characters it crashed the command with a traceback on PostgreSQL (and was kept
+    whole on SQLite); an empty one was kept; a line break or an escape sequence forged lines of
+    ``keys list``; bytes that are not UTF-8 (the shell hands them over as surrogates) crashed the
+    command on both databases. Each is now exit 2 with one line naming ``name``, and no key."""
+    result = CliRunner().invoke(cli, ["keys", "create", "--role", "agent", "--name", name])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.startswith("error: name: ") and result.output.count("\n") == 1, result.output
+    with read_session(cli_database) as session:
+        assert session.scalar(select(func.count()).select_from(ApiKey)) == 0
+
+
+def test_revoking_an_id_that_cannot_be_a_key_says_so_without_a_traceback(cli_database: Engine) -> None:
+    """``keys revoke`` with bytes that are not UTF-8 crashed with a traceback on both databases."""
+    for key_id in ["key_\udcff", "x" * 500, "key_\x1b[2J"]:
+        result = CliRunner().invoke(cli, ["keys", "revoke", key_id])
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+        assert result.output.startswith("error: no API key ") and "\x1b" not in result.output
