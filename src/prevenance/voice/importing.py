@@ -92,6 +92,17 @@ class MemberCache(dict[str, customers.MemberSummary]):
             self.update(customers.list_summaries_by_refs(session, refs=sorted(missing)))
 
 
+def _member_refusal(member: customers.MemberSummary | None, ref: str) -> str | None:
+    """Why a line cannot be recorded for this member, or None: unknown, or erased (an erased member
+    is never written to again; an answer under the pseudonym the erasure left would lay free text
+    back on them)."""
+    if member is None:
+        return f"unknown member {ref!r}"
+    if customers.is_erased(member):
+        return f"member {ref!r} was erased and is never written to again"
+    return None
+
+
 def _body(
     answer_id: str, item: rules.ImportedAnswer, member: customers.MemberSummary
 ) -> tuple[dict[str, Any], str]:
@@ -200,12 +211,12 @@ def import_answers(
             except FieldError as error:
                 chunk_errors.append({"line": start + offset, "field": error.field, "reason": str(error)})
         members.read(session, {item.member_ref for _, item in parsed})
-        known = [(line, item) for line, item in parsed if item.member_ref in members]
-        chunk_errors += [
-            {"line": line, "field": "member_ref", "reason": f"unknown member {item.member_ref!r}"}
-            for line, item in parsed
-            if item.member_ref not in members
-        ]
+        known: list[tuple[int, rules.ImportedAnswer]] = []
+        for line, item in parsed:
+            if (refusal := _member_refusal(members.get(item.member_ref), item.member_ref)) is None:
+                known.append((line, item))
+            else:
+                chunk_errors.append({"line": line, "field": "member_ref", "reason": refusal})
         ids = [f"csv:{item.id}" for _, item in known]
         digests = np.fromiter((SeenIds.digest(i) for i in ids), dtype=np.uint64, count=len(ids))
         earlier = seen.first_line(digests)

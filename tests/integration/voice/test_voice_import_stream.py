@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import OutboxEvent
+from prevenance.customers.tables import Member
 from prevenance.db import make_engine, read_session, run_in_transaction
 from prevenance.voice import importing
 from prevenance.voice.errors import InvalidImport
@@ -215,3 +216,21 @@ def test_members_are_read_once_per_import_and_the_bound_keeps_every_chunk_whole(
     fresh = [row(100 + i) for i in range(20)]
     assert run(engine, clock, fresh, chunk=5)["imported"] == 20  # no line refused as "unknown member"
     assert asked == [["M1", "M2"]] * 4  # the bound (1) is below a chunk's two members: read each time
+
+
+@pytest.mark.usefixtures("members")
+def test_an_erased_members_pseudonym_is_a_faulty_line_and_nothing_is_written(
+    api: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    """An erased member is never written to again: an answer naming the pseudonym the erasure left
+    (which exports and reports show) would lay free text back on them."""
+    erased = api.post("/v1/members/M2/erase", None)
+    assert erased.status_code == 200, erased.text
+    with read_session(engine) as session:
+        pseudonym = session.scalars(select(Member.ref).where(Member.ref != "M1")).one()
+    rows = [row(i) for i in range(1, 10, 2)] + [row(11, member_ref=pseudonym, comment="Toujours client")]
+    with pytest.raises(InvalidImport) as refused:
+        run(engine, clock, rows)
+    assert [(e["line"], e["field"]) for e in refused.value.extra["errors"]] == [(7, "member_ref")]
+    assert "erased" in refused.value.extra["errors"][0]["reason"]
+    assert counts(engine) == (0, 0, 0, 0)
