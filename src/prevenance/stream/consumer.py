@@ -124,6 +124,17 @@ def _nul_problem(data: bytes) -> dict[str, Any] | None:
         found = nul_path(orjson.loads(data))
     except orjson.JSONDecodeError:
         return None  # not JSON: the model's own refusal says so
+    except RecursionError:
+        # The search walks the value recursively: a NUL some thousand arrays deep (a 1 KiB message)
+        # exhausted the stack, and the consumer took that for a transient failure (nak, redelivered
+        # for ever). No transaction nests anything: the message is refused like any other.
+        return {
+            "type": PROBLEM_BASE + "invalid-input",
+            "title": "Invalid input",
+            "status": 422,
+            "detail": "body: nested too deeply to be read",
+            "field": "body",
+        }
     if found is None:
         return None
     # The path may hold a key of the message's choosing, of any length: the problem names it bounded.

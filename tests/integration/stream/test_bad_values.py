@@ -63,3 +63,26 @@ def test_an_escaped_backslash_is_no_nul(engine: Engine, clock: FrozenClock) -> N
     add_members(engine, clock, ["M1"])
     results = apply_batch(engine, clock, [orjson.dumps(tx_body("T1", "M1", "10.00", merchant="a\\u0000b"))])
     assert results[0].status == ACCEPTED, results[0].body
+
+
+def test_a_deeply_nested_message_is_rejected_alone_not_retried_for_ever(
+    engine: Engine, clock: FrozenClock
+) -> None:
+    """The NUL search walks the decoded message recursively: a NUL nested a thousand arrays deep (a
+    1 KiB message) raised ``RecursionError``, which the consumer takes for a transient failure, so
+    the message was nakked and redelivered for ever and failed each batch it arrived in. Such a
+    message is rejected alone, like any other that can never be accepted."""
+    add_members(engine, clock, ["M1"])
+    deep_nul = b'{"id": "DEEP", "x": ' + b"[" * 1000 + b'"\\u0000"' + b"]" * 1000 + b"}"
+    deep = b'{"id": "DEEP2", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    batch = [
+        orjson.dumps(tx_body("T1", "M1", "10.00")),
+        deep_nul,
+        deep,
+        orjson.dumps(tx_body("T2", "M1", "20.00")),
+    ]
+    results = apply_batch(engine, clock, batch)
+    assert [r.status for r in results] == [ACCEPTED, REJECTED, REJECTED, ACCEPTED]
+    assert results[1].body["status"] == 422 and results[1].body["field"] == "body", results[1].body
+    assert results[2].body["status"] == 422, results[2].body
+    assert _stored(engine) == {"T1", "T2"}
