@@ -9,7 +9,7 @@ import weakref
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
 from prevenance.offers import features as feats
@@ -62,12 +62,24 @@ def engine_of(session: Session) -> Engine:
     return bind if isinstance(bind, Engine) else bind.engine
 
 
-def invalidate_caches(session: Session | None = None) -> None:
-    """Forget the cached active offers and model (of one session's engine, or all)."""
-    engine = engine_of(session) if session is not None else None
+def _clear(engine: Engine | None) -> None:
     _ACTIVE.clear(engine)
     _MODEL.clear(engine)
     HOLDOUT.clear(engine)
+
+
+def invalidate_caches(session: Session | None = None) -> None:
+    """Forget the cached active offers, model and holdout (of one session's engine, or all).
+
+    A writer calls this inside its transaction, so it is done again when that transaction commits:
+    a reader in between (a payment's decision) reads the state before the write and would cache it
+    for a whole ``ttl`` — an ended offer still paying, a new holdout period not yet keeping its
+    members from offers.
+    """
+    engine = engine_of(session) if session is not None else None
+    _clear(engine)
+    if session is not None:
+        event.listen(session, "after_commit", lambda _: _clear(engine), once=True)
 
 
 def spec_of(row: Offer) -> rules.OfferSpec:

@@ -101,3 +101,22 @@ def test_an_offer_made_before_the_period_is_neither_shown_nor_activated_by_a_hel
     }
     assert api.post(f"/v1/members/{other}/offers/books/activate", role="agent").status_code == 200
     assert [r["offer_id"] for r in pay(api, "t-exposed", other)["offer_rewards"]] == ["books"]
+
+
+def test_a_read_between_the_start_and_its_commit_does_not_hide_the_period(
+    engine: Engine, clock: FrozenClock
+) -> None:
+    """The writer clears this process's cache at once, but its transaction commits later: a payment
+    decided in between read no open period and kept that answer for the cache's whole lifetime, so a
+    held-out member could be made an offer in the first seconds of the period. The cache is cleared
+    again when the start commits."""
+    from prevenance.db import unit_of_work
+    from prevenance.offers import service
+
+    with unit_of_work(engine) as writer:
+        service.start_programme_holdout(writer, share="0.2", now=clock.now(), by="test")
+        with read_session(engine) as reader:
+            assert service.programme_holdout_in_force(reader) is None  # not committed yet
+    with read_session(engine) as reader:
+        period = service.programme_holdout_in_force(reader)
+    assert period is not None and period.share == Decimal("0.2")
