@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import (
@@ -52,6 +53,8 @@ from prevenance.desk.schemas import (
     ContactsPage,
     FcrReport,
     MemberBenefits,
+    MemberCommunicationsPage,
+    MemberContactPreferenceRead,
     ReasonRead,
     ReasonReport,
 )
@@ -73,6 +76,14 @@ _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", **_PROBLEM}}
 INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input", **_PROBLEM}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_PROBLEM}}
+
+
+def as_seen_by(principal: Principal, body: dict[str, Any], member_model: type[BaseModel]) -> Any:
+    """``body`` for a staff key; for a member key only the fields of ``member_model``, the allow-list
+    of what a member sees of themselves (no staff identities), as in their 360 and GDPR export."""
+    if principal.role is not Role.MEMBER:
+        return body
+    return JSONResponse(member_model.model_validate(body).model_dump(mode="json"))
 
 
 # --- contacts and cases -------------------------------------------------------------------------
@@ -278,14 +289,17 @@ def post_communication(
     )
 
 
-@router.get("/members/{ref}/communications", response_model=CommunicationsPage, responses=NOT_FOUND)
-def get_member_communications(
-    ref: Ref, engine: DbEngine, principal: Reader, limit: Limit = 50
-) -> dict[str, Any]:
-    """Everything sent to a member, newest first."""
+@router.get(
+    "/members/{ref}/communications",
+    response_model=CommunicationsPage | MemberCommunicationsPage,
+    responses=NOT_FOUND,
+)
+def get_member_communications(ref: Ref, engine: DbEngine, principal: Reader, limit: Limit = 50) -> Any:
+    """Everything sent to a member, newest first (a member key: without ``source``)."""
     ensure_member_scope(principal, ref)
     with read_session(engine) as session:
-        return service.list_member_communications(session, member_ref=ref, limit=limit)
+        page = service.list_member_communications(session, member_ref=ref, limit=limit)
+    return as_seen_by(principal, page, MemberCommunicationsPage)
 
 
 # --- contact preference -------------------------------------------------------------------------
@@ -293,15 +307,16 @@ def get_member_communications(
 
 @router.put(
     "/members/{ref}/contact-preference",
-    response_model=ContactPreferenceRead,
+    response_model=ContactPreferenceRead | MemberContactPreferenceRead,
     responses={**INVALID, **NOT_FOUND},
 )
 def put_contact_preference(
     ref: Ref, body: ContactPreferencePut, engine: DbEngine, clock: AppClock, principal: PreferenceWriter
-) -> dict[str, Any]:
-    """Set how the member wants to be approached; ``leave_me_alone`` stops all outbound marketing."""
+) -> Any:
+    """Set how the member wants to be approached; ``leave_me_alone`` stops all outbound marketing
+    (a member key: answered without ``updated_by``)."""
     ensure_member_scope(principal, ref)
-    return run_in_transaction(
+    preference = run_in_transaction(
         engine,
         lambda s: service.set_contact_preference(
             s,
@@ -312,14 +327,21 @@ def put_contact_preference(
             now=clock.now(),
         ),
     )
+    return as_seen_by(principal, preference, MemberContactPreferenceRead)
 
 
-@router.get("/members/{ref}/contact-preference", response_model=ContactPreferenceRead, responses=NOT_FOUND)
-def get_contact_preference(ref: Ref, engine: DbEngine, principal: Reader) -> dict[str, Any]:
-    """How the member wants to be approached (``mode`` null when never stated)."""
+@router.get(
+    "/members/{ref}/contact-preference",
+    response_model=ContactPreferenceRead | MemberContactPreferenceRead,
+    responses=NOT_FOUND,
+)
+def get_contact_preference(ref: Ref, engine: DbEngine, principal: Reader) -> Any:
+    """How the member wants to be approached (``mode`` null when never stated; a member key:
+    without ``updated_by``)."""
     ensure_member_scope(principal, ref)
     with read_session(engine) as session:
-        return service.get_contact_preference(session, member_ref=ref)
+        preference = service.get_contact_preference(session, member_ref=ref)
+    return as_seen_by(principal, preference, MemberContactPreferenceRead)
 
 
 # --- channel routing ----------------------------------------------------------------------------

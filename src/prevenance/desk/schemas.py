@@ -224,6 +224,26 @@ class CommunicationsPage(BaseModel):
     items: list[CommunicationRead]
 
 
+class MemberCommunicationRead(BaseModel):
+    """What a member key reads of a communication: an allow-list without ``source`` (the staff
+    member or internal system that logged it is staff-only, as in the 360 and the GDPR export)."""
+
+    id: str
+    member_ref: str
+    kind: str
+    template: str
+    channel: str
+    language: str
+    sent_at: datetime
+    subject: str
+    summary: str
+
+
+class MemberCommunicationsPage(BaseModel):
+    member_ref: str
+    items: list[MemberCommunicationRead]
+
+
 class ContactPreferencePut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -238,6 +258,17 @@ class ContactPreferenceRead(BaseModel):
     may_send_marketing: bool
     updated_at: datetime | None
     updated_by: str | None
+
+
+class MemberContactPreferenceRead(BaseModel):
+    """What a member key reads of its contact preference: an allow-list without ``updated_by`` (a
+    staff identity, staff-only as in the 360 and the GDPR export)."""
+
+    member_ref: str
+    mode: str | None
+    preferred_channel: str | None
+    may_send_marketing: bool
+    updated_at: datetime | None
 
 
 BenefitCode = Annotated[str, Field(min_length=1, max_length=60, examples=["lounge_access"])]

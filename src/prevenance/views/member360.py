@@ -39,6 +39,8 @@ from prevenance.desk.schemas import (
     ContactRead,
     IncidentRead,
     MemberBenefitRead,
+    MemberCommunicationRead,
+    MemberContactPreferenceRead,
 )
 from prevenance.loyalty import goodwill
 from prevenance.loyalty import service as loyalty
@@ -54,14 +56,6 @@ COMMUNICATIONS = 20
 
 
 # --- the parts of the member's view: an allow-list of what a member may see of themselves ----------
-
-
-class MemberContactPreferenceRead(BaseModel):
-    member_ref: str
-    mode: str | None
-    preferred_channel: str | None
-    may_send_marketing: bool
-    updated_at: datetime | None
 
 
 class MemberCaseRead(BaseModel):
@@ -89,18 +83,6 @@ class MemberContactRead(BaseModel):
     started_at: datetime
     ended_at: datetime
     outcome: str
-
-
-class MemberCommunicationRead(BaseModel):
-    id: str
-    member_ref: str
-    kind: str
-    template: str
-    channel: str
-    language: str
-    sent_at: datetime
-    subject: str
-    summary: str
 
 
 class MemberIncidentRead(BaseModel):

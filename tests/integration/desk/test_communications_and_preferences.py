@@ -130,3 +130,34 @@ def test_contact_preference_set_by_agent_or_member_and_leave_me_alone_stops_mark
     with read_session(engine) as session:
         m1 = service.get_contact_preference(session, member_ref="M1")
         assert m1["may_send_marketing"] is False
+
+
+def test_a_member_key_never_reads_who_on_staff_logged_or_set_it(
+    api: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    """The communications' ``source`` and the preference's ``updated_by`` name a staff member or an
+    internal system: staff-only, as in the member's 360 and GDPR export (``docs/authorization.md``).
+    The member's own routes answer the same allow-list; staff keys still see both."""
+    api.put("/v1/members/M1", member_body())
+    api.post("/v1/communications", communication("N1"), role="agent")
+    api.put("/v1/members/M1/contact-preference", {"mode": "has_time"}, role="agent")
+    headers = member_key(engine, clock, "M1")
+    sent = api.client.get("/v1/members/M1/communications", headers=headers)
+    assert sent.status_code == 200, sent.text
+    assert [sorted(item) for item in sent.json()["items"]] == [
+        sorted(
+            ["id", "member_ref", "kind", "template", "channel", "language", "sent_at", "subject", "summary"]
+        )
+    ]
+    assert sent.json()["items"][0]["sent_at"] == "2026-01-02T08:00:00Z"
+    preference = api.client.get("/v1/members/M1/contact-preference", headers=headers)
+    assert preference.status_code == 200, preference.text
+    assert "updated_by" not in preference.json() and preference.json()["mode"] == "has_time"
+    changed = api.client.put(
+        "/v1/members/M1/contact-preference", json={"mode": "in_a_hurry"}, headers=headers
+    )
+    assert changed.status_code == 200, changed.text
+    assert "updated_by" not in changed.json() and changed.json()["updated_at"] == "2026-01-01T00:00:00Z"
+    staff = api.get("/v1/members/M1/contact-preference", role="agent").json()
+    assert staff["updated_by"] == "member-M1"
+    assert api.get("/v1/members/M1/communications", role="agent").json()["items"][0]["source"] == "test-agent"
