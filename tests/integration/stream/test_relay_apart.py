@@ -10,6 +10,8 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,10 +60,18 @@ def _gone(pid: int) -> bool:
     return state in {"Z", "X"}
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.kill()
-        worker.wait(timeout=30)
+@contextmanager
+def _worker(
+    engine: Engine, nats_url: str, names: Names, log: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A running ``stream run`` and its relay child's pid; the worker is killed at the end if still up."""
+    worker = _start(engine, nats_url, names, log)
+    try:
+        yield worker, _relay_pid(worker, log)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=30)
 
 
 @pytest.mark.slow
@@ -70,9 +80,7 @@ def test_both_roles_run_and_the_relay_stops_with_its_worker(
 ) -> None:
     add_members(engine, clock, [f"M{i}" for i in range(10)])
     log = tmp_path / "stream.log"
-    worker = _start(engine, nats_url, names, log)
-    try:
-        relay = _relay_pid(worker, log)
+    with _worker(engine, nats_url, names, log) as (worker, relay):
         assert relay != worker.pid and not _gone(relay)
         asyncio.run(publish(nats_url, names))
         # Consumed here, relayed by the child: every transaction recorded, every event delivered.
@@ -82,8 +90,6 @@ def test_both_roles_run_and_the_relay_stops_with_its_worker(
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0, log.read_text()
         wait_until(lambda: _gone(relay), what="the relay to stop with its worker")
-    finally:
-        _stop(worker)
 
 
 @pytest.mark.slow
@@ -91,14 +97,10 @@ def test_a_killed_worker_takes_its_relay_with_it(
     engine: Engine, clock: FrozenClock, names: Names, nats_url: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "stream.log"
-    worker = _start(engine, nats_url, names, log)
-    try:
-        relay = _relay_pid(worker, log)
+    with _worker(engine, nats_url, names, log) as (worker, relay):
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
         wait_until(lambda: _gone(relay), what=f"the orphaned relay to stop (log: {log})")
-    finally:
-        _stop(worker)
 
 
 @pytest.mark.slow
@@ -106,11 +108,7 @@ def test_a_dead_relay_stops_its_worker_with_exit_1(
     engine: Engine, clock: FrozenClock, names: Names, nats_url: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "stream.log"
-    worker = _start(engine, nats_url, names, log)
-    try:
-        relay = _relay_pid(worker, log)
+    with _worker(engine, nats_url, names, log) as (worker, relay):
         os.kill(relay, signal.SIGKILL)
         assert worker.wait(timeout=60) == 1, log.read_text()
         assert "stream_relay_died" in log.read_text()
-    finally:
-        _stop(worker)
