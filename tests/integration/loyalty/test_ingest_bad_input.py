@@ -390,3 +390,24 @@ def test_a_damaged_row_group_in_a_larger_chunk_commits_only_whole_chunks(
         stopped.value.summary()
     )
     assert count(engine, CardTransaction) == 150
+
+
+def test_a_rejects_file_that_is_the_input_is_refused_before_anything_is_written(
+    engine: Engine, clock: FrozenClock, tmp_path: Path, cli: Any
+) -> None:
+    """``--rejects`` naming the input itself (or a link to it) truncated the settlement file while
+    it was being read: the load ended after the rows already buffered, said so with exit 0, and the
+    sender's file was gone, replaced by a rejects header. It is refused up front."""
+    load_members(engine, clock, tmp_path)
+    rows = [tx_row(f"T{i}", "M001", "10.00") for i in range(30)]
+    path = write_csv(tmp_path / "settlement.csv", TX_HEADER, rows)
+    original = path.read_bytes()
+    (tmp_path / "link.csv").symlink_to(path)
+    for target in (path, tmp_path / "link.csv", tmp_path / "." / "settlement.csv"):
+        result = cli("ingest", "transactions", path, "--chunk-size", 10, "--rejects", target)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+        assert result.output.splitlines()[-1].startswith("error: "), result.output
+        assert "would overwrite the input" in result.output
+        assert path.read_bytes() == original
+        assert count(engine, CardTransaction) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import itertools
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,11 +76,12 @@ def run_file(
     optional: Sequence[str] = (),
 ) -> Report:
     started = time.perf_counter()
+    target = rejects_path or default_rejects_path(path)
+    _check_rejects_target(path, target)
     chunks = read_chunks(path, columns, chunk_size=chunk_size, optional=optional)
     # Reading the first chunk checks the header: a file that cannot be read fails before anything
     # is written, the rejects file included.
     first = next(chunks, None)
-    target = rejects_path or default_rejects_path(path)
     report = Report(kind=kind, rejects_path=target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w", newline="", encoding="utf-8") as out:
@@ -113,6 +115,18 @@ def run_file(
         _refresh_statistics(engine, tables)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _check_rejects_target(path: Path, target: Path) -> None:
+    """Refuse (``FileError``) a rejects file that is the input itself (the same path, a link to it):
+    it is rewritten from its first line while the input is read, so the load would end after the
+    rows already buffered, without a word, and the sender's file would be gone."""
+    try:
+        same = target.exists() and path.exists() and os.path.samefile(path, target)
+    except OSError:
+        same = False
+    if same:
+        raise FileError(f"{target}: the rejects file would overwrite the input; nothing was loaded")
 
 
 def _stopped(report: Report, path: Path, reason: str, engine: Engine, tables: Sequence[Table]) -> LoadStopped:
