@@ -73,6 +73,11 @@ def keys_create(
     from prevenance.common.problems import PrevenanceError
     from prevenance.customers import service as customers
 
+    if member_ref and not _utf8(member_ref):
+        # Bytes the shell could not decode reach Python as lone surrogates: no member has such a
+        # ref, and the database driver would fail to encode it (a traceback).
+        typer.echo(f"error: member_ref: no member with ref {member_ref!r}", err=True)
+        raise typer.Exit(2)
     engine = engine_from_settings()
     try:
         with unit_of_work(engine) as session:
@@ -87,6 +92,15 @@ def keys_create(
         raise typer.Exit(2)
     typer.echo(f"created key {row.id} ({row.role}) for {row.name}")
     typer.echo(secret)
+
+
+def _utf8(text: str) -> bool:
+    """True when ``text`` is UTF-8 text (no lone surrogate from undecodable command-line bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @keys_app.command("revoke")

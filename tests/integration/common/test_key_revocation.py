@@ -242,3 +242,11 @@ def test_revoking_an_id_that_cannot_be_a_key_says_so_without_a_traceback(cli_dat
         result = CliRunner().invoke(cli, ["keys", "revoke", key_id])
         assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
         assert result.output.startswith("error: no API key ") and "\x1b" not in result.output
+
+
+def test_a_member_ref_that_is_not_utf8_is_no_member_without_a_traceback(cli_database: Engine) -> None:
+    """``--member-ref`` with bytes the shell could not decode crashed with a traceback."""
+    args = ["keys", "create", "--role", "member", "--name", "x", "--member-ref", "M\udcff"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.startswith("error: member_ref: no member with ref ")
