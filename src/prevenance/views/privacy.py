@@ -14,7 +14,8 @@ A column nobody has classified is never exported, and a test fails until someone
 while the ledger (accounts, postings, card transactions) and the published scorecards stay exactly
 as they were — they hold amounts and internal ids, never names. The member's ``ref`` becomes
 ``erased-<digest>`` (a keyed hash: the same ref always gives the same pseudonym, which makes a
-repeated erase idempotent and lets the issuer match its own erasure request). Every text column of
+repeated erase idempotent and lets the issuer match its own erasure request; a member later given
+the same ref and erased in turn gets the next generation of it, ``pseudonym(ref, 1)`` and so on). Every text column of
 every table is classified once, here: ``PERSONAL`` (blanked or pseudonymised on the member's rows),
 ``DELETED`` (the member's rows go) or ``KEPT`` (with the reason); a test walks the metadata and fails
 on a text column in none of them. Erasure also revokes the member's API keys and disables their
@@ -120,10 +121,24 @@ def _eraser(table_name: str) -> MemberEraser:
     return eraser
 
 
-def pseudonym(ref: str) -> str:
-    """The erased ref: a keyed hash of the original (stable, not reversible without the key)."""
-    digest = hmac.new(get_settings().secret_key.encode(), ref.encode(), hashlib.sha256).hexdigest()
+def pseudonym(ref: str, generation: int = 0) -> str:
+    """The erased ref: a keyed hash of the original (stable, not reversible without the key).
+
+    An issuer may give an erased customer's ref to a new member, who may be erased in turn: the
+    ``generation``-th member erased under one ref gets the hash of the ref and that number, so each
+    erased row keeps a pseudonym of its own (a ref never holds a line break, so no other ref hashes
+    the same text)."""
+    text = ref if generation == 0 else f"{ref}\n{generation}"
+    digest = hmac.new(get_settings().secret_key.encode(), text.encode(), hashlib.sha256).hexdigest()
     return f"{ERASED_PREFIX}{digest[:24]}"
+
+
+def _pseudonyms_taken(session: Session, ref: str) -> list[str]:
+    """The pseudonyms of the members already erased under ``ref``, oldest first."""
+    taken: list[str] = []
+    while customers.find_member(session, ref=pseudonym(ref, len(taken))) is not None:
+        taken.append(pseudonym(ref, len(taken)))
+    return taken
 
 
 def exported_tables(md: MetaData = metadata) -> list[str]:
@@ -306,11 +321,17 @@ def _personal_values(columns: dict[str, str | None], alias: str) -> dict[str, st
 def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]:
     """Remove or pseudonymise the member's personal data; the ledger's sums are untouched. An
     already erased member (its ref is a pseudonym) answers the same result again."""
-    member = customers.find_member(session, ref=ref) or customers.find_member(session, ref=pseudonym(ref))
+    member = customers.find_member(session, ref=ref)
+    if member is None or customers.is_erased(member):
+        # Erased already: the original ref answers its latest erasure again.
+        taken = [member.ref] if member is not None else _pseudonyms_taken(session, ref)
+        member = customers.find_member(session, ref=taken[-1]) if taken else None
     if member is None:
         customers.get_member(session, ref=ref)  # raises the 404
         raise AssertionError("unreachable")
-    alias = member.ref if customers.is_erased(member) else pseudonym(ref)
+    alias = (
+        member.ref if customers.is_erased(member) else pseudonym(ref, len(_pseudonyms_taken(session, ref)))
+    )
     original = ref if member.ref == alias else member.ref
     changed: dict[str, int] = {}
     for table_name, columns in PERSONAL.items():
