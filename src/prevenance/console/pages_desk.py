@@ -17,6 +17,7 @@ from prevenance.console.web import (
     DESK,
     Page,
     PageDep,
+    actor,
     choices,
     console_router,
     field_errors,
@@ -268,7 +269,7 @@ def apply_preference_form(p: Page, ref: str, by: str) -> dict[str, str] | None:
 def set_preference(p: PageDep, ref: str) -> Response:
     """Record how the customer wants to be approached (a PUT: idempotent by nature)."""
     user = p.require(*DESK)
-    errors = apply_preference_form(p, ref, f"console:{user.username}")
+    errors = apply_preference_form(p, ref, actor(user))
     if errors:
         return _render_360(p, ref, status=422, forms={"preference": p.form}, errors={"preference": errors})
     return redirect(p, f"/console/members/{ref}?done=preference")

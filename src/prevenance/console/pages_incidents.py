@@ -17,6 +17,7 @@ from prevenance.console.web import (
     MARKETING,
     Page,
     PageDep,
+    actor,
     console_router,
     field_errors,
     problem_errors,
@@ -79,7 +80,7 @@ def declare_incident(p: PageDep) -> Response:
             p, month=month, status=422, forms={"incident": form}, errors={"incident": errors}
         )
     try:
-        incident_views.declare(p.engine, body, by=f"console:{user.username}", now=p.now)
+        incident_views.declare(p.engine, body, by=actor(user), now=p.now)
     except PrevenanceError as error:
         errors = problem_errors(p, error, INCIDENT_RENAME, INCIDENT_INPUTS)
         return render_marketing(

@@ -27,6 +27,7 @@ from prevenance.console.web import (
     MARKETING,
     Page,
     PageDep,
+    actor,
     choices,
     console_router,
     field_errors,
@@ -272,9 +273,7 @@ def put_fx_rate(p: PageDep) -> Response:
     try:
         run_in_transaction(
             p.engine,
-            lambda s: programme.set_fx_rate(
-                s, currency=currency, rate=str(rate), now=p.now, by=f"console:{user.username}"
-            ),
+            lambda s: programme.set_fx_rate(s, currency=currency, rate=str(rate), now=p.now, by=actor(user)),
         )
     except PrevenanceError as error:
         errors = problem_errors(p, error, None, {"currency", "rate"})

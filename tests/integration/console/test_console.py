@@ -13,7 +13,7 @@ from prevenance.common.clock import FrozenClock
 from prevenance.console import i18n
 from prevenance.console.web import SESSION_COOKIE
 from prevenance.db import read_session
-from prevenance.desk.tables import CardReplacement, Contact
+from prevenance.desk.tables import CardReplacement, Contact, ContactPreference
 from prevenance.loyalty.tables import Redemption
 from tests.conftest import Api, member_body, tx_body
 from tests.integration.console.support import (
@@ -341,6 +341,31 @@ def test_contact_preference_and_explained_benefit_from_the_360(world: Api) -> No
     )
     after = world.get("/v1/members/M1/benefits", role="agent").json()["items"]
     assert next(b for b in after if b["code"] == code)["last_explained_at"] is not None
+
+
+def test_an_agent_with_the_longest_username_sets_a_contact_preference(
+    world: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    """A username may be 120 characters; the console records the change as ``console:<username>``,
+    8 more than the 120 of ``desk_contact_preferences.updated_by``, which PostgreSQL refused with a
+    500. The name written fits its column and still names that user alone."""
+    long_names = ["a" * 119 + "1", "a" * 119 + "2"]
+    for name in long_names:
+        make_user(engine, clock, name, "agent")
+    recorded = []
+    for name, mode in zip(long_names, ("in_a_hurry", "has_time"), strict=True):
+        client = browser(world)
+        sign_in(client, name)
+        page = client.get("/console/members/M1")
+        ok = client.post("/console/members/M1/preference", data={"csrf": csrf_of(page.text), "mode": mode})
+        assert ok.status_code == 303, ok.text
+        assert ok.headers["location"] == "/console/members/M1?done=preference"
+        with read_session(engine) as session:
+            (row,) = session.execute(select(ContactPreference.mode, ContactPreference.updated_by)).all()
+        assert row.mode == mode and len(row.updated_by) <= 120
+        assert row.updated_by.startswith("console:aaa")
+        recorded.append(row.updated_by)
+    assert recorded[0] != recorded[1]
 
 
 # --- concierge and dashboard --------------------------------------------------------------------

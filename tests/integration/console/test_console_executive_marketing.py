@@ -8,13 +8,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from prevenance.common.clock import FrozenClock
 from prevenance.customers import service as customers
 from prevenance.db import read_session, unit_of_work
 from prevenance.loyalty import programme
 from prevenance.loyalty import service as loyalty
+from prevenance.loyalty.tables import ProgrammeVersion
 from prevenance.offers.tables import Offer, OfferDecision
 from prevenance.voice import service as voice
 from tests.conftest import Api
@@ -285,3 +286,30 @@ def test_only_an_administrator_changes_an_fx_rate_and_it_makes_a_new_programme_v
     with read_session(engine) as session:
         after = programme.current_document(session)
     assert after is not None and after[0] == before[0] + 1 and after[1]["fx_rates"]["GBP"] == "1.19"
+
+
+def test_an_administrator_with_the_longest_username_changes_an_fx_rate(
+    world: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    """A username may be 120 characters; the console records the new programme version as
+    ``console:<username>``, 8 more than the 120 of ``programme_versions.created_by``, which
+    PostgreSQL refused with a 500. The name written fits its column and still names that user alone."""
+    long_names = ["b" * 119 + "1", "b" * 119 + "2"]
+    for name in long_names:
+        make_user(engine, clock, name, "admin")
+    recorded = []
+    for name, rate in zip(long_names, ("1.19", "1.21"), strict=True):
+        admin = browser(world)
+        sign_in(admin, name)
+        page = admin.get("/console/marketing")
+        changed = admin.post(
+            "/console/marketing/fx-rates", data={"csrf": csrf_of(page.text), "currency": "GBP", "rate": rate}
+        )
+        assert changed.status_code == 303, changed.text
+        assert changed.headers["location"].endswith("&done=fx")
+        with read_session(engine) as session:
+            newest = session.scalars(select(ProgrammeVersion).order_by(ProgrammeVersion.id.desc())).first()
+        assert newest is not None and newest.document["fx_rates"]["GBP"] == rate
+        assert len(newest.created_by) <= 120 and newest.created_by.startswith("console:bbb")
+        recorded.append(newest.created_by)
+    assert recorded[0] != recorded[1]

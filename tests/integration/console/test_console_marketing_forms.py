@@ -327,6 +327,31 @@ def test_a_bad_incident_is_refused_next_to_its_field_and_nothing_is_written(
     assert _incident_count(engine) == 0 and _notices(engine) == 0
 
 
+def test_marketing_with_the_longest_username_declares_an_incident(
+    world: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    """A username may be 120 characters; the console records the declaration as
+    ``console:<username>``, 8 more than the 120 of ``desk_incidents.declared_by``, which PostgreSQL
+    refused with a 500. The name written fits its column and still names that user alone."""
+    long_names = ["m" * 119 + "1", "m" * 119 + "2"]
+    for name in long_names:
+        make_user(engine, clock, name, "marketing")
+    recorded = {}
+    for name in long_names:
+        client, html = _marketing(world, name)
+        form = _incident_form(html)
+        declared = client.post("/console/marketing/incidents", data=form)
+        assert declared.status_code == 303, declared.text
+        assert declared.headers["location"].endswith("&done=incident")
+        with read_session(engine) as session:
+            found = {i["id"]: i["declared_by"] for i in incidents.list_incidents(session)}
+        by = found[form["key"]]
+        assert len(by) <= 120 and by.startswith("console:mmm")
+        recorded[name] = by
+    assert _incident_count(engine) == 2
+    assert recorded[long_names[0]] != recorded[long_names[1]]
+
+
 def test_an_incident_title_that_would_break_the_mail_subject_is_refused_next_to_its_field(
     world: Api, engine: Engine
 ) -> None:
