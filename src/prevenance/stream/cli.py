@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
-import itertools
 import multiprocessing
 import re
 import signal
@@ -217,9 +216,9 @@ def message_id(tx_id: object, data: bytes) -> str:
     return "tx-sha256:" + hashlib.sha256(tx_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def read_transactions(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(Nats-Msg-Id, message) pairs from a CSV file with a header row, or from JSON lines (one
-    object a line). A CSV is checked whole first and read as ``prevenance ingest`` reads it
+def read_transactions(path: Path) -> Iterator[tuple[int, str, bytes]]:
+    """(line, Nats-Msg-Id, message) triples from a CSV file with a header row, or from JSON lines
+    (one object a line). A CSV is checked whole first and read as ``prevenance ingest`` reads it
     (``FileError``: not UTF-8, a column missing or twice; a byte-order mark is skipped). A JSON line
     is forwarded as written, even when it does not parse: the consumer is the one that judges a
     message (and records the refusal in the rejects stream)."""
@@ -231,44 +230,61 @@ def read_transactions(path: Path) -> Iterator[tuple[str, bytes]]:
             reader = csv.reader(handle)
             names = [name.strip() for name in next(reader)]
             where = [names.index(name) for name in FIELDS]
+            start = reader.line_num + 1
             for row in reader:
+                line, start = start, reader.line_num + 1
                 if not row:
                     continue  # a blank line
                 body = {
                     name: (row[i] if i < len(row) else None) for name, i in zip(FIELDS, where, strict=True)
                 }
                 data = orjson.dumps(body)
-                yield message_id(body["id"], data), data
+                yield line, message_id(body["id"], data), data
         return
     with path.open("rb") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, 1):
             if line.strip():
                 try:
                     parsed = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     parsed = None
                 tx_id = parsed.get("id") if isinstance(parsed, dict) else None
-                yield message_id(tx_id, line.strip()), line.strip()
+                yield number, message_id(tx_id, line.strip()), line.strip()
+
+
+def check_sizes(path: Path, max_payload: int) -> None:
+    """Refuse (``FileError``) a file holding a message larger than the server accepts, naming its
+    line, before anything is published: the publish of that message would fail part-way through
+    the file (a traceback, the lines before it published, the lines after it not)."""
+    from prevenance.loyalty.ingest import FileError
+
+    for line, _, data in read_transactions(path):
+        if len(data) > max_payload:
+            raise FileError(
+                f"{path.name}: line {line}: a message of {len(data)} bytes is larger than the "
+                f"server's max_payload ({max_payload}); nothing was published"
+            )
 
 
 async def _publish(*, url: str, names: Names, path: Path, source: str) -> int:
-    messages = read_transactions(path)
-    first = next(messages, None)  # a CSV is checked whole here, before connecting
     nc = await nats.connect(url, name="prevenance-publish")
-    js = nc.jetstream()
-    await ensure_streams(js, names)
-    subject = names.transaction_subject(source)
-    count = 0
-    pending = []
-    for msg_id, data in itertools.chain([first] if first else [], messages):
-        # Within the stream's duplicate window a file published twice is stored once.
-        pending.append(js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}))
-        if len(pending) >= 256:
-            await asyncio.gather(*pending)
-            count, pending = count + len(pending), []
-    await asyncio.gather(*pending)
-    count += len(pending)
-    await nc.close()
+    try:
+        check_sizes(path, nc.max_payload)  # and, for a CSV, the whole file's reading
+        js = nc.jetstream()
+        await ensure_streams(js, names)
+        subject = names.transaction_subject(source)
+        count = 0
+        pending = []
+        for _, msg_id, data in read_transactions(path):
+            # Within the stream's duplicate window a file published twice is stored once.
+            pending.append(js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}))
+            if len(pending) >= 256:
+                await asyncio.gather(*pending)
+                count, pending = count + len(pending), []
+        await asyncio.gather(*pending)
+        count += len(pending)
+    finally:
+        await nc.close()
     return count
 
 
@@ -279,7 +295,8 @@ def publish(
     source: str = typer.Option("file", help="last token of the subject (prevenance.transactions.<source>)"),
 ) -> None:
     """Publish a file of transactions to the transactions stream (each acked by JetStream). A CSV
-    that cannot be read as a settlement file is refused (exit 2) before anything is published."""
+    that cannot be read as a settlement file, or a file holding a message larger than the server
+    accepts, is refused (exit 2) before anything is published."""
     from prevenance.loyalty.ingest import FileError
 
     try:

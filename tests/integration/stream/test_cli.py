@@ -127,3 +127,21 @@ def test_a_csv_is_read_as_the_ingest_reads_it_and_a_bad_one_publishes_nothing(
         assert done.returncode == 2, (name, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr and done.stderr.startswith("error: "), done.stderr
     assert stored(names, nats_url) == bodies
+
+
+def test_a_message_larger_than_the_server_accepts_refuses_the_file_before_anything_is_published(
+    names: Names, nats_url: str, tmp_path: Path
+) -> None:
+    """A line over the server's ``max_payload`` (1 MiB) stopped the command with a traceback
+    part-way: the lines before it were published, the lines after it were not."""
+    lines = [
+        orjson.dumps(tx_body("G1", "M1")),
+        orjson.dumps({**tx_body("BIG", "M1"), "merchant": "x" * 2_000_000}),
+    ]
+    lines.append(orjson.dumps(tx_body("G2", "M1")))
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    done = _run_publish(path, names, nats_url)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.startswith("error: ") and "line 2" in done.stderr and "Traceback" not in done.stderr
+    assert stored(names, nats_url) == []
