@@ -216,6 +216,14 @@ def list_products(session: Session) -> list[Product]:
     return repository.products(session)
 
 
+PRODUCT_TEXT_LENGTHS: dict[str, int] = {
+    name: int(Product.__table__.c[name].type.length)  # type: ignore[attr-defined]
+    for name in ("code", "name", "tier")
+}
+"""The longest code, name and tier a card product stores (its columns): ``sync_products``'s callers
+refuse a longer one before writing (a 422 naming it, not PostgreSQL's 500)."""
+
+
 def sync_products(session: Session, *, products: list[tuple[str, str, str, bool]]) -> None:
     """Create or update card products (code, name, tier, premium) from the programme file."""
     for code, name, tier, premium in products:

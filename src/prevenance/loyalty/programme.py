@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from prevenance.common.ids import fingerprint
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
-from prevenance.customers.tables import Product
 from prevenance.db import forget, transaction_memo
 from prevenance.loyalty import goodwill_rules, ledger
 from prevenance.loyalty.errors import InvalidProgramme
@@ -85,11 +84,11 @@ def _length(column: Any) -> int:
 # export's partner. Read from the columns, so a longer one is a 422 naming it, not PostgreSQL
 # refusing the whole version (a 500) or, for the partner, every later miles export.
 _PRODUCT_LIMITS = (
-    ("name", _length(Product.__table__.c.name)),
-    ("tier", _length(Product.__table__.c.tier)),
+    ("name", customers.PRODUCT_TEXT_LENGTHS["name"]),
+    ("tier", customers.PRODUCT_TEXT_LENGTHS["tier"]),
     ("miles_partner", _length(MilesExport.__table__.c.partner_code)),
 )
-_PRODUCT_CODE_LIMIT = _length(Product.__table__.c.code)
+_PRODUCT_CODE_LIMIT = customers.PRODUCT_TEXT_LENGTHS["code"]
 
 
 def _check_lengths(parsed: Programme) -> None:
