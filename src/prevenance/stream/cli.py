@@ -27,10 +27,29 @@ from prevenance.stream.relay import Relay
 app = typer.Typer(help="NATS JetStream: transaction consumer, outbox relay.", no_args_is_help=True)
 log = structlog.get_logger()
 
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+TOKEN_TEXT = "letters, digits, '_' and '-' only"
+
+
+def _token(value: str) -> str:
+    """A subject token of our own choosing: a space, a dot or a wildcard would make an invalid
+    subject or stream name (a traceback from the client) or a wildcard subject (``a.*``)."""
+    if value and not _TOKEN.fullmatch(value):
+        raise typer.BadParameter(f"{value!r}: {TOKEN_TEXT}")
+    return value
+
+
+def _source(value: str) -> str:
+    if not value:
+        raise typer.BadParameter(f"must not be empty: {TOKEN_TEXT}")
+    return _token(value)
+
+
 NAMESPACE = typer.Option(
     "",
     envvar="PREVENANCE_STREAM_NAMESPACE",
-    help="prefix of every subject and suffix of every stream name (to share one server)",
+    callback=_token,
+    help=f"prefix of every subject and suffix of every stream name (to share one server): {TOKEN_TEXT}",
 )
 
 
@@ -292,7 +311,11 @@ async def _publish(*, url: str, names: Names, path: Path, source: str) -> int:
 def publish(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="a .csv or JSON-lines file"),
     namespace: str = NAMESPACE,
-    source: str = typer.Option("file", help="last token of the subject (prevenance.transactions.<source>)"),
+    source: str = typer.Option(
+        "file",
+        callback=_source,
+        help=f"last token of the subject (prevenance.transactions.<source>): {TOKEN_TEXT}",
+    ),
 ) -> None:
     """Publish a file of transactions to the transactions stream (each acked by JetStream). A CSV
     that cannot be read as a settlement file, or a file holding a message larger than the server

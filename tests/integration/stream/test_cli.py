@@ -145,3 +145,30 @@ def test_a_message_larger_than_the_server_accepts_refuses_the_file_before_anythi
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stderr.startswith("error: ") and "line 2" in done.stderr and "Traceback" not in done.stderr
     assert stored(names, nats_url) == []
+
+
+def test_a_namespace_or_source_that_is_no_subject_token_is_refused_with_one_line(
+    names: Names, nats_url: str, tmp_path: Path
+) -> None:
+    """A space, a dot or a wildcard in ``--source`` or the namespace crashed the command with a
+    traceback (an invalid subject or stream name) or published to a wildcard subject (``a.*``)."""
+    path = tmp_path / "one.jsonl"
+    path.write_bytes(orjson.dumps(tx_body("S1", "M1")) + b"\n")
+    env = {**os.environ, "PREVENANCE_NATS_URL": nats_url}
+    for extra, namespace in [
+        (["--source", "a b"], names.namespace),
+        (["--source", "a.*"], names.namespace),
+        (["--source", "x>"], names.namespace),
+        ([], "a.b"),
+        ([], "a b"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "prevenance.cli", "stream", "publish", str(path), *extra],
+            env={**env, "PREVENANCE_STREAM_NAMESPACE": namespace},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, (extra, namespace, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr and "letters, digits" in done.stderr, done.stderr
+    assert stored(names, nats_url) == []
