@@ -411,3 +411,26 @@ def test_a_rejects_file_that_is_the_input_is_refused_before_anything_is_written(
         assert "would overwrite the input" in result.output
         assert path.read_bytes() == original
         assert count(engine, CardTransaction) == 0
+
+
+def test_a_parquet_string_that_is_not_utf8_is_rejected_alone_naming_its_field(
+    engine: Engine, clock: FrozenClock, tmp_path: Path, cli: Any
+) -> None:
+    """A string column whose bytes are not UTF-8 (a writer that did not validate them) made the
+    reader's fallback for unreadable values fail in turn (``ArrowInvalid``): the load stopped with
+    a traceback and no summary of what had landed. Such a value now refuses its row, naming it."""
+    load_members(engine, clock, tmp_path)
+    rows = [tx_row(f"T{i}", "M001", "10.00") for i in range(4)]
+    columns = {c: pa.array([row[c] for row in rows]) for c in TX_HEADER}
+    raw = [b"Librairie", b"\xff\xfe", b"\xed\xa0\x80", b"Caf\xc3\xa9"]  # the last one is UTF-8
+    columns["merchant"] = pa.array(raw, type=pa.binary()).view(pa.string())
+    path = tmp_path / "settlement.parquet"
+    pq.write_table(pa.table(columns), path)
+    result = cli("ingest", "transactions", path)
+    assert result.exit_code == 1, result.output
+    rejects = read_rejects(tmp_path / "settlement.rejects.csv")
+    assert [(r["line"], r["key"], r["field"]) for r in rejects] == [
+        ("2", "T1", "merchant"),
+        ("3", "T2", "merchant"),
+    ]
+    assert stored_ids(engine) == ["T0", "T3"]

@@ -323,9 +323,17 @@ def _parquet_chunks(
         yield chunk
 
 
+class Unreadable:
+    """A Parquet value Python cannot hold: no model field accepts it, so its row alone is refused
+    naming the field ("Input should be a valid string", "… datetime")."""
+
+    def __repr__(self) -> str:
+        return "<unreadable value>"
+
+
 def _parquet_column(column: Any) -> list[Any]:
-    """A column's values as Python objects. A timestamp Python cannot hold (beyond year 9999) is
-    passed on as text, so that row alone is refused naming its field, like any bad date."""
+    """A column's values as Python objects. A value Python cannot hold refuses its row alone,
+    naming its field (``_unreadable``)."""
     import pyarrow as pa
 
     try:
@@ -336,8 +344,30 @@ def _parquet_column(column: Any) -> list[Any]:
             try:
                 values.append(_parquet_value(column[index].as_py()))
             except (ValueError, OverflowError, pa.ArrowException):
-                values.append(f"{column.cast(pa.int64())[index].as_py()} ({column.type}) is out of range")
+                values.append(_unreadable(column, index))
         return values
+
+
+def _unreadable(column: Any, index: int) -> Any:
+    """What stands for a value Python cannot hold, so that the model refuses it naming its field.
+
+    A timestamp beyond year 9999 is passed on as text saying so (a bad date like any other). A
+    string whose bytes are not UTF-8 (a writer that did not check them) is passed on as those bytes,
+    which the model refuses as not UTF-8: turning it into text would have it accepted as a merchant
+    or a name, and the fallback used to fail in turn (``ArrowInvalid``), stopping the load with a
+    traceback. Anything else is an ``Unreadable``."""
+    import pyarrow as pa
+
+    kind = column.type
+    try:
+        if pa.types.is_timestamp(kind):
+            return f"{column.cast(pa.int64())[index].as_py()} ({kind}) is out of range"
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            binary = pa.large_binary() if pa.types.is_large_string(kind) else pa.binary()
+            return column.view(binary)[index].as_py()
+    except (ValueError, OverflowError, pa.ArrowException):
+        pass
+    return Unreadable()
 
 
 def _parquet_value(value: Any) -> Any:
