@@ -54,6 +54,20 @@ def _header_safe(value: str) -> str:
 HEADER_SAFE = AfterValidator(_header_safe)
 """The check, to place *after* a ``Field`` in an ``Annotated`` (``Annotated[str, Field(max_length=…),
 HEADER_SAFE]``) so length errors keep their own types and messages."""
+ONE_LINE_MESSAGE = "must be one line without control characters"
+
+
+def _one_line(value: str | None) -> str | None:
+    if value is not None and not is_header_safe(value):
+        raise ValueError(ONE_LINE_MESSAGE)
+    return value
+
+
+ONE_LINE = AfterValidator(_one_line)
+"""The same check for a name, a label or an id that lists, reports and command-line tables print
+on one line (an agent, a team, a city, a phone number): a line break would forge a line of them, an
+escape sequence would drive the operator's terminal. Place it after the ``Field`` like
+``HEADER_SAFE``; free text (notes, details, addresses) keeps its lines."""
 HeaderSafeText = Annotated[str, HEADER_SAFE]
 """A request field whose value may end up in a mail header (subject, name, address): refused with
 422 naming the field when it holds a line break or another control character. Give its length as

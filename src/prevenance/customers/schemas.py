@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prevenance.common.text import HeaderSafeText
+from prevenance.common.text import ONE_LINE, HeaderSafeText
 
 
 class MemberPut(BaseModel):
@@ -25,7 +26,10 @@ class MemberPut(BaseModel):
         json_schema_extra={"pattern": "^[A-Za-z]{2}$"},
     )
     product: str = Field(min_length=1, max_length=40)
-    city: str | None = Field(default=None, max_length=120, description="home city (optional)")
+    # Printed on one line by lists and matched by incidents: no line break or control character.
+    city: Annotated[str | None, ONE_LINE] = Field(
+        default=None, max_length=120, description="home city (optional)"
+    )
     phone: str | None = Field(
         default=None,
         max_length=32,

@@ -13,9 +13,11 @@ from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, note_member_access, require
 from prevenance.common.inputs import Moment
 from prevenance.common.responses import respond
+from prevenance.common.text import ONE_LINE
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import concierge
 from prevenance.desk.api import CONFLICT, INVALID, NOT_FOUND, Limit, Ref
+from prevenance.desk.schemas import City, Id
 
 router = APIRouter(prefix="/v1", tags=["concierge"])
 
@@ -23,7 +25,8 @@ ConciergeStaff = Annotated[Principal, Depends(require(Role.CONCIERGE, Role.AGENT
 FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {"description": "Not entitled", **INVALID[422]}}
 Category = Literal["restaurant", "flowers", "tickets", "travel", "gifts", "events", "other"]
 Status = Literal["open", "in_progress", "solved", "cancelled"]
-Word = Annotated[str, Field(min_length=1, max_length=120)]
+Word = Annotated[str, Field(min_length=1, max_length=120), ONE_LINE]
+Label = Annotated[str, Field(min_length=1, max_length=300), ONE_LINE]
 
 
 class ConciergeRequestCreate(BaseModel):
@@ -31,11 +34,11 @@ class ConciergeRequestCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(min_length=1, max_length=200)]
+    id: Id
     category: Category
-    title: Annotated[str, Field(min_length=1, max_length=300)]
+    title: Label
     details: Annotated[str, Field(max_length=10_000)] = ""
-    city: Annotated[str, Field(min_length=1, max_length=120)]
+    city: City
     country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]
     due_at: Moment
 
@@ -44,7 +47,7 @@ class ConciergeStatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status
-    partner: Annotated[str | None, Field(max_length=200)] = None
+    partner: Annotated[str | None, Field(max_length=200), ONE_LINE] = None
     cost: Annotated[str | None, Field(max_length=40, examples=["120.00"], description="EUR")] = None
     solution: Annotated[str | None, Field(max_length=10_000)] = None
 
@@ -182,9 +185,9 @@ def get_tastes(ref: Ref, engine: DbEngine, _: ConciergeStaff) -> dict[str, Any]:
 class ConciergePartnerPut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200), ONE_LINE]
     country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]
-    city: Annotated[str, Field(min_length=1, max_length=120)]
+    city: City
     category: Category
     rating: Annotated[int, Field(ge=1, le=5)]
 

@@ -15,6 +15,7 @@ from prevenance.common.deps import AppClock, DbEngine, note_member_access, requi
 from prevenance.common.inputs import Moment, Month
 from prevenance.common.problems import PROBLEM_JSON
 from prevenance.common.responses import respond
+from prevenance.common.text import ONE_LINE
 from prevenance.db import read_session, run_in_transaction
 from prevenance.desk import recovery
 
@@ -44,7 +45,7 @@ class RecoveryCaseCreate(BaseModel):
     id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")]
     member_ref: Annotated[str, Field(min_length=1, max_length=64)]
     contact_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None
-    team: Annotated[str | None, Field(min_length=1, max_length=120)] = None
+    team: Annotated[str | None, Field(min_length=1, max_length=120), ONE_LINE] = None
     note: Annotated[str | None, Field(max_length=2000)] = None
     due_at: Moment | None = None
 

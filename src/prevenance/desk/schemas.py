@@ -8,11 +8,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prevenance.common.inputs import Moment
-from prevenance.common.text import HEADER_SAFE
+from prevenance.common.text import HEADER_SAFE, ONE_LINE
 
-Id = Annotated[str, Field(min_length=1, max_length=200)]
+# Ids, names and labels are printed on one line by lists, reports and the CLI (``ONE_LINE``).
+Id = Annotated[str, Field(min_length=1, max_length=200), ONE_LINE]
 MemberRef = Annotated[str, Field(min_length=1, max_length=64)]
-Name = Annotated[str, Field(min_length=1, max_length=120)]
+Name = Annotated[str, Field(min_length=1, max_length=120), ONE_LINE]
+City = Annotated[str, Field(min_length=1, max_length=120), ONE_LINE]
 Channel = Literal["phone", "email", "chat", "social", "web", "letter"]
 Outcome = Literal["resolved", "pending", "transferred", "callback_scheduled", "escalated"]
 Mode = Literal["in_a_hurry", "has_time", "leave_me_alone"]
@@ -160,7 +162,7 @@ class CardReplacementCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Id
-    city: Annotated[str, Field(min_length=1, max_length=120)]
+    city: City
     country: Annotated[str, Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")]
     address: Annotated[str, Field(max_length=2000)] = ""
 
@@ -198,7 +200,7 @@ class CommunicationCreate(BaseModel):
     id: Id
     member_ref: MemberRef
     kind: CommunicationKind = "other"
-    template: Annotated[str, Field(min_length=1, max_length=120)]
+    template: Annotated[str, Field(min_length=1, max_length=120), ONE_LINE]
     channel: CommunicationChannel
     language: Literal["fr", "en"]
     sent_at: Moment
@@ -392,7 +394,7 @@ class CallbackCreate(BaseModel):
     id: Id
     reason: Annotated[str, Field(min_length=1, max_length=80, examples=["statement.question"])]
     scheduled_for: Moment
-    phone: Annotated[str, Field(max_length=40)] = ""
+    phone: Annotated[str, Field(max_length=40), ONE_LINE] = ""
 
 
 class CallbackComplete(BaseModel):
@@ -429,10 +431,12 @@ class IncidentAffects(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    products: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=50)] = []
+    products: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=40), ONE_LINE]], Field(max_length=50)
+    ] = []
     countries: Annotated[list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]], Field(max_length=250)] = []
-    cities: Annotated[list[Annotated[str, Field(min_length=1, max_length=120)]], Field(max_length=250)] = []
-    merchant: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    cities: Annotated[list[City], Field(max_length=250)] = []
+    merchant: Annotated[str | None, Field(min_length=1, max_length=200), ONE_LINE] = None
     reasons: Annotated[list[Annotated[str, Field(min_length=1, max_length=80)]], Field(max_length=100)] = []
     window_start: Moment | None = None
     window_end: Moment | None = None
