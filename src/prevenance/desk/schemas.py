@@ -5,13 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from prevenance.common.inputs import Moment
 from prevenance.common.text import HEADER_SAFE, ONE_LINE
 
+
+def _path_segment(value: str) -> str:
+    if "/" in value:
+        raise ValueError("must not contain '/': the record is read and changed at its address, /v1/…/{id}")
+    return value
+
+
+PATH_SEGMENT = AfterValidator(_path_segment)
+"""A record's id is one segment of its address (``/v1/callbacks/{id}/complete``): the server decodes
+``%2F`` before routing, so no URL names an id holding ``/`` and the record could never be read or
+moved on again (a card order never dispatched breaches its promise for ever)."""
 # Ids, names and labels are printed on one line by lists, reports and the CLI (``ONE_LINE``).
-Id = Annotated[str, Field(min_length=1, max_length=200), ONE_LINE]
+Id = Annotated[str, Field(min_length=1, max_length=200), ONE_LINE, PATH_SEGMENT]
 MemberRef = Annotated[str, Field(min_length=1, max_length=64)]
 Name = Annotated[str, Field(min_length=1, max_length=120), ONE_LINE]
 City = Annotated[str, Field(min_length=1, max_length=120), ONE_LINE]
