@@ -220,6 +220,11 @@ def change_status(
         )
     if status == "solved" and not (solution or "").strip():
         raise InvalidInput("a solved request needs its solution", field="solution")
+    if partner is not None or solution is not None:
+        # New text about the member: never about an erased one (the erasure blanked the solution).
+        member = customers.find_member_by_id(session, member_id=row.member_id)
+        if member is not None:
+            customers.ensure_not_erased(member, field="id")
     row.status, row.updated_at = status, now
     if partner is not None:
         row.partner = partner.strip()

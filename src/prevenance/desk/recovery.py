@@ -241,6 +241,11 @@ def close_case(
         if row.outcome != outcome:
             raise RecoveryCaseClosed(f"the case was closed as {row.outcome!r}", field="outcome")
         return _body(row, now)
+    if note:
+        # New text about the member: never about an erased one (the erasure blanked the note).
+        member = customers.find_member_by_id(session, member_id=row.member_id)
+        if member is not None:
+            customers.ensure_not_erased(member, field="id")
     row.status, row.outcome, row.closed_by, row.closed_at = "closed", outcome, by, now
     if note:
         row.note = note

@@ -175,3 +175,43 @@ def test_no_desk_write_lands_on_an_erased_member(
     _refused(getattr(api, method)(path.replace("{alias}", alias), filled, role=role))
     with read_session(engine) as session:
         assert session.scalar(select(func.count()).select_from(table)) == before
+
+
+def test_work_left_open_for_an_erased_member_closes_without_new_text_about_them(api: Api) -> None:
+    """The erasure blanked the concierge's solution and the recovery note: moving the member's open
+    request or case on is still possible (the queues must empty), but not with new text about them
+    (a solution, a partner, a note), which would undo the erasure."""
+    assert api.put("/v1/members/P1", member_body(product="platinum")).status_code == 201
+    request = {
+        "id": "q1",
+        "category": "flowers",
+        "title": "Roses for Camille",
+        "city": "Paris",
+        "country": "FR",
+        "due_at": "2026-06-01T10:00:00Z",
+    }
+    assert api.post("/v1/members/P1/concierge-requests", request, role="concierge").status_code == 201
+    assert (
+        api.post("/v1/concierge-requests/q1/status", {"status": "in_progress"}, role="concierge").status_code
+        == 200
+    )
+    assert api.post("/v1/recovery-cases", {"id": "r1", "member_ref": "P1", "team": "t1"}).status_code == 201
+    assert api.post("/v1/members/P1/erase", {}).status_code == 200
+
+    solved = {"status": "solved", "solution": "Red roses delivered to Camille", "partner": "fleuriste"}
+    _refused(api.post("/v1/concierge-requests/q1/status", solved, role="concierge"))
+    _refused(
+        api.client.patch(
+            "/v1/recovery-cases/r1",
+            json={"outcome": "resolved", "note": "Camille ok"},
+            headers=api.headers("agent"),
+        )
+    )
+    cancelled = api.post("/v1/concierge-requests/q1/status", {"status": "cancelled"}, role="concierge")
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["solution"], cancelled.json()["partner"]) in ((None, None), ("", None), ("", ""))
+    closed = api.client.patch(
+        "/v1/recovery-cases/r1", json={"outcome": "customer_declined"}, headers=api.headers("agent")
+    )
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["note"] in (None, "")
