@@ -158,6 +158,7 @@ def _evaluate(
     if member is None:
         return UnknownMemberInBody(f"no member with ref {tx.member_ref!r}", field="member_ref")
     try:
+        customers.ensure_not_erased(member, field="member_ref")
         rules.check_currency(tx.currency, prog)
         amount = rules.parse_amount_field(tx.amount, tx.currency)
     except PrevenanceError as error:

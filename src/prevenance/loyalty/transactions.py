@@ -66,6 +66,7 @@ def record_transaction(session: Session, *, tx: TransactionInput, now: datetime)
 def _earn(session: Session, *, tx: TransactionInput, now: datetime) -> Outcome:
     prog = programme.current(session)
     member = customers.get_member_summary_for_body(session, ref=tx.member_ref, field="member_ref")
+    customers.ensure_not_erased(member, field="member_ref")  # an erased member is never written to again
     check_currency(tx.currency, prog)
     amount = parse_amount_field(tx.amount, tx.currency)
     if not tx.merchant.strip():

@@ -44,8 +44,10 @@ from prevenance.voice.tables import Answer, AnswerTopic, Suggestion, SurveyConse
 def set_survey_consent(
     session: Session, *, member_ref: str, opted_out: bool, by: str, now: datetime
 ) -> dict[str, Any]:
-    """Record whether a member wants surveys; setting the same value again changes nothing."""
+    """Record whether a member wants surveys; setting the same value again changes nothing. An erased
+    member is never written to again (409 ``member-erased``)."""
     member = customers.get_member(session, ref=member_ref)
+    customers.ensure_not_erased(member)
     row = session.get(SurveyConsent, member.id, with_for_update=True)
     if row is None:
         row = SurveyConsent(member_id=member.id, opted_out=opted_out, updated_at=now, updated_by=by)

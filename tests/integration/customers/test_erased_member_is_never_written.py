@@ -6,11 +6,15 @@ answer. A ref with the pseudonyms' prefix is reserved: no member is created with
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 
+from prevenance.common.clock import FrozenClock
+from prevenance.customers.tables import Member
 from prevenance.db import read_session
 from prevenance.desk.tables import (
     BenefitExplanation,
@@ -24,7 +28,9 @@ from prevenance.desk.tables import (
     MemberTastes,
     RecoveryCase,
 )
-from tests.conftest import Api, member_body
+from prevenance.loyalty import ingest, ledger
+from prevenance.loyalty.tables import CardTransaction
+from tests.conftest import Api, member_body, tx_body
 
 
 def _contact(contact_id: str, ref: str) -> dict[str, Any]:
@@ -215,3 +221,52 @@ def test_work_left_open_for_an_erased_member_closes_without_new_text_about_them(
     )
     assert closed.status_code == 200, closed.text
     assert closed.json()["note"] in (None, "")
+
+
+# --- the ledger's doors, the survey consent, the member file -----------------------------------------
+
+
+def test_no_earn_is_recorded_for_an_erased_member_but_an_earlier_one_still_replays(
+    api: Api, engine: Engine
+) -> None:
+    """A card transaction naming the member's old ref finds no one (422); one naming the pseudonym is
+    refused (409) by the API's engine, as by every door that uses it (stream, settlement file); the
+    ledger keeps what was earned before, and a retry of an earn answered before the erasure replays."""
+    assert api.put("/v1/members/E1", member_body()).status_code == 201
+    before = api.post("/v1/transactions", tx_body("TX-before", "E1"), role="integrator")
+    assert before.status_code == 201, before.text
+    erased = api.post("/v1/members/E1/erase", {})
+    assert erased.status_code == 200, erased.text
+    pseudonym = str(erased.json()["member_ref"])
+    _refused(api.post("/v1/transactions", tx_body("TX-after", pseudonym), role="integrator"))
+    assert api.post("/v1/transactions", tx_body("TX-old-ref", "E1"), role="integrator").status_code == 422
+    with read_session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(CardTransaction)) == 1
+        assert ledger.audit(session)["ok"]
+    again = api.post("/v1/transactions", tx_body("TX-before", "E1"), role="integrator")
+    assert again.status_code == 201 and again.headers.get("idempotent-replayed") == "true", again.text
+
+
+def test_an_erased_members_survey_consent_is_not_written(api: Api) -> None:
+    pseudonym = _erased(api)
+    _refused(api.put(f"/v1/members/{pseudonym}/survey-consent", {"opted_out": True}))
+
+
+def test_a_member_file_never_writes_an_erased_members_pseudonym(
+    api: Api, engine: Engine, clock: FrozenClock, tmp_path: Path
+) -> None:
+    pseudonym = _erased(api)
+    path = tmp_path / "members.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(ingest.MEMBER_COLUMNS)
+        for ref in ("N1", pseudonym, "erased-unused"):
+            out.writerow((ref, "Nouveau Nom", "n@example.fr", "fr", "FR", "gold"))
+    report = ingest.ingest_members(engine, path, clock=clock, rejects_path=tmp_path / "rejects.csv")
+    assert report.counts["created"] == 1
+    with (tmp_path / "rejects.csv").open(newline="", encoding="utf-8") as handle:
+        rejects = list(csv.DictReader(handle))
+    assert [(r["line"], r["status"]) for r in rejects] == [("3", "409"), ("4", "409")], rejects
+    with read_session(engine) as session:
+        names = {ref: name for ref, name in session.execute(select(Member.ref, Member.name)).all()}
+    assert names[pseudonym] != "Nouveau Nom" and "erased-unused" not in names

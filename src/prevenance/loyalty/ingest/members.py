@@ -58,6 +58,18 @@ def _parse_member(record: Record) -> _MemberRow:
             line, ref, 422, "invalid-input", "ref", "member ref must be 1-64 characters [A-Za-z0-9._:-]"
         )
         return _MemberRow(line, ref, None, reject)
+    if member_rules.is_erased_ref(ref):
+        # Erased members' pseudonyms (and the prefix reserved for them): never written to again, as
+        # ``PUT /v1/members/{ref}`` answers (409 for an erased member, 422 for an unused pseudonym).
+        reject = Reject(
+            line,
+            ref,
+            409,
+            "member-erased",
+            "ref",
+            f"refs starting with {member_rules.ERASED_PREFIX!r} name erased members, never written to again",
+        )
+        return _MemberRow(line, ref, None, reject)
     optional = tuple(c for c in MEMBER_OPTIONAL_COLUMNS if c in values)
     fields = (*MEMBER_COLUMNS[1:], *optional)
     try:
