@@ -261,14 +261,14 @@ def read_transactions(path: Path) -> Iterator[tuple[int, str, bytes]]:
                 yield line, message_id(body["id"], data), data
         return
     with path.open("rb") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
+        for number, raw in enumerate(handle, 1):
+            if raw.strip():
                 try:
-                    parsed = orjson.loads(line)
+                    parsed = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     parsed = None
                 tx_id = parsed.get("id") if isinstance(parsed, dict) else None
-                yield number, message_id(tx_id, line.strip()), line.strip()
+                yield number, message_id(tx_id, raw.strip()), raw.strip()
 
 
 def check_sizes(path: Path, max_payload: int) -> None:
