@@ -219,24 +219,6 @@ class CommunicationCreate(BaseModel):
     summary: Annotated[str, Field(max_length=5000)] = ""
 
 
-class CommunicationRead(BaseModel):
-    id: str
-    member_ref: str
-    kind: str
-    template: str
-    channel: str
-    language: str
-    sent_at: datetime
-    subject: str
-    summary: str
-    source: str
-
-
-class CommunicationsPage(BaseModel):
-    member_ref: str
-    items: list[CommunicationRead]
-
-
 class MemberCommunicationRead(BaseModel):
     """What a member key reads of a communication: an allow-list without ``source`` (the staff
     member or internal system that logged it is staff-only, as in the 360 and the GDPR export)."""
@@ -250,6 +232,17 @@ class MemberCommunicationRead(BaseModel):
     sent_at: datetime
     subject: str
     summary: str
+
+
+class CommunicationRead(MemberCommunicationRead):
+    """What staff read: the member's view and who or what logged it."""
+
+    source: str
+
+
+class CommunicationsPage(BaseModel):
+    member_ref: str
+    items: list[CommunicationRead]
 
 
 class MemberCommunicationsPage(BaseModel):
