@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ARRAY, Engine, and_, any_, bindparam, func, select, true, union_all
+from sqlalchemy import ARRAY, Engine, and_, bindparam, func, select, true
 from sqlalchemy.orm import Session
 
 from prevenance.common.idempotency import Outcome
@@ -52,9 +52,9 @@ from prevenance.common.problems import IdempotencyConflict, InvalidInput, Preven
 from prevenance.customers import service as customers
 from prevenance.customers.errors import UnknownMemberInBody
 from prevenance.customers.service import MemberSummary
-from prevenance.db import ignoring_conflicts, run_in_transaction
+from prevenance.db import run_in_transaction
+from prevenance.loyalty import earn_accounts, ledger, programme, rules, transactions
 from prevenance.loyalty import hooks as earn_hooks
-from prevenance.loyalty import ledger, programme, rules, transactions
 from prevenance.loyalty.earn_rows import (
     ACCOUNTS,
     CARD_COLUMNS,
@@ -134,22 +134,6 @@ class _Earn:
     body_text: str | None = None  # ``body`` as stored (``json_text``), while no hook changed it
 
 
-@dataclass(frozen=True)
-class _PendingReferral:
-    id: str
-    referrer_id: int
-    bonus: int
-    unit: str
-
-
-def member_code(member_id: int, unit: str) -> str:
-    return f"member:{member_id}:{unit}"
-
-
-def issuance_code(unit: str) -> str:
-    return f"system:issuance:{unit}"
-
-
 def _evaluate(
     index: int, request: EarnRequest, member: MemberSummary | None, prog: rules.Programme
 ) -> _Earn | PrevenanceError:
@@ -194,28 +178,6 @@ def _evaluate(
     return _Earn(index, request, member, product, amount_eur, card, product.unit, units)
 
 
-_R = REFERRALS.c
-_PENDING = select(_R.referee_id, _R.id, _R.referrer_id, _R.bonus, _R.unit).where(_R.status == "pending")
-_PENDING_REFERRALS = InQuery(_PENDING.where, _R.referee_id)
-_PENDING_REFERRALS_LOCKED = InQuery(
-    lambda condition: _PENDING.where(condition).order_by(_R.referee_id).with_for_update(), _R.referee_id
-)
-_A = ACCOUNTS.c
-_ACCOUNTS_BY_CODE = InQuery(select(_A.code, _A.id, _A.balance).where, _A.code)
-_LOCKED_ACCOUNTS = (
-    select(_A.code, _A.id, _A.balance)
-    .where(_A.code == any_(bindparam("p_tracked", type_=ARRAY(_A.code.type))))
-    .order_by(_A.id)
-    .with_for_update()
-    .cte("locked")
-)
-_LOCK_ACCOUNTS = union_all(
-    select(_LOCKED_ACCOUNTS.c.code, _LOCKED_ACCOUNTS.c.id, _LOCKED_ACCOUNTS.c.balance),
-    select(_A.code, _A.id, _A.balance).where(
-        _A.code == any_(bindparam("p_untracked", type_=ARRAY(_A.code.type)))
-    ),
-)
-"""PostgreSQL: the members' accounts of a batch locked, its issuance accounts read, in one statement."""
 _K = KEYS.c
 _PV = PROGRAMME_VERSIONS.c
 _NEWEST_PROGRAMME = (
@@ -253,73 +215,6 @@ PROGRAMME_AND_KEYS = InQuery(
 )
 """The newest programme version's fingerprint beside the batch's stored keys, one round trip (one
 row with NULL keys when none is stored; no row without a programme)."""
-
-
-def _pending_referrals(
-    session: Session, referee_ids: list[int], *, lock: bool
-) -> dict[int, _PendingReferral]:
-    query = _PENDING_REFERRALS_LOCKED if lock else _PENDING_REFERRALS
-    return {
-        referee_id: _PendingReferral(rid, referrer_id, int(bonus), unit)
-        for referee_id, rid, referrer_id, bonus, unit in query.rows(session, referee_ids)
-    }
-
-
-def _ensure_accounts(
-    session: Session, needed: dict[str, tuple[str, int | None]]
-) -> dict[str, tuple[int, int]]:
-    """Create the accounts first used by this batch (in first-use order, as the service would),
-    then lock every account the batch posts to and return ``code → (id, balance)``."""
-    if session.get_bind().dialect.name == "postgresql":
-        return _lock_accounts_postgres(session, needed)
-    codes = list(needed)
-    known = {code: (aid, int(balance)) for code, aid, balance in _ACCOUNTS_BY_CODE.rows(session, codes)}
-    missing = _new_accounts(needed, known)
-    if missing:
-        # Concurrent creators race on the unique code; the loser's insert is a no-op.
-        session.execute(ignoring_conflicts(session, ledger.INSERT_ACCOUNT_IF_NEW), missing)
-        known.update(
-            (code, (aid, int(balance)))
-            for code, aid, balance in _ACCOUNTS_BY_CODE.rows(session, [m["code"] for m in missing])
-        )
-    return known  # SQLite: the write lock is already ours, what was read is what is there
-
-
-def _new_accounts(
-    needed: dict[str, tuple[str, int | None]], known: dict[str, tuple[int, int]]
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "code": code,
-            "unit": unit,
-            "member_id": member_id,
-            "tracks_balance": member_id is not None,
-            "balance": 0,
-        }
-        for code, (unit, member_id) in needed.items()
-        if code not in known
-    ]
-
-
-def _lock_accounts_postgres(
-    session: Session, needed: dict[str, tuple[str, int | None]]
-) -> dict[str, tuple[int, int]]:
-    """One statement when every account exists (the usual case): the members' accounts locked in id
-    order (one order for every locker keeps deadlocks rare; PostgreSQL breaks the rest and the batch
-    is re-run), the issuance accounts read unlocked (their balance is not tracked; locking them would
-    serialise every batch). The balances read under the lock are the ones the batch builds on."""
-    tracked = [c for c in needed if needed[c][1] is not None]
-    untracked = [c for c in needed if needed[c][1] is None]
-    connection = session.connection()
-    params = {"p_tracked": tracked, "p_untracked": untracked}
-    found = {code: (aid, int(balance)) for code, aid, balance in connection.execute(_LOCK_ACCOUNTS, params)}
-    missing = _new_accounts(needed, found)
-    if not missing:
-        return found
-    # Concurrent creators race on the unique code; the loser's insert is a no-op. Then lock again:
-    # a row another transaction created since is locked too.
-    session.execute(ignoring_conflicts(session, ledger.INSERT_ACCOUNT_IF_NEW), missing)
-    return {code: (aid, int(balance)) for code, aid, balance in connection.execute(_LOCK_ACCOUNTS, params)}
 
 
 def apply_earns(
@@ -389,38 +284,40 @@ def _apply_wave(
     """Write the longest prefix of ``earns`` in which (when hooks run) no account is touched twice;
     returns how many earns it wrote."""
     referee_ids = list(dict.fromkeys(e.member.id for e in earns))
-    predicted = _pending_referrals(session, referee_ids, lock=False)
+    predicted = earn_accounts.pending_referrals(session, referee_ids, lock=False)
     needed: dict[str, tuple[str, int | None]] = {}
     winners: dict[int, str] = {}  # referee id → the transaction that rewards the referral
     touched: set[str] = set()
     count = 0
     for earn in earns:
-        codes = [member_code(earn.member.id, earn.unit)]
+        codes = [ledger.member_account_code(earn.member.id, earn.unit)]
         referral = predicted.get(earn.member.id)
         wins = referral is not None and earn.member.id not in winners
         if wins and referral is not None and referral.bonus > 0:
-            codes.append(member_code(referral.referrer_id, referral.unit))
+            codes.append(ledger.member_account_code(referral.referrer_id, referral.unit))
         if hooks and count and (touched.intersection(codes) or earn.member.id in winners):
             break
         touched.update(codes)
         count += 1
         needed.setdefault(codes[0], (earn.unit, earn.member.id))
         if earn.units > 0:
-            needed.setdefault(issuance_code(earn.unit), (earn.unit, None))
+            needed.setdefault(ledger.system_account_code("issuance", earn.unit), (earn.unit, None))
         if wins and referral is not None:
             winners[earn.member.id] = earn.request.tx.id
             if referral.bonus > 0:
-                needed.setdefault(issuance_code(referral.unit), (referral.unit, None))
+                needed.setdefault(
+                    ledger.system_account_code("issuance", referral.unit), (referral.unit, None)
+                )
                 needed.setdefault(codes[1], (referral.unit, referral.referrer_id))
     wave = earns[:count]
-    accounts = _ensure_accounts(session, needed)
+    accounts = earn_accounts.ensure_accounts(session, needed)
     # With the referees' accounts locked no referral can be created or rewarded for them any more
     # (both take these locks first); if one was since the plan was made, plan the batch again.
     wave_referees = list(dict.fromkeys(e.member.id for e in wave))
     expected = {k: v for k, v in predicted.items() if k in set(wave_referees)}
     if session.get_bind().dialect.name == "postgresql":
         # On SQLite the prediction was already made under the write lock (``BEGIN IMMEDIATE``).
-        referrals = _pending_referrals(session, wave_referees, lock=True)
+        referrals = earn_accounts.pending_referrals(session, wave_referees, lock=True)
         if referrals != expected:
             raise PlanChanged()
     else:
@@ -442,13 +339,13 @@ def _apply_wave(
         member_id = earn.member.id
         occurred_at = earn.card[6]
         cards.append((*earn.card[:6], writer.time(occurred_at), *earn.card[7:], at))
-        code = member_code(member_id, earn.unit)
+        code = ledger.member_account_code(member_id, earn.unit)
         if earn.units > 0:
             balances[code] += earn.units
             postings.append(
                 (
                     ledger.posting_key("earn", tx.id),
-                    accounts[issuance_code(earn.unit)][0],
+                    accounts[ledger.system_account_code("issuance", earn.unit)][0],
                     accounts[code][0],
                     earn.units,
                     earn.unit,
@@ -464,12 +361,12 @@ def _apply_wave(
             referral = referrals[member_id]
             rewarded.append(("rewarded", at, tx.id, referral.id, "pending"))
             if referral.bonus > 0:
-                referrer = member_code(referral.referrer_id, referral.unit)
+                referrer = ledger.member_account_code(referral.referrer_id, referral.unit)
                 balances[referrer] += referral.bonus
                 postings.append(
                     (
                         ledger.posting_key("referral", referral.id),
-                        accounts[issuance_code(referral.unit)][0],
+                        accounts[ledger.system_account_code("issuance", referral.unit)][0],
                         accounts[referrer][0],
                         referral.bonus,
                         referral.unit,

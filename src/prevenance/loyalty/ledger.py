@@ -115,9 +115,19 @@ def _account(session: Session, code: str, *, unit: str, member_id: int | None) -
     return AccountRef(id=row[0], unit=row[1], member_id=row[2], tracks_balance=row[3])
 
 
+def member_account_code(member_id: int, unit: str) -> str:
+    """The code of a member's account in a unit: the one format, for the ledger and the earn engine."""
+    return f"member:{member_id}:{unit}"
+
+
+def system_account_code(name: str, unit: str) -> str:
+    """The code of a programme account (``issuance``, ``catalogue``…) in a unit."""
+    return f"system:{name}:{unit}"
+
+
 def member_account(session: Session, *, member_id: int, unit: str) -> AccountRef:
     """The member's account in a unit (created on first use)."""
-    return _account(session, f"member:{member_id}:{unit}", unit=unit, member_id=member_id)
+    return _account(session, member_account_code(member_id, unit), unit=unit, member_id=member_id)
 
 
 _MEMBER_ACCOUNT_IDS = select(Account.id).where(Account.member_id == bindparam("p_member"))
@@ -141,7 +151,7 @@ def system_account(session: Session, *, name: str, unit: str) -> AccountRef:
 
     Looked up once per transaction: every earn of a batch credits from the same issuance account.
     """
-    code = f"system:{name}:{unit}"
+    code = system_account_code(name, unit)
     return transaction_memo(session, code, lambda: _account(session, code, unit=unit, member_id=None))
 
 
@@ -281,7 +291,7 @@ def credit_member(
     _check_posting(debit, unit=debit.unit, amount=amount, reason=reason)
     if debit.tracks_balance:
         raise ValueError("credit_member debits a programme account that keeps no balance")
-    code = f"member:{member_id}:{debit.unit}"
+    code = member_account_code(member_id, debit.unit)
     row = session.execute(_CREDIT_BY_CODE, {"p_code": code, "p_amount": amount}).first()
     if row is None:  # the member's first movement in this unit
         member_account(session, member_id=member_id, unit=debit.unit)
@@ -480,7 +490,7 @@ def _issuance_totals(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(Account.unit, func.coalesce(func.sum(computed.c.computed), 0))
         .join(computed, computed.c.account_id == Account.id)
-        .where(Account.code.like("system:issuance:%"))
+        .where(Account.code.like(system_account_code("issuance", "%")))
         .group_by(Account.unit)
     ).all()
     return {unit: int(total) for unit, total in rows}
