@@ -35,6 +35,11 @@ FIRST_MONTH, LAST_MONTH = "2000-01", "2099-12"
 WINDOW_TEXT = "between 2000-01-01T00:00:00Z (included) and 2100-01-01T00:00:00Z (excluded)"
 OUT_OF_WINDOW = f"must be an instant {WINDOW_TEXT}"
 NUL_MESSAGE = "must not contain a NUL character (U+0000)"
+INT32_MAX = 2**31 - 1
+"""The largest value of a 32-bit integer column (PostgreSQL ``integer``): a larger one is a 422."""
+BIGINT_MAX = 2**63 - 1
+"""The largest value of a 64-bit integer column (``bigint``, SQLite's ``INTEGER``): a larger id or
+cursor is a 422, where the database refused to bind it (a 500)."""
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from prevenance.common.auth import Principal, Role
 from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_scope, require
+from prevenance.common.inputs import BIGINT_MAX
 from prevenance.customers import rules, service
 from prevenance.customers.schemas import MemberPut, MemberRead
 from prevenance.customers.tables import Member
@@ -88,9 +89,6 @@ class AccessLogRead(BaseModel):
 
 
 Auditor = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
-LARGEST_ID = 2**63 - 1
-"""The largest id a BIGINT (and SQLite's INTEGER) holds: a forged cursor beyond it is a 422 naming
-``before_id``, where the database refused to bind it and the route answered 500."""
 
 
 @router.get("/members/{ref}/access-log", response_model=list[AccessLogRead])
@@ -99,7 +97,7 @@ def get_access_log(
     engine: DbEngine,
     _: Auditor,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before_id: Annotated[int | None, Query(ge=1, le=LARGEST_ID)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
 ) -> list[dict[str, object]]:
     """Who read or changed this customer's record (API and console), newest first; append-only.
     Supervisor and admin keys."""

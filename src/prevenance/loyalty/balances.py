@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from prevenance.common.inputs import BIGINT_MAX
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
 from prevenance.loyalty import ledger
@@ -32,7 +33,6 @@ def _encode_cursor(posting_id: int) -> str:
 # BIGINT. Anything else was made by hand: ``int()`` alone would take "+3", " 3", "1_0" or a Unicode
 # digit, and a number past the column's range reached the database as an overflow (a 500).
 _CURSOR = re.compile(r"p:([1-9][0-9]{0,18})")
-_MAX_POSTING_ID = 2**63 - 1
 
 
 def _decode_cursor(cursor: str) -> int:
@@ -41,7 +41,7 @@ def _decode_cursor(cursor: str) -> int:
     except (ValueError, UnicodeDecodeError):
         text = ""
     found = _CURSOR.fullmatch(text)
-    if found is None or int(found.group(1)) > _MAX_POSTING_ID:
+    if found is None or int(found.group(1)) > BIGINT_MAX:
         raise InvalidInput("cursor is not one this API gave out", field="cursor")
     return int(found.group(1))
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prevenance.common.inputs import Moment
+from prevenance.common.inputs import INT32_MAX, Moment
 from prevenance.common.money import AMOUNT_PATTERN, CURRENCY_PATTERN
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
@@ -39,7 +39,7 @@ Currency = Annotated[
 # absurd number is a 422 naming the field rather than a database overflow (500). A trillion points
 # times the largest quantity (1,000) still fits a signed 64-bit integer.
 MAX_POINTS = 10**12
-MAX_INT32 = 2**31 - 1
+MAX_INT32 = INT32_MAX
 Points = Annotated[int, Field(gt=0, le=MAX_POINTS)]
 
 

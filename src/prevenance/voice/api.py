@@ -45,9 +45,6 @@ MonthQuery = inputs.Month
 MonthPath = Annotated[str, Path(description=inputs.MONTH_TEXT, examples=["2026-01"]), inputs.MONTH_CHECK]
 OptionalMonth = inputs.OptionalMonth
 Quarter = inputs.Quarter
-MAX_VERSION = 2**31 - 1
-"""The largest scorecard version: ``voice_scorecard_versions.version`` is a 32-bit integer, and a
-larger number in the query made the database refuse it (a 500 instead of a 422)."""
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input", **_PROBLEM}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_PROBLEM}}
@@ -96,7 +93,7 @@ def get_scorecard(
     engine: DbEngine,
     _: Analyst,
     month: MonthQuery,
-    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+    version: Annotated[int | None, Query(ge=1, le=inputs.INT32_MAX)] = None,
 ) -> dict[str, Any]:
     """A published monthly scorecard (latest version unless ``version``), with every version's who and why."""
     with read_session(engine) as session:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prevenance.common.inputs import OUT_OF_WINDOW, in_window, quarter_error
+from prevenance.common.inputs import INT32_MAX, OUT_OF_WINDOW, in_window, quarter_error
 from prevenance.common.rules import FieldError
 
 LANGUAGES = ("fr", "en")
@@ -348,7 +348,7 @@ class BarometerLine:
 BAROMETER_COLUMNS = ("source", "country", "quarter", "metric", "value", "n")
 BAROMETER_LENGTHS = {"source": 120, "metric": 40}
 """The stored width of the barometer's text keys: a longer value is a faulty line, not a database error."""
-MAX_INT32 = 2**31 - 1
+MAX_INT32 = INT32_MAX
 
 
 def parse_barometer_row(row: Mapping[str, str | None]) -> BarometerLine:

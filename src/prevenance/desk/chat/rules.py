@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from prevenance.common.inputs import NUL_MESSAGE
+from prevenance.common.inputs import INT32_MAX, NUL_MESSAGE
 from prevenance.common.problems import InvalidInput
 
 STATUSES = ("waiting", "active", "closed")
 AUTHOR_ROLES = ("member", "agent")
 MOMENT_KINDS = ("incident", "card_lost", "travel_hold", "redemption_refused", "recovery_case")
-MAX_SEQ = 2**31 - 1  # the largest sequence number (a 32-bit integer column)
+MAX_SEQ = INT32_MAX  # the largest sequence number (a 32-bit integer column)
 
 
 @dataclass(frozen=True)
