@@ -185,12 +185,27 @@ def lookup_principal(engine: Engine, secret: str) -> Principal | None:
         if reader is not None:
             row = reader.execute(statement, (hash_key(secret),)).fetchone()
         else:
-            with engine.connect() as connection:
-                found = connection.exec_driver_sql(statement, (hash_key(secret),)).first()
-                row = None if found is None else tuple(found)
+            row = _pooled_key_row(engine, statement, hash_key(secret))
     except driver_error as error:
         raise as_sqlalchemy_error(engine, statement, error) from error
     return principal_from_row(row)
+
+
+def _pooled_key_row(engine: Engine, statement: str, key_hash: str) -> tuple[Any, ...] | None:
+    """The key's row read on a pooled server connection, once more on a fresh one if the first
+    was found dead by the statement itself. A session the server ends while its connection sits
+    in the pool usually announces itself (``db.refuse_closed_connection``), but one ended at the
+    very moment of checkout does not; the read is a lone SELECT, so repeating it is harmless, and
+    SQLAlchemy has discarded the pool's older connections on the disconnect by then."""
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as connection:
+                found = connection.exec_driver_sql(statement, (key_hash,)).first()
+                return None if found is None else tuple(found)
+        except DBAPIError as error:
+            if attempt == 2 or not error.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def as_sqlalchemy_error(engine: Engine, statement: str, error: Exception) -> StatementError:

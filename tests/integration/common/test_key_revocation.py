@@ -197,7 +197,7 @@ def test_the_key_lookup_survives_a_server_restart_and_sees_a_revocation_at_once(
     with engine.connect() as connection:
         own = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     killer = create_engine(engine.url)  # another pool: the test engine's connections are the victims
-    with killer.begin() as connection:
+    with killer.begin() as connection:  # without waiting: the server may still be ending them
         connection.execute(
             text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

@@ -100,3 +100,28 @@ def test_only_a_connection_with_bytes_waiting_is_pinged() -> None:
         ours.close()
         with pytest.raises(DisconnectionError):  # no socket any more
             refuse_closed_connection(_Idle(ours, alive=True), None, None)
+
+
+def test_the_key_lookup_reads_again_when_its_connection_died_unannounced(engine: Engine) -> None:
+    """A session ended at the moment of checkout has sent no goodbye yet, so the checkout check lets
+    its connection through (here the check is taken away to make that certain). The API key read
+    (``auth.lookup_principal``), a lone SELECT, is repeated once on a fresh connection instead of
+    failing the request."""
+    if engine.dialect.name != "postgresql":
+        return
+    from sqlalchemy import event
+
+    from prevenance.common.auth import create_key, lookup_principal
+    from prevenance.common.clock import FrozenClock
+
+    with unit_of_work(engine) as session:
+        _, secret = create_key(
+            session, role="agent", name="test-agent", member_ref=None, now=FrozenClock().now()
+        )
+    event.remove(engine, "checkout", refuse_closed_connection)
+    try:
+        _terminate(engine, _backend_pids(engine, 1))
+        principal = lookup_principal(engine, secret)
+        assert principal is not None and principal.name == "test-agent"
+    finally:
+        event.listen(engine, "checkout", refuse_closed_connection)
