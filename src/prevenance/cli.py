@@ -9,6 +9,7 @@ import typer
 from prevenance import wiring
 from prevenance.common.auth import create_key, list_keys, revoke_key
 from prevenance.common.clock import SystemClock
+from prevenance.common.outbox_cli import app as outbox_app
 from prevenance.common.proxies import parse_networks
 from prevenance.console.cli import app as console_app
 from prevenance.db import engine_from_settings, unit_of_work
@@ -36,6 +37,7 @@ app.add_typer(loyalty_app, name="loyalty")
 app.add_typer(demo_app, name="demo")
 app.add_typer(desk_app, name="desk")
 app.add_typer(stream_app, name="stream")
+app.add_typer(outbox_app, name="outbox")
 app.add_typer(voice_app, name="voice")
 app.add_typer(offers_app, name="offers")
 app.add_typer(benefits_app, name="benefits")

@@ -7,7 +7,9 @@ short transaction; a crash loses nothing because the work is re-found on the nex
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import date
+from functools import partial
 
 import structlog
 from sqlalchemy import Engine
@@ -42,37 +44,62 @@ def run_once(
     smtp_url: str | None = None,
     settings: Settings | None = None,
 ) -> dict[str, int]:
-    """One maintenance pass; returns what it did. With NATS configured the outbox is left to the
-    stream relay (``prevenance stream run``), which publishes each event and runs these handlers.
-    Without an SMTP server incident notices and survey invitations wait (``prevenance desk
-    send-notices`` and ``prevenance voice send-invitations`` send them)."""
-    with unit_of_work(engine) as session:
-        released = loyalty.release_expired_holds(session, now=clock.now())
-    delivered = 0
+    """One maintenance pass; returns what it did, and ``steps_failed``. With NATS configured the
+    outbox is left to the stream relay (``prevenance stream run``), which publishes each event and
+    runs these handlers. Without an SMTP server incident notices and survey invitations wait
+    (``prevenance desk send-notices`` and ``prevenance voice send-invitations`` send them).
+
+    Each step runs on its own: one that fails is logged (``maintenance_step_failed``) and counted,
+    and the others run all the same, so a failing delivery never stops the mail."""
+    steps: list[tuple[str, Callable[[], int]]] = [("holds_released", lambda: _release_holds(engine, clock))]
     if deliver_events:
-        with unit_of_work(engine) as session:
-            delivered = outbox.deliver_pending(
-                session, handlers=HANDLERS, now=clock.now(), limit=OUTBOX_BATCH
-            )
-    notices = invitations = warnings = desk_mails = goodwill_mails = 0
+        steps.append(("events_delivered", lambda: _deliver_events(engine, clock)))
     if smtp_url:
-        warnings = loyalty.send_pending_warnings(engine, smtp_url=smtp_url, now=clock.now())
-        goodwill_mails = goodwill_mail.send_pending(engine, smtp_url=smtp_url, now=clock.now())
-        notices = incidents.send_pending_notices(engine, smtp_url=smtp_url, now=clock.now())
-        desk_mails = desk_mail.send_pending(engine, smtp_url=smtp_url, now=clock.now())
-        # Survey links are signed with the settings' secret key: the same settings as the survey page.
-        invitations = voice_invitations.send_pending_invitations(
-            engine, smtp_url=smtp_url, now=clock.now(), settings=settings
-        )
-    return {
-        "holds_released": released,
-        "events_delivered": delivered,
-        "notices_sent": notices,
-        "invitations_sent": invitations,
-        "expiry_warnings_sent": warnings,
-        "desk_mails_sent": desk_mails,
-        "goodwill_mails_sent": goodwill_mails,
-    }
+        mail: dict[str, Callable[..., int]] = {
+            "expiry_warnings_sent": loyalty.send_pending_warnings,
+            "goodwill_mails_sent": goodwill_mail.send_pending,
+            "notices_sent": incidents.send_pending_notices,
+            "desk_mails_sent": desk_mail.send_pending,
+            # Survey links are signed with the settings' secret key: the same settings as the survey page.
+            "invitations_sent": partial(voice_invitations.send_pending_invitations, settings=settings),
+        }
+        for name, send in mail.items():
+            steps.append((name, partial(_send, send, engine, smtp_url, clock)))
+    done = dict.fromkeys(PASS_COUNTS, 0)
+    for name, step in steps:
+        try:
+            done[name] = step()
+        except Exception:
+            log.exception("maintenance_step_failed", step=name)
+            done["steps_failed"] += 1
+    return done
+
+
+PASS_COUNTS = (
+    "holds_released",
+    "events_delivered",
+    "notices_sent",
+    "invitations_sent",
+    "expiry_warnings_sent",
+    "desk_mails_sent",
+    "goodwill_mails_sent",
+    "steps_failed",
+)
+"""What a pass reports, in this order (a step not run reports 0)."""
+
+
+def _release_holds(engine: Engine, clock: Clock) -> int:
+    with unit_of_work(engine) as session:
+        return loyalty.release_expired_holds(session, now=clock.now())
+
+
+def _send(send: Callable[..., int], engine: Engine, smtp_url: str, clock: Clock) -> int:
+    return send(engine, smtp_url=smtp_url, now=clock.now())
+
+
+def _deliver_events(engine: Engine, clock: Clock) -> int:
+    with unit_of_work(engine) as session:
+        return outbox.deliver_pending(session, handlers=HANDLERS, now=clock.now(), limit=OUTBOX_BATCH)
 
 
 def drain(

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, func, select, text
 from starlette.concurrency import run_in_threadpool
 
 from prevenance import __version__
+from prevenance.common import outbox
 from prevenance.common.metrics import Metrics, new_metrics
 from prevenance.common.outbox import OutboxEvent
 from prevenance.db import read_session
@@ -79,16 +80,18 @@ async def check_stream(nats_url: str | None) -> dict[str, Any]:
 
 
 def read_database_gauges(engine: Engine) -> dict[str, float]:
-    """Outbox backlog and lag, the ledger's posting count (its highest id: an index read), and the
-    mail the relays gave up on (whichever process ran them)."""
+    """Outbox backlog and lag (parked events apart: they wait for an operator) and parked events,
+    the ledger's posting count (its highest id: an index read), and the mail the relays gave up on
+    (whichever process ran them)."""
     from prevenance.desk.tables import IncidentNotice
     from prevenance.loyalty.tables import Posting
     from prevenance.voice.tables import Invitation
 
     with read_session(engine) as session:
         pending, oldest = session.execute(
-            select(func.count(), func.min(OutboxEvent.occurred_at)).where(OutboxEvent.delivered_at.is_(None))
+            select(func.count(), func.min(OutboxEvent.occurred_at)).where(outbox.PENDING)
         ).one()
+        parked = session.execute(select(func.count()).where(OutboxEvent.parked_at.is_not(None))).scalar_one()
         postings = session.execute(select(func.max(Posting.id))).scalar_one()
         failed_mail = sum(
             session.execute(select(func.count()).where(queue.status == "failed")).scalar_one()
@@ -103,6 +106,7 @@ def read_database_gauges(engine: Engine) -> dict[str, float]:
     return {
         "prevenance_outbox_pending_events": float(pending),
         "prevenance_outbox_lag_seconds": lag,
+        "prevenance_outbox_parked_events": float(parked),
         "prevenance_ledger_postings": float(postings or 0),
         "prevenance_mail_failed_messages": float(failed_mail),
     }

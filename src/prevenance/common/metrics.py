@@ -70,6 +70,7 @@ def count_mail(kind: str, outcome: str) -> None:
 GAUGES = {
     "prevenance_outbox_pending_events": "Outbox events not yet delivered",
     "prevenance_outbox_lag_seconds": "Age of the oldest undelivered outbox event",
+    "prevenance_outbox_parked_events": "Outbox events parked after repeated handler failures",
     "prevenance_ledger_postings": "Ledger postings written (highest posting id)",
     "prevenance_stream_consumer_pending": "Transactions waiting in the JetStream consumer (-1: no stream)",
     "prevenance_stream_consumer_ack_pending": "Transactions delivered to a worker and not yet acked",

@@ -2,6 +2,13 @@
 
 A relay delivers them afterwards, at least once, to in-process handlers (and, when configured, to
 the message stream). Every event has a unique ``event_id`` so consumers can deduplicate.
+
+One event a handler always refuses (a bug, a payload an old version wrote) must not hold up the
+others: a pass runs the handlers set-based in a savepoint and, when that fails, again one event per
+savepoint (``deliver``). The refused event alone stays pending, its ``attempts`` counted and its
+``last_error`` kept; after ``MAX_ATTEMPTS`` it is parked (``parked_at``: a dead letter no pass
+picks) until an operator sends it back (``prevenance outbox retry``, ``unpark``). Pending means
+neither delivered nor parked (``PENDING``).
 """
 
 from __future__ import annotations
@@ -11,12 +18,18 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, insert, select, update
+import structlog
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, and_, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from prevenance.common.base import Base, UtcDateTime
 from prevenance.common.bulk import insert_many, rows_changed
 from prevenance.common.ids import new_id, new_ids
+from prevenance.common.text import one_line
+
+log = structlog.get_logger()
 
 Handler = Callable[[Session, "OutboxEvent"], None]
 
@@ -49,11 +62,35 @@ def run_handlers(session: Session, events: Sequence[OutboxEvent], handlers: dict
                 handler(session, event)
 
 
+MAX_ATTEMPTS = 5
+"""Failed passes before an event is parked. Only a handler refusing this one event counts (a lost
+database fails the whole pass, and the count is written in that pass's transaction), so five passes
+in a row tell a poison event from a hiccup; parking is undone by ``prevenance outbox retry``."""
+
+ERROR_LENGTH = 300
+"""Characters of ``last_error`` kept: the exception's type and message, enough to find the bug."""
+
+_PENDING_SQL = "delivered_at IS NULL AND parked_at IS NULL"
+_PARKED_SQL = "parked_at IS NOT NULL"
+
+
 class OutboxEvent(Base):
-    """A domain event waiting for (or past) delivery."""
+    """A domain event waiting for (or past) delivery, or parked after ``MAX_ATTEMPTS`` failures.
+
+    ``ix_outbox_pending`` holds only the pending rows (partial): every pass reads the oldest of
+    them, and the delivered ones (every event ever written) are not in its way. ``ix_outbox_parked``
+    likewise holds the few parked ones (the ``/metrics`` gauge, ``prevenance outbox parked``)."""
 
     __tablename__ = "outbox_events"
-    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "id"),)
+    __table_args__ = (
+        Index(
+            "ix_outbox_pending",
+            "id",
+            postgresql_where=text(_PENDING_SQL),
+            sqlite_where=text(_PENDING_SQL),
+        ),
+        Index("ix_outbox_parked", "id", postgresql_where=text(_PARKED_SQL), sqlite_where=text(_PARKED_SQL)),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -61,7 +98,13 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH), nullable=True)
+    parked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
+
+PENDING = and_(OutboxEvent.delivered_at.is_(None), OutboxEvent.parked_at.is_(None))
+"""Neither delivered nor parked: what a pass picks (the predicate of ``ix_outbox_pending``)."""
 
 _EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
 _INSERT = insert(_EVENTS)  # built once: every write emits an event
@@ -106,15 +149,16 @@ def deliver_pending(
     event and the handler's own idempotency absorbs the repeat. Events of a type no handler listens
     to (most of them: every earn emits one) are only marked, set-based, up to ``limit`` ×
     ``UNHANDLED_PER_HANDLED`` of them: loading each one as an object to do nothing with it cost the
-    API's earn load a quarter of the server's CPU.
+    API's earn load a quarter of the server's CPU. An event its handlers refuse stays pending (see
+    ``deliver``) and the others are marked all the same.
     """
     handled_types = sorted(kind for kind, listeners in handlers.items() if listeners)
-    pending = OutboxEvent.delivered_at.is_(None)
     marked = 0
+    handled_only: ColumnElement[bool] = PENDING
     if "*" not in handled_types:
         unhandled_ids = (
             select(OutboxEvent.id)
-            .where(pending, OutboxEvent.type.not_in(handled_types))
+            .where(PENDING, OutboxEvent.type.not_in(handled_types))
             .order_by(OutboxEvent.id)
             .limit(limit * UNHANDLED_PER_HANDLED)
             .with_for_update(skip_locked=True)
@@ -127,16 +171,103 @@ def deliver_pending(
         )
         marked = rows_changed(result)
         handled_only = OutboxEvent.type.in_(handled_types)
-    else:
-        handled_only = pending
     events = session.scalars(
         select(OutboxEvent)
-        .where(pending, handled_only)
+        .where(PENDING, handled_only)
         .order_by(OutboxEvent.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    run_handlers(session, events, handlers)
+    failed = deliver(session, events, handlers, now=now)
     for event in events:
-        event.delivered_at = now
-    return marked + len(events)
+        if event.id not in failed:
+            event.delivered_at = now
+    return marked + len(events) - len(failed)
+
+
+def deliver(
+    session: Session, events: Sequence[OutboxEvent], handlers: dict[str, list[Handler]], *, now: datetime
+) -> set[int]:
+    """Run the handlers of ``events`` in the caller's transaction; the ids of the events they
+    refused (left pending, their failure recorded by ``record_failure``).
+
+    Set-based in one savepoint first (the usual case: ``ManyEvents`` batches stay whole); when that
+    fails, again one event per savepoint, in order, so a refused event is rolled back alone and the
+    others are delivered in this same pass. A broken connection is no event's fault: it is raised
+    (the pass fails, nothing is counted)."""
+    if not events:
+        return set()
+    try:
+        with session.begin_nested():
+            run_handlers(session, events, handlers)
+        return set()
+    except Exception as error:
+        _raise_if_broken(session, error)
+        log.warning("outbox_batch_failed", events=len(events), error=error_text(error))
+    failed: set[int] = set()
+    for event in events:
+        try:
+            with session.begin_nested():
+                run_handlers(session, [event], handlers)
+        except Exception as error:
+            _raise_if_broken(session, error)
+            record_failure(event, error, now=now)
+            failed.add(event.id)
+    return failed
+
+
+def _raise_if_broken(session: Session, error: Exception) -> None:
+    if (isinstance(error, DBAPIError) and error.connection_invalidated) or not session.is_active:
+        raise error
+
+
+def error_text(error: BaseException) -> str:
+    """What ``last_error`` keeps of a failure: the exception's type and message on one line, cut to
+    the column (no payload is copied into it; a message quoting one is erased with the member)."""
+    return one_line(f"{type(error).__name__}: {error}")[:ERROR_LENGTH]
+
+
+def parks(attempts: int) -> bool:
+    """Whether an event that has failed ``attempts`` times is parked (a dead letter)."""
+    return attempts >= MAX_ATTEMPTS
+
+
+def record_failure(event: OutboxEvent, error: BaseException, *, now: datetime) -> None:
+    """Count one refused delivery of ``event``, keep the error, and park it at ``MAX_ATTEMPTS``."""
+    event.attempts = (event.attempts or 0) + 1
+    event.last_error = error_text(error)
+    fields = {"event_id": event.event_id, "type": event.type, "attempts": event.attempts}
+    if parks(event.attempts):
+        event.parked_at = now
+        log.error("outbox_event_parked", **fields, error=event.last_error)
+    else:
+        log.warning("outbox_event_failed", **fields, error=event.last_error)
+
+
+def parked_events(session: Session) -> list[OutboxEvent]:
+    """The parked events, oldest first (what ``prevenance outbox parked`` lists)."""
+    return list(
+        session.scalars(
+            select(OutboxEvent).where(OutboxEvent.parked_at.is_not(None)).order_by(OutboxEvent.id)
+        ).all()
+    )
+
+
+def find_event(session: Session, event_id: str) -> OutboxEvent | None:
+    """The event of that ``event_id``, if any (``prevenance outbox retry`` names one)."""
+    return session.scalar(select(OutboxEvent).where(OutboxEvent.event_id == event_id))
+
+
+def unpark(session: Session, *, event_ids: Sequence[str] | None = None) -> int:
+    """Send parked events back to pending with a fresh count (all of them when ``event_ids`` is
+    None): the next pass delivers them. Returns how many were parked."""
+    where = [OutboxEvent.parked_at.is_not(None)]
+    if event_ids is not None:
+        where.append(OutboxEvent.event_id.in_(list(event_ids)))
+    result = session.execute(
+        update(OutboxEvent)
+        .where(*where)
+        .values(parked_at=None, attempts=0)
+        .execution_options(synchronize_session=False)
+    )
+    return rows_changed(result)

@@ -15,11 +15,19 @@ Design (no extra column such as ``published_at``): when NATS is configured the r
 Neither side can be lost: an event is marked only after its publish was acknowledged and its
 handlers ran in the marking transaction; a crash or a failure anywhere before the commit leaves it
 pending and the next pass starts again from step 1. Neither blocks the other beyond one pass: a
-failing handler or a NATS outage keeps events pending (and logged) until it recovers. The price is
-at-least-once publication: a relay killed between step 2 and step 3 republishes on its next pass,
-and JetStream drops the copy because it carries the same ``Nats-Msg-Id`` within the stream's
-duplicate window (``names.EVENTS_DUPLICATE_WINDOW``); past that window a consumer deduplicates on
-``event_id``. Handlers are idempotent as before (the same is already true of ``deliver_pending``).
+NATS outage keeps events pending (and logged) until it recovers. The price is at-least-once
+publication: a relay killed between step 2 and step 3 republishes on its next pass, and JetStream
+drops the copy because it carries the same ``Nats-Msg-Id`` within the stream's duplicate window
+(``names.EVENTS_DUPLICATE_WINDOW``); past that window a consumer deduplicates on ``event_id``.
+Handlers are idempotent as before (the same is already true of ``deliver_pending``).
+
+An event whose in-process handlers refuse it is published but not handled, so it is not delivered:
+step 3 delivers the others of its pass all the same (``outbox.deliver``: one savepoint per event
+when the set-based run fails) and counts the refusal. The refused event is read and published again
+by the next passes, the same message with the same ``Nats-Msg-Id`` (dropped by JetStream as above),
+until its handlers take it or it is parked after ``outbox.MAX_ATTEMPTS`` passes; a parked event is
+read by no pass (``outbox.PENDING``) until ``prevenance outbox retry`` sends it back, when it is
+published once more (at least once, as after a crash) and handled.
 """
 
 from __future__ import annotations
@@ -79,7 +87,7 @@ class PendingEvent:
 
 
 def read_pending(engine: Engine, *, limit: int) -> list[PendingEvent]:
-    """Step 1: the oldest undelivered events, without locking anything."""
+    """Step 1: the oldest pending events (neither delivered nor parked), without locking anything."""
     with read_session(engine) as session:
         rows = session.execute(
             select(
@@ -89,7 +97,7 @@ def read_pending(engine: Engine, *, limit: int) -> list[PendingEvent]:
                 OutboxEvent.payload,
                 OutboxEvent.occurred_at,
             )
-            .where(OutboxEvent.delivered_at.is_(None))
+            .where(outbox.PENDING)
             .order_by(OutboxEvent.id)
             .limit(limit)
         ).all()
@@ -102,30 +110,34 @@ def deliver_published(
     """Step 3: run the in-process handlers on the published events still pending; mark them.
 
     The rows are claimed with ``FOR UPDATE SKIP LOCKED`` (another relay skips them) and marked with
-    one ``UPDATE``; only events that have a handler are loaded as objects.
+    one ``UPDATE``; only events that have a handler are loaded as objects. An event its handlers
+    refuse is left pending, its failure counted (``outbox.deliver``); the others are marked.
     """
     with unit_of_work(engine) as session:
         claimed = session.execute(
             select(OutboxEvent.id, OutboxEvent.type)
-            .where(OutboxEvent.id.in_(list(ids)), OutboxEvent.delivered_at.is_(None))
+            .where(OutboxEvent.id.in_(list(ids)), outbox.PENDING)
             .order_by(OutboxEvent.id)
             .with_for_update(skip_locked=True)
         ).all()
         if not claimed:
             return 0
         handled = [id_ for id_, type_ in claimed if handlers.get(type_) or handlers.get("*")]
+        failed: set[int] = set()
         if handled:
             events = session.scalars(
                 select(OutboxEvent).where(OutboxEvent.id.in_(handled)).order_by(OutboxEvent.id)
             ).all()
-            outbox.run_handlers(session, events, handlers)
-        session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id.in_([id_ for id_, _ in claimed]))
-            .values(delivered_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        return len(claimed)
+            failed = outbox.deliver(session, events, handlers, now=now)
+        done = [id_ for id_, _ in claimed if id_ not in failed]
+        if done:
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_(done))
+                .values(delivered_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        return len(done)
 
 
 class Relay:
@@ -211,7 +223,7 @@ class Relay:
             try:
                 done = await self.run_once()
             except Exception as error:
-                # NATS or the database is unavailable, or a handler failed: the events stay pending.
+                # NATS or the database is unavailable: the events stay pending.
                 log.warning("outbox_relay_failed", error=f"{type(error).__name__}: {error}")
                 done, pause = 0, self.retry_interval
             if done < self.limit:

@@ -277,12 +277,13 @@ def _scrub_idempotent_responses(session: Session, *, member_id: int, ref: str, a
 
 
 def _scrub_events(session: Session, *, member_id: int, ref: str, alias: str) -> int:
-    """The outbox's copies of the member's data (delivered or not). One pass over the outbox, which
-    has no index by member: erasure is a rare, deliberate act."""
+    """The outbox's copies of the member's data (delivered or not), and the error a handler gave for
+    one of them (its message may quote the payload). One pass over the outbox, which has no index by
+    member: erasure is a rare, deliberate act."""
     events = metadata.tables["outbox_events"]
     payload = events.c.payload
     rows = session.execute(
-        select(events.c.id, payload).where(
+        select(events.c.id, payload, events.c.last_error).where(
             or_(
                 *(payload[key].as_string().in_({ref, alias}) for key in REF_KEYS),
                 payload["member_id"].as_integer() == member_id,
@@ -290,10 +291,12 @@ def _scrub_events(session: Session, *, member_id: int, ref: str, alias: str) -> 
         )
     ).all()
     changed = 0
-    for event_id, body in rows:
+    for event_id, body, last_error in rows:
         cleaned = scrub(body, ref=ref, alias=alias)
-        if cleaned != body:
-            session.execute(update(events).where(events.c.id == event_id).values(payload=cleaned))
+        if cleaned != body or last_error is not None:
+            session.execute(
+                update(events).where(events.c.id == event_id).values(payload=cleaned, last_error=None)
+            )
             changed += 1
     return changed
 

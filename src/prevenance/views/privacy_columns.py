@@ -59,7 +59,7 @@ PERSONAL: dict[str, dict[str, str | None]] = {
     "voice_answers": {"comment": "", "suggestion": ""},
     "voice_suggestions": {"text": "", "note": ""},
     "idempotency_keys": {"response": SCRUBBED},
-    "outbox_events": {"payload": SCRUBBED},
+    "outbox_events": {"payload": SCRUBBED, "last_error": None},  # a handler's message can quote it
     "voice_invitations": {"last_error": None},  # the relay's answer can quote the address
     "expiry_warnings": {"last_error": None},  # likewise
 }

@@ -68,6 +68,7 @@ def test_a_backlog_is_one_summary_line_and_an_idle_run_is_silent(engine: Engine,
             "expiry_warnings_sent": 0,
             "desk_mails_sent": 0,
             "goodwill_mails_sent": 0,
+            "steps_failed": 0,
             "passes": 1,
         }
     assert _lines(idle) == []

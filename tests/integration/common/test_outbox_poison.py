@@ -1,0 +1,314 @@
+"""One event a handler always refuses (a poison event) holds up nothing: the other events of its pass
+are delivered in that same pass, the refused one is counted, keeps its error and is parked after
+``outbox.MAX_ATTEMPTS`` passes; a parked event is picked by no pass until ``prevenance outbox retry``
+sends it back, and once its handler is fixed it is delivered once. The same in the stream relay's
+step 3 and in the maintenance pass, whose other steps run when one fails. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, insert, select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from prevenance import maintenance
+from prevenance.cli import app as cli
+from prevenance.common import outbox
+from prevenance.common.clock import FrozenClock
+from prevenance.common.outbox import ManyEvents, OutboxEvent
+from prevenance.db import read_session, unit_of_work
+from prevenance.observability import read_database_gauges
+from prevenance.settings import get_settings
+from prevenance.stream.relay import deliver_published, read_pending
+
+
+def _emit(engine: Engine, clock: FrozenClock, types: list[str]) -> list[str]:
+    with unit_of_work(engine) as session:
+        return [
+            outbox.emit(session, type=kind, payload={"n": n}, now=clock.now()) for n, kind in enumerate(types)
+        ]
+
+
+def _rows(engine: Engine) -> dict[str, OutboxEvent]:
+    with read_session(engine) as session:
+        return {row.event_id: row for row in session.scalars(select(OutboxEvent).order_by(OutboxEvent.id))}
+
+
+SEEN = Table(
+    "test_outbox_seen",
+    MetaData(),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("n", Integer, nullable=False),
+)
+"""What the test handlers did, written in the delivering transaction: rolled back with it."""
+
+
+@pytest.fixture(autouse=True)
+def seen_table(engine: Engine) -> Iterator[None]:
+    SEEN.create(engine)
+    yield
+    SEEN.drop(engine)
+
+
+class Handlers:
+    """``contact.closed`` handled set-based (``ManyEvents``), ``survey.answered`` one by one; the
+    event whose payload ``n`` is in ``poison`` is refused by the set-based handler. What they did
+    (committed) is ``seen``."""
+
+    def __init__(self, engine: Engine, poison: set[int]) -> None:
+        self.engine, self.poison = engine, poison
+
+    def closed(self, session: Session, events: Sequence[OutboxEvent]) -> None:
+        session.execute(insert(SEEN), [{"n": event.payload["n"]} for event in events])
+        for event in events:
+            if event.payload["n"] in self.poison:
+                raise ValueError(f"cannot read payload version of event {event.payload['n']}\nsecond line")
+
+    def answered(self, session: Session, event: OutboxEvent) -> None:
+        session.execute(insert(SEEN), {"n": event.payload["n"]})
+
+    def table(self) -> dict[str, list[outbox.Handler]]:
+        return {"contact.closed": [ManyEvents(self.closed)], "survey.answered": [self.answered]}
+
+    @property
+    def seen(self) -> list[int]:
+        with read_session(self.engine) as session:
+            return list(session.scalars(select(SEEN.c.n).order_by(SEEN.c.id)))
+
+
+def _pass(engine: Engine, clock: FrozenClock, handlers: Handlers, limit: int = 500) -> int:
+    with unit_of_work(engine) as session:
+        return outbox.deliver_pending(session, handlers=handlers.table(), now=clock.now(), limit=limit)
+
+
+KINDS = ["contact.closed", "contact.closed", "points.earned", "survey.answered", "contact.closed"]
+
+
+def test_a_poison_event_does_not_block_the_others_of_its_pass(engine: Engine, clock: FrozenClock) -> None:
+    ids = _emit(engine, clock, KINDS)
+    handlers = Handlers(engine, poison={1})
+    with structlog.testing.capture_logs() as captured:
+        assert _pass(engine, clock, handlers) == 4
+    assert handlers.seen == [0, 3, 4]  # in order, the poison one left out
+    rows = _rows(engine)
+    assert [rows[i].delivered_at is not None for i in ids] == [True, False, True, True, True]
+    poison = rows[ids[1]]
+    assert poison.attempts == 1 and poison.parked_at is None
+    assert poison.last_error == "ValueError: cannot read payload version of event 1 second line"
+    failed = [line for line in captured if line["event"] == "outbox_event_failed"]
+    assert failed == [
+        {
+            "event": "outbox_event_failed",
+            "log_level": "warning",
+            "event_id": ids[1],
+            "type": "contact.closed",
+            "attempts": 1,
+            "error": poison.last_error,
+        }
+    ]
+
+
+def test_the_poison_event_is_counted_per_pass_then_parked_and_picked_no_more(
+    engine: Engine, clock: FrozenClock
+) -> None:
+    ids = _emit(engine, clock, ["contact.closed", "contact.closed"])
+    handlers = Handlers(engine, poison={0})
+    for attempt in range(1, outbox.MAX_ATTEMPTS + 1):
+        with structlog.testing.capture_logs() as captured:
+            _pass(engine, clock, handlers)
+        assert _rows(engine)[ids[0]].attempts == attempt
+    poison = _rows(engine)[ids[0]]
+    assert poison.parked_at == clock.now() and poison.delivered_at is None
+    assert poison.last_error is not None and len(poison.last_error) <= outbox.ERROR_LENGTH
+    parked = [line for line in captured if line["event"] == "outbox_event_parked"]
+    assert len(parked) == 1 and parked[0]["log_level"] == "error"
+    assert (parked[0]["event_id"], parked[0]["type"]) == (ids[0], "contact.closed")
+    assert parked[0]["error"].startswith("ValueError: cannot read payload version")
+    # Parked: no pass loads it again (its handler is not called, its count stays).
+    handlers.poison = set()
+    assert _pass(engine, clock, handlers) == 0
+    assert handlers.seen == [1]
+    assert _rows(engine)[ids[0]].attempts == outbox.MAX_ATTEMPTS
+    # Left out of the backlog (and its lag), counted apart for the operator.
+    gauges = read_database_gauges(engine)
+    assert gauges["prevenance_outbox_parked_events"] == 1
+    assert (gauges["prevenance_outbox_pending_events"], gauges["prevenance_outbox_lag_seconds"]) == (0, 0)
+
+
+def test_failing_events_do_not_hold_the_window_of_later_events(engine: Engine, clock: FrozenClock) -> None:
+    """A window (``limit``) full of refused events still lets the events behind it through: the
+    refused ones are parked after MAX_ATTEMPTS passes and leave the window."""
+    ids = _emit(engine, clock, ["contact.closed"] * 5)
+    handlers = Handlers(engine, poison={0, 1})
+    passes = 0
+    while _rows(engine)[ids[4]].delivered_at is None:
+        _pass(engine, clock, handlers, limit=2)
+        passes += 1
+        assert passes <= outbox.MAX_ATTEMPTS + 3
+    assert handlers.seen == [2, 3, 4]
+    assert all(_rows(engine)[i].parked_at is not None for i in ids[:2])
+
+
+def test_a_long_error_is_cut_to_the_column(engine: Engine, clock: FrozenClock) -> None:
+    ids = _emit(engine, clock, ["survey.answered"])
+
+    def broken(session: Session, event: OutboxEvent) -> None:
+        raise RuntimeError("x" * 2000)
+
+    with unit_of_work(engine) as session:
+        outbox.deliver_pending(session, handlers={"survey.answered": [broken]}, now=clock.now())
+    error = _rows(engine)[ids[0]].last_error
+    assert error is not None and len(error) == outbox.ERROR_LENGTH and error.startswith("RuntimeError: xxx")
+
+
+def test_the_relay_step_3_delivers_the_others_and_counts_the_poison_event(
+    engine: Engine, clock: FrozenClock
+) -> None:
+    ids = _emit(engine, clock, KINDS)
+    handlers = Handlers(engine, poison={4})
+    for attempt in range(1, outbox.MAX_ATTEMPTS + 1):
+        published = read_pending(engine, limit=500)
+        done = deliver_published(
+            engine, ids=[event.id for event in published], handlers=handlers.table(), now=clock.now()
+        )
+        assert done == (4 if attempt == 1 else 0)
+        assert [event.event_id for event in published] == (ids if attempt == 1 else [ids[4]])
+        assert _rows(engine)[ids[4]].attempts == attempt
+    assert handlers.seen == [0, 1, 3]
+    rows = _rows(engine)
+    assert all(rows[i].delivered_at is not None for i in ids[:4])
+    assert rows[ids[4]].parked_at is not None and rows[ids[4]].delivered_at is None
+    assert read_pending(engine, limit=500) == []  # parked: not published again
+
+
+@pytest.fixture
+def cli_database(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setenv("PREVENANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+def test_the_cli_lists_parked_events_and_retry_sends_one_back_delivered_once(
+    engine: Engine, clock: FrozenClock, cli_database: CliRunner
+) -> None:
+    ids = _emit(engine, clock, ["contact.closed", "contact.closed", "contact.closed"])
+    handlers = Handlers(engine, poison={0, 2})
+    for _ in range(outbox.MAX_ATTEMPTS):
+        _pass(engine, clock, handlers)
+    listed = cli_database.invoke(cli, ["outbox", "parked", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert [(row["event_id"], row["type"], row["attempts"]) for row in rows] == [
+        (ids[0], "contact.closed", outbox.MAX_ATTEMPTS),
+        (ids[2], "contact.closed", outbox.MAX_ATTEMPTS),
+    ]
+    assert all(row["parked_at"] and row["last_error"].startswith("ValueError:") for row in rows)
+    text = cli_database.invoke(cli, ["outbox", "parked"])
+    assert text.exit_code == 0 and ids[0] in text.output and "2 parked event(s)" in text.output
+
+    unknown = cli_database.invoke(cli, ["outbox", "retry", "evt_nope"])
+    assert unknown.exit_code == 2 and unknown.output.strip() == "error: no outbox event 'evt_nope'"
+    delivered = cli_database.invoke(cli, ["outbox", "retry", ids[1]])
+    assert (
+        delivered.exit_code == 2 and delivered.output.strip() == f"error: {ids[1]} is not parked (delivered)"
+    )
+    assert cli_database.invoke(cli, ["outbox", "retry"]).exit_code == 2
+
+    handlers.poison = set()  # the handler is fixed
+    retried = cli_database.invoke(cli, ["outbox", "retry", ids[0]])
+    assert retried.exit_code == 0, retried.output
+    event = _rows(engine)[ids[0]]
+    assert (event.attempts, event.parked_at, event.delivered_at) == (0, None, None)
+    assert _pass(engine, clock, handlers) == 1 and _pass(engine, clock, handlers) == 0
+    assert handlers.seen == [1, 0]  # delivered once; the other parked event still waits
+    assert _rows(engine)[ids[2]].parked_at is not None
+
+    every = cli_database.invoke(cli, ["outbox", "retry", "--all"])
+    assert every.exit_code == 0 and every.output.startswith("1 event(s) back to pending")
+    assert _pass(engine, clock, handlers) == 1
+    assert handlers.seen == [1, 0, 2]
+    assert json.loads(cli_database.invoke(cli, ["outbox", "parked", "--json"]).output) == []
+
+
+def test_a_failing_maintenance_step_does_not_stop_the_others(
+    engine: Engine, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+
+    def sender(name: str) -> Any:
+        def send(*_: Any, **__: Any) -> int:
+            ran.append(name)
+            return 1
+
+        return send
+
+    monkeypatch.setattr(maintenance.loyalty, "send_pending_warnings", sender("warnings"))
+    monkeypatch.setattr(maintenance.goodwill_mail, "send_pending", sender("goodwill"))
+    monkeypatch.setattr(maintenance.incidents, "send_pending_notices", sender("notices"))
+    monkeypatch.setattr(maintenance.desk_mail, "send_pending", sender("desk"))
+    monkeypatch.setattr(maintenance.voice_invitations, "send_pending_invitations", sender("invitations"))
+
+    def broken(*_: Any, **__: Any) -> int:
+        raise RuntimeError("database gone")
+
+    deliver_pending = outbox.deliver_pending
+    monkeypatch.setattr(maintenance.outbox, "deliver_pending", broken)
+    with structlog.testing.capture_logs() as captured:
+        done = maintenance.run_once(engine, clock, smtp_url="smtp://127.0.0.1:1")
+    assert ran == ["warnings", "goodwill", "notices", "desk", "invitations"]
+    assert done["steps_failed"] == 1 and done["events_delivered"] == 0 and done["notices_sent"] == 1
+    failures = [line for line in captured if line["event"] == "maintenance_step_failed"]
+    assert [(line["step"], line["log_level"]) for line in failures] == [("events_delivered", "error")]
+
+    # The first step failing: the outbox is still delivered.
+    monkeypatch.setattr(maintenance.outbox, "deliver_pending", deliver_pending)
+    monkeypatch.setattr(maintenance.loyalty, "release_expired_holds", broken)
+    _emit(engine, clock, ["points.earned"])
+    done = maintenance.run_once(engine, clock)
+    assert (done["steps_failed"], done["events_delivered"]) == (1, 1)
+
+
+def test_a_poison_event_in_maintenance_delivers_the_rest_and_the_mail_runs(
+    engine: Engine, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handlers = Handlers(engine, poison={0})
+    monkeypatch.setattr(maintenance, "HANDLERS", handlers.table())
+    sent: list[str] = []
+    monkeypatch.setattr(
+        maintenance.incidents, "send_pending_notices", lambda *_, **__: sent.append("notices") or 0
+    )
+    ids = _emit(engine, clock, ["contact.closed", "survey.answered"])
+    done = maintenance.run_once(engine, clock, smtp_url="smtp://127.0.0.1:1")
+    assert done["events_delivered"] == 1 and done["steps_failed"] == 0 and sent == ["notices"]
+    assert handlers.seen == [1] and _rows(engine)[ids[0]].attempts == 1
+
+
+def test_erasing_the_member_blanks_the_error_a_handler_gave_for_their_event(
+    engine: Engine, clock: FrozenClock
+) -> None:
+    from prevenance import wiring
+    from prevenance.customers import service as customers
+    from prevenance.views import privacy
+
+    wiring.install_erasers()
+
+    with unit_of_work(engine) as session:
+        data = customers.MemberData("Camille Martin", "camille@example.fr", "fr", "FR", "gold")
+        customers.upsert(session, ref="P1", data=data, now=clock.now())
+        event_id = outbox.emit(session, type="survey.answered", payload={"member_ref": "P1"}, now=clock.now())
+
+    def broken(session: Session, event: OutboxEvent) -> None:
+        raise LookupError(f"no contact for member {event.payload['member_ref']} (Camille Martin)")
+
+    with unit_of_work(engine) as session:
+        outbox.deliver_pending(session, handlers={"survey.answered": [broken]}, now=clock.now())
+    assert "Camille Martin" in (_rows(engine)[event_id].last_error or "")
+    with unit_of_work(engine) as session:
+        privacy.erase_member(session, ref="P1", now=clock.now())
+    assert _rows(engine)[event_id].last_error is None
