@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import String, Subquery, any_, bindparam, column, func, insert, select
+from sqlalchemy import ScalarSelect, String, Subquery, any_, bindparam, column, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -47,6 +47,24 @@ def member_by_ref(session: Session, ref: str, *, for_update: bool = False) -> Me
     if member is not None:
         known[ref] = member.id
     return member
+
+
+_WITH_PRODUCT_BY_REF = (
+    select(Member, Product)
+    .join(Product, Product.code == Member.product)
+    .where(Member.ref == bindparam("p_ref"))
+)
+
+
+def member_with_product_by_ref(session: Session, ref: str) -> tuple[Member, Product] | None:
+    """The member and its card product in one statement; both stay in the session's identity map, so
+    the services asked about them afterwards (``member_by_ref``, ``product``) read neither again."""
+    found = session.execute(_WITH_PRODUCT_BY_REF, {"p_ref": ref}).first()
+    if found is None:
+        return None
+    member, product = found
+    session.info.setdefault(_IDS_BY_REF, {})[ref] = member.id
+    return member, product
 
 
 _SUMMARY_COLUMNS = (Member.id, Member.ref, Member.product, Member.country, Member.language)
@@ -108,6 +126,10 @@ def lock_shared(session: Session, member_id: int) -> None:
 
 def lock_shared_many(session: Session, member_ids: list[int]) -> None:
     session.execute(_LOCK_SHARED_MANY, {"p_members": member_ids}).all()
+
+
+def member_id_by_ref() -> ScalarSelect[int]:
+    return select(Member.id).where(Member.ref == bindparam("p_ref")).scalar_subquery()
 
 
 def segments() -> Subquery:

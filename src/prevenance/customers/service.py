@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, Subquery
+from sqlalchemy import ScalarSelect, String, Subquery
 from sqlalchemy.orm import Session
 
 from prevenance.common.problems import InvalidInput
@@ -108,8 +108,30 @@ def get_member(session: Session, *, ref: str, for_update: bool = False) -> Membe
     """The member with this reference; 404 when unknown (the reference was in the path)."""
     member = repository.member_by_ref(session, ref, for_update=for_update)
     if member is None:
-        raise UnknownMember(f"no member with ref {ref!r}", field="ref")
+        raise unknown_member(ref)
     return member
+
+
+def get_member_with_product(session: Session, *, ref: str) -> tuple[Member, Product]:
+    """The member with this reference and its card product, read together (a view that shows both:
+    the 360); 404 when unknown."""
+    found = repository.member_with_product_by_ref(session, ref)
+    if found is None:
+        raise unknown_member(ref)
+    return found
+
+
+def unknown_member(ref: str) -> UnknownMember:
+    """The 404 for a reference in the path that names no member."""
+    return UnknownMember(f"no member with ref {ref!r}", field="ref")
+
+
+def member_id_by_ref() -> ScalarSelect[int]:
+    """The id of the member whose reference is bound as ``p_ref``, as a sub-query: a read of another
+    domain finds its rows by the member's reference in one statement instead of reading the member
+    first (one round trip, not two). No row either way for an unknown reference: the caller that
+    finds none tells an unknown member from one without rows with ``get_member``."""
+    return repository.member_id_by_ref()
 
 
 def get_member_for_body(session: Session, *, ref: str, field: str) -> Member:

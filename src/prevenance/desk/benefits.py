@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Subquery, bindparam, func, select
+from sqlalchemy import Subquery, bindparam, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from prevenance.common import outbox
@@ -161,28 +161,29 @@ def explain_benefits(
     return body
 
 
-_LAST_USED = (
-    select(BenefitUsage.benefit, func.max(BenefitUsage.used_at))
+_LAST_USED_AND_EXPLAINED = union_all(
+    select(
+        literal("used").label("kind"),
+        BenefitUsage.benefit.label("benefit"),
+        func.max(BenefitUsage.used_at).label("at"),
+    )
     .where(BenefitUsage.member_id == bindparam("p_member"))
-    .group_by(BenefitUsage.benefit)
-)
-_LAST_EXPLAINED = (
-    select(BenefitExplanation.benefit, func.max(BenefitExplanation.explained_at))
+    .group_by(BenefitUsage.benefit),
+    select(literal("explained"), BenefitExplanation.benefit, func.max(BenefitExplanation.explained_at))
     .where(BenefitExplanation.member_id == bindparam("p_member"))
-    .group_by(BenefitExplanation.benefit)
+    .group_by(BenefitExplanation.benefit),
 )
+"""When the member last used and was last told of each benefit, in one statement (the 360 asks)."""
 
 
 def list_member_benefits(session: Session, *, member_ref: str, now: datetime) -> dict[str, Any]:
     """The benefits the member's card is entitled to, when each was last used and last explained,
     and whether it went unused for the last twelve months (so the agent can tell the customer)."""
     member = customers.get_member(session, ref=member_ref)
-    last_used: dict[str, datetime] = {
-        benefit: moment for benefit, moment in session.execute(_LAST_USED, {"p_member": member.id})
-    }
-    last_explained: dict[str, datetime] = {
-        benefit: moment for benefit, moment in session.execute(_LAST_EXPLAINED, {"p_member": member.id})
-    }
+    last: dict[str, dict[str, datetime]] = {"used": {}, "explained": {}}
+    for kind, code, moment in session.execute(_LAST_USED_AND_EXPLAINED, {"p_member": member.id}):
+        last[kind][code] = moment
+    last_used, last_explained = last["used"], last["explained"]
     items = []
     for benefit in rules.entitled_benefits(config.current().benefits, product=member.product):
         used = last_used.get(benefit.code)

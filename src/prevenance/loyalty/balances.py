@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, bindparam, case, select
+from sqlalchemy.orm import Session, aliased
 
 from prevenance.common.inputs import BIGINT_MAX
 from prevenance.common.problems import InvalidInput
 from prevenance.customers import service as customers
-from prevenance.loyalty import ledger
-from prevenance.loyalty.tables import (
-    Posting,
+from prevenance.loyalty.tables import Account, Posting
+
+UNITS = ("points", "miles")
+
+
+# Built once, each one statement that finds the member by its reference itself (``member_id_by_ref``):
+# a balance or a page of movements is one round trip, which on PostgreSQL ``db.lone_read`` sends
+# without a transaction around it. Only an empty answer asks whether the member exists.
+_BALANCES_BY_REF = select(Account.unit, Account.balance).where(
+    Account.member_id == customers.member_id_by_ref()
 )
 
 
 def get_balance(session: Session, *, member_ref: str) -> dict[str, Any]:
-    """A member's points and miles."""
-    member = customers.get_member(session, ref=member_ref)
-    balances = ledger.balances_of(session, member_id=member.id, units=("points", "miles"))
-    return {"member_ref": member.ref, **balances}
+    """A member's points and miles (0 in a unit without an account)."""
+    found = {
+        unit: int(value or 0) for unit, value in session.execute(_BALANCES_BY_REF, {"p_ref": member_ref})
+    }
+    if not found:
+        customers.get_member(session, ref=member_ref)  # 404 unless it is a member without accounts
+    return {"member_ref": member_ref, **{unit: found.get(unit, 0) for unit in UNITS}}
 
 
 def _encode_cursor(posting_id: int) -> str:
@@ -46,17 +57,30 @@ def _decode_cursor(cursor: str) -> int:
     return int(found.group(1))
 
 
+_CREDITED = aliased(Account, name="credited")
+_MOVEMENT_COLUMNS = (
+    Posting.id,
+    Posting.created_at,
+    Posting.reason,
+    Posting.reference,
+    Posting.unit,
+    # Signed for the member: a posting that credits one of the member's accounts adds to it.
+    case((_CREDITED.member_id == Posting.member_id, Posting.amount), else_=-Posting.amount).label("amount"),
+    Posting.balance_after,
+)
 _MOVEMENTS = (
-    select(Posting)
-    .where(Posting.member_id == bindparam("p_member"))
+    select(*_MOVEMENT_COLUMNS)
+    .join(_CREDITED, _CREDITED.id == Posting.credit_account_id)
+    .where(Posting.member_id == customers.member_id_by_ref())
     .order_by(Posting.id.desc())
     .limit(bindparam("p_limit"))
 )
-"""Built once: the 360 and the member's movements ask it on every call."""
+"""The 360 and the member's movements ask it on every call."""
 _MOVEMENTS_BEFORE = _MOVEMENTS.where(Posting.id < bindparam("p_before"))
 _LATEST_MOVEMENTS = (
-    select(Posting)
-    .where(Posting.member_id == bindparam("p_member"))
+    select(*_MOVEMENT_COLUMNS)
+    .join(_CREDITED, _CREDITED.id == Posting.credit_account_id)
+    .where(Posting.member_id == customers.member_id_by_ref())
     .order_by(Posting.created_at.desc(), Posting.id.desc())
     .limit(bindparam("p_limit"))
 )
@@ -64,17 +88,19 @@ _LATEST_MOVEMENTS = (
 
 def list_movements(session: Session, *, member_ref: str, limit: int, cursor: str | None) -> dict[str, Any]:
     """The member's postings, newest first, cursor-paginated; each says why and for what."""
-    member = customers.get_member(session, ref=member_ref)
-    params = {"p_member": member.id, "p_limit": limit + 1}
+    params = {"p_ref": member_ref, "p_limit": limit + 1}
     if cursor:
-        rows = list(session.scalars(_MOVEMENTS_BEFORE, {**params, "p_before": _decode_cursor(cursor)}))
+        before = _decode_cursor(cursor)
+        rows = session.execute(_MOVEMENTS_BEFORE, {**params, "p_before": before}).all()
     else:
-        rows = list(session.scalars(_MOVEMENTS, params))
+        rows = session.execute(_MOVEMENTS, params).all()
+    if not rows:
+        customers.get_member(session, ref=member_ref)  # 404 unless the member has no (more) postings
     more = len(rows) > limit
     rows = rows[:limit]
     return {
-        "member_ref": member.ref,
-        "items": _movement_items(session, member.id, rows),
+        "member_ref": member_ref,
+        "items": _movement_items(rows),
         "next_cursor": _encode_cursor(rows[-1].id) if more else None,
     }
 
@@ -85,14 +111,13 @@ def list_latest_movements(session: Session, *, member_ref: str, limit: int) -> l
     Posting ids follow insertion, not time: a backfill or a settlement file posts an older
     purchase after newer ones, so the portal orders by the posting's instant.
     """
-    member = customers.get_member(session, ref=member_ref)
-    rows = session.scalars(_LATEST_MOVEMENTS, {"p_member": member.id, "p_limit": limit})
-    return _movement_items(session, member.id, list(rows))
+    rows = session.execute(_LATEST_MOVEMENTS, {"p_ref": member_ref, "p_limit": limit}).all()
+    if not rows:
+        customers.get_member(session, ref=member_ref)
+    return _movement_items(rows)
 
 
-def _movement_items(session: Session, member_id: int, rows: list[Posting]) -> list[dict[str, Any]]:
-    # Read, never create: a unit the member has no account in has no postings either.
-    member_accounts = ledger.member_account_ids(session, member_id=member_id) if rows else set()
+def _movement_items(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
     return [
         {
             "id": row.id,
@@ -100,7 +125,7 @@ def _movement_items(session: Session, member_id: int, rows: list[Posting]) -> li
             "reason": row.reason,
             "reference": row.reference,
             "unit": row.unit,
-            "amount": row.amount if row.credit_account_id in member_accounts else -row.amount,
+            "amount": row.amount,
             "balance_after": row.balance_after,
         }
         for row in rows

@@ -206,9 +206,7 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
     ensure_member_scope(principal, ref)
     now = clock.now()
     with read_session(engine) as session:
-        member = customers.get_member(session, ref=ref)
-        product = customers.product_of(session, code=member.product)
-        assert product is not None
+        member, product = customers.get_member_with_product(session, ref=ref)
         profile = {
             "ref": member.ref,
             "name": member.name,

@@ -1,0 +1,93 @@
+"""A balance and a page of movements are one statement each, which finds the member by its reference
+itself; on PostgreSQL it is sent without a transaction around it (``db.lone_read``), so such a read is
+one round trip to the server instead of five (BEGIN, member, postings, accounts, COMMIT). Checked by
+counting what the read's connection sends, not by timing; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+
+from prevenance.customers.errors import UnknownMember
+from prevenance.db import lone_read
+from prevenance.loyalty import service
+from tests.conftest import Api, member_body, tx_body
+
+
+@contextmanager
+def statements_sent(engine: Engine) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def _transaction_open(session: Any) -> bool:
+    driver = session.connection().connection.driver_connection
+    if hasattr(driver, "info"):  # psycopg: the server's own view of the session
+        return driver.info.transaction_status.name != "IDLE"
+    return bool(driver.in_transaction)
+
+
+def test_a_balance_and_a_page_of_movements_are_one_statement_each(api: Api, engine: Engine) -> None:
+    api.put("/v1/members/M1", member_body())
+    for n in range(3):
+        assert (
+            api.post("/v1/transactions", tx_body(f"T{n}", "M1", "10.00"), role="integrator").status_code
+            == 201
+        )
+    spend = {"id": "R1", "kind": "travel", "booking_ref": "B1", "amount": "150.00", "points": 5}
+    assert api.post("/v1/members/M1/redemptions", spend, role="agent").status_code == 201
+    before = api.get("/v1/members/M1/movements?limit=2").json()
+    with lone_read(engine) as session, statements_sent(engine) as sent:
+        balance = service.get_balance(session, member_ref="M1")
+        page = service.list_movements(session, member_ref="M1", limit=2, cursor=None)
+        if engine.dialect.name == "postgresql":
+            assert not _transaction_open(session)  # autocommit: no BEGIN … COMMIT around the reads
+    assert len(sent) == 2, sent
+    fields = ("id", "reason", "reference", "unit", "amount", "balance_after")
+    assert [[item[f] for f in fields] for item in page["items"]] == [
+        [item[f] for f in fields] for item in before["items"]
+    ]
+    assert page["next_cursor"] == before["next_cursor"]
+    amounts = [item["amount"] for item in page["items"]]
+    assert amounts[0] == -5 and amounts[1] > 0  # the redemption debits the member, the earn credits
+    assert balance == api.get("/v1/members/M1/balance").json()
+    assert balance["points"] == page["items"][0]["balance_after"]
+    rest = service_page(engine, cursor=page["next_cursor"])
+    assert [item["amount"] > 0 for item in rest["items"]] == [True, True]
+    assert rest["next_cursor"] is None
+
+
+def service_page(engine: Engine, *, cursor: str | None) -> dict[str, Any]:
+    with lone_read(engine) as session:
+        return service.list_movements(session, member_ref="M1", limit=2, cursor=cursor)
+
+
+def test_a_member_without_postings_reads_as_zero_and_an_unknown_one_is_404(api: Api, engine: Engine) -> None:
+    """Only an empty answer asks whether the member exists: a member without accounts or postings
+    reads as 0 and no movements, a reference that names nobody is the same 404 as before."""
+    api.put("/v1/members/M1", member_body())
+    with lone_read(engine) as session:
+        assert service.get_balance(session, member_ref="M1") == {"member_ref": "M1", "points": 0, "miles": 0}
+        assert service.list_movements(session, member_ref="M1", limit=5, cursor=None)["items"] == []
+        for read in (service.get_balance, service.list_latest_movements):
+            with pytest.raises(UnknownMember):
+                read(
+                    session,
+                    member_ref="M404",
+                    **({"limit": 5} if read is service.list_latest_movements else {}),
+                )
+    for path in ("/v1/members/M404/balance", "/v1/members/M404/movements"):
+        answer = api.get(path)
+        assert answer.status_code == 404 and answer.json()["type"].endswith("/unknown-member"), answer.text
