@@ -67,6 +67,13 @@ CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict", "c
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid input", "content": {PROBLEM_JSON: {}}}
 }
+POSTS: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "Invalid input, or a posting past the ledger's bound (`balance-limit`)",
+        "content": {PROBLEM_JSON: {}},
+    }
+}
+"""The 422 of a route that credits a member: ``ledger_bounds`` may refuse the posting."""
 
 
 def _respond(outcome: Outcome) -> JSONResponse:
@@ -76,7 +83,7 @@ def _respond(outcome: Outcome) -> JSONResponse:
 
 
 @router.post(
-    "/transactions", status_code=201, response_model=TransactionRead, responses={**CONFLICT, **INVALID}
+    "/transactions", status_code=201, response_model=TransactionRead, responses={**CONFLICT, **POSTS}
 )
 async def post_transaction(body: TransactionCreate, request: Request, _: Integrator) -> JSONResponse:
     """Earn points for a card transaction. The same ``id`` and body replay the first answer.
@@ -101,7 +108,7 @@ async def post_transaction(body: TransactionCreate, request: Request, _: Integra
     "/transactions/{id}/refunds",
     status_code=201,
     response_model=RefundRead,
-    responses={**CONFLICT, **INVALID},
+    responses={**CONFLICT, **POSTS},
 )
 def post_refund(
     id: Ref, body: RefundCreate, engine: DbEngine, clock: AppClock, _: Integrator
@@ -293,7 +300,7 @@ def get_redemption(id: Ref, engine: DbEngine, principal: Reader) -> dict[str, An
     return body
 
 
-@router.post("/redemptions/{id}/confirm", response_model=RedemptionRead, responses=CONFLICT)
+@router.post("/redemptions/{id}/confirm", response_model=RedemptionRead, responses={**CONFLICT, **POSTS})
 def confirm_redemption(id: Ref, engine: DbEngine, clock: AppClock, _: HoldResolver) -> JSONResponse:
     """Post held travel points once the booking is confirmed."""
     return _respond(
@@ -303,7 +310,7 @@ def confirm_redemption(id: Ref, engine: DbEngine, clock: AppClock, _: HoldResolv
     )
 
 
-@router.post("/redemptions/{id}/void", response_model=RedemptionRead, responses=CONFLICT)
+@router.post("/redemptions/{id}/void", response_model=RedemptionRead, responses={**CONFLICT, **POSTS})
 def void_redemption(id: Ref, engine: DbEngine, clock: AppClock, _: HoldResolver) -> JSONResponse:
     """Release held travel points (booking abandoned)."""
     return _respond(

@@ -27,9 +27,11 @@ When hooks are installed an earn's hook must see the ledger as one-at-a-time wou
 (an offer reward changes the member's balance, a decision reads the member's history), so the
 batch is cut into *waves* in which no account is touched twice; each wave is step 3 and 4.
 
-A hook refusing an earn (a ``PrevenanceError``) raises ``HookRefused``: the caller rolls the
-transaction back and runs the batch again without that earn (``run_earns``), so one refused earn
-never fails the others.
+An earn refused once the batch holds its locks — a hook refusing it (a ``PrevenanceError``), or
+the ledger's bound (``ledger_bounds``: the balance it would leave, computed from the locked rows,
+beyond ±``LEDGER_BALANCE_LIMIT``) — raises ``EarnRefused``: the caller rolls the transaction back
+and runs the batch again without that earn (``run_earns``, the stream, the ingest), so one refused
+earn never fails the others.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from prevenance.customers import service as customers
 from prevenance.customers.errors import UnknownMemberInBody
 from prevenance.customers.service import MemberSummary
 from prevenance.db import run_in_transaction
-from prevenance.loyalty import earn_accounts, ledger, programme, rules, transactions
+from prevenance.loyalty import earn_accounts, ledger, ledger_bounds, programme, rules, transactions
 from prevenance.loyalty import hooks as earn_hooks
 from prevenance.loyalty.earn_rows import (
     ACCOUNTS,
@@ -108,12 +110,17 @@ class EarnRequest:
 EarnResult = Outcome | PrevenanceError
 
 
-class HookRefused(Exception):
-    """A transaction hook refused the earn at ``index``: roll back and run the batch without it."""
+class EarnRefused(Exception):
+    """The earn at ``index`` was refused after the batch's first statements (by a transaction hook,
+    or by the ledger's bound on the locked balances): roll back and run the batch without it."""
 
     def __init__(self, index: int, error: PrevenanceError) -> None:
-        super().__init__(f"earn {index} refused by a transaction hook: {error}")
+        super().__init__(f"earn {index} refused: {error}")
         self.index, self.error = index, error
+
+
+HookRefused = EarnRefused
+"""The name the callers (stream, ingest) have caught since hooks were the only late refusal."""
 
 
 class PlanChanged(Exception):
@@ -157,6 +164,8 @@ def _evaluate(
     amount_eur, rate = rules.to_euros(amount, tx.currency, prog.fx_rates)
     units_per_euro = product.units_per_euro(tx.category)
     units = rules.earn_units(amount_eur, units_per_euro=units_per_euro, minimum=prog.minimum_earn)
+    if units > ledger_bounds.POSTING_AMOUNT_LIMIT:  # what ``ledger.credit_member`` would refuse
+        return ledger_bounds.refusal(units, product.unit)
     card = (
         tx.id,
         member.id,
@@ -221,7 +230,8 @@ def apply_earns(
     session: Session, requests: Sequence[EarnRequest], *, now: datetime, hooks: bool = True
 ) -> list[EarnResult]:
     """Apply a batch of earns in the caller's transaction (never commits); one result per request,
-    in order. Raises ``HookRefused`` when a hook refuses an earn (roll back, run again without it)
+    in order. Raises ``EarnRefused`` when a hook or the ledger's bound refuses an earn (roll back, run
+    again without it)
     and ``PlanChanged`` when a referral changed under the batch (roll back, run again)."""
     results: list[EarnResult | None] = [None] * len(requests)
     if not requests:
@@ -342,6 +352,8 @@ def _apply_wave(
         code = ledger.member_account_code(member_id, earn.unit)
         if earn.units > 0:
             balances[code] += earn.units
+            if not ledger_bounds.within_limit(balances[code]):  # nothing of this wave written yet
+                raise EarnRefused(earn.index, ledger_bounds.refusal(earn.units, earn.unit))
             postings.append(
                 (
                     ledger.posting_key("earn", tx.id),
@@ -363,6 +375,8 @@ def _apply_wave(
             if referral.bonus > 0:
                 referrer = ledger.member_account_code(referral.referrer_id, referral.unit)
                 balances[referrer] += referral.bonus
+                if not ledger_bounds.within_limit(balances[referrer]):
+                    raise EarnRefused(earn.index, ledger_bounds.refusal(referral.bonus, referral.unit))
                 postings.append(
                     (
                         ledger.posting_key("referral", referral.id),
@@ -454,7 +468,7 @@ def _run_hooks(
             try:
                 extra = hook(session, member_id=member.id, transaction=earned, now=now)
             except PrevenanceError as error:
-                raise HookRefused(earn.index, error) from error
+                raise EarnRefused(earn.index, error) from error
             if extra:
                 earn.body.update(extra)
                 earn.body_text = None
@@ -477,8 +491,8 @@ def run_earns(
     transact: Callable[[Engine, Callable[[Session], list[EarnResult]]], list[EarnResult]] | None = None,
 ) -> list[EarnResult]:
     """Apply a batch in one committed transaction (``run_in_transaction``: re-run when a concurrent
-    writer won a race); an earn a hook refuses is answered with its refusal and the batch runs
-    again without it. Any other error is raised: nothing of the batch was committed."""
+    writer won a race); an earn a hook or the ledger's bound refuses is answered with its refusal and
+    the batch runs again without it. Any other error is raised: nothing of the batch was committed."""
     transact = transact or run_in_transaction
     pending = list(range(len(requests)))
     refused: dict[int, EarnResult] = {}
@@ -487,7 +501,7 @@ def run_earns(
         batch = [requests[i] for i in pending]
         try:
             partial = transact(engine, lambda s, b=batch: apply_earns(s, b, now=now(), hooks=hooks))  # type: ignore[misc]
-        except HookRefused as refusal:
+        except EarnRefused as refusal:
             refused[pending.pop(refusal.index)] = refusal.error
             continue
         except PlanChanged:

@@ -67,6 +67,13 @@ class InvalidReferralCode(InvalidReferral):
     title = "Referral code not accepted"
 
 
+class BalanceLimitExceeded(InvalidInput):
+    """A posting would take an account past the ledger's bound (``ledger_bounds``): refused whole."""
+
+    type_slug = "balance-limit"
+    title = "Balance limit reached"
+
+
 class InvalidProgramme(InvalidInput):
     type_slug = "invalid-programme"
     title = "Invalid programme document"

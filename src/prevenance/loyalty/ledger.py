@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, and_, bindparam, func, insert, literal_column, select, text, update
 from sqlalchemy.orm import Session
 
 from prevenance.common.idempotency import fit_key
 from prevenance.db import ignoring_conflicts, insert_ignoring_conflicts, transaction_memo
+from prevenance.loyalty import ledger_bounds
 from prevenance.loyalty.errors import InsufficientPoints
+from prevenance.loyalty.ledger_bounds import LEDGER_BALANCE_LIMIT
 from prevenance.loyalty.tables import Account, Posting
 
 # Why a posting was made; every posting names one.
@@ -61,22 +63,28 @@ _POSTINGS: Table = Posting.__table__  # type: ignore[assignment]
 _ACCOUNT_BY_CODE = select(
     _ACCOUNTS.c.id, _ACCOUNTS.c.unit, _ACCOUNTS.c.member_id, _ACCOUNTS.c.tracks_balance
 ).where(_ACCOUNTS.c.code == bindparam("p_code"))
+# Each balance update carries the ledger's bound in its WHERE clause (``ledger_bounds``): a posting
+# that would take the balance beyond it updates no row, in the same statement and under the same
+# row lock as the change itself, so no concurrent writer can slip past it. ``p_floor`` is
+# ``amount - limit`` (a debit keeps ``balance - amount >= -limit``), ``p_ceiling`` is
+# ``limit - amount`` (a credit keeps ``balance + amount <= limit``): computed in Python, so the SQL
+# never adds anything that could overflow.
 _DEBIT = (
     update(_ACCOUNTS)
-    .where(_ACCOUNTS.c.id == bindparam("p_account"))
+    .where(_ACCOUNTS.c.id == bindparam("p_account"), _ACCOUNTS.c.balance >= bindparam("p_floor"))
     .values(balance=_ACCOUNTS.c.balance - bindparam("p_amount"))
     .returning(_ACCOUNTS.c.balance)
 )
 _DEBIT_FUNDED = _DEBIT.where(_ACCOUNTS.c.balance >= bindparam("p_amount"))
 _CREDIT = (
     update(_ACCOUNTS)
-    .where(_ACCOUNTS.c.id == bindparam("p_account"))
+    .where(_ACCOUNTS.c.id == bindparam("p_account"), _ACCOUNTS.c.balance <= bindparam("p_ceiling"))
     .values(balance=_ACCOUNTS.c.balance + bindparam("p_amount"))
     .returning(_ACCOUNTS.c.balance)
 )
 _CREDIT_BY_CODE = (
     update(_ACCOUNTS)
-    .where(_ACCOUNTS.c.code == bindparam("p_code"))
+    .where(_ACCOUNTS.c.code == bindparam("p_code"), _ACCOUNTS.c.balance <= bindparam("p_ceiling"))
     .values(balance=_ACCOUNTS.c.balance + bindparam("p_amount"))
     .returning(_ACCOUNTS.c.id, _ACCOUNTS.c.balance)
 )
@@ -180,6 +188,7 @@ def _check_posting(debit: AccountRef, *, unit: str, amount: int, reason: str) ->
         raise ValueError("a posting moves one unit")
     if reason not in REASONS:
         raise ValueError(f"unknown posting reason {reason!r}")
+    ledger_bounds.check_amount(amount, unit)
 
 
 def _insert_posting(
@@ -236,17 +245,22 @@ def post(
 
     The member's balance is changed by a conditional ``UPDATE … RETURNING``: on PostgreSQL the row
     lock it takes serialises concurrent spenders and the condition is re-checked on the newest row
-    version, so two redemptions can never both pass a check that only one could afford.
+    version, so two redemptions can never both pass a check that only one could afford. The same
+    statement holds every balance it changes within ±``LEDGER_BALANCE_LIMIT``: a posting past it
+    updates nothing and raises ``BalanceLimitExceeded`` (422); the caller's unit of work rolls back.
     """
     _check_posting(debit, unit=credit.unit, amount=amount, reason=reason)
     balance_after: int | None = None
     member_id: int | None = None
     if debit.tracks_balance:
         statement = _DEBIT_FUNDED if require_funds else _DEBIT
-        returned = session.execute(
-            statement, {"p_account": debit.id, "p_amount": amount}
-        ).scalar_one_or_none()
+        params = {"p_account": debit.id, "p_amount": amount, "p_floor": amount - LEDGER_BALANCE_LIMIT}
+        returned = session.execute(statement, params).scalar_one_or_none()
         if returned is None:
+            # A funded debit leaves at least 0, inside the bound: only the funds can refuse it (the
+            # balance read below may already be newer than the one the update saw).
+            if not require_funds:
+                raise ledger_bounds.refusal(amount, debit.unit)
             current = session.execute(_BALANCE_BY_ID, {"p_account": debit.id}).scalar_one()
             raise InsufficientPoints(
                 f"{amount} {debit.unit} needed, {max(current, 0)} available",
@@ -256,7 +270,10 @@ def post(
             )
         balance_after, member_id = returned, debit.member_id
     if credit.tracks_balance:
-        balance_after = session.execute(_CREDIT, {"p_account": credit.id, "p_amount": amount}).scalar_one()
+        params = {"p_account": credit.id, "p_amount": amount, "p_ceiling": LEDGER_BALANCE_LIMIT - amount}
+        balance_after = session.execute(_CREDIT, params).scalar_one_or_none()
+        if balance_after is None:
+            raise ledger_bounds.refusal(amount, credit.unit)
         member_id = credit.member_id
     return _insert_posting(
         session,
@@ -286,16 +303,19 @@ def credit_member(
 ) -> PostingResult:
     """Move ``amount`` from a programme account that keeps no balance (issuance) to the member's
     account in its unit: what ``post`` does, with the member's account found and credited by one
-    ``UPDATE … RETURNING`` on its code (created on first use). Every earn passes here, and on
-    PostgreSQL every statement is a round trip."""
+    ``UPDATE … RETURNING`` on its code (created on first use), bounded as in ``post``. Every earn
+    passes here, and on PostgreSQL every statement is a round trip."""
     _check_posting(debit, unit=debit.unit, amount=amount, reason=reason)
     if debit.tracks_balance:
         raise ValueError("credit_member debits a programme account that keeps no balance")
     code = member_account_code(member_id, debit.unit)
-    row = session.execute(_CREDIT_BY_CODE, {"p_code": code, "p_amount": amount}).first()
-    if row is None:  # the member's first movement in this unit
+    params = {"p_code": code, "p_amount": amount, "p_ceiling": LEDGER_BALANCE_LIMIT - amount}
+    row = session.execute(_CREDIT_BY_CODE, params).first()
+    if row is None:  # the member's first movement in this unit, or the bound refused it
         member_account(session, member_id=member_id, unit=debit.unit)
-        row = session.execute(_CREDIT_BY_CODE, {"p_code": code, "p_amount": amount}).one()
+        row = session.execute(_CREDIT_BY_CODE, params).first()
+        if row is None:
+            raise ledger_bounds.refusal(amount, debit.unit)
     return _insert_posting(
         session,
         debit_id=debit.id,
@@ -337,15 +357,47 @@ class Check:
         return {"name": self.name, "ok": self.ok, "detail": self.detail, "failures": self.failures[:20]}
 
 
-def _computed_balances(session: Session) -> Any:
+def _movements() -> Any:
+    """Every posting twice: ``+amount`` on its credit account, ``-amount`` on its debit account."""
     credits = select(Posting.credit_account_id.label("account_id"), Posting.amount.label("delta"))
     debits = select(Posting.debit_account_id.label("account_id"), (-Posting.amount).label("delta"))
-    movements = credits.union_all(debits).subquery()
+    return credits.union_all(debits).subquery()
+
+
+def _computed_balances(session: Session) -> Any:
+    """Σ postings of each account that keeps a balance (bounded by ``ledger_bounds``; the system
+    accounts' sums, unbounded, are left to ``_unit_totals``)."""
+    movements = _movements()
     return (
         select(movements.c.account_id, func.sum(movements.c.delta).label("computed"))
+        .join(Account, and_(Account.id == movements.c.account_id, Account.tracks_balance.is_(True)))
         .group_by(movements.c.account_id)
         .subquery()
     )
+
+
+_HALF = 32
+_HALF_BITS: Any = literal_column(str(_HALF))
+_LOW_HALF: Any = literal_column(str(2**_HALF - 1))
+
+
+def _unit_totals(session: Session, *, issuance_only: bool = False) -> dict[str, int]:
+    """Σ postings per unit (of the issuance accounts only, or of every account), exact whatever the
+    total: system accounts keep no balance, so what the issuance account has put out over the
+    programme's life is not bounded and may pass 2^63 - 1, where SQLite's ``sum()`` raises "integer
+    overflow". Each delta is summed as its high and low 32-bit halves (``>>`` and ``&``, the same on
+    both databases), neither sum able to overflow below 2^31 postings, and joined again in Python."""
+    movements = _movements()
+    high = func.sum(movements.c.delta.op(">>")(_HALF_BITS))
+    low = func.sum(movements.c.delta.op("&")(_LOW_HALF))
+    query = (
+        select(Account.unit, high, low)
+        .join(movements, movements.c.account_id == Account.id)
+        .group_by(Account.unit)
+    )
+    if issuance_only:
+        query = query.where(Account.code.like(system_account_code("issuance", "%")))
+    return {unit: (int(h or 0) << _HALF) + int(lo or 0) for unit, h, lo in session.execute(query)}
 
 
 def audit(session: Session) -> dict[str, Any]:
@@ -373,12 +425,7 @@ def audit(session: Session) -> dict[str, Any]:
     )
 
     # 2. Σ of all balances per unit is zero.
-    per_unit = session.execute(
-        select(Account.unit, func.coalesce(func.sum(computed.c.computed), 0))
-        .join(computed, computed.c.account_id == Account.id)
-        .group_by(Account.unit)
-    ).all()
-    totals = {unit: int(total) for unit, total in per_unit}
+    totals = _unit_totals(session)
     bad_units = [{"unit": u, "sum": t} for u, t in totals.items() if t != 0]
     checks.append(Check("sum_per_unit_is_zero", not bad_units, "Σ postings per unit = 0", bad_units))
 
@@ -430,13 +477,16 @@ def audit(session: Session) -> dict[str, Any]:
         )
     )
 
+    # 7. Every kept balance is an integer within the ledger's bound.
+    checks.append(_bounded_integer_balances(session))
+
     postings = session.execute(select(func.count()).select_from(Posting)).scalar_one()
     accounts = session.execute(select(func.count()).select_from(Account)).scalar_one()
     return {
         "ok": all(c.ok for c in checks),
         "postings": int(postings),
         "accounts": int(accounts),
-        "issued": {unit: -int(total) for unit, total in _issuance_totals(session).items()},
+        "issued": {unit: -total for unit, total in _unit_totals(session, issuance_only=True).items()},
         "checks": [c.as_dict() for c in checks],
     }
 
@@ -474,6 +524,25 @@ _TRANSACTION_SQL = text(
 )
 
 
+def _bounded_integer_balances(session: Session) -> Check:
+    """Balances beyond ±``LEDGER_BALANCE_LIMIT`` and, on SQLite (where an integer sum that overflows
+    becomes a REAL), balances or ``balance_after`` stored as anything but an integer."""
+    beyond = (Account.balance < -LEDGER_BALANCE_LIMIT) | (Account.balance > LEDGER_BALANCE_LIMIT)
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        beyond = beyond | (func.typeof(Account.balance) != "integer")
+    accounts = session.execute(select(Account.code, Account.balance).where(beyond).limit(20)).all()
+    failures: list[dict[str, Any]] = [{"account": code, "balance": balance} for code, balance in accounts]
+    if sqlite:
+        not_integer = func.typeof(Posting.balance_after).not_in(["integer", "null"])
+        postings = session.execute(
+            select(Posting.id, Posting.balance_after).where(not_integer).limit(20)
+        ).all()
+        failures += [{"posting_id": pid, "balance_after": after} for pid, after in postings]
+    detail = f"balances are integers within ±{LEDGER_BALANCE_LIMIT:,}"
+    return Check("balances_are_bounded_integers", not failures, detail, failures)
+
+
 def _running_balance_mismatches(session: Session) -> list[dict[str, Any]]:
     rows = session.execute(_RUNNING_SQL, {"yes": True}).all()
     return [{"posting_id": r[0], "balance_after": r[1], "running": int(r[2])} for r in rows]
@@ -482,15 +551,3 @@ def _running_balance_mismatches(session: Session) -> list[dict[str, Any]]:
 def _transaction_mismatches(session: Session) -> list[dict[str, Any]]:
     rows = session.execute(_TRANSACTION_SQL).all()
     return [{"transaction_id": r[0], "units_current": int(r[1]), "posted": int(r[2])} for r in rows]
-
-
-def _issuance_totals(session: Session) -> dict[str, int]:
-    """Net units each issuance account has put into circulation (negative balances)."""
-    computed = _computed_balances(session)
-    rows = session.execute(
-        select(Account.unit, func.coalesce(func.sum(computed.c.computed), 0))
-        .join(computed, computed.c.account_id == Account.id)
-        .where(Account.code.like(system_account_code("issuance", "%")))
-        .group_by(Account.unit)
-    ).all()
-    return {unit: int(total) for unit, total in rows}

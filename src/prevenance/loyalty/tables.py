@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from prevenance.common.base import Base, UtcDateTime
 from prevenance.common.idempotency import KEY_MAX
+from prevenance.loyalty.ledger_bounds import LEDGER_BALANCE_LIMIT
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -43,11 +44,16 @@ class ProgrammeVersion(Base):
 class Account(Base):
     """One account per (owner, unit). ``balance`` is kept for member accounts (checked by the
     audit against the sum of postings); system accounts are summed on demand, so the programme's
-    issuance account is never a hot row that serialises every earn."""
+    issuance account is never a hot row that serialises every earn. The ledger keeps every balance
+    within ±``LEDGER_BALANCE_LIMIT``; the check is the database's last line of defence (on SQLite a
+    trigger also refuses a balance that is not an integer: see migration ``balance_limit``)."""
 
     __tablename__ = "accounts"
     __table_args__ = (
         CheckConstraint("unit IN ('points', 'miles')", name="unit"),
+        CheckConstraint(
+            f"balance BETWEEN -{LEDGER_BALANCE_LIMIT} AND {LEDGER_BALANCE_LIMIT}", name="balance_within_limit"
+        ),
         UniqueConstraint("member_id", "unit", name="uq_accounts_member_unit"),
     )
 

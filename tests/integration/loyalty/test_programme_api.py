@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from prevenance.common.clock import FrozenClock
+from prevenance.loyalty.ledger_bounds import LEDGER_BALANCE_LIMIT
 from prevenance.loyalty.programme import default_document
 from tests.conftest import Api, member_body, tx_body
 from tests.integration.offers.conftest import offer_def
@@ -271,7 +272,9 @@ def test_the_largest_programme_values_still_earn_redeem_and_hold_within_the_colu
     api: Api, clock: FrozenClock
 ) -> None:
     """The bounds are what the columns hold: the largest amount (below 10^12) at the largest rate
-    (100) and the largest units per euro (1,000) earns about 10^17 points, inside a BIGINT."""
+    (100) and the largest units per euro (1,000) earns about 10^17 points, inside a BIGINT; the
+    ledger refuses that earn (422 ``balance-limit``: more than one posting may move, see
+    ``ledger_bounds``) and takes the largest that fits."""
     document = _document(api)
     document["fx_rates"]["USD"] = "100"
     document["products"]["gold"]["earn_per_euro"] = 2
@@ -281,13 +284,17 @@ def test_the_largest_programme_values_still_earn_redeem_and_hold_within_the_colu
     installed = api.put("/v1/programme", document)
     assert installed.status_code == 200, installed.text
     api.put("/v1/members/M1", member_body())
-    amount = "999999999999.99"
+    largest = tx_body("T0", "M1", "999999999999.99", currency="USD")
+    refused = api.post("/v1/transactions", largest, role="integrator")
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/balance-limit"), refused.text
+    amount = "9999999999.99"
     earned = api.post("/v1/transactions", tx_body("T1", "M1", amount, currency="USD"), role="integrator")
     assert earned.status_code == 201, earned.text
-    assert earned.json()["points_earned"] == 99_999_999_999_999 * 1000
+    assert earned.json()["points_earned"] == 999_999_999_999 * 1000
     small = api.post("/v1/transactions", tx_body("T2", "M1", "0.01"), role="integrator")
     assert small.status_code == 201, small.text
     assert small.json()["points_earned"] == 1000
+    assert small.json()["balance"] == LEDGER_BALANCE_LIMIT
     body = {"id": "TR1", "kind": "travel", "booking_ref": "BK1", "amount": "150.00", "points": 10**12}
     held = api.post("/v1/members/M1/redemptions", body, role="agent")
     assert held.status_code == 201, held.text
@@ -299,7 +306,8 @@ def test_the_largest_programme_values_still_earn_redeem_and_hold_within_the_colu
 
 def test_an_offers_largest_multiplier_on_the_largest_earn_still_fits_the_ledger(api: Api) -> None:
     """What rides on an earn fits too: an activated category multiplier of 20 without a cap pays 19
-    times the largest earn again (about 2 × 10^18 points with it), still inside a BIGINT."""
+    times the earn again, up to the ledger's bound (``ledger_bounds``), and an earn past it is refused
+    (422 ``balance-limit``)."""
     document = _document(api)
     document["fx_rates"]["USD"] = "100"
     document["products"]["gold"]["category_multipliers"] = {"books": 1000}
@@ -311,11 +319,17 @@ def test_an_offers_largest_multiplier_on_the_largest_earn_still_fits_the_ledger(
     first = api.post("/v1/transactions", tx_body("T1", "M1", "1.00"), role="integrator")
     assert first.status_code == 201 and first.json()["offer"]["offer_id"] == "BOOKS20", first.text
     assert api.post("/v1/members/M1/offers/BOOKS20/activate", role="agent").status_code == 200
-    amount = "999999999999.99"
+    amount = "499999999.99"
     earned = api.post("/v1/transactions", tx_body("T2", "M1", amount, currency="USD"), role="integrator")
     assert earned.status_code == 201, earned.text
-    points = 99_999_999_999_999 * 1000
+    points = 49_999_999_999 * 1000
     assert earned.json()["points_earned"] == points
     assert earned.json()["offer_rewards"][0]["points"] == points * 19
-    assert api.get("/v1/members/M1/balance").json()["points"] == 1000 + points * 20
+    balance = 1000 + points * 20
+    assert api.get("/v1/members/M1/balance").json()["points"] == balance
+    past = api.post("/v1/transactions", tx_body("T3", "M1", "20.00"), role="integrator")  # 20,000
+    assert balance + 20_000 > LEDGER_BALANCE_LIMIT
+    assert past.status_code == 422 and past.json()["type"].endswith("/balance-limit"), past.text
+    assert api.get("/v1/members/M1/balance").json()["points"] == balance
+    assert api.get("/v1/transactions/T3").status_code == 404
     assert api.get("/v1/ledger/audit").json()["ok"] is True
