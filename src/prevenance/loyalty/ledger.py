@@ -92,9 +92,6 @@ _BALANCE_BY_ID = select(_ACCOUNTS.c.balance).where(_ACCOUNTS.c.id == bindparam("
 _BALANCE = select(_ACCOUNTS.c.balance).where(
     _ACCOUNTS.c.member_id == bindparam("p_member"), _ACCOUNTS.c.unit == bindparam("p_unit")
 )
-_BALANCES = select(_ACCOUNTS.c.unit, _ACCOUNTS.c.balance).where(
-    _ACCOUNTS.c.member_id == bindparam("p_member")
-)
 _INSERT_POSTING = insert(_POSTINGS).returning(_POSTINGS.c.id)
 
 
@@ -136,14 +133,6 @@ def system_account_code(name: str, unit: str) -> str:
 def member_account(session: Session, *, member_id: int, unit: str) -> AccountRef:
     """The member's account in a unit (created on first use)."""
     return _account(session, member_account_code(member_id, unit), unit=unit, member_id=member_id)
-
-
-_MEMBER_ACCOUNT_IDS = select(Account.id).where(Account.member_id == bindparam("p_member"))
-
-
-def member_account_ids(session: Session, *, member_id: int) -> set[int]:
-    """The ids of the accounts the member has (a read: none is created, unlike ``member_account``)."""
-    return set(session.scalars(_MEMBER_ACCOUNT_IDS, {"p_member": member_id}))
 
 
 def lock_member_accounts(session: Session, *, member_id: int) -> None:
@@ -335,12 +324,6 @@ def balance_of(session: Session, *, member_id: int, unit: str) -> int:
     """A member's balance in a unit (0 before any posting)."""
     value = session.execute(_BALANCE, {"p_member": member_id, "p_unit": unit}).scalar_one_or_none()
     return int(value or 0)
-
-
-def balances_of(session: Session, *, member_id: int, units: tuple[str, ...]) -> dict[str, int]:
-    """A member's balance in each of ``units`` (0 before any posting), in one statement."""
-    found = {unit: int(value or 0) for unit, value in session.execute(_BALANCES, {"p_member": member_id})}
-    return {unit: found.get(unit, 0) for unit in units}
 
 
 # --- audit -------------------------------------------------------------------------------------
