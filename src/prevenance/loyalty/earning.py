@@ -119,10 +119,6 @@ class EarnRefused(Exception):
         self.index, self.error = index, error
 
 
-HookRefused = EarnRefused
-"""The name the callers (stream, ingest) have caught since hooks were the only late refusal."""
-
-
 class PlanChanged(Exception):
     """A referral changed between the batch's plan and its locks: plan the batch again."""
 

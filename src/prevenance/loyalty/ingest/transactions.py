@@ -126,8 +126,8 @@ def _apply_transactions_batch(
             owners.append(position)
     try:
         results = earning.apply_earns(session, requests, now=now, hooks=hooks)
-    except earning.HookRefused as refusal:
-        raise earning.HookRefused(owners[refusal.index], refusal.error) from refusal
+    except earning.EarnRefused as refusal:
+        raise earning.EarnRefused(owners[refusal.index], refusal.error) from refusal
     posted = replayed = 0
     for position, result in zip(owners, results, strict=True):
         if isinstance(result, PrevenanceError):
@@ -173,7 +173,7 @@ def ingest_transactions(
                     (counts, rejects), tried = with_retries(
                         engine, lambda s: _apply_transactions_rowwise(s, parsed, clock.now())
                     )
-            except earning.HookRefused as refusal:  # run the chunk again without that row
+            except earning.EarnRefused as refusal:  # run the chunk again without that row
                 refused[refusal.index] = refusal.error
                 retries += 1
                 continue
