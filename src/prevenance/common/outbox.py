@@ -6,20 +6,36 @@ the message stream). Every event has a unique ``event_id`` so consumers can dedu
 One event a handler always refuses (a bug, a payload an old version wrote) must not hold up the
 others: a pass runs the handlers set-based in a savepoint and, when that fails, again one event per
 savepoint (``deliver``). The refused event alone stays pending, its ``attempts`` counted and its
-``last_error`` kept; after ``MAX_ATTEMPTS`` it is parked (``parked_at``: a dead letter no pass
-picks) until an operator sends it back (``prevenance outbox retry``, ``unpark``). Pending means
-neither delivered nor parked (``PENDING``).
+``last_error`` kept, and it backs off: after its n-th failure no pass hands it out before
+``retry_at`` = now + ``BACKOFF_BASE`` × 2^(n-1) (1, 2, 4, … 64 s), while the events behind it go on
+being delivered. At its ``MAX_ATTEMPTS``-th failure (about two minutes of failing) it is parked
+(``parked_at``: a dead letter no pass picks) until an operator sends it back (``prevenance outbox
+retry``, ``unpark``). Pending means neither delivered nor parked (``PENDING``); a pass picks the
+pending events that are due (``due``: not backing off).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, and_, insert, select, text, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Index,
+    Integer,
+    String,
+    Table,
+    and_,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
@@ -62,10 +78,18 @@ def run_handlers(session: Session, events: Sequence[OutboxEvent], handlers: dict
                 handler(session, event)
 
 
-MAX_ATTEMPTS = 5
-"""Failed passes before an event is parked. Only a handler refusing this one event counts (a lost
-database fails the whole pass, and the count is written in that pass's transaction), so five passes
-in a row tell a poison event from a hiccup; parking is undone by ``prevenance outbox retry``."""
+BACKOFF_BASE = timedelta(seconds=1)
+"""The wait after an event's first refused delivery, doubled after each further one (``retry_delay``).
+Counted in time, not in passes: the relay passes every 0.2 s and maintenance every few seconds, so
+counting passes parked an event whose handler failed for a second (a lock timeout, a service
+restarting) and left it to an operator."""
+
+MAX_ATTEMPTS = 8
+"""Refused deliveries before an event is parked: with ``BACKOFF_BASE`` doubling, the 8th failure
+comes after waits of 1+2+4+…+64 s = 127 s, so only a handler that keeps refusing the event for about
+two minutes parks it; a transient failure is retried and delivered without anyone. Only a handler
+refusing this one event counts (a lost database fails the whole pass, and the count is written in
+that pass's transaction); parking is undone by ``prevenance outbox retry``."""
 
 ERROR_LENGTH = 300
 """Characters of ``last_error`` kept: the exception's type and message, enough to find the bug."""
@@ -75,11 +99,13 @@ _PARKED_SQL = "parked_at IS NOT NULL"
 
 
 class OutboxEvent(Base):
-    """A domain event waiting for (or past) delivery, or parked after ``MAX_ATTEMPTS`` failures.
+    """A domain event waiting for (or past) delivery, backing off after a failure until
+    ``retry_at``, or parked after ``MAX_ATTEMPTS`` failures.
 
     ``ix_outbox_pending`` holds only the pending rows (partial): every pass reads the oldest of
-    them, and the delivered ones (every event ever written) are not in its way. ``ix_outbox_parked``
-    likewise holds the few parked ones (the ``/metrics`` gauge, ``prevenance outbox parked``)."""
+    them, and the delivered ones (every event ever written) are not in its way; ``retry_at`` is
+    tested on those few rows (``due``), so it needs no index. ``ix_outbox_parked`` likewise holds
+    the few parked ones (the ``/metrics`` gauge, ``prevenance outbox parked``)."""
 
     __tablename__ = "outbox_events"
     __table_args__ = (
@@ -101,10 +127,19 @@ class OutboxEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     last_error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH), nullable=True)
     parked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 PENDING = and_(OutboxEvent.delivered_at.is_(None), OutboxEvent.parked_at.is_(None))
-"""Neither delivered nor parked: what a pass picks (the predicate of ``ix_outbox_pending``)."""
+"""Neither delivered nor parked (the predicate of ``ix_outbox_pending``): the backlog, events backing
+off included. A pass picks only those ``due``."""
+
+
+def due(now: datetime) -> ColumnElement[bool]:
+    """Pending and not backing off at ``now`` (the pass's clock): what a pass picks. The
+    ``retry_at`` test runs on the rows of ``ix_outbox_pending`` only."""
+    return and_(PENDING, or_(OutboxEvent.retry_at.is_(None), OutboxEvent.retry_at <= now))
+
 
 _EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
 _INSERT = insert(_EVENTS)  # built once: every write emits an event
@@ -150,15 +185,17 @@ def deliver_pending(
     to (most of them: every earn emits one) are only marked, set-based, up to ``limit`` ×
     ``UNHANDLED_PER_HANDLED`` of them: loading each one as an object to do nothing with it cost the
     API's earn load a quarter of the server's CPU. An event its handlers refuse stays pending (see
-    ``deliver``) and the others are marked all the same.
+    ``deliver``) and the others are marked all the same; it is picked again once ``retry_at`` has
+    passed (``due`` at ``now``).
     """
     handled_types = sorted(kind for kind, listeners in handlers.items() if listeners)
     marked = 0
-    handled_only: ColumnElement[bool] = PENDING
+    pending = due(now)
+    handled_only: ColumnElement[bool] = pending
     if "*" not in handled_types:
         unhandled_ids = (
             select(OutboxEvent.id)
-            .where(PENDING, OutboxEvent.type.not_in(handled_types))
+            .where(pending, OutboxEvent.type.not_in(handled_types))
             .order_by(OutboxEvent.id)
             .limit(limit * UNHANDLED_PER_HANDLED)
             .with_for_update(skip_locked=True)
@@ -173,7 +210,7 @@ def deliver_pending(
         handled_only = OutboxEvent.type.in_(handled_types)
     events = session.scalars(
         select(OutboxEvent)
-        .where(PENDING, handled_only)
+        .where(pending, handled_only)
         .order_by(OutboxEvent.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -232,16 +269,27 @@ def parks(attempts: int) -> bool:
     return attempts >= MAX_ATTEMPTS
 
 
+def retry_delay(attempts: int) -> timedelta:
+    """How long an event that has failed ``attempts`` times (1-based) waits before a pass picks it
+    again: ``BACKOFF_BASE`` × 2^(attempts-1), i.e. 1, 2, 4, … 64 s."""
+    return BACKOFF_BASE * 2 ** (max(attempts, 1) - 1)
+
+
 def record_failure(event: OutboxEvent, error: BaseException, *, now: datetime) -> None:
-    """Count one refused delivery of ``event``, keep the error, and park it at ``MAX_ATTEMPTS``."""
+    """Count one refused delivery of ``event``, keep the error, and either let it back off until
+    ``retry_at`` (``retry_delay`` from ``now``) or park it at ``MAX_ATTEMPTS``."""
     event.attempts = (event.attempts or 0) + 1
     event.last_error = error_text(error)
     fields = {"event_id": event.event_id, "type": event.type, "attempts": event.attempts}
     if parks(event.attempts):
         event.parked_at = now
+        event.retry_at = None
         log.error("outbox_event_parked", **fields, error=event.last_error)
     else:
-        log.warning("outbox_event_failed", **fields, error=event.last_error)
+        event.retry_at = now + retry_delay(event.attempts)
+        log.warning(
+            "outbox_event_failed", **fields, retry_at=event.retry_at.isoformat(), error=event.last_error
+        )
 
 
 def parked_events(session: Session) -> list[OutboxEvent]:
@@ -259,15 +307,15 @@ def find_event(session: Session, event_id: str) -> OutboxEvent | None:
 
 
 def unpark(session: Session, *, event_ids: Sequence[str] | None = None) -> int:
-    """Send parked events back to pending with a fresh count (all of them when ``event_ids`` is
-    None): the next pass delivers them. Returns how many were parked."""
+    """Send parked events back to pending with a fresh count and no backoff (all of them when
+    ``event_ids`` is None): the next pass delivers them. Returns how many were parked."""
     where = [OutboxEvent.parked_at.is_not(None)]
     if event_ids is not None:
         where.append(OutboxEvent.event_id.in_(list(event_ids)))
     result = session.execute(
         update(OutboxEvent)
         .where(*where)
-        .values(parked_at=None, attempts=0)
+        .values(parked_at=None, attempts=0, retry_at=None)
         .execution_options(synchronize_session=False)
     )
     return rows_changed(result)

@@ -45,7 +45,8 @@ def retry(
     ),
     every: bool = typer.Option(False, "--all", help="every parked event"),
 ) -> None:
-    """Send a parked event (or --all) back to pending, attempts at 0: the next pass delivers it."""
+    """Send a parked event (or --all) back to pending, attempts at 0 and no backoff: the next pass
+    delivers it."""
     if (event_id is None) == (not every):
         typer.echo("error: name one event id or --all", err=True)
         raise typer.Exit(2)

@@ -5,12 +5,13 @@ Design (no extra column such as ``published_at``): when NATS is configured the r
 *only* deliverer of the outbox (``prevenance serve`` then leaves ``outbox_events`` alone), and
 ``delivered_at`` means "published to JetStream *and* handled in process". A pass has three steps:
 
-1. read up to ``limit`` pending events in id order (a read-only transaction: no lock is held);
+1. read up to ``limit`` pending events that are due (not backing off: ``outbox.due`` at the pass's
+   clock) in id order (a read-only transaction: no lock is held);
 2. publish each to ``prevenance.events.<type>`` with its ``event_id`` as the ``Nats-Msg-Id``
    header and in the payload, and wait for every publish ack (no database transaction is open
    while the network is awaited, so SQLite's single write lock is never held across it);
-3. in one write transaction, take those events that are still pending (``FOR UPDATE SKIP LOCKED``
-   on PostgreSQL), run the in-process handlers on each and set ``delivered_at``.
+3. in one write transaction, take those events that are still pending and due (``FOR UPDATE SKIP
+   LOCKED`` on PostgreSQL), run the in-process handlers on each and set ``delivered_at``.
 
 Neither side can be lost: an event is marked only after its publish was acknowledged and its
 handlers ran in the marking transaction; a crash or a failure anywhere before the commit leaves it
@@ -23,11 +24,14 @@ Handlers are idempotent as before (the same is already true of ``deliver_pending
 
 An event whose in-process handlers refuse it is published but not handled, so it is not delivered:
 step 3 delivers the others of its pass all the same (``outbox.deliver``: one savepoint per event
-when the set-based run fails) and counts the refusal. The refused event is read and published again
-by the next passes, the same message with the same ``Nats-Msg-Id`` (dropped by JetStream as above),
-until its handlers take it or it is parked after ``outbox.MAX_ATTEMPTS`` passes; a parked event is
-read by no pass (``outbox.PENDING``) until ``prevenance outbox retry`` sends it back, when it is
-published once more (at least once, as after a crash) and handled.
+when the set-based run fails) and counts the refusal. The refused event then backs off: no pass
+reads, publishes or handles it before its ``retry_at`` (``outbox.retry_delay``: 1, 2, 4, … 64 s
+after its 1st, 2nd, 3rd, … 7th failure), and the events behind it are not held up meanwhile. Once
+due it is read and published again, the same message with the same ``Nats-Msg-Id`` (dropped by
+JetStream as above), until its handlers take it or it is parked at its ``outbox.MAX_ATTEMPTS``-th
+failure (about two minutes after the first); a parked event is read by no pass (``outbox.PENDING``)
+until ``prevenance outbox retry`` sends it back, when it is published once more (at least once, as
+after a crash) and handled.
 """
 
 from __future__ import annotations
@@ -86,8 +90,9 @@ class PendingEvent:
         )
 
 
-def read_pending(engine: Engine, *, limit: int) -> list[PendingEvent]:
-    """Step 1: the oldest pending events (neither delivered nor parked), without locking anything."""
+def read_pending(engine: Engine, *, limit: int, now: datetime) -> list[PendingEvent]:
+    """Step 1: the oldest pending events (neither delivered nor parked) that are due at ``now`` (not
+    backing off after a failure: ``outbox.due``), without locking anything."""
     with read_session(engine) as session:
         rows = session.execute(
             select(
@@ -97,7 +102,7 @@ def read_pending(engine: Engine, *, limit: int) -> list[PendingEvent]:
                 OutboxEvent.payload,
                 OutboxEvent.occurred_at,
             )
-            .where(outbox.PENDING)
+            .where(outbox.due(now))
             .order_by(OutboxEvent.id)
             .limit(limit)
         ).all()
@@ -107,16 +112,17 @@ def read_pending(engine: Engine, *, limit: int) -> list[PendingEvent]:
 def deliver_published(
     engine: Engine, *, ids: Sequence[int], handlers: dict[str, list[outbox.Handler]], now: datetime
 ) -> int:
-    """Step 3: run the in-process handlers on the published events still pending; mark them.
+    """Step 3: run the in-process handlers on the published events still pending and due; mark them.
 
     The rows are claimed with ``FOR UPDATE SKIP LOCKED`` (another relay skips them) and marked with
     one ``UPDATE``; only events that have a handler are loaded as objects. An event its handlers
-    refuse is left pending, its failure counted (``outbox.deliver``); the others are marked.
+    refuse is left pending, its failure counted and its ``retry_at`` set (``outbox.deliver``); the
+    others are marked. One that another relay refused since step 1 is backing off: it is left alone.
     """
     with unit_of_work(engine) as session:
         claimed = session.execute(
             select(OutboxEvent.id, OutboxEvent.type)
-            .where(OutboxEvent.id.in_(list(ids)), outbox.PENDING)
+            .where(OutboxEvent.id.in_(list(ids)), outbox.due(now))
             .order_by(OutboxEvent.id)
             .with_for_update(skip_locked=True)
         ).all()
@@ -201,8 +207,10 @@ class Relay:
         )
 
     async def run_once(self) -> int:
-        """One pass; returns the number of events published and marked delivered."""
-        events = await asyncio.to_thread(read_pending, self.engine, limit=self.limit)
+        """One pass; returns the number of events published and marked delivered. Step 1 reads the
+        events due at the clock's time; step 3 reads the clock again (``delivered_at``), later, so an
+        event due then is still due unless another relay refused it meanwhile."""
+        events = await asyncio.to_thread(read_pending, self.engine, limit=self.limit, now=self.clock.now())
         if not events:
             return 0
         await self.publish(events)

@@ -104,7 +104,7 @@ def test_relay_crash_between_publish_and_mark_does_not_duplicate(
         js = nc.jetstream()
         relay = Relay(engine=engine, clock=clock, js=js, names=names, handlers={"*": [handler]})
         # The first relay publishes and dies before marking anything.
-        await relay.publish(read_pending(engine, limit=100)[:5])
+        await relay.publish(read_pending(engine, limit=100, now=clock.now())[:5])
         assert all(row.delivered_at is None for row in outbox_rows(engine))
         # Its successor starts again from the outbox.
         assert await relay.run_once() == 8

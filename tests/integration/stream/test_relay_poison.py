@@ -1,13 +1,15 @@
 """The relay with an event its in-process handler always refuses: the others of the pass are
-published, handled and marked; the refused one is published again by the next passes (one message in
-the stream all the same: JetStream drops the copies by ``Nats-Msg-Id``), counted, parked after
-``outbox.MAX_ATTEMPTS`` passes and then neither published nor handled until it is sent back; once its
-handler is fixed it is handled once."""
+published, handled and marked; the refused one backs off (neither published nor handled by a pass
+before its ``retry_at``), is published again by the passes after it (one message in the stream all
+the same: JetStream drops the copies by ``Nats-Msg-Id``), counted, parked at its
+``outbox.MAX_ATTEMPTS``-th failure and then neither published nor handled until it is sent back; once
+its handler is fixed it is handled once. The frozen clock is moved between passes."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 
 import nats
 import pytest
@@ -75,8 +77,15 @@ def test_a_poison_event_is_retried_then_parked_without_blocking_or_duplicating(
         )
         assert await relay.run_once() == 3  # the other three in the first pass
         for attempt in range(2, outbox.MAX_ATTEMPTS + 1):
+            delay = outbox.retry_delay(attempt - 1)
+            clock.advance(delay - timedelta(milliseconds=1))
+            published = len(relay.published)
+            assert await relay.run_once() == 0  # backing off: neither published nor handled
+            assert len(relay.published) == published and outbox_rows(engine)[1].attempts == attempt - 1
+            clock.advance(timedelta(milliseconds=1))
             assert await relay.run_once() == 0
             assert outbox_rows(engine)[1].attempts == attempt
+        clock.advance(timedelta(hours=1))
         assert await relay.run_once() == 0  # parked: read, published and handled no more
         publishes = len(relay.published)
         poison.clear()  # the handler is fixed and the operator sends the event back
