@@ -11,6 +11,7 @@ from prevenance.common.auth import create_key, list_keys, revoke_key
 from prevenance.common.clock import SystemClock
 from prevenance.common.outbox_cli import app as outbox_app
 from prevenance.common.proxies import parse_networks
+from prevenance.common.text import is_utf8
 from prevenance.console.cli import app as console_app
 from prevenance.db import engine_from_settings, unit_of_work
 from prevenance.demo.cli import app as demo_app
@@ -75,7 +76,7 @@ def keys_create(
     from prevenance.common.problems import PrevenanceError
     from prevenance.customers import service as customers
 
-    if member_ref and not _utf8(member_ref):
+    if member_ref and not is_utf8(member_ref):
         # Bytes the shell could not decode reach Python as lone surrogates: no member has such a
         # ref, and the database driver would fail to encode it (a traceback).
         typer.echo(f"error: member_ref: no member with ref {member_ref!r}", err=True)
@@ -94,15 +95,6 @@ def keys_create(
         raise typer.Exit(2)
     typer.echo(f"created key {row.id} ({row.role}) for {row.name}")
     typer.echo(secret)
-
-
-def _utf8(text: str) -> bool:
-    """True when ``text`` is UTF-8 text (no lone surrogate from undecodable command-line bytes)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @keys_app.command("revoke")

@@ -8,6 +8,7 @@ import json
 import typer
 
 from prevenance.common import outbox
+from prevenance.common.text import is_utf8
 from prevenance.db import engine_from_settings, read_session, unit_of_work
 
 app = typer.Typer(help="The outbox: parked events (dead letters) and their retry.", no_args_is_help=True)
@@ -54,7 +55,7 @@ def retry(
         if event_id is not None:
             # Bytes the shell could not decode (lone surrogates) name no event, and no driver takes them.
             event = (
-                outbox.find_event(session, event_id) if event_id.isprintable() and _utf8(event_id) else None
+                outbox.find_event(session, event_id) if event_id.isprintable() and is_utf8(event_id) else None
             )
             if event is None:
                 typer.echo(f"error: no outbox event {event_id!r}", err=True)
@@ -65,11 +66,3 @@ def retry(
                 raise typer.Exit(2)
         count = outbox.unpark(session, event_ids=None if every else [str(event_id)])
     typer.echo(f"{count} event(s) back to pending; the next pass delivers them")
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

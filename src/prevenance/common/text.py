@@ -31,6 +31,16 @@ def is_header_safe(value: str) -> bool:
     return not any(unicodedata.category(character) in _UNSAFE_CATEGORIES for character in value)
 
 
+def is_utf8(text: str) -> bool:
+    """True when ``text`` is UTF-8 text: no lone surrogate, which is how Python hands over the bytes
+    of a command-line argument that were not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def one_line(value: str) -> str:
     """``value`` with every line break and control character replaced by a space (the mail
     builder's last defence for rows stored before the door refused them)."""

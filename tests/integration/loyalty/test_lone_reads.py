@@ -5,31 +5,15 @@ counting what the read's connection sends, not by timing; on SQLite and PostgreS
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from prevenance.customers.errors import UnknownMember
 from prevenance.db import lone_read
 from prevenance.loyalty import service
-from tests.conftest import Api, member_body, tx_body
-
-
-@contextmanager
-def statements_sent(engine: Engine) -> Iterator[list[str]]:
-    sent: list[str] = []
-
-    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
+from tests.conftest import Api, member_body, statements_sent, tx_body
 
 
 def _transaction_open(session: Any) -> bool:

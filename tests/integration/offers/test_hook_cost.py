@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from prevenance.common.clock import FrozenClock
 from prevenance.db import run_in_transaction
 from prevenance.loyalty import service
 from prevenance.offers import service as offers
 from prevenance.wiring import install_offer_hook
-from tests.conftest import Api
+from tests.conftest import Api, statements_sent
 from tests.integration.offers.conftest import add_member, offer_def
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def _earn(engine: Engine, clock: FrozenClock, tx_id: str) -> dict[str, Any]:
@@ -49,11 +33,11 @@ def test_no_active_offer_no_extra_query(api: Api, engine: Engine, clock: FrozenC
     service.unregister_transaction_hook(offers.HOOK_NAME)
     try:
         _earn(engine, clock, "warm")
-        with statements(engine) as without:
+        with statements_sent(engine) as without:
             _earn(engine, clock, "a")
         install_offer_hook()
         _earn(engine, clock, "fill-the-cache")
-        with statements(engine) as with_hook:
+        with statements_sent(engine) as with_hook:
             body = _earn(engine, clock, "b")
     finally:
         install_offer_hook()
@@ -69,7 +53,7 @@ def test_an_active_offer_is_seen_at_once_by_this_process(
     install_offer_hook()
     _earn(engine, clock, "before")  # caches "no offer"
     api.put("/v1/offers/books", offer_def(holdout_share="0"), role="marketing")  # invalidates
-    with statements(engine) as seen:
+    with statements_sent(engine) as seen:
         body = _earn(engine, clock, "after")
     assert body["offer"]["offer_id"] == "books"
     assert any("offer_decisions" in s for s in seen)
