@@ -321,14 +321,15 @@ def read_session(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def lone_read(engine: Engine) -> Iterator[Session]:
-    """A session for a read that is one statement (a balance, a page of movements).
+def read_statements(engine: Engine) -> Iterator[Session]:
+    """A session for reads that need no snapshot in common (a balance, a page of movements, the 360).
 
-    On PostgreSQL its connection is in autocommit: a lone ``SELECT`` is its own snapshot, so it needs
-    no ``BEGIN READ ONLY`` … ``COMMIT`` around it, which made such a read three round trips instead
-    of one, each waiting for the server and, under load, for a CPU. A read of several statements
-    that must agree with each other (the 360) stays in ``read_session``. On SQLite there is no round
-    trip to save: it is ``read_session`` (``query_only``, so a write slipped in still fails)."""
+    On PostgreSQL its connection is in autocommit: every statement is its own snapshot, which is all
+    a read transaction gives at READ COMMITTED (PostgreSQL takes a new snapshot per statement there),
+    without the ``BEGIN READ ONLY`` … ``COMMIT`` around it that cost two more round trips, each
+    waiting for the server and, under load, for a CPU. On SQLite there is no round trip to save, and a
+    read transaction is one snapshot: it is ``read_session`` (``query_only``, so a write slipped in
+    still fails)."""
     if engine.dialect.name != "postgresql":
         with read_session(engine) as session:
             yield session

@@ -15,7 +15,7 @@ from prevenance.common.deps import Admin, AppClock, DbEngine, Reader, ensure_mem
 from prevenance.common.idempotency import Outcome
 from prevenance.common.inputs import Month, OptionalMonth
 from prevenance.common.problems import PROBLEM_JSON, InvalidInput, NotFound
-from prevenance.db import lone_read, read_session, run_in_transaction
+from prevenance.db import read_session, read_statements, run_in_transaction
 from prevenance.loyalty import batcher, earning, ledger, programme, service
 from prevenance.loyalty.errors import LedgerBroken
 from prevenance.loyalty.schemas import (
@@ -128,7 +128,7 @@ def post_refund(
 def get_balance(ref: Ref, engine: DbEngine, principal: Reader) -> dict[str, Any]:
     """Points and miles of a member."""
     ensure_member_scope(principal, ref)
-    with lone_read(engine) as session:
+    with read_statements(engine) as session:
         return service.get_balance(session, member_ref=ref)
 
 
@@ -142,7 +142,7 @@ def get_movements(
 ) -> dict[str, Any]:
     """The member's movements, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
     ensure_member_scope(principal, ref)
-    with lone_read(engine) as session:
+    with read_statements(engine) as session:
         return service.list_movements(session, member_ref=ref, limit=limit, cursor=cursor)
 
 

@@ -19,7 +19,7 @@ UNITS = ("points", "miles")
 
 
 # Built once, each one statement that finds the member by its reference itself (``member_id_by_ref``):
-# a balance or a page of movements is one round trip, which on PostgreSQL ``db.lone_read`` sends
+# a balance or a page of movements is one round trip, which on PostgreSQL ``db.read_statements`` sends
 # without a transaction around it. Only an empty answer asks whether the member exists.
 _BALANCES_BY_REF = select(Account.unit, Account.balance).where(
     Account.member_id == customers.member_id_by_ref()

@@ -25,7 +25,7 @@ from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_sco
 from prevenance.common.problems import PROBLEM_JSON
 from prevenance.customers import service as customers
 from prevenance.customers.schemas import MemberRead
-from prevenance.db import read_session
+from prevenance.db import read_statements
 from prevenance.desk import concierge
 from prevenance.desk import incidents as desk_incidents
 from prevenance.desk import service as desk
@@ -197,15 +197,16 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
     """Profile, product and tier, contact preference, balance and last movements, open cases and last
     contacts, communications sent, open emergency cards and the benefits the card is entitled to but
     the member has not used in twelve months (for the agent to tell) and the active incidents
-    affecting the member, and for premium cards the latest concierge requests and the member's tastes,
-    in one read transaction.
+    affecting the member, and for premium cards the latest concierge requests and the member's tastes
+    (``read_statements``: on SQLite one snapshot; on PostgreSQL each part committed as of its read,
+    as at READ COMMITTED in a transaction).
 
     A member key reads only its own 360, in the member view (``"view": "member"``): without staff
     notes, concierge tastes, partners and costs, staff identities or internal case figures.
     """
     ensure_member_scope(principal, ref)
     now = clock.now()
-    with read_session(engine) as session:
+    with read_statements(engine) as session:
         member, product = customers.get_member_with_product(session, ref=ref)
         profile = {
             "ref": member.ref,

@@ -1,5 +1,5 @@
 """A balance and a page of movements are one statement each, which finds the member by its reference
-itself; on PostgreSQL it is sent without a transaction around it (``db.lone_read``), so such a read is
+itself; on PostgreSQL it is sent without a transaction around it (``db.read_statements``), so such a read is
 one round trip to the server instead of five (BEGIN, member, postings, accounts, COMMIT). Checked by
 counting what the read's connection sends, not by timing; on SQLite and PostgreSQL."""
 
@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from prevenance.customers.errors import UnknownMember
-from prevenance.db import lone_read
+from prevenance.db import read_statements
 from prevenance.loyalty import service
 from tests.conftest import Api, member_body, statements_sent, tx_body
 
@@ -33,7 +33,7 @@ def test_a_balance_and_a_page_of_movements_are_one_statement_each(api: Api, engi
     spend = {"id": "R1", "kind": "travel", "booking_ref": "B1", "amount": "150.00", "points": 5}
     assert api.post("/v1/members/M1/redemptions", spend, role="agent").status_code == 201
     before = api.get("/v1/members/M1/movements?limit=2").json()
-    with lone_read(engine) as session, statements_sent(engine) as sent:
+    with read_statements(engine) as session, statements_sent(engine) as sent:
         balance = service.get_balance(session, member_ref="M1")
         page = service.list_movements(session, member_ref="M1", limit=2, cursor=None)
         if engine.dialect.name == "postgresql":
@@ -54,7 +54,7 @@ def test_a_balance_and_a_page_of_movements_are_one_statement_each(api: Api, engi
 
 
 def service_page(engine: Engine, *, cursor: str | None) -> dict[str, Any]:
-    with lone_read(engine) as session:
+    with read_statements(engine) as session:
         return service.list_movements(session, member_ref="M1", limit=2, cursor=cursor)
 
 
@@ -62,7 +62,7 @@ def test_a_member_without_postings_reads_as_zero_and_an_unknown_one_is_404(api: 
     """Only an empty answer asks whether the member exists: a member without accounts or postings
     reads as 0 and no movements, a reference that names nobody is the same 404 as before."""
     api.put("/v1/members/M1", member_body())
-    with lone_read(engine) as session:
+    with read_statements(engine) as session:
         assert service.get_balance(session, member_ref="M1") == {"member_ref": "M1", "points": 0, "miles": 0}
         assert service.list_movements(session, member_ref="M1", limit=5, cursor=None)["items"] == []
         for read in (service.get_balance, service.list_latest_movements):
