@@ -75,3 +75,30 @@ def test_a_member_without_postings_reads_as_zero_and_an_unknown_one_is_404(api: 
     for path in ("/v1/members/M404/balance", "/v1/members/M404/movements"):
         answer = api.get(path)
         assert answer.status_code == 404 and answer.json()["type"].endswith("/unknown-member"), answer.text
+
+
+def test_a_connection_back_from_a_read_is_transactional_again(engine: Engine) -> None:
+    """``read_statements`` lends a pooled PostgreSQL connection in autocommit: the pool must hand it
+    back to the next writer in a transaction again, or that writer's statements would each commit
+    alone (an earn half written). One connection in the pool, so the writer gets the very same one."""
+    if engine.dialect.name != "postgresql":
+        return  # SQLite's reads keep their read transaction
+    from sqlalchemy import create_engine, text
+
+    from prevenance.db import unit_of_work
+
+    single = create_engine(engine.url, pool_size=1, max_overflow=0)
+    try:
+        with read_statements(single) as session:
+            reader = session.connection().connection.driver_connection
+            assert reader.autocommit
+        with pytest.raises(RuntimeError), unit_of_work(single) as session:
+            writer = session.connection().connection.driver_connection
+            assert writer is reader and not writer.autocommit
+            session.execute(text("CREATE TABLE read_statements_probe (n int)"))
+            raise RuntimeError("roll the transaction back")
+        with single.connect() as connection:
+            found = connection.execute(text("SELECT to_regclass('read_statements_probe')")).scalar()
+        assert found is None  # rolled back: the statement was not committed on its own
+    finally:
+        single.dispose()
