@@ -91,10 +91,10 @@ def test_a_connection_back_from_a_read_is_transactional_again(engine: Engine) ->
     try:
         with read_statements(single) as session:
             reader = session.connection().connection.driver_connection
-            assert reader.autocommit
+            assert reader is not None and reader.autocommit
         with pytest.raises(RuntimeError), unit_of_work(single) as session:
             writer = session.connection().connection.driver_connection
-            assert writer is reader and not writer.autocommit
+            assert writer is not None and writer is reader and not writer.autocommit
             session.execute(text("CREATE TABLE read_statements_probe (n int)"))
             raise RuntimeError("roll the transaction back")
         with single.connect() as connection:
