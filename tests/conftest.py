@@ -25,6 +25,7 @@ from prevenance.db import make_engine, unit_of_work
 from prevenance.loyalty import programme
 from prevenance.metadata import metadata
 from prevenance.migrate import upgrade
+from prevenance.settings import get_settings
 
 # Property tests never fail for being slow: the machines running the suite are shared and busy.
 hypothesis_settings.register_profile("prevenance", deadline=None)
@@ -229,3 +230,12 @@ def statements_sent(engine: Engine) -> Iterator[list[str]]:
         yield sent
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def cli_env(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """The command line pointed at the test database (its settings read afresh before and after)."""
+    monkeypatch.setenv("PREVENANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    yield engine
+    get_settings.cache_clear()

@@ -4,8 +4,6 @@ member that exists. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, func, select
@@ -16,17 +14,7 @@ from prevenance.cli import app as cli
 from prevenance.common.auth import ApiKey, create_key, revoke_member_keys
 from prevenance.common.clock import FrozenClock
 from prevenance.db import read_session, unit_of_work
-from prevenance.settings import get_settings
 from tests.conftest import member_body
-
-
-@pytest.fixture
-def cli_database(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    """The command line pointed at the test database."""
-    monkeypatch.setenv("PREVENANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield engine
-    get_settings.cache_clear()
 
 
 def _key(
@@ -44,10 +32,8 @@ def _key_count(engine: Engine) -> int:
         return int(session.scalar(select(func.count()).select_from(ApiKey)) or 0)
 
 
-def test_a_revoked_key_is_refused_at_once_by_every_api_process(
-    cli_database: Engine, clock: FrozenClock
-) -> None:
-    engine = cli_database
+def test_a_revoked_key_is_refused_at_once_by_every_api_process(cli_env: Engine, clock: FrozenClock) -> None:
+    engine = cli_env
     key_id, secret = _key(engine, clock)
     headers = {"Authorization": f"Bearer {secret}"}
     # Two applications over one database: two worker processes, each with its own memory.
@@ -67,16 +53,16 @@ def test_a_revoked_key_is_refused_at_once_by_every_api_process(
         assert session.get(ApiKey, key_id).revoked_at is not None  # type: ignore[union-attr]
 
 
-def test_revoking_an_unknown_key_exits_2_naming_it(cli_database: Engine) -> None:
+def test_revoking_an_unknown_key_exits_2_naming_it(cli_env: Engine) -> None:
     result = CliRunner().invoke(cli, ["keys", "revoke", "key_does_not_exist"])
     assert result.exit_code == 2 and "key_does_not_exist" in result.output
 
 
 def test_keys_list_shows_ids_and_which_are_revoked_never_the_secret(
-    cli_database: Engine, clock: FrozenClock
+    cli_env: Engine, clock: FrozenClock
 ) -> None:
-    live_id, live_secret = _key(cli_database, clock)
-    dead_id, _ = _key(cli_database, clock, role="integrator")
+    live_id, live_secret = _key(cli_env, clock)
+    dead_id, _ = _key(cli_env, clock, role="integrator")
     assert CliRunner().invoke(cli, ["keys", "revoke", dead_id]).exit_code == 0
     listing = CliRunner().invoke(cli, ["keys", "list"])
     assert listing.exit_code == 0
@@ -85,18 +71,18 @@ def test_keys_list_shows_ids_and_which_are_revoked_never_the_secret(
     assert live_secret not in listing.output
 
 
-def test_no_member_key_for_a_ref_that_does_not_exist(cli_database: Engine, clock: FrozenClock) -> None:
-    before = _key_count(cli_database)
+def test_no_member_key_for_a_ref_that_does_not_exist(cli_env: Engine, clock: FrozenClock) -> None:
+    before = _key_count(cli_env)
     result = CliRunner().invoke(
         cli, ["keys", "create", "--role", "member", "--name", "x", "--member-ref", "nope"]
     )
     assert result.exit_code == 2
     assert "member_ref" in result.output and "nope" in result.output
-    assert _key_count(cli_database) == before  # nothing written
+    assert _key_count(cli_env) == before  # nothing written
 
 
-def test_a_member_key_for_an_existing_member_acts_for_it(cli_database: Engine, clock: FrozenClock) -> None:
-    engine = cli_database
+def test_a_member_key_for_an_existing_member_acts_for_it(cli_env: Engine, clock: FrozenClock) -> None:
+    engine = cli_env
     _, admin = _key(engine, clock, role="admin")
     client = TestClient(create_app(engine=engine, clock=clock))
     assert (
@@ -113,7 +99,7 @@ def test_a_member_key_for_an_existing_member_acts_for_it(cli_database: Engine, c
     assert client.get("/v1/members/M1", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
 
 
-def test_a_staff_key_bound_to_a_member_is_refused(cli_database: Engine) -> None:
+def test_a_staff_key_bound_to_a_member_is_refused(cli_env: Engine) -> None:
     result = CliRunner().invoke(
         cli, ["keys", "create", "--role", "agent", "--name", "x", "--member-ref", "M1"]
     )
@@ -220,9 +206,7 @@ def test_the_key_lookup_survives_a_server_restart_and_sees_a_revocation_at_once(
     ["N" * 121, "", "   ", "ops\n key_forged  admin      root", "ops\x1b[2Jcleared", "a\udcffb"],
     ids=["too-long", "empty", "blank", "line-break", "escape", "not-utf8"],
 )
-def test_a_key_name_that_cannot_be_stored_or_shown_is_refused_naming_it(
-    cli_database: Engine, name: str
-) -> None:
+def test_a_key_name_that_cannot_be_stored_or_shown_is_refused_naming_it(cli_env: Engine, name: str) -> None:
     """A key's name is listed by ``keys list`` and recorded as the actor of every request the key
     makes. Over 120 characters it crashed the command with a traceback on PostgreSQL (and was kept
     whole on SQLite); an empty one was kept; a line break or an escape sequence forged lines of
@@ -232,11 +216,11 @@ def test_a_key_name_that_cannot_be_stored_or_shown_is_refused_naming_it(
     assert result.exit_code == 2, (result.output, result.exception)
     assert isinstance(result.exception, SystemExit)
     assert result.output.startswith("error: name: ") and result.output.count("\n") == 1, result.output
-    with read_session(cli_database) as session:
+    with read_session(cli_env) as session:
         assert session.scalar(select(func.count()).select_from(ApiKey)) == 0
 
 
-def test_revoking_an_id_that_cannot_be_a_key_says_so_without_a_traceback(cli_database: Engine) -> None:
+def test_revoking_an_id_that_cannot_be_a_key_says_so_without_a_traceback(cli_env: Engine) -> None:
     """``keys revoke`` with bytes that are not UTF-8 crashed with a traceback on both databases."""
     for key_id in ["key_\udcff", "x" * 500, "key_\x1b[2J"]:
         result = CliRunner().invoke(cli, ["keys", "revoke", key_id])
@@ -244,7 +228,7 @@ def test_revoking_an_id_that_cannot_be_a_key_says_so_without_a_traceback(cli_dat
         assert result.output.startswith("error: no API key ") and "\x1b" not in result.output
 
 
-def test_a_member_ref_that_is_not_utf8_is_no_member_without_a_traceback(cli_database: Engine) -> None:
+def test_a_member_ref_that_is_not_utf8_is_no_member_without_a_traceback(cli_env: Engine) -> None:
     """``--member-ref`` with bytes the shell could not decode crashed with a traceback."""
     args = ["keys", "create", "--role", "member", "--name", "x", "--member-ref", "M\udcff"]
     result = CliRunner().invoke(cli, args)

@@ -27,7 +27,6 @@ from prevenance.common.clock import FrozenClock
 from prevenance.common.outbox import ManyEvents, OutboxEvent
 from prevenance.db import read_session, unit_of_work
 from prevenance.observability import read_database_gauges
-from prevenance.settings import get_settings
 from prevenance.stream.relay import deliver_published, read_pending
 
 
@@ -241,11 +240,9 @@ def test_the_relay_step_3_leaves_alone_an_event_that_began_backing_off_since_ste
 
 
 @pytest.fixture
-def cli_database(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("PREVENANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
+def cli_database(cli_env: Engine) -> CliRunner:
+    """A command-line runner on the test database."""
+    return CliRunner()
 
 
 def test_the_cli_lists_parked_events_and_retry_sends_one_back_delivered_once(

@@ -6,7 +6,6 @@ is refused)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from prevenance.console import users
 from prevenance.console.tables import ConsoleUser
 from prevenance.console.web import SESSION_COOKIE
 from prevenance.db import read_session, unit_of_work
-from prevenance.settings import Settings, get_settings
+from prevenance.settings import Settings
 from tests.conftest import member_body
 from tests.integration.console.support import PASSWORD, csrf_of, make_user, sign_in
 
@@ -202,19 +201,10 @@ def test_signing_out_of_the_portal_ends_the_members_session_too(engine: Engine, 
     assert replay.get("/portal/").headers["location"].startswith("/portal/login")
 
 
-@pytest.fixture
-def cli_database(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    """The command line pointed at the test database."""
-    monkeypatch.setenv("PREVENANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield engine
-    get_settings.cache_clear()
-
-
 def test_console_disable_user_refuses_the_sign_in_and_ends_open_sessions(
-    cli_database: Engine, clock: FrozenClock
+    cli_env: Engine, clock: FrozenClock
 ) -> None:
-    engine = cli_database
+    engine = cli_env
     make_user(engine, clock, "agent1", "agent")
     make_user(engine, clock, "agent2", "agent")
     app = app_with(engine, clock)

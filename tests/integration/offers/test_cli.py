@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from prevenance.cli import app as cli
 from prevenance.common.clock import FrozenClock
-from prevenance.settings import get_settings
 from tests.conftest import Api
 from tests.integration.offers.conftest import offer_def
 from tests.integration.offers.test_training import _history
 
 
 @pytest.fixture
-def cli_on_test_db(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("PREVENANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
+def cli_on_test_db(cli_env: Engine) -> CliRunner:
+    """A command-line runner on the test database."""
+    return CliRunner()
 
 
 def test_train_prints_the_auc_with_its_ci_and_lists_show_the_versions(
