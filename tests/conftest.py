@@ -202,6 +202,25 @@ def member_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+def contact_body(member_ref: str = "P1", contact_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A desk contact (a lost card, by phone) for ``member_ref``; with ``contact_id`` its id."""
+    body: dict[str, Any] = {
+        "member_ref": member_ref,
+        "channel": "phone",
+        "direction": "inbound",
+        "agent": "a1",
+        "team": "t1",
+        "reason": "card.lost_stolen",
+        "started_at": "2026-01-01T10:00:00Z",
+        "ended_at": "2026-01-01T10:05:00Z",
+        "outcome": "pending",
+    }
+    if contact_id is not None:
+        body["id"] = contact_id
+    body.update(overrides)
+    return body
+
+
 def tx_body(tx_id: str, member_ref: str, amount: str = "42.50", **overrides: Any) -> dict[str, Any]:
     body = {
         "id": tx_id,

@@ -7,25 +7,7 @@ nothing (404) leaves no entry."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from tests.conftest import Api, member_body
-
-
-def _contact(contact_id: str) -> dict[str, Any]:
-    return {
-        "id": contact_id,
-        "member_ref": "P1",
-        "channel": "phone",
-        "direction": "inbound",
-        "agent": "a1",
-        "team": "t1",
-        "reason": "card.lost_stolen",
-        "started_at": "2026-01-01T10:00:00Z",
-        "ended_at": "2026-01-01T10:05:00Z",
-        "notes": "lost the card in Lyon",
-        "outcome": "pending",
-    }
+from tests.conftest import Api, contact_body, member_body
 
 
 def _reads_logged(api: Api) -> list[tuple[str, str, str]]:
@@ -36,7 +18,9 @@ def _reads_logged(api: Api) -> list[tuple[str, str, str]]:
 def test_a_record_read_by_its_id_is_in_its_members_access_log(api: Api) -> None:
     assert api.put("/v1/members/P1", member_body(product="platinum")).status_code == 201
     api.put("/v1/members/P2", member_body(product="platinum"))
-    contact = api.post("/v1/contacts", _contact("c1"), role="agent").json()
+    contact = api.post(
+        "/v1/contacts", contact_body(contact_id="c1", notes="lost the card in Lyon"), role="agent"
+    ).json()
     callback = {"id": "cb1", "reason": "statement.question", "scheduled_for": "2026-06-01T10:00:00Z"}
     assert api.post("/v1/members/P1/callbacks", {**callback, "phone": "+33612345678"}).status_code == 201
     card = {"id": "cr1", "city": "Paris", "country": "FR", "address": "1 rue de la Paix"}

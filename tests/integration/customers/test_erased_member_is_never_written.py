@@ -30,22 +30,7 @@ from prevenance.desk.tables import (
 )
 from prevenance.loyalty import ingest, ledger
 from prevenance.loyalty.tables import CardTransaction
-from tests.conftest import Api, member_body, tx_body
-
-
-def _contact(contact_id: str, ref: str) -> dict[str, Any]:
-    return {
-        "id": contact_id,
-        "member_ref": ref,
-        "channel": "phone",
-        "direction": "inbound",
-        "agent": "a1",
-        "team": "t1",
-        "reason": "card.lost_stolen",
-        "started_at": "2026-01-01T10:00:00Z",
-        "ended_at": "2026-01-01T10:05:00Z",
-        "outcome": "pending",
-    }
+from tests.conftest import Api, contact_body, member_body, tx_body
 
 
 def _erased(api: Api) -> str:
@@ -53,7 +38,7 @@ def _erased(api: Api) -> str:
     assert (
         api.put("/v1/members/P1", member_body(product="platinum", phone="06 12 34 56 78")).status_code == 201
     )
-    assert api.post("/v1/contacts", _contact("before", "P1"), role="agent").status_code == 201
+    assert api.post("/v1/contacts", contact_body("P1", contact_id="before"), role="agent").status_code == 201
     erased = api.post("/v1/members/P1/erase", {})
     assert erased.status_code == 200, erased.text
     return str(erased.json()["member_ref"])
@@ -87,7 +72,7 @@ def test_a_ref_with_the_pseudonyms_prefix_is_reserved(api: Api) -> None:
 @pytest.mark.parametrize(
     ("role", "method", "path", "body", "table"),
     [
-        ("agent", "post", "/v1/contacts", _contact("after", "{alias}"), Contact),
+        ("agent", "post", "/v1/contacts", contact_body("{alias}", contact_id="after"), Contact),
         (
             "agent",
             "post",

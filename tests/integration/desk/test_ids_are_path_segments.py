@@ -11,19 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import Api, member_body
+from tests.conftest import Api, contact_body, member_body
 
-CONTACT = {
-    "member_ref": "P1",
-    "channel": "phone",
-    "direction": "inbound",
-    "agent": "a1",
-    "team": "t1",
-    "reason": "card.lost_stolen",
-    "started_at": "2026-01-01T10:00:00Z",
-    "ended_at": "2026-01-01T10:05:00Z",
-    "outcome": "pending",
-}
+CONTACT = contact_body()
 CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("/v1/contacts", "agent", CONTACT, "/v1/contacts/{id}"),
     (

@@ -11,21 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, member_body
+from tests.conftest import Api, contact_body, member_body
 
-CONTACT = {
-    "id": "c1",
-    "member_ref": "P1",
-    "channel": "phone",
-    "direction": "inbound",
-    "agent": "a1",
-    "team": "t1",
-    "reason": "card.lost_stolen",
-    "started_at": "2026-01-01T10:00:00Z",
-    "ended_at": "2026-01-01T10:05:00Z",
-    "notes": "line one\nline two",
-    "outcome": "pending",
-}
+CONTACT = contact_body(contact_id="c1", notes="line one\nline two")
 CALLBACK = {
     "id": "cb1",
     "reason": "statement.question",
