@@ -364,23 +364,33 @@ _HALF_BITS: Any = literal_column(str(_HALF))
 _LOW_HALF: Any = literal_column(str(2**_HALF - 1))
 
 
-def _unit_totals(session: Session, *, issuance_only: bool = False) -> dict[str, int]:
-    """Σ postings per unit (of the issuance accounts only, or of every account), exact whatever the
-    total: system accounts keep no balance, so what the issuance account has put out over the
-    programme's life is not bounded and may pass 2^63 - 1, where SQLite's ``sum()`` raises "integer
-    overflow". Each delta is summed as its high and low 32-bit halves (``>>`` and ``&``, the same on
-    both databases), neither sum able to overflow below 2^31 postings, and joined again in Python."""
+def _unit_totals(session: Session) -> tuple[dict[str, int], dict[str, int]]:
+    """Σ postings per unit over every account, and over the issuance accounts alone, in one pass
+    over the postings; exact whatever the total: system accounts keep no balance, so what the
+    issuance account has put out over the programme's life is not bounded and may pass 2^63 - 1,
+    where SQLite's ``sum()`` raises "integer overflow". Each delta is summed as its high and low
+    32-bit halves (``>>`` and ``&``, the same on both databases), neither sum able to overflow below
+    2^31 postings, and joined again in Python."""
     movements = _movements()
-    high = func.sum(movements.c.delta.op(">>")(_HALF_BITS))
-    low = func.sum(movements.c.delta.op("&")(_LOW_HALF))
+    issuance = Account.code.like(system_account_code("issuance", "%")).label("issuance")
     query = (
-        select(Account.unit, high, low)
+        select(
+            Account.unit,
+            issuance,
+            func.sum(movements.c.delta.op(">>")(_HALF_BITS)),
+            func.sum(movements.c.delta.op("&")(_LOW_HALF)),
+        )
         .join(movements, movements.c.account_id == Account.id)
-        .group_by(Account.unit)
+        .group_by(Account.unit, issuance)
     )
-    if issuance_only:
-        query = query.where(Account.code.like(system_account_code("issuance", "%")))
-    return {unit: (int(h or 0) << _HALF) + int(lo or 0) for unit, h, lo in session.execute(query)}
+    every: dict[str, int] = {}
+    issued: dict[str, int] = {}
+    for unit, is_issuance, high, low in session.execute(query):
+        total = (int(high or 0) << _HALF) + int(low or 0)
+        every[unit] = every.get(unit, 0) + total
+        if is_issuance:
+            issued[unit] = issued.get(unit, 0) + total
+    return every, issued
 
 
 def audit(session: Session) -> dict[str, Any]:
@@ -408,7 +418,7 @@ def audit(session: Session) -> dict[str, Any]:
     )
 
     # 2. Σ of all balances per unit is zero.
-    totals = _unit_totals(session)
+    totals, issuance_totals = _unit_totals(session)
     bad_units = [{"unit": u, "sum": t} for u, t in totals.items() if t != 0]
     checks.append(Check("sum_per_unit_is_zero", not bad_units, "Σ postings per unit = 0", bad_units))
 
@@ -469,7 +479,7 @@ def audit(session: Session) -> dict[str, Any]:
         "ok": all(c.ok for c in checks),
         "postings": int(postings),
         "accounts": int(accounts),
-        "issued": {unit: -total for unit, total in _unit_totals(session, issuance_only=True).items()},
+        "issued": {unit: -total for unit, total in issuance_totals.items()},
         "checks": [c.as_dict() for c in checks],
     }
 
