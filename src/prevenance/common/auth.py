@@ -197,15 +197,18 @@ def _pooled_key_row(engine: Engine, statement: str, key_hash: str) -> tuple[Any,
     in the pool usually announces itself (``db.refuse_closed_connection``), but one ended at the
     very moment of checkout does not; the read is a lone SELECT, so repeating it is harmless, and
     SQLAlchemy has discarded the pool's older connections on the disconnect by then."""
-    for attempt in (1, 2):
-        try:
-            with engine.connect() as connection:
-                found = connection.exec_driver_sql(statement, (key_hash,)).first()
-                return None if found is None else tuple(found)
-        except DBAPIError as error:
-            if attempt == 2 or not error.connection_invalidated:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def read() -> tuple[Any, ...] | None:
+        with engine.connect() as connection:
+            found = connection.exec_driver_sql(statement, (key_hash,)).first()
+            return None if found is None else tuple(found)
+
+    try:
+        return read()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    return read()
 
 
 def as_sqlalchemy_error(engine: Engine, statement: str, error: Exception) -> StatementError:
