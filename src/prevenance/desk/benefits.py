@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Subquery, bindparam, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import outbox, reads
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
+from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.desk import config, rules
 from prevenance.desk.errors import (
@@ -27,6 +28,9 @@ from prevenance.desk.tables import (
     BenefitUsage,
     Contact,
 )
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 
 def benefit_labels(code: str) -> tuple[str, str]:
@@ -180,8 +184,23 @@ def list_member_benefits(session: Session, *, member_ref: str, now: datetime) ->
     """The benefits the member's card is entitled to, when each was last used and last explained,
     and whether it went unused for the last twelve months (so the agent can tell the customer)."""
     member = customers.get_member(session, ref=member_ref)
+    return {
+        "member_ref": member.ref,
+        "product": member.product,
+        "items": reads.run(session, member_benefits(member, now=now)),
+    }
+
+
+def member_benefits(member: Member, *, now: datetime) -> Read[list[dict[str, Any]]]:
+    """The benefits of ``list_member_benefits``, as a read a view sends with others."""
+    return Read(
+        _LAST_USED_AND_EXPLAINED, {"p_member": member.id}, lambda rows: _benefit_items(member, rows, now)
+    )
+
+
+def _benefit_items(member: Member, rows: Sequence[Any], now: datetime) -> list[dict[str, Any]]:
     last: dict[str, dict[str, datetime]] = {"used": {}, "explained": {}}
-    for kind, code, moment in session.execute(_LAST_USED_AND_EXPLAINED, {"p_member": member.id}):
+    for kind, code, moment in rows:
         last[kind][code] = moment
     last_used, last_explained = last["used"], last["explained"]
     items = []
@@ -199,7 +218,7 @@ def list_member_benefits(session: Session, *, member_ref: str, now: datetime) ->
                 "unused_12m": rules.unused_for_12_months(used, now=now),
             }
         )
-    return {"member_ref": member.ref, "product": member.product, "items": items}
+    return items
 
 
 _COUNT_BENEFIT_USAGES = select(func.count()).where(
@@ -234,6 +253,13 @@ def benefit_usages() -> Subquery:
 
 def list_unused_benefits(session: Session, *, member_ref: str, now: datetime) -> list[dict[str, Any]]:
     """The entitled benefits the member has not used in the last twelve months."""
-    return [
-        b for b in list_member_benefits(session, member_ref=member_ref, now=now)["items"] if b["unused_12m"]
-    ]
+    return reads.run(session, member_unused_benefits(customers.get_member(session, ref=member_ref), now=now))
+
+
+def member_unused_benefits(member: Member, *, now: datetime) -> Read[list[dict[str, Any]]]:
+    """``list_unused_benefits`` as a read a view sends with others."""
+    return Read(
+        _LAST_USED_AND_EXPLAINED,
+        {"p_member": member.id},
+        lambda rows: [b for b in _benefit_items(member, rows, now) if b["unused_12m"]],
+    )

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import outbox, reads
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
+from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.desk import config, rules
 from prevenance.desk.errors import (
@@ -22,6 +23,9 @@ from prevenance.desk.errors import (
 from prevenance.desk.tables import (
     CardReplacement,
 )
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ def list_card_replacements(
 
 
 _MEMBER_REPLACEMENTS = (
-    select(CardReplacement)
+    select(CardReplacement.__table__)
     .where(CardReplacement.member_id == bindparam("p_member"))
     .order_by(CardReplacement.ordered_at.desc())
     .limit(50)
@@ -171,6 +175,14 @@ def list_member_card_replacements(
 ) -> list[dict[str, Any]]:
     """A member's emergency card orders, newest first."""
     member = customers.get_member(session, ref=member_ref)
-    statement = _OPEN_MEMBER_REPLACEMENTS if open_only else _MEMBER_REPLACEMENTS
-    rows = session.scalars(statement, {"p_member": member.id})
-    return [_replacement_body(order, now) for order in rows]
+    return reads.run(session, member_card_replacements(member, now=now, open_only=open_only))
+
+
+def member_card_replacements(member: Member, *, now: datetime, open_only: bool) -> Read[list[dict[str, Any]]]:
+    """A member's emergency card orders (the open ones only, if asked), newest first, as a read a
+    view sends with others."""
+    return Read(
+        _OPEN_MEMBER_REPLACEMENTS if open_only else _MEMBER_REPLACEMENTS,
+        {"p_member": member.id},
+        lambda rows: [_replacement_body(order, now) for order in rows],
+    )

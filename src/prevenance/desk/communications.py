@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from prevenance.common import mail, outbox
+from prevenance.common import mail, outbox, reads
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, fingerprint_of, iso_z
 from prevenance.common.problems import IdempotencyConflict, InvalidInput
+from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.desk import rules
 from prevenance.desk.tables import (
@@ -162,7 +163,7 @@ def _log_communication(session: Session, *, data: CommunicationInput, source: st
 
 
 _MEMBER_COMMUNICATIONS = (
-    select(Communication)
+    select(Communication.__table__)
     .where(Communication.member_id == bindparam("p_member"))
     .order_by(Communication.sent_at.desc(), Communication.id.desc())
     .limit(bindparam("p_limit"))
@@ -173,8 +174,16 @@ _MEMBER_COMMUNICATIONS = (
 def list_member_communications(session: Session, *, member_ref: str, limit: int = 50) -> dict[str, Any]:
     """What was sent to a member, newest first."""
     member = customers.get_member(session, ref=member_ref)
-    rows = session.scalars(_MEMBER_COMMUNICATIONS, {"p_member": member.id, "p_limit": limit})
-    return {"member_ref": member.ref, "items": [_communication_body(row, member.ref) for row in rows]}
+    return {"member_ref": member.ref, "items": reads.run(session, member_communications(member, limit=limit))}
+
+
+def member_communications(member: Member, *, limit: int) -> Read[list[dict[str, Any]]]:
+    """What was sent to a member, newest first, as a read a view sends with others."""
+    return Read(
+        _MEMBER_COMMUNICATIONS,
+        {"p_member": member.id, "p_limit": limit},
+        lambda rows: [_communication_body(row, member.ref) for row in rows],
+    )
 
 
 def _preference_body(member: Member, row: ContactPreference | None) -> dict[str, Any]:
@@ -217,7 +226,17 @@ def set_contact_preference(
 def get_contact_preference(session: Session, *, member_ref: str) -> dict[str, Any]:
     """How a member wants to be approached (``mode`` None when never stated)."""
     member = customers.get_member(session, ref=member_ref)
-    return _preference_body(member, session.get(ContactPreference, member.id))
+    return reads.run(session, contact_preference(member))
+
+
+_PREFERENCE = select(ContactPreference.__table__).where(ContactPreference.member_id == bindparam("p_member"))
+
+
+def contact_preference(member: Member) -> Read[dict[str, Any]]:
+    """How a member wants to be approached, as a read a view sends with others."""
+    return Read(
+        _PREFERENCE, {"p_member": member.id}, lambda rows: _preference_body(member, rows[0] if rows else None)
+    )
 
 
 _PREFERENCE_MODE = select(ContactPreference.mode).where(ContactPreference.member_id == bindparam("p_member"))

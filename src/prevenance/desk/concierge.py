@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import String, bindparam, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import outbox, reads
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
+from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.desk.errors import ConciergeNotEntitled, ConciergeStatusConflict, UnknownConciergeRequest
 from prevenance.desk.tables import ConciergePartner, ConciergeRequest, MemberTastes
@@ -263,7 +264,7 @@ def list_requests(
 
 
 _MEMBER_REQUESTS = (
-    select(ConciergeRequest)
+    select(ConciergeRequest.__table__)
     .where(ConciergeRequest.member_id == bindparam("p_member"))
     .order_by(ConciergeRequest.created_at.desc(), ConciergeRequest.id.desc())
     .limit(bindparam("p_limit"))
@@ -273,13 +274,29 @@ _MEMBER_REQUESTS = (
 
 def list_member_requests(session: Session, *, member_id: int, limit: int = 10) -> list[dict[str, Any]]:
     """A member's latest concierge requests, newest first (the 360 and the concierge board)."""
-    rows = session.scalars(_MEMBER_REQUESTS, {"p_member": member_id, "p_limit": limit})
-    return [_request_body(row) for row in rows]
+    return reads.run(session, member_requests(member_id, limit=limit))
+
+
+def member_requests(member_id: int, *, limit: int) -> Read[list[dict[str, Any]]]:
+    """A member's latest concierge requests, as a read a view sends with others."""
+    return Read(
+        _MEMBER_REQUESTS,
+        {"p_member": member_id, "p_limit": limit},
+        lambda rows: [_request_body(r) for r in rows],
+    )
+
+
+_TASTES = select(MemberTastes.__table__).where(MemberTastes.member_id == bindparam("p_member"))
 
 
 def get_member_tastes(session: Session, *, member_id: int) -> dict[str, Any]:
     """What the concierge remembers of a member (empty when nothing is on file)."""
-    return _tastes_body(session.get(MemberTastes, member_id))
+    return reads.run(session, member_tastes(member_id))
+
+
+def member_tastes(member_id: int) -> Read[dict[str, Any]]:
+    """``get_member_tastes`` as a read a view sends with others."""
+    return Read(_TASTES, {"p_member": member_id}, lambda rows: _tastes_body(rows[0] if rows else None))
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -7,15 +7,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import outbox, reads
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, fingerprint_of, iso_z, new_id
 from prevenance.common.problems import InvalidInput
+from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.desk import config, rules
 from prevenance.desk.errors import (
@@ -29,6 +30,9 @@ from prevenance.desk.tables import (
     Case,
     Contact,
 )
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 
 def list_reasons() -> list[dict[str, str]]:
@@ -195,7 +199,7 @@ def get_contact(session: Session, *, contact_id: str) -> dict[str, Any]:
 
 
 _MEMBER_CONTACTS = (
-    select(Contact)
+    select(Contact.__table__)
     .where(Contact.member_id == bindparam("p_member"))
     .order_by(Contact.started_at.desc(), Contact.id.desc())
     .limit(bindparam("p_limit"))
@@ -204,11 +208,19 @@ _MEMBER_CONTACTS = (
 build and key for the cache than the database takes to answer it)."""
 
 
+def member_contacts(member: Member, *, limit: int) -> Read[list[dict[str, Any]]]:
+    """A member's contacts, newest first, as a read a view sends with others (``common.reads``)."""
+    return Read(
+        _MEMBER_CONTACTS,
+        {"p_member": member.id, "p_limit": limit},
+        lambda rows: [_contact_body(row, member.ref) for row in rows],
+    )
+
+
 def list_member_contacts(session: Session, *, member_ref: str, limit: int = 50) -> dict[str, Any]:
     """A member's contacts, newest first."""
     member = customers.get_member(session, ref=member_ref)
-    rows = session.scalars(_MEMBER_CONTACTS, {"p_member": member.id, "p_limit": limit})
-    return {"member_ref": member.ref, "items": [_contact_body(c, member.ref) for c in rows]}
+    return {"member_ref": member.ref, "items": reads.run(session, member_contacts(member, limit=limit))}
 
 
 def _case_contacts(session: Session, case_id: str) -> list[Contact]:
@@ -255,7 +267,7 @@ def resolve_case(session: Session, *, case_id: str, owner: str | None, now: date
 
 
 _MEMBER_CASES = (
-    select(Case)
+    select(Case.__table__)
     .where(Case.member_id == bindparam("p_member"))
     .order_by(Case.opened_at.desc(), Case.id.desc())
     .limit(bindparam("p_limit"))
@@ -268,9 +280,16 @@ def list_member_cases(
 ) -> list[dict[str, Any]]:
     """A member's cases, newest first (without their contacts)."""
     member = customers.get_member(session, ref=member_ref)
-    params = {"p_member": member.id, "p_limit": limit}
-    if status is None:
-        rows = session.scalars(_MEMBER_CASES, params)
-    else:
-        rows = session.scalars(_MEMBER_CASES_IN_STATUS, {**params, "p_status": status})
-    return [_case_body(case, member.ref) for case in rows]
+    return reads.run(session, member_cases(member, status=status, limit=limit))
+
+
+def member_cases(member: Member, *, status: str | None, limit: int) -> Read[list[dict[str, Any]]]:
+    """A member's cases (in one status, if given), newest first, as a read a view sends with others."""
+    params: dict[str, Any] = {"p_member": member.id, "p_limit": limit}
+    if status is not None:
+        params["p_status"] = status
+    return Read(
+        _MEMBER_CASES if status is None else _MEMBER_CASES_IN_STATUS,
+        params,
+        lambda rows: [_case_body(case, member.ref) for case in rows],
+    )

@@ -18,21 +18,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
-from prevenance.common import mail, outbox
+from prevenance.common import mail, outbox, reads
 from prevenance.common.i18n import translate
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint, fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
+from prevenance.common.reads import Read
 from prevenance.common.text import HEADER_UNSAFE_MESSAGE, is_header_safe
 from prevenance.customers import service as customers
 from prevenance.desk import communications, config
 from prevenance.desk.errors import IncidentResolved, UnknownIncident
 from prevenance.desk.tables import Incident, IncidentNotice
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 SENDER = "Prévenance <notices@prevenance.example>"
 RELAY_SOURCE = "incident-relay"
@@ -294,7 +298,7 @@ def list_incidents(session: Session, *, status: str = "active", limit: int = 50)
 
 
 _MEMBER_INCIDENTS = (
-    select(Incident)
+    select(Incident.__table__)
     .join(IncidentNotice, IncidentNotice.incident_id == Incident.id)
     .where(
         IncidentNotice.member_id == bindparam("p_member"),
@@ -308,8 +312,14 @@ _MEMBER_INCIDENTS = (
 
 def list_member_incidents(session: Session, *, member_ref: str) -> list[dict[str, Any]]:
     """The active incidents affecting a member, newest first."""
-    member = customers.get_member(session, ref=member_ref)
-    return [_incident_body(row) for row in session.scalars(_MEMBER_INCIDENTS, {"p_member": member.id})]
+    return reads.run(session, member_incidents(customers.get_member(session, ref=member_ref)))
+
+
+def member_incidents(member: Member) -> Read[list[dict[str, Any]]]:
+    """The active incidents affecting a member, newest first, as a read a view sends with others."""
+    return Read(
+        _MEMBER_INCIDENTS, {"p_member": member.id}, lambda rows: [_incident_body(row) for row in rows]
+    )
 
 
 def count_pending(session: Session) -> int:

@@ -19,13 +19,14 @@ from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import outbox, reads
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import as_utc, fingerprint, iso_z
 from prevenance.common.inputs import check_month
 from prevenance.common.outbox import OutboxEvent
 from prevenance.common.periods import month_bounds
 from prevenance.common.problems import Conflict, InvalidInput, NotFound
+from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.desk import config
 from prevenance.desk import recovery_rules as rules
@@ -300,7 +301,7 @@ def list_cases(
 
 
 _MEMBER_CASES = (
-    select(RecoveryCase)
+    select(RecoveryCase.__table__)
     .where(RecoveryCase.member_id == bindparam("p_member"))
     .order_by(RecoveryCase.opened_at.desc(), RecoveryCase.id)
     .limit(bindparam("p_limit"))
@@ -312,8 +313,16 @@ def list_member_cases(
     session: Session, *, member_id: int, now: datetime, limit: int = 20
 ) -> list[dict[str, Any]]:
     """A member's recovery cases, newest first (the 360)."""
-    rows = session.scalars(_MEMBER_CASES, {"p_member": member_id, "p_limit": limit})
-    return [_body(row, now) for row in rows]
+    return reads.run(session, member_cases(member_id, now=now, limit=limit))
+
+
+def member_cases(member_id: int, *, now: datetime, limit: int) -> Read[list[dict[str, Any]]]:
+    """A member's recovery cases, newest first, as a read a view sends with others."""
+    return Read(
+        _MEMBER_CASES,
+        {"p_member": member_id, "p_limit": limit},
+        lambda rows: [_body(row, now) for row in rows],
+    )
 
 
 def counts(session: Session, *, now: datetime, team: str | None = None) -> dict[str, int]:

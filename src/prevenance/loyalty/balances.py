@@ -5,15 +5,19 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, bindparam, case, select
 from sqlalchemy.orm import Session, aliased
 
 from prevenance.common.inputs import BIGINT_MAX
 from prevenance.common.problems import InvalidInput
+from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.loyalty.tables import Account, Posting
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 UNITS = ("points", "miles")
 
@@ -28,11 +32,19 @@ _BALANCES_BY_REF = select(Account.unit, Account.balance).where(
 
 def get_balance(session: Session, *, member_ref: str) -> dict[str, Any]:
     """A member's points and miles (0 in a unit without an account)."""
-    found = {
-        unit: int(value or 0) for unit, value in session.execute(_BALANCES_BY_REF, {"p_ref": member_ref})
-    }
-    if not found:
+    rows = session.execute(_BALANCES_BY_REF, {"p_ref": member_ref}).all()
+    if not rows:
         customers.get_member(session, ref=member_ref)  # 404 unless it is a member without accounts
+    return _balance_body(member_ref, rows)
+
+
+def balance_of(member: Member) -> Read[dict[str, Any]]:
+    """The balance of a member already read, as a read a view sends with others."""
+    return Read(_BALANCES_BY_REF, {"p_ref": member.ref}, lambda rows: _balance_body(member.ref, rows))
+
+
+def _balance_body(member_ref: str, rows: Sequence[Any]) -> dict[str, Any]:
+    found = {unit: int(value or 0) for unit, value in rows}
     return {"member_ref": member_ref, **{unit: found.get(unit, 0) for unit in UNITS}}
 
 
@@ -105,6 +117,12 @@ def list_movements(session: Session, *, member_ref: str, limit: int, cursor: str
     }
 
 
+def last_movements(member: Member, *, limit: int) -> Read[list[dict[str, Any]]]:
+    """The first page of ``list_movements`` (its items) for a member already read, as a read a view
+    sends with others."""
+    return Read(_MOVEMENTS, {"p_ref": member.ref, "p_limit": limit}, _movement_items)
+
+
 def list_latest_movements(session: Session, *, member_ref: str, limit: int) -> list[dict[str, Any]]:
     """The member's last postings by when they were made, newest first (what a member reads).
 
@@ -117,7 +135,7 @@ def list_latest_movements(session: Session, *, member_ref: str, limit: int) -> l
     return _movement_items(rows)
 
 
-def _movement_items(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+def _movement_items(rows: Sequence[Row[Any]] | Sequence[Any]) -> list[dict[str, Any]]:
     return [
         {
             "id": row.id,

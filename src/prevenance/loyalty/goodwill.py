@@ -12,20 +12,24 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import outbox, reads
 from prevenance.common.ids import iso_z
 from prevenance.common.inputs import check_month
 from prevenance.common.periods import month_of
+from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.loyalty import goodwill_rules, ledger, programme
 from prevenance.loyalty.errors import InvalidProgramme
 from prevenance.loyalty.tables import GoodwillGrant
+
+if TYPE_CHECKING:
+    from prevenance.customers.tables import Member
 
 REASON = "goodwill"
 
@@ -149,7 +153,7 @@ def grant(
 
 
 _MEMBER_GRANTS = (
-    select(GoodwillGrant)
+    select(GoodwillGrant.__table__)
     .where(GoodwillGrant.member_id == bindparam("p_member"))
     .order_by(GoodwillGrant.granted_at.desc(), GoodwillGrant.id.desc())
     .limit(bindparam("p_limit"))
@@ -160,9 +164,18 @@ _MEMBER_GRANTS = (
 def list_member_grants(session: Session, *, member_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """A member's goodwill, newest first (the 360)."""
     member = customers.find_member_by_id(session, member_id=member_id)
-    ref = member.ref if member else ""
-    rows = session.scalars(_MEMBER_GRANTS, {"p_member": member_id, "p_limit": limit})
-    return [body(row, ref) for row in rows]
+    if member is None:
+        return []
+    return reads.run(session, member_grants(member, limit=limit))
+
+
+def member_grants(member: Member, *, limit: int) -> Read[list[dict[str, Any]]]:
+    """A member's goodwill, newest first, as a read a view sends with others."""
+    return Read(
+        _MEMBER_GRANTS,
+        {"p_member": member.id, "p_limit": limit},
+        lambda rows: [body(row, member.ref) for row in rows],
+    )
 
 
 def report(session: Session, *, month: str) -> dict[str, Any]:

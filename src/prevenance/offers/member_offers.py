@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import outbox, reads
+from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.offers import repository as repo
 from prevenance.offers import rules
@@ -72,26 +74,32 @@ def list_active_member_offers(
 
 def list_member_offers(session: Session, *, member_id: int, limit: int = 10) -> list[dict[str, Any]]:
     """The member's offers of every status, newest first, with both languages (for the 360 view)."""
-    rows = repo.member_offers(session, member_id=member_id, now=None, limit=limit)
-    items = []
-    for decision, offer in rows:
-        items.append(
-            {
-                "decision_id": decision.id,
-                "offer_id": offer.id,
-                "partner_merchant": offer.partner_merchant,
-                "reward_kind": offer.reward_kind,
-                "title_fr": offer.title_fr,
-                "title_en": offer.title_en,
-                "status": decision.status,
-                "decided_at": decision.decided_at.isoformat(),
-                "expires_at": decision.expires_at.isoformat(),
-                "activated_at": decision.activated_at.isoformat() if decision.activated_at else None,
-                "rewarded_at": decision.rewarded_at.isoformat() if decision.rewarded_at else None,
-                "reward_points": decision.reward_points,
-            }
-        )
-    return items
+    return reads.run(session, member_offers(member_id, limit=limit))
+
+
+def member_offers(member_id: int, *, limit: int) -> Read[list[dict[str, Any]]]:
+    """``list_member_offers`` as a read a view sends with others."""
+    return Read(repo.MEMBER_OFFER_LINES, {"p_member": member_id, "p_limit": limit}, _offer_lines)
+
+
+def _offer_lines(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "decision_id": row.decision_id,
+            "offer_id": row.offer_id,
+            "partner_merchant": row.partner_merchant,
+            "reward_kind": row.reward_kind,
+            "title_fr": row.title_fr,
+            "title_en": row.title_en,
+            "status": row.status,
+            "decided_at": row.decided_at.isoformat(),
+            "expires_at": row.expires_at.isoformat(),
+            "activated_at": row.activated_at.isoformat() if row.activated_at else None,
+            "rewarded_at": row.rewarded_at.isoformat() if row.rewarded_at else None,
+            "reward_points": row.reward_points,
+        }
+        for row in rows
+    ]
 
 
 def activate(

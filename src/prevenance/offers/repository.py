@@ -150,6 +150,27 @@ _MEMBER_OFFERS = (
     .limit(bindparam("p_limit"))
 )
 """Built once (the 360 and the member's offers ask it on every call)."""
+MEMBER_OFFER_LINES = (
+    select(
+        OfferDecision.id.label("decision_id"),
+        Offer.id.label("offer_id"),
+        Offer.partner_merchant,
+        Offer.reward_kind,
+        Offer.title_fr,
+        Offer.title_en,
+        OfferDecision.status,
+        OfferDecision.decided_at,
+        OfferDecision.expires_at,
+        OfferDecision.activated_at,
+        OfferDecision.rewarded_at,
+        OfferDecision.reward_points,
+    )
+    .join(Offer, Offer.id == OfferDecision.offer_id)
+    .where(OfferDecision.member_id == bindparam("p_member"), OfferDecision.arm == "treatment")
+    .order_by(OfferDecision.decided_at.desc(), OfferDecision.id.desc())
+    .limit(bindparam("p_limit"))
+)
+"""The 360's lines of ``_MEMBER_OFFERS``: the columns it shows, as rows (``common.reads``)."""
 _USABLE_MEMBER_OFFERS = _MEMBER_OFFERS.where(
     OfferDecision.status.in_(("made", "activated")),
     OfferDecision.expires_at > bindparam("p_now"),
@@ -158,15 +179,11 @@ _USABLE_MEMBER_OFFERS = _MEMBER_OFFERS.where(
 
 
 def member_offers(
-    session: Session, *, member_id: int, now: datetime | None, limit: int
+    session: Session, *, member_id: int, now: datetime, limit: int
 ) -> list[tuple[OfferDecision, Offer]]:
-    """Offers made to a member, newest first; with ``now``, only those still usable."""
-    params: dict[str, Any] = {"p_member": member_id, "p_limit": limit}
-    if now is None:
-        rows = session.execute(_MEMBER_OFFERS, params).all()
-    else:
-        rows = session.execute(_USABLE_MEMBER_OFFERS, {**params, "p_now": now}).all()
-    return [(r[0], r[1]) for r in rows]
+    """Offers made to a member that are still usable at ``now``, newest first."""
+    params = {"p_member": member_id, "p_limit": limit, "p_now": now}
+    return [(r[0], r[1]) for r in session.execute(_USABLE_MEMBER_OFFERS, params).all()]
 
 
 def decision_counts(session: Session, offer_id: str) -> dict[str, dict[str, int]]:

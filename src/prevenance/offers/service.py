@@ -47,6 +47,7 @@ from prevenance.offers.member_offers import (
     activate,
     list_active_member_offers,
     list_member_offers,
+    member_offers,
 )
 from prevenance.offers.training import (
     list_models,
@@ -75,6 +76,7 @@ __all__ = [
     "list_offers",
     "live_offers",
     "make_transaction_hook",
+    "member_offers",
     "model_body",
     "offer_body",
     "programme_holdout_in_force",

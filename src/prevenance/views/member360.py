@@ -23,12 +23,12 @@ from pydantic import BaseModel, Field
 from prevenance.common.auth import Role
 from prevenance.common.deps import AppClock, DbEngine, Reader, ensure_member_scope
 from prevenance.common.problems import PROBLEM_JSON
+from prevenance.common.reads import Read, read_together
 from prevenance.customers import service as customers
 from prevenance.customers.schemas import MemberRead
 from prevenance.db import read_statements
-from prevenance.desk import concierge
+from prevenance.desk import benefits, cards, communications, concierge, contacts, recovery
 from prevenance.desk import incidents as desk_incidents
-from prevenance.desk import service as desk
 from prevenance.desk.concierge_api import ConciergeRequestRead, TastesRead
 from prevenance.desk.recovery_api import RecoveryCaseRead
 from prevenance.desk.schemas import (
@@ -42,8 +42,7 @@ from prevenance.desk.schemas import (
     MemberCommunicationRead,
     MemberContactPreferenceRead,
 )
-from prevenance.loyalty import goodwill
-from prevenance.loyalty import service as loyalty
+from prevenance.loyalty import balances, goodwill
 from prevenance.loyalty.schemas import BalanceRead, Movement
 from prevenance.offers import service as offers
 from prevenance.views.goodwill import GoodwillRead, MemberGoodwillRead
@@ -222,36 +221,30 @@ def get_member_360(ref: Ref, engine: DbEngine, clock: AppClock, principal: Reade
             "created_at": member.created_at,
             "updated_at": member.updated_at,
         }
-        contacts = desk.list_member_contacts(session, member_ref=ref, limit=LAST)["items"]
-        staff = {
-            "view": "staff",
-            "profile": profile,
-            "contact_preference": desk.get_contact_preference(session, member_ref=ref),
-            "balance": loyalty.get_balance(session, member_ref=ref),
-            "last_movements": loyalty.list_movements(session, member_ref=ref, limit=LAST, cursor=None)[
-                "items"
-            ],
-            "open_cases": desk.list_member_cases(session, member_ref=ref, status="open"),
-            "last_contacts": contacts,
-            "communications": desk.list_member_communications(session, member_ref=ref, limit=COMMUNICATIONS)[
-                "items"
-            ],
-            "open_card_replacements": desk.list_member_card_replacements(
-                session, member_ref=ref, now=now, open_only=True
-            ),
-            "unused_benefits": desk.list_unused_benefits(session, member_ref=ref, now=now),
-            "incidents": desk_incidents.list_member_incidents(session, member_ref=ref),
-            "concierge_requests": (
-                concierge.list_member_requests(session, member_id=member.id, limit=LAST)
-                if product.premium
-                else []
-            ),
-            "tastes": concierge.get_member_tastes(session, member_id=member.id) if product.premium else None,
-            "surveys": voice.list_member_surveys(session, member_id=member.id, limit=LAST),
-            "offers": offers.list_member_offers(session, member_id=member.id, limit=LAST),
-            "recovery_cases": desk.list_member_recovery_cases(
-                session, member_id=member.id, now=now, limit=LAST
-            ),
-            "goodwill": goodwill.list_member_grants(session, member_id=member.id, limit=LAST),
+        parts: dict[str, Read[Any]] = {
+            "contact_preference": communications.contact_preference(member),
+            "balance": balances.balance_of(member),
+            "last_movements": balances.last_movements(member, limit=LAST),
+            "open_cases": contacts.member_cases(member, status="open", limit=50),
+            "last_contacts": contacts.member_contacts(member, limit=LAST),
+            "communications": communications.member_communications(member, limit=COMMUNICATIONS),
+            "open_card_replacements": cards.member_card_replacements(member, now=now, open_only=True),
+            "unused_benefits": benefits.member_unused_benefits(member, now=now),
+            "incidents": desk_incidents.member_incidents(member),
+            "surveys": voice.member_surveys(member.id, limit=LAST),
+            "offers": offers.member_offers(member.id, limit=LAST),
+            "recovery_cases": recovery.member_cases(member.id, now=now, limit=LAST),
+            "goodwill": goodwill.member_grants(member, limit=LAST),
         }
+        if product.premium:
+            parts["concierge_requests"] = concierge.member_requests(member.id, limit=LAST)
+            parts["tastes"] = concierge.member_tastes(member.id)
+        answers = dict(zip(parts, read_together(session, list(parts.values())), strict=True))
+    staff = {
+        "view": "staff",
+        "profile": profile,
+        **answers,
+        "concierge_requests": answers.get("concierge_requests", []),
+        "tastes": answers.get("tastes"),
+    }
     return member_view(staff) if principal.role is Role.MEMBER else staff

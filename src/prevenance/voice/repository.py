@@ -126,17 +126,13 @@ def answer_fingerprints(session: Session, ids: Sequence[str]) -> dict[str, str]:
     return found
 
 
-_MEMBER_ANSWERS = (
-    select(Answer)
+MEMBER_ANSWERS = (
+    select(Answer.__table__)
     .where(Answer.member_id == bindparam("p_member"))
     .order_by(Answer.answered_at.desc(), Answer.id.desc())
     .limit(bindparam("p_limit"))
 )
 """Built once (the 360 asks it of every member it shows)."""
-
-
-def member_answers(session: Session, member_id: int, limit: int) -> list[Answer]:
-    return list(session.scalars(_MEMBER_ANSWERS, {"p_member": member_id, "p_limit": limit}))
 
 
 def latest_scorecard(session: Session, month: str) -> ScorecardVersion | None:

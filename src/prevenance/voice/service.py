@@ -9,16 +9,18 @@ keep one entry point. The statistics themselves are in ``stats``, ``analytics``,
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox
+from prevenance.common import outbox, reads
 from prevenance.common.ids import fingerprint, iso_z
 from prevenance.common.periods import month_of
 from prevenance.common.problems import InvalidInput
+from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.voice import repository, rules
 from prevenance.voice.basics import METHODS as METHODS
@@ -295,7 +297,15 @@ def topic_counts(session: Session, *, month: str | None = None) -> dict[str, Any
 
 def list_member_surveys(session: Session, *, member_id: int, limit: int = 10) -> list[dict[str, Any]]:
     """A member's answered surveys, newest first (for the member 360)."""
-    rows = repository.member_answers(session, member_id, limit)
+    return reads.run(session, member_surveys(member_id, limit=limit))
+
+
+def member_surveys(member_id: int, *, limit: int) -> Read[list[dict[str, Any]]]:
+    """``list_member_surveys`` as a read a view sends with others."""
+    return Read(repository.MEMBER_ANSWERS, {"p_member": member_id, "p_limit": limit}, _survey_items)
+
+
+def _survey_items(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [
         {
             "id": row.id,
