@@ -99,9 +99,13 @@ def _staff_only_keys(view: dict[str, Any]) -> set[str]:
     return found
 
 
-def test_a_member_key_sees_none_of_the_staff_only_fields_and_every_staff_role_sees_them(
-    api: Api, engine: Engine, clock: FrozenClock
-) -> None:
+NOTE = "Sounded upset, VIP handling"
+
+
+def premium_member_with_a_bit_of_everything(api: Api, engine: Engine, clock: FrozenClock) -> None:
+    """M1 on a platinum card with tastes on file, a solved concierge request (bocuse, 120.00), a stated
+    contact preference, a pending contact with a staff note (``NOTE``), a communication, an active
+    incident affecting them and one imported survey answer."""
     api.put("/v1/members/M1", member_body(product="platinum"))
     tastes = {"notes": "Allergic to nuts", "likes": ["jazz"], "dislikes": []}
     assert api.put("/v1/members/M1/tastes", tastes, role="concierge").status_code == 200
@@ -119,9 +123,8 @@ def test_a_member_key_sees_none_of_the_staff_only_fields_and_every_staff_role_se
     assert api.post("/v1/concierge-requests/Q1/status", solved, role="concierge").status_code == 200
     preference = {"mode": "has_time", "preferred_channel": "phone"}
     assert api.put("/v1/members/M1/contact-preference", preference, role="agent").status_code == 200
-    note = "Sounded upset, VIP handling"
     assert (
-        api.post("/v1/contacts", contact_body("C1", outcome="pending", notes=note), role="agent").status_code
+        api.post("/v1/contacts", contact_body("C1", outcome="pending", notes=NOTE), role="agent").status_code
         == 201
     )
     assert api.post("/v1/communications", communication("N1"), role="integrator").status_code == 201
@@ -136,7 +139,6 @@ def test_a_member_key_sees_none_of_the_staff_only_fields_and_every_staff_role_se
     }
     assert api.post("/v1/incidents", incident, role="agent").status_code == 201
     with unit_of_work(engine) as session:
-        _, secret = create_key(session, role="member", name="m1", member_ref="M1", now=clock.now())
         voice.import_answers(
             session,
             rows=[
@@ -157,6 +159,15 @@ def test_a_member_key_sees_none_of_the_staff_only_fields_and_every_staff_role_se
             ],
             now=clock.now(),
         )
+
+
+def test_a_member_key_sees_none_of_the_staff_only_fields_and_every_staff_role_sees_them(
+    api: Api, engine: Engine, clock: FrozenClock
+) -> None:
+    premium_member_with_a_bit_of_everything(api, engine, clock)
+    with unit_of_work(engine) as session:
+        _, secret = create_key(session, role="member", name="m1", member_ref="M1", now=clock.now())
+    note = NOTE
 
     mine = api.client.get("/v1/members/M1/360", headers={"Authorization": f"Bearer {secret}"})
     assert mine.status_code == 200, mine.text
