@@ -166,3 +166,14 @@ def test_a_part_that_fails_fails_the_view_as_a_database_error_and_the_connection
     with read_statements(engine) as session:
         assert read_together(session, [parts[0], parts[2]])[0]["points"] == 0
     assert api.get("/v1/members/M1/360", role="agent").status_code == 200
+
+
+def test_statements_built_per_call_do_not_grow_the_plans_without_bound(engine: Engine) -> None:
+    from prevenance.common import reads
+
+    with read_statements(engine) as session:
+        for n in range(reads._MOST_PLANS + 20):
+            statement = select(literal(n).label("n"))  # a new statement each time: a new plan on PostgreSQL
+            answers = read_together(session, [Read(statement, {}, list), Read(statement, {}, list)])
+            assert [row.n for row in answers[0]] == [n]
+    assert len(reads._PLANS) <= reads._MOST_PLANS
