@@ -96,9 +96,14 @@ class _Plan:
 
 
 _PLANS: dict[tuple[int, str], _Plan] = {}
-_MOST_PLANS = 512
+MOST_PLANS = 512
 """Reads are meant to be built once (module constants), so plans are few; a caller building its
 statement per call would fill the table, so past this many it starts again rather than grow."""
+
+
+def plans_held() -> int:
+    """How many compiled statements are kept (bounded by ``MOST_PLANS``)."""
+    return len(_PLANS)
 
 
 def _plan(statement: Statement, dialect: Dialect) -> _Plan:
@@ -115,7 +120,7 @@ def _plan(statement: Statement, dialect: Dialect) -> _Plan:
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             bind_processors[name] = process
-    if len(_PLANS) >= _MOST_PLANS:
+    if len(_PLANS) >= MOST_PLANS:
         _PLANS.clear()
     plan = _Plan(
         statement=statement,

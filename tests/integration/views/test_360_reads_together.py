@@ -172,8 +172,8 @@ def test_statements_built_per_call_do_not_grow_the_plans_without_bound(engine: E
     from prevenance.common import reads
 
     with read_statements(engine) as session:
-        for n in range(reads._MOST_PLANS + 20):
+        for n in range(reads.MOST_PLANS + 20):
             statement = select(literal(n).label("n"))  # a new statement each time: a new plan on PostgreSQL
             answers = read_together(session, [Read(statement, {}, list), Read(statement, {}, list)])
             assert [row.n for row in answers[0]] == [n]
-    assert len(reads._PLANS) <= reads._MOST_PLANS
+    assert reads.plans_held() <= reads.MOST_PLANS
