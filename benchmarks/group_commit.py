@@ -2,7 +2,7 @@
 
 ``--threads`` threads (a server's thread pool under load) each log desk contacts through the real
 use case (``desk.service.log_contact`` inside ``run_in_transaction``) for ``--duration`` seconds,
-first with group commit (``db.GroupCommit``), then without (each use case waits for the writer lock
+first with group commit (``group_commit.GroupCommit``), then without (each use case waits for the writer lock
 alone), alternating ``--rounds`` times so both meet the same machine. The ceiling beside them is one
 thread logging contacts with nobody to wait for (the use case's own cost). It prints contacts/s,
 p50/p99/max latency per use case and the peak resident memory, then checks that every answered

@@ -30,6 +30,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from prevenance.group_commit import GroupCommit, RunAlone
+
 T = TypeVar("T")
 _log = structlog.get_logger()
 
@@ -165,7 +167,7 @@ def make_engine(
 
         _WRITE_LOCKS[engine] = (FairWriterLock(), busy_timeout_ms / 1000)
         if group_commit:
-            _GROUPS[engine] = GroupCommit()
+            _GROUPS[engine] = GroupCommit(unit_of_work)
         if background_checkpoints and on_file:
             _CHECKPOINTED[engine] = True
         return engine
@@ -444,128 +446,6 @@ def run_in_transaction(
                 on_retry(error)
             time.sleep(0.005 * attempt)
     raise AssertionError("unreachable")
-
-
-class RunAlone(Exception):
-    """A grouped use case that must be run again in its own transaction (its failure was worth a
-    re-run, or the group's commit failed): nothing of it was committed."""
-
-    def __init__(self, error: BaseException | None) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _Ticket:
-    __slots__ = ("done", "error", "prepare", "result", "retry_when", "use_case")
-
-    def __init__(
-        self,
-        use_case: Callable[[Session], Any],
-        prepare: Callable[[Session], None] | None,
-        retry_when: Callable[[BaseException], bool],
-    ) -> None:
-        self.use_case, self.prepare, self.retry_when = use_case, prepare, retry_when
-        self.done = False
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def outcome(self) -> Any:
-        if self.error is None:
-            return self.result
-        if isinstance(self.error, RunAlone):
-            raise self.error
-        if self.retry_when(self.error):
-            raise RunAlone(self.error)
-        raise self.error
-
-
-class GroupCommit:
-    """Group commit for a SQLite engine: one writer at a time, many use cases per commit.
-
-    SQLite has one writer. Threads that each wait for the write lock in turn are served in no
-    particular order (a thread can lose the lock again and again: the tail latency of a busy
-    server), and each pays for its own transaction. Here the first thread to arrive leads: it takes
-    every use case queued so far, runs each in its own savepoint of one transaction — a use case
-    that fails is rolled back alone and its caller gets its error — commits once, and wakes the
-    others with their results; those that arrived meanwhile form the next group. A lone use case
-    runs exactly as without grouping (no savepoint). Nothing is answered before the commit, and a
-    failed commit sends every use case of the group back to its own transaction
-    (:class:`RunAlone`), where nothing of it was committed.
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._queue: list[_Ticket] = []
-        self._leading = False
-        self._leader = threading.local()
-
-    def wait_queued(self, count: int, timeout: float) -> bool:
-        """Wait until ``count`` use cases wait for the group in progress (tests and benchmarks)."""
-        with self._changed:
-            return self._changed.wait_for(lambda: len(self._queue) >= count, timeout)
-
-    def leading_here(self) -> bool:
-        """True inside a group this thread is applying (a nested call runs on its own)."""
-        return bool(getattr(self._leader, "active", False))
-
-    def run(
-        self,
-        engine: Engine,
-        use_case: Callable[[Session], T],
-        *,
-        prepare: Callable[[Session], None] | None,
-        retry_when: Callable[[BaseException], bool],
-    ) -> T:
-        """The use case's result once its group has committed (or its own error)."""
-        ticket = _Ticket(use_case, prepare, retry_when)
-        with self._changed:
-            self._queue.append(ticket)
-            self._changed.notify_all()
-            while self._leading and not ticket.done:
-                self._changed.wait()
-            if ticket.done:
-                return ticket.outcome()
-            self._leading = True
-            group, self._queue = self._queue, []
-        try:
-            self._apply(engine, group)
-        finally:
-            with self._changed:
-                for member in group:
-                    member.done = True
-                self._leading = False
-                self._changed.notify_all()
-        return ticket.outcome()
-
-    def _apply(self, engine: Engine, group: list[_Ticket]) -> None:
-        self._leader.active = True
-        try:
-            with unit_of_work(engine) as session:
-                if len(group) == 1:
-                    _run_ticket(session, group[0])
-                    return
-                for ticket in group:
-                    try:
-                        with session.begin_nested():
-                            _run_ticket(session, ticket)
-                    except Exception:  # rolled back to its savepoint; its caller gets the error
-                        continue
-        except Exception as error:  # the transaction failed as a whole: nothing of it was committed
-            for ticket in group:
-                if ticket.error is None:
-                    ticket.result, ticket.error = None, RunAlone(error)
-        finally:
-            self._leader.active = False
-
-
-def _run_ticket(session: Session, ticket: _Ticket) -> None:
-    try:
-        if ticket.prepare is not None:
-            ticket.prepare(session)
-        ticket.result = ticket.use_case(session)
-    except Exception as error:
-        ticket.error = error
-        raise
 
 
 # One group per SQLite engine (see ``GroupCommit``); PostgreSQL writers run side by side.

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     log_json: bool = False
     sqlite_busy_timeout_ms: int = 30_000
-    # Concurrent write use cases on SQLite commit together, each in its savepoint (db.GroupCommit).
+    # Concurrent write use cases on SQLite commit together, each in its savepoint (group_commit.GroupCommit).
     sqlite_group_commit: bool = True
     # Where customers reach the public pages (survey links in mails, portal links).
     public_url: str = "http://127.0.0.1:8000"

@@ -1,6 +1,7 @@
-"""Group commit on SQLite: concurrent use cases commit together, each in its own savepoint, and a
-failure stays with its own use case — the others' writes land, its own does not, and nothing is
-answered before the commit."""
+"""Group commit on SQLite: concurrent use cases commit together, and a failure stays with its own
+use case — the others' writes land, its own does not, and nothing is answered before the commit. A
+group runs without savepoints until one of its use cases fails; then it runs again, each use case
+in its savepoint, and so do the next groups for a while."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
-from prevenance.db import GroupCommit, group_commit_of, make_engine, run_in_transaction
+from prevenance.db import group_commit_of, make_engine, run_in_transaction
+from prevenance.group_commit import GroupCommit
 
 
 @pytest.fixture
@@ -51,7 +53,9 @@ def _ids(engine: Engine) -> set[str]:
         return {row[0] for row in connection.exec_driver_sql("SELECT id FROM probe")}
 
 
-def _run_while_held(engine: Engine, use_cases: dict[str, Callable[[Session], str]]) -> dict[str, Any]:
+def _run_while_held(
+    engine: Engine, use_cases: dict[str, Callable[[Session], str]], holder_id: str = "first"
+) -> dict[str, Any]:
     """Hold the writer with a first use case until every other one is queued behind it, then let
     them all go: they make one group."""
     group = group_commit_of(engine)
@@ -61,7 +65,7 @@ def _run_while_held(engine: Engine, use_cases: dict[str, Callable[[Session], str
     def first(session: Session) -> str:
         started.set()
         release.wait(60)
-        return _insert("first")(session)
+        return _insert(holder_id)(session)
 
     def call(name: str, use_case: Callable[[Session], str]) -> None:
         try:
@@ -69,7 +73,7 @@ def _run_while_held(engine: Engine, use_cases: dict[str, Callable[[Session], str
         except Exception as error:  # the caller's own error, as it would see it
             answers[name] = error
 
-    holder = threading.Thread(target=call, args=("first", first))
+    holder = threading.Thread(target=call, args=(holder_id, first))
     holder.start()
     assert started.wait(60), "the first use case never started"
     others = [threading.Thread(target=call, args=item) for item in use_cases.items()]
@@ -82,14 +86,14 @@ def _run_while_held(engine: Engine, use_cases: dict[str, Callable[[Session], str
     return answers
 
 
-def test_queued_use_cases_commit_together_each_in_its_savepoint(probe_engine: Engine) -> None:
+def test_queued_use_cases_commit_together_without_savepoints(probe_engine: Engine) -> None:
     seen = _statements(probe_engine)
     answers = _run_while_held(probe_engine, {f"u{i}": _insert(f"u{i}") for i in range(6)})
     sent = list(seen)
     assert answers == {"first": "first", **{f"u{i}": f"u{i}" for i in range(6)}}
     assert _ids(probe_engine) == {"first", *(f"u{i}" for i in range(6))}
     assert sent.count("BEGIN") == 2  # the holder alone, then the six in one transaction
-    assert sent.count("SAVEPOINT") == 6 and sent.count("RELEASE") == 6
+    assert sent.count("SAVEPOINT") == 0  # nothing failed: no savepoint was needed
 
 
 def test_a_failing_use_case_is_rolled_back_alone_and_its_caller_gets_its_error(probe_engine: Engine) -> None:
@@ -97,10 +101,25 @@ def test_a_failing_use_case_is_rolled_back_alone_and_its_caller_gets_its_error(p
         _insert("refused")(session)
         raise ValueError("refused by its rules")
 
+    group = group_commit_of(probe_engine)
+    assert isinstance(group, GroupCommit)
+    seen = _statements(probe_engine)
     answers = _run_while_held(probe_engine, {"a": _insert("a"), "bad": refused, "b": _insert("b")})
+    sent = list(seen)
     assert isinstance(answers["bad"], ValueError) and str(answers["bad"]) == "refused by its rules"
     assert answers["a"] == "a" and answers["b"] == "b"
     assert _ids(probe_engine) == {"first", "a", "b"}  # nothing of the refused one
+    # The group ran once without savepoints (rolled back whole), then each use case in its own.
+    assert group.reruns == 1
+    assert sent.count("BEGIN") == 3  # the holder; the group, rolled back whole; the group again
+    assert sent.count("SAVEPOINT") == 3 and sent.count("ROLLBACK") == 1  # to the refused one's savepoint
+    # The next group goes straight to savepoints: it does not run twice for another refusal.
+    seen.clear()
+    again = _run_while_held(probe_engine, {"c": _insert("c"), "bad": refused, "d": _insert("d")}, "second")
+    sent = list(seen)
+    assert again["c"] == "c" and again["d"] == "d" and isinstance(again["bad"], ValueError)
+    assert group.reruns == 1 and sent.count("BEGIN") == 2 and sent.count("SAVEPOINT") == 3
+    assert _ids(probe_engine) == {"first", "a", "b", "second", "c", "d"}
 
 
 def test_when_the_groups_commit_fails_each_use_case_runs_again_alone(probe_engine: Engine) -> None:

@@ -5,7 +5,7 @@ answers ``250`` only once the message is committed: a crash before that leaves t
 retry, and the retry is recognised by its Message-ID. A database failure answers ``451`` (try later).
 
 Writes run on writer threads off the event loop (one on SQLite, whose writes are serial anyway:
-measured, one thread stores more per second than several grouped by ``db.GroupCommit``), each
+measured, one thread stores more per second than several grouped by ``group_commit.GroupCommit``), each
 message in its own transaction through ``run_in_transaction``, and every ``250`` is sent only after
 the commit that holds its message. The classifier is trained on past contacts at start and
 retrained every ``MODEL_MAX_AGE``.
