@@ -146,9 +146,7 @@ class GroupCommit:
                 for ticket in group:
                     ticket.result, ticket.error = None, None
                 return False  # rolled back whole: the group runs again, each in its savepoint
-            for ticket in group:  # the transaction failed as a whole: nothing of it was committed
-                if ticket.error is None:
-                    ticket.result, ticket.error = None, RunAlone(error)
+            _send_back_alone(group, error)
         return True
 
     def _apply_in_savepoints(self, engine: Engine, group: list[_Ticket]) -> None:
@@ -160,10 +158,16 @@ class GroupCommit:
                             _run_ticket(session, ticket)
                     except Exception:  # rolled back to its savepoint; its caller gets the error
                         continue
-        except Exception as error:  # the transaction failed as a whole: nothing of it was committed
-            for ticket in group:
-                if ticket.error is None:
-                    ticket.result, ticket.error = None, RunAlone(error)
+        except Exception as error:
+            _send_back_alone(group, error)
+
+
+def _send_back_alone(group: list[_Ticket], error: BaseException) -> None:
+    """The group's transaction failed as a whole (nothing of it was committed): each use case that
+    did not fail by itself runs again in its own transaction (:class:`RunAlone`)."""
+    for ticket in group:
+        if ticket.error is None:
+            ticket.result, ticket.error = None, RunAlone(error)
 
 
 def _run_ticket(session: Session, ticket: _Ticket) -> None:

@@ -251,13 +251,9 @@ def benefit_usages() -> Subquery:
     )
 
 
-def list_unused_benefits(session: Session, *, member_ref: str, now: datetime) -> list[dict[str, Any]]:
-    """The entitled benefits the member has not used in the last twelve months."""
-    return reads.run(session, member_unused_benefits(customers.get_member(session, ref=member_ref), now=now))
-
-
 def member_unused_benefits(member: Member, *, now: datetime) -> Read[list[dict[str, Any]]]:
-    """``list_unused_benefits`` as a read a view sends with others."""
+    """The entitled benefits the member has not used in the last twelve months: the 360's part
+    (``common.reads``)."""
     return Read(
         _LAST_USED_AND_EXPLAINED,
         {"p_member": member.id},

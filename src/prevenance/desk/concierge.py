@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import String, bindparam, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox, reads
+from prevenance.common import outbox
 from prevenance.common.idempotency import Outcome, run_idempotent
 from prevenance.common.ids import fingerprint_of, iso_z
 from prevenance.common.problems import InvalidInput
@@ -272,13 +272,8 @@ _MEMBER_REQUESTS = (
 """Built once (the 360 asks it of every premium member it shows)."""
 
 
-def list_member_requests(session: Session, *, member_id: int, limit: int = 10) -> list[dict[str, Any]]:
-    """A member's latest concierge requests, newest first (the 360 and the concierge board)."""
-    return reads.run(session, member_requests(member_id, limit=limit))
-
-
 def member_requests(member_id: int, *, limit: int) -> Read[list[dict[str, Any]]]:
-    """A member's latest concierge requests, as a read a view sends with others."""
+    """A member's latest concierge requests, newest first: the 360's part (``common.reads``)."""
     return Read(
         _MEMBER_REQUESTS,
         {"p_member": member_id, "p_limit": limit},
@@ -289,13 +284,9 @@ def member_requests(member_id: int, *, limit: int) -> Read[list[dict[str, Any]]]
 _TASTES = select(MemberTastes.__table__).where(MemberTastes.member_id == bindparam("p_member"))
 
 
-def get_member_tastes(session: Session, *, member_id: int) -> dict[str, Any]:
-    """What the concierge remembers of a member (empty when nothing is on file)."""
-    return reads.run(session, member_tastes(member_id))
-
-
 def member_tastes(member_id: int) -> Read[dict[str, Any]]:
-    """``get_member_tastes`` as a read a view sends with others."""
+    """What the concierge remembers of a member (empty when nothing is on file): the 360's part
+    (``common.reads``)."""
     return Read(_TASTES, {"p_member": member_id}, lambda rows: _tastes_body(rows[0] if rows else None))
 
 

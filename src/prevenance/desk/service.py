@@ -15,7 +15,6 @@ from prevenance.desk.benefits import (
     explain_benefits,
     list_benefit_catalogue,
     list_member_benefits,
-    list_unused_benefits,
     record_benefit_usage,
 )
 from prevenance.desk.callbacks import (
@@ -96,7 +95,6 @@ __all__ = [
     "list_member_contacts",
     "list_member_recovery_cases",
     "list_reasons",
-    "list_unused_benefits",
     "log_communication",
     "log_contact",
     "may_send_marketing",

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, bindparam, case, select
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.orm import Session, aliased
 
 from prevenance.common.inputs import BIGINT_MAX
@@ -135,7 +135,7 @@ def list_latest_movements(session: Session, *, member_ref: str, limit: int) -> l
     return _movement_items(rows)
 
 
-def _movement_items(rows: Sequence[Row[Any]] | Sequence[Any]) -> list[dict[str, Any]]:
+def _movement_items(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [
         {
             "id": row.id,

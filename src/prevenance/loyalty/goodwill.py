@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox, reads
+from prevenance.common import outbox
 from prevenance.common.ids import iso_z
 from prevenance.common.inputs import check_month
 from prevenance.common.periods import month_of
@@ -159,14 +159,6 @@ _MEMBER_GRANTS = (
     .limit(bindparam("p_limit"))
 )
 """Built once (the 360 asks it of every member it shows)."""
-
-
-def list_member_grants(session: Session, *, member_id: int, limit: int = 20) -> list[dict[str, Any]]:
-    """A member's goodwill, newest first (the 360)."""
-    member = customers.find_member_by_id(session, member_id=member_id)
-    if member is None:
-        return []
-    return reads.run(session, member_grants(member, limit=limit))
 
 
 def member_grants(member: Member, *, limit: int) -> Read[list[dict[str, Any]]]:

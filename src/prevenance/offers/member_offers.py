@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from prevenance.common import outbox, reads
+from prevenance.common import outbox
 from prevenance.common.reads import Read
 from prevenance.customers import service as customers
 from prevenance.offers import repository as repo
@@ -72,13 +72,9 @@ def list_active_member_offers(
     }
 
 
-def list_member_offers(session: Session, *, member_id: int, limit: int = 10) -> list[dict[str, Any]]:
-    """The member's offers of every status, newest first, with both languages (for the 360 view)."""
-    return reads.run(session, member_offers(member_id, limit=limit))
-
-
 def member_offers(member_id: int, *, limit: int) -> Read[list[dict[str, Any]]]:
-    """``list_member_offers`` as a read a view sends with others."""
+    """The member's offers of every status, newest first, with both languages: the 360's part
+    (``common.reads``)."""
     return Read(repo.MEMBER_OFFER_LINES, {"p_member": member_id, "p_limit": limit}, _offer_lines)
 
 

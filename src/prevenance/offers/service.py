@@ -46,7 +46,6 @@ from prevenance.offers.holdout import (
 from prevenance.offers.member_offers import (
     activate,
     list_active_member_offers,
-    list_member_offers,
     member_offers,
 )
 from prevenance.offers.training import (
@@ -71,7 +70,6 @@ __all__ = [
     "install",
     "invalidate_caches",
     "list_active_member_offers",
-    "list_member_offers",
     "list_models",
     "list_offers",
     "live_offers",
