@@ -308,21 +308,21 @@ def prepare_prevenance(url: str, members: int) -> str:
     return token
 
 
-def fresh_postgres(server_url: str) -> str:
+def fresh_postgres(server_url: str, name: str = BENCH_DATABASE) -> str:
     """A new, empty database on the given PostgreSQL server (dropped first if a run left it)."""
     from sqlalchemy.engine import make_url
 
     _run_on_server(
         server_url,
-        f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)",
-        f"CREATE DATABASE {BENCH_DATABASE}",
+        f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+        f"CREATE DATABASE {name}",
     )
-    return make_url(server_url).set(database=BENCH_DATABASE).render_as_string(hide_password=False)
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
-def drop_postgres(server_url: str) -> None:
+def drop_postgres(server_url: str, name: str = BENCH_DATABASE) -> None:
     """Drop this run's database (``fresh_postgres``)."""
-    _run_on_server(server_url, f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+    _run_on_server(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _run_on_server(server_url: str, *statements: str) -> None:

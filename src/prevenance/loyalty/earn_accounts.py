@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy import ARRAY, any_, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
+from prevenance.common.lookups import InQuery
 from prevenance.db import ignoring_conflicts
 from prevenance.loyalty import ledger
-from prevenance.loyalty.earn_rows import ACCOUNTS, REFERRALS, InQuery
+from prevenance.loyalty.earn_rows import ACCOUNTS, REFERRALS
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,17 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
-import orjson
-from sqlalchemy import JSON, ColumnElement, String, Table, any_, bindparam, column, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import JSON, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from prevenance.common.base import UtcDateTime
+from prevenance.common.bulk import copy_rows
 from prevenance.common.idempotency import IdempotencyKey
 from prevenance.common.outbox import OutboxEvent
 from prevenance.loyalty import transactions
 from prevenance.loyalty.tables import Account, CardTransaction, Posting, ProgrammeVersion, Referral
 
-# Bound parameters per IN list: below SQLite's historical limit of 999 variables.
-IN_BATCH = 900
 PIPELINED_VALUES = 4000
 """PostgreSQL, inside ``Writer.batched``: a table's rows up to this many values go as one multi-row
 ``INSERT`` queued with the batch's other statements (one round trip for all); more go by ``COPY``,
@@ -208,15 +205,9 @@ class Writer:
             if self._queued:
                 queued, self._queued = self._queued, []
                 self._send(queued)  # what was queued before this table is written before it
-            sql = f"COPY {self.quote(table.name)} ({names}) FROM STDIN"
-            try:
-                with self._driver().cursor() as cursor, cursor.copy(sql) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            except self.dialect.loaded_dbapi.Error as error:
-                # Raised by the driver itself: give it SQLAlchemy's shape (IntegrityError…) so the
-                # batch's retry and the callers' error handling see what they see elsewhere.
-                raise DBAPIError.instance(sql, None, error, self.dialect.loaded_dbapi.Error) from error
+            # A driver error comes in SQLAlchemy's shape (IntegrityError…), so the batch's retry and
+            # the callers' error handling see what they see elsewhere.
+            copy_rows(self.connection, table, columns, rows)
             return
         marks = ", ".join([self.placeholder] * len(columns))
         sql = f"INSERT INTO {self.quote(table.name)} ({names}) VALUES ({marks})"
@@ -252,55 +243,3 @@ class Writer:
         sets = ", ".join(f"{self.quote(c)} = {self.placeholder}" for c in columns)
         keys = " AND ".join(f"{self.quote(c)} = {self.placeholder}" for c in where)
         self.connection.exec_driver_sql(f"UPDATE {name} SET {sets} WHERE {keys}", rows)
-
-
-def matching(session: Session, column: Any, values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
-    """``column IN values`` as few statements as the backend allows: one array parameter on
-    PostgreSQL, batches below SQLite's historical limit of 999 variables elsewhere."""
-    if not values:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-        return
-    for start in range(0, len(values), IN_BATCH):
-        yield column.in_(values[start : start + IN_BATCH])
-
-
-def json_values(parameter: str) -> Any:
-    """``SELECT value FROM json_each(:parameter)``: a whole list bound as one JSON text on SQLite."""
-    return select(column("value")).select_from(func.json_each(bindparam(parameter, type_=String())))
-
-
-class InQuery:
-    """A ``SELECT … WHERE column IN (values)`` built once per backend, so a batch's look-up costs
-    one cached statement with one parameter whatever the batch's size: an array (``= ANY``) on
-    PostgreSQL, a JSON array read by ``json_each`` on SQLite (no limit on variables, no statement
-    expanded and compiled again per list length; SQLite still probes the column's index).
-    ``postgres`` replaces the PostgreSQL statement (same columns, same ``p_values`` array)."""
-
-    def __init__(
-        self, build: Callable[[ColumnElement[bool]], Any], column: Any, *, postgres: Any = None
-    ) -> None:
-        self.sqlite = build(column.in_(json_values("p_values")))
-        self.sqlite_listed = build(column.in_(bindparam("p_values", expanding=True)))
-        self.postgres = (
-            postgres
-            if postgres is not None
-            else build(column == any_(bindparam("p_values", type_=ARRAY(column.type))))
-        )
-
-    def rows(self, session: Session, values: Sequence[Any], **params: Any) -> Iterator[Any]:
-        if not values:
-            return
-        connection = session.connection()
-        if connection.dialect.name == "postgresql":
-            yield from connection.execute(self.postgres, {"p_values": list(values), **params})
-            return
-        try:
-            text = orjson.dumps(list(values)).decode()
-        except orjson.JSONEncodeError:  # a lone surrogate: bound as values, as many lists as needed
-            for start in range(0, len(values), IN_BATCH):
-                chunk = list(values[start : start + IN_BATCH])
-                yield from connection.execute(self.sqlite_listed, {"p_values": chunk, **params})
-            return
-        yield from connection.execute(self.sqlite, {"p_values": text, **params})

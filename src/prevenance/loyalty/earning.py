@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common.idempotency import Outcome
 from prevenance.common.ids import as_utc, new_ids
+from prevenance.common.lookups import InQuery
 from prevenance.common.money import minor_units
 from prevenance.common.problems import IdempotencyConflict, InvalidInput, PrevenanceError
 from prevenance.customers import service as customers
@@ -70,7 +71,6 @@ from prevenance.loyalty.earn_rows import (
     PROGRAMME_VERSIONS,
     REFERRALS,
     SCOPE,
-    InQuery,
     Writer,
     earn_texts,
     encode_json_string,

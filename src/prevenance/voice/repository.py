@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from prevenance.common import mail
 from prevenance.common.bulk import rows_changed
+from prevenance.common.lookups import InQuery
 from prevenance.voice.tables import (
     Answer,
     AnswerTopic,
@@ -116,14 +117,13 @@ def answers_by_id(session: Session, ids: Sequence[str]) -> dict[str, Answer]:
     return found
 
 
+_FINGERPRINTS = InQuery(select(Answer.id, Answer.fingerprint).where, Answer.id)
+
+
 def answer_fingerprints(session: Session, ids: Sequence[str]) -> dict[str, str]:
-    """id → fingerprint of the answers among ``ids`` already stored (an import's re-run check)."""
-    found: dict[str, str] = {}
-    for start in range(0, len(ids), CHUNK):
-        chunk = list(ids[start : start + CHUNK])
-        statement = select(Answer.id, Answer.fingerprint).where(Answer.id.in_(chunk))
-        found.update((answer_id, value) for answer_id, value in session.execute(statement))
-    return found
+    """id → fingerprint of the answers among ``ids`` already stored (an import's re-run check): one
+    statement with one parameter for a whole chunk of the file (``common.lookups.InQuery``)."""
+    return dict(_FINGERPRINTS.rows(session, ids))
 
 
 MEMBER_ANSWERS = (

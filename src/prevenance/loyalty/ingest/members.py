@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, Table, select
 from sqlalchemy.orm import Session
 
+from prevenance.common import lookups
 from prevenance.common.clock import Clock, SystemClock
 from prevenance.common.problems import PrevenanceError
 from prevenance.customers import rules as member_rules
@@ -107,7 +108,7 @@ def _apply_members(
             rejects.append(problem_reject(error, row.line, row.ref))
     refs = list(latest)
     existing: dict[str, tuple[Any, ...]] = {}
-    for condition in earn_rows.matching(session, Member.ref, refs):
+    for condition in lookups.matching(session, Member.ref, refs):
         statement = select(Member.id, Member.ref, *(getattr(Member, f) for f in fields)).where(condition)
         for found in session.execute(statement.with_for_update()):
             existing[found[1]] = tuple(found)
