@@ -179,6 +179,35 @@ def test_a_hostile_line_is_a_faulty_line_not_a_crash(
     assert counts(engine) == (0, 0, 0, 0)
 
 
+@pytest.mark.usefixtures("members")
+def test_texts_the_bulk_writer_must_escape_are_stored_as_written(engine: Engine, clock: FrozenClock) -> None:
+    """On PostgreSQL the rows go by ``COPY`` in its text format, where a tab ends a value, a newline a
+    row, a backslash starts an escape and ``\\N`` means NULL: each must come back as the line wrote it,
+    in the answer, its suggestion and its event."""
+    texts = [
+        "tab\there",
+        "line one\nline two\r\nthree",
+        "back\\slash \\N \\. \\t",
+        "\\N",
+        "guillemets « ça » \u2028 😀",
+        'quote " and \' and ,',
+    ]
+    rows = [row(i, comment=text, suggestion=text) for i, text in enumerate(texts)]
+    assert run(engine, clock, rows)["imported"] == len(texts)
+    with read_session(engine) as session:
+        for i, text in enumerate(texts):
+            stored = session.get(Answer, f"csv:S{i:04d}")
+            assert stored is not None and stored.comment == text and stored.suggestion == text
+            suggestion = session.scalars(select(Suggestion).where(Suggestion.answer_id == stored.id)).one()
+            assert suggestion.text == text
+        payloads = [
+            event.payload
+            for event in session.scalars(select(OutboxEvent).where(OutboxEvent.type == "survey.answered"))
+        ]
+    assert sorted(p["comment"] for p in payloads) == sorted(texts)
+    assert run(engine, clock, rows)["unchanged"] == len(texts)  # the stored fingerprints match
+
+
 def test_the_import_gives_sqlite_a_bounded_bulk_page_cache(tmp_path: Path, clock: FrozenClock) -> None:
     """The answers' random-key indexes outgrow SQLite's default 2 MiB cache within a few hundred
     thousand answers; the import's connection holds ``BULK_CACHE_MIB`` of them, no more."""
