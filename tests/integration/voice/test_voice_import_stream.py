@@ -190,7 +190,7 @@ def test_texts_the_bulk_writer_must_escape_are_stored_as_written(engine: Engine,
         "back\\slash \\N \\. \\t",
         "\\N",
         "guillemets « ça » \u2028 😀",
-        'quote " and \' and ,',
+        "quote \" and ' and ,",
     ]
     rows = [row(i, comment=text, suggestion=text) for i, text in enumerate(texts)]
     assert run(engine, clock, rows)["imported"] == len(texts)
