@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from prevenance.customers.tables import AccessLogEntry, Member, Product
+from prevenance.db import in_read_session
 
 # Built once: every earn looks its member up by reference.
 _BY_REF = select(Member).where(Member.ref == bindparam("p_ref"))
@@ -27,6 +28,26 @@ _LOCK_SHARED_MANY = (
 _SUMMARY_BY_REF = select(Member.id, Member.ref, Member.product, Member.country, Member.language).where(
     Member.ref == bindparam("p_ref")
 )
+# A write transaction on PostgreSQL reads its member FOR KEY SHARE (``_holds_members``).
+_BY_REF_HELD = _BY_REF.with_for_update(key_share=True)
+_SUMMARY_BY_REF_HELD = _SUMMARY_BY_REF.with_for_update(key_share=True)
+
+
+def _holds_members(session: Session) -> bool:
+    """Whether this session's member look-ups take ``FOR KEY SHARE``: in a write transaction on
+    PostgreSQL, so that an erasure and a write about the same member never interleave.
+
+    The erasure locks its member ``FOR UPDATE`` before anything else, which waits for every write
+    transaction holding the member (its look-up, or the foreign-key check of a row it inserted,
+    takes that lock), then scrubs what they committed. A write that starts during the erasure waits
+    at its look-up, and once the erasure has committed, PostgreSQL re-reads the row for the lock:
+    the reference the request named no longer matches (it is a pseudonym now), so the request finds
+    no member instead of laying new personal data on an erased one. The lock is the one the
+    foreign-key check of the write's own insert takes anyway; it never blocks another write (only
+    ``FOR UPDATE`` and deletes conflict with it). SQLite runs one write transaction at a time, and a
+    read transaction cannot lock."""
+    connection = session.connection()
+    return connection.dialect.name == "postgresql" and not in_read_session(connection)
 
 
 _IDS_BY_REF = "prevenance.member_ids_by_ref"
@@ -41,8 +62,9 @@ def member_by_ref(session: Session, ref: str, *, for_update: bool = False) -> Me
     if not for_update and (member_id := known.get(ref)) is not None:
         member = session.get(Member, member_id)
         if member is not None and member.ref == ref:
-            return member
-    statement = _BY_REF_FOR_UPDATE if for_update else _BY_REF
+            return member  # read (and in a write transaction held) earlier in this transaction
+    held = _BY_REF_HELD if _holds_members(session) else _BY_REF
+    statement = _BY_REF_FOR_UPDATE if for_update else held
     member = session.scalars(statement, {"p_ref": ref}).first()
     if member is not None:
         known[ref] = member.id
@@ -72,6 +94,7 @@ _SUMMARIES_IN = select(*_SUMMARY_COLUMNS).where(Member.ref.in_(bindparam("p_refs
 _SUMMARIES_ANY = select(*_SUMMARY_COLUMNS).where(
     Member.ref == any_(bindparam("p_refs", type_=ARRAY(Member.ref.type)))
 )
+_SUMMARIES_ANY_HELD = _SUMMARIES_ANY.with_for_update(key_share=True)
 # SQLite: the refs as one JSON array (``json_each``), one statement whatever their number.
 _SUMMARIES_JSON = select(*_SUMMARY_COLUMNS).where(
     Member.ref.in_(select(column("value")).select_from(func.json_each(bindparam("p_refs", type_=String()))))
@@ -85,7 +108,8 @@ def member_summaries_by_refs(session: Session, refs: list[str]) -> list[tuple[in
         return []
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        return [tuple(row) for row in connection.execute(_SUMMARIES_ANY, {"p_refs": refs})]  # type: ignore[misc]
+        statement = _SUMMARIES_ANY_HELD if _holds_members(session) else _SUMMARIES_ANY
+        return [tuple(row) for row in connection.execute(statement, {"p_refs": refs})]  # type: ignore[misc]
     if all(isinstance(ref, str) and ref.isascii() for ref in refs):  # no lone surrogate to encode
         rows = connection.execute(_SUMMARIES_JSON, {"p_refs": json.dumps(refs)})
         return [tuple(row) for row in rows]  # type: ignore[misc]
@@ -97,6 +121,8 @@ def member_summaries_by_refs(session: Session, refs: list[str]) -> list[tuple[in
 
 
 def member_by_id(session: Session, member_id: int) -> Member | None:
+    if _holds_members(session):
+        return session.get(Member, member_id, with_for_update={"key_share": True})
     return session.get(Member, member_id)
 
 
@@ -146,7 +172,8 @@ def products(session: Session) -> list[Product]:
 
 def member_summary_by_ref(session: Session, ref: str) -> tuple[int, str, str, str, str] | None:
     """Id, ref, product, country and language of a member: a plain row, cheaper than the ORM entity."""
-    row = session.execute(_SUMMARY_BY_REF, {"p_ref": ref}).first()
+    statement = _SUMMARY_BY_REF_HELD if _holds_members(session) else _SUMMARY_BY_REF
+    row = session.execute(statement, {"p_ref": ref}).first()
     return (row[0], row[1], row[2], row[3], row[4]) if row else None
 
 

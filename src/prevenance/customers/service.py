@@ -82,9 +82,9 @@ def upsert(session: Session, *, ref: str, data: MemberData, now: datetime) -> tu
     return member, created
 
 
-def find_member(session: Session, *, ref: str) -> Member | None:
-    """The member with this reference, or None."""
-    return repository.member_by_ref(session, ref)
+def find_member(session: Session, *, ref: str, for_update: bool = False) -> Member | None:
+    """The member with this reference, or None; locked ``FOR UPDATE`` with ``for_update`` (an erasure)."""
+    return repository.member_by_ref(session, ref, for_update=for_update)
 
 
 ERASED_PREFIX = rules.ERASED_PREFIX

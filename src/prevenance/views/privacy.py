@@ -323,8 +323,14 @@ def _personal_values(columns: dict[str, str | None], alias: str) -> dict[str, st
 
 def erase_member(session: Session, *, ref: str, now: datetime) -> dict[str, Any]:
     """Remove or pseudonymise the member's personal data; the ledger's sums are untouched. An
-    already erased member (its ref is a pseudonym) answers the same result again."""
-    member = customers.find_member(session, ref=ref)
+    already erased member (its ref is a pseudonym) answers the same result again.
+
+    The member is locked ``FOR UPDATE`` before anything is read or changed: on PostgreSQL this waits
+    for every write transaction that holds the member (its look-up or the foreign-key check of its
+    insert took ``FOR KEY SHARE``), so what they wrote is committed and scrubbed here, and a write
+    that starts meanwhile waits, then finds no member by the erased reference (see
+    ``customers.repository._holds_members``). SQLite runs one write transaction at a time."""
+    member = customers.find_member(session, ref=ref, for_update=True)
     if member is None or customers.is_erased(member):
         # Erased already: the original ref answers its latest erasure again.
         taken = [member.ref] if member is not None else _pseudonyms_taken(session, ref)

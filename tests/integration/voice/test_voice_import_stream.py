@@ -224,6 +224,7 @@ def test_the_import_gives_sqlite_a_bounded_bulk_page_cache(tmp_path: Path, clock
 
 
 @pytest.mark.usefixtures("members")
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_on_postgresql_each_chunks_look_up_is_planned_for_the_table_as_it_has_grown(
     engine: Engine, clock: FrozenClock
 ) -> None:
@@ -232,9 +233,7 @@ def test_on_postgresql_each_chunks_look_up_is_planned_for_the_table_as_it_has_gr
     nearly empty, scanning it whole as the import grows it (measured: 80% of a 100,000-answer import
     in that look-up). The import's transaction asks for custom plans; the server's own count of the
     prepared look-up's plans says none was generic."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("prepared statements and generic plans are PostgreSQL's")
-    rows = [row(i) for i in range(64)]
+    rows = [row(i) for i in range(64)]  # prepared statements and generic plans are PostgreSQL's
 
     def import_and_count_plans(session: Any) -> tuple[int, int]:
         importing.import_answers(session, rows=once(rows), now=clock.now(), chunk=4)
