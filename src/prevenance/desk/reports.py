@@ -4,12 +4,13 @@ replacements, benefit explanations' attribution. Rates carry a Wilson 95% interv
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Interval, String, bindparam, func, select, type_coerce
+from sqlalchemy import case as sql_case
+from sqlalchemy.orm import Session, aliased
 
 from prevenance.common.ids import as_utc
 from prevenance.common.inputs import check_month
@@ -98,61 +99,77 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
     previous_start, _ = month_bounds(previous)
     settings = config.current()
     window = settings.fcr_window
-    rows = session.execute(
-        select(Contact.member_id, Contact.reason, Contact.channel, Contact.started_at, Case.country)
+    in_month = (Contact.started_at >= start) & (Contact.started_at < end)
+    # Counted by the database: one row per (reason, channel, country) with its contacts and repeats,
+    # one per reason of the month before; never one row per contact (a month is some 100,000).
+    cells = session.execute(
+        select(
+            Contact.reason,
+            Contact.channel,
+            Case.country,
+            func.count(),
+            func.coalesce(func.sum(sql_case((_came_back_within(session, window), 1), else_=0)), 0),
+        )
         .join(Case, Case.id == Contact.case_id)
-        .where(Contact.started_at >= previous_start, Contact.started_at < end + window)
-        .order_by(Contact.member_id, Contact.reason, Contact.started_at)
+        .where(in_month)
+        .group_by(Contact.reason, Contact.channel, Case.country)
     ).all()
-    by_member_reason: dict[tuple[int, str], list[datetime]] = defaultdict(list)
-    for row in rows:
-        by_member_reason[(row.member_id, row.reason)].append(row.started_at)
-    repeats: set[tuple[int, str, datetime]] = set()
-    for (member_id, reason), starts in by_member_reason.items():
-        for started, again in zip(starts, rules.repeated(starts, window=window), strict=True):
-            if again:
-                repeats.add((member_id, reason, started))
-    current = [row for row in rows if start <= row.started_at < end]
-    unwarned = _unwarned_incident_contacts(session, current, start=start, end=end)
-    before: dict[str, int] = defaultdict(int)
-    for row in rows:
-        if row.started_at < start:
-            before[row.reason] += 1
+    before: dict[str, int] = {
+        reason: int(n)
+        for reason, n in session.execute(
+            select(Contact.reason, func.count())
+            .join(Case, Case.id == Contact.case_id)
+            .where(Contact.started_at >= previous_start, Contact.started_at < start)
+            .group_by(Contact.reason)
+        )
+    }
+    unwarned = _unwarned_incident_contacts(session, start=start, end=end)
     days, previous_days = (end - start).days, (start - previous_start).days
     grouped: dict[str, list[Any]] = defaultdict(list)
-    for row in current:
-        grouped[row.reason].append(row)
+    for cell in cells:
+        grouped[cell[0]].append(cell)
+    by_channel: dict[str, int] = defaultdict(int)
+    by_country: dict[str, int] = defaultdict(int)
     reasons: list[dict[str, Any]] = []
     for code, items in grouped.items():
         taxon = settings.reasons.get(code)
-        repeated_n = sum((r.member_id, r.reason, r.started_at) in repeats for r in items)
+        contacts = sum(int(n) for *_, n, _ in items)
+        repeated_n = sum(int(repeats) for *_, repeats in items)
+        channels: dict[str, int] = defaultdict(int)
+        countries: dict[str, int] = defaultdict(int)
+        for _, channel, country, n, _ in items:
+            channels[channel] += int(n)
+            countries[country] += int(n)
+            by_channel[channel] += int(n)
+            by_country[country] += int(n)
         self_care = bool(taxon and taxon.self_care)
-        proactive_n = sum((r.member_id, r.reason, r.started_at) in unwarned for r in items)
+        proactive_n = unwarned.get(code, 0)
         reasons.append(
             {
                 "reason": code,
                 "label_fr": taxon.label_fr if taxon else code,
                 "label_en": taxon.label_en if taxon else code,
-                "contacts": len(items),
+                "contacts": contacts,
                 "previous": before.get(code, 0),
                 "growth_z": round(
                     rules.growth_z(
-                        len(items), before.get(code, 0), current_days=days, previous_days=previous_days
+                        contacts, before.get(code, 0), current_days=days, previous_days=previous_days
                     ),
                     3,
                 ),
                 "growing": rules.is_growing(
-                    len(items), before.get(code, 0), current_days=days, previous_days=previous_days
+                    contacts, before.get(code, 0), current_days=days, previous_days=previous_days
                 ),
                 "avoidable": self_care,
-                "avoidable_contacts": len(items) if self_care else proactive_n,
+                "avoidable_contacts": contacts if self_care else proactive_n,
                 "avoidable_by_notice": proactive_n,
-                "repeat": rate_row(code, repeated_n, len(items)),
-                "channels": dict(sorted(_count(r.channel for r in items).items())),
-                "countries": dict(sorted(_count(r.country for r in items).items())),
+                "repeat": rate_row(code, repeated_n, contacts),
+                "channels": dict(sorted(channels.items())),
+                "countries": dict(sorted(countries.items())),
             }
         )
     reasons.sort(key=lambda r: (-r["contacts"], r["reason"]))
+    month_contacts = sum(r["contacts"] for r in reasons)
     self_care_n = sum(r["contacts"] for r in reasons if r["avoidable"])
     avoidable = sum(r["avoidable_contacts"] for r in reasons)
     by_notice = sum(r["avoidable_by_notice"] for r in reasons)
@@ -161,43 +178,81 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
         "month": month,
         "previous_month": previous,
         "window_days": window.days,
-        "contacts": len(current),
+        "contacts": month_contacts,
         "previous_contacts": sum(before.values()),
-        "repeat": rate_row("all", all_repeats, len(current)),
-        "avoidable": rate_row("all", avoidable, len(current)),
-        "avoidable_self_care": rate_row("self_care", self_care_n, len(current)),
-        "avoidable_by_notice": rate_row("proactive_notice", by_notice, len(current)),
-        "by_channel": dict(sorted(_count(r.channel for r in current).items())),
-        "by_country": dict(sorted(_count(r.country for r in current).items())),
+        "repeat": rate_row("all", all_repeats, month_contacts),
+        "avoidable": rate_row("all", avoidable, month_contacts),
+        "avoidable_self_care": rate_row("self_care", self_care_n, month_contacts),
+        "avoidable_by_notice": rate_row("proactive_notice", by_notice, month_contacts),
+        "by_channel": dict(sorted(by_channel.items())),
+        "by_country": dict(sorted(by_country.items())),
         "growing": [r["reason"] for r in reasons if r["growing"]],
         "reasons": reasons,
     }
 
 
-def _unwarned_incident_contacts(
-    session: Session, contacts: Sequence[Any], *, start: datetime, end: datetime
-) -> set[tuple[int, str, datetime]]:
-    """The contacts (member, reason, start) a proactive notice would have prevented: made while an
+def _came_back_within(session: Session, window: timedelta) -> Any:
+    """Whether the member contacted again on the same reason after this contact, within ``window``
+    (``rules.repeated``: the first contact did not settle it), as a condition on ``Contact``: an
+    index probe of (member, reason, started_at) per contact. Times are compared as each database
+    stores them: on SQLite the text ``YYYY-MM-DD HH:MM:SS.ffffff``, the bound written the same way
+    (whole seconds added, the fraction kept), so a contact exactly ``window`` later counts, as in
+    Python."""
+    later = aliased(Contact)
+    if session.get_bind().dialect.name == "sqlite":
+        seconds = int(window.total_seconds())
+        assert seconds == window.total_seconds(), "the window is whole seconds (days, in the config)"
+        bound: Any = func.strftime("%Y-%m-%d %H:%M:%S", Contact.started_at, f"+{seconds} seconds").concat(
+            func.substr(Contact.started_at, 20)
+        )
+        later_at: Any = type_coerce(later.started_at, String())
+        this_at: Any = type_coerce(Contact.started_at, String())
+    else:
+        bound = Contact.started_at + bindparam("p_window", window, type_=Interval())
+        later_at, this_at = later.started_at, Contact.started_at
+    return (
+        select(later.id)
+        .where(
+            later.member_id == Contact.member_id,
+            later.reason == Contact.reason,
+            later_at > this_at,
+            later_at <= bound,
+        )
+        .exists()
+    )
+
+
+def _unwarned_incident_contacts(session: Session, *, start: datetime, end: datetime) -> dict[str, int]:
+    """Per reason, the month's contacts a proactive notice would have prevented: made while an
     incident affecting the member was active, on a reason it explains (none listed: any), before
-    the member's initial notice was sent (or when it never was)."""
+    the member's initial notice was sent (or when it never was). Only the contacts of members with
+    an initial notice of an incident active in the month are read (a notice was owed to them)."""
     incidents = session.execute(
         select(Incident.id, Incident.since, Incident.resolved_at, Incident.affects).where(
             Incident.since < end, (Incident.resolved_at.is_(None)) | (Incident.resolved_at >= start)
         )
     ).all()
-    if not incidents or not contacts:
-        return set()
-    member_ids = sorted({row.member_id for row in contacts})
-    notices: dict[tuple[str, int], datetime | None] = {}
-    for chunk in chunks(member_ids):
+    if not incidents:
+        return {}
+    incident_ids = [incident.id for incident in incidents]
+    notices: dict[tuple[str, int], datetime | None] = {
+        (notice.incident_id, notice.member_id): notice.sent_at
         for notice in session.execute(
             select(IncidentNotice.incident_id, IncidentNotice.member_id, IncidentNotice.sent_at).where(
-                IncidentNotice.kind == "initial",
-                IncidentNotice.incident_id.in_([incident.id for incident in incidents]),
-                IncidentNotice.member_id.in_(chunk),
+                IncidentNotice.kind == "initial", IncidentNotice.incident_id.in_(incident_ids)
             )
-        ):
-            notices[(notice.incident_id, notice.member_id)] = notice.sent_at
+        )
+    }
+    if not notices:
+        return {}
+    noticed = select(IncidentNotice.member_id).where(
+        IncidentNotice.kind == "initial", IncidentNotice.incident_id.in_(incident_ids)
+    )
+    contacts = session.execute(
+        select(Contact.member_id, Contact.reason, Contact.started_at).where(
+            Contact.started_at >= start, Contact.started_at < end, Contact.member_id.in_(noticed)
+        )
+    ).all()
     windows = [
         rules.IncidentWindow(
             incident.id,
@@ -207,23 +262,16 @@ def _unwarned_incident_contacts(
         )
         for incident in incidents
     ]
-    found: set[tuple[int, str, datetime]] = set()
+    found: dict[str, int] = defaultdict(int)
     for row in contacts:
         for window in windows:
             key = (window.incident_id, row.member_id)
             if key in notices and rules.notice_would_have_prevented(
                 window, reason=row.reason, contact_at=row.started_at, notice_sent_at=notices[key]
             ):
-                found.add((row.member_id, row.reason, row.started_at))
+                found[row.reason] += 1
                 break
     return found
-
-
-def _count(values: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for value in values:
-        counts[value] += 1
-    return counts
 
 
 def first_contact_verdict(

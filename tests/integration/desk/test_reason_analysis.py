@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from prevenance.common.clock import FrozenClock
+from prevenance.common.periods import month_bounds, previous_month
+from prevenance.db import read_session, unit_of_work
+from prevenance.desk import config, contacts, reports, rules
+from prevenance.desk.tables import Case, Contact
 from tests.conftest import Api, member_body
 from tests.integration.desk.test_contacts_contract import contact_body
 
@@ -104,3 +116,100 @@ def test_contacts_a_proactive_notice_would_have_prevented(api: Api) -> None:
     unknown = dict(incident, id="INC-BAD", affects={"cities": ["Lyon"], "reasons": ["card.nope"]})
     refused = api.post("/v1/incidents", unknown, role="supervisor")
     assert (refused.status_code, refused.json()["field"]) == (422, "affects.reasons")
+
+
+def _report_from_every_row(session: Any, month: str) -> dict[str, Any]:
+    """The reason counts as the report computed them before the database counted them: every contact
+    of the two months (and the window after) read, repeats found member by member in Python
+    (``rules.repeated``). The reference the database's counts must equal."""
+    start, end = month_bounds(month)
+    previous_start, _ = month_bounds(previous_month(month))
+    window = config.current().fcr_window
+    rows = session.execute(
+        select(Contact.member_id, Contact.reason, Contact.channel, Contact.started_at, Case.country)
+        .join(Case, Case.id == Contact.case_id)
+        .where(Contact.started_at >= previous_start, Contact.started_at < end + window)
+        .order_by(Contact.member_id, Contact.reason, Contact.started_at)
+    ).all()
+    starts: dict[tuple[int, str], list[datetime]] = defaultdict(list)
+    for row in rows:
+        starts[(row.member_id, row.reason)].append(row.started_at)
+    repeats = {
+        (member, reason, at)
+        for (member, reason), times in starts.items()
+        for at, again in zip(times, rules.repeated(times, window=window), strict=True)
+        if again
+    }
+    current = [row for row in rows if start <= row.started_at < end]
+    reasons: dict[str, Any] = {}
+    for row in current:
+        entry = reasons.setdefault(
+            row.reason, {"contacts": 0, "repeats": 0, "channels": Counter(), "countries": Counter()}
+        )
+        entry["contacts"] += 1
+        entry["repeats"] += (row.member_id, row.reason, row.started_at) in repeats
+        entry["channels"][row.channel] += 1
+        entry["countries"][row.country] += 1
+    previous = Counter(row.reason for row in rows if row.started_at < start)
+    return {"reasons": reasons, "previous": previous, "contacts": len(current)}
+
+
+def test_the_databases_counts_equal_a_count_of_every_row(
+    engine: Engine, clock: FrozenClock, api: Api
+) -> None:
+    """Random contacts over three months, with ties and follow-ups exactly one window later (the
+    bound is inclusive) or a microsecond past it: the report's counts, made by the database, equal a
+    count of every row in Python, on SQLite (times compared as text) and PostgreSQL."""
+    rng = random.Random(20261207)
+    refs = [f"RR{i}" for i in range(12)]
+    for i, ref in enumerate(refs):
+        assert (
+            api.put(f"/v1/members/{ref}", member_body(country=("FR", "GB", "DE")[i % 3])).status_code == 201
+        )
+    reasons = ["card.lost_stolen", "rewards.balance", "statement.dispute"]
+    window = config.current().fcr_window
+    base = datetime(2025, 12, 1, tzinfo=UTC)
+    moments: list[tuple[str, str, datetime]] = []
+    for _ in range(260):
+        at = base + timedelta(
+            seconds=rng.randrange(86_400 * 90), microseconds=rng.choice((0, 0, 250_000, 999_999))
+        )
+        ref, reason = rng.choice(refs), rng.choice(reasons)
+        moments.append((ref, reason, at))
+        roll = rng.random()
+        if roll < 0.15:
+            moments.append((ref, reason, at + window))  # exactly at the bound: a repeat
+        elif roll < 0.25:
+            moments.append((ref, reason, at + window + timedelta(microseconds=1)))  # just past it
+        elif roll < 0.30:
+            moments.append((ref, reason, at))  # the same instant twice
+    with unit_of_work(engine) as session:
+        for n, (ref, reason, at) in enumerate(moments):
+            contact = contacts.ContactInput(
+                id=f"RC{n}",
+                member_ref=ref,
+                channel=rng.choice(("phone", "chat", "email")),
+                direction="inbound",
+                agent="alice",
+                team="paris-1",
+                reason=reason,
+                started_at=at,
+                ended_at=at,
+                notes="",
+                outcome=rng.choice(("resolved", "escalated")),
+            )
+            assert contacts.log_contact(session, contact=contact, now=clock.now()).status_code == 201
+    for month in ("2026-01", "2026-02"):
+        with read_session(engine) as session:
+            report = reports.reason_report(session, month=month)
+            expected = _report_from_every_row(session, month)
+        assert report["contacts"] == expected["contacts"] > 0
+        assert report["previous_contacts"] == sum(expected["previous"].values())
+        assert {r["reason"] for r in report["reasons"]} == set(expected["reasons"])
+        for row in report["reasons"]:
+            want = expected["reasons"][row["reason"]]
+            assert row["contacts"] == want["contacts"]
+            assert row["repeat"]["successes"] == want["repeats"]
+            assert row["channels"] == dict(want["channels"]) and row["countries"] == dict(want["countries"])
+            assert row["previous"] == expected["previous"][row["reason"]]
+        assert report["repeat"]["successes"] == sum(w["repeats"] for w in expected["reasons"].values()) > 0
