@@ -15,6 +15,7 @@ from prevenance.db import read_session, unit_of_work
 from prevenance.desk import config, contacts, reports, rules
 from prevenance.desk.tables import Case, Contact
 from tests.conftest import Api, member_body
+from tests.integration.desk.contact_inputs import contact_input
 from tests.integration.desk.test_contacts_contract import contact_body
 
 
@@ -185,17 +186,12 @@ def test_the_databases_counts_equal_a_count_of_every_row(
             moments.append((ref, reason, at))  # the same instant twice
     with unit_of_work(engine) as session:
         for n, (ref, reason, at) in enumerate(moments):
-            contact = contacts.ContactInput(
-                id=f"RC{n}",
-                member_ref=ref,
+            contact = contact_input(
+                f"RC{n}",
+                ref,
+                at,
                 channel=rng.choice(("phone", "chat", "email")),
-                direction="inbound",
-                agent="alice",
-                team="paris-1",
                 reason=reason,
-                started_at=at,
-                ended_at=at,
-                notes="",
                 outcome=rng.choice(("resolved", "escalated")),
             )
             assert contacts.log_contact(session, contact=contact, now=clock.now()).status_code == 201

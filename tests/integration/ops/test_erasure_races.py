@@ -27,25 +27,14 @@ from prevenance.loyalty.tables import CardTransaction
 from prevenance.loyalty.transactions import TransactionInput
 from prevenance.views import privacy
 from tests.conftest import Api, member_body
+from tests.integration.desk.contact_inputs import contact_input
 
 SECRET = "Lives at 3 rue X, calls at night"
 WAIT_SECONDS = 120  # a bound for a stuck test, never a timing the result depends on
 
 
 def _contact(contact_id: str, ref: str, now: datetime) -> contacts.ContactInput:
-    return contacts.ContactInput(
-        id=contact_id,
-        member_ref=ref,
-        channel="phone",
-        direction="inbound",
-        agent="alice",
-        team="paris-1",
-        reason="card.lost_stolen",
-        started_at=now,
-        ended_at=now,
-        notes=SECRET,
-        outcome="resolved",
-    )
+    return contact_input(contact_id, ref, now, notes=SECRET)
 
 
 def _until_a_transaction_waits_for_a_lock(engine: Engine) -> None:
@@ -79,6 +68,23 @@ def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any
     thread = threading.Thread(target=run)
     thread.start()
     return thread, outcome
+
+
+def _erasure_held_before_commit(
+    engine: Engine, clock: FrozenClock, ref: str
+) -> tuple[threading.Thread, dict[str, Any], threading.Event]:
+    """An erasure of ``ref`` done and held open before its commit until the returned event is set."""
+    erased, go = threading.Event(), threading.Event()
+
+    def erase_and_hold() -> None:
+        with unit_of_work(engine) as session:
+            privacy.erase_member(session, ref=ref, now=clock.now())
+            erased.set()
+            assert go.wait(WAIT_SECONDS)
+
+    eraser, outcome = _in_thread(erase_and_hold)
+    assert erased.wait(WAIT_SECONDS)
+    return eraser, outcome, go
 
 
 def _secret_left(engine: Engine) -> list[str]:
@@ -127,16 +133,7 @@ def test_a_write_that_starts_during_the_erasure_finds_no_member_and_writes_nothi
     postgres: Engine, clock: FrozenClock, api: Api
 ) -> None:
     assert api.put("/v1/members/R1", member_body()).status_code == 201
-    erased, go = threading.Event(), threading.Event()
-
-    def erase_and_hold() -> None:
-        with unit_of_work(postgres) as session:
-            privacy.erase_member(session, ref="R1", now=clock.now())
-            erased.set()
-            assert go.wait(WAIT_SECONDS)
-
-    eraser, erased_outcome = _in_thread(erase_and_hold)
-    assert erased.wait(WAIT_SECONDS)
+    eraser, erased_outcome, go = _erasure_held_before_commit(postgres, clock, "R1")
     writer, written = _in_thread(
         lambda: run_in_transaction(
             postgres,
@@ -162,21 +159,13 @@ def test_a_batch_of_earns_that_starts_during_the_erasure_refuses_the_erased_memb
     erased member's earn finds no member while the other earn of the batch is written."""
     assert api.put("/v1/members/R1", member_body()).status_code == 201
     assert api.put("/v1/members/R2", member_body(email="r2@example.fr")).status_code == 201
-    erased, go = threading.Event(), threading.Event()
-
-    def erase_and_hold() -> None:
-        with unit_of_work(postgres) as session:
-            privacy.erase_member(session, ref="R1", now=clock.now())
-            erased.set()
-            assert go.wait(WAIT_SECONDS)
 
     def earn(tx_id: str, ref: str) -> earning.EarnRequest:
         return earning.EarnRequest.of(
             TransactionInput(tx_id, ref, "42.50", "EUR", "Librairie", "books", clock.now())
         )
 
-    eraser, erased_outcome = _in_thread(erase_and_hold)
-    assert erased.wait(WAIT_SECONDS)
+    eraser, erased_outcome, go = _erasure_held_before_commit(postgres, clock, "R1")
     batch, earned = _in_thread(
         lambda: earning.run_earns(postgres, [earn("T1", "R1"), earn("T2", "R2")], now=clock.now)
     )
