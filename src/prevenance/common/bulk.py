@@ -162,9 +162,9 @@ def tune_for_bulk(session: Session, *, cache_mib: int = 256) -> None:
     imported at 2,972 a second with 80% of the time in that look-up, 8,750 with custom plans, the
     planning of each look-up costing well under a millisecond.
 
-    SQLite: a page cache the size of the load's working set. The default (2 MiB) holds a sliver of the indexes a load appends to at random places (a
-    member's postings, a random event id), so past a few hundred thousand rows nearly every insert
-    re-reads index pages from the operating system. The setting belongs to the connection (the
+    SQLite: a page cache the size of the load's working set. The default (2 MiB) holds a sliver of
+    the indexes a load appends to at random places (a member's postings, a random event id), so past
+    a few hundred thousand rows nearly every insert re-reads index pages from the operating system. The setting belongs to the connection (the
     cache fills only as pages are used, up to ``cache_mib``) and is harmless for the API's use of it
     afterwards.
     """

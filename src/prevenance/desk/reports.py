@@ -225,8 +225,8 @@ def _came_back_within(session: Session, window: timedelta) -> Any:
 def _unwarned_incident_contacts(session: Session, *, start: datetime, end: datetime) -> dict[str, int]:
     """Per reason, the month's contacts a proactive notice would have prevented: made while an
     incident affecting the member was active, on a reason it explains (none listed: any), before
-    the member's initial notice was sent (or when it never was). Only the contacts of members with
-    an initial notice of an incident active in the month are read (a notice was owed to them)."""
+    the member's initial notice was sent (or when it never was). Only the contacts of members owed
+    an initial notice of an incident active in the month are read, with those notices."""
     incidents = session.execute(
         select(Incident.id, Incident.since, Incident.resolved_at, Incident.affects).where(
             Incident.since < end, (Incident.resolved_at.is_(None)) | (Incident.resolved_at >= start)
@@ -234,25 +234,25 @@ def _unwarned_incident_contacts(session: Session, *, start: datetime, end: datet
     ).all()
     if not incidents:
         return {}
-    incident_ids = [incident.id for incident in incidents]
-    notices: dict[tuple[str, int], datetime | None] = {
-        (notice.incident_id, notice.member_id): notice.sent_at
-        for notice in session.execute(
-            select(IncidentNotice.incident_id, IncidentNotice.member_id, IncidentNotice.sent_at).where(
-                IncidentNotice.kind == "initial", IncidentNotice.incident_id.in_(incident_ids)
-            )
+    # Each contact of the month with the initial notices its member was owed for these incidents
+    # (a contact of a member owed none cannot count): one row per (contact, notice).
+    owed = session.execute(
+        select(
+            Contact.id, Contact.reason, Contact.started_at, IncidentNotice.incident_id, IncidentNotice.sent_at
         )
-    }
-    if not notices:
-        return {}
-    noticed = select(IncidentNotice.member_id).where(
-        IncidentNotice.kind == "initial", IncidentNotice.incident_id.in_(incident_ids)
-    )
-    contacts = session.execute(
-        select(Contact.member_id, Contact.reason, Contact.started_at).where(
-            Contact.started_at >= start, Contact.started_at < end, Contact.member_id.in_(noticed)
+        .join(IncidentNotice, IncidentNotice.member_id == Contact.member_id)
+        .where(
+            Contact.started_at >= start,
+            Contact.started_at < end,
+            IncidentNotice.kind == "initial",
+            IncidentNotice.incident_id.in_([incident.id for incident in incidents]),
         )
     ).all()
+    notices: dict[str, dict[str, datetime | None]] = defaultdict(dict)  # contact → incident → sent
+    reason_and_start: dict[str, tuple[str, datetime]] = {}
+    for contact_id, reason, started_at, incident_id, sent_at in owed:
+        notices[contact_id][incident_id] = sent_at
+        reason_and_start[contact_id] = (reason, started_at)
     windows = [
         rules.IncidentWindow(
             incident.id,
@@ -263,13 +263,13 @@ def _unwarned_incident_contacts(session: Session, *, start: datetime, end: datet
         for incident in incidents
     ]
     found: dict[str, int] = defaultdict(int)
-    for row in contacts:
+    for contact_id, owed_notices in notices.items():
+        reason, started_at = reason_and_start[contact_id]
         for window in windows:
-            key = (window.incident_id, row.member_id)
-            if key in notices and rules.notice_would_have_prevented(
-                window, reason=row.reason, contact_at=row.started_at, notice_sent_at=notices[key]
+            if window.incident_id in owed_notices and rules.notice_would_have_prevented(
+                window, reason=reason, contact_at=started_at, notice_sent_at=owed_notices[window.incident_id]
             ):
-                found[row.reason] += 1
+                found[reason] += 1
                 break
     return found
 
