@@ -4,7 +4,7 @@ replacements, benefit explanations' attribution. Rates carry a Wilson 95% interv
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,13 +12,14 @@ from sqlalchemy import Interval, String, bindparam, func, select, type_coerce
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, aliased
 
+from prevenance.common.base import UtcDateTime
 from prevenance.common.ids import as_utc
 from prevenance.common.inputs import check_month
 from prevenance.common.periods import month_bounds, previous_month
 from prevenance.common.problems import InvalidInput, as_invalid_input
 from prevenance.desk import config, rules
 from prevenance.desk.benefits import benefit_labels
-from prevenance.desk.repository import chunks, same_reason_contacts
+from prevenance.desk.repository import chunks
 from prevenance.desk.tables import (
     BenefitExplanation,
     BenefitUsage,
@@ -36,42 +37,40 @@ def fcr_report(session: Session, *, by: str, month: str | None, now: datetime) -
     Cases are grouped by their first contact's agent, team, channel and reason, the member's
     country when the case opened, or the month it opened. A case whose repeat window is still open
     is reported as undetermined, not counted either way.
+
+    The database counts (one row per key), never one row per case: each case's verdict is
+    ``rules.first_contact_resolved`` written in SQL (``_first_contact_verdict``), held equal to it by
+    a randomized test on both databases.
     """
     if by not in rules.FCR_DIMENSIONS:
         raise InvalidInput(f"by must be one of {', '.join(rules.FCR_DIMENSIONS)}", field="by")
     window = config.current().fcr_window
-    # Plain columns, not ORM objects: a month at desk volumes is some 100,000 cases.
-    statement = select(
-        Case.id,
-        Case.member_id,
-        Case.status,
-        Case.contact_count,
-        Case.resolved_at,
-        Case.country,
-        Contact.agent,
-        Contact.team,
-        Contact.channel,
-        Contact.reason,
-        Contact.outcome,
-        Contact.started_at,
-    ).join(Contact, Contact.id == Case.first_contact_id)
+    first = aliased(Contact)
+    verdict = _first_contact_verdict(session, first, window=window, now=now)
+    key = _month_of(session, first.started_at) if by == "month" else _FCR_KEYS[by](first)
+    statement = (
+        select(
+            key,
+            func.count(verdict),  # cases with a verdict (a NULL verdict is undetermined)
+            func.coalesce(func.sum(verdict), 0),
+            func.count(),
+        )
+        .select_from(Case)
+        .join(first, first.id == Case.first_contact_id)
+        .group_by(key)
+    )
     if month is not None:
         with as_invalid_input():
             start, end = month_bounds(check_month(month))
         statement = statement.where(Case.opened_at >= start, Case.opened_at < end)
-    cases = list(session.execute(statement))
-    repeats = same_reason_contacts(session, cases, window=window)
-    successes: dict[str, int] = defaultdict(int)
-    counted: dict[str, int] = defaultdict(int)
+    successes: dict[str, int] = {}
+    counted: dict[str, int] = {}
     undetermined = 0
-    for case in cases:
-        verdict = first_contact_verdict(case, repeats, window=window, now=now)
-        if verdict is None:
-            undetermined += 1
-            continue
-        key = case.started_at.strftime("%Y-%m") if by == "month" else str(getattr(case, by))
-        counted[key] += 1
-        successes[key] += int(verdict)
+    for value, decided, succeeded, cases in session.execute(statement):
+        undetermined += int(cases) - int(decided)
+        if decided:
+            counted[str(value)] = int(decided)
+            successes[str(value)] = int(succeeded)
     rows = [rate_row(key, successes[key], counted[key]) for key in sorted(counted)]
     return {
         "by": by,
@@ -81,6 +80,74 @@ def fcr_report(session: Session, *, by: str, month: str | None, now: datetime) -
         "overall": rate_row("all", sum(successes.values()), sum(counted.values())),
         "rows": rows,
     }
+
+
+_FCR_KEYS: dict[str, Callable[[Any], Any]] = {
+    "agent": lambda first: first.agent,
+    "team": lambda first: first.team,
+    "channel": lambda first: first.channel,
+    "reason": lambda first: first.reason,
+    "country": lambda _first: Case.country,
+}
+
+
+def _first_contact_verdict(session: Session, first: Any, *, window: timedelta, now: datetime) -> Any:
+    """``rules.first_contact_resolved`` of a ``Case`` row joined with its ``first`` contact, in SQL:
+    0 (not resolved at the first contact), 1 (resolved), NULL (its window is still open)."""
+    timeline = _Timeline(session)
+    settled_at = func.coalesce(Case.resolved_at, first.started_at)
+    deadline = timeline.plus(settled_at, window)
+    later = aliased(Contact)
+    came_back = (
+        select(later.id)
+        .where(
+            later.member_id == Case.member_id,
+            later.reason == first.reason,
+            later.case_id != Case.id,
+            timeline.at(later.started_at) > timeline.at(first.started_at),
+            timeline.at(later.started_at) <= deadline,
+        )
+        .exists()
+    )
+    one_contact_resolved = (
+        (Case.contact_count == 1) & (first.outcome == "resolved") & (Case.status == "resolved")
+    )
+    return sql_case(
+        (~one_contact_resolved, 0),
+        (came_back, 0),
+        # ``now`` keeps its type, so SQLite gets it as the stored text (microseconds included).
+        (bindparam("p_now", now, type_=UtcDateTime()) < deadline, None),
+        else_=1,
+    )
+
+
+class _Timeline:
+    """Times in SQL as each database stores them, so an instant plus a window compares exactly as
+    in Python: PostgreSQL's timestamps and intervals; on SQLite the text ``YYYY-MM-DD
+    HH:MM:SS.ffffff`` SQLAlchemy writes, a later instant written the same way (whole seconds added
+    with ``strftime``, the fraction kept), so a bound exactly one window later is included."""
+
+    def __init__(self, session: Session) -> None:
+        self.sqlite = session.get_bind().dialect.name == "sqlite"
+
+    def at(self, moment: Any) -> Any:
+        return type_coerce(moment, String()) if self.sqlite else moment
+
+    def plus(self, moment: Any, window: timedelta) -> Any:
+        if not self.sqlite:
+            return moment + bindparam(None, window, type_=Interval())
+        seconds = int(window.total_seconds())
+        assert seconds == window.total_seconds(), "the window is whole seconds (days, in the config)"
+        return func.strftime("%Y-%m-%d %H:%M:%S", moment, f"+{seconds} seconds").concat(
+            func.substr(moment, 20)
+        )
+
+
+def _month_of(session: Session, moment: Any) -> Any:
+    """``YYYY-MM`` of a stored instant, in UTC (``common.periods.month_of``)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.substr(moment, 1, 7)
+    return func.to_char(func.timezone("UTC", moment), "YYYY-MM")
 
 
 def reason_report(session: Session, *, month: str) -> dict[str, Any]:
@@ -194,29 +261,16 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
 def _came_back_within(session: Session, window: timedelta) -> Any:
     """Whether the member contacted again on the same reason after this contact, within ``window``
     (``rules.repeated``: the first contact did not settle it), as a condition on ``Contact``: an
-    index probe of (member, reason, started_at) per contact. Times are compared as each database
-    stores them: on SQLite the text ``YYYY-MM-DD HH:MM:SS.ffffff``, the bound written the same way
-    (whole seconds added, the fraction kept), so a contact exactly ``window`` later counts, as in
-    Python."""
+    index probe of (member, reason, started_at) per contact; the bound is included (``_Timeline``)."""
+    timeline = _Timeline(session)
     later = aliased(Contact)
-    if session.get_bind().dialect.name == "sqlite":
-        seconds = int(window.total_seconds())
-        assert seconds == window.total_seconds(), "the window is whole seconds (days, in the config)"
-        bound: Any = func.strftime("%Y-%m-%d %H:%M:%S", Contact.started_at, f"+{seconds} seconds").concat(
-            func.substr(Contact.started_at, 20)
-        )
-        later_at: Any = type_coerce(later.started_at, String())
-        this_at: Any = type_coerce(Contact.started_at, String())
-    else:
-        bound = Contact.started_at + bindparam("p_window", window, type_=Interval())
-        later_at, this_at = later.started_at, Contact.started_at
     return (
         select(later.id)
         .where(
             later.member_id == Contact.member_id,
             later.reason == Contact.reason,
-            later_at > this_at,
-            later_at <= bound,
+            timeline.at(later.started_at) > timeline.at(Contact.started_at),
+            timeline.at(later.started_at) <= timeline.plus(Contact.started_at, window),
         )
         .exists()
     )
