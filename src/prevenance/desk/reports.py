@@ -95,19 +95,14 @@ def _first_contact_verdict(session: Session, first: Any, *, window: timedelta, n
     """``rules.first_contact_resolved`` of a ``Case`` row joined with its ``first`` contact, in SQL:
     0 (not resolved at the first contact), 1 (resolved), NULL (its window is still open)."""
     timeline = _Timeline(session)
-    settled_at = func.coalesce(Case.resolved_at, first.started_at)
-    deadline = timeline.plus(settled_at, window)
-    later = aliased(Contact)
-    came_back = (
-        select(later.id)
-        .where(
-            later.member_id == Case.member_id,
-            later.reason == first.reason,
-            later.case_id != Case.id,
-            timeline.at(later.started_at) > timeline.at(first.started_at),
-            timeline.at(later.started_at) <= deadline,
-        )
-        .exists()
+    deadline = timeline.plus(func.coalesce(Case.resolved_at, first.started_at), window)
+    came_back = _came_back(
+        timeline,
+        member_id=Case.member_id,
+        reason=first.reason,
+        after=first.started_at,
+        until=deadline,
+        other_than_case=Case.id,
     )
     one_contact_resolved = (
         (Case.contact_count == 1) & (first.outcome == "resolved") & (Case.status == "resolved")
@@ -167,6 +162,16 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
     settings = config.current()
     window = settings.fcr_window
     in_month = (Contact.started_at >= start) & (Contact.started_at < end)
+    # A repeat (``rules.repeated``): the member contacted again on the same reason after this
+    # contact, within the window; an index probe of (member, reason, started_at) per contact.
+    timeline = _Timeline(session)
+    repeat = _came_back(
+        timeline,
+        member_id=Contact.member_id,
+        reason=Contact.reason,
+        after=Contact.started_at,
+        until=timeline.plus(Contact.started_at, window),
+    )
     # Counted by the database: one row per (reason, channel, country) with its contacts and repeats,
     # one per reason of the month before; never one row per contact (a month is some 100,000).
     cells = session.execute(
@@ -175,7 +180,7 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
             Contact.channel,
             Case.country,
             func.count(),
-            func.coalesce(func.sum(sql_case((_came_back_within(session, window), 1), else_=0)), 0),
+            func.coalesce(func.sum(sql_case((repeat, 1), else_=0)), 0),
         )
         .join(Case, Case.id == Contact.case_id)
         .where(in_month)
@@ -258,22 +263,22 @@ def reason_report(session: Session, *, month: str) -> dict[str, Any]:
     }
 
 
-def _came_back_within(session: Session, window: timedelta) -> Any:
-    """Whether the member contacted again on the same reason after this contact, within ``window``
-    (``rules.repeated``: the first contact did not settle it), as a condition on ``Contact``: an
-    index probe of (member, reason, started_at) per contact; the bound is included (``_Timeline``)."""
-    timeline = _Timeline(session)
+def _came_back(
+    timeline: _Timeline, *, member_id: Any, reason: Any, after: Any, until: Any, other_than_case: Any = None
+) -> Any:
+    """``EXISTS`` a contact of ``member_id`` on ``reason`` strictly after ``after`` and up to
+    ``until`` included (optionally in another case than ``other_than_case``): the member came back,
+    so the contact before did not settle it. The one definition of a repeat for both reports."""
     later = aliased(Contact)
-    return (
-        select(later.id)
-        .where(
-            later.member_id == Contact.member_id,
-            later.reason == Contact.reason,
-            timeline.at(later.started_at) > timeline.at(Contact.started_at),
-            timeline.at(later.started_at) <= timeline.plus(Contact.started_at, window),
-        )
-        .exists()
-    )
+    conditions = [
+        later.member_id == member_id,
+        later.reason == reason,
+        timeline.at(later.started_at) > timeline.at(after),
+        timeline.at(later.started_at) <= until,
+    ]
+    if other_than_case is not None:
+        conditions.append(later.case_id != other_than_case)
+    return select(later.id).where(*conditions).exists()
 
 
 def _unwarned_incident_contacts(session: Session, *, start: datetime, end: datetime) -> dict[str, int]:
